@@ -1,0 +1,86 @@
+"""An ONNX digit classifier behind one call: uint8 [N, 28, 28] -> float32 [N, 10].
+
+Two kinds of model are taken:
+- `digits export` models: input `image` uint8 [batch, 28, 28], output `probabilities`
+  (all preprocessing is inside the graph);
+- plain float classifiers, as other converters write them: pixels/255 as float32
+  [batch, 784], [batch, 28, 28], [batch, 28, 28, 1] or [batch, 1, 28, 28], one
+  output with 10 values per digit (probabilities, or logits that we softmax).
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from digits.errors import ModelError
+
+NUM_CLASSES = 10
+FLOAT_INPUT_SHAPES = ([784], [28, 28], [28, 28, 1], [1, 28, 28])
+
+
+def _describe(node) -> str:
+    dims = ",".join(str(d) if isinstance(d, int) else str(d or "?") for d in node.shape)
+    return f"{node.name} {node.type} [{dims}]"
+
+
+class OnnxClassifier:
+    def __init__(self, path: Path, threads: int = 0):
+        """`threads`: onnxruntime's intra-op threads (0: one per core)."""
+        import onnxruntime as ort
+
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own types for unreadable models
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{path}: not a loadable ONNX model ({reason})") from e
+        self.path = path
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        wanted = (
+            "one input, uint8 [batch,28,28] (a `digits export` model) or float "
+            "[batch,784] / [batch,28,28(,1)], with a [batch,10] output"
+        )
+        if len(inputs) != 1:
+            takes = "; ".join(_describe(i) for i in inputs)
+            raise ModelError(f"{path}: model takes {len(inputs)} inputs ({takes}); needs {wanted}")
+        self.input = inputs[0]
+        fixed = list(self.input.shape[1:])
+        if self.input.type == "tensor(uint8)" and fixed == [28, 28]:
+            self.exported = True
+        elif self.input.type == "tensor(float)" and fixed in FLOAT_INPUT_SHAPES:
+            self.exported = False
+            self.float_shape = tuple(fixed)
+        else:
+            raise ModelError(f"{path}: model takes {_describe(self.input)}; needs {wanted}")
+        names = [o.name for o in outputs]
+        if self.exported and "probabilities" in names:
+            self.output = "probabilities"
+        else:
+            tens = [o.name for o in outputs if len(o.shape) == 2 and o.shape[1] == NUM_CLASSES]
+            if not tens:
+                gives = "; ".join(_describe(o) for o in outputs)
+                raise ModelError(f"{path}: model gives {gives}; needs {wanted}")
+            self.output = tens[0]
+
+    def predict(self, digits: np.ndarray) -> np.ndarray:
+        """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits."""
+        if self.exported:
+            feed = np.ascontiguousarray(digits, dtype=np.uint8)
+            return self.session.run([self.output], {self.input.name: feed})[0]
+        feed = (digits.astype(np.float32) / np.float32(255.0)).reshape(-1, *self.float_shape)
+        return _as_probabilities(self.session.run([self.output], {self.input.name: feed})[0])
+
+
+def _as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Rows that are not already probability distributions (logits) get a softmax."""
+    scores = scores.astype(np.float32, copy=False)
+    is_distribution = (scores >= 0).all(axis=1) & (np.abs(scores.sum(axis=1) - 1) < 1e-3)
+    if is_distribution.all():
+        return scores
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    softmax = shifted / shifted.sum(axis=1, keepdims=True)
+    return np.where(is_distribution[:, None], scores, softmax)

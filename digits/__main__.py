@@ -1,0 +1,3 @@
+from digits.cli import main
+
+main()

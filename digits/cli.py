@@ -1,0 +1,31 @@
+"""The `digits` program: each part's commands, and errors turned into exit codes.
+
+Command modules import nothing heavy at the top: `digits --help` and
+`digits classify` must never import TensorFlow.
+"""
+
+import sys
+
+import typer
+
+from digits.errors import DigitsError
+from trainer import cli as trainer_cli
+
+app = typer.Typer(
+    name="digits",
+    help="Train, export and run handwritten-digit classifiers (Keras -> ONNX -> onnxruntime).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command()(trainer_cli.train)
+app.command()(trainer_cli.evaluate)
+
+
+def main() -> None:
+    """Entry point: the one place user errors become a line on stderr and an exit code."""
+    try:
+        app()
+    except DigitsError as e:
+        print(f"digits: error: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)

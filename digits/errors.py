@@ -1,0 +1,28 @@
+"""Errors a user can cause, each with the exit code the command line ends with.
+
+Library code raises these with a message written for the user (what went wrong
+and where); `digits.cli.main` prints the message as one line and exits with the
+code. Anything else escaping is a bug and keeps its traceback.
+"""
+
+# Exit codes, documented in the README.
+EXIT_OK = 0
+EXIT_FATAL = 1  # bad input file, unusable model, output not writable
+EXIT_USAGE = 2  # Typer/Click usage errors
+EXIT_SOME_FAILED = 3  # classify: some items failed, the rest were written
+EXIT_CHECK_FAILED = 4  # export: the ONNX model does not match Keras
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+class DigitsError(Exception):
+    """A problem the user can fix; its message is the whole explanation."""
+
+    exit_code = EXIT_FATAL
+
+
+class DataError(DigitsError):
+    """A data file or folder that cannot be read as digits and labels."""
+
+
+class ModelError(DigitsError):
+    """A model file that cannot be loaded or does not fit the contract."""

@@ -1,0 +1,56 @@
+"""Shared fixtures: small real digits, and running the `digits` program."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trainer.data import Mnist
+from trainer.data.sample import load_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def sample() -> Mnist:
+    """The bundled 5,000 real MNIST digits (4,000 train / 1,000 test)."""
+    return load_sample()
+
+
+@pytest.fixture(scope="session")
+def small(sample) -> Mnist:
+    """600 train and 200 test real digits: enough to train a few epochs in seconds."""
+    return Mnist(sample.x_train[:600], sample.y_train[:600], sample.x_test[:200], sample.y_test[:200], "small")
+
+
+@pytest.fixture(scope="session")
+def small_npz(small, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "mnist.npz"
+    np.savez(path, x_train=small.x_train, y_train=small.y_train, x_test=small.x_test, y_test=small.y_test)
+    return path
+
+
+def run_digits(*args: str, stdin: str | None = None, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """Run the installed program as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "digits", *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    """A user error ends in exit `code` and one stderr line naming what and where; no traceback."""
+    assert result.returncode == code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("digits: error:")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]

@@ -1,0 +1,98 @@
+"""LeCun's IDX files: a directory with the four MNIST files, gzipped or not.
+
+Format: a 4-byte magic (0, 0, type, ndim), ndim big-endian uint32 sizes, then
+the data. MNIST uses type 0x08 (unsigned byte): images 0x00000803 [N, 28, 28],
+labels 0x00000801 [N].
+"""
+
+import gzip
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from digits.errors import DataError
+from trainer.data.digitset import Mnist, check_images, check_labels
+
+UBYTE = 0x08
+IMAGES_MAGIC = 0x00000803
+LABELS_MAGIC = 0x00000801
+
+# The canonical names, and the dotted spelling some mirrors use.
+FILES = {
+    "train_images": ("train-images-idx3-ubyte", "train-images.idx3-ubyte"),
+    "train_labels": ("train-labels-idx1-ubyte", "train-labels.idx1-ubyte"),
+    "test_images": ("t10k-images-idx3-ubyte", "t10k-images.idx3-ubyte"),
+    "test_labels": ("t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte"),
+}
+
+
+def find_idx_files(folder: Path) -> dict[str, Path] | None:
+    """The four files in `folder`, or None when it holds none of them.
+
+    Raises DataError when it holds some but not all.
+    """
+    found: dict[str, Path] = {}
+    for role, names in FILES.items():
+        for name in names:
+            for candidate in (folder / name, folder / f"{name}.gz"):
+                if candidate.is_file():
+                    found[role] = candidate
+                    break
+            if role in found:
+                break
+    if not found:
+        return None
+    missing = [FILES[role][0] for role in FILES if role not in found]
+    if missing:
+        raise DataError(f"{folder}: IDX files incomplete, missing {', '.join(missing)} (or .gz)")
+    return found
+
+
+def read_idx(path: Path, expected_magic: int) -> np.ndarray:
+    """One IDX file -> uint8 array, checking magic, dimensions and length."""
+    try:
+        raw = path.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path}: cannot read ({e})") from e
+    if len(raw) < 4:
+        raise DataError(f"{path}: too short to be an IDX file ({len(raw)} bytes)")
+    magic = struct.unpack(">I", raw[:4])[0]
+    if magic != expected_magic:
+        kind = "images (0x00000803)" if expected_magic == IMAGES_MAGIC else "labels (0x00000801)"
+        raise DataError(f"{path}: bad magic number 0x{magic:08x}, expected IDX {kind}")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated header")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = int(np.prod(dims, dtype=np.int64))
+    actual = len(raw) - header
+    if actual != expected:
+        what = "truncated" if actual < expected else "has trailing bytes"
+        raise DataError(
+            f"{path}: {what}: header says {'x'.join(map(str, dims))} = {expected:,} bytes of data, found {actual:,}"
+        )
+    return np.frombuffer(raw, np.uint8, offset=header).reshape(dims)
+
+
+def load_idx_folder(folder: Path) -> Mnist:
+    files = find_idx_files(folder)
+    if files is None:
+        raise DataError(f"{folder}: no IDX files ({FILES['train_images'][0]} ...)")
+    x_train = check_images(read_idx(files["train_images"], IMAGES_MAGIC), str(files["train_images"]))
+    x_test = check_images(read_idx(files["test_images"], IMAGES_MAGIC), str(files["test_images"]))
+    y_train = read_idx(files["train_labels"], LABELS_MAGIC)
+    y_test = read_idx(files["test_labels"], LABELS_MAGIC)
+    return Mnist(
+        x_train=x_train,
+        y_train=check_labels(
+            y_train, len(x_train), f"{files['train_labels']} (for {files['train_images'].name})"
+        ),
+        x_test=x_test,
+        y_test=check_labels(y_test, len(x_test), f"{files['test_labels']} (for {files['test_images'].name})"),
+        source=f"IDX files in {folder}",
+    )

@@ -1,0 +1,80 @@
+"""A folder of digit images sorted into class folders.
+
+    DIR/train/0..9/*.png  and  DIR/test/0..9/*.png
+or  DIR/0..9/*.png        (a test part is then split off, stratified, fixed seed)
+
+Images of any size are brought to MNIST's form by the batch runner's decoder,
+so training sees exactly what `digits classify` will feed the model.
+"""
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from batch.decode import ImageError, decode_digit, is_image_path
+from digits.errors import DataError
+from trainer.data.digitset import Mnist, stratified_split
+
+TEST_FRACTION = 0.2
+SPLIT_SEED = 0
+CLASS_DIRS = [str(d) for d in range(10)]
+
+
+def is_image_folder(folder: Path) -> bool:
+    return any((folder / d).is_dir() for d in CLASS_DIRS) or (folder / "train").is_dir()
+
+
+def _list_class_files(root: Path) -> tuple[list[Path], np.ndarray]:
+    paths: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(CLASS_DIRS):
+        class_dir = root / name
+        if not class_dir.is_dir():
+            continue
+        files = sorted(p for p in class_dir.iterdir() if p.is_file() and is_image_path(p))
+        paths += files
+        labels += [label] * len(files)
+    if not paths:
+        raise DataError(f"{root}: no image files in class folders 0..9")
+    return paths, np.array(labels, np.int64)
+
+
+def _decode_file(path: Path) -> np.ndarray:
+    try:
+        return decode_digit(path.read_bytes())
+    except ImageError as e:
+        raise DataError(f"{path}: {e}") from e
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+
+
+def _read_images(paths: list[Path]) -> np.ndarray:
+    # OpenCV releases the GIL while decoding, so two threads use both cores.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return np.stack(list(pool.map(_decode_file, paths)))
+
+
+def load_image_folder(folder: Path) -> Mnist:
+    if (folder / "train").is_dir():
+        if not (folder / "test").is_dir():
+            raise DataError(f"{folder}: has train/ but no test/ folder")
+        train_paths, y_train = _list_class_files(folder / "train")
+        test_paths, y_test = _list_class_files(folder / "test")
+        return Mnist(
+            x_train=_read_images(train_paths),
+            y_train=y_train,
+            x_test=_read_images(test_paths),
+            y_test=y_test,
+            source=f"image folder {folder} (train/, test/)",
+        )
+    paths, labels = _list_class_files(folder)
+    images = _read_images(paths)
+    train_idx, test_idx = stratified_split(labels, TEST_FRACTION, SPLIT_SEED)
+    return Mnist(
+        x_train=images[train_idx],
+        y_train=labels[train_idx],
+        x_test=images[test_idx],
+        y_test=labels[test_idx],
+        source=f"image folder {folder} ({TEST_FRACTION:.0%} held out for test, seed {SPLIT_SEED})",
+    )

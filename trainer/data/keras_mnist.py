@@ -1,0 +1,43 @@
+"""Keras's own MNIST: its cached mnist.npz, else its download."""
+
+import contextlib
+import os
+import socket
+import sys
+from pathlib import Path
+
+from digits.errors import DataError
+from trainer.backend import import_keras
+from trainer.data.digitset import Mnist
+from trainer.data.npz import load_npz
+
+DOWNLOAD_TIMEOUT_S = 20
+
+
+def keras_cache_path() -> Path:
+    # Where keras.datasets.mnist.load_data() keeps its download.
+    home = os.environ.get("KERAS_HOME") or Path.home() / ".keras"
+    return Path(home, "datasets", "mnist.npz")
+
+
+def load_keras_mnist() -> Mnist:
+    """Keras's 60,000 + 10,000 digits. Raises DataError when they cannot be had.
+
+    A cached file is read with our own safe loader (no pickle, full checks);
+    only a download goes through Keras, and so imports TensorFlow.
+    """
+    cached = keras_cache_path()
+    if cached.is_file():
+        return load_npz(cached, source=f"Keras MNIST ({cached})")
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # Keras's download has none
+    try:
+        keras = import_keras()
+        with contextlib.redirect_stdout(sys.stderr):  # Keras announces the download on stdout
+            keras.datasets.mnist.load_data()
+    except Exception as e:  # any network or storage failure means: not available
+        reason = " ".join(str(e).split(" -- ")[-1].split())[:160] or type(e).__name__
+        raise DataError(f"Keras MNIST could not be downloaded ({reason})") from e
+    finally:
+        socket.setdefaulttimeout(previous)
+    return load_npz(cached, source=f"Keras MNIST ({cached})")

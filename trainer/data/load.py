@@ -1,0 +1,40 @@
+"""One entry point: a path (or nothing) -> Mnist, whatever the form."""
+
+import sys
+from pathlib import Path
+
+from digits.errors import DataError
+from trainer.data.digitset import Mnist
+from trainer.data.idx import find_idx_files, load_idx_folder
+from trainer.data.imagefolder import is_image_folder, load_image_folder
+from trainer.data.keras_mnist import load_keras_mnist
+from trainer.data.npz import load_npz
+from trainer.data.sample import load_sample
+
+
+def load_mnist(path: Path | None = None, *, notice=lambda msg: print(msg, file=sys.stderr)) -> Mnist:
+    """Read MNIST from `path`: an .npz, a folder of IDX files, or an image folder.
+
+    Without a path: Keras's MNIST, or when that cannot be had, the bundled
+    5,000-digit sample, with a one-line notice through `notice`.
+    """
+    if path is None:
+        try:
+            return load_keras_mnist()
+        except DataError as e:
+            data = load_sample()
+            notice(f"notice: {e}; using the {data.source}")
+            return data
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.is_file():
+        if path.suffix == ".npz":
+            return load_npz(path)
+        raise DataError(f"{path}: not an .npz file; give an .npz, a folder of IDX files or an image folder")
+    if find_idx_files(path) is not None:
+        return load_idx_folder(path)
+    if is_image_folder(path):
+        return load_image_folder(path)
+    raise DataError(
+        f"{path}: holds neither the four MNIST IDX files nor class folders 0..9 (or train/ and test/)"
+    )

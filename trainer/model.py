@@ -1,0 +1,59 @@
+"""The seed's network, and the Keras side of the digit contract."""
+
+from pathlib import Path
+
+import numpy as np
+
+from digits.errors import ModelError
+from trainer.backend import import_keras
+
+NUM_CLASSES = 10
+
+
+def build_mlp(dropout: float = 0.25):
+    """784 -> 256 -> 128 -> 64 -> 10, dropout after each hidden layer (the seed's recipe)."""
+    keras = import_keras()
+    from keras import layers
+
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(784,), name="pixels"),
+            layers.Dense(256, activation="relu"),
+            layers.Dropout(dropout),
+            layers.Dense(128, activation="relu"),
+            layers.Dropout(dropout),
+            layers.Dense(64, activation="relu"),
+            layers.Dropout(dropout),
+            layers.Dense(NUM_CLASSES, activation="softmax"),
+        ],
+        name="mnist_mlp",
+    )
+    model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def model_input(digits: np.ndarray, input_shape: tuple) -> np.ndarray:
+    """The Keras model's input step: uint8 [N, 28, 28] -> float32 pixels/255 in `input_shape`.
+
+    `input_shape` is the model's, batch axis first: (None, 784) for the MLP,
+    (None, 28, 28, 1) or (None, 28, 28) for image models.
+    """
+    return (digits.astype(np.float32) / 255.0).reshape(-1, *input_shape[1:])
+
+
+def load_keras_model(path: Path):
+    """Load a .keras file with safe mode on: no code from Lambda layers runs."""
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    keras = import_keras()
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+    except Exception as e:  # Keras raises many types for a bad file; all mean "not loadable"
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: not a loadable Keras model ({reason[:200]})") from e
+
+
+def predict_keras(model, digits: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits."""
+    x = model_input(digits, tuple(model.inputs[0].shape))
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)

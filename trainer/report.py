@@ -1,0 +1,62 @@
+"""A training run's artefacts: history.json/.png, metrics.json, confusion.png."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def write_json(path: Path, payload: dict) -> None:
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def plot_history(history: dict, path: Path) -> None:
+    """Loss and accuracy per epoch, training against validation, as the seed plots them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, len(history["loss"]) + 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, title in ((axes[0], "loss", "Loss"), (axes[1], "accuracy", "Accuracy")):
+        ax.plot(epochs, history[key], label="training")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], label="validation")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(matrix: list[list[int]], path: Path, title: str = "Confusion matrix (test)") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = np.asarray(matrix)
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    ax.imshow(m, cmap="Blues")
+    for (i, j), count in np.ndenumerate(m):
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
+                color="white" if count > m.max() / 2 else "black")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted label")
+    ax.set_ylabel("true label")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def format_confusion(matrix: list[list[int]]) -> str:
+    """The matrix as a text table: rows true labels, columns predicted."""
+    lines = ["true\\pred " + "".join(f"{c:>6}" for c in range(10))]
+    for label, row in enumerate(matrix):
+        lines.append(f"{label:>9} " + "".join(f"{n:>6}" for n in row))
+    return "\n".join(lines)
