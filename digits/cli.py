@@ -9,6 +9,7 @@ import sys
 import typer
 
 from digits.errors import DigitsError
+from exporter import cli as exporter_cli
 from trainer import cli as trainer_cli
 
 app = typer.Typer(
@@ -20,6 +21,9 @@ app = typer.Typer(
 )
 app.command()(trainer_cli.train)
 app.command()(trainer_cli.evaluate)
+app.command()(exporter_cli.export)
+app.command()(exporter_cli.inspect)
+app.command()(exporter_cli.bench)
 
 
 def main() -> None:

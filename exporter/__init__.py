@@ -1,0 +1,10 @@
+"""The exporter: a Keras digit classifier -> a self-contained, parity-checked ONNX model.
+
+convert.py   Keras -> ONNX graph (uint8 image in, probabilities + label out)
+metadata.py  what a deployer reads from the file
+parity.py    Keras vs onnxruntime (and onnx's reference evaluator): numbers, pass/fail
+quantize.py  the int8 variant and its own check
+ort_format.py  the ONNX Runtime Mobile (.ort) variant
+export.py    the whole export: convert, check, write atomically
+inspect.py   what an .onnx file holds (onnx only, no TensorFlow)
+"""

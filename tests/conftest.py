@@ -54,3 +54,34 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragm
     assert len(errors) == 1, result.stderr
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+def run_main(argv: list, capsys) -> tuple[int, str, str]:
+    """Run `digits` in this process (so tests can patch it): (exit code, stdout, stderr)."""
+    from digits.cli import main
+
+    old = sys.argv
+    sys.argv = ["digits", *map(str, argv)]
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = old
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="session")
+def trained_mlp(small, tmp_path_factory) -> Path:
+    """A seed MLP trained 3 epochs on the small real digits, saved with a metrics.json beside it."""
+    import json
+
+    from trainer.fit import Recipe, train
+
+    folder = tmp_path_factory.mktemp("mlp")
+    trained = train(small, Recipe(epochs=3, batch_size=64), verbose=0, summary=lambda _: None)
+    trained.model.save(folder / "model.keras")
+    (folder / "metrics.json").write_text(json.dumps({"test_accuracy": 0.9, "data_source": "small test set"}))
+    return folder / "model.keras"

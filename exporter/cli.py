@@ -1,0 +1,77 @@
+"""`digits export` and `digits inspect`."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from exporter.convert import DEFAULT_OPSET, MIN_OPSET
+from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
+
+
+def export(
+    model: Annotated[Path, typer.Argument(help="The .keras model to export (loaded in safe mode).")],
+    out: Annotated[Path, typer.Option(help="Where to write the ONNX model.")] = Path("model.onnx"),
+    data: Annotated[Optional[Path], typer.Option(help="Real digits for the parity check (any `digits train --data` form) [default: the trainer's default source]")] = None,
+    opset: Annotated[int, typer.Option(min=MIN_OPSET, max=DEFAULT_OPSET, help="ONNX opset.")] = DEFAULT_OPSET,
+    atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance on the probabilities.")] = DEFAULT_ATOL,
+    rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance on the probabilities.")] = DEFAULT_RTOL,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write MODEL.int8.onnx (dynamic int8), checked against the float model.")] = False,
+    ort: Annotated[bool, typer.Option("--ort", help="Also write MODEL.ort for ONNX Runtime Mobile, checked to give the same labels.")] = False,
+) -> None:
+    """Export a Keras digit classifier to a self-contained ONNX model, proving parity with Keras.
+
+    The model takes uint8 [batch, 28, 28] images and gives probabilities and label. Keras and
+    onnxruntime are compared on real and edge-case digits; the model is written only if they
+    agree (exit 4 otherwise, with MODEL.parity.json saying by how much).
+    """
+    from exporter.export import export as run_export
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    result = run_export(model, out, data, opset, atol, rtol, int8, ort, log=log)
+    written = [result.model, result.report, *result.variants.values()]
+    print("wrote " + " ".join(str(p) for p in written))
+
+
+def inspect(
+    model: Annotated[Path, typer.Argument(help="An .onnx model.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Show an ONNX model's inputs, outputs, opset, size and metadata."""
+    from exporter.inspect import describe, format_description
+
+    info = describe(model)
+    print(json.dumps(info, indent=2) if as_json else format_description(info))
+
+
+def bench(
+    models: Annotated[list[Path], typer.Argument(help="An .onnx model (its .int8.onnx beside it is included), and optionally its .keras model for comparison.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print digits/s as JSON.")] = False,
+) -> None:
+    """Measure throughput (digits/s) at batch sizes 1, 64, 1,024 and 8,192, side by side."""
+    from digits.errors import ModelError
+    from exporter.export import sibling
+    from exporter.throughput import format_table, measure
+
+    onnx_models: dict[str, Path] = {}
+    keras_path = None
+    for path in models:
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        if path.suffix == ".keras":
+            keras_path = path
+        elif path.suffix in (".onnx", ".ort"):
+            onnx_models[path.name] = path
+            int8 = sibling(path, ".int8.onnx")
+            if path.suffix == ".onnx" and not path.name.endswith(".int8.onnx") and int8.is_file():
+                onnx_models[int8.name] = int8
+        else:
+            raise ModelError(f"{path}: not an .onnx, .ort or .keras model")
+    if not onnx_models:
+        raise ModelError("bench needs at least one .onnx model")
+    results = measure(onnx_models, keras_path)
+    print(json.dumps(results, indent=2) if as_json else format_table(results))

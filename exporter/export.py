@@ -1,0 +1,132 @@
+"""One export, start to finish: nothing lands at --out unless every check passed.
+
+Every file is written beside its destination under a temporary name, checked,
+and only then moved into place, so a failed or interrupted export leaves no
+model a user could mistake for a verified one.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from digits.errors import DigitsError
+from exporter.convert import DEFAULT_OPSET, check_classifier, keras_to_onnx
+from exporter.metadata import export_metadata, set_metadata
+from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity
+
+PARITY_DIGITS = 2000  # real digits compared on every export (test digits first)
+# The int8 model's accuracy is measured on the test digits alone.
+
+
+@dataclass
+class Exported:
+    """Where everything went: the model, its report, and any variants."""
+
+    model: Path
+    report: Path
+    parity: dict
+    variants: dict[str, Path] = field(default_factory=dict)
+
+
+def sibling(out: Path, suffix: str) -> Path:
+    """model.onnx -> model.int8.onnx, model.parity.json, model.ort ..."""
+    return out.with_name(out.name.removesuffix(".onnx") + suffix)
+
+
+def export(
+    keras_path: Path,
+    out: Path,
+    data: Path | None = None,
+    opset: int = DEFAULT_OPSET,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    int8: bool = False,
+    ort: bool = False,
+    log=print,
+) -> Exported:
+    """Convert, prove parity, optionally quantize / convert to .ort, then move into place.
+
+    Raises ModelError (bad input model), DataError (bad --data), ParityError
+    (the checks failed; the report is still written) or DigitsError (unwritable).
+    """
+    import onnx
+
+    from trainer.data import load_mnist
+    from trainer.model import load_keras_model
+
+    model = load_keras_model(keras_path)
+    input_shape = check_classifier(model, str(keras_path))
+    dataset = load_mnist(data, notice=log)
+    digits = np.concatenate([dataset.x_test, dataset.x_train])[:PARITY_DIGITS]
+
+    onnx_model = keras_to_onnx(model, input_shape, opset)
+    metadata = export_metadata(keras_path)
+    set_metadata(onnx_model, metadata)
+    onnx.checker.check_model(onnx_model, full_check=True)
+
+    targets = {"model": out, "report": sibling(out, ".parity.json")}
+    if int8:
+        targets["int8"] = sibling(out, ".int8.onnx")
+    if ort:
+        targets["ort"] = sibling(out, ".ort")
+    # Hidden names that keep the suffix: onnxruntime tells .ort from .onnx by it.
+    temps = {key: path.with_name(f".partial-{path.name}") for key, path in targets.items()}
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(onnx_model, temps["model"])
+    except OSError as e:
+        raise DigitsError(f"{out}: cannot write ({e.strerror or e})") from e
+
+    try:
+        report = check_parity(model, temps["model"], digits, atol, rtol)
+        report.context.update(data_source=dataset.source, opset=opset)
+        if report.passed and int8:
+            from exporter.quantize import check_int8, quantize_int8
+
+            quantize_int8(temps["model"], temps["int8"])
+            int8_model = onnx.load(temps["int8"])
+            set_metadata(int8_model, {**metadata, "quantization": "int8 dynamic, per-channel weights"})
+            onnx.save(int8_model, temps["int8"])
+            report.checks["int8"] = check_int8(
+                temps["model"], temps["int8"], dataset.x_test, dataset.y_test
+            )
+        if report.passed and ort:
+            from exporter.ort_format import check_ort, convert_to_ort
+
+            convert_to_ort(temps["model"], temps["ort"])
+            report.checks["ort"] = check_ort(temps["model"], temps["ort"], digits)
+
+        log(report.table())
+        for name, check in report.checks.items():
+            log(_variant_line(name, check))
+        # The report is evidence either way: it lands even when the check failed.
+        temps["report"].write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        os.replace(temps["report"], targets["report"])
+        if not report.passed:
+            raise ParityError(report, str(out))
+        for key in ("model", "int8", "ort"):
+            if key in temps:
+                os.replace(temps[key], targets[key])
+    finally:
+        for path in temps.values():
+            path.unlink(missing_ok=True)
+
+    return Exported(
+        model=out,
+        report=targets["report"],
+        parity=report.to_json(),
+        variants={k: v for k, v in targets.items() if k in ("int8", "ort")},
+    )
+
+
+def _variant_line(name: str, check: dict) -> str:
+    mark = "✓" if check["passed"] else "✗"
+    if name == "int8":
+        return (
+            f"[{mark}] int8: labels agree {check['label_agreement']:.2%}, accuracy {check['float_accuracy']:.4f} -> "
+            f"{check['int8_accuracy']:.4f}, size {check['size_ratio']:.0%} of float"
+        )
+    return f"[{mark}] ort: labels agree {check['label_agreement']:.2%} with the .onnx model"

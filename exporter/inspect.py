@@ -1,0 +1,50 @@
+"""What an .onnx file holds: inputs, outputs, opset, size, metadata. onnx only."""
+
+import os
+from pathlib import Path
+
+from digits.errors import ModelError
+
+ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
+
+
+def _value_info(value) -> dict:
+    tensor = value.type.tensor_type
+    dims = [d.dim_param or (d.dim_value if d.HasField("dim_value") else "?") for d in tensor.shape.dim]
+    return {"name": value.name, "dtype": ELEM_TYPES.get(tensor.elem_type, str(tensor.elem_type)), "shape": dims}
+
+
+def describe(path: Path) -> dict:
+    import onnx
+
+    if not path.is_file():
+        raise ModelError(f"{path}: no such model file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises DecodeError and others for a non-ONNX file
+        raise ModelError(f"{path}: not an ONNX model ({type(e).__name__})") from e
+    if not model.graph.node and not model.graph.input:
+        raise ModelError(f"{path}: not an ONNX model (no graph)")
+    opsets = {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    return {
+        "path": str(path),
+        "bytes": os.path.getsize(path),
+        "opset": opsets,
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "inputs": [_value_info(v) for v in model.graph.input],
+        "outputs": [_value_info(v) for v in model.graph.output],
+        "metadata": {p.key: p.value for p in model.metadata_props},
+    }
+
+
+def format_description(info: dict) -> str:
+    opsets = ", ".join(f"{domain} {version}" for domain, version in info["opset"].items())
+    lines = [f"{info['path']}: {info['bytes']:,} bytes, opset {opsets}, producer {info['producer'] or '?'}"]
+    for kind in ("inputs", "outputs"):
+        lines.append(f"{kind}:")
+        for v in info[kind]:
+            lines.append(f"  {v['name']:<15} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]")
+    lines.append("metadata:")
+    for key, value in info["metadata"].items():
+        lines.append(f"  {key}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""What a deployer reads from an exported file's metadata_props."""
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+INPUT_CONTRACT = (
+    "image: uint8 [batch, 28, 28], one MNIST-style digit per row: white (255) ink on "
+    "black (0), centred by centre of mass in a 20x20 box; no preprocessing needed. "
+    "Outputs: probabilities float32 [batch, 10] (softmax), label int64 [batch] (argmax)."
+)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def training_metrics(keras_path: Path) -> dict:
+    """test_accuracy and data_source from the trainer's metrics.json beside the model, if any."""
+    path = keras_path.parent / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: str(metrics[k]) for k in ("test_accuracy", "data_source") if k in metrics}
+
+
+def export_metadata(keras_path: Path) -> dict[str, str]:
+    import keras
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    return {
+        "class_labels": json.dumps([str(d) for d in range(10)]),
+        "input_contract": INPUT_CONTRACT,
+        **training_metrics(keras_path),
+        "source_model": keras_path.name,
+        "source_sha256": sha256_of(keras_path),
+        "keras_version": keras.__version__,
+        "tensorflow_version": tf.__version__,
+        "tf2onnx_version": tf2onnx.__version__,
+        "onnx_version": onnx.__version__,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "exported_by": "digits export",
+    }
+
+
+def set_metadata(onnx_model, metadata: dict[str, str]) -> None:
+    del onnx_model.metadata_props[:]
+    for key, value in metadata.items():
+        entry = onnx_model.metadata_props.add()
+        entry.key, entry.value = key, value

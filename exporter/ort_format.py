@@ -1,0 +1,38 @@
+"""The ONNX Runtime Mobile variant (.ort), through onnxruntime's own converter."""
+
+import contextlib
+import io
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def convert_to_ort(onnx_path: Path, ort_path: Path) -> None:
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    # The converter works on folders of *.onnx and names its output after the input.
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp, "model.onnx")
+        shutil.copyfile(onnx_path, source)
+        logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
+        with contextlib.redirect_stdout(io.StringIO()):  # it narrates each step on stdout
+            convert_onnx_models_to_ort(source, output_dir=Path(tmp, "out"), optimization_styles=[OptimizationStyle.Fixed])
+        shutil.move(Path(tmp, "out", "model.ort"), ort_path)
+
+
+def check_ort(onnx_path: Path, ort_path: Path, digits: np.ndarray) -> dict:
+    """The .ort file must load and give the .onnx model's labels."""
+    import onnxruntime as ort
+
+    def labels(path: Path) -> np.ndarray:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(["label"], {"image": digits})[0]
+
+    agreement = float((labels(onnx_path) == labels(ort_path)).mean())
+    check = {"samples": int(len(digits)), "label_agreement": agreement, "passed": agreement == 1.0}
+    if agreement != 1.0:
+        check["failure"] = f"labels agree with the .onnx model on {agreement:.2%}"
+    return check

@@ -1,0 +1,67 @@
+"""Digits per second of exported models (and Keras, for comparison), measured side by side."""
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+BATCH_SIZES = (1, 64, 1024, 8192)
+MIN_SECONDS = 0.3  # per model and batch size: enough repeats for a stable median
+MIN_REPEATS = 5
+
+
+def _median_seconds(run, min_seconds: float = MIN_SECONDS) -> float:
+    run()  # warm-up: first-call allocations are not throughput
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < MIN_REPEATS or spent < min_seconds:
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+        spent += times[-1]
+        if len(times) >= 2000:
+            break
+    return statistics.median(times)
+
+
+def measure(models: dict[str, Path], keras_path: Path | None, batch_sizes=BATCH_SIZES, seed: int = 0) -> dict:
+    """{model name: {batch size: digits/s}} for each ONNX model and, given, the Keras model."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    digits = rng.integers(0, 256, size=(max(batch_sizes), 28, 28), dtype=np.uint8)
+    results: dict[str, dict[int, float]] = {}
+    for name, path in models.items():
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feed_name = session.get_inputs()[0].name
+        results[name] = {
+            b: b / _median_seconds(lambda b=b, s=session, f=feed_name: s.run(None, {f: digits[:b]}))
+            for b in batch_sizes
+        }
+    if keras_path is not None:
+        from trainer.model import load_keras_model, model_input
+
+        model = load_keras_model(keras_path)
+        pixels = model_input(digits, tuple(model.inputs[0].shape))
+        results["keras predict"] = {
+            b: b / _median_seconds(lambda b=b: model.predict(pixels[:b], batch_size=b, verbose=0))
+            for b in batch_sizes
+        }
+    return results
+
+
+def format_table(results: dict) -> str:
+    names = list(results)
+    batch_sizes = list(next(iter(results.values())))
+    width = max(16, *(len(n) + 2 for n in names))
+    lines = [f"{'batch':>7}" + "".join(f"{n + ' d/s':>{width + 4}}" for n in names)]
+    keras = results.get("keras predict")
+    if keras:
+        lines[0] += "".join(f"{n + ' / keras':>{width + 8}}" for n in names if n != "keras predict")
+    for b in batch_sizes:
+        row = f"{b:>7}" + "".join(f"{results[n][b]:>{width + 4},.0f}" for n in names)
+        if keras:
+            row += "".join(f"{results[n][b] / keras[b]:>{width + 7}.1f}x" for n in names if n != "keras predict")
+        lines.append(row)
+    return "\n".join(lines)
