@@ -8,6 +8,7 @@ import sys
 
 import typer
 
+from batch import cli as batch_cli
 from digits.errors import DigitsError
 from exporter import cli as exporter_cli
 from trainer import cli as trainer_cli
@@ -24,6 +25,7 @@ app.command()(trainer_cli.evaluate)
 app.command()(exporter_cli.export)
 app.command()(exporter_cli.inspect)
 app.command()(exporter_cli.bench)
+app.command()(batch_cli.classify)
 
 
 def main() -> None:

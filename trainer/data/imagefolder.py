@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from batch.decode import ImageError, decode_digit, is_image_path
+from batch.decode import ImageError, decode_digit
+from batch.inputs import is_image_path
 from digits.errors import DataError
 from trainer.data.digitset import Mnist, stratified_split
 

@@ -1,0 +1,91 @@
+"""`.npy` arrays of digits, read chunk by chunk from the file.
+
+Accepted: shape (N, 28, 28) or (N, 784); uint8 0..255, or float 0..1 (scaled to
+uint8 the way the exporter's graph expects). Only the header is parsed as
+Python literals; an object array is refused, never unpickled. Rows are read
+with plain file reads rather than a memory map, because mapped pages count
+as resident memory once touched: a 784 MB array would cost 784 MB.
+"""
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from digits.errors import DigitsError
+
+ROW = 28 * 28
+SCAN_ROWS = 65_536  # rows per read when checking float arrays for range and NaN
+
+
+class ArrayError(DigitsError):
+    """An .npy file that is not an array of digits; the message says why."""
+
+
+class DigitArray:
+    """An .npy file of digits, checked on opening; `chunks` yields uint8 [n, 28, 28]."""
+
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                else:
+                    shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+                self.offset = f.tell()
+                f.seek(0, 2)
+                size = f.tell()
+        except OSError as e:
+            raise ArrayError(f"cannot read: {e.strerror or e}") from e
+        except (ValueError, SyntaxError, TypeError) as e:
+            raise ArrayError(f"not a readable .npy file ({str(e).splitlines()[0][:120]})") from e
+        if dtype.hasobject:
+            raise ArrayError("holds Python objects; only numeric arrays are read (allow_pickle=False)")
+        if len(shape) == 2 and shape[1] == ROW:
+            shape = (shape[0], 28, 28)
+        if len(shape) != 3 or shape[1:] != (28, 28):
+            raise ArrayError(f"shape {shape}: expected (N, 28, 28) or (N, 784)")
+        if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
+            raise ArrayError(f"dtype {dtype}: expected uint8 (0..255) or float (0..1)")
+        if fortran and shape[0] > 1:
+            raise ArrayError("Fortran-ordered array; save it in C order (np.ascontiguousarray)")
+        self.dtype, self.length = dtype, shape[0]
+        expected = self.offset + self.length * ROW * dtype.itemsize
+        if size < expected:
+            rows = (size - self.offset) // (ROW * dtype.itemsize)
+            raise ArrayError(f"truncated: header says {self.length:,} rows, file holds {rows:,}")
+        if dtype != np.uint8:
+            self._check_floats()
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _raw_chunks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
+        row_bytes = ROW * self.dtype.itemsize
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            for start in range(0, self.length, size):
+                n = min(size, self.length - start)
+                data = f.read(n * row_bytes)
+                if len(data) != n * row_bytes:
+                    raise ArrayError(f"truncated at row {start + len(data) // row_bytes:,}")
+                yield start, np.frombuffer(data, self.dtype).reshape(n, 28, 28)
+
+    def _check_floats(self) -> None:
+        for start, chunk in self._raw_chunks(SCAN_ROWS):
+            finite = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
+            if not finite.all():
+                raise ArrayError(f"NaN or infinite value in row {start + int(np.flatnonzero(~finite)[0]):,}")
+            low, high = float(chunk.min()), float(chunk.max())
+            if low < 0.0 or high > 1.0:
+                raise ArrayError(f"float values must lie in 0..1, found {low:g}..{high:g} (rows from {start:,})")
+
+    def chunks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
+        """(first row index, uint8 [n, 28, 28]) for consecutive blocks of `size` rows."""
+        for start, chunk in self._raw_chunks(size):
+            if self.dtype != np.uint8:
+                chunk = np.rint(chunk.astype(np.float32) * 255.0).astype(np.uint8)
+            yield start, chunk
