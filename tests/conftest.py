@@ -85,3 +85,13 @@ def trained_mlp(small, tmp_path_factory) -> Path:
     trained.model.save(folder / "model.keras")
     (folder / "metrics.json").write_text(json.dumps({"test_accuracy": 0.9, "data_source": "small test set"}))
     return folder / "model.keras"
+
+
+@pytest.fixture(scope="session")
+def exported_onnx(trained_mlp, small_npz, tmp_path_factory) -> Path:
+    """The trained MLP exported (parity-checked) to ONNX."""
+    from exporter.export import export
+
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    export(trained_mlp, out, data=small_npz, log=lambda _: None)
+    return out

@@ -1,0 +1,251 @@
+"""`digits classify` as a user meets it: inputs, rows, errors and exit codes."""
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.conftest import ROOT, assert_one_line_error, run_digits
+from trainer.model import load_keras_model
+
+
+def rows_of(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def onnx_labels(model, digits) -> list[int]:
+    return ort.InferenceSession(str(model)).run(["label"], {"image": digits})[0].tolist()
+
+
+@pytest.fixture(scope="module")
+def digit_folder(tmp_path_factory, small):
+    """12 PNGs (two in a subfolder) and a stray text file."""
+    root = tmp_path_factory.mktemp("digits")
+    (root / "sub").mkdir()
+    for i in range(10):
+        cv2.imwrite(str(root / f"d{i:02d}.png"), small.x_test[i])
+    for i in (10, 11):
+        cv2.imwrite(str(root / "sub" / f"d{i:02d}.png"), small.x_test[i])
+    (root / "notes.txt").write_text("skip me")
+    return root
+
+
+def test_folder_and_arrays_in_input_order(exported_onnx, digit_folder, small, tmp_path):
+    uint8 = tmp_path / "u8.npy"
+    np.save(uint8, small.x_test[20:25])
+    floats = tmp_path / "f.npy"
+    np.save(floats, (small.x_test[30:33] / 255.0).reshape(3, 784).astype(np.float32))
+
+    result = run_digits("classify", exported_onnx, digit_folder, uint8, floats)
+    assert result.returncode == 0, result.stderr
+    rows = rows_of(result.stdout)
+    expected_sources = [str(digit_folder / f"d{i:02d}.png") for i in range(10)]
+    expected_sources += [str(digit_folder / "sub" / f"d{i:02d}.png") for i in (10, 11)]
+    expected_sources += [f"{uint8}#{i}" for i in range(5)] + [f"{floats}#{i}" for i in range(3)]
+    assert [r["source"] for r in rows] == expected_sources
+    digits = np.concatenate([small.x_test[:12], small.x_test[20:25], small.x_test[30:33]])
+    assert [int(r["label"]) for r in rows] == onnx_labels(exported_onnx, digits)
+    assert all(0 < float(r["confidence"]) <= 1 and r["error"] == "" for r in rows)
+    assert "20 items, 20 classified, 0 failed, 1 skipped" in result.stderr
+    assert "digits/s" in result.stderr and "per label:" in result.stderr
+
+
+def test_no_recursive_glob_and_stdin(exported_onnx, digit_folder):
+    flat = rows_of(run_digits("classify", exported_onnx, digit_folder, "--no-recursive").stdout)
+    assert len(flat) == 10 and not any("sub" in r["source"] for r in flat)
+    only = rows_of(run_digits("classify", exported_onnx, digit_folder, "--glob", "d1*.png").stdout)
+    assert [os.path.basename(r["source"]) for r in only] == ["d10.png", "d11.png"]
+    listed = f"{digit_folder / 'd03.png'}\n\n{digit_folder / 'sub'}\n"
+    result = run_digits("classify", exported_onnx, "-", stdin=listed)
+    assert [os.path.basename(r["source"]) for r in rows_of(result.stdout)] == ["d03.png", "d10.png", "d11.png"]
+
+
+def test_top_k_and_jsonl(exported_onnx, small, tmp_path):
+    array = tmp_path / "a.npy"
+    np.save(array, small.x_test[:6])
+    rows = rows_of(run_digits("classify", exported_onnx, array, "--top-k", "3").stdout)
+    assert list(rows[0]) == ["source", "label", "confidence", "label_1", "prob_1", "label_2", "prob_2",
+                             "label_3", "prob_3", "error"]
+    probs = ort.InferenceSession(str(exported_onnx)).run(["probabilities"], {"image": small.x_test[:6]})[0]
+    for row, p in zip(rows, probs):
+        top = np.argsort(-p)[:3]
+        assert [int(row[f"label_{k}"]) for k in (1, 2, 3)] == top.tolist()
+        assert row["label_1"] == row["label"] and float(row["prob_1"]) == pytest.approx(p[top[0]], rel=1e-5)
+        assert float(row["prob_1"]) >= float(row["prob_2"]) >= float(row["prob_3"])
+
+    out = tmp_path / "rows.jsonl"  # format from the file name
+    result = run_digits("classify", exported_onnx, array, "--top-k", "2", "--output", out)
+    assert result.returncode == 0 and result.stdout == ""
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 6 and lines[0]["source"] == f"{array}#0"
+    assert set(lines[0]) == {"source", "label", "confidence", "label_1", "prob_1", "label_2", "prob_2"}
+    assert [r["label"] for r in lines] == probs.argmax(axis=1).tolist()
+
+
+def _bad_inputs(root, small):
+    """Each kind of unreadable input, with the words its error row must carry."""
+    good = root / "good.png"
+    cv2.imwrite(str(good), small.x_test[0])
+    (root / "empty.png").write_bytes(b"")
+    (root / "truncated.png").write_bytes(good.read_bytes()[:50])
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is no jpeg \xff\xd9")
+    os.symlink(root / "loop_b.png", root / "loop_a.png")
+    os.symlink(root / "loop_a.png", root / "loop_b.png")
+    np.save(root / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.save(root / "nan.npy", np.full((2, 28, 28), np.nan, np.float32))
+    np.save(root / "range.npy", np.full((2, 784), 3.0))
+    np.save(root / "shape.npy", np.zeros((2, 32, 32), np.uint8))
+    np.save(root / "int32.npy", np.zeros((2, 28, 28), np.int32))
+    np.save(root / "short.npy", small.x_test[:50])
+    (root / "short.npy").write_bytes((root / "short.npy").read_bytes()[:-3000])
+    return {
+        "corrupt.jpg": "not a decodable image",
+        "empty.png": "empty file",
+        "int32.npy": "dtype int32",
+        "loop_a.png": "symlink loop",
+        "loop_b.png": "symlink loop",
+        "nan.npy": "NaN",
+        "objects.npy": "Python objects",
+        "range.npy": "0..1",
+        "shape.npy": "shape (2, 32, 32)",
+        "short.npy": "truncated",
+        "truncated.png": "not a decodable image",
+    }
+
+
+def test_bad_items_get_error_rows_and_exit_3(exported_onnx, small, tmp_path):
+    expected = _bad_inputs(tmp_path, small)
+    result = run_digits("classify", exported_onnx, tmp_path, tmp_path / "missing.png")
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    rows = {os.path.basename(r["source"]): r for r in rows_of(result.stdout)}
+    assert rows["good.png"]["label"] != "" and rows["good.png"]["error"] == ""
+    assert rows["missing.png"]["error"] == "no such file or folder"
+    for name, words in expected.items():
+        assert rows[name]["label"] == "" and words in rows[name]["error"], (name, rows[name])
+    assert f"{len(expected) + 2} items, 1 classified, {len(expected) + 1} failed" in result.stderr
+
+
+def test_permission_denied_is_an_error_row(monkeypatch, tmp_path):
+    from batch import run
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("builtins.open", denied)  # root ignores chmod, so the refusal is simulated
+    assert run.read_digit(str(tmp_path / "x.png"), "auto") == "cannot read: Permission denied"
+
+
+def test_inverted_large_digit_is_read_as_its_mnist_form(exported_onnx, small, tmp_path):
+    mnist_form = small.x_test[:60]
+    for i, digit in enumerate(mnist_form):
+        big = cv2.resize(255 - digit, (64, 64), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), big)
+    rows = rows_of(run_digits("classify", exported_onnx, tmp_path).stdout)
+    agreement = np.mean([int(r["label"]) == lab for r, lab in zip(rows, onnx_labels(exported_onnx, mnist_form))])
+    assert agreement >= 0.9, agreement
+
+
+def _float_onnx(keras_path, path, input_shape, logits=False):
+    """The same MLP as a plain float ONNX classifier, as another converter would write it."""
+    weights = load_keras_model(keras_path).get_weights()
+    inits = [numpy_helper.from_array(np.array([-1, 784], np.int64), "flat")]
+    nodes = [helper.make_node("Reshape", ["pixels", "flat"], ["h0"])]
+    for i in range(4):
+        inits += [numpy_helper.from_array(weights[2 * i], f"w{i}"), numpy_helper.from_array(weights[2 * i + 1], f"b{i}")]
+        nodes += [helper.make_node("MatMul", [f"h{i}", f"w{i}"], [f"m{i}"]),
+                  helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"])]
+        if i < 3:
+            nodes.append(helper.make_node("Relu", [f"a{i}"], [f"h{i + 1}"]))
+    nodes.append(helper.make_node("Identity" if logits else "Softmax", ["a3"], ["scores"]))
+    graph = helper.make_graph(
+        nodes, "plain", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", *input_shape])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+@pytest.mark.parametrize("input_shape, logits", [([784], False), ([28, 28, 1], True)])
+def test_plain_float_onnx_model(exported_onnx, trained_mlp, small, tmp_path, input_shape, logits):
+    model = _float_onnx(trained_mlp, tmp_path / "plain.onnx", input_shape, logits)
+    array = tmp_path / "a.npy"
+    np.save(array, small.x_test[:40])
+    rows = rows_of(run_digits("classify", model, array).stdout)
+    assert [int(r["label"]) for r in rows] == onnx_labels(exported_onnx, small.x_test[:40])
+    assert all(0 < float(r["confidence"]) <= 1 for r in rows)  # logits are turned into probabilities
+
+
+def test_unusable_model_and_output_are_fatal(exported_onnx, small, tmp_path):
+    array = tmp_path / "a.npy"
+    np.save(array, small.x_test[:3])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 32, 32])])
+    wrong = tmp_path / "cifar.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), wrong)
+    assert_one_line_error(run_digits("classify", wrong, array), 1, "cifar.onnx", "model takes x tensor(float) [N,3,32,32]")
+    junk = tmp_path / "junk.onnx"
+    junk.write_text("not onnx")
+    assert_one_line_error(run_digits("classify", junk, array), 1, "junk.onnx", "not a loadable ONNX model")
+    result = run_digits("classify", exported_onnx, array, "--output", tmp_path / "no" / "such" / "dir.csv")
+    assert_one_line_error(result, 1, "dir.csv", "cannot write the output")
+    assert run_digits("classify", exported_onnx).returncode == 2  # no INPUT: usage error
+
+
+def test_interrupted_run_keeps_whole_rows(exported_onnx, small, tmp_path):
+    array = tmp_path / "many.npy"
+    np.save(array, np.resize(small.x_test, (200_000, 28, 28)))
+    out = tmp_path / "rows.csv"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digits", "classify", exported_onnx, array, "--output", out, "--batch-size", "16"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while (not out.exists() or out.stat().st_size < 20_000) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted after" in stderr and "Traceback" not in stderr
+    text = out.read_text()
+    assert text.endswith("\n")
+    rows = rows_of(text)
+    assert 0 < len(rows) < 200_000
+    assert all(r["source"] == f"{array}#{i}" and r["label"] != "" for i, r in enumerate(rows))
+
+
+def test_classify_imports_no_tensorflow(exported_onnx, digit_folder):
+    code = (
+        "import sys\nfrom digits.cli import app\n"
+        f"try:\n    app(['classify', {str(exported_onnx)!r}, {str(digit_folder)!r}, '--quiet'])\n"
+        "except SystemExit:\n    pass\n"
+        "print('TF' if any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules) else 'clean')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip().endswith("clean"), result.stdout + result.stderr
+    assert len(rows_of(result.stdout.rsplit("\n", 2)[0] + "\n")) == 12
+
+
+def test_classify_help_imports_nothing_heavy():
+    code = (
+        "import sys\nfrom digits.cli import app\n"
+        "try:\n    app(['classify', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'onnxruntime', 'cv2') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.strip().endswith("[]"), result.stdout + result.stderr
+    assert "--top-k" in result.stdout and "Exit codes" in result.stdout
