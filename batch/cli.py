@@ -61,13 +61,14 @@ def classify(
     Exit codes: 0 all classified; 3 some items failed (their rows carry an error; the rest
     are written); 1 fatal (model unusable, output not writable); 2 usage; 130 interrupted.
     """
-    from batch.inputs import expand_inputs
+    from batch.inputs import ImageItem, expand_inputs
     from batch.model import OnnxClassifier
     from batch.run import classify as run
     from batch.writer import RowWriter, format_for
 
-    classifier = OnnxClassifier(model)
     expanded = expand_inputs(inputs, recursive=recursive, pattern=glob)
+    has_images = any(isinstance(item, ImageItem) for item in expanded.items)
+    classifier = OnnxClassifier(model, spin=not has_images)
     row_format = fmt.value if fmt else format_for(str(output) if output else None)
     try:
         stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout

@@ -81,6 +81,17 @@ class RowWriter:
                              f'"confidence": {confidence[i]:.6g}{extra}}}\n')
         self._write("".join(lines))
 
+    def write_array_rows(self, path: str, start: int, probabilities: np.ndarray) -> None:
+        """Rows `path#start` ... for consecutive rows of one array: the hot path for large arrays."""
+        if self.top_k or self.fmt != "csv" or _CSV_SPECIAL.search(path):
+            sources = [f"{path}#{i}" for i in range(start, start + len(probabilities))]
+            self.write_rows(sources, probabilities)
+            return
+        labels = probabilities.argmax(axis=1)
+        confidence = probabilities[np.arange(len(labels)), labels].tolist()
+        line = path.replace("{", "{{").replace("}", "}}") + "#{},{},{:.6g},\n"
+        self._write("".join(map(line.format, range(start, start + len(labels)), labels.tolist(), confidence)))
+
     def write_failed(self, source: str, error: str) -> None:
         self._write(self._failed(source, error))
 

@@ -1,0 +1,217 @@
+"""`make bench`: every speed and memory target, measured against its plain-script peer in one run.
+
+Each row runs ours and the peer alternately, several times, as whole processes
+(start-up included unless the row says otherwise), and compares medians. The
+table goes to stdout and to benchmarks/results.md.
+"""
+
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / ".work"
+PY = sys.executable
+DIGITS = [PY, "-m", "digits"]
+PEERS = HERE / "peers"
+
+
+def run(cmd: list, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=ROOT, **kwargs)
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark command failed ({result.returncode}): {' '.join(map(str, cmd))}\n{result.stderr[-2000:]}")
+    return result
+
+
+def wall(cmd: list) -> float:
+    start = time.perf_counter()
+    run(cmd)
+    return time.perf_counter() - start
+
+
+def peak_rss_mb(cmd: list) -> float:
+    """Peak resident memory of a whole process, from the kernel's own accounting."""
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"benchmark command failed: {cmd}")
+    return usage.ru_maxrss / 1024
+
+
+def alternate(ours, peer, repeats: int) -> tuple[float, float]:
+    """Medians of `repeats` alternating measurements, so drift hits both alike."""
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(ours())
+        b.append(peer())
+    return statistics.median(a), statistics.median(b)
+
+
+def prepare() -> dict:
+    """A trained and exported model, the sample as .npz, a 100k and a 1M array, 10k PNGs."""
+    import cv2
+
+    from trainer.data.sample import load_sample
+
+    WORK.mkdir(exist_ok=True)
+    paths = {"npz": WORK / "sample.npz", "model": WORK / "run" / "model.keras", "onnx": WORK / "model.onnx",
+             "npy": WORK / "digits_100k.npy", "npy_1m": WORK / "digits_1m.npy", "pngs": WORK / "pngs"}
+    sample = load_sample()
+    if not paths["npz"].exists():
+        np.savez(paths["npz"], x_train=sample.x_train, y_train=sample.y_train, x_test=sample.x_test, y_test=sample.y_test)
+    if not paths["model"].exists():
+        run(DIGITS + ["train", "--data", paths["npz"], "--epochs", "10", "--out", paths["model"].parent, "--quiet"])
+    if not paths["onnx"].exists():
+        run(DIGITS + ["export", paths["model"], "--out", paths["onnx"], "--data", paths["npz"], "--int8"])
+    everything = np.concatenate([sample.x_test, sample.x_train])
+    if not paths["npy"].exists():
+        np.save(paths["npy"], np.resize(everything, (100_000, 28, 28)))
+    if not paths["npy_1m"].exists():
+        np.save(paths["npy_1m"], np.resize(everything, (1_000_000, 28, 28)))
+    if not paths["pngs"].exists():
+        paths["pngs"].mkdir()
+        for i, digit in enumerate(np.resize(everything, (10_000, 28, 28))):
+            cv2.imwrite(str(paths["pngs"] / f"{i:05d}.png"), digit)
+    return paths
+
+
+def bench_train(p: dict) -> list[dict]:
+    epochs = 20
+
+    def ours() -> float:
+        out = WORK / "train_bench"
+        run(DIGITS + ["train", "--data", p["npz"], "--epochs", epochs, "--out", out, "--quiet"])
+        return json.loads((out / "metrics.json").read_text())["train_seconds"]
+
+    def peer() -> float:
+        return float(run([PY, PEERS / "keras_train.py", p["npz"], epochs]).stdout.split()[-1])
+
+    a, b = alternate(ours, peer, 3)
+    return [row("train: model.fit time, 4,000 digits x 20 epochs", a, b, "s", "digits train / plain Keras script", "<=", 1.1)]
+
+
+def bench_classify_npy(p: dict) -> list[dict]:
+    ours = lambda: wall(DIGITS + ["classify", p["onnx"], p["npy"], "--output", WORK / "npy.csv", "--quiet"])  # noqa: E731
+    ort_peer = lambda: wall([PY, PEERS / "ort_npy.py", p["onnx"], p["npy"]])  # noqa: E731
+    keras_peer = lambda: wall([PY, PEERS / "keras_predict.py", p["model"], p["npy"]])  # noqa: E731
+    a, b = alternate(ours, ort_peer, 9)
+    c, d = alternate(ours, keras_peer, 3)
+    return [
+        row("classify 100k-digit .npy (whole process)", a, b, "s", "digits classify / plain onnxruntime script", "<=", 1.3),
+        row("classify 100k-digit .npy (whole process)", d, c, "s", "plain Keras predict script / digits classify", ">=", 8.0),
+    ]
+
+
+def bench_classify_pngs(p: dict) -> list[dict]:
+    """Rates exclude start-up on both sides (imports and session: ~0.3 s for either),
+    which would otherwise dominate a 10,000-image run; whole-process times are shown too."""
+    ours_rate, naive_rate, ours_wall, naive_wall = [], [], [], []
+
+    def digits_per_s(stderr: str) -> float:
+        return float(re.search(r"([\d,.]+) digits/s", stderr).group(1).replace(",", ""))
+
+    def ours() -> float:
+        start = time.perf_counter()
+        result = run(DIGITS + ["classify", p["onnx"], p["pngs"], "--output", WORK / "pngs.csv"])
+        ours_wall.append(time.perf_counter() - start)
+        ours_rate.append(digits_per_s(result.stderr))
+        return ours_rate[-1]
+
+    def naive() -> float:
+        start = time.perf_counter()
+        result = run([PY, PEERS / "naive_images.py", p["onnx"], p["pngs"]])
+        naive_wall.append(time.perf_counter() - start)
+        naive_rate.append(digits_per_s(result.stderr))
+        return naive_rate[-1]
+
+    a, b = alternate(ours, naive, 5)
+    median = statistics.median
+    return [
+        row("classify 10,000 PNGs: rate, start-up excluded", a, b, "digits/s",
+            "digits classify / naive Pillow + run-per-image loop", ">=", 5.0),
+        row("classify 10,000 PNGs: rate, start-up excluded", a, 20_000, "digits/s", "digits classify / 20,000", ">=", 1.0),
+        row("classify 10,000 PNGs: whole process", median(naive_wall), median(ours_wall), "s",
+            "naive loop / digits classify (for reference)", None, None),
+    ]
+
+
+def bench_memory(p: dict) -> list[dict]:
+    ours = peak_rss_mb(DIGITS + ["classify", p["onnx"], p["npy_1m"], "--output", WORK / "1m.csv", "--quiet"])
+    peer = peak_rss_mb([PY, PEERS / "ort_npy.py", p["onnx"], p["npy_1m"]])
+    return [row("peak RSS classifying a 1,000,000-digit .npy (784 MB)", ours, 600, "MB",
+                f"digits classify / 600 MB cap (plain script: {peer:,.0f} MB)", "<=", 1.0)]
+
+
+def bench_startup(p: dict) -> list[dict]:
+    times = [wall(DIGITS + ["classify", "--help"]) for _ in range(5)]
+    return [row("digits classify --help", statistics.median(times), 1.0, "s", "start-up / 1 s", "<=", 1.0)]
+
+
+def bench_onnx_vs_keras(p: dict) -> list[dict]:
+    result = run(DIGITS + ["bench", p["onnx"], p["model"], "--json"])
+    rates = json.loads(result.stdout)
+    onnx_rate, keras_rate = rates["model.onnx"]["1024"], rates["keras predict"]["1024"]
+    return [row("inference at batch 1,024, in-process (digits bench)", onnx_rate, keras_rate, "digits/s",
+                "onnxruntime / Keras predict", ">=", 1.0)]
+
+
+def row(name, ours, peer, unit, ratio_of, op, target) -> dict:
+    """One result; op/target None for a row shown for reference only."""
+    ratio = ours / peer
+    ok = None if op is None else (ratio <= target if op == "<=" else ratio >= target)
+    return {"benchmark": name, "ours": ours, "peer": peer, "unit": unit, "ratio": ratio, "ratio_of": ratio_of,
+            "target": "-" if op is None else f"{op} {target:g}", "ok": ok}
+
+
+def fmt(value: float, unit: str) -> str:
+    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:.3f} {unit}"
+
+
+def _met(ok) -> str:
+    return "-" if ok is None else ("yes" if ok else "NO")
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| benchmark | measured | compared with | ratio | what the ratio is | target | met |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['benchmark']} | {fmt(r['ours'], r['unit'])} | {fmt(r['peer'], r['unit'])} | "
+                     f"{r['ratio']:.2f} | {r['ratio_of']} | {r['target']} | {_met(r['ok'])} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    # Preparing makes large arrays; done in its own process so that this one stays
+    # small: Linux starts a child's peak-RSS count at its parent's size.
+    run([PY, __file__, "--prepare"])
+    paths = prepare()
+    rows = []
+    for bench in (bench_train, bench_classify_npy, bench_classify_pngs, bench_memory, bench_startup, bench_onnx_vs_keras):
+        print(f"running {bench.__name__} ...", file=sys.stderr, flush=True)
+        rows += bench(paths)
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    machine = f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.machine()}"
+    text = (f"# Benchmarks\n\nMeasured {date.today()} by `make bench` on {machine}.\n"
+            "Times are medians of alternating runs of ours and the peer in the same session; peers are in "
+            "`benchmarks/peers/`.\n\n" + table(rows) + "\n")
+    (HERE / "results.md").write_text(text)
+    print(table(rows))
+    return 0 if all(r["ok"] is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--prepare"]:
+        prepare()
+        sys.exit(0)
+    sys.exit(main())
