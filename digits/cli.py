@@ -5,6 +5,8 @@ Command modules import nothing heavy at the top: `digits --help` and
 """
 
 import sys
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
@@ -26,6 +28,18 @@ app.command()(exporter_cli.export)
 app.command()(exporter_cli.inspect)
 app.command()(exporter_cli.bench)
 app.command()(batch_cli.classify)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path("runs/demo"),
+    data: Annotated[Optional[Path], typer.Option(help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (the seed's recipe: 50).")] = 50,
+) -> None:
+    """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
+    from digits.demo import run_demo
+
+    print(run_demo(out, data, epochs))
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
 def export(
     model: Annotated[Path, typer.Argument(help="The .keras model to export (loaded in safe mode).")],
     out: Annotated[Path, typer.Option(help="Where to write the ONNX model.")] = Path("model.onnx"),
-    data: Annotated[Optional[Path], typer.Option(help="Real digits for the parity check (any `digits train --data` form) [default: the trainer's default source]")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Real digits for the parity check (any `digits train --data` form) (default: the trainer's default source)")] = None,
     opset: Annotated[int, typer.Option(min=MIN_OPSET, max=DEFAULT_OPSET, help="ONNX opset.")] = DEFAULT_OPSET,
     atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance on the probabilities.")] = DEFAULT_ATOL,
     rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance on the probabilities.")] = DEFAULT_RTOL,

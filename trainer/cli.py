@@ -32,7 +32,7 @@ def _prepare_out_dir(out: Path | None) -> Path:
 
 def train(
     data: DataOption = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the model and reports [default: runs/<timestamp>/]")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training digits.")] = 50,
     batch_size: Annotated[int, typer.Option(min=1, help="Digits per gradient step.")] = 128,
     validation_split: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fraction of training digits held out for validation (stratified, shuffled).")] = 0.2,

@@ -1,0 +1,112 @@
+"""`digits demo`: the whole promise in one run.
+
+Train the seed's MLP, export it (with int8) under the parity check, write the
+held-out test digits as PNG files and as a .npy, classify both with the real
+`digits classify` command, and report everything in one table. Each step runs
+as its own `digits` process, exactly as a user would type it.
+"""
+
+import csv
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from digits.errors import DigitsError
+
+
+def _digits(*args) -> subprocess.CompletedProcess:
+    """Run one `digits` command; its progress shows on our stderr, its stdout is returned."""
+    cmd = [sys.executable, "-m", "digits", *map(str, args)]
+    print(f"\n$ digits {' '.join(map(str, args))}", file=sys.stderr, flush=True)
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    sys.stderr.write(result.stderr)
+    if result.returncode != 0:
+        raise DigitsError(f"demo step failed: digits {args[0]} exited {result.returncode}")
+    return result
+
+
+def _classify_accuracy(predictions: Path, truth: np.ndarray) -> float:
+    with open(predictions, newline="") as f:
+        labels = [int(row["label"]) for row in csv.DictReader(f)]
+    if len(labels) != len(truth):
+        raise DigitsError(f"{predictions}: {len(labels)} rows for {len(truth)} digits")
+    return float((np.array(labels) == truth).mean())
+
+
+def _rate(stderr: str) -> float:
+    return float(re.search(r"\(([\d,]+) digits/s\)", stderr).group(1).replace(",", ""))
+
+
+def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, array: Path) -> None:
+    """The test digits as numbered PNGs (sorted order = test order) and as one .npy."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (digit, label) in enumerate(zip(digits, labels)):
+        cv2.imwrite(str(folder / f"{i:05d}_label{label}.png"), digit)
+    np.save(array, digits)
+
+
+def run_demo(out: Path, data_path: Path | None = None, epochs: int = 50) -> str:
+    """Run every step; returns the summary table. DigitsError if any step fails."""
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    train_dir, model_onnx = out / "train", out / "model.onnx"
+
+    data_args = ["--data", data_path] if data_path else []
+    _digits("train", "--out", train_dir, "--epochs", epochs, *data_args)
+    metrics = json.loads((train_dir / "metrics.json").read_text())
+    _digits("export", train_dir / "model.keras", "--out", model_onnx, "--int8", *data_args)
+    parity = json.loads((out / "model.parity.json").read_text())
+
+    # The same held-out digits the trainer scored (same source, same fixed split).
+    from trainer.data import load_mnist
+
+    data = load_mnist(data_path, notice=lambda _: None)
+    png_dir, npy = out / "test-digits", out / "test-digits.npy"
+    write_test_digits(data.x_test, data.y_test, png_dir, npy)
+
+    png_rows, npy_rows = out / "predictions-png.csv", out / "predictions-npy.csv"
+    png_run = _digits("classify", model_onnx, png_dir, "--output", png_rows)
+    npy_run = _digits("classify", model_onnx, npy, "--output", npy_rows)
+
+    from batch.model import OnnxClassifier
+
+    int8_labels = OnnxClassifier(out / "model.int8.onnx").predict(data.x_test).argmax(axis=1)
+    results = {
+        "keras": metrics["test_accuracy"],
+        "png": _classify_accuracy(png_rows, data.y_test),
+        "npy": _classify_accuracy(npy_rows, data.y_test),
+        "int8": float((int8_labels == data.y_test).mean()),
+    }
+    probs = parity["outputs"]["probabilities"]
+    lines = [
+        ("data", f"{metrics['data_source']}"),
+        ("sizes", f"{metrics['train_size']:,} train, {metrics['validation_size']:,} validation, "
+                  f"{metrics['test_size']:,} test digits"),
+        ("training", f"{metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s"),
+        ("accuracy: Keras", f"{results['keras']:.4f}"),
+        ("accuracy: ONNX, PNG folder", f"{results['png']:.4f}  (digits classify)"),
+        ("accuracy: ONNX, .npy", f"{results['npy']:.4f}  (digits classify)"),
+        ("accuracy: ONNX int8", f"{results['int8']:.4f}"),
+        ("parity Keras vs ONNX", f"max abs diff {probs['max_abs_diff']:.2e} over {parity['samples']:,} inputs, "
+                                 f"labels agree {parity['label_agreement']:.2%}: {'passed' if parity['passed'] else 'FAILED'}"),
+        ("parity float vs int8", f"labels agree {parity['int8']['label_agreement']:.2%}"),
+        ("model sizes", f"model.keras {(train_dir / 'model.keras').stat().st_size / 1e6:.2f} MB, "
+                        f"model.onnx {model_onnx.stat().st_size / 1e6:.2f} MB, "
+                        f"model.int8.onnx {(out / 'model.int8.onnx').stat().st_size / 1e6:.2f} MB"),
+        ("classify throughput", f"PNG folder {_rate(png_run.stderr):,.0f} digits/s, "
+                                f".npy {_rate(npy_run.stderr):,.0f} digits/s (start-up excluded)"),
+        ("artefacts", ""),
+    ]
+    for path in (train_dir / "history.png", train_dir / "confusion.png", train_dir / "metrics.json",
+                 model_onnx, out / "model.int8.onnx", out / "model.parity.json", png_dir, npy, png_rows, npy_rows):
+        lines.append(("", str(path)))
+    lines.append(("total time", f"{time.perf_counter() - start:.0f} s"))
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
