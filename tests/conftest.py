@@ -46,6 +46,23 @@ def run_digits(*args: str, stdin: str | None = None, env: dict | None = None, cw
     )
 
 
+HEAVY_MODULES = ("tensorflow", "keras", "onnxruntime", "cv2")
+
+
+def run_fresh(argv: list) -> tuple[str, set[str]]:
+    """Run `digits ARGV` in a fresh interpreter: (its stdout, the heavy modules it imported)."""
+    marker = "--- heavy modules:"
+    code = (
+        "import sys\nfrom digits.cli import app\n"
+        f"try:\n    app({[str(a) for a in argv]!r})\nexcept SystemExit:\n    pass\n"
+        f"print({marker!r}, *sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY_MODULES!r})))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    stdout, _, heavy = result.stdout.rpartition(marker)
+    assert _, result.stdout + result.stderr
+    return stdout, set(heavy.split())
+
+
 def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
     """A user error ends in exit `code` and one stderr line naming what and where; no traceback."""
     assert result.returncode == code, (result.returncode, result.stderr)

@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.conftest import ROOT, assert_one_line_error, run_digits
+from tests.conftest import ROOT, assert_one_line_error, run_digits, run_fresh
 from trainer.model import load_keras_model
 
 
@@ -229,23 +229,12 @@ def test_interrupted_run_keeps_whole_rows(exported_onnx, small, tmp_path):
 
 
 def test_classify_imports_no_tensorflow(exported_onnx, digit_folder):
-    code = (
-        "import sys\nfrom digits.cli import app\n"
-        f"try:\n    app(['classify', {str(exported_onnx)!r}, {str(digit_folder)!r}, '--quiet'])\n"
-        "except SystemExit:\n    pass\n"
-        "print('TF' if any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules) else 'clean')"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert result.stdout.strip().endswith("clean"), result.stdout + result.stderr
-    assert len(rows_of(result.stdout.rsplit("\n", 2)[0] + "\n")) == 12
+    stdout, heavy = run_fresh(["classify", exported_onnx, digit_folder, "--quiet"])
+    assert heavy == {"onnxruntime", "cv2"}
+    assert len(rows_of(stdout)) == 12
 
 
 def test_classify_help_imports_nothing_heavy():
-    code = (
-        "import sys\nfrom digits.cli import app\n"
-        "try:\n    app(['classify', '--help'])\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('tensorflow', 'keras', 'onnxruntime', 'cv2') if m in sys.modules))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert result.stdout.strip().endswith("[]"), result.stdout + result.stderr
-    assert "--top-k" in result.stdout and "Exit codes" in result.stdout
+    stdout, heavy = run_fresh(["classify", "--help"])
+    assert heavy == set()
+    assert "--top-k" in stdout and "Exit codes" in stdout

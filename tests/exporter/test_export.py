@@ -2,8 +2,6 @@
 
 import hashlib
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
@@ -11,7 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from exporter.export import export
-from tests.conftest import ROOT, assert_one_line_error, run_digits, run_main
+from tests.conftest import assert_one_line_error, run_digits, run_fresh, run_main
 from trainer.model import load_keras_model, predict_keras
 
 pytestmark = pytest.mark.slow
@@ -100,15 +98,9 @@ def test_inspect(exported):
 
 def test_evaluate_onnx_matches_keras_without_tensorflow(exported, trained_mlp, small_npz):
     out, _ = exported
-    code = (
-        "import sys, json\nfrom digits.cli import app\n"
-        f"try:\n    app(['evaluate', {str(out)!r}, '--data', {str(small_npz)!r}, '--json'])\n"
-        "except SystemExit:\n    pass\n"
-        "print('TF' if any(m.split('.')[0] in ('tensorflow', 'keras') for m in sys.modules) else 'clean')"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert result.stdout.strip().endswith("clean"), result.stdout + result.stderr
-    onnx_report = json.loads(result.stdout.strip().rsplit("\n", 1)[0])
+    stdout, heavy = run_fresh(["evaluate", out, "--data", small_npz, "--json"])
+    assert not heavy & {"tensorflow", "keras"}
+    onnx_report = json.loads(stdout)
     keras_report = json.loads(run_digits("evaluate", trained_mlp, "--data", small_npz, "--json").stdout)
     assert onnx_report["confusion_matrix"] == keras_report["confusion_matrix"]
     assert onnx_report["test_loss"] == pytest.approx(keras_report["test_loss"], abs=1e-4)

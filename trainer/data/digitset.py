@@ -8,6 +8,10 @@ from digits.errors import DataError
 
 SHAPE = (28, 28)
 NUM_CLASSES = 10
+# Sources without a test part of their own (the bundled sample, a flat image
+# folder) hold this much out for testing, the same way every time.
+TEST_FRACTION = 0.2
+SPLIT_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -79,3 +83,15 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         keep.append(idx[n_held:])
     keep_idx, held_idx = np.concatenate(keep), np.concatenate(held)
     return rng.permutation(keep_idx), rng.permutation(held_idx)
+
+
+def split_off_test(images: np.ndarray, labels: np.ndarray, source: str) -> Mnist:
+    """Mnist from one pool of digits: TEST_FRACTION of each class held out for testing."""
+    train_idx, test_idx = stratified_split(labels, TEST_FRACTION, SPLIT_SEED)
+    return Mnist(
+        x_train=images[train_idx],
+        y_train=labels[train_idx],
+        x_test=images[test_idx],
+        y_test=labels[test_idx],
+        source=source,
+    )

