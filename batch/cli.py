@@ -2,6 +2,7 @@
 
 import signal
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -113,13 +114,20 @@ class _progress_bar:
                     total += 1
             else:
                 total += 1
+        # No refresh thread: decode workers are forked, and a fork should not
+        # copy a thread that may hold a lock. The bar redraws on each advance.
         self.progress = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=True)
+                                 TimeRemainingColumn(), transient=True, auto_refresh=False)
         self.task = self.progress.add_task("classify", total=total)
         self.progress.start()
+        self._drawn = 0.0
 
     def advance(self, n: int) -> None:
         self.progress.advance(self.task, n)
+        now = time.monotonic()
+        if now - self._drawn >= 0.1:  # ten redraws a second are plenty
+            self.progress.refresh()
+            self._drawn = now
 
     def close(self) -> None:
         self.progress.stop()

@@ -47,6 +47,8 @@ def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, arra
     import cv2
 
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*_label*.png"):  # from an earlier demo into the same folder
+        stale.unlink()
     for i, (digit, label) in enumerate(zip(digits, labels)):
         cv2.imwrite(str(folder / f"{i:05d}_label{label}.png"), digit)
     np.save(array, digits)
