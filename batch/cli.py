@@ -78,7 +78,7 @@ def classify(
 
     stop = _StopFlag()
     stop.install()
-    bar = _progress_bar(expanded.items) if (progress or sys.stderr.isatty()) and not quiet else None
+    bar = _ProgressBar(expanded.items) if (progress or sys.stderr.isatty()) and not quiet else None
     try:
         writer = RowWriter(stream, row_format, top_k or 0)
         summary = run(expanded.items, classifier, writer, invert=invert.value, batch_size=batch_size,
@@ -98,7 +98,7 @@ def classify(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-class _progress_bar:
+class _ProgressBar:
     def __init__(self, items):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 

@@ -6,5 +6,5 @@ parity.py    Keras vs onnxruntime (and onnx's reference evaluator): numbers, pas
 quantize.py  the int8 variant and its own check
 ort_format.py  the ONNX Runtime Mobile (.ort) variant
 export.py    the whole export: convert, check, write atomically
-inspect.py   what an .onnx file holds (onnx only, no TensorFlow)
+describe.py  what an .onnx file holds (onnx only, no TensorFlow)
 """

@@ -42,7 +42,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show an ONNX model's inputs, outputs, opset, size and metadata."""
-    from exporter.inspect import describe, format_description
+    from exporter.describe import describe, format_description
 
     info = describe(model)
     print(json.dumps(info, indent=2) if as_json else format_description(info))
@@ -53,25 +53,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print digits/s as JSON.")] = False,
 ) -> None:
     """Measure throughput (digits/s) at batch sizes 1, 64, 1,024 and 8,192, side by side."""
-    from digits.errors import ModelError
-    from exporter.export import sibling
-    from exporter.throughput import format_table, measure
+    from exporter.throughput import format_table, measure, models_to_bench
 
-    onnx_models: dict[str, Path] = {}
-    keras_path = None
-    for path in models:
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model file")
-        if path.suffix == ".keras":
-            keras_path = path
-        elif path.suffix in (".onnx", ".ort"):
-            onnx_models[path.name] = path
-            int8 = sibling(path, ".int8.onnx")
-            if path.suffix == ".onnx" and not path.name.endswith(".int8.onnx") and int8.is_file():
-                onnx_models[int8.name] = int8
-        else:
-            raise ModelError(f"{path}: not an .onnx, .ort or .keras model")
-    if not onnx_models:
-        raise ModelError("bench needs at least one .onnx model")
-    results = measure(onnx_models, keras_path)
+    results = measure(*models_to_bench(models))
     print(json.dumps(results, indent=2) if as_json else format_table(results))

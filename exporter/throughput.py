@@ -25,6 +25,33 @@ def _median_seconds(run, min_seconds: float = MIN_SECONDS) -> float:
     return statistics.median(times)
 
 
+def models_to_bench(paths: list[Path]) -> tuple[dict[str, Path], Path | None]:
+    """({name: ONNX model}, the Keras model or None) from the user's list.
+
+    A model's .int8.onnx beside it joins the comparison without being named.
+    """
+    from digits.errors import ModelError
+    from exporter.export import sibling
+
+    onnx_models: dict[str, Path] = {}
+    keras_path = None
+    for path in paths:
+        if not path.is_file():
+            raise ModelError(f"{path}: no such model file")
+        if path.suffix == ".keras":
+            keras_path = path
+        elif path.suffix in (".onnx", ".ort"):
+            onnx_models[path.name] = path
+            int8 = sibling(path, ".int8.onnx")
+            if path.suffix == ".onnx" and not path.name.endswith(".int8.onnx") and int8.is_file():
+                onnx_models[int8.name] = int8
+        else:
+            raise ModelError(f"{path}: not an .onnx, .ort or .keras model")
+    if not onnx_models:
+        raise ModelError("bench needs at least one .onnx model")
+    return onnx_models, keras_path
+
+
 def measure(models: dict[str, Path], keras_path: Path | None, batch_sizes=BATCH_SIZES, seed: int = 0) -> dict:
     """{model name: {batch size: digits/s}} for each ONNX model and, given, the Keras model."""
     import onnxruntime as ort

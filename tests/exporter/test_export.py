@@ -173,3 +173,24 @@ def test_bad_models_are_refused(tmp_path, small_npz):
         result = run_digits("export", model, "--out", out, "--data", small_npz)
         assert_one_line_error(result, 1, str(model), message)
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_int8_check_refuses_a_model_that_is_not_smaller(exported_onnx, small):
+    from exporter.quantize import check_int8
+
+    check = check_int8(exported_onnx, exported_onnx, small.x_test, small.y_test)
+    assert check["label_agreement"] == 1.0 and check["accuracy_drop_points"] == 0
+    assert check["passed"] is False and "file is 100% of the float model's" in check["failure"]
+
+
+def test_bench_reports_onnx_int8_and_keras_side_by_side(exported, trained_mlp):
+    from exporter.throughput import format_table, measure, models_to_bench
+
+    out, _ = exported
+    onnx_models, keras_path = models_to_bench([out, trained_mlp])
+    assert list(onnx_models) == ["model.onnx", "model.int8.onnx"] and keras_path == trained_mlp
+    results = measure(onnx_models, keras_path, batch_sizes=(1, 64))
+    assert set(results) == {"model.onnx", "model.int8.onnx", "keras predict"}
+    assert all(rate > 0 for rates in results.values() for rate in rates.values())
+    table = format_table(results)
+    assert "model.onnx / keras" in table and len(table.splitlines()) == 3
