@@ -103,7 +103,8 @@ def run_demo(out: Path, data_path: Path | None = None, epochs: int = 50) -> str:
                         f"model.onnx {model_onnx.stat().st_size / 1e6:.2f} MB, "
                         f"model.int8.onnx {(out / 'model.int8.onnx').stat().st_size / 1e6:.2f} MB"),
         ("classify throughput", f"PNG folder {_rate(png_run.stderr):,.0f} digits/s, "
-                                f".npy {_rate(npy_run.stderr):,.0f} digits/s (start-up excluded)"),
+                                f".npy {_rate(npy_run.stderr):,.0f} digits/s (start-up excluded; "
+                                f"{len(data.x_test):,} digits is a short run, `make bench` measures long ones)"),
         ("artefacts", ""),
     ]
     for path in (train_dir / "history.png", train_dir / "confusion.png", train_dir / "metrics.json",
