@@ -167,9 +167,9 @@ def classify(
             writer.write_rows(sources, probabilities)
             count(probabilities)
 
-    def emit_array(path: str, start: int, digits: np.ndarray) -> None:
+    def emit_array(path: str, first_row: int, digits: np.ndarray) -> None:
         probabilities = classifier.predict(digits)
-        writer.write_array_rows(path, start, probabilities)
+        writer.write_array_rows(path, first_row, probabilities)
         count(probabilities)
 
     def fail(source: str, error: str) -> None:
