@@ -69,6 +69,10 @@ class OnnxClassifier:
                 raise ModelError(f"{path}: model gives {gives}; needs {wanted}")
             self.output = tens[0]
 
+    def labels(self, digits: np.ndarray) -> np.ndarray:
+        """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
+        return self.predict(digits).argmax(axis=1)
+
     def predict(self, digits: np.ndarray) -> np.ndarray:
         """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits."""
         if self.exported:

@@ -79,7 +79,7 @@ def run_demo(out: Path, data_path: Path | None = None, epochs: int = 50) -> str:
 
     from batch.model import OnnxClassifier
 
-    int8_labels = OnnxClassifier(out / "model.int8.onnx").predict(data.x_test).argmax(axis=1)
+    int8_labels = OnnxClassifier(out / "model.int8.onnx").labels(data.x_test)
     results = {
         "keras": metrics["test_accuracy"],
         "png": _classify_accuracy(png_rows, data.y_test),

@@ -25,13 +25,9 @@ def convert_to_ort(onnx_path: Path, ort_path: Path) -> None:
 
 def check_ort(onnx_path: Path, ort_path: Path, digits: np.ndarray) -> dict:
     """The .ort file must load and give the .onnx model's labels."""
-    import onnxruntime as ort
+    from batch.model import OnnxClassifier
 
-    def labels(path: Path) -> np.ndarray:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.run(["label"], {"image": digits})[0]
-
-    agreement = float((labels(onnx_path) == labels(ort_path)).mean())
+    agreement = float((OnnxClassifier(onnx_path).labels(digits) == OnnxClassifier(ort_path).labels(digits)).mean())
     check = {"samples": int(len(digits)), "label_agreement": agreement, "passed": agreement == 1.0}
     if agreement != 1.0:
         check["failure"] = f"labels agree with the .onnx model on {agreement:.2%}"

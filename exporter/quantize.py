@@ -25,16 +25,12 @@ def quantize_int8(float_path: Path, int8_path: Path) -> None:
     quantize_dynamic(float_path, int8_path, weight_type=QuantType.QInt8, per_channel=True)
 
 
-def _labels(path: Path, digits: np.ndarray) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["label"], {"image": digits})[0]
-
-
 def check_int8(float_path: Path, int8_path: Path, digits: np.ndarray, truth: np.ndarray) -> dict:
     """Label agreement, accuracy drop and size of the int8 model against the float one."""
-    float_labels, int8_labels = _labels(float_path, digits), _labels(int8_path, digits)
+    from batch.model import OnnxClassifier
+
+    float_labels = OnnxClassifier(float_path).labels(digits)
+    int8_labels = OnnxClassifier(int8_path).labels(digits)
     float_accuracy = float((float_labels == truth).mean())
     int8_accuracy = float((int8_labels == truth).mean())
     check = {
