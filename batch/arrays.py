@@ -22,7 +22,8 @@ class ArrayError(DigitsError):
 
 
 class DigitArray:
-    """An .npy file of digits, checked on opening; `chunks` yields uint8 [n, 28, 28]."""
+    """An .npy file of digits. Opening reads and checks the header only; `chunks`
+    checks float values (one pass) before it yields its first uint8 [n, 28, 28]."""
 
     def __init__(self, path: str):
         self.path = path
@@ -57,8 +58,6 @@ class DigitArray:
         if size < expected:
             rows = (size - self.offset) // (ROW * dtype.itemsize)
             raise ArrayError(f"truncated: header says {self.length:,} rows, file holds {rows:,}")
-        if dtype != np.uint8:
-            self._check_floats()
 
     def __len__(self) -> int:
         return self.length
@@ -84,7 +83,11 @@ class DigitArray:
                 raise ArrayError(f"float values must lie in 0..1, found {low:g}..{high:g} (rows from {start:,})")
 
     def chunks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row index, uint8 [n, 28, 28]) for consecutive blocks of `size` rows."""
+        """(first row index, uint8 [n, 28, 28]) for consecutive blocks of `size` rows.
+
+        ArrayError for bad float values comes before the first block."""
+        if self.dtype != np.uint8:
+            self._check_floats()
         for start, chunk in self._raw_chunks(size):
             if self.dtype != np.uint8:
                 chunk = np.rint(chunk.astype(np.float32) * 255.0).astype(np.uint8)
