@@ -35,6 +35,12 @@ def _csv_fields(texts: Sequence[str]) -> Sequence[str]:
     return [_csv_field(t) for t in texts] if _CSV_SPECIAL.search("".join(texts)) else texts
 
 
+def _best(probabilities: np.ndarray) -> tuple[list[int], list[float]]:
+    """Each row's label and its probability, as Python lists for formatting."""
+    labels = probabilities.argmax(axis=1)
+    return labels.tolist(), probabilities[np.arange(len(labels)), labels].tolist()
+
+
 class RowWriter:
     def __init__(self, stream: TextIO, fmt: Format = "csv", top_k: int = 0):
         self.stream, self.fmt, self.top_k = stream, fmt, top_k
@@ -52,9 +58,7 @@ class RowWriter:
     def write_rows(self, sources: Sequence[str], probabilities: np.ndarray,
                    errors: Sequence[str | None] | None = None) -> None:
         """One row per source; where errors[i] is set, row i is a failure and its probabilities are ignored."""
-        labels = probabilities.argmax(axis=1)
-        confidence = probabilities[np.arange(len(labels)), labels].tolist()
-        labels = labels.tolist()
+        labels, confidence = _best(probabilities)
         if errors is None and not self.top_k and self.fmt == "csv":
             # The common case, and the hot path for large arrays: no per-row branching.
             self._write("".join(map("{},{},{:.6g},\n".format, _csv_fields(sources), labels, confidence)))
@@ -87,10 +91,9 @@ class RowWriter:
             sources = [f"{path}#{i}" for i in range(start, start + len(probabilities))]
             self.write_rows(sources, probabilities)
             return
-        labels = probabilities.argmax(axis=1)
-        confidence = probabilities[np.arange(len(labels)), labels].tolist()
+        labels, confidence = _best(probabilities)
         line = path.replace("{", "{{").replace("}", "}}") + "#{},{},{:.6g},\n"
-        self._write("".join(map(line.format, range(start, start + len(labels)), labels.tolist(), confidence)))
+        self._write("".join(map(line.format, range(start, start + len(labels)), labels, confidence)))
 
     def write_failed(self, source: str, error: str) -> None:
         self._write(self._failed(source, error))
