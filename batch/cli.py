@@ -56,6 +56,7 @@ def classify(
     batch_size: Annotated[int, typer.Option(min=1, max=65536, help="Digits per onnxruntime call.")] = 1024,
     progress: Annotated[bool, typer.Option("--progress", help="Show a progress bar even when stderr is not a terminal.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: keep the rows already in --output, classify only the inputs without one, append.")] = False,
 ) -> None:
     """Classify digit images and .npy arrays with onnxruntime: one row per digit, in input order.
 
@@ -65,14 +66,17 @@ def classify(
     from batch.inputs import ImageItem, expand_inputs
     from batch.model import OnnxClassifier
     from batch.run import classify as run
-    from batch.writer import RowWriter, format_for
+    from batch.writer import RowWriter, format_for, resume_output
 
+    if resume and not output:
+        raise typer.BadParameter("needs --output FILE: the rows to resume are read from it", param_hint="--resume")
     expanded = expand_inputs(inputs, recursive=recursive, pattern=glob)
     has_images = any(isinstance(item, ImageItem) for item in expanded.items)
     classifier = OnnxClassifier(model, spin=not has_images)
     row_format = fmt.value if fmt else format_for(str(output) if output else None)
+    done = resume_output(output, row_format, top_k or 0) if resume else None
     try:
-        stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+        stream = open(output, "a" if resume else "w", encoding="utf-8", newline="") if output else sys.stdout
     except OSError as e:
         raise DigitsError(f"{output}: cannot write the output ({e.strerror or e})") from e
 
@@ -80,9 +84,9 @@ def classify(
     stop.install()
     bar = _ProgressBar(expanded.items) if (progress or sys.stderr.isatty()) and not quiet else None
     try:
-        writer = RowWriter(stream, row_format, top_k or 0)
+        writer = RowWriter(stream, row_format, top_k or 0, header=not (done and done.header))
         summary = run(expanded.items, classifier, writer, invert=invert.value, batch_size=batch_size,
-                      advance=bar.advance if bar else (lambda n: None), stop=stop)
+                      advance=bar.advance if bar else (lambda n: None), stop=stop, done=done)
     finally:
         stop.restore()
         if bar:
@@ -94,7 +98,7 @@ def classify(
         print(_format_summary(summary), file=sys.stderr)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-    if summary.failed:
+    if summary.failed or summary.kept_failed:  # as the uninterrupted run would have ended
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
@@ -138,4 +142,5 @@ def _format_summary(s) -> str:
     head = "interrupted after" if s.interrupted else "done:"
     return (f"{head} {s.items:,} items, {s.classified:,} classified, {s.failed:,} failed, "
             f"{s.skipped:,} skipped in {s.seconds:.2f} s ({s.digits_per_second:,.0f} digits/s)\n"
-            f"per label: {labels}")
+            f"per label: {labels}"
+            + (f"\nkept {s.kept:,} rows already in the output ({s.kept_failed:,} failed)" if s.kept else ""))

@@ -1,18 +1,16 @@
 """The classify pipeline: items in, rows out, in input order, streaming.
 
-Images are read and decoded by worker processes, a few blocks ahead of the
-model. Threads were measured and lose: a 28x28 PNG decodes in ~10 us, so the
-Python around it dominates and two threads ran slower than one (GIL). Arrays
-are memory-mapped and classified chunk by chunk, so memory stays flat whatever
-the input size.
+Items arrive as a stream (a folder's files as the walk lists them), so memory
+does not grow with the number of inputs. Images are read and decoded by worker
+processes (batch/decoders.py), a few blocks ahead of the model. Threads were
+measured and lose: a 28x28 PNG decodes in ~10 us, so the Python around it
+dominates and two threads ran slower than one (GIL). Arrays are read and
+classified chunk by chunk, so memory stays flat whatever the input size.
+With --resume, items and array rows that already have a row are passed over.
 """
 
-import os
-import signal
 import time
-from collections import deque
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,12 +18,11 @@ import numpy as np
 from batch.arrays import ArrayError, DigitArray
 from batch.inputs import ArrayItem, ErrorItem, ImageItem, Item
 from batch.model import OnnxClassifier
-from batch.writer import RowWriter
+from batch.writer import Done, RowWriter
 
 IMAGE_BLOCK = 256  # images per decode task
 # Fewer images than this are decoded in-process: starting workers costs more.
 POOL_THRESHOLD = 4 * IMAGE_BLOCK
-MAX_FILE_BYTES = 64 * 1024 * 1024  # larger "images" are refused before reading them whole
 
 
 @dataclass
@@ -36,6 +33,8 @@ class Summary:
     skipped: int = 0
     seconds: float = 0.0
     interrupted: bool = False
+    kept: int = 0  # --resume: rows already in the output, kept as they were
+    kept_failed: int = 0  # ... of which error rows
     per_label: np.ndarray = field(default_factory=lambda: np.zeros(10, np.int64))
 
     @property
@@ -46,78 +45,32 @@ class Summary:
 def read_digit(path: str, invert: str) -> np.ndarray | str:
     """The digit in an image file, or why it could not be had."""
     from batch.decode import ImageError, decode_digit  # OpenCV: only for runs with images
+    from batch.decoders import read_file
 
+    data = read_file(path)
+    if isinstance(data, str):
+        return data
     try:
-        # os-level calls: half the cost of open()/read() on small files (measured).
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            size = os.fstat(fd).st_size  # checked first: no reading a huge file whole
-            if size > MAX_FILE_BYTES:
-                return f"file larger than {MAX_FILE_BYTES // 2**20} MiB"
-            data = os.read(fd, size + 1)
-        finally:
-            os.close(fd)
         return decode_digit(data, invert)
     except ImageError as e:
         return str(e)
-    except IsADirectoryError:
-        return "is a folder"
-    except OSError as e:
-        return f"cannot read: {e.strerror or e}"
 
 
-def _decode_block(paths: list[str], invert: str) -> tuple[np.ndarray, list[str | None]]:
-    digits = np.zeros((len(paths), 28, 28), np.uint8)
-    errors: list[str | None] = [None] * len(paths)
-    for i, path in enumerate(paths):
-        result = read_digit(path, invert)
-        if isinstance(result, str):
-            errors[i] = result
-        else:
-            digits[i] = result
-    return digits, errors
+def _blocks(items: Iterable[Item], done: Done | None):
+    """Consecutive images grouped into blocks of paths; arrays and errors one by one, order kept.
 
-
-def _ignore_interrupts() -> None:
-    # Ctrl-C reaches the whole process group; only the parent decides what stops.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-class _InlineExecutor:
-    """Runs a task at once; for runs too small to repay starting processes."""
-
-    def submit(self, fn, *args) -> Future:
-        future: Future = Future()
-        future.set_result(fn(*args))
-        return future
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _executor(items: list[Item], workers: int):
-    images = sum(isinstance(item, ImageItem) for item in items)
-    if images:
-        import batch.decode  # noqa: F401  (before forking, so workers inherit it)
-    if workers < 2 or images < POOL_THRESHOLD:
-        return _InlineExecutor()
-    # Imported here: runs without images should not pay for multiprocessing.
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # fork: workers inherit the imported decoder instead of importing it again.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                               initializer=_ignore_interrupts)
-
-
-def _blocks(items: list[Item]):
-    """Consecutive images grouped into blocks; arrays and errors one by one, order kept."""
+    With `done`, images and errors that already have a row are left out, and
+    counted: an int is yielded for each run of them (for the progress bar).
+    """
     images: list[str] = []
+    passed = 0
     for item in items:
+        if done is not None and not isinstance(item, ArrayItem) and done.has(item.source):
+            passed += 1
+            continue
+        if passed:
+            yield passed
+            passed = 0
         if isinstance(item, ImageItem):
             images.append(item.source)
             if len(images) == IMAGE_BLOCK:
@@ -130,10 +83,12 @@ def _blocks(items: list[Item]):
         yield item
     if images:
         yield images
+    if passed:
+        yield passed
 
 
 def classify(
-    items: list[Item],
+    items: Iterable[Item],
     classifier: OnnxClassifier,
     writer: RowWriter,
     invert: str = "auto",
@@ -141,13 +96,19 @@ def classify(
     workers: int = 2,
     advance: Callable[[int], None] = lambda n: None,
     stop: Callable[[], bool] = lambda: False,
+    done: Done | None = None,
 ) -> Summary:
     """Classify every item, writing its row(s) as soon as they are known.
 
-    `advance(n)` is told of each n items done (progress); `stop()` is asked
-    between blocks and ends the run early, leaving every written row whole.
+    `items` may be a list or a stream (consumed once, in order). `advance(n)` is
+    told of each n items done (progress); `stop()` is asked between blocks and
+    ends the run early, leaving every written row whole. `done` (from
+    writer.read_done, for --resume): sources already in the output; their items
+    and array rows are passed over, and counted by advance.
     """
     summary = Summary()
+    if done is not None:
+        summary.kept, summary.kept_failed = done.rows, done.failed
     start = time.perf_counter()
 
     def count(probabilities: np.ndarray, ok: np.ndarray | None = None) -> None:
@@ -158,18 +119,21 @@ def classify(
         summary.failed += len(labels) - classified
         advance(len(labels))
 
-    def emit_images(sources: list[str], digits: np.ndarray, errors: list[str | None]) -> None:
+    def emit_images(sources: list[str], digits: np.ndarray, errors: list[str | None] | None) -> None:
         probabilities = classifier.predict(digits)
-        if any(e is not None for e in errors):
+        if errors is not None and any(e is not None for e in errors):
             writer.write_rows(sources, probabilities, errors)
             count(probabilities, np.array([e is None for e in errors]))
         else:
             writer.write_rows(sources, probabilities)
             count(probabilities)
 
-    def emit_array(path: str, first_row: int, digits: np.ndarray) -> None:
+    def emit_array(path: str, first_row: int, digits: np.ndarray, rows: np.ndarray | None) -> None:
         probabilities = classifier.predict(digits)
-        writer.write_array_rows(path, first_row, probabilities)
+        if rows is None:
+            writer.write_array_rows(path, first_row, probabilities)
+        else:  # --resume: only some rows of this chunk were still to do
+            writer.write_rows([f"{path}#{i}" for i in rows.tolist()], probabilities)
         count(probabilities)
 
     def fail(source: str, error: str) -> None:
@@ -177,45 +141,90 @@ def classify(
         summary.failed += 1
         advance(1)
 
-    with _executor(items, workers) as pool:
-        pending: deque = deque()  # (paths, future) decoding ahead, in order
+    pool = None
+    waiting: list[list[str]] = []  # image blocks not yet sent anywhere (before the pool starts)
 
-        def drain(keep: int) -> None:
-            while len(pending) > keep and not stop():
-                paths, future = pending.popleft()
-                emit_images(paths, *future.result())
+    def decode_inline() -> None:
+        from batch.decode import decode_digits
+        from batch.decoders import read_file
 
-        for block in _blocks(items):
+        for paths in waiting:
             if stop():
                 break
-            if isinstance(block, list):
-                pending.append((block, pool.submit(_decode_block, block, invert)))
-                drain(keep=2 * workers)
+            emit_images(paths, *decode_digits([read_file(p) for p in paths], invert))
+        waiting.clear()
+
+    def drain(keep: int) -> None:
+        while len(pool) > keep and not stop():
+            emit_images(*pool.take())
+
+    try:
+        for block in _blocks(items, done):
+            if stop():
+                break
+            if isinstance(block, int):
+                advance(block)
                 continue
-            drain(keep=0)
+            if isinstance(block, list):
+                if pool is None:
+                    waiting.append(block)
+                    if workers < 2 or len(waiting) * IMAGE_BLOCK < POOL_THRESHOLD:
+                        continue
+                    # Enough images to repay starting workers; imported only now, so
+                    # that runs without many images never load multiprocessing.
+                    from batch.decoders import DecodePool
+
+                    pool = DecodePool(workers, invert)
+                    for paths in waiting:
+                        pool.submit(paths)
+                    waiting.clear()
+                    continue
+                if pool.full():
+                    drain(keep=pool.capacity - 1)
+                    if stop():
+                        break
+                pool.submit(block)
+                continue
+            if pool is not None:
+                drain(keep=0)
+            decode_inline()
             if stop():
                 break
             if isinstance(block, ErrorItem):
                 fail(block.source, block.error)
             elif isinstance(block, ArrayItem):
-                _classify_array(block.source, batch_size, emit_array, fail, stop)
-        drain(keep=0)
+                _classify_array(block.source, batch_size, emit_array, fail, stop, done)
+        if pool is not None:
+            drain(keep=0)
+        decode_inline()
         summary.interrupted = stop()
-        for _, future in pending:
-            future.cancel()
+    finally:
+        if pool is not None:
+            pool.close()
 
     summary.items = summary.classified + summary.failed
     summary.seconds = time.perf_counter() - start
     return summary
 
 
-def _classify_array(path: str, batch_size: int, emit_array, fail, stop) -> None:
+def _classify_array(path: str, batch_size: int, emit_array, fail, stop, done: Done | None) -> None:
+    if done is not None and done.has(path):  # the whole array failed before: its row is kept
+        return
+    finished = done.array_rows(path) if done is not None else None
     try:
         array = DigitArray(path)
         for begin, chunk in array.chunks(batch_size):
             if stop():
                 return
-            emit_array(path, begin, chunk)
+            if finished is None or not len(finished):
+                emit_array(path, begin, chunk, None)
+                continue
+            rows = np.arange(begin, begin + len(chunk))
+            todo = ~np.isin(rows, finished, assume_unique=True)
+            if todo.all():
+                emit_array(path, begin, chunk, None)
+            elif todo.any():
+                emit_array(path, begin, chunk[todo], rows[todo])
     except ArrayError as e:
         # Found on opening, before any row of this array was written.
         fail(path, str(e))

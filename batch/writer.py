@@ -6,12 +6,17 @@ and confidence are then empty). Each block of rows goes out in one write and is
 flushed, so a reader, or an interrupted run, sees complete lines only.
 """
 
+import csv
 import json
+import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Literal, TextIO
 
 import numpy as np
+
+from digits.errors import DigitsError
 
 Format = Literal["csv", "jsonl"]
 
@@ -41,14 +46,21 @@ def _best(probabilities: np.ndarray) -> tuple[list[int], list[float]]:
     return labels.tolist(), probabilities[np.arange(len(labels)), labels].tolist()
 
 
+def columns(top_k: int) -> list[str]:
+    """The csv header's columns (and the jsonl keys of a classified row) for --top-k K."""
+    names = ["source", "label", "confidence"]
+    for k in range(1, top_k + 1):
+        names += [f"label_{k}", f"prob_{k}"]
+    return names + ["error"]
+
+
 class RowWriter:
-    def __init__(self, stream: TextIO, fmt: Format = "csv", top_k: int = 0):
+    def __init__(self, stream: TextIO, fmt: Format = "csv", top_k: int = 0, header: bool = True):
+        """`header=False`: the stream already has the csv header (appending for --resume)."""
         self.stream, self.fmt, self.top_k = stream, fmt, top_k
         if fmt == "csv":
-            columns = ["source", "label", "confidence"]
-            for k in range(1, top_k + 1):
-                columns += [f"label_{k}", f"prob_{k}"]
-            self._write(",".join(columns + ["error"]) + "\n")
+            if header:
+                self._write(",".join(columns(top_k)) + "\n")
             self._empty = "," * (2 + 2 * top_k)  # a failed row's empty label..prob_K fields
 
     def _write(self, text: str) -> None:
@@ -102,3 +114,104 @@ class RowWriter:
         if self.fmt == "csv":
             return f"{_csv_field(source)}{self._empty},{_csv_field(error)}\n"
         return json.dumps({"source": source, "label": None, "confidence": None, "error": error}) + "\n"
+
+
+class ResumeError(DigitsError):
+    """An --output file that --resume cannot continue; the message says why."""
+
+
+_ARRAY_ROW = re.compile(r"(.*)#(\d+)", re.DOTALL)
+
+
+@dataclass
+class Done:
+    """What an output file already holds, for --resume: the sources that have a row."""
+
+    sources: set[str] = field(default_factory=set)  # images, failed arrays, error items
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # array path -> its row numbers, sorted
+    rows: int = 0  # whole rows in the file
+    failed: int = 0  # ... of which error rows
+    header: bool = False  # the csv header is there (jsonl has none)
+
+    def has(self, source: str) -> bool:
+        if source in self.sources:
+            return True
+        match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
+        return bool(match) and bool(np.isin(int(match[2]), self.arrays.get(match[1], ())))
+
+    def array_rows(self, path: str) -> np.ndarray:
+        """Row numbers of the array at `path` that have a row, sorted (int64)."""
+        return self.arrays.get(path, np.zeros(0, np.int64))
+
+
+def resume_output(path: str | os.PathLike, fmt: Format, top_k: int) -> Done:
+    """Read an output file that an earlier run may have left, for --resume.
+
+    Every whole row is kept; a torn last line (the run was killed mid-write) is
+    cut off the file, so appending continues on a line boundary. A file that
+    is not this run's kind of output (other columns, other format) is refused
+    with ResumeError rather than appended to. A missing file is an empty one.
+    """
+    done = Done()
+    expected = columns(top_k)
+    arrays: dict[str, list[int]] = {}
+    try:
+        with open(path, "rb") as f:
+            good = 0  # the offset just past the last whole row
+            record = b""
+            for number, line in enumerate(f, 1):
+                record += line
+                if not record.endswith(b"\n") or (fmt == "csv" and record.count(b'"') % 2):
+                    continue  # torn (no newline yet), or a quoted field with a newline in it
+                text = record.decode("utf-8", "surrogateescape")
+                if fmt == "csv" and not done.header:
+                    if text.rstrip("\r\n") != ",".join(expected):
+                        raise ResumeError(_other_columns(path, text.rstrip("\r\n").split(","), expected))
+                    done.header = True
+                else:
+                    source, failed = (_csv_row if fmt == "csv" else _jsonl_row)(text, expected, path, number)
+                    match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
+                    if match and not failed:
+                        arrays.setdefault(match[1], []).append(int(match[2]))
+                    else:
+                        done.sources.add(source)
+                    done.rows += 1
+                    done.failed += failed
+                good += len(record)
+                record = b""
+        if record:  # a torn last line: drop it
+            with open(path, "r+b") as f:
+                f.truncate(good)
+    except FileNotFoundError:
+        return done
+    except OSError as e:
+        raise ResumeError(f"{path}: cannot read the output to resume it ({e.strerror or e})") from e
+    done.arrays = {p: np.unique(np.array(rows, np.int64)) for p, rows in arrays.items()}
+    return done
+
+
+def _other_columns(path, found: list[str], expected: list[str]) -> str:
+    return (f"{path}: cannot resume: the file's columns are {','.join(found)[:200]!r}, this run writes "
+            f"{','.join(expected)!r} (resume with the --top-k and --format of the first run, or write "
+            "to another --output)")
+
+
+def _csv_row(text: str, expected: list[str], path, number: int) -> tuple[str, bool]:
+    fields = next(csv.reader([text])) if '"' in text else text.rstrip("\r\n").split(",")
+    if len(fields) != len(expected):
+        raise ResumeError(f"{path}: cannot resume: line {number} has {len(fields)} fields, not the "
+                          f"{len(expected)} of this run's columns")
+    return fields[0], fields[-1] != ""
+
+
+def _jsonl_row(text: str, expected: list[str], path, number: int) -> tuple[str, bool]:
+    try:
+        row = json.loads(text)
+        source = row["source"]
+    except (ValueError, TypeError, KeyError):
+        raise ResumeError(f"{path}: cannot resume: line {number} is not a jsonl row of `digits classify`") from None
+    if row.get("error") is not None:
+        return source, True
+    if sorted(row) != sorted(expected[:-1]):
+        raise ResumeError(_other_columns(path, list(row), expected[:-1]))
+    return source, False

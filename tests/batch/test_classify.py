@@ -143,7 +143,7 @@ def test_permission_denied_is_an_error_row(monkeypatch, tmp_path):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(run.os, "open", denied)  # root ignores chmod, so the refusal is simulated
+    monkeypatch.setattr(os, "open", denied)  # root ignores chmod, so the refusal is simulated
     assert run.read_digit(str(tmp_path / "x.png"), "auto") == "cannot read: Permission denied"
 
 

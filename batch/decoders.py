@@ -1,0 +1,167 @@
+"""Worker processes that read and decode blocks of image files into shared memory.
+
+The parent sends each worker a block of paths and a slot number; the worker
+writes the block's digits into that slot of an anonymous shared mapping and
+sends back only the errors (usually none). Measured on 10,000 28x28 PNGs
+against the ProcessPoolExecutor this replaces: that one pickled every
+[256, 28, 28] block through a pipe, woke a manager thread for each task and
+result, and the parent spent about as much CPU on that traffic as on running
+the model; here the parent's share is the model and the rows.
+
+Workers are forked, so they inherit OpenCV already imported. Each worker
+keeps only its own two pipe ends: when the parent dies, even by SIGKILL, every
+worker reads end-of-file on its task pipe and exits.
+"""
+
+import fcntl
+import mmap
+import multiprocessing
+import os
+import pickle
+import signal
+from collections import deque
+
+import numpy as np
+
+from batch.decode import MNIST_SIZE, decode_digits
+
+BLOCK = 256  # images per task
+_PIXELS = MNIST_SIZE * MNIST_SIZE
+_PIPE_BYTES = 1 << 20  # big pipes: neither side ever blocks on a full pipe while the other waits
+
+
+MAX_FILE_BYTES = 64 * 1024 * 1024  # larger "images" are refused before reading them whole
+READ_AHEAD = 64 * 1024  # one read takes a digit image whole; fstat only for larger files
+
+
+def read_file(path: str) -> bytes | str:
+    """A file's bytes, or why they could not be had."""
+    try:
+        # os-level calls: half the cost of open()/read() on small files (measured).
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            data = os.read(fd, READ_AHEAD)
+            if len(data) < READ_AHEAD:
+                return data
+            size = os.fstat(fd).st_size  # checked first: no reading a huge file whole
+            if size > MAX_FILE_BYTES:
+                return f"file larger than {MAX_FILE_BYTES // 2**20} MiB"
+            return data + os.read(fd, size + 1 - len(data))
+        finally:
+            os.close(fd)
+    except IsADirectoryError:
+        return "is a folder"
+    except OSError as e:
+        return f"cannot read: {e.strerror or e}"
+
+
+class DecoderDied(RuntimeError):
+    """A worker process ended while it had work (killed from outside, or crashed)."""
+
+
+def _widen(conn) -> None:
+    try:
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    except OSError:  # an unprivileged process may be capped lower; the default still works
+        pass
+
+
+class DecodePool:
+    """`workers` processes decoding blocks of at most BLOCK image paths, results in submission order.
+
+    submit(paths) while not full(); take() gives the oldest block back as
+    (paths, uint8 [n, 28, 28] digits, errors or None). The digits are a view
+    into shared memory, valid until the next take().
+    """
+
+    def __init__(self, workers: int, invert: str, ahead: int = 2):
+        context = multiprocessing.get_context("fork")
+        self.capacity = workers * ahead
+        slots = self.capacity + 1  # + the block the caller holds from its last take()
+        self._memory = mmap.mmap(-1, slots * BLOCK * _PIXELS)  # MAP_SHARED: children write, parent reads
+        self._slots = np.frombuffer(self._memory, np.uint8).reshape(slots, BLOCK, MNIST_SIZE, MNIST_SIZE)
+        self._free = list(range(slots))
+        self._held: int | None = None
+        self._queue: deque = deque()  # (worker, slot, paths), oldest first
+        self._busy = [0] * workers
+        pipes = [(context.Pipe(duplex=False), context.Pipe(duplex=False)) for _ in range(workers)]
+        everything = [end for pair in pipes for pipe in pair for end in pipe]
+        self._processes = []
+        for (task_in, task_out), (_, result_out) in pipes:
+            for conn in (task_out, result_out):
+                _widen(conn)
+            keep = (task_in, result_out)
+            process = context.Process(
+                target=_serve, daemon=True,
+                args=(task_in, result_out, [c for c in everything if c not in keep], self._memory, invert),
+            )
+            process.start()
+            self._processes.append(process)
+        self._tasks = [task_out for (_, task_out), _ in pipes]
+        self._results = [result_in for _, (result_in, _) in pipes]
+        for (task_in, _), (_, result_out) in pipes:
+            task_in.close()
+            result_out.close()
+
+    def full(self) -> bool:
+        return len(self._queue) >= self.capacity
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def submit(self, paths: list) -> None:
+        worker = min(range(len(self._busy)), key=self._busy.__getitem__)  # the least loaded
+        slot = self._free.pop()
+        self._tasks[worker].send_bytes(pickle.dumps((slot, paths), pickle.HIGHEST_PROTOCOL))
+        self._busy[worker] += 1
+        self._queue.append((worker, slot, paths))
+
+    def take(self) -> tuple[list, np.ndarray, list | None]:
+        if self._held is not None:
+            self._free.append(self._held)
+        worker, slot, paths = self._queue.popleft()
+        try:
+            message = self._results[worker].recv_bytes()
+        except (EOFError, OSError) as e:
+            code = self._processes[worker].exitcode
+            raise DecoderDied(f"an image decoder process ended (exit code {code}) while reading "
+                              f"{paths[0]} ... {paths[-1]}") from e
+        self._busy[worker] -= 1
+        self._held = slot
+        return paths, self._slots[slot, : len(paths)], pickle.loads(message) if message else None
+
+    def close(self) -> None:
+        """Stop the workers: each ends after the block in hand, told by end-of-file."""
+        for conn in self._tasks + self._results:
+            conn.close()
+        for process in self._processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def _serve(tasks, results, inherited, memory, invert) -> None:
+    # Ctrl-C reaches the whole process group; only the parent decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    for conn in inherited:  # others' pipe ends: holding them would hide the parent's exit
+        conn.close()
+    slots = np.frombuffer(memory, np.uint8).reshape(-1, BLOCK, MNIST_SIZE, MNIST_SIZE)
+    while True:
+        try:
+            slot, paths = pickle.loads(tasks.recv_bytes())
+        except (EOFError, OSError):
+            return
+        _, errors = decode_digits([read_file(path) for path in paths], invert, out=slots[slot, : len(paths)])
+        try:
+            results.send_bytes(pickle.dumps(errors) if any(e is not None for e in errors) else b"")
+        except OSError:  # the parent is gone
+            return
