@@ -145,6 +145,8 @@ def classify(
     waiting: list[list[str]] = []  # image blocks not yet sent anywhere (before the pool starts)
 
     def decode_inline() -> None:
+        if not waiting:
+            return  # runs without images never import OpenCV
         from batch.decode import decode_digits
         from batch.decoders import read_file
 
