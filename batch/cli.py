@@ -63,16 +63,20 @@ def classify(
     Exit codes: 0 all classified; 3 some items failed (their rows carry an error; the rest
     are written); 1 fatal (model unusable, output not writable); 2 usage; 130 interrupted.
     """
-    from batch.inputs import ImageItem, expand_inputs
+    from batch.inputs import Expanded, iter_inputs
     from batch.model import OnnxClassifier
     from batch.run import classify as run
     from batch.writer import RowWriter, format_for, resume_output
 
     if resume and not output:
         raise typer.BadParameter("needs --output FILE: the rows to resume are read from it", param_hint="--resume")
-    expanded = expand_inputs(inputs, recursive=recursive, pattern=glob)
-    has_images = any(isinstance(item, ImageItem) for item in expanded.items)
-    classifier = OnnxClassifier(model, spin=not has_images)
+    # Items stream from the walk as the run goes: a folder of a million files is never
+    # held as a million items. So whether images come is judged from the arguments:
+    # onnxruntime's threads may spin-wait only when no image decoders need the cores.
+    arrays_only = all(arg.lower().endswith(".npy") and Path(arg).is_file() for arg in inputs)
+    classifier = OnnxClassifier(model, spin=arrays_only)
+    expanded = Expanded()
+    items = iter_inputs(inputs, recursive=recursive, pattern=glob, out=expanded)
     row_format = fmt.value if fmt else format_for(str(output) if output else None)
     done = resume_output(output, row_format, top_k or 0) if resume else None
     try:
@@ -82,10 +86,13 @@ def classify(
 
     stop = _StopFlag()
     stop.install()
-    bar = _ProgressBar(expanded.items) if (progress or sys.stderr.isatty()) and not quiet else None
+    bar = None
+    if (progress or sys.stderr.isatty()) and not quiet:
+        # The total costs a second walk (names only, nothing held); stdin can be read only once.
+        bar = _ProgressBar(None if "-" in inputs else iter_inputs(inputs, recursive=recursive, pattern=glob))
     try:
         writer = RowWriter(stream, row_format, top_k or 0, header=not (done and done.header))
-        summary = run(expanded.items, classifier, writer, invert=invert.value, batch_size=batch_size,
+        summary = run(items, classifier, writer, invert=invert.value, batch_size=batch_size,
                       advance=bar.advance if bar else (lambda n: None), stop=stop, done=done)
     finally:
         stop.restore()
@@ -109,8 +116,8 @@ class _ProgressBar:
         from batch.arrays import ArrayError, DigitArray
         from batch.inputs import ArrayItem
 
-        total = 0
-        for item in items:  # arrays count by rows; only their headers are read here
+        total = None if items is None else 0  # no total: a bar that counts up
+        for item in items or ():  # arrays count by rows; only their headers are read here
             if isinstance(item, ArrayItem):
                 try:
                     total += len(DigitArray(item.source))

@@ -1,4 +1,4 @@
-"""INPUT arguments -> an ordered list of things to classify.
+"""INPUT arguments -> an ordered list, or stream, of things to classify.
 
 Named files and folders (walked in sorted order, so runs repeat), `-` for a
 list of paths on standard input. Every named thing yields at least one item:
@@ -11,6 +11,7 @@ import errno
 import fnmatch
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -59,60 +60,67 @@ def _os_error(e: OSError) -> str:
     return e.strerror or str(e)
 
 
-def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded, seen: set) -> None:
+def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded, seen: set) -> Iterator[Item]:
     try:
         real = os.path.realpath(root)
         if real in seen:
-            out.items.append(ErrorItem(root, "symlink loop: folder already visited"))
+            yield ErrorItem(root, "symlink loop: folder already visited")
             return
         seen.add(real)
         with os.scandir(root) as listing:
             entries = sorted(listing, key=lambda e: e.name)
     except OSError as e:
-        out.items.append(ErrorItem(root, f"cannot list folder: {_os_error(e)}"))
+        yield ErrorItem(root, f"cannot list folder: {_os_error(e)}")
         return
     for entry in entries:
         path = entry.path
         try:
             is_dir = entry.is_dir()  # follows symlinks; loops are caught by `seen`
         except OSError as e:
-            out.items.append(ErrorItem(path, _os_error(e)))
+            yield ErrorItem(path, _os_error(e))
             continue
         if is_dir:
             if recursive:
-                _walk(path, recursive, pattern, out, seen)
+                yield from _walk(path, recursive, pattern, out, seen)
             continue
         if pattern and not fnmatch.fnmatch(entry.name, pattern):
             continue
         if path.lower().endswith(".npy"):
-            out.items.append(ArrayItem(path))
+            yield ArrayItem(path)
         elif is_image_path(path):
             if entry.is_symlink() and not os.path.exists(path):
-                out.items.append(ErrorItem(path, "broken symlink or symlink loop"))
+                yield ErrorItem(path, "broken symlink or symlink loop")
             else:
-                out.items.append(ImageItem(path))
+                yield ImageItem(path)
         else:
             out.skipped += 1
+
+
+def iter_inputs(inputs: Iterable[str], recursive: bool = True, pattern: str | None = None,
+                stdin: TextIO | None = None, out: Expanded | None = None) -> Iterator[Item]:
+    """The items of expand_inputs, as a stream: a folder's files are yielded as its
+    walk reaches them, so a run never holds the items of a whole tree at once.
+    `out.skipped` counts the skipped files as the stream goes."""
+    out = out if out is not None else Expanded()
+    for arg in inputs:
+        if arg == "-":
+            names = (line.strip() for line in (stdin or sys.stdin))
+            yield from iter_inputs((n for n in names if n and n != "-"), recursive, pattern, out=out)
+            continue
+        try:
+            os.stat(arg)
+        except OSError as e:
+            yield ErrorItem(arg, "no such file or folder" if e.errno == errno.ENOENT else _os_error(e))
+            continue
+        if os.path.isdir(arg):
+            yield from _walk(arg, recursive, pattern, out, set())
+        else:
+            yield _named_file(arg)
 
 
 def expand_inputs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
                   stdin: TextIO | None = None) -> Expanded:
     """Items in input order; folders walked in sorted order; `-` reads paths from stdin."""
     out = Expanded()
-    for arg in inputs:
-        if arg == "-":
-            names = [line.strip() for line in (stdin or sys.stdin)]
-            out_of_stdin = expand_inputs([n for n in names if n and n != "-"], recursive, pattern)
-            out.items += out_of_stdin.items
-            out.skipped += out_of_stdin.skipped
-            continue
-        try:
-            os.stat(arg)
-        except OSError as e:
-            out.items.append(ErrorItem(arg, "no such file or folder" if e.errno == errno.ENOENT else _os_error(e)))
-            continue
-        if os.path.isdir(arg):
-            _walk(arg, recursive, pattern, out, set())
-        else:
-            out.items.append(_named_file(arg))
+    out.items = list(iter_inputs(inputs, recursive, pattern, stdin, out))
     return out
