@@ -75,6 +75,8 @@ def classify(
     # onnxruntime's threads may spin-wait only when no image decoders need the cores.
     arrays_only = all(arg.lower().endswith(".npy") and Path(arg).is_file() for arg in inputs)
     classifier = OnnxClassifier(model, spin=arrays_only)
+    if not arrays_only:
+        import batch.decoders  # noqa: F401  (OpenCV: start-up, not the run's clock; workers fork with it)
     expanded = Expanded()
     items = iter_inputs(inputs, recursive=recursive, pattern=glob, out=expanded)
     row_format = fmt.value if fmt else format_for(str(output) if output else None)

@@ -74,7 +74,7 @@ class DecodePool:
     into shared memory, valid until the next take().
     """
 
-    def __init__(self, workers: int, invert: str, ahead: int = 2):
+    def __init__(self, workers: int, invert: str, ahead: int = 6):
         context = multiprocessing.get_context("fork")
         self.capacity = workers * ahead
         slots = self.capacity + 1  # + the block the caller holds from its last take()
