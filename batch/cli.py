@@ -63,20 +63,38 @@ def classify(
     Exit codes: 0 all classified; 3 some items failed (their rows carry an error; the rest
     are written); 1 fatal (model unusable, output not writable); 2 usage; 130 interrupted.
     """
+    if resume and not output:
+        raise typer.BadParameter("needs --output FILE: the rows to resume are read from it", param_hint="--resume")
+    # Items stream from the walk as the run goes: a folder of a million files is never
+    # held as a million items. So whether images come is judged from the arguments.
+    # With only arrays, onnxruntime gets every core and spin-waits (~10% faster); where
+    # decoders may need the cores, it runs on the calling thread: its second thread
+    # waited for a core at every layer of the model when the machine was busy (measured:
+    # a 10,000-PNG run ~15% slower under load), and the run used more CPU.
+    arrays_only = all(arg.lower().endswith(".npy") and Path(arg).is_file() for arg in inputs)
+    pool = None
+    if not arrays_only:
+        # The decoders are forked first, while this process is small and runs no
+        # onnxruntime threads; they are ready by the time the model is loaded.
+        from batch.decoders import DecodePool
+
+        pool = DecodePool(2, invert.value)
+    try:
+        _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, progress, quiet,
+                  resume, arrays_only, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, progress, quiet,
+              resume, arrays_only, pool) -> None:
     from batch.inputs import Expanded, iter_inputs
     from batch.model import OnnxClassifier
     from batch.run import classify as run
     from batch.writer import RowWriter, format_for, resume_output
 
-    if resume and not output:
-        raise typer.BadParameter("needs --output FILE: the rows to resume are read from it", param_hint="--resume")
-    # Items stream from the walk as the run goes: a folder of a million files is never
-    # held as a million items. So whether images come is judged from the arguments:
-    # onnxruntime's threads may spin-wait only when no image decoders need the cores.
-    arrays_only = all(arg.lower().endswith(".npy") and Path(arg).is_file() for arg in inputs)
-    classifier = OnnxClassifier(model, spin=arrays_only)
-    if not arrays_only:
-        import batch.decoders  # noqa: F401  (OpenCV: start-up, not the run's clock; workers fork with it)
+    classifier = OnnxClassifier(model, threads=0 if arrays_only else 1, spin=arrays_only)
     expanded = Expanded()
     items = iter_inputs(inputs, recursive=recursive, pattern=glob, out=expanded)
     row_format = fmt.value if fmt else format_for(str(output) if output else None)
@@ -95,7 +113,7 @@ def classify(
     try:
         writer = RowWriter(stream, row_format, top_k or 0, header=not (done and done.header))
         summary = run(items, classifier, writer, invert=invert.value, batch_size=batch_size,
-                      advance=bar.advance if bar else (lambda n: None), stop=stop, done=done)
+                      advance=bar.advance if bar else (lambda n: None), stop=stop, done=done, pool=pool)
     finally:
         stop.restore()
         if bar:

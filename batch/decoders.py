@@ -24,6 +24,7 @@ from collections import deque
 import numpy as np
 
 from batch.decode import MNIST_SIZE, decode_digits
+from digits.errors import DigitsError
 
 BLOCK = 256  # images per task
 _PIXELS = MNIST_SIZE * MNIST_SIZE
@@ -55,7 +56,7 @@ def read_file(path: str) -> bytes | str:
         return f"cannot read: {e.strerror or e}"
 
 
-class DecoderDied(RuntimeError):
+class DecoderDied(DigitsError):
     """A worker process ended while it had work (killed from outside, or crashed)."""
 
 
@@ -112,7 +113,10 @@ class DecodePool:
     def submit(self, paths: list) -> None:
         worker = min(range(len(self._busy)), key=self._busy.__getitem__)  # the least loaded
         slot = self._free.pop()
-        self._tasks[worker].send_bytes(pickle.dumps((slot, paths), pickle.HIGHEST_PROTOCOL))
+        try:
+            self._tasks[worker].send_bytes(pickle.dumps((slot, paths), pickle.HIGHEST_PROTOCOL))
+        except OSError as e:
+            raise self._died(worker, paths) from e
         self._busy[worker] += 1
         self._queue.append((worker, slot, paths))
 
@@ -123,12 +127,16 @@ class DecodePool:
         try:
             message = self._results[worker].recv_bytes()
         except (EOFError, OSError) as e:
-            code = self._processes[worker].exitcode
-            raise DecoderDied(f"an image decoder process ended (exit code {code}) while reading "
-                              f"{paths[0]} ... {paths[-1]}") from e
+            raise self._died(worker, paths) from e
         self._busy[worker] -= 1
         self._held = slot
         return paths, self._slots[slot, : len(paths)], pickle.loads(message) if message else None
+
+    def _died(self, worker: int, paths: list) -> DecoderDied:
+        self._processes[worker].join(timeout=1)
+        return DecoderDied(f"an image decoder process ended (exit code {self._processes[worker].exitcode}) "
+                           f"with {paths[0]} ... {paths[-1]} in hand; the rows written so far are whole "
+                           "(--resume continues)")
 
     def close(self) -> None:
         """Stop the workers: each ends after the block in hand, told by end-of-file."""

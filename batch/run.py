@@ -97,14 +97,17 @@ def classify(
     advance: Callable[[int], None] = lambda n: None,
     stop: Callable[[], bool] = lambda: False,
     done: Done | None = None,
+    pool=None,
 ) -> Summary:
     """Classify every item, writing its row(s) as soon as they are known.
 
     `items` may be a list or a stream (consumed once, in order). `advance(n)` is
     told of each n items done (progress); `stop()` is asked between blocks and
     ends the run early, leaving every written row whole. `done` (from
-    writer.read_done, for --resume): sources already in the output; their items
-    and array rows are passed over, and counted by advance.
+    writer.resume_output, for --resume): sources already in the output; their items
+    and array rows are passed over, and counted by advance. `pool`: a
+    decoders.DecodePool already started (the caller closes it); without one, a
+    run with enough images starts its own.
     """
     summary = Summary()
     if done is not None:
@@ -141,7 +144,7 @@ def classify(
         summary.failed += 1
         advance(1)
 
-    pool = None
+    own_pool = pool is None
     waiting: list[list[str]] = []  # image blocks not yet sent anywhere (before the pool starts)
 
     def decode_inline() -> None:
@@ -195,13 +198,13 @@ def classify(
             if isinstance(block, ErrorItem):
                 fail(block.source, block.error)
             elif isinstance(block, ArrayItem):
-                _classify_array(block.source, batch_size, emit_array, fail, stop, done)
+                _classify_array(block.source, batch_size, emit_array, fail, stop, done, advance)
         if pool is not None:
             drain(keep=0)
         decode_inline()
         summary.interrupted = stop()
     finally:
-        if pool is not None:
+        if own_pool and pool is not None:
             pool.close()
 
     summary.items = summary.classified + summary.failed
@@ -209,8 +212,9 @@ def classify(
     return summary
 
 
-def _classify_array(path: str, batch_size: int, emit_array, fail, stop, done: Done | None) -> None:
+def _classify_array(path: str, batch_size: int, emit_array, fail, stop, done: Done | None, advance) -> None:
     if done is not None and done.has(path):  # the whole array failed before: its row is kept
+        advance(1)
         return
     finished = done.array_rows(path) if done is not None else None
     try:
@@ -225,7 +229,9 @@ def _classify_array(path: str, batch_size: int, emit_array, fail, stop, done: Do
             todo = ~np.isin(rows, finished, assume_unique=True)
             if todo.all():
                 emit_array(path, begin, chunk, None)
-            elif todo.any():
+                continue
+            advance(int(len(todo) - todo.sum()))  # rows already in the output
+            if todo.any():
                 emit_array(path, begin, chunk[todo], rows[todo])
     except ArrayError as e:
         # Found on opening, before any row of this array was written.

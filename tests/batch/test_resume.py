@@ -153,3 +153,31 @@ def test_resume_fills_rows_missing_from_the_middle_of_an_array(exported_onnx, jo
     final = out.read_text().splitlines(keepends=True)
     assert final[0] == header and sorted(final[1:]) == sorted(rows)
     assert f"{len(rows) - len(kept):,} classified" in result.stderr
+
+
+def test_a_killed_decoder_ends_the_run_with_one_line_and_resume_finishes(exported_onnx, job, clean, tmp_path):
+    """A decoder process that dies (OOM killer, a crash in a codec) stops the run with one clear
+    line, exit code 1, every written row whole; --resume then completes the job."""
+    folder = job[1]
+    big = tmp_path / "big"
+    big.mkdir()
+    names = sorted(os.listdir(folder))
+    for i in range(60_000):  # hard links: a folder that takes seconds to classify, made in one
+        os.link(folder / names[i % len(names)], big / f"{i:05d}.png")
+    out = tmp_path / "rows.csv"
+    cmd = [sys.executable, "-m", "digits", "classify", exported_onnx, big, "--output", out]
+    proc = subprocess.Popen([str(c) for c in cmd], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while (not out.exists() or out.stat().st_size < 100_000 or not children(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.kill(children(proc.pid)[0], 9)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr and "digits: error: an image decoder process ended" in stderr, stderr
+    assert out.read_text().endswith("\n")
+
+    result = run_digits("classify", exported_onnx, big, "--output", out, "--resume")
+    assert result.returncode == 3, result.stderr  # 0500.png's 40 links are error rows
+    sources = [line.split(",")[0] for line in out.read_text().splitlines()[1:]]
+    assert sources == [str(big / f"{i:05d}.png") for i in range(60_000)]
