@@ -56,6 +56,13 @@ def read_file(path: str) -> bytes | str:
         return f"cannot read: {e.strerror or e}"
 
 
+def decode_files(paths: list, invert: str, out: np.ndarray | None = None) -> tuple[np.ndarray, list[str | None]]:
+    """Read and decode image files in this process: (uint8 [N, 28, 28] digits, errors),
+    errors[i] saying why file i could not be had (its digit is then zeros), else None.
+    What each worker does with a block; for engines that run their own workers."""
+    return decode_digits([read_file(path) for path in paths], invert, out=out)
+
+
 class DecoderDied(DigitsError):
     """A worker process ended while it had work (killed from outside, or crashed)."""
 
@@ -168,7 +175,7 @@ def _serve(tasks, results, inherited, memory, invert) -> None:
             slot, paths = pickle.loads(tasks.recv_bytes())
         except (EOFError, OSError):
             return
-        _, errors = decode_digits([read_file(path) for path in paths], invert, out=slots[slot, : len(paths)])
+        _, errors = decode_files(paths, invert, out=slots[slot, : len(paths)])
         try:
             results.send_bytes(pickle.dumps(errors) if any(e is not None for e in errors) else b"")
         except OSError:  # the parent is gone

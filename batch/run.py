@@ -150,13 +150,12 @@ def classify(
     def decode_inline() -> None:
         if not waiting:
             return  # runs without images never import OpenCV
-        from batch.decode import decode_digits
-        from batch.decoders import read_file
+        from batch.decoders import decode_files
 
         for paths in waiting:
             if stop():
                 break
-            emit_images(paths, *decode_digits([read_file(p) for p in paths], invert))
+            emit_images(paths, *decode_files(paths, invert))
         waiting.clear()
 
     def drain(keep: int) -> None:
