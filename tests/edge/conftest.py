@@ -66,3 +66,62 @@ def require(path: Path, how: str) -> None:
     """The edge tests run the real runtimes; a missing install fails (never skips) and says how to get it."""
     if not path.exists():
         pytest.fail(f"{path} is missing: {how}", pytrace=False)
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="session")
+def web_server(edge_models):
+    """web/serve.py, started as `make web` starts it, with the float model as the demo's model."""
+    import subprocess
+    import sys
+
+    require(WEB / "node_modules" / "onnxruntime-web", "run `make web-deps` (npm ci in web/)")
+    server = subprocess.Popen([sys.executable, str(WEB / "serve.py"), "--port", "0", "--model", str(edge_models["onnx"])],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()
+        assert "http://127.0.0.1:" in line, line
+        yield line.split()[-1]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium, driven by playwright; never a downloaded browser."""
+    require(CHROMIUM, "install Debian's chromium: `make chromium` (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, web_server):
+    """The page, opened fresh; files under /fixtures/NAME are served from the test's `fixtures` dict."""
+    context = browser.new_context(accept_downloads=True, viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.fixtures = {}
+
+    def serve_fixture(route):
+        name = route.request.url.split("/fixtures/", 1)[1]
+        path = page.fixtures.get(name)
+        if path is None:
+            route.fulfill(status=404)
+        else:
+            route.fulfill(path=str(path), headers={"Content-Type": "application/octet-stream"})
+
+    page.route("**/fixtures/**", serve_fixture)
+    page.goto(web_server)
+    page.wait_for_function("window.digitsPage !== undefined")
+    yield page
+    context.close()
+    assert not errors, errors
