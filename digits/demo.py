@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import DigitsError
+from trainer.model import RECIPE
 
 
 def _digits(*args) -> subprocess.CompletedProcess:
@@ -54,7 +55,7 @@ def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, arra
     np.save(array, digits)
 
 
-def run_demo(out: Path, data_path: Path | None = None, epochs: int = 50) -> str:
+def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epochs) -> str:
     """Run every step; returns the summary table. DigitsError if any step fails."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
