@@ -36,6 +36,7 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path("runs/demo"),
     data: Annotated[Optional[Path], typer.Option(help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs (default: the seed's recipe).")] = RECIPE.epochs,
+    seed: Annotated[int, typer.Option(help="Seeds the training split, weights and dropout.")] = RECIPE.seed,
 ) -> None:
     """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
     from digits.demo import run_demo
@@ -43,7 +44,7 @@ def demo(
 
     require_train_extra("digits demo", ("tensorflow", "keras", "tf2onnx", "matplotlib"))
 
-    print(run_demo(out, data, epochs))
+    print(run_demo(out, data, epochs, seed))
 
 
 def main() -> None:
