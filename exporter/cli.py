@@ -27,6 +27,9 @@ def export(
     onnxruntime are compared on real and edge-case digits; the model is written only if they
     agree (exit 4 otherwise, with MODEL.parity.json saying by how much).
     """
+    from trainer.backend import require_train_extra
+
+    require_train_extra("digits export", ("tensorflow", "keras", "tf2onnx"))
     from exporter.export import export as run_export
 
     def log(message: str) -> None:
