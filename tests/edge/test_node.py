@@ -1,5 +1,6 @@
 """onnxruntime-node, as the Node example ships it, against the Python runner on real digits."""
 
+import os
 import subprocess
 
 import numpy as np
@@ -57,3 +58,19 @@ def test_node_refuses_a_bad_model_in_one_line(edge_digits, tmp_path):
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith(f"digits-node: error: {junk}: not a loadable ONNX model")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_readmes_node_example_runs(edge_models, tmp_path):
+    import re
+
+    from tests.conftest import ROOT
+
+    (example,) = re.findall(r"```js\n(const ort = require.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    (tmp_path / "model.onnx").symlink_to(edge_models["onnx"])
+    (tmp_path / "example.js").write_text(example)
+    require(NODE_EXAMPLE / "node_modules" / "onnxruntime-node", "run `make node-deps` (npm ci in examples/node)")
+    result = subprocess.run(["node", "example.js"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "NODE_PATH": str(NODE_EXAMPLE / "node_modules")})
+    assert result.returncode == 0, result.stderr
+    label, probabilities = result.stdout.split(" ", 1)
+    assert label.isdigit() and "[" in probabilities
