@@ -175,3 +175,41 @@ def test_a_file_that_is_not_a_model_is_refused_on_the_page(page, tmp_path):
     page.set_input_files("#model-file", str(junk))
     page.wait_for_function("document.getElementById('model-status').classList.contains('error')")
     assert page.inner_text("#model-status").startswith("notes.onnx: not a loadable ONNX model")
+
+
+DROP_FILES = """async (names) => {
+  const transfer = new DataTransfer();
+  for (const name of names) {
+    const blob = await (await fetch("fixtures/" + name)).blob();
+    transfer.items.add(new File([blob], name, { type: "image/png" }));
+  }
+  const zone = document.getElementById("files-drop");
+  zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+}"""
+
+
+def test_a_folder_and_dropped_files_are_classified(page, edge_models, edge_digits, tmp_path):
+    _, digits, _ = edge_digits
+    folder = tmp_path / "scans"
+    (folder / "more").mkdir(parents=True)
+    paths = other_forms(digits[210:212], folder) + other_forms(digits[212:213], folder / "more")
+    (folder / "notes.txt").write_text("not an image")
+    page.click("#demo-model")
+    page.wait_for_function("document.getElementById('model-status').dataset.model !== undefined")
+    python = {str(Path(r["source"]).relative_to(tmp_path)): r["label"] for r in classify_rows(edge_models["onnx"], folder)}
+
+    page.set_input_files("#image-folder", str(folder))
+    page.wait_for_function("document.getElementById('files-status').dataset.done === 'true'")
+    assert "9 images, 9 classified, 0 failed, 1 skipped" in page.inner_text("#files-status")
+    table = [[cell.inner_text() for cell in row.query_selector_all("td")][:2]
+             for row in page.query_selector_all("#results tbody tr")]
+    assert [source for source, _ in table] == sorted(python)  # scans/..., scans/more/..., in path order
+    assert np.mean([python[source] == label for source, label in table]) >= 0.97
+
+    page.evaluate("document.getElementById('files-status').dataset.done = ''")
+    page.fixtures.update({p.name: p for p in paths[:3]})
+    page.evaluate(DROP_FILES, [p.name for p in paths[:3]])
+    page.wait_for_function("document.getElementById('files-status').dataset.done === 'true'")
+    dropped = [row.query_selector("td").inner_text() for row in page.query_selector_all("#results tbody tr")]
+    assert dropped == sorted(p.name for p in paths[:3])
