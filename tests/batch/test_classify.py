@@ -213,24 +213,29 @@ def test_unusable_model_and_output_are_fatal(exported_onnx, small, tmp_path):
     assert run_digits("classify", exported_onnx).returncode == 2  # no INPUT: usage error
 
 
-def test_interrupted_run_keeps_whole_rows(exported_onnx, small, tmp_path):
-    array = tmp_path / "many.npy"
-    np.save(array, np.resize(small.x_test, (200_000, 28, 28)))
-    out = tmp_path / "rows.csv"
+def interrupt_classify(*args, out, after_bytes: int) -> list[dict]:
+    """Run `digits classify ARGS --output OUT`, press Ctrl-C (SIGINT to the process group, as a
+    terminal does) once OUT holds `after_bytes`; check it stopped cleanly, return the rows written."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "digits", "classify", exported_onnx, array, "--output", out, "--batch-size", "16"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "digits", "classify", *map(str, args), "--output", out],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     deadline = time.monotonic() + 60
-    while (not out.exists() or out.stat().st_size < 20_000) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    while (not out.exists() or out.stat().st_size < after_bytes) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted after" in stderr and "Traceback" not in stderr
     text = out.read_text()
     assert text.endswith("\n")
-    rows = rows_of(text)
+    return rows_of(text)
+
+
+def test_interrupted_run_keeps_whole_rows(exported_onnx, small, tmp_path):
+    array = tmp_path / "many.npy"
+    np.save(array, np.resize(small.x_test, (200_000, 28, 28)))
+    rows = interrupt_classify(exported_onnx, array, "--batch-size", "16", out=tmp_path / "rows.csv", after_bytes=20_000)
     assert 0 < len(rows) < 200_000
     assert all(r["source"] == f"{array}#{i}" and r["label"] != "" for i, r in enumerate(rows))
 
@@ -313,21 +318,7 @@ def test_worker_pool_keeps_input_order(exported_onnx, small, tmp_path):
 
 def test_interrupted_worker_pool_keeps_whole_rows_in_order(exported_onnx, small, tmp_path):
     paths = _linked_pngs(tmp_path / "many", small, 30_000, size=160)  # large: decoding takes a while
-    out = tmp_path / "rows.csv"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "digits", "classify", exported_onnx, tmp_path / "many", "--output", out],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while (not out.exists() or out.stat().st_size < 50_000) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C does: the workers get it too
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130, stderr
-    assert "interrupted after" in stderr and "Traceback" not in stderr
-    text = out.read_text()
-    assert text.endswith("\n")
-    rows = rows_of(text)
+    rows = interrupt_classify(exported_onnx, tmp_path / "many", out=tmp_path / "rows.csv", after_bytes=50_000)
     assert 0 < len(rows) < 30_000
     assert [r["source"] for r in rows] == [str(p) for p in paths[: len(rows)]]
     assert all(r["label"] != "" for r in rows)
