@@ -64,7 +64,8 @@ class RayOptions:
 
 
 def is_uri(text: str) -> bool:
-    return "://" in text and not text.startswith("file://")
+    """s3://, gs://, hdfs://, file://...: listed and read with pyarrow's filesystems."""
+    return "://" in text
 
 
 # ---- listing (driver) -------------------------------------------------------
@@ -106,7 +107,7 @@ def list_items(inputs: list[str], recursive: bool = True, pattern: str | None = 
             flush_local()
             skipped += _list_uri(arg, recursive, pattern, rows)
         else:
-            local.append(arg[len("file://"):] if arg.startswith("file://") else arg)
+            local.append(arg)
     flush_local()
     return rows, skipped
 

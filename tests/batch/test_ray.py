@@ -259,3 +259,18 @@ def test_a_killed_worker_still_yields_every_row_once(exported_onnx, png_folder, 
     assert len({r["source"] for r in ray_rows}) == len(ray_rows) == 110_003  # every row, once
     assert_same_rows(ray_rows, rows_of((tmp_path / "local.csv").read_text()))
     assert summary_line(stderr) == summary_line(local.stderr)
+
+
+def test_uris_are_listed_and_read_with_pyarrow(exported_onnx, png_folder, cluster, tmp_path):
+    # file:// goes through the same pyarrow listing and reads as s3:// or gs:// would.
+    folder = png_folder / "part1"
+    local = run_digits("classify", exported_onnx, folder, "--glob", "0000*")
+    ours = run_ray(exported_onnx, f"file://{folder}", f"file://{tmp_path}/missing.png", "--glob", "0000*",
+                   address=cluster)
+    assert ours.returncode == local.returncode == 3, ours.stderr
+    local_rows, ray_rows = rows_of(local.stdout), rows_of(ours.stdout)
+    assert [r["source"] for r in ray_rows] == [f"file://{r['source']}" for r in local_rows] + \
+        [f"file://{tmp_path}/missing.png"]
+    assert [(r["label"], r["error"]) for r in ray_rows[:-1]] == [(r["label"], r["error"]) for r in local_rows]
+    assert ray_rows[-1]["error"] == "no such file or folder"
+    assert summary_line(ours.stderr) == "done: 12 items, 10 classified, 2 failed, 0 skipped"
