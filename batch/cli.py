@@ -139,10 +139,10 @@ def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob,
         except OSError as e:
             raise DigitsError(f"{output}: cannot write the output ({e.strerror or e})") from e
     stop = _StopFlag()
-    stop.install()
     bar = None
     try:
         ray_engine.connect(options)
+        stop.install()  # after Ray's start-up, which sets its own signal handlers
         # The bar counts rows as the driver receives them; there is no count for URIs up front.
         if (progress or sys.stderr.isatty()) and not quiet and not output_dir and not any(
                 ray_engine.is_uri(i) for i in inputs) and "-" not in inputs:
@@ -156,7 +156,8 @@ def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob,
             top_k=top_k or 0, invert=invert.value, recursive=recursive, pattern=glob,
             batch_size=batch_size, options=options, advance=bar.advance if bar else (lambda n: None), stop=stop)
     finally:
-        stop.restore()
+        if hasattr(stop, "_previous"):
+            stop.restore()
         if bar:
             bar.close()
         if output and stream:

@@ -434,6 +434,9 @@ def classify(
             summary.classified += int(ok.sum())
             summary.failed += int((~ok).sum())
             advance(len(sources))
+        # A Ctrl-C taken by one of Ray's threads reaches our handler only when the
+        # main thread next runs Python: possibly after the last batch.
+        summary.interrupted = summary.interrupted or stop()
     summary.items = summary.classified + summary.failed
     summary.seconds = time.perf_counter() - start
     return summary
