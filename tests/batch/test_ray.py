@@ -81,12 +81,16 @@ def big_npy(sample, tmp_path_factory):
 @pytest.fixture(scope="module")
 def cluster():
     """A real local Ray cluster, started here once: 2 CPUs, no dashboard. Yields its address."""
+    environ = dict(os.environ)
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 * 2**20,
              logging_level="ERROR", log_to_driver=False)
     try:
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
+        # ray.init leaves RAY_ADDRESS and RAY_AUTH_MODE behind; later tests' programs must not see them.
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def run_ray(*args, address, **kwargs) -> subprocess.CompletedProcess:
@@ -127,13 +131,17 @@ def test_starts_its_own_local_ray_without_address(exported_onnx, sample, tmp_pat
     array = tmp_path / "a.npy"
     np.save(array, sample.x_test[:300])
     (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
-    args = (exported_onnx, array, tmp_path / "broken.png", tmp_path / "missing.png")
+    floats = tmp_path / "f.npy"  # float arrays are checked whole before any of their rows
+    np.save(floats, (sample.x_test[:50] / 255.0).astype(np.float32))
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.where(np.arange(50)[:, None, None] == 40, np.nan, sample.x_test[:50] / 255.0))
+    args = (exported_onnx, array, tmp_path / "broken.png", floats, nan, tmp_path / "missing.png")
     local = run_digits("classify", *args)
     ours = run_digits("classify", *args, "--engine", "ray", env={"RAY_ADDRESS": ""})
     assert ours.returncode == local.returncode == 3, ours.stderr
     assert ours.stdout == local.stdout  # stdout csv, byte for byte
     assert summary_line(ours.stderr) == summary_line(local.stderr) == \
-        "done: 302 items, 300 classified, 2 failed, 0 skipped"
+        "done: 353 items, 350 classified, 3 failed, 0 skipped"
     assert "Traceback" not in ours.stderr and len(ours.stderr.splitlines()) == 2, ours.stderr
 
 
