@@ -282,3 +282,30 @@ def test_uris_are_listed_and_read_with_pyarrow(exported_onnx, png_folder, cluste
     assert [(r["label"], r["error"]) for r in ray_rows[:-1]] == [(r["label"], r["error"]) for r in local_rows]
     assert ray_rows[-1]["error"] == "no such file or folder"
     assert summary_line(ours.stderr) == "done: 12 items, 10 classified, 2 failed, 0 skipped"
+
+
+def test_ctrl_c_stops_the_job_with_whole_rows(exported_onnx, big_npy, cluster, tmp_path):
+    out = tmp_path / "rows.csv"
+    job = subprocess.Popen([sys.executable, "-m", "digits", "classify", str(exported_onnx), *[str(big_npy)] * 4,
+                            "-o", str(out), "--engine", "ray", "--address", cluster], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and job.poll() is None:
+            if out.exists() and sum(1 for _ in open(out)) > 1000:
+                job.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.02)
+        _, stderr = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted after" in stderr
+    text = out.read_text()
+    assert text.endswith("\n")
+    rows = rows_of(text)
+    assert 1000 < len(rows) < 400_000
+    assert [r["source"] for r in rows] == [f"{big_npy}#{i % 100_000}" for i in range(len(rows))]
+    assert all(r["label"] and r["confidence"] for r in rows)
+    assert f"interrupted after {len(rows):,} items" in stderr
