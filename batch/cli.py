@@ -64,7 +64,7 @@ def classify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
     engine: Annotated[Engine, typer.Option(help="local: this process and its decode workers; ray: a Ray cluster (needs the [ray] extra).")] = Engine.local,
     address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else start a local Ray).")] = None,
-    output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="--engine ray: write rows as shards into this folder or URI (csv or parquet), not in input order.")] = None,
+    output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="--engine ray: write rows as shards into this folder or URI (csv, jsonl or parquet), not in input order.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default: half the cluster's CPUs).")] = None,
 ) -> None:
     """Classify digit images and .npy arrays with onnxruntime: one row per digit, in input order.
@@ -125,8 +125,6 @@ def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob,
         raise typer.BadParameter("give --output or --output-dir, not both")
     if fmt == OutputFormat.parquet and not output_dir:
         raise typer.BadParameter("--format parquet writes shards: it needs --output-dir")
-    if output_dir and fmt == OutputFormat.jsonl:
-        raise typer.BadParameter("--output-dir writes csv or parquet")
     from batch import ray_engine  # one line naming the extra when Ray is not installed
     from batch.writer import RowWriter, format_for
 

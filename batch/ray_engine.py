@@ -417,9 +417,11 @@ def classify(
         ds = ds.map_batches(_sharded_table, fn_kwargs={"top_k": top_k}, batch_format="numpy", num_cpus=1)
         if out_format == "parquet":
             ds.write_parquet(out_dir)
+        elif out_format == "jsonl":
+            ds.write_json(out_dir)  # JSON lines, one file per block
         else:
             ds.write_csv(out_dir)
-        _sharded_summary(out_dir, out_format, summary)
+        _sharded_summary(out_dir, {"jsonl": "json"}.get(out_format, out_format), summary)
     else:
         # Ray Data coalesces outputs into blocks of up to 128 MB (160k rows here):
         # re-batched, rows stream out steadily and a Ctrl-C is seen within one batch.

@@ -309,3 +309,23 @@ def test_ctrl_c_stops_the_job_with_whole_rows(exported_onnx, big_npy, cluster, t
     assert [r["source"] for r in rows] == [f"{big_npy}#{i % 100_000}" for i in range(len(rows))]
     assert all(r["label"] and r["confidence"] for r in rows)
     assert f"interrupted after {len(rows):,} items" in stderr
+
+
+def test_sharded_jsonl_and_csv_output(exported_onnx, png_folder, cluster, tmp_path):
+    folder = png_folder / "part1"
+    local = {r["source"]: r for r in rows_of(run_digits("classify", exported_onnx, folder, "--glob", "0000*").stdout)}
+    for fmt in ("jsonl", "csv"):
+        shards = tmp_path / fmt
+        ours = run_ray(exported_onnx, folder, "--glob", "0000*", "--output-dir", shards, "--format", fmt,
+                       address=cluster)
+        assert ours.returncode == 3, ours.stderr
+        assert summary_line(ours.stderr) == "done: 11 items, 10 classified, 1 failed, 0 skipped"
+        if fmt == "jsonl":
+            written = [json.loads(line) for f in sorted(shards.iterdir()) for line in f.read_text().splitlines()]
+        else:
+            written = [r for f in sorted(shards.iterdir()) for r in rows_of(f.read_text())]
+        assert len(written) == len(local) == 11
+        for row in written:
+            expected = local[row["source"]]
+            assert str(row["label"] if row["label"] is not None else "") == expected["label"]
+            assert (row["error"] or "") == expected["error"]
