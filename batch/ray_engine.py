@@ -407,39 +407,63 @@ def classify(
     start = time.perf_counter()
     work, summary.skipped = list_items(inputs, recursive=recursive, pattern=pattern)
     if not work:
-        if writer is None and out_dir:
-            os.makedirs(out_dir, exist_ok=True)
+        if writer is None and out_dir and not is_uri(out_dir):
+            try:
+                os.makedirs(out_dir, exist_ok=True)
+            except OSError as e:
+                raise RayEngineError(f"{out_dir}: cannot write the output ({e.strerror or e})") from e
         summary.seconds = time.perf_counter() - start
         return summary
     ds = build_dataset(work, model, invert, batch_size, options.concurrency or default_concurrency())
 
-    if writer is None:
-        ds = ds.map_batches(_sharded_table, fn_kwargs={"top_k": top_k}, batch_format="numpy", num_cpus=1)
+    try:
+        if writer is None:
+            _write_shards(ds, out_dir, out_format, top_k, summary)
+        else:
+            _write_in_order(ds, writer, summary, advance, stop)
+    except ray.exceptions.RayError as e:
+        # Bad files are error rows; what reaches here is the job itself failing.
+        raise RayEngineError(f"the Ray job failed: {_last_line(e)}") from e
+    summary.items = summary.classified + summary.failed
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _last_line(e: BaseException) -> str:
+    """The line of an exception's text that says what went wrong (Ray's end with the cause)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(e).__name__)[:300]
+
+
+def _write_in_order(ds, writer: RowWriter, summary: Summary, advance, stop) -> None:
+    # Ray Data coalesces outputs into blocks of up to 128 MB (160k rows here):
+    # re-batched, rows stream out steadily and a Ctrl-C is seen within one batch.
+    for batch in ds.iter_batches(batch_size=ROWS_PER_WRITE, batch_format="numpy"):
+        if stop():
+            summary.interrupted = True
+            break
+        sources = [str(s) for s in batch["source"]]
+        errors = [str(e) or None for e in batch["error"]]
+        probabilities = batch["probabilities"]
+        ok = np.array([e is None for e in errors], dtype=bool)
+        writer.write_rows(sources, probabilities, None if ok.all() else errors)
+        labels = probabilities.argmax(axis=1)[ok] if len(probabilities) else np.zeros(0, np.int64)
+        summary.per_label += np.bincount(labels, minlength=NUM_CLASSES)
+        summary.classified += int(ok.sum())
+        summary.failed += int((~ok).sum())
+        advance(len(sources))
+    summary.interrupted = summary.interrupted or stop()  # a Ctrl-C during the last batch
+
+
+def _write_shards(ds, out_dir: str, out_format: str, top_k: int, summary: Summary) -> None:
+    ds = ds.map_batches(_sharded_table, fn_kwargs={"top_k": top_k}, batch_format="numpy", num_cpus=1)
+    try:
         if out_format == "parquet":
             ds.write_parquet(out_dir)
         elif out_format == "jsonl":
             ds.write_json(out_dir)  # JSON lines, one file per block
         else:
             ds.write_csv(out_dir)
-        _sharded_summary(out_dir, {"jsonl": "json"}.get(out_format, out_format), summary)
-    else:
-        # Ray Data coalesces outputs into blocks of up to 128 MB (160k rows here):
-        # re-batched, rows stream out steadily and a Ctrl-C is seen within one batch.
-        for batch in ds.iter_batches(batch_size=ROWS_PER_WRITE, batch_format="numpy"):
-            if stop():
-                summary.interrupted = True
-                break
-            sources = [str(s) for s in batch["source"]]
-            errors = [str(e) or None for e in batch["error"]]
-            probabilities = batch["probabilities"]
-            ok = np.array([e is None for e in errors], dtype=bool)
-            writer.write_rows(sources, probabilities, None if ok.all() else errors)
-            labels = probabilities.argmax(axis=1)[ok] if len(probabilities) else np.zeros(0, np.int64)
-            summary.per_label += np.bincount(labels, minlength=NUM_CLASSES)
-            summary.classified += int(ok.sum())
-            summary.failed += int((~ok).sum())
-            advance(len(sources))
-        summary.interrupted = summary.interrupted or stop()  # a Ctrl-C during the last batch
-    summary.items = summary.classified + summary.failed
-    summary.seconds = time.perf_counter() - start
-    return summary
+    except OSError as e:  # the folder cannot be made (Ray makes it on the driver first)
+        raise RayEngineError(f"{out_dir}: cannot write the output ({_last_line(e)})") from e
+    _sharded_summary(out_dir, {"jsonl": "json"}.get(out_format, out_format), summary)

@@ -329,3 +329,10 @@ def test_sharded_jsonl_and_csv_output(exported_onnx, png_folder, cluster, tmp_pa
             expected = local[row["source"]]
             assert str(row["label"] if row["label"] is not None else "") == expected["label"]
             assert (row["error"] or "") == expected["error"]
+
+
+def test_unwritable_output_dir_is_one_line_exit_1(exported_onnx, png_folder, cluster, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run_ray(exported_onnx, png_folder / "part1", "--glob", "0000*", "--output-dir",
+                     tmp_path / "a-file" / "shards", address=cluster)
+    assert_one_line_error(result, 1, "a-file/shards", "cannot write the output")
