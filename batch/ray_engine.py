@@ -328,6 +328,8 @@ def connect(options: RayOptions) -> None:
     else:
         kwargs.update(num_cpus=options.num_cpus, include_dashboard=False,
                       object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+    if address:
+        _reachable(address)
     try:
         with _muted_stderr():
             ray.init(**kwargs)
@@ -341,6 +343,19 @@ def connect(options: RayOptions) -> None:
     context.print_on_execution_start = False
     context.execution_options.preserve_order = True
     context.execution_options.verbose_progress = False
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """A plain host:port that nothing answers on fails here, at once: Ray would retry for minutes."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto", ray://...: Ray resolves those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise RayEngineError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from e
 
 
 @contextlib.contextmanager

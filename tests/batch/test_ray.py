@@ -10,6 +10,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -125,6 +126,14 @@ def test_ray_options_need_engine_ray(exported_onnx, tmp_path):
     assert result.returncode == 2 and "--engine ray" in result.stderr
     result = run_digits("classify", exported_onnx, tmp_path, "--engine", "ray", "--format", "parquet")
     assert result.returncode == 2 and "--output-dir" in result.stderr
+
+
+def test_unreachable_address_is_one_line_exit_1(exported_onnx, tmp_path):
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        result = run_digits("classify", exported_onnx, tmp_path, "--engine", "ray", "--address", f"127.0.0.1:{port}")
+    assert_one_line_error(result, 1, f"127.0.0.1:{port}", "cannot reach the Ray cluster")
 
 
 def test_starts_its_own_local_ray_without_address(exported_onnx, sample, tmp_path):
