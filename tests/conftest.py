@@ -127,7 +127,7 @@ def trained_mlp(sample, tmp_path_factory) -> Path:
     on seeds 0, 1 and 2 (tests/data/README.md has the table): test accuracy
     0.937-0.943; the exported model within 1.6e-6 of Keras (atol 1e-5); int8
     labels agree with the float model on >= 99.7% of the 1,000 test digits (gate
-    99%: 10 may turn; at most 8 digits are close enough to a tie to turn).
+    99%: 10 may turn; 0-3 did).
     A 3-epoch model on 600 digits, as this fixture once was, gave nearly uniform
     probabilities, and int8 agreement fell to 95.5% on another machine.
     """
