@@ -1,4 +1,8 @@
-"""`digits classify`: the runner's command line. Parses, runs, reports; no logic of its own."""
+"""`digits classify`: the runner's command line.
+
+It parses the options, runs `batch.run.classify`, and owns what only a terminal
+needs: Ctrl-C handling, the progress bar and the summary line.
+"""
 
 import signal
 import sys
@@ -21,6 +25,12 @@ class InvertMode(StrEnum):
 class OutputFormat(StrEnum):
     csv = "csv"
     jsonl = "jsonl"
+    parquet = "parquet"  # --engine ray --output-dir only
+
+
+class Engine(StrEnum):
+    local = "local"
+    ray = "ray"
 
 
 class _StopFlag:
@@ -57,12 +67,24 @@ def classify(
     progress: Annotated[bool, typer.Option("--progress", help="Show a progress bar even when stderr is not a terminal.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: keep the rows already in --output, classify only the inputs without one, append.")] = False,
+    engine: Annotated[Engine, typer.Option(help="local: this process and its decode workers; ray: a Ray cluster (needs the [ray] extra).")] = Engine.local,
+    address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else start a local Ray).")] = None,
+    output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="--engine ray: write rows as shards into this folder or URI (csv, jsonl or parquet), not in input order.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default: half the cluster's CPUs).")] = None,
 ) -> None:
     """Classify digit images and .npy arrays with onnxruntime: one row per digit, in input order.
 
     Exit codes: 0 all classified; 3 some items failed (their rows carry an error; the rest
     are written); 1 fatal (model unusable, output not writable); 2 usage; 130 interrupted.
     """
+    if engine == Engine.ray:
+        if resume:
+            raise typer.BadParameter("--resume is for the local engine", param_hint="--resume")
+        _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, progress,
+                         quiet, address, output_dir, concurrency)
+        return
+    if output_dir or address or concurrency or fmt == OutputFormat.parquet:
+        raise typer.BadParameter("--output-dir, --address, --concurrency and --format parquet need --engine ray")
     if resume and not output:
         raise typer.BadParameter("needs --output FILE: the rows to resume are read from it", param_hint="--resume")
     # Items stream from the walk as the run goes: a folder of a million files is never
@@ -121,12 +143,64 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
         if output:
             stream.close()
     summary.skipped = expanded.skipped
+    _finish(summary, quiet, expanded.empty)
+
+
+def _finish(summary, quiet: bool, empty_folders: list[str] = ()) -> None:
+    """The summary line and the exit code, the same for every engine."""
     if not quiet:
+        for folder in empty_folders:
+            print(f"note: {folder}: no image or .npy files to classify", file=sys.stderr)
         print(_format_summary(summary), file=sys.stderr)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-    if summary.failed or summary.kept_failed:  # as the uninterrupted run would have ended
+    if summary.failed or getattr(summary, "kept_failed", 0):  # as the uninterrupted run would have ended
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, progress,
+                     quiet, address, output_dir, concurrency) -> None:
+    if output and output_dir:
+        raise typer.BadParameter("give --output or --output-dir, not both")
+    if fmt == OutputFormat.parquet and not output_dir:
+        raise typer.BadParameter("--format parquet writes shards: it needs --output-dir")
+    from batch import ray_engine  # one line naming the extra when Ray is not installed
+    from batch.writer import RowWriter, format_for
+
+    options = ray_engine.RayOptions(address=address, concurrency=concurrency)
+    ray_engine.OnnxClassifier(model)  # a bad model fails before Ray starts
+    stream = None
+    if not output_dir:
+        try:
+            stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
+        except OSError as e:
+            raise DigitsError(f"{output}: cannot write the output ({e.strerror or e})") from e
+    stop = _StopFlag()
+    bar = None
+    try:
+        ray_engine.connect(options)
+        stop.install()  # after Ray's start-up, which sets its own signal handlers
+        # The bar counts rows as the driver receives them; there is no count for URIs up front.
+        if (progress or sys.stderr.isatty()) and not quiet and not output_dir and not any(
+                ray_engine.is_uri(i) for i in inputs) and "-" not in inputs:
+            from batch.inputs import expand_inputs
+
+            bar = _ProgressBar(expand_inputs(inputs, recursive=recursive, pattern=glob).items)
+        writer = RowWriter(stream, fmt.value if fmt else format_for(str(output) if output else None),
+                           top_k or 0) if stream else None
+        summary = ray_engine.classify(
+            inputs, model, writer, out_dir=output_dir, out_format=fmt.value if fmt else "csv",
+            top_k=top_k or 0, invert=invert.value, recursive=recursive, pattern=glob,
+            batch_size=batch_size, options=options, advance=bar.advance if bar else (lambda n: None), stop=stop)
+    finally:
+        if hasattr(stop, "_previous"):
+            stop.restore()
+        if bar:
+            bar.close()
+        if output and stream:
+            stream.close()
+        ray_engine.ray.shutdown()
+    _finish(summary, quiet)
 
 
 class _ProgressBar:

@@ -1,9 +1,9 @@
 """Image bytes -> MNIST-style digits: uint8 [28, 28], white on black.
 
 OpenCV decodes (it is ~4x faster than Pillow on small PNGs). Anything that is
-not already a 28x28 digit is brought to MNIST's form with LeCun's recipe: crop to the ink,
-fit into 20x20 keeping the aspect ratio, and centre by the centre of mass in a
-28x28 field.
+not already a 28x28 digit is brought to MNIST's form with LeCun's recipe: crop
+to the ink, fit into 20x20 keeping the aspect ratio, and centre by the centre
+of mass in a 28x28 field.
 """
 
 import os
@@ -12,10 +12,12 @@ from typing import Literal
 
 import numpy as np
 
+from batch.imagesize import image_size
 from digits.errors import DigitsError
 
-# Decompression-bomb cap. OpenCV checks it against the header before it
-# allocates; the environment variable must be set before cv2 is imported.
+# Decompression-bomb cap, checked against the image's header before OpenCV
+# allocates anything (batch/imagesize.py). OpenCV's own cap is set too, as a
+# second guard; it only takes effect when cv2 is first imported here.
 MAX_PIXELS = 40_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
@@ -31,6 +33,8 @@ DIGIT_BOX = 20  # MNIST digits are fit into 20x20 and centred in 28x28
 INK_FRACTION = 0.2  # a pixel counts as ink above this fraction of the brightest
 _MNIST_SHAPE = (MNIST_SIZE, MNIST_SIZE)
 _JPEG_START = b"\xff\xd8"
+_PNG_START = b"\x89PNG\r\n\x1a\n"
+_PNG_28X28 = (28).to_bytes(4, "big") * 2  # IHDR width and height
 
 
 class ImageError(DigitsError):
@@ -44,6 +48,12 @@ def decode_digit(data: bytes, invert: Invert = "auto") -> np.ndarray:
     if data[:2] == _JPEG_START and b"\xff\xd9" not in data[-1024:]:
         # libjpeg fills a truncated JPEG with grey and only warns; refuse it.
         raise ImageError("truncated JPEG (no end-of-image marker)")
+    size = image_size(data)
+    if size is None:
+        raise ImageError("not a decodable image (not PNG, JPEG, GIF, BMP, TIFF, WebP or PNM)")
+    if size[0] * size[1] > MAX_PIXELS:
+        raise ImageError(f"image of {size[0]:,}x{size[1]:,} pixels, larger than the {MAX_PIXELS:,}-pixel cap "
+                         "(decompression bomb?)")
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:
@@ -64,10 +74,11 @@ def decode_digits(blobs: Sequence[bytes | str], invert: Invert = "auto",
     `out`, when given, is the uint8 [N, 28, 28] array to fill (shared memory).
 
     The hot path of folder runs. A 28x28 PNG decodes in ~11 us, so the Python
-    around it counts: an image that decodes to 8-bit grayscale 28x28, the MNIST
-    form, goes straight into the block, and the border check for --invert auto
-    is one numpy pass over the whole block rather than four sums per image.
-    Anything else takes decode_digit's general path.
+    around it counts: a PNG whose header says 28x28 (no pixel cap to check) and
+    that decodes to 8-bit grayscale, the MNIST form, goes straight into the
+    block, and the border check for --invert auto is one numpy pass over the
+    whole block rather than four sums per image. Anything else takes
+    decode_digit's general path.
     """
     digits = np.zeros((len(blobs), MNIST_SIZE, MNIST_SIZE), np.uint8) if out is None else out
     errors: list[str | None] = [None] * len(blobs)
@@ -78,7 +89,7 @@ def decode_digits(blobs: Sequence[bytes | str], invert: Invert = "auto",
             errors[i] = data
             digits[i] = 0
             continue
-        if data and data[:2] != _JPEG_START:  # JPEGs first get decode_digit's truncation check
+        if data[:8] == _PNG_START and data[16:24] == _PNG_28X28:  # header says 28x28: no bomb
             try:
                 image = imdecode(frombuffer(data, uint8), unchanged)
             except cv2.error:

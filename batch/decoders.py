@@ -24,6 +24,7 @@ from collections import deque
 import numpy as np
 
 from batch.decode import MNIST_SIZE, decode_digits
+from batch.run import MAX_FILE_BYTES
 from digits.errors import DigitsError
 
 BLOCK = 256  # images per task
@@ -31,7 +32,6 @@ _PIXELS = MNIST_SIZE * MNIST_SIZE
 _PIPE_BYTES = 1 << 20  # big pipes: neither side ever blocks on a full pipe while the other waits
 
 
-MAX_FILE_BYTES = 64 * 1024 * 1024  # larger "images" are refused before reading them whole
 READ_AHEAD = 64 * 1024  # one read takes a digit image whole; fstat only for larger files
 
 

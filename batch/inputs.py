@@ -1,10 +1,10 @@
 """INPUT arguments -> an ordered list, or stream, of things to classify.
 
 Named files and folders (walked in sorted order, so runs repeat), `-` for a
-list of paths on standard input. Every named thing yields at least one item:
-what cannot be found or opened becomes an error item, never a silent gap.
-Files in a walked folder that are not images or .npy by extension are only
-counted as skipped.
+list of paths on standard input. What cannot be found or opened becomes an
+error item, never a silent gap. Files in a walked folder that are not images
+or .npy by extension are only counted as skipped, and a named folder that
+holds nothing to classify is listed in `Expanded.empty` for the summary to say.
 """
 
 import errno
@@ -44,6 +44,7 @@ Item = ImageItem | ArrayItem | ErrorItem
 class Expanded:
     items: list[Item] = field(default_factory=list)
     skipped: int = 0
+    empty: list[str] = field(default_factory=list)  # named folders that gave no item
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -142,7 +143,12 @@ def iter_inputs(inputs: Iterable[str], recursive: bool = True, pattern: str | No
             yield ErrorItem(arg, "no such file or folder" if e.errno == errno.ENOENT else _os_error(e))
             continue
         if os.path.isdir(arg):
-            yield from _walk(arg, recursive, pattern, out, set())
+            found = False
+            for item in _walk(arg, recursive, pattern, out, set()):
+                found = True
+                yield item
+            if not found:
+                out.empty.append(arg)
         else:
             yield _named_file(arg)
 

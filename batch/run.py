@@ -4,9 +4,10 @@ Items arrive as a stream (a folder's files as the walk lists them), so memory
 does not grow with the number of inputs. Images are read and decoded by worker
 processes (batch/decoders.py), a few blocks ahead of the model. Threads were
 measured and lose: a 28x28 PNG decodes in ~10 us, so the Python around it
-dominates and two threads ran slower than one (GIL). Arrays are read and
-classified chunk by chunk, so memory stays flat whatever the input size.
-With --resume, items and array rows that already have a row are passed over.
+dominates and two threads ran slower than one (GIL). Arrays are read with plain
+file reads and classified chunk by chunk (batch/arrays.py), so memory stays
+flat whatever the input size. With --resume, items and array rows that already
+have a row are passed over.
 """
 
 import time
@@ -23,6 +24,7 @@ from batch.writer import Done, RowWriter
 IMAGE_BLOCK = 256  # images per decode task
 # Fewer images than this are decoded in-process: starting workers costs more.
 POOL_THRESHOLD = 4 * IMAGE_BLOCK
+MAX_FILE_BYTES = 64 * 1024 * 1024  # larger "images" are refused before reading them whole
 
 
 @dataclass
@@ -233,5 +235,7 @@ def _classify_array(path: str, batch_size: int, emit_array, fail, stop, done: Do
             if todo.any():
                 emit_array(path, begin, chunk[todo], rows[todo])
     except ArrayError as e:
-        # Found on opening, before any row of this array was written.
+        # A bad header or bad float values are found before the first block, so the
+        # array gets this one row; a file cut short while being read keeps the rows
+        # before the cut, and this row says where it was.
         fail(path, str(e))

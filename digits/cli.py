@@ -14,6 +14,7 @@ from batch import cli as batch_cli
 from digits.errors import DigitsError
 from exporter import cli as exporter_cli
 from trainer import cli as trainer_cli
+from trainer.model import RECIPE
 
 app = typer.Typer(
     name="digits",
@@ -34,12 +35,16 @@ app.command()(batch_cli.classify)
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path("runs/demo"),
     data: Annotated[Optional[Path], typer.Option(help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (the seed's recipe: 50).")] = 50,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (default: the seed's recipe).")] = RECIPE.epochs,
+    seed: Annotated[int, typer.Option(help="Seeds the training split, weights and dropout.")] = RECIPE.seed,
 ) -> None:
     """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
     from digits.demo import run_demo
+    from trainer.backend import require_train_extra
 
-    print(run_demo(out, data, epochs))
+    require_train_extra("digits demo", ("tensorflow", "keras", "tf2onnx", "matplotlib"))
+
+    print(run_demo(out, data, epochs, seed))
 
 
 def main() -> None:

@@ -16,7 +16,10 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
 
         return OnnxClassifier(model_path).predict(digits)
     if suffix == ".keras":
+        from trainer.backend import require_train_extra
         from trainer.model import load_keras_model, predict_keras
+
+        require_train_extra("evaluating a .keras model")
 
         return predict_keras(load_keras_model(model_path), digits)
     raise ModelError(f"{model_path}: unknown model type '{suffix}'; give a .keras or .onnx file")

@@ -1,0 +1,318 @@
+"""`digits classify --engine ray` on a real local Ray cluster: the local engine's rows, from Ray.
+
+The module starts one Ray cluster (2 CPUs, no dashboard) in this process and
+every `digits classify --engine ray --address ...` joins it, as a user's
+program joins a real cluster. The references are the local engine's own rows.
+"""
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT, assert_one_line_error, run_digits
+
+ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+
+def rows_of(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def assert_same_rows(ray_rows: list[dict], local_rows: list[dict]) -> None:
+    """Same sources in the same order, same labels and errors, confidences within 1e-6."""
+    assert len(ray_rows) == len(local_rows)
+    assert [r["source"] for r in ray_rows] == [r["source"] for r in local_rows]
+    assert [r["label"] for r in ray_rows] == [r["label"] for r in local_rows]
+    assert [r["error"] for r in ray_rows] == [r["error"] for r in local_rows]
+    for column in [c for c in local_rows[0] if c.startswith(("confidence", "prob_"))]:
+        ours = np.array([float(r[column]) if r[column] else np.nan for r in ray_rows])
+        theirs = np.array([float(r[column]) if r[column] else np.nan for r in local_rows])
+        assert np.array_equal(np.isnan(ours), np.isnan(theirs))
+        # Printed with 6 significant digits: one step of the last digit is 1e-6 at most.
+        assert np.nanmax(np.abs(ours - theirs), initial=0) <= 1e-6 + 1e-12, column
+
+
+def summary_line(stderr: str) -> str:
+    """'N items, ... skipped' from the summary, without the timing that differs per run."""
+    line = next(line for line in stderr.splitlines() if line.startswith("done:"))
+    return line.split(" in ")[0]
+
+
+@pytest.fixture(scope="module")
+def png_folder(sample, tmp_path_factory):
+    """10,000 real digits as PNGs in two subfolders, three broken images and a skipped text file."""
+    root = tmp_path_factory.mktemp("pngs")
+    digits = np.concatenate([sample.x_train, sample.x_test])  # 5,000 real digits
+    for half in range(2):
+        folder = root / f"part{half}"
+        folder.mkdir()
+        for i, digit in enumerate(digits):
+            cv2.imwrite(str(folder / f"{i:05d}.png"), digit)
+    whole = (root / "part0" / "00000.png").read_bytes()
+    (root / "part0" / "02500-truncated.png").write_bytes(whole[: len(whole) // 2])
+    (root / "part1" / "00007-empty.png").write_bytes(b"")
+    (root / "part1" / "04999-garbage.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "notes.txt").write_text("not an image: skipped")
+    return root
+
+
+@pytest.fixture(scope="module")
+def big_npy(sample, tmp_path_factory):
+    """100,000 rows of real digits: the 5,000 sample digits 20 times, each copy shifted a pixel."""
+    digits = np.concatenate([sample.x_train, sample.x_test])
+    copies = [np.roll(digits, shift=k % 3 - 1, axis=1 + k % 2) for k in range(20)]
+    path = tmp_path_factory.mktemp("npy") / "digits-100k.npy"
+    np.save(path, np.concatenate(copies))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real local Ray cluster, started here once: 2 CPUs, no dashboard. Yields its address."""
+    environ = dict(os.environ)
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 * 2**20,
+             logging_level="ERROR", log_to_driver=False)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        # ray.init leaves RAY_ADDRESS and RAY_AUTH_MODE behind; later tests' programs must not see them.
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def run_ray(*args, address, **kwargs) -> subprocess.CompletedProcess:
+    return run_digits("classify", *args, "--engine", "ray", "--address", address, **kwargs)
+
+
+# ---- without a cluster ---------------------------------------------------------
+
+def test_unreachable_address_is_one_line_exit_1(exported_onnx, tmp_path):
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        result = run_digits("classify", exported_onnx, tmp_path, "--engine", "ray", "--address", f"127.0.0.1:{port}")
+    assert_one_line_error(result, 1, f"127.0.0.1:{port}", "cannot reach the Ray cluster")
+
+
+def test_starts_its_own_local_ray_without_address(exported_onnx, sample, tmp_path):
+    array = tmp_path / "a.npy"
+    np.save(array, sample.x_test[:300])
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    floats = tmp_path / "f.npy"  # float arrays are checked whole before any of their rows
+    np.save(floats, (sample.x_test[:50] / 255.0).astype(np.float32))
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.where(np.arange(50)[:, None, None] == 40, np.nan, sample.x_test[:50] / 255.0))
+    args = (exported_onnx, array, tmp_path / "broken.png", floats, nan, tmp_path / "missing.png")
+    local = run_digits("classify", *args)
+    ours = run_digits("classify", *args, "--engine", "ray", env={"RAY_ADDRESS": ""})
+    assert ours.returncode == local.returncode == 3, ours.stderr
+    assert ours.stdout == local.stdout  # stdout csv, byte for byte
+    assert summary_line(ours.stderr) == summary_line(local.stderr) == \
+        "done: 353 items, 350 classified, 3 failed, 0 skipped"
+    assert "Traceback" not in ours.stderr and len(ours.stderr.splitlines()) == 2, ours.stderr
+
+
+# ---- on the module's cluster -------------------------------------------------
+
+def test_png_folder_with_broken_files_gives_the_local_rows(exported_onnx, png_folder, cluster, tmp_path):
+    local = run_digits("classify", exported_onnx, png_folder, "-o", tmp_path / "local.csv")
+    ours = run_ray(exported_onnx, png_folder, "-o", tmp_path / "ray.csv", address=cluster)
+    assert ours.returncode == local.returncode == 3, ours.stderr
+    assert summary_line(ours.stderr) == summary_line(local.stderr) == \
+        "done: 10,003 items, 10,000 classified, 3 failed, 1 skipped"
+    ray_rows, local_rows = (rows_of((tmp_path / n).read_text()) for n in ("ray.csv", "local.csv"))
+    assert_same_rows(ray_rows, local_rows)
+    errors = {os.path.basename(r["source"]): r["error"] for r in ray_rows if r["error"]}
+    assert set(errors) == {"02500-truncated.png", "00007-empty.png", "04999-garbage.jpg"}
+    assert errors["00007-empty.png"] == "empty file"
+    assert ours.stderr.splitlines()[-1] == local.stderr.splitlines()[-1]  # per-label counts
+
+
+def test_100k_npy_gives_the_local_rows_with_top_k_and_jsonl(exported_onnx, big_npy, cluster, tmp_path):
+    local = run_digits("classify", exported_onnx, big_npy, "-o", tmp_path / "local.csv", "--top-k", "3")
+    ours = run_ray(exported_onnx, big_npy, "-o", tmp_path / "ray.csv", "--top-k", "3", address=cluster)
+    assert ours.returncode == local.returncode == 0, ours.stderr
+    assert summary_line(ours.stderr) == "done: 100,000 items, 100,000 classified, 0 failed, 0 skipped"
+    ray_rows, local_rows = (rows_of((tmp_path / n).read_text()) for n in ("ray.csv", "local.csv"))
+    assert ray_rows[-1]["source"] == f"{big_npy}#99999"
+    assert_same_rows(ray_rows, local_rows)
+
+    head = tmp_path / "head.npy"
+    np.save(head, np.load(big_npy)[:2000])
+    local = run_digits("classify", exported_onnx, head, "--format", "jsonl")
+    ours = run_ray(exported_onnx, head, "--format", "jsonl", address=cluster)
+    assert ours.returncode == 0, ours.stderr
+    ours_json, local_json = ([json.loads(line) for line in r.stdout.splitlines()] for r in (ours, local))
+    assert [(r["source"], r["label"]) for r in ours_json] == [(r["source"], r["label"]) for r in local_json]
+
+
+def test_stdin_list_and_sharded_parquet_output(exported_onnx, png_folder, sample, cluster, tmp_path):
+    import pyarrow.dataset as pads
+
+    array = tmp_path / "a.npy"
+    np.save(array, sample.x_test[:500])
+    listed = f"{png_folder / 'part1'}\n{array}\n{tmp_path / 'missing.png'}\n"
+    local = run_digits("classify", exported_onnx, "-", "--glob", "000*", "--top-k", "2", stdin=listed)
+    shards = tmp_path / "shards"
+    ours = run_ray(exported_onnx, "-", "--glob", "000*", "--top-k", "2", "--output-dir", shards,
+                   "--format", "parquet", stdin=listed, address=cluster)
+    assert ours.returncode == local.returncode == 3, ours.stderr
+    assert summary_line(ours.stderr) == summary_line(local.stderr)
+    table = pads.dataset(shards, format="parquet").to_table()
+    assert table.column_names == ["source", "label", "confidence", "label_1", "prob_1", "label_2", "prob_2",
+                                  "error"]
+    written = {r["source"]: r for r in table.to_pylist()}
+    expected = rows_of(local.stdout)
+    assert len(written) == len(expected) == 100 + 1 + 500 + 1  # 00000-00099, 00007-empty, rows, missing
+    for row in expected:
+        got = written[row["source"]]
+        assert (got["error"] or "") == row["error"]
+        assert ("" if got["label"] is None else str(got["label"])) == row["label"]
+        if row["label"]:
+            assert abs(got["confidence"] - float(row["confidence"])) <= 1e-6
+            assert got["label_2"] == int(row["label_2"])
+
+
+def _descendants(pid: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == pid:
+                children.append(int(entry))
+    return children + [d for c in children for d in _descendants(c)]
+
+
+def _classify_actors() -> list[int]:
+    """Processes of this test's cluster (descendants of this process) running the model actor."""
+    found = []
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"Classify" in f.read():
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def test_a_killed_worker_still_yields_every_row_once(exported_onnx, png_folder, big_npy, cluster, tmp_path):
+    args = (exported_onnx, png_folder, big_npy)
+    local = run_digits("classify", *args, "-o", tmp_path / "local.csv")
+    out = tmp_path / "ray.csv"
+    # Small model batches: ~1,700 actor calls, so the actor is busy for seconds, not a blink.
+    job = subprocess.Popen([sys.executable, "-m", "digits", "classify", *map(str, args), "-o", str(out),
+                            "--batch-size", "64", "--engine", "ray", "--address", cluster], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Kill the model actor once rows are flowing, well before the end; then see it restarted.
+        killed, rows_then, restarted, deadline = None, 0, None, time.monotonic() + 120
+        while restarted is None and time.monotonic() < deadline and job.poll() is None:
+            rows = sum(1 for _ in open(out)) - 1 if out.exists() else 0
+            actors = _classify_actors()
+            if killed is None and rows >= 1000 and actors:
+                os.kill(actors[0], signal.SIGKILL)
+                killed, rows_then = actors[0], rows
+            elif killed is not None:
+                restarted = next((pid for pid in actors if pid != killed), None)
+            time.sleep(0.02)
+        rows_at_restart = sum(1 for _ in open(out)) - 1
+        _, stderr = job.communicate(timeout=300)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert killed is not None, "the job ended before a worker could be killed"
+    assert restarted is not None, "no new actor after the kill"
+    # Killed mid-job, and a new actor was up before the last row was written.
+    assert rows_then <= rows_at_restart < 110_003, (rows_then, rows_at_restart)
+    assert job.returncode == local.returncode == 3, stderr
+    ray_rows = rows_of(out.read_text())
+    assert len({r["source"] for r in ray_rows}) == len(ray_rows) == 110_003  # every row, once
+    assert_same_rows(ray_rows, rows_of((tmp_path / "local.csv").read_text()))
+    assert summary_line(stderr) == summary_line(local.stderr)
+
+
+def test_uris_are_listed_and_read_with_pyarrow(exported_onnx, png_folder, cluster, tmp_path):
+    # file:// goes through the same pyarrow listing and reads as s3:// or gs:// would.
+    folder = png_folder / "part1"
+    local = run_digits("classify", exported_onnx, folder, "--glob", "0000*")
+    ours = run_ray(exported_onnx, f"file://{folder}", f"file://{tmp_path}/missing.png", "--glob", "0000*",
+                   address=cluster)
+    assert ours.returncode == local.returncode == 3, ours.stderr
+    local_rows, ray_rows = rows_of(local.stdout), rows_of(ours.stdout)
+    assert [r["source"] for r in ray_rows] == [f"file://{r['source']}" for r in local_rows] + \
+        [f"file://{tmp_path}/missing.png"]
+    assert [(r["label"], r["error"]) for r in ray_rows[:-1]] == [(r["label"], r["error"]) for r in local_rows]
+    assert ray_rows[-1]["error"] == "no such file or folder"
+    assert summary_line(ours.stderr) == "done: 12 items, 10 classified, 2 failed, 0 skipped"
+
+
+def test_ctrl_c_stops_the_job_with_whole_rows(exported_onnx, big_npy, cluster, tmp_path):
+    out = tmp_path / "rows.csv"
+    job = subprocess.Popen([sys.executable, "-m", "digits", "classify", str(exported_onnx), *[str(big_npy)] * 4,
+                            "-o", str(out), "--engine", "ray", "--address", cluster], cwd=ROOT,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and job.poll() is None:
+            if out.exists() and sum(1 for _ in open(out)) > 1000:
+                job.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.02)
+        _, stderr = job.communicate(timeout=120)
+    finally:
+        if job.poll() is None:
+            job.kill()
+    assert job.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted after" in stderr
+    text = out.read_text()
+    assert text.endswith("\n")
+    rows = rows_of(text)
+    assert 1000 < len(rows) < 400_000
+    assert [r["source"] for r in rows] == [f"{big_npy}#{i % 100_000}" for i in range(len(rows))]
+    assert all(r["label"] and r["confidence"] for r in rows)
+    assert f"interrupted after {len(rows):,} items" in stderr
+
+
+def test_sharded_jsonl_and_csv_output(exported_onnx, png_folder, cluster, tmp_path):
+    folder = png_folder / "part1"
+    local = {r["source"]: r for r in rows_of(run_digits("classify", exported_onnx, folder, "--glob", "0000*").stdout)}
+    for fmt in ("jsonl", "csv"):
+        shards = tmp_path / fmt
+        ours = run_ray(exported_onnx, folder, "--glob", "0000*", "--output-dir", shards, "--format", fmt,
+                       address=cluster)
+        assert ours.returncode == 3, ours.stderr
+        assert summary_line(ours.stderr) == "done: 11 items, 10 classified, 1 failed, 0 skipped"
+        if fmt == "jsonl":
+            written = [json.loads(line) for f in sorted(shards.iterdir()) for line in f.read_text().splitlines()]
+        else:
+            written = [r for f in sorted(shards.iterdir()) for r in rows_of(f.read_text())]
+        assert len(written) == len(local) == 11
+        for row in written:
+            expected = local[row["source"]]
+            assert str(row["label"] if row["label"] is not None else "") == expected["label"]
+            assert (row["error"] or "") == expected["error"]
+
+
+def test_unwritable_output_dir_is_one_line_exit_1(exported_onnx, png_folder, cluster, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run_ray(exported_onnx, png_folder / "part1", "--glob", "0000*", "--output-dir",
+                     tmp_path / "a-file" / "shards", address=cluster)
+    assert_one_line_error(result, 1, "a-file/shards", "cannot write the output")
