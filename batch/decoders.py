@@ -164,9 +164,10 @@ class DecodePool:
 
 
 def _serve(tasks, results, inherited, memory, invert) -> None:
-    # Ctrl-C reaches the whole process group; only the parent decides what stops.
+    # Ctrl-C, or a SIGTERM to the process group, reaches the workers too; only the
+    # parent decides what stops, and then ends them by closing their pipes.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     for conn in inherited:  # others' pipe ends: holding them would hide the parent's exit
         conn.close()
     slots = np.frombuffer(memory, np.uint8).reshape(-1, BLOCK, MNIST_SIZE, MNIST_SIZE)
