@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from digits.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, DigitsError
+from digits.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 
 
 class InvertMode(StrEnum):
@@ -34,7 +34,8 @@ class _StopFlag:
 
     def _handle(self, signum, frame):
         self.requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # A second Ctrl-C goes to the handler the program had (digits.cli: exit 130).
+        signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
 
     def install(self):
         self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -45,15 +46,16 @@ class _StopFlag:
 
 
 def classify(
-    model: Annotated[Path, typer.Argument(help="An .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255.")],
+    model: Annotated[Path, typer.Argument(readable=False, help="An .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255.")],
     inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="Image files, folders, .npy arrays ((N,28,28) or (N,784), uint8 or float 0..1), or - to read paths from stdin.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write rows here as they are classified (default: stdout)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", readable=False, help="Write rows here as they are classified (default: stdout)")] = None,
     fmt: Annotated[Optional[OutputFormat], typer.Option("--format", help="Row format (default: from the --output name (.jsonl -> jsonl), else csv)")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=10, help="Also give the K most likely labels and their probabilities.")] = None,
     invert: Annotated[InvertMode, typer.Option(help="Invert images to white-on-black: auto judges from the border.")] = InvertMode.auto,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")] = True,
     glob: Annotated[Optional[str], typer.Option(help="Only files in folders whose name matches, e.g. '*.png'.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=65536, help="Digits per onnxruntime call.")] = 1024,
+    null: Annotated[bool, typer.Option("--null", "-0", help="With -, the list on stdin is NUL-separated (find -print0), as xargs -0 reads it.")] = False,
     progress: Annotated[bool, typer.Option("--progress", help="Show a progress bar even when stderr is not a terminal.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
 ) -> None:
@@ -67,20 +69,24 @@ def classify(
     from batch.run import classify as run
     from batch.writer import RowWriter, format_for
 
-    expanded = expand_inputs(inputs, recursive=recursive, pattern=glob)
+    expanded = expand_inputs(inputs, recursive=recursive, pattern=glob, null=null)
     has_images = any(isinstance(item, ImageItem) for item in expanded.items)
     classifier = OnnxClassifier(model, spin=not has_images)
     row_format = fmt.value if fmt else format_for(str(output) if output else None)
-    try:
-        stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
-    except OSError as e:
-        raise DigitsError(f"{output}: cannot write the output ({e.strerror or e})") from e
+    if output:
+        from digits.files import check_output_target, open_output, refuse_overwriting
+
+        check_output_target(output)
+        refuse_overwriting(output, [model, *_named_like(expanded.items, output)])
+        stream = open_output(output)  # locked: a second run on the same file is refused
+    else:
+        stream = sys.stdout
 
     stop = _StopFlag()
     stop.install()
     bar = _ProgressBar(expanded.items) if (progress or sys.stderr.isatty()) and not quiet else None
     try:
-        writer = RowWriter(stream, row_format, top_k or 0)
+        writer = RowWriter(stream, row_format, top_k or 0, name=str(output) if output else None)
         summary = run(expanded.items, classifier, writer, invert=invert.value, batch_size=batch_size,
                       advance=bar.advance if bar else (lambda n: None), stop=stop)
     finally:
@@ -88,7 +94,10 @@ def classify(
         if bar:
             bar.close()
         if output:
-            stream.close()
+            from digits.files import writing
+
+            with writing(output):  # a failed close is a failed write
+                stream.close()
     summary.skipped = expanded.skipped
     if not quiet:
         print(_format_summary(summary), file=sys.stderr)
@@ -98,8 +107,17 @@ def classify(
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
+def _named_like(items, output: Path) -> list[str]:
+    """Inputs that could be the output file: those with its extension (a cheap
+    filter; refuse_overwriting then compares the files themselves)."""
+    suffix = output.suffix.lower()
+    return [item.source for item in items if item.source.lower().endswith(suffix)] if suffix else \
+        [item.source for item in items]
+
+
 class _ProgressBar:
     def __init__(self, items):
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from batch.arrays import ArrayError, DigitArray
@@ -117,7 +135,10 @@ class _ProgressBar:
         # No refresh thread: decode workers are forked, and a fork should not
         # copy a thread that may hold a lock. The bar redraws on each advance.
         self.progress = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=True, auto_refresh=False)
+                                 TimeRemainingColumn(), transient=True, auto_refresh=False,
+                                 # On stderr, never into rows on stdout; drawn with cursor
+                                 # controls even into a log file when --progress asks for it.
+                                 console=Console(stderr=True, force_terminal=True))
         self.task = self.progress.add_task("classify", total=total)
         self.progress.start()
         self._drawn = 0.0

@@ -4,16 +4,32 @@ Command modules import nothing heavy at the top: `digits --help` and
 `digits classify` must never import TensorFlow.
 """
 
+import os
+import signal
 import sys
-from pathlib import Path
-from typing import Annotated, Optional
 
-import typer
 
-from batch import cli as batch_cli
-from digits.errors import DigitsError
-from exporter import cli as exporter_cli
-from trainer import cli as trainer_cli
+def _interrupted_early(signum, frame) -> None:
+    # Ctrl-C (or SIGTERM) while the program is still importing: nothing has been
+    # written yet, and an exception raised inside an import would surface as a
+    # traceback of whatever module it cut in half. Leave at once, with one line.
+    os.write(2, b"digits: interrupted\n")
+    os._exit(130)
+
+
+# First thing, before the imports below (Typer, Rich, the parts) take their time.
+for _signal in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_signal, _interrupted_early)
+
+from pathlib import Path  # noqa: E402
+from typing import Annotated, Optional  # noqa: E402
+
+import typer  # noqa: E402
+
+from batch import cli as batch_cli  # noqa: E402
+from digits.errors import EXIT_INTERRUPTED, DigitsError  # noqa: E402
+from exporter import cli as exporter_cli  # noqa: E402
+from trainer import cli as trainer_cli  # noqa: E402
 
 app = typer.Typer(
     name="digits",
@@ -21,6 +37,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts are plain text: "[batch,784]" is a shape, not Rich markup to swallow.
+    rich_markup_mode=None,
 )
 app.command()(trainer_cli.train)
 app.command()(trainer_cli.evaluate)
@@ -32,8 +50,8 @@ app.command()(batch_cli.classify)
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for everything the demo makes.")] = Path("runs/demo"),
-    data: Annotated[Optional[Path], typer.Option(help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)")] = None,
+    out: Annotated[Path, typer.Option(readable=False, help="Folder for everything the demo makes.")] = Path("runs/demo"),
+    data: Annotated[Optional[Path], typer.Option(readable=False, help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs (the seed's recipe: 50).")] = 50,
 ) -> None:
     """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
@@ -42,10 +60,35 @@ def demo(
     print(run_demo(out, data, epochs))
 
 
+class Interrupted(BaseException):
+    """Ctrl-C or SIGTERM. A BaseException of our own, so that no library's `except
+    Exception` (nor Typer's KeyboardInterrupt handling) swallows it on the way out;
+    `finally` blocks, such as the cleanup of half-written files, still run."""
+
+
+_signals: list[int] = []
+
+
+def _interrupt(signum, frame) -> None:
+    _signals.append(signum)
+    raise Interrupted()
+
+
 def main() -> None:
     """Entry point: the one place user errors become a line on stderr and an exit code."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         app()
     except DigitsError as e:
         print(f"digits: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
+    except SystemExit:
+        raise
+    except BaseException:
+        # Interrupted, or whatever an interrupt left behind (a module cut in half
+        # raising ImportError later): the user asked to stop, so stop quietly.
+        if not _signals:
+            raise
+        print("digits: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

@@ -14,6 +14,8 @@ DataOption = Annotated[
     Optional[Path],
     typer.Option(
         "--data",
+        # Not Typer's readable check (a usage error, exit 2): the loaders say what is wrong, exit 1.
+        readable=False,
         help="MNIST as an .npz (Keras layout), a folder of the four IDX files (.gz or not), "
         "or an image folder (train/0..9 + test/0..9, or 0..9). Default: Keras's MNIST, "
         "else the bundled 5,000-digit sample.",
@@ -32,7 +34,7 @@ def _prepare_out_dir(out: Path | None) -> Path:
 
 def train(
     data: DataOption = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
+    out: Annotated[Optional[Path], typer.Option(readable=False, help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training digits.")] = 50,
     batch_size: Annotated[int, typer.Option(min=1, help="Digits per gradient step.")] = 128,
     validation_split: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fraction of training digits held out for validation (stratified, shuffled).")] = 0.2,
@@ -86,7 +88,7 @@ def train(
 
 
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="A .keras model, or an .onnx model (no TensorFlow needed).")],
+    model: Annotated[Path, typer.Argument(readable=False, help="A .keras model, or an .onnx model (no TensorFlow needed).")],
     data: DataOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
