@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import DigitsError
+from digits.files import atomic_path, writing
 
 
 def _digits(*args) -> subprocess.CompletedProcess:
@@ -46,18 +47,23 @@ def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, arra
     """The test digits as numbered PNGs (sorted order = test order) and as one .npy."""
     import cv2
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*_label*.png"):  # from an earlier demo into the same folder
-        stale.unlink()
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*_label*.png"):  # from an earlier demo into the same folder
+            stale.unlink()
     for i, (digit, label) in enumerate(zip(digits, labels)):
-        cv2.imwrite(str(folder / f"{i:05d}_label{label}.png"), digit)
-    np.save(array, digits)
+        path = folder / f"{i:05d}_label{label}.png"
+        with writing(path):  # cv2.imwrite only returns False on a full disk; write the bytes ourselves
+            path.write_bytes(cv2.imencode(".png", digit)[1].tobytes())
+    with atomic_path(array) as temp:
+        np.save(temp, digits)
 
 
 def run_demo(out: Path, data_path: Path | None = None, epochs: int = 50) -> str:
     """Run every step; returns the summary table. DigitsError if any step fails."""
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
     train_dir, model_onnx = out / "train", out / "model.onnx"
 
     data_args = ["--data", data_path] if data_path else []

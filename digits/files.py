@@ -173,7 +173,12 @@ def atomic_folder_files(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
         check_target(target)
     temps = {key: temp_beside(target) for key, target in targets.items()}
     try:
-        yield temps
+        try:
+            yield temps
+        except OSError as e:  # name the artefact, not its temporary name
+            failed = {str(temp): targets[key] for key, temp in temps.items()}.get(
+                os.fsdecode(e.filename) if e.filename else "", next(iter(targets.values())).parent)
+            raise write_error(failed, e) from e
         for key, target in targets.items():
             with writing(target):
                 _fsync(temps[key])

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from digits.errors import DigitsError
+from digits.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
 
 DataOption = Annotated[
     Optional[Path],
@@ -23,12 +24,24 @@ DataOption = Annotated[
 ]
 
 
+ARTEFACTS = ("model.keras", "history.json", "history.png", "metrics.json", "confusion.png")
+
+
 def _prepare_out_dir(out: Path | None) -> Path:
+    """The output folder, created, with nothing in the way of the artefacts: checked
+    before training, so a bad --out costs no training time."""
+    from digits.files import check_target
+
     out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
+    kind = kind_of(out)
+    if kind not in (FOLDER, MISSING):
+        raise DigitsError(f"{out}: is {'a file' if kind == REGULAR else kind}; --out is a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DigitsError(f"{out}: cannot create the output folder ({e.strerror or e})") from e
+    for name in ARTEFACTS:
+        check_target(out / name)
     return out
 
 
@@ -77,11 +90,14 @@ def train(
         train_seconds=round(trained.train_seconds, 3),
         versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     )
-    trained.model.save(out_dir / "model.keras")
-    write_json(out_dir / "history.json", trained.history)
-    write_json(out_dir / "metrics.json", metrics)
-    plot_history(trained.history, out_dir / "history.png")
-    plot_confusion(metrics["confusion_matrix"], out_dir / "confusion.png")
+    # All five or none: each is written under a temporary name, and all are moved
+    # into place (atomically, one by one) only once every one was written whole.
+    with atomic_folder_files({name: out_dir / name for name in ARTEFACTS}) as temp:
+        trained.model.save(temp["model.keras"])
+        write_json(temp["history.json"], trained.history)
+        write_json(temp["metrics.json"], metrics)
+        plot_history(trained.history, temp["history.png"])
+        plot_confusion(metrics["confusion_matrix"], temp["confusion.png"])
     print(f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}) "
           f"on {metrics['test_size']:,} digits; trained in {trained.train_seconds:.1f} s")
     print(f"wrote {out_dir}/: model.keras history.json history.png metrics.json confusion.png")

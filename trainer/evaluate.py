@@ -16,7 +16,9 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
 
         return OnnxClassifier(model_path).predict(digits)
     if suffix == ".keras":
-        from trainer.model import load_keras_model, predict_keras
+        from trainer.model import check_classifier, load_keras_model, predict_keras
 
-        return predict_keras(load_keras_model(model_path), digits)
+        model = load_keras_model(model_path)
+        check_classifier(model, str(model_path))  # what export refuses, evaluate refuses too
+        return predict_keras(model, digits)
     raise ModelError(f"{model_path}: unknown model type '{suffix}'; give a .keras or .onnx file")
