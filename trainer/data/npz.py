@@ -12,6 +12,7 @@ from digits.errors import DataError
 from trainer.data.digitset import Mnist, check_images, check_labels
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_BYTES = 2**32  # one array: full MNIST's largest is 47 MB
 
 
 def _members(path: Path) -> dict[str, str]:
@@ -47,6 +48,8 @@ def _read_member(path: Path, key: str, member: str) -> np.ndarray:
                     raise DataError(f"{where}: {e}") from e
                 header = f.tell()
                 declared = math.prod(shape) * dtype.itemsize
+                if declared > MAX_BYTES:  # a zip bomb may be honest about its size
+                    raise DataError(f"{where}: {declared:,} bytes; more than {MAX_BYTES // 2**30} GiB is not MNIST")
                 if declared != info.file_size - header:
                     raise DataError(
                         f"{where}: header says {shape} {dtype} = {declared:,} bytes, archive holds {info.file_size - header:,}"
@@ -56,7 +59,8 @@ def _read_member(path: Path, key: str, member: str) -> np.ndarray:
         raise
     except MemoryError as e:
         raise DataError(f"{where}: {declared:,} bytes do not fit in memory") from e
-    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError) as e:
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError, RuntimeError, NotImplementedError) as e:
+        # RuntimeError: an encrypted member; NotImplementedError: a compression zipfile lacks
         raise DataError(f"{where}: not readable ({e})") from e
     if len(data) != declared:
         raise DataError(f"{where}: truncated")
