@@ -95,7 +95,7 @@ class OnnxClassifier:
             feed = np.ascontiguousarray(digits, dtype=np.uint8)
             return self._run(feed)
         feed = (digits.astype(np.float32) / np.float32(255.0)).reshape(-1, *self.float_shape)
-        return _as_probabilities(self._run(feed))
+        return as_probabilities(self._run(feed))
 
     def _run(self, feed: np.ndarray) -> np.ndarray:
         n = self.fixed_batch
@@ -115,7 +115,7 @@ class OnnxClassifier:
             raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e
 
 
-def _as_probabilities(scores: np.ndarray) -> np.ndarray:
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
     """Rows that are not already probability distributions (logits) get a softmax."""
     scores = scores.astype(np.float32, copy=False)
     is_distribution = (scores >= 0).all(axis=1) & (np.abs(scores.sum(axis=1) - 1) < 1e-3)

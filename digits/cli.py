@@ -17,9 +17,12 @@ def _interrupted_early(signum, frame) -> None:
     os._exit(130)
 
 
-# First thing, before the imports below (Typer, Rich, the parts) take their time.
-for _signal in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(_signal, _interrupted_early)
+# First thing, before the imports below (Typer, Rich, the parts) take their time;
+# only when this import starts the program (the `digits` script, `python -m digits`),
+# not when a test or another program imports the module.
+if os.path.basename(sys.argv[0]) == "digits" or sys.argv[0].endswith(os.path.join("digits", "__main__.py")):
+    for _signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(_signal, _interrupted_early)
 
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
@@ -76,8 +79,7 @@ def _interrupt(signum, frame) -> None:
 
 def main() -> None:
     """Entry point: the one place user errors become a line on stderr and an exit code."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         app()
     except DigitsError as e:
@@ -92,3 +94,6 @@ def main() -> None:
             raise
         print("digits: interrupted", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
