@@ -63,8 +63,10 @@ def _jpeg_is_whole(data: bytes) -> bool:
 
     The marker segments are followed, not searched for: data after the image (a
     phone's "motion photo" appends a video) is allowed, and an EOI inside an
-    embedded thumbnail does not pass for the image's own."""
-    i, n = 2, len(data)
+    embedded thumbnail does not pass for the image's own. Only a file that runs
+    out inside its image data counts as cut short; headers that make no sense are
+    left to the decoder, which calls them corrupt."""
+    i, n, scanning = 2, len(data), False
     while i + 1 < n:
         if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them too
             i = data.find(b"\xff", i)
@@ -78,14 +80,15 @@ def _jpeg_is_whole(data: bytes) -> bool:
             i += 1 if marker == 0xFF else 2
             continue
         if i + 4 > n:
-            return False
+            return not scanning
         i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
         if marker == 0xDA:  # start of scan: its entropy-coded data runs to the next marker
+            scanning = True
             found = _NEXT_MARKER.search(data, i)
             if found is None:
                 return False
             i = found.start()
-    return False
+    return not scanning
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

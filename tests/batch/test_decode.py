@@ -58,7 +58,7 @@ def test_blank_image_is_all_black():
         (b"", "empty file"),
         (b"GIF89a not really", "not a decodable image"),
         (png(np.zeros((40, 40), np.uint8))[:60], "not a decodable image"),
-        (cv2.imencode(".jpg", np.zeros((40, 40), np.uint8))[1].tobytes()[:200], "truncated JPEG"),
+        (cv2.imencode(".jpg", np.zeros((40, 40), np.uint8))[1].tobytes()[:200], "truncated"),  # cut inside its headers: the decoder says corrupt or truncated
     ],
     ids=["empty", "corrupt", "truncated-png", "truncated-jpeg"],
 )
