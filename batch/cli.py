@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from digits.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
+from digits.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, UsageError
 
 
 class InvertMode(StrEnum):
@@ -79,6 +79,8 @@ def classify(
         check_output_target(output)
         refuse_overwriting(output, [model, *_named_like(expanded.items, output)])
         stream = open_output(output)  # locked: a second run on the same file is refused
+    elif sys.stdout is None:
+        raise UsageError("standard output is closed; give --output")
     else:
         stream = sys.stdout
 

@@ -141,6 +141,8 @@ def expand_inputs(inputs: list[str], recursive: bool = True, pattern: str | None
     out = Expanded()
     for arg in inputs:
         if arg == "-":
+            if stdin is None and sys.stdin is None:
+                raise UsageError("- reads paths from standard input, which is closed")
             data = (stdin or sys.stdin.buffer).read()
             _expand_paths(read_path_list(data, null), recursive, pattern, out)
         else:

@@ -110,6 +110,14 @@ def test_atomic_path_leaves_the_old_file_or_the_new_one(tmp_path):
         pass
 
 
+def test_closed_standard_streams(exported_onnx, small, tmp_path):
+    np.save(tmp_path / "a.npy", small.x_test[:2])
+    for inputs, words in (("- <&-", "standard input, which is closed"), (f"{tmp_path / 'a.npy'} >&-", "standard output is closed")):
+        command = f"exec {sys.executable} -m digits classify {exported_onnx} {inputs}"
+        result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert_one_line_error(result, 2, words)
+
+
 # 2. Non-regular files: FIFOs never block -------------------------------------------------
 
 
