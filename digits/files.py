@@ -274,3 +274,38 @@ def check_output_target(path: Path) -> None:
         raise OutputError(f"{path}: is a folder; give a file name to write to")
     if kind == "a symlink loop":
         raise OutputError(f"{path}: cannot write (a symlink loop)")
+
+
+class FolderLock:
+    """Holds a lock on a folder until it is released or dropped."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    __del__ = release
+
+
+def lock_folder(folder: Path) -> FolderLock:
+    """An exclusive lock on `folder`, held until the returned FolderLock is released
+    or dropped: two runs writing the same set of artefacts would otherwise mix
+    them (one run's model beside the other's metrics). OutputError when another
+    run holds it."""
+    import fcntl
+
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise write_error(folder, e) from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if isinstance(e, BlockingIOError):
+            raise OutputError(f"{folder}: another run is writing this folder; wait for it or give another --out") from e
+        raise write_error(folder, e) from e
+    return FolderLock(fd)

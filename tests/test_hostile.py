@@ -230,6 +230,16 @@ def test_a_second_run_on_the_same_output_is_refused(exported_onnx, small, tmp_pa
     assert run_digits("classify", exported_onnx, array, "--output", out).returncode == 0
 
 
+def test_a_second_train_into_the_same_folder_is_refused(small_npz, tmp_path):
+    from digits.files import lock_folder
+
+    lock = lock_folder(tmp_path)  # a training run in progress
+    result = run_digits("train", "--data", small_npz, "--epochs", "1", "--out", tmp_path)
+    assert_one_line_error(result, 1, "another run")
+    lock.release()
+    assert os.listdir(tmp_path) == []
+
+
 # 6. Models accepted at load work at run time ---------------------------------------------
 
 

@@ -27,10 +27,11 @@ DataOption = Annotated[
 ARTEFACTS = ("model.keras", "history.json", "history.png", "metrics.json", "confusion.png")
 
 
-def _prepare_out_dir(out: Path | None) -> Path:
-    """The output folder, created, with nothing in the way of the artefacts: checked
-    before training, so a bad --out costs no training time."""
-    from digits.files import check_target
+def _prepare_out_dir(out: Path | None):
+    """The output folder, created, with nothing in the way of the artefacts, and
+    locked against a second run: checked before training, so a bad --out costs no
+    training time."""
+    from digits.files import check_target, lock_folder
 
     out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
     kind = kind_of(out)
@@ -42,7 +43,7 @@ def _prepare_out_dir(out: Path | None) -> Path:
         raise DigitsError(f"{out}: cannot create the output folder ({e.strerror or e})") from e
     for name in ARTEFACTS:
         check_target(out / name)
-    return out
+    return out, lock_folder(out)  # held while `train` runs
 
 
 def train(
@@ -67,7 +68,7 @@ def train(
     from trainer.report import plot_confusion, plot_history, write_json
 
     dataset = load_mnist(data)
-    out_dir = _prepare_out_dir(out)
+    out_dir, _lock = _prepare_out_dir(out)
     recipe = Recipe(epochs, batch_size, validation_split, dropout, seed)
     progress = 0 if quiet else (1 if sys.stderr.isatty() else 2)
     say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
