@@ -360,6 +360,21 @@ def test_sigterm_to_the_group_while_workers_decode(exported_onnx, small, tmp_pat
         assert (first_row + stdout).endswith(b"\n")
 
 
+@pytest.mark.tf
+def test_sigterm_while_training_leaves_nothing_half_written(small_npz, tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "digits", "train", "--data", small_npz, "--epochs", "200",
+                                "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    for line in process.stderr:  # training has begun once an epoch is reported
+        if line.startswith("Epoch 2"):
+            break
+    process.terminate()
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().endswith("digits: interrupted")
+    assert os.listdir(out) == []
+
+
 # 8. Walking folders ----------------------------------------------------------------------
 
 
