@@ -110,11 +110,13 @@ def classify(
 
 
 def _named_like(items, output: Path) -> list[str]:
-    """Inputs that could be the output file: those with its extension (a cheap
-    filter; refuse_overwriting then compares the files themselves)."""
+    """Inputs that could be the output file: those with its extension, or all of them
+    when the output is a symlink or has none (a cheap filter that spares a stat per
+    input on every run; refuse_overwriting then compares the files themselves)."""
     suffix = output.suffix.lower()
-    return [item.source for item in items if item.source.lower().endswith(suffix)] if suffix else \
-        [item.source for item in items]
+    if not suffix or output.is_symlink():
+        return [item.source for item in items]
+    return [item.source for item in items if item.source.lower().endswith(suffix)]
 
 
 class _ProgressBar:
