@@ -61,10 +61,11 @@ class RowWriter:
     def __init__(self, stream: TextIO, fmt: Format = "csv", top_k: int = 0, name: str | None = None):
         self.stream, self.fmt, self.top_k = stream, fmt, top_k
         self.name = name or {"<stdout>": "standard output"}.get(getattr(stream, "name", None), "the output")
-        # File names are bytes: one that is not valid UTF-8 goes out as its own
-        # bytes (as `ls` and `find` print it) instead of failing the whole block.
+        # Rows are UTF-8 whatever the locale, and file names are bytes: one that is
+        # not valid UTF-8 goes out as its own bytes (as `ls` and `find` print it)
+        # instead of failing its whole block.
         if hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="surrogateescape")
+            stream.reconfigure(encoding="utf-8", errors="surrogateescape")
         self._file, self._whole = _regular_file(stream)
         if fmt == "csv":
             columns = ["source", "label", "confidence"]

@@ -158,6 +158,10 @@ def test_names_that_are_not_utf8_keep_their_block(exported_onnx, small, tmp_path
     assert len(lines) == 4
     assert any(b"bad\xff\xfe.png," in line for line in lines)  # the name's own bytes
 
+    _png(tmp_path / "七.png", small.x_test[4])  # rows are UTF-8 whatever the locale says
+    result = run_digits("classify", exported_onnx, tmp_path / "七.png", env={"PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0 and "七.png" in result.stdout, result.stderr
+
 
 def test_stdin_lists_keep_spaces_and_take_nul_separators(exported_onnx, small, tmp_path):
     spaced = tmp_path / " spaced name .png"
