@@ -12,7 +12,8 @@
   A crash, a full disk or Ctrl-C leaves the old file or the new one, never half.
 - `refuse_overwriting` stops an output from being written over an input.
 - `open_output` opens a row stream for writing, locked so that two runs cannot
-  interleave their rows in one file.
+  interleave their rows in one file; `lock_folder` does the same for a folder of
+  artefacts (`train --out`). Where the file system cannot lock, both write unlocked.
 
 Only the standard library: batch/ (the runtime) stands on this module.
 """
@@ -29,6 +30,8 @@ from typing import TextIO
 from digits.errors import DigitsError
 
 REGULAR, FOLDER, MISSING = "file", "folder", "missing"
+# flock's answers on file systems that cannot lock: write without the lock there.
+_NO_LOCKING = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
 # What each non-regular kind is called in a message.
 _KIND_NAMES = {
     stat.S_IFIFO: "a FIFO (named pipe)",
@@ -256,6 +259,9 @@ def open_output(path: Path) -> TextIO:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as e:
                 raise OutputError(f"{path}: another run is writing this file; wait for it or give another name") from e
+            except OSError as e:
+                if e.errno not in _NO_LOCKING:
+                    raise
             os.ftruncate(fd, 0)
         return open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
     except OSError as e:
@@ -304,6 +310,8 @@ def lock_folder(folder: Path) -> FolderLock:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
+        if e.errno in _NO_LOCKING:
+            return FolderLock(fd)  # a file system without locks: write unlocked, as before
         os.close(fd)
         if isinstance(e, BlockingIOError):
             raise OutputError(f"{folder}: another run is writing this folder; wait for it or give another --out") from e
