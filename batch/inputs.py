@@ -75,7 +75,11 @@ def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded) -> Non
     if isinstance(listing, str):
         out.items.append(ErrorItem(root, listing))
         return
-    root_id = _folder_id(root)
+    try:
+        root_id = _folder_id(root)
+    except OSError as e:  # gone since it was listed
+        out.items.append(ErrorItem(root, e.strerror or str(e)))
+        return
     stack = [(iter(listing), root_id)]
     ancestors = {root_id}
     while stack:
@@ -94,7 +98,11 @@ def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded) -> Non
         if is_dir:
             if not recursive:
                 continue
-            sub_id = _folder_id(path)
+            try:
+                sub_id = _folder_id(path)
+            except OSError as e:  # gone, or changed, since it was listed
+                out.items.append(ErrorItem(path, e.strerror or str(e)))
+                continue
             if sub_id in ancestors:
                 out.items.append(ErrorItem(path, "symlink loop: links back to a folder that contains it"))
                 continue
