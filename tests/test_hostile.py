@@ -43,7 +43,7 @@ def tiny_disk(tmp_path):
     if result.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
     yield mount
-    subprocess.run(["umount", str(mount)], check=True)
+    subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def _leftovers(folder: Path) -> list[str]:
