@@ -25,9 +25,13 @@ def _digits(*args) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "digits", *map(str, args)]
     print(f"\n$ digits {' '.join(map(str, args))}", file=sys.stderr, flush=True)
     result = subprocess.run(cmd, capture_output=True, text=True)
-    sys.stderr.write(result.stderr)
+    # The step's own error line becomes the demo's one error line, not a second one.
+    lines = result.stderr.splitlines(keepends=True)
+    errors = [line.removeprefix("digits: error: ").strip() for line in lines if line.startswith("digits: error: ")]
+    sys.stderr.write("".join(line for line in lines if not line.startswith("digits: error: ")))
     if result.returncode != 0:
-        raise DigitsError(f"demo step failed: digits {args[0]} exited {result.returncode}")
+        why = f": {errors[-1]}" if errors else ""
+        raise DigitsError(f"demo step failed: digits {args[0]} exited {result.returncode}{why}")
     return result
 
 

@@ -84,6 +84,9 @@ def test_train_and_export_on_a_full_disk_leave_nothing_behind(trained_mlp, small
     result = run_digits("export", trained_mlp, "--out", tiny_disk / "m.onnx", "--data", small_npz, "--int8")
     assert_one_line_error(result, 1, "m.onnx", "no space left")
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["run"]
+    result = run_digits("demo", "--out", tiny_disk / "demo", "--data", small_npz, "--epochs", "1")
+    assert_one_line_error(result, 1, "demo step failed", "no space left")
+    assert _leftovers(tiny_disk) == [] and not (tiny_disk / "demo" / "train" / "model.keras").exists()
 
 
 def test_export_out_is_checked_before_any_work(trained_mlp, small_npz, tmp_path):
