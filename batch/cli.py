@@ -1,4 +1,8 @@
-"""`digits classify`: the runner's command line. Parses, runs, reports; no logic of its own."""
+"""`digits classify`: the runner's command line.
+
+It parses the options, runs `batch.run.classify`, and owns what only a terminal
+needs: Ctrl-C handling, the progress bar and the summary line.
+"""
 
 import signal
 import sys
@@ -102,6 +106,8 @@ def classify(
                 stream.close()
     summary.skipped = expanded.skipped
     if not quiet:
+        for folder in expanded.empty:
+            print(f"note: {folder}: no image or .npy files to classify", file=sys.stderr)
         print(_format_summary(summary), file=sys.stderr)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)

@@ -1,9 +1,9 @@
 """Image bytes -> one MNIST-style digit: uint8 [28, 28], white on black.
 
-OpenCV decodes (it is ~4x faster than Pillow on small PNGs and releases the GIL,
-so a thread pool scales). Anything that is not already a 28x28 digit is brought
-to MNIST's form with LeCun's recipe: crop to the ink, fit into 20x20 keeping the
-aspect ratio, and centre by the centre of mass in a 28x28 field.
+OpenCV decodes (it is ~4x faster than Pillow on small PNGs). Anything that is
+not already a 28x28 digit is brought to MNIST's form with LeCun's recipe: crop
+to the ink, fit into 20x20 keeping the aspect ratio, and centre by the centre
+of mass in a 28x28 field.
 """
 
 import os
@@ -12,10 +12,12 @@ from typing import Literal
 
 import numpy as np
 
+from batch.imagesize import image_size
 from digits.errors import DigitsError
 
-# Decompression-bomb cap. OpenCV checks it against the header before it
-# allocates; the environment variable must be set before cv2 is imported.
+# Decompression-bomb cap, checked against the image's header before OpenCV
+# allocates anything (batch/imagesize.py). OpenCV's own cap is set too, as a
+# second guard; it only takes effect when cv2 is first imported here.
 MAX_PIXELS = 40_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
@@ -42,6 +44,12 @@ def decode_digit(data: bytes, invert: Invert = "auto") -> np.ndarray:
     if data[:2] == b"\xff\xd8" and not _jpeg_is_whole(data):
         # libjpeg fills a truncated JPEG with grey and only warns; refuse it.
         raise ImageError("truncated JPEG (no end-of-image marker)")
+    size = image_size(data)
+    if size is None:
+        raise ImageError("not a decodable image (not PNG, JPEG, GIF, BMP, TIFF, WebP or PNM)")
+    if size[0] * size[1] > MAX_PIXELS:
+        raise ImageError(f"image of {size[0]:,}x{size[1]:,} pixels, larger than the {MAX_PIXELS:,}-pixel cap "
+                         "(decompression bomb?)")
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:

@@ -6,7 +6,8 @@ names is decided by digits.files.kind_of: FIFOs, devices and sockets become erro
 items, never reads that block. Every named thing yields at least one item:
 what cannot be found or opened becomes an error item, never a silent gap.
 Files in a walked folder that are not images or .npy by extension are only
-counted as skipped.
+counted as skipped, and a named folder that holds nothing to classify is listed
+in `Expanded.empty` for the summary to say.
 """
 
 import errno
@@ -48,6 +49,7 @@ Item = ImageItem | ArrayItem | ErrorItem
 class Expanded:
     items: list[Item] = field(default_factory=list)
     skipped: int = 0
+    empty: list[str] = field(default_factory=list)  # named folders that gave no item
 
 
 def is_image_path(path: str | os.PathLike) -> bool:
@@ -164,7 +166,10 @@ def _expand_paths(paths: list[str], recursive: bool, pattern: str | None, out: E
         if kind == REGULAR:
             out.items.append(_named_file(path))
         elif kind == FOLDER:
+            before = len(out.items)
             _walk(path, recursive, pattern, out)
+            if len(out.items) == before:
+                out.empty.append(path)
         elif kind == MISSING:
             out.items.append(ErrorItem(path, "no such file or folder"))
         else:

@@ -3,8 +3,8 @@
 Images are read and decoded by worker processes, a few blocks ahead of the
 model. Threads were measured and lose: a 28x28 PNG decodes in ~10 us, so the
 Python around it dominates and two threads ran slower than one (GIL). Arrays
-are memory-mapped and classified chunk by chunk, so memory stays flat whatever
-the input size.
+are read with plain file reads and classified chunk by chunk (batch/arrays.py),
+so memory stays flat whatever the input size.
 """
 
 import os
@@ -237,5 +237,7 @@ def _classify_array(path: str, batch_size: int, emit_array, fail, stop) -> None:
                 return
             emit_array(path, begin, chunk)
     except ArrayError as e:
-        # Found on opening, before any row of this array was written.
+        # A bad header or bad float values are found before the first block, so the
+        # array gets this one row; a file cut short while being read keeps the rows
+        # before the cut, and this row says where it was.
         fail(path, str(e))

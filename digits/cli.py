@@ -33,6 +33,7 @@ from batch import cli as batch_cli  # noqa: E402
 from digits.errors import EXIT_INTERRUPTED, DigitsError  # noqa: E402
 from exporter import cli as exporter_cli  # noqa: E402
 from trainer import cli as trainer_cli  # noqa: E402
+from trainer.model import RECIPE  # noqa: E402
 
 app = typer.Typer(
     name="digits",
@@ -55,12 +56,16 @@ app.command()(batch_cli.classify)
 def demo(
     out: Annotated[Path, typer.Option(readable=False, help="Folder for everything the demo makes.")] = Path("runs/demo"),
     data: Annotated[Optional[Path], typer.Option(readable=False, help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (the seed's recipe: 50).")] = 50,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (default: the seed's recipe).")] = RECIPE.epochs,
+    seed: Annotated[int, typer.Option(help="Seeds the training split, weights and dropout.")] = RECIPE.seed,
 ) -> None:
     """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
     from digits.demo import run_demo
+    from trainer.backend import require_train_extra
 
-    print(run_demo(out, data, epochs))
+    require_train_extra("digits demo", ("tensorflow", "keras", "tf2onnx", "matplotlib"))
+
+    print(run_demo(out, data, epochs, seed))
 
 
 class Interrupted(BaseException):

@@ -18,6 +18,7 @@ import numpy as np
 
 from digits.errors import DigitsError
 from digits.files import atomic_path, writing
+from trainer.model import RECIPE
 
 
 def _digits(*args) -> subprocess.CompletedProcess:
@@ -63,7 +64,7 @@ def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, arra
         np.save(temp, digits)
 
 
-def run_demo(out: Path, data_path: Path | None = None, epochs: int = 50) -> str:
+def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epochs, seed: int = RECIPE.seed) -> str:
     """Run every step; returns the summary table. DigitsError if any step fails."""
     start = time.perf_counter()
     with writing(out):
@@ -71,7 +72,7 @@ def run_demo(out: Path, data_path: Path | None = None, epochs: int = 50) -> str:
     train_dir, model_onnx = out / "train", out / "model.onnx"
 
     data_args = ["--data", data_path] if data_path else []
-    _digits("train", "--out", train_dir, "--epochs", epochs, *data_args)
+    _digits("train", "--out", train_dir, "--epochs", epochs, "--seed", seed, *data_args)
     metrics = json.loads((train_dir / "metrics.json").read_text())
     _digits("export", train_dir / "model.keras", "--out", model_onnx, "--int8", *data_args)
     parity = json.loads((out / "model.parity.json").read_text())

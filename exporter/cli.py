@@ -18,7 +18,7 @@ def export(
     opset: Annotated[int, typer.Option(min=MIN_OPSET, max=DEFAULT_OPSET, help="ONNX opset.")] = DEFAULT_OPSET,
     atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance on the probabilities.")] = DEFAULT_ATOL,
     rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance on the probabilities.")] = DEFAULT_RTOL,
-    int8: Annotated[bool, typer.Option("--int8", help="Also write MODEL.int8.onnx (dynamic int8), checked against the float model.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write MODEL.int8.onnx (static int8, calibrated on --data), checked against the float model, across batches and against the onnx reference.")] = False,
     ort: Annotated[bool, typer.Option("--ort", help="Also write MODEL.ort for ONNX Runtime Mobile, checked to give the same labels.")] = False,
 ) -> None:
     """Export a Keras digit classifier to a self-contained ONNX model, proving parity with Keras.
@@ -27,6 +27,9 @@ def export(
     onnxruntime are compared on real and edge-case digits; the model is written only if they
     agree (exit 4 otherwise, with MODEL.parity.json saying by how much).
     """
+    from trainer.backend import require_train_extra
+
+    require_train_extra("digits export", ("tensorflow", "keras", "tf2onnx"))
     from exporter.export import export as run_export
 
     def log(message: str) -> None:

