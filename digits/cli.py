@@ -4,25 +4,13 @@ Command modules import nothing heavy at the top: `digits --help` and
 `digits classify` must never import TensorFlow.
 """
 
-import os
 import signal
 import sys
 
+from digits import install_early_interrupt
 
-def _interrupted_early(signum, frame) -> None:
-    # Ctrl-C (or SIGTERM) while the program is still importing: nothing has been
-    # written yet, and an exception raised inside an import would surface as a
-    # traceback of whatever module it cut in half. Leave at once, with one line.
-    os.write(2, b"digits: interrupted\n")
-    os._exit(130)
-
-
-# First thing, before the imports below (Typer, Rich, the parts) take their time;
-# only when this import starts the program (the `digits` script, `python -m digits`),
-# not when a test or another program imports the module.
-if os.path.basename(sys.argv[0]) == "digits" or sys.argv[0].endswith(os.path.join("digits", "__main__.py")):
-    for _signal in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(_signal, _interrupted_early)
+# Again for `python -m digits`: while runpy imported the package, argv[0] was "-m".
+install_early_interrupt()
 
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402

@@ -89,6 +89,7 @@ def test_train_and_export_on_a_full_disk_leave_nothing_behind(trained_mlp, small
     assert _leftovers(tiny_disk) == [] and not (tiny_disk / "demo" / "train" / "model.keras").exists()
 
 
+@pytest.mark.tf
 def test_export_out_is_checked_before_any_work(trained_mlp, small_npz, tmp_path):
     (tmp_path / "folder").mkdir()
     start = time.perf_counter()
@@ -208,7 +209,7 @@ def test_npy_headers(exported_onnx, small, tmp_path):
 # 5. Outputs over inputs ------------------------------------------------------------------
 
 
-def test_outputs_never_overwrite_inputs(exported_onnx, trained_mlp, small, tmp_path):
+def test_outputs_never_overwrite_inputs(exported_onnx, small, tmp_path):
     array = tmp_path / "a.npy"
     np.save(array, small.x_test[:5])
     before = array.read_bytes()
@@ -217,6 +218,10 @@ def test_outputs_never_overwrite_inputs(exported_onnx, trained_mlp, small, tmp_p
     assert_one_line_error(run_digits("classify", exported_onnx, tmp_path / "hard.csv", "--output", tmp_path / "hard.csv"),
                           1, "overwrite an input")
     assert array.read_bytes() == before
+
+
+@pytest.mark.tf
+def test_export_never_overwrites_its_input(trained_mlp, tmp_path):
     keras = tmp_path / "x.keras"
     keras.write_bytes(trained_mlp.read_bytes())
     assert_one_line_error(run_digits("export", keras, "--out", keras), 1, "overwrite an input")
@@ -237,6 +242,7 @@ def test_a_second_run_on_the_same_output_is_refused(exported_onnx, small, tmp_pa
     assert run_digits("classify", exported_onnx, array, "--output", out).returncode == 0
 
 
+@pytest.mark.tf
 def test_a_second_train_into_the_same_folder_is_refused(small_npz, tmp_path):
     from digits.files import lock_folder
 
@@ -421,13 +427,8 @@ def test_deep_folders_and_symlinks_to_siblings(exported_onnx, small, tmp_path):
 
 
 def test_data_files_that_lie(exported_onnx, small, tmp_path):
-    empty_test = tmp_path / "no-test.npz"
-    np.savez(empty_test, x_train=small.x_train[:50], y_train=small.y_train[:50],
-             x_test=small.x_test[:0], y_test=small.y_test[:0])
-    assert_one_line_error(run_digits("train", "--data", empty_test, "--epochs", "1", "--out", tmp_path / "r"), 1,
+    assert_one_line_error(run_digits("evaluate", exported_onnx, "--data", _no_test_digits(small, tmp_path)), 1,
                           "no test digits")
-    assert not (tmp_path / "r" / "model.keras").exists()
-    assert_one_line_error(run_digits("evaluate", exported_onnx, "--data", empty_test), 1, "no test digits")
 
     for claimed, words in ((b"(1000000000000, 28, 28)", "more than 4 GiB"), (b"(100000, 28, 28)", "header says")):
         lying = tmp_path / "lying.npz"  # x_train's header claims far more digits than it stores
@@ -455,6 +456,20 @@ def test_data_files_that_lie(exported_onnx, small, tmp_path):
     for name in ("train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (idx / name).write_bytes(b"\0\0\x08\x01\0\0\0\0")
     assert_one_line_error(run_digits("evaluate", exported_onnx, "--data", idx), 1, "train-images", "truncated")
+
+
+def _no_test_digits(small, folder: Path) -> Path:
+    path = folder / "no-test.npz"
+    np.savez(path, x_train=small.x_train[:50], y_train=small.y_train[:50],
+             x_test=small.x_test[:0], y_test=small.y_test[:0])
+    return path
+
+
+@pytest.mark.tf
+def test_train_refuses_data_without_test_digits_before_training(small, tmp_path):
+    result = run_digits("train", "--data", _no_test_digits(small, tmp_path), "--epochs", "1", "--out", tmp_path / "r")
+    assert_one_line_error(result, 1, "no test digits")
+    assert not (tmp_path / "r" / "model.keras").exists()
 
 
 def test_image_folder_with_a_misnamed_class(exported_onnx, small, tmp_path):
