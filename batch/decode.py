@@ -7,6 +7,7 @@ of mass in a 28x28 field.
 """
 
 import os
+import re
 from typing import Literal
 
 import numpy as np
@@ -40,7 +41,7 @@ def decode_digit(data: bytes, invert: Invert = "auto") -> np.ndarray:
     """Decode an image file's bytes into a uint8 [28, 28] white-on-black digit."""
     if not data:
         raise ImageError("empty file")
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
+    if data[:2] == b"\xff\xd8" and not _jpeg_is_whole(data):
         # libjpeg fills a truncated JPEG with grey and only warns; refuse it.
         raise ImageError("truncated JPEG (no end-of-image marker)")
     size = image_size(data)
@@ -58,6 +59,44 @@ def decode_digit(data: bytes, invert: Invert = "auto") -> np.ndarray:
     if image is None:
         raise ImageError("not a decodable image (corrupt or truncated)")
     return to_mnist(to_gray(image), invert)
+
+
+# In entropy-coded data a 0xFF byte is followed by 0x00 (stuffing), a restart
+# marker 0xD0-0xD7 or more 0xFF fill; anything else is the next marker.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _jpeg_is_whole(data: bytes) -> bool:
+    """Whether the JPEG at the start of `data` reaches its end-of-image marker.
+
+    The marker segments are followed, not searched for: data after the image (a
+    phone's "motion photo" appends a video) is allowed, and an EOI inside an
+    embedded thumbnail does not pass for the image's own. Only a file that runs
+    out inside its image data counts as cut short; headers that make no sense are
+    left to the decoder, which calls them corrupt."""
+    i, n, scanning = 2, len(data), False
+    while i + 1 < n:
+        if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them too
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return False
+            continue
+        marker = data[i + 1]
+        if marker == 0xD9:
+            return True
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill, or markers without a length
+            i += 1 if marker == 0xFF else 2
+            continue
+        if i + 4 > n:
+            return not scanning
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # start of scan: its entropy-coded data runs to the next marker
+            scanning = True
+            found = _NEXT_MARKER.search(data, i)
+            if found is None:
+                return False
+            i = found.start()
+    return not scanning
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

@@ -1,10 +1,13 @@
 """INPUT arguments -> an ordered list of things to classify.
 
 Named files and folders (walked in sorted order, so runs repeat), `-` for a
-list of paths on standard input. What cannot be found or opened becomes an
-error item, never a silent gap. Files in a walked folder that are not images
-or .npy by extension are only counted as skipped, and a named folder that
-holds nothing to classify is listed in `Expanded.empty` for the summary to say.
+list of paths on standard input (one per line, or NUL-separated). What a path
+names is decided by digits.files.kind_of: FIFOs, devices and sockets become error
+items, never reads that block. Every named thing yields at least one item:
+what cannot be found or opened becomes an error item, never a silent gap.
+Files in a walked folder that are not images or .npy by extension are only
+counted as skipped, and a named folder that holds nothing to classify is listed
+in `Expanded.empty` for the summary to say.
 """
 
 import errno
@@ -12,7 +15,10 @@ import fnmatch
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import BinaryIO
+
+from digits.errors import UsageError
+from digits.files import FOLDER, MISSING, REGULAR, kind_of
 
 # What OpenCV decodes; other files in a walked folder are skipped, not failed.
 IMAGE_EXTENSIONS = frozenset(
@@ -54,70 +60,117 @@ def _named_file(path: str) -> Item:
     return ArrayItem(path) if path.lower().endswith(".npy") else ImageItem(path)
 
 
-def _os_error(e: OSError) -> str:
-    if e.errno == errno.ELOOP:
-        return "symlink loop"
-    return e.strerror or str(e)
-
-
-def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded, seen: set) -> None:
+def _list_folder(folder: str) -> list[os.DirEntry] | str:
+    """The folder's entries sorted by name, or why it cannot be listed."""
     try:
-        real = os.path.realpath(root)
-        if real in seen:
-            out.items.append(ErrorItem(root, "symlink loop: folder already visited"))
-            return
-        seen.add(real)
-        with os.scandir(root) as listing:
-            entries = sorted(listing, key=lambda e: e.name)
+        with os.scandir(folder) as listing:
+            return sorted(listing, key=lambda e: e.name)
     except OSError as e:
-        out.items.append(ErrorItem(root, f"cannot list folder: {_os_error(e)}"))
+        return f"cannot list folder: {'symlink loop' if e.errno == errno.ELOOP else e.strerror or e}"
+
+
+def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded) -> None:
+    """Depth first, sorted, with an explicit stack: folders may nest deeper than
+    Python's recursion limit. Symlinks are followed; a symlink loop is a folder that
+    is its own ancestor (a link to a sibling folder is walked like any folder)."""
+    listing = _list_folder(root)
+    if isinstance(listing, str):
+        out.items.append(ErrorItem(root, listing))
         return
-    for entry in entries:
+    try:
+        root_id = _folder_id(root)
+    except OSError as e:  # gone since it was listed
+        out.items.append(ErrorItem(root, e.strerror or str(e)))
+        return
+    stack = [(iter(listing), root_id)]
+    ancestors = {root_id}
+    while stack:
+        entries, folder_id = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            ancestors.discard(folder_id)
+            continue
         path = entry.path
         try:
-            is_dir = entry.is_dir()  # follows symlinks; loops are caught by `seen`
+            is_dir = entry.is_dir()  # follows symlinks
         except OSError as e:
-            out.items.append(ErrorItem(path, _os_error(e)))
+            out.items.append(ErrorItem(path, f"is {kind_of(path)}" if e.errno == errno.ELOOP else e.strerror or str(e)))
             continue
         if is_dir:
-            if recursive:
-                _walk(path, recursive, pattern, out, seen)
+            if not recursive:
+                continue
+            try:
+                sub_id = _folder_id(path)
+            except OSError as e:  # gone, or changed, since it was listed
+                out.items.append(ErrorItem(path, e.strerror or str(e)))
+                continue
+            if sub_id in ancestors:
+                out.items.append(ErrorItem(path, "symlink loop: links back to a folder that contains it"))
+                continue
+            sub_listing = _list_folder(path)
+            if isinstance(sub_listing, str):
+                out.items.append(ErrorItem(path, sub_listing))
+                continue
+            stack.append((iter(sub_listing), sub_id))
+            ancestors.add(sub_id)
             continue
         if pattern and not fnmatch.fnmatch(entry.name, pattern):
             continue
-        if path.lower().endswith(".npy"):
-            out.items.append(ArrayItem(path))
-        elif is_image_path(path):
-            if entry.is_symlink() and not os.path.exists(path):
-                out.items.append(ErrorItem(path, "broken symlink or symlink loop"))
-            else:
-                out.items.append(ImageItem(path))
-        else:
+        is_array = path.lower().endswith(".npy")
+        if not is_array and not is_image_path(path):
             out.skipped += 1
+            continue
+        if not entry.is_file():  # a FIFO, device, socket, broken symlink or loop named like an image
+            kind = kind_of(path)
+            if kind != REGULAR:
+                out.items.append(ErrorItem(path, f"is {kind}, not a regular file" if kind != MISSING else "vanished while walking"))
+                continue
+        out.items.append(ArrayItem(path) if is_array else ImageItem(path))
+
+
+def _folder_id(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def read_path_list(data: bytes, null: bool = False) -> list[str]:
+    """Paths listed on standard input: one per line, exactly as written (spaces are
+    part of a name), or NUL-separated (`find -print0`) with `null`. Names are bytes;
+    one that is not UTF-8 is kept as the same bytes (os.fsdecode)."""
+    if not null and b"\0" in data:
+        raise UsageError("standard input holds NUL bytes; for a NUL-separated list (find -print0) give -0/--null")
+    names = data.split(b"\0" if null else b"\n")
+    return [os.fsdecode(name) for name in names if name]
 
 
 def expand_inputs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
-                  stdin: TextIO | None = None) -> Expanded:
-    """Items in input order; folders walked in sorted order; `-` reads paths from stdin."""
+                  stdin: BinaryIO | None = None, null: bool = False) -> Expanded:
+    """Items in input order; folders walked in sorted order; `-` reads a list of paths
+    from `stdin` (binary; default: the process's standard input)."""
     out = Expanded()
     for arg in inputs:
         if arg == "-":
-            names = [line.strip() for line in (stdin or sys.stdin)]
-            out_of_stdin = expand_inputs([n for n in names if n and n != "-"], recursive, pattern)
-            out.items += out_of_stdin.items
-            out.skipped += out_of_stdin.skipped
-            out.empty += out_of_stdin.empty
-            continue
-        try:
-            os.stat(arg)
-        except OSError as e:
-            out.items.append(ErrorItem(arg, "no such file or folder" if e.errno == errno.ENOENT else _os_error(e)))
-            continue
-        if os.path.isdir(arg):
-            before = len(out.items)
-            _walk(arg, recursive, pattern, out, set())
-            if len(out.items) == before:
-                out.empty.append(arg)
+            if stdin is None and sys.stdin is None:
+                raise UsageError("- reads paths from standard input, which is closed")
+            data = (stdin or sys.stdin.buffer).read()
+            _expand_paths(read_path_list(data, null), recursive, pattern, out)
         else:
-            out.items.append(_named_file(arg))
+            _expand_paths([arg], recursive, pattern, out)
     return out
+
+
+def _expand_paths(paths: list[str], recursive: bool, pattern: str | None, out: Expanded) -> None:
+    for path in paths:
+        kind = kind_of(path)
+        if kind == REGULAR:
+            out.items.append(_named_file(path))
+        elif kind == FOLDER:
+            before = len(out.items)
+            _walk(path, recursive, pattern, out)
+            if len(out.items) == before:
+                out.empty.append(path)
+        elif kind == MISSING:
+            out.items.append(ErrorItem(path, "no such file or folder"))
+        else:
+            out.items.append(ErrorItem(path, f"is {kind}, not a regular file"))

@@ -21,6 +21,8 @@ from batch.arrays import ArrayError, DigitArray
 from batch.inputs import ArrayItem, ErrorItem, ImageItem, Item
 from batch.model import OnnxClassifier
 from batch.writer import RowWriter
+from digits.errors import DigitsError
+from digits.files import PathError, open_regular
 
 IMAGE_BLOCK = 256  # images per decode task
 # Fewer images than this are decoded in-process: starting workers costs more.
@@ -49,7 +51,8 @@ def read_digit(path: str, invert: str) -> np.ndarray | str:
 
     try:
         # os-level calls: half the cost of open()/read() on small files (measured).
-        fd = os.open(path, os.O_RDONLY)
+        # open_regular: a FIFO or device named like an image is refused, not read forever.
+        fd = open_regular(path)
         try:
             size = os.fstat(fd).st_size  # checked first: no reading a huge file whole
             if size > MAX_FILE_BYTES:
@@ -58,7 +61,7 @@ def read_digit(path: str, invert: str) -> np.ndarray | str:
         finally:
             os.close(fd)
         return decode_digit(data, invert)
-    except ImageError as e:
+    except (ImageError, PathError) as e:
         return str(e)
     except IsADirectoryError:
         return "is a folder"
@@ -79,9 +82,10 @@ def _decode_block(paths: list[str], invert: str) -> tuple[np.ndarray, list[str |
 
 
 def _ignore_interrupts() -> None:
-    # Ctrl-C reaches the whole process group; only the parent decides what stops.
+    # Ctrl-C and a SIGTERM to the process group reach the workers too; only the
+    # parent decides what stops, and it shuts the workers down when it has.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _InlineExecutor:
@@ -183,7 +187,10 @@ def classify(
         def drain(keep: int) -> None:
             while len(pending) > keep and not stop():
                 paths, future = pending.popleft()
-                emit_images(paths, *future.result())
+                decoded = _decoded(future, stop)
+                if decoded is None:  # stopped while this block was decoding
+                    return
+                emit_images(paths, *decoded)
 
         for block in _blocks(items):
             if stop():
@@ -207,6 +214,19 @@ def classify(
     summary.items = summary.classified + summary.failed
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _decoded(future: Future, stop: Callable[[], bool]) -> tuple[np.ndarray, list[str | None]] | None:
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool as e:
+        # A worker was killed: by the signal that is stopping the run (then the
+        # block is simply not done), or by something else (the OOM killer ...).
+        if stop():
+            return None
+        raise DigitsError("an image decoder process died (killed by a signal?); rows written so far are whole") from e
 
 
 def _classify_array(path: str, batch_size: int, emit_array, fail, stop) -> None:
