@@ -7,11 +7,14 @@ with plain file reads rather than a memory map, because mapped pages count
 as resident memory once touched: a 784 MB array would cost 784 MB.
 """
 
+import os
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 
 from digits.errors import DigitsError
+from digits.files import PathError, open_regular
 
 ROW = 28 * 28
 SCAN_ROWS = 65_536  # rows per read when checking float arrays for range and NaN
@@ -21,6 +24,36 @@ class ArrayError(DigitsError):
     """An .npy file that is not an array of digits; the message says why."""
 
 
+def read_npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, fortran_order, dtype) from an .npy header, leaving `f` at the data.
+
+    Every format version numpy writes (1.0, 2.0, 3.0) is read through numpy's
+    public header parser; the header is only ever parsed as Python literals.
+    ArrayError for anything that is not a plain numeric array header: an unknown
+    version, a negative or non-integer dimension, a dtype holding Python objects.
+    """
+    try:
+        major, minor = np.lib.format.read_magic(f)
+        if (major, minor) == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif (major, minor) in ((2, 0), (3, 0)):
+            # 3.0 differs from 2.0 only in allowing UTF-8 in the header, which
+            # field names alone use (structured dtypes, refused below anyway).
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ArrayError(f"unknown .npy format version {major}.{minor}")
+    except ArrayError:
+        raise
+    except (ValueError, SyntaxError, TypeError, EOFError, UnicodeDecodeError) as e:
+        message = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise ArrayError(f"not a readable .npy file ({message})") from e
+    if not all(type(d) is int and d >= 0 for d in shape):
+        raise ArrayError(f"shape {shape} in the header: dimensions must be whole numbers >= 0")
+    if dtype.hasobject:
+        raise ArrayError("holds Python objects; only numeric arrays are read (allow_pickle=False)")
+    return tuple(shape), bool(fortran), dtype
+
+
 class DigitArray:
     """An .npy file of digits. Opening reads and checks the header only; `chunks`
     checks float values (one pass) before it yields its first uint8 [n, 28, 28]."""
@@ -28,30 +61,26 @@ class DigitArray:
     def __init__(self, path: str):
         self.path = path
         try:
-            with open(path, "rb") as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    shape, fortran, dtype = np.lib.format._read_array_header(f, version)
-                self.offset = f.tell()
-                f.seek(0, 2)
-                size = f.tell()
+            fd = open_regular(path)
         except OSError as e:
             raise ArrayError(f"cannot read: {e.strerror or e}") from e
-        except (ValueError, SyntaxError, TypeError) as e:
-            raise ArrayError(f"not a readable .npy file ({str(e).splitlines()[0][:120]})") from e
-        if dtype.hasobject:
-            raise ArrayError("holds Python objects; only numeric arrays are read (allow_pickle=False)")
+        except PathError as e:
+            raise ArrayError(str(e)) from e
+        with open(fd, "rb") as f:
+            try:
+                shape, fortran, dtype = read_npy_header(f)
+                self.offset = f.tell()
+                size = os.fstat(f.fileno()).st_size
+            except OSError as e:
+                raise ArrayError(f"cannot read: {e.strerror or e}") from e
         if len(shape) == 2 and shape[1] == ROW:
             shape = (shape[0], 28, 28)
         if len(shape) != 3 or shape[1:] != (28, 28):
             raise ArrayError(f"shape {shape}: expected (N, 28, 28) or (N, 784)")
         if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
             raise ArrayError(f"dtype {dtype}: expected uint8 (0..255) or float (0..1)")
-        if fortran and shape[0] > 1:
+        if fortran and sum(d > 1 for d in shape) > 1:
+            # Column-major bytes: even one digit would be read transposed.
             raise ArrayError("Fortran-ordered array; save it in C order (np.ascontiguousarray)")
         self.dtype, self.length = dtype, shape[0]
         expected = self.offset + self.length * ROW * dtype.itemsize
@@ -64,7 +93,7 @@ class DigitArray:
 
     def _raw_chunks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
         row_bytes = ROW * self.dtype.itemsize
-        with open(self.path, "rb") as f:
+        with open(open_regular(self.path), "rb") as f:
             f.seek(self.offset)
             for start in range(0, self.length, size):
                 n = min(size, self.length - start)

@@ -4,16 +4,17 @@ It parses the options, runs `batch.run.classify`, and owns what only a terminal
 needs: Ctrl-C handling, the progress bar and the summary line.
 """
 
+import os
 import signal
 import sys
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TextIO
 
 import typer
 
-from digits.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, DigitsError
+from digits.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, UsageError
 
 
 class InvertMode(StrEnum):
@@ -44,7 +45,8 @@ class _StopFlag:
 
     def _handle(self, signum, frame):
         self.requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # A second Ctrl-C goes to the handler the program had (digits.cli: exit 130).
+        signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
 
     def install(self):
         self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -55,15 +57,16 @@ class _StopFlag:
 
 
 def classify(
-    model: Annotated[Path, typer.Argument(help="An .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255.")],
+    model: Annotated[Path, typer.Argument(readable=False, help="An .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255.")],
     inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="Image files, folders, .npy arrays ((N,28,28) or (N,784), uint8 or float 0..1), or - to read paths from stdin.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write rows here as they are classified (default: stdout)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", readable=False, help="Write rows here as they are classified (default: stdout)")] = None,
     fmt: Annotated[Optional[OutputFormat], typer.Option("--format", help="Row format (default: from the --output name (.jsonl -> jsonl), else csv)")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=10, help="Also give the K most likely labels and their probabilities.")] = None,
     invert: Annotated[InvertMode, typer.Option(help="Invert images to white-on-black: auto judges from the border.")] = InvertMode.auto,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")] = True,
     glob: Annotated[Optional[str], typer.Option(help="Only files in folders whose name matches, e.g. '*.png'.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=65536, help="Digits per onnxruntime call.")] = 1024,
+    null: Annotated[bool, typer.Option("--null", "-0", help="With -, the list on stdin is NUL-separated (find -print0), as xargs -0 reads it.")] = False,
     progress: Annotated[bool, typer.Option("--progress", help="Show a progress bar even when stderr is not a terminal.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: keep the rows already in --output, classify only the inputs without one, append.")] = False,
@@ -80,7 +83,7 @@ def classify(
     if engine == Engine.ray:
         if resume:
             raise typer.BadParameter("--resume is for the local engine", param_hint="--resume")
-        _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, progress,
+        _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, null, progress,
                          quiet, address, output_dir, concurrency)
         return
     if output_dir or address or concurrency or fmt == OutputFormat.parquet:
@@ -102,15 +105,15 @@ def classify(
 
         pool = DecodePool(2, invert.value)
     try:
-        _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, progress, quiet,
+        _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, null, progress, quiet,
                   resume, arrays_only, pool)
     finally:
         if pool is not None:
             pool.close()
 
 
-def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, progress, quiet,
-              resume, arrays_only, pool) -> None:
+def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, null, progress, quiet,
+               resume, arrays_only, pool) -> None:
     from batch.inputs import Expanded, iter_inputs
     from batch.model import OnnxClassifier
     from batch.run import classify as run
@@ -118,13 +121,15 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
 
     classifier = OnnxClassifier(model, threads=0 if arrays_only else 1, spin=arrays_only)
     expanded = Expanded()
-    items = iter_inputs(inputs, recursive=recursive, pattern=glob, out=expanded)
+    items = iter_inputs(inputs, recursive=recursive, pattern=glob, null=null, out=expanded)
     row_format = fmt.value if fmt else format_for(str(output) if output else None)
-    done = resume_output(output, row_format, top_k or 0) if resume else None
-    try:
-        stream = open(output, "a" if resume else "w", encoding="utf-8", newline="") if output else sys.stdout
-    except OSError as e:
-        raise DigitsError(f"{output}: cannot write the output ({e.strerror or e})") from e
+    # Locked before the rows are read: a second run cannot append to the same file.
+    stream = _open_rows(output, [model, *_named_like(inputs, output)] if output else [], append=resume)
+    if resume:
+        done = resume_output(output, row_format, top_k or 0)  # may cut off a torn last line
+        stream.seek(0, 2)
+    else:
+        done = None
 
     stop = _StopFlag()
     stop.install()
@@ -133,7 +138,8 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
         # The total costs a second walk (names only, nothing held); stdin can be read only once.
         bar = _ProgressBar(None if "-" in inputs else iter_inputs(inputs, recursive=recursive, pattern=glob))
     try:
-        writer = RowWriter(stream, row_format, top_k or 0, header=not (done and done.header))
+        writer = RowWriter(stream, row_format, top_k or 0, name=str(output) if output else None,
+                           header=not (done and done.header))
         summary = run(items, classifier, writer, invert=invert.value, batch_size=batch_size,
                       advance=bar.advance if bar else (lambda n: None), stop=stop, done=done, pool=pool)
     finally:
@@ -141,7 +147,10 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
         if bar:
             bar.close()
         if output:
-            stream.close()
+            from digits.files import writing
+
+            with writing(output):  # a failed close is a failed write
+                stream.close()
     summary.skipped = expanded.skipped
     _finish(summary, quiet, expanded.empty)
 
@@ -158,7 +167,22 @@ def _finish(summary, quiet: bool, empty_folders: list[str] = ()) -> None:
         raise typer.Exit(EXIT_SOME_FAILED)
 
 
-def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, progress,
+def _open_rows(output: Path | None, inputs: list, append: bool = False) -> TextIO:
+    """The stream rows go to: --output, checked not to be one of `inputs` and locked so that a
+    second run on the same file is refused (`append`: kept as it is, for --resume); else
+    standard output."""
+    if output:
+        from digits.files import check_output_target, open_output, refuse_overwriting
+
+        check_output_target(output)
+        refuse_overwriting(output, inputs)
+        return open_output(output, append=append)
+    if sys.stdout is None:
+        raise UsageError("standard output is closed; give --output")
+    return sys.stdout
+
+
+def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, null, progress,
                      quiet, address, output_dir, concurrency) -> None:
     if output and output_dir:
         raise typer.BadParameter("give --output or --output-dir, not both")
@@ -169,12 +193,8 @@ def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob,
 
     options = ray_engine.RayOptions(address=address, concurrency=concurrency)
     ray_engine.OnnxClassifier(model)  # a bad model fails before Ray starts
-    stream = None
-    if not output_dir:
-        try:
-            stream = open(output, "w", encoding="utf-8", newline="") if output else sys.stdout
-        except OSError as e:
-            raise DigitsError(f"{output}: cannot write the output ({e.strerror or e})") from e
+    # Every named input is compared with --output (a listing would need Ray's workers).
+    stream = None if output_dir else _open_rows(output, [model, *inputs])
     stop = _StopFlag()
     bar = None
     try:
@@ -187,24 +207,46 @@ def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob,
 
             bar = _ProgressBar(expand_inputs(inputs, recursive=recursive, pattern=glob).items)
         writer = RowWriter(stream, fmt.value if fmt else format_for(str(output) if output else None),
-                           top_k or 0) if stream else None
+                           top_k or 0, name=str(output) if output else None) if stream else None
         summary = ray_engine.classify(
             inputs, model, writer, out_dir=output_dir, out_format=fmt.value if fmt else "csv",
             top_k=top_k or 0, invert=invert.value, recursive=recursive, pattern=glob,
-            batch_size=batch_size, options=options, advance=bar.advance if bar else (lambda n: None), stop=stop)
+            batch_size=batch_size, null=null, options=options,
+            advance=bar.advance if bar else (lambda n: None), stop=stop)
     finally:
         if hasattr(stop, "_previous"):
             stop.restore()
         if bar:
             bar.close()
         if output and stream:
-            stream.close()
+            from digits.files import writing
+
+            with writing(output):  # a failed close is a failed write
+                stream.close()
         ray_engine.ray.shutdown()
     _finish(summary, quiet)
 
 
+def _named_like(inputs: list[str], output: Path) -> list[str]:
+    """What the output could overwrite: the named inputs and, when the output is named
+    like an image or .npy and lies inside a named folder, the output itself (the walk
+    would read it; the run streams its items, so they are not all at hand here)."""
+    from batch.inputs import IMAGE_EXTENSIONS
+
+    named = [arg for arg in inputs if arg != "-"]
+    suffix = output.suffix.lower()
+    if suffix in IMAGE_EXTENSIONS or suffix == ".npy":
+        target = os.path.realpath(output)
+        for arg in named:
+            folder = os.path.join(os.path.realpath(arg), "")
+            if os.path.isdir(arg) and target.startswith(folder):
+                return [*named, str(output)]
+    return named
+
+
 class _ProgressBar:
     def __init__(self, items):
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         from batch.arrays import ArrayError, DigitArray
@@ -222,7 +264,10 @@ class _ProgressBar:
         # No refresh thread: decode workers are forked, and a fork should not
         # copy a thread that may hold a lock. The bar redraws on each advance.
         self.progress = Progress(TextColumn("classifying"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), transient=True, auto_refresh=False)
+                                 TimeRemainingColumn(), transient=True, auto_refresh=False,
+                                 # On stderr, never into rows on stdout; drawn with cursor
+                                 # controls even into a log file when --progress asks for it.
+                                 console=Console(stderr=True, force_terminal=True))
         self.task = self.progress.add_task("classify", total=total)
         self.progress.start()
         self._drawn = 0.0

@@ -7,6 +7,7 @@ of mass in a 28x28 field.
 """
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Literal
 
@@ -45,7 +46,7 @@ def decode_digit(data: bytes, invert: Invert = "auto") -> np.ndarray:
     """Decode an image file's bytes into a uint8 [28, 28] white-on-black digit."""
     if not data:
         raise ImageError("empty file")
-    if data[:2] == _JPEG_START and b"\xff\xd9" not in data[-1024:]:
+    if data[:2] == _JPEG_START and not _jpeg_is_whole(data):
         # libjpeg fills a truncated JPEG with grey and only warns; refuse it.
         raise ImageError("truncated JPEG (no end-of-image marker)")
     size = image_size(data)
@@ -116,6 +117,44 @@ def _light_borders(digits: np.ndarray) -> np.ndarray:
     total = (digits[:, 0].sum(axis=1, dtype=np.int64) + digits[:, -1].sum(axis=1, dtype=np.int64)
              + digits[:, 1:-1, 0].sum(axis=1, dtype=np.int64) + digits[:, 1:-1, -1].sum(axis=1, dtype=np.int64))
     return total > 127.5 * (4 * MNIST_SIZE - 4)
+
+
+# In entropy-coded data a 0xFF byte is followed by 0x00 (stuffing), a restart
+# marker 0xD0-0xD7 or more 0xFF fill; anything else is the next marker.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _jpeg_is_whole(data: bytes) -> bool:
+    """Whether the JPEG at the start of `data` reaches its end-of-image marker.
+
+    The marker segments are followed, not searched for: data after the image (a
+    phone's "motion photo" appends a video) is allowed, and an EOI inside an
+    embedded thumbnail does not pass for the image's own. Only a file that runs
+    out inside its image data counts as cut short; headers that make no sense are
+    left to the decoder, which calls them corrupt."""
+    i, n, scanning = 2, len(data), False
+    while i + 1 < n:
+        if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them too
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return False
+            continue
+        marker = data[i + 1]
+        if marker == 0xD9:
+            return True
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill, or markers without a length
+            i += 1 if marker == 0xFF else 2
+            continue
+        if i + 4 > n:
+            return not scanning
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # start of scan: its entropy-coded data runs to the next marker
+            scanning = True
+            found = _NEXT_MARKER.search(data, i)
+            if found is None:
+                return False
+            i = found.start()
+    return not scanning
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 from batch.decode import MNIST_SIZE, decode_digits
 from batch.run import MAX_FILE_BYTES
 from digits.errors import DigitsError
+from digits.files import PathError, open_regular
 
 BLOCK = 256  # images per task
 _PIXELS = MNIST_SIZE * MNIST_SIZE
@@ -39,7 +40,8 @@ def read_file(path: str) -> bytes | str:
     """A file's bytes, or why they could not be had."""
     try:
         # os-level calls: half the cost of open()/read() on small files (measured).
-        fd = os.open(path, os.O_RDONLY)
+        # open_regular: a FIFO or device named like an image is refused, not read forever.
+        fd = open_regular(path)
         try:
             data = os.read(fd, READ_AHEAD)
             if len(data) < READ_AHEAD:
@@ -50,6 +52,8 @@ def read_file(path: str) -> bytes | str:
             return data + os.read(fd, size + 1 - len(data))
         finally:
             os.close(fd)
+    except PathError as e:
+        return str(e)
     except IsADirectoryError:
         return "is a folder"
     except OSError as e:

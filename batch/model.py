@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.errors import ModelError
+from digits.errors import DigitsError, ModelError
+from digits.files import require_file
 
 NUM_CLASSES = 10
 FLOAT_INPUT_SHAPES = ([784], [28, 28], [28, 28, 1], [1, 28, 28])
@@ -30,8 +31,10 @@ class OnnxClassifier:
         processes, such as image decoders, need the cores."""
         import onnxruntime as ort
 
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model file")
+        try:
+            require_file(path, "model file")
+        except DigitsError as e:
+            raise ModelError(str(e)) from e
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3
@@ -68,21 +71,51 @@ class OnnxClassifier:
                 gives = "; ".join(_describe(o) for o in outputs)
                 raise ModelError(f"{path}: model gives {gives}; needs {wanted}")
             self.output = tens[0]
+        # A fixed batch size (some converters write [1, 784]): fed in slices of exactly that size.
+        self.fixed_batch = self.input.shape[0] if isinstance(self.input.shape[0], int) and self.input.shape[0] > 0 else None
+        self._probe()
+
+    def _probe(self) -> None:
+        """Run the model once on two blank digits: a model that loads but cannot run
+        (an operator that fails, an output of another shape) is refused here, at
+        load, before any row is written."""
+        probabilities = self.predict(np.zeros((2, 28, 28), np.uint8))
+        if probabilities.shape != (2, NUM_CLASSES):
+            raise ModelError(f"{self.path}: model gives {list(probabilities.shape)} for 2 digits; needs [2,10]")
 
     def labels(self, digits: np.ndarray) -> np.ndarray:
         """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
         return self.predict(digits).argmax(axis=1)
 
     def predict(self, digits: np.ndarray) -> np.ndarray:
-        """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits."""
+        """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits.
+
+        ModelError when onnxruntime fails on them (the model's reason included)."""
         if self.exported:
             feed = np.ascontiguousarray(digits, dtype=np.uint8)
-            return self.session.run([self.output], {self.input.name: feed})[0]
+            return self._run(feed)
         feed = (digits.astype(np.float32) / np.float32(255.0)).reshape(-1, *self.float_shape)
-        return _as_probabilities(self.session.run([self.output], {self.input.name: feed})[0])
+        return as_probabilities(self._run(feed))
+
+    def _run(self, feed: np.ndarray) -> np.ndarray:
+        n = self.fixed_batch
+        if n is not None and len(feed) != n:
+            pad = -len(feed) % n
+            if pad:
+                feed = np.concatenate([feed, np.zeros((pad, *feed.shape[1:]), feed.dtype)])
+            parts = [self._run_session(feed[i : i + n]) for i in range(0, len(feed), n)]
+            return np.concatenate(parts)[: len(feed) - pad]
+        return self._run_session(feed)
+
+    def _run_session(self, feed: np.ndarray) -> np.ndarray:
+        try:
+            return self.session.run([self.output], {self.input.name: feed})[0]
+        except Exception as e:  # onnxruntime's own error types
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e
 
 
-def _as_probabilities(scores: np.ndarray) -> np.ndarray:
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
     """Rows that are not already probability distributions (logits) get a softmax."""
     scores = scores.astype(np.float32, copy=False)
     is_distribution = (scores >= 0).all(axis=1) & (np.abs(scores.sum(axis=1) - 1) < 1e-3)

@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from batch.arrays import SCAN_ROWS, ArrayError, DigitArray
-from batch.inputs import IMAGE_EXTENSIONS, ArrayItem, ErrorItem, ImageItem, expand_inputs
+from batch.inputs import IMAGE_EXTENSIONS, ArrayItem, ErrorItem, ImageItem, expand_inputs, read_path_list
 from batch.model import NUM_CLASSES, OnnxClassifier
 from batch.run import MAX_FILE_BYTES, Summary, read_digit
 from batch.writer import RowWriter
-from digits.errors import DigitsError
+from digits.errors import DigitsError, UsageError
 
 try:
     import ray
@@ -71,7 +71,8 @@ def is_uri(text: str) -> bool:
 
 # ---- listing (driver) -------------------------------------------------------
 
-def list_items(inputs: list[str], recursive: bool = True, pattern: str | None = None) -> tuple[list[dict], int]:
+def list_items(inputs: list[str], recursive: bool = True, pattern: str | None = None,
+               null: bool = False) -> tuple[list[dict], int]:
     """The job's work items, in input order, and the count of skipped files.
 
     Local paths go through the local engine's `expand_inputs` (so the same files,
@@ -94,10 +95,10 @@ def list_items(inputs: list[str], recursive: bool = True, pattern: str | None = 
 
     for arg in inputs:
         if arg == "-":
-            for line in sys.stdin:
-                name = line.strip()
-                if not name or name == "-":
-                    continue
+            if sys.stdin is None:
+                raise UsageError("- reads paths from standard input, which is closed")
+            # The local engine's reading of the list: names exactly as written, -0 for NULs.
+            for name in read_path_list(sys.stdin.buffer.read(), null):
                 if is_uri(name):
                     flush_local()
                     skipped += _list_uri(name, recursive, pattern, rows)
@@ -408,6 +409,7 @@ def classify(
     recursive: bool = True,
     pattern: str | None = None,
     batch_size: int = 1024,
+    null: bool = False,
     options: RayOptions = RayOptions(),
     advance: Callable[[int], None] = lambda n: None,
     stop: Callable[[], bool] = lambda: False,
@@ -420,7 +422,7 @@ def classify(
     OnnxClassifier(model)  # an unusable model is a fatal error here, not a failed job
     summary = Summary()
     start = time.perf_counter()
-    work, summary.skipped = list_items(inputs, recursive=recursive, pattern=pattern)
+    work, summary.skipped = list_items(inputs, recursive=recursive, pattern=pattern, null=null)
     if not work:
         if writer is None and out_dir and not is_uri(out_dir):
             try:

@@ -161,8 +161,16 @@ def classify(
         waiting.clear()
 
     def drain(keep: int) -> None:
+        from batch.decoders import DecoderDied
+
         while len(pool) > keep and not stop():
-            emit_images(*pool.take())
+            try:
+                decoded = pool.take()
+            except DecoderDied:
+                if stop():  # killed by the signal that is stopping the run: that block is not done
+                    return
+                raise
+            emit_images(*decoded)
 
     try:
         for block in _blocks(items, done):

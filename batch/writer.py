@@ -2,14 +2,17 @@
 
 Columns: source, label, confidence (6 decimals), then label_1, prob_1 ...
 label_K, prob_K with --top-k K, then error (empty unless the item could not be
-read; its label and confidence are then empty). Each block of rows goes out in one write and is
-flushed, so a reader, or an interrupted run, sees complete lines only.
+read; its label and confidence are then empty). Each block of rows goes out in
+one write and is flushed, so a reader, or an interrupted run, sees complete
+lines only. A write that fails (a full disk) cuts the file back to its last
+whole row and raises the error the user sees (digits.files.write_error).
 """
 
 import csv
 import json
 import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TextIO
@@ -105,18 +108,60 @@ def columns(top_k: int) -> list[str]:
     return names + ["error"]
 
 
+def _regular_file(stream: TextIO) -> tuple[int | None, int]:
+    """(descriptor, current offset) of a stream writing a regular file, else (None, 0)."""
+    try:
+        fd = stream.fileno()
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            stream.flush()
+            return fd, os.lseek(fd, 0, os.SEEK_CUR)
+    except (OSError, ValueError):
+        pass
+    return None, 0
+
+
 class RowWriter:
-    def __init__(self, stream: TextIO, fmt: Format = "csv", top_k: int = 0, header: bool = True):
+    def __init__(self, stream: TextIO, fmt: Format = "csv", top_k: int = 0, name: str | None = None,
+                 header: bool = True):
         """`header=False`: the stream already has the csv header (appending for --resume)."""
         self.stream, self.fmt, self.top_k = stream, fmt, top_k
+        self.name = name or {"<stdout>": "standard output"}.get(getattr(stream, "name", None), "the output")
+        # Rows are UTF-8 whatever the locale, and file names are bytes: one that is
+        # not valid UTF-8 goes out as its own bytes (as `ls` and `find` print it)
+        # instead of failing its whole block.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(encoding="utf-8", errors="surrogateescape")
+        self._file, self._whole = _regular_file(stream)
         if fmt == "csv":
             if header:
                 self._write(",".join(columns(top_k)) + "\n")
             self._empty = "," * (2 + 2 * top_k)  # a failed row's empty label..prob_K fields
 
     def _write(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except OSError as e:
+            raise self._failed_write(e) from e
+        if self._file is not None:
+            self._whole = os.lseek(self._file, 0, os.SEEK_CUR)
+
+    def _failed_write(self, e: OSError) -> Exception:
+        """A write failed (full disk, /dev/full, a closed pipe): cut a regular file back to
+        its last whole row, send whatever the stream still buffers to /dev/null (so
+        closing it cannot write half a row later), and say what happened."""
+        from digits.files import write_error
+
+        try:
+            fd = self.stream.fileno()
+            if self._file is not None:
+                os.ftruncate(fd, self._whole)
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
+        except (OSError, ValueError):
+            pass
+        return write_error(self.name, e)
 
     def write_rows(self, sources: Sequence[str], probabilities: np.ndarray,
                    errors: Sequence[str | None] | None = None) -> None:

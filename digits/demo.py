@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import DigitsError
+from digits.files import atomic_path, writing
 from trainer.model import RECIPE
 
 
@@ -25,9 +26,13 @@ def _digits(*args) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "digits", *map(str, args)]
     print(f"\n$ digits {' '.join(map(str, args))}", file=sys.stderr, flush=True)
     result = subprocess.run(cmd, capture_output=True, text=True)
-    sys.stderr.write(result.stderr)
+    # The step's own error line becomes the demo's one error line, not a second one.
+    lines = result.stderr.splitlines(keepends=True)
+    errors = [line.removeprefix("digits: error: ").strip() for line in lines if line.startswith("digits: error: ")]
+    sys.stderr.write("".join(line for line in lines if not line.startswith("digits: error: ")))
     if result.returncode != 0:
-        raise DigitsError(f"demo step failed: digits {args[0]} exited {result.returncode}")
+        why = f": {errors[-1]}" if errors else ""
+        raise DigitsError(f"demo step failed: digits {args[0]} exited {result.returncode}{why}")
     return result
 
 
@@ -47,18 +52,23 @@ def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, arra
     """The test digits as numbered PNGs (sorted order = test order) and as one .npy."""
     import cv2
 
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*_label*.png"):  # from an earlier demo into the same folder
-        stale.unlink()
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*_label*.png"):  # from an earlier demo into the same folder
+            stale.unlink()
     for i, (digit, label) in enumerate(zip(digits, labels)):
-        cv2.imwrite(str(folder / f"{i:05d}_label{label}.png"), digit)
-    np.save(array, digits)
+        path = folder / f"{i:05d}_label{label}.png"
+        with writing(path):  # cv2.imwrite only returns False on a full disk; write the bytes ourselves
+            path.write_bytes(cv2.imencode(".png", digit)[1].tobytes())
+    with atomic_path(array) as temp:
+        np.save(temp, digits)
 
 
 def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epochs, seed: int = RECIPE.seed) -> str:
     """Run every step; returns the summary table. DigitsError if any step fails."""
     start = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
     train_dir, model_onnx = out / "train", out / "model.onnx"
 
     data_args = ["--data", data_path] if data_path else []

@@ -20,6 +20,12 @@ class DigitsError(Exception):
     exit_code = EXIT_FATAL
 
 
+class UsageError(DigitsError):
+    """Arguments or standard input that the command cannot take as given."""
+
+    exit_code = EXIT_USAGE
+
+
 class DataError(DigitsError):
     """A data file or folder that cannot be read as digits and labels."""
 

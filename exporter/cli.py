@@ -12,9 +12,9 @@ from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
 
 
 def export(
-    model: Annotated[Path, typer.Argument(help="The .keras model to export (loaded in safe mode).")],
-    out: Annotated[Path, typer.Option(help="Where to write the ONNX model.")] = Path("model.onnx"),
-    data: Annotated[Optional[Path], typer.Option(help="Real digits for the parity check (any `digits train --data` form) (default: the trainer's default source)")] = None,
+    model: Annotated[Path, typer.Argument(readable=False, help="The .keras model to export (loaded in safe mode).")],
+    out: Annotated[Path, typer.Option(readable=False, help="Where to write the ONNX model.")] = Path("model.onnx"),
+    data: Annotated[Optional[Path], typer.Option(readable=False, help="Real digits for the parity check (any `digits train --data` form) (default: the trainer's default source)")] = None,
     opset: Annotated[int, typer.Option(min=MIN_OPSET, max=DEFAULT_OPSET, help="ONNX opset.")] = DEFAULT_OPSET,
     atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance on the probabilities.")] = DEFAULT_ATOL,
     rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance on the probabilities.")] = DEFAULT_RTOL,
@@ -41,7 +41,7 @@ def export(
 
 
 def inspect(
-    model: Annotated[Path, typer.Argument(help="An .onnx model.")],
+    model: Annotated[Path, typer.Argument(readable=False, help="An .onnx model.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show an ONNX model's inputs, outputs, opset, size and metadata."""
@@ -52,7 +52,7 @@ def inspect(
 
 
 def bench(
-    models: Annotated[list[Path], typer.Argument(help="An .onnx model (its .int8.onnx beside it is included), and optionally its .keras model for comparison.")],
+    models: Annotated[list[Path], typer.Argument(readable=False, help="An .onnx model (its .int8.onnx beside it is included), and optionally its .keras model for comparison.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print digits/s as JSON.")] = False,
 ) -> None:
     """Measure throughput (digits/s) at batch sizes 1, 64, 1,024 and 8,192, side by side."""

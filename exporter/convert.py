@@ -12,28 +12,45 @@ glue code in any runtime:
 
 from digits.errors import ModelError
 from trainer.backend import import_keras
+from trainer.model import SUPPORTED_INPUTS, check_classifier  # noqa: F401  (one check for evaluate and export)
 
 DEFAULT_OPSET = 18  # the highest opset tf2onnx 1.17 tests
 MIN_OPSET = 14
 INPUT_NAME = "image"
 OUTPUT_NAMES = ("probabilities", "label")
-# Input shapes (batch axis dropped) a Keras digit model may take.
-SUPPORTED_INPUTS = ((784,), (28, 28), (28, 28, 1))
+DISTRIBUTION_TOLERANCE = 1e-3  # how far from 1 a row of probabilities may sum (float32 softmax: ~1e-7)
 
 
-def check_classifier(model, where: str) -> tuple[int, ...]:
-    """The model's per-digit input shape; ModelError unless it is a one-input, 10-class digit model."""
-    if len(model.inputs) != 1:
-        raise ModelError(f"{where}: model has {len(model.inputs)} inputs; a digit classifier has one")
-    shape = tuple(model.inputs[0].shape[1:])
-    if shape not in SUPPORTED_INPUTS:
+def as_probabilities(model, scores, where: str):
+    """(model whose output is a probability distribution, whether a softmax was added).
+
+    `scores` are the model's outputs on real digits. The contract's output is
+    `probabilities`, so:
+    - rows that are distributions (a softmax last layer, as the seed's): the model as is;
+    - logits (values outside 0..1, as models trained with from_logits=True give):
+      a Softmax layer is appended, so the graph gives softmax(logits); labels are unchanged;
+    - values inside 0..1 that do not sum to 1 (a sigmoid per class): refused with
+      ModelError, since no fixed step turns independent scores into the model's
+      probabilities.
+    """
+    import numpy as np
+
+    scores = np.asarray(scores, dtype=np.float64)
+    sums = scores.sum(axis=1)
+    if (scores >= 0).all() and (np.abs(sums - 1) <= DISTRIBUTION_TOLERANCE).all():
+        return model, False
+    if scores.min() >= 0 and scores.max() <= 1:
+        worst = float(np.abs(sums - 1).max())
         raise ModelError(
-            f"{where}: model input has shape {shape}; expected a 784 vector or a 28x28(x1) image"
+            f"{where}: the model's 10 outputs lie in 0..1 but do not sum to 1 (off by up to {worst:.3g}; "
+            f"a sigmoid last layer?); export takes a softmax or a linear (logits) last layer"
         )
-    if len(model.outputs) != 1 or tuple(model.outputs[0].shape[1:]) != (10,):
-        shapes = ", ".join(str(tuple(o.shape)) for o in model.outputs)
-        raise ModelError(f"{where}: model outputs {shapes}; expected one output of 10 class scores")
-    return shape
+    keras = import_keras()
+    wrapped = keras.Sequential(
+        [keras.Input(shape=tuple(model.inputs[0].shape[1:])), model, keras.layers.Softmax(name="probabilities")],
+        name=f"{model.name}_softmax",
+    )
+    return wrapped, True
 
 
 def keras_to_onnx(model, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET):

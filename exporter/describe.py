@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 from digits.errors import ModelError
+from digits.files import PathError, require_file
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
 
@@ -17,8 +18,10 @@ def _value_info(value) -> dict:
 def describe(path: Path) -> dict:
     import onnx
 
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
+    try:
+        require_file(path, "model file")
+    except PathError as e:
+        raise ModelError(str(e)) from e
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError and others for a non-ONNX file

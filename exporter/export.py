@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.errors import DigitsError
-from exporter.convert import DEFAULT_OPSET, check_classifier, keras_to_onnx
+from digits.files import check_target, refuse_overwriting, temp_beside, write_error, writing
+from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx
 from exporter.metadata import export_metadata, set_metadata
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity
 
@@ -55,32 +55,35 @@ def export(
     import onnx
 
     from trainer.data import load_mnist
-    from trainer.model import load_keras_model
-
-    model = load_keras_model(keras_path)
-    input_shape = check_classifier(model, str(keras_path))
-    dataset = load_mnist(data, notice=log)
-    digits = np.concatenate([dataset.x_test, dataset.x_train])[:PARITY_DIGITS]
-
-    onnx_model = keras_to_onnx(model, input_shape, opset)
-    metadata = export_metadata(keras_path)
-    set_metadata(onnx_model, metadata)
-    onnx.checker.check_model(onnx_model, full_check=True)
+    from trainer.model import load_keras_model, predict_keras
 
     targets = {"model": out, "report": sibling(out, ".parity.json")}
     if int8:
         targets["int8"] = sibling(out, ".int8.onnx")
     if ort:
         targets["ort"] = sibling(out, ".ort")
+    _check_targets(targets, keras_path, data)  # before any work: a bad --out costs nothing
+
+    model = load_keras_model(keras_path)
+    input_shape = check_classifier(model, str(keras_path))
+    dataset = load_mnist(data, notice=log)
+    digits = np.concatenate([dataset.x_test, dataset.x_train])[:PARITY_DIGITS]
+    model, softmax_added = as_probabilities(model, predict_keras(model, digits), str(keras_path))
+    if softmax_added:
+        log(f"{keras_path}: the model gives logits, not probabilities: the export adds a softmax")
+
+    onnx_model = keras_to_onnx(model, input_shape, opset)
+    metadata = export_metadata(keras_path)
+    if softmax_added:
+        metadata["softmax_added"] = "the Keras model gives logits; probabilities = softmax(logits), added by digits export"
+    set_metadata(onnx_model, metadata)
+    onnx.checker.check_model(onnx_model, full_check=True)
+
     # Hidden names that keep the suffix: onnxruntime tells .ort from .onnx by it.
-    temps = {key: path.with_name(f".partial-{path.name}") for key, path in targets.items()}
+    temps = {key: temp_beside(path) for key, path in targets.items()}
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(onnx_model, temps["model"])
-    except OSError as e:
-        raise DigitsError(f"{out}: cannot write ({e.strerror or e})") from e
-
-    try:
         report = check_parity(model, temps["model"], digits, atol, rtol)
         report.context.update(data_source=dataset.source, opset=opset)
         if report.passed and int8:
@@ -105,12 +108,14 @@ def export(
             log(_variant_line(name, check))
         # The report is evidence either way: it lands even when the check failed.
         temps["report"].write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        os.replace(temps["report"], targets["report"])
+        _move_into_place(temps["report"], targets["report"])
         if not report.passed:
             raise ParityError(report, str(out))
         for key in ("model", "int8", "ort"):
             if key in temps:
-                os.replace(temps[key], targets[key])
+                _move_into_place(temps[key], targets[key])
+    except OSError as e:  # a full disk while writing a variant or the report
+        raise write_error(out, e) from e
     finally:
         for path in temps.values():
             path.unlink(missing_ok=True)
@@ -121,6 +126,23 @@ def export(
         parity=report.to_json(),
         variants={k: v for k, v in targets.items() if k in ("int8", "ort")},
     )
+
+
+def _check_targets(targets: dict[str, Path], keras_path: Path, data: Path | None) -> None:
+    """OutputError when a file to be written is a folder or a device, or is one of the inputs."""
+    for target in targets.values():
+        check_target(target)
+        refuse_overwriting(target, [keras_path, *([data] if data else [])], what="export")
+
+
+def _move_into_place(temp: Path, target: Path) -> None:
+    with writing(target):
+        fd = os.open(temp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # on disk before the rename makes it the real file
+        finally:
+            os.close(fd)
+        os.replace(temp, target)
 
 
 def _variant_line(name: str, check: dict) -> str:

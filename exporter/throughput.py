@@ -31,13 +31,16 @@ def models_to_bench(paths: list[Path]) -> tuple[dict[str, Path], Path | None]:
     A model's .int8.onnx beside it joins the comparison without being named.
     """
     from digits.errors import ModelError
+    from digits.files import PathError, require_file
     from exporter.export import sibling
 
     onnx_models: dict[str, Path] = {}
     keras_path = None
     for path in paths:
-        if not path.is_file():
-            raise ModelError(f"{path}: no such model file")
+        try:
+            require_file(path, "model file")
+        except PathError as e:
+            raise ModelError(str(e)) from e
         if path.suffix == ".keras":
             keras_path = path
         elif path.suffix in (".onnx", ".ort"):
@@ -54,25 +57,27 @@ def models_to_bench(paths: list[Path]) -> tuple[dict[str, Path], Path | None]:
 
 def measure(models: dict[str, Path], keras_path: Path | None, batch_sizes=BATCH_SIZES, seed: int = 0) -> dict:
     """{model name: {batch size: digits/s}} for each ONNX model and, given, the Keras model."""
-    import onnxruntime as ort
+    from batch.model import OnnxClassifier
 
     rng = np.random.default_rng(seed)
     digits = rng.integers(0, 256, size=(max(batch_sizes), 28, 28), dtype=np.uint8)
     results: dict[str, dict[int, float]] = {}
     for name, path in models.items():
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        feed_name = session.get_inputs()[0].name
+        # The classifier `digits classify` uses: it takes every model classify takes
+        # (plain float ones too) and refuses the others with one line, at load.
+        classifier = OnnxClassifier(path)
         results[name] = {
-            b: b / _median_seconds(lambda b=b, s=session, f=feed_name: s.run(None, {f: digits[:b]}))
+            b: b / _median_seconds(lambda b=b, c=classifier: c.predict(digits[:b]))
             for b in batch_sizes
         }
     if keras_path is not None:
         from trainer.backend import require_train_extra
-        from trainer.model import load_keras_model, model_input
+        from trainer.model import check_classifier, load_keras_model, model_input
 
         require_train_extra("benchmarking a .keras model")
 
         model = load_keras_model(keras_path)
+        check_classifier(model, str(keras_path))
         pixels = model_input(digits, tuple(model.inputs[0].shape))
         results["keras predict"] = {
             b: b / _median_seconds(lambda b=b: model.predict(pixels[:b], batch_size=b, verbose=0))

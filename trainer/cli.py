@@ -9,12 +9,15 @@ from typing import Annotated, Optional
 import typer
 
 from digits.errors import DigitsError
+from digits.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
 from trainer.model import RECIPE, Recipe
 
 DataOption = Annotated[
     Optional[Path],
     typer.Option(
         "--data",
+        # Not Typer's readable check (a usage error, exit 2): the loaders say what is wrong, exit 1.
+        readable=False,
         help="MNIST as an .npz (Keras layout), a folder of the four IDX files (.gz or not), "
         "or an image folder (train/0..9 + test/0..9, or 0..9). Default: Keras's MNIST, "
         "else the bundled 5,000-digit sample.",
@@ -22,18 +25,31 @@ DataOption = Annotated[
 ]
 
 
-def _prepare_out_dir(out: Path | None) -> Path:
+ARTEFACTS = ("model.keras", "history.json", "history.png", "metrics.json", "confusion.png")
+
+
+def _prepare_out_dir(out: Path | None):
+    """The output folder, created, with nothing in the way of the artefacts, and
+    locked against a second run: checked before training, so a bad --out costs no
+    training time."""
+    from digits.files import check_target, lock_folder
+
     out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
+    kind = kind_of(out)
+    if kind not in (FOLDER, MISSING):
+        raise DigitsError(f"{out}: is {'a file' if kind == REGULAR else kind}; --out is a folder")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise DigitsError(f"{out}: cannot create the output folder ({e.strerror or e})") from e
-    return out
+    for name in ARTEFACTS:
+        check_target(out / name)
+    return out, lock_folder(out)  # held while `train` runs
 
 
 def train(
     data: DataOption = None,
-    out: Annotated[Optional[Path], typer.Option(help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
+    out: Annotated[Optional[Path], typer.Option(readable=False, help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Passes over the training digits.")] = RECIPE.epochs,
     batch_size: Annotated[int, typer.Option(min=1, help="Digits per gradient step.")] = RECIPE.batch_size,
     validation_split: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fraction of training digits held out for validation (stratified, shuffled).")] = RECIPE.validation_split,
@@ -55,7 +71,7 @@ def train(
     from trainer.report import plot_confusion, plot_history, write_json
 
     dataset = load_mnist(data)
-    out_dir = _prepare_out_dir(out)
+    out_dir, _lock = _prepare_out_dir(out)
     recipe = Recipe(epochs, batch_size, validation_split, dropout, seed)
     progress = 0 if quiet else (1 if sys.stderr.isatty() else 2)
     say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
@@ -78,18 +94,21 @@ def train(
         train_seconds=round(trained.train_seconds, 3),
         versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     )
-    trained.model.save(out_dir / "model.keras")
-    write_json(out_dir / "history.json", trained.history)
-    write_json(out_dir / "metrics.json", metrics)
-    plot_history(trained.history, out_dir / "history.png")
-    plot_confusion(metrics["confusion_matrix"], out_dir / "confusion.png")
+    # All five or none: each is written under a temporary name, and all are moved
+    # into place (atomically, one by one) only once every one was written whole.
+    with atomic_folder_files({name: out_dir / name for name in ARTEFACTS}) as temp:
+        trained.model.save(temp["model.keras"])
+        write_json(temp["history.json"], trained.history)
+        write_json(temp["metrics.json"], metrics)
+        plot_history(trained.history, temp["history.png"])
+        plot_confusion(metrics["confusion_matrix"], temp["confusion.png"])
     print(f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}) "
           f"on {metrics['test_size']:,} digits; trained in {trained.train_seconds:.1f} s")
     print(f"wrote {out_dir}/: model.keras history.json history.png metrics.json confusion.png")
 
 
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="A .keras model, or an .onnx model (no TensorFlow needed).")],
+    model: Annotated[Path, typer.Argument(readable=False, help="A .keras model, or an .onnx model (no TensorFlow needed).")],
     data: DataOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:

@@ -16,10 +16,14 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
 
         return OnnxClassifier(model_path).predict(digits)
     if suffix == ".keras":
+        from batch.model import as_probabilities
         from trainer.backend import require_train_extra
-        from trainer.model import load_keras_model, predict_keras
+        from trainer.model import check_classifier, load_keras_model, predict_keras
 
         require_train_extra("evaluating a .keras model")
 
-        return predict_keras(load_keras_model(model_path), digits)
+        model = load_keras_model(model_path)
+        check_classifier(model, str(model_path))  # what export refuses, evaluate refuses too
+        # Logits are scored as their softmax, as `digits export` ships them and classify reads them.
+        return as_probabilities(predict_keras(model, digits))
     raise ModelError(f"{model_path}: unknown model type '{suffix}'; give a .keras or .onnx file")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import ModelError
+from digits.files import PathError, require_file
 from trainer.backend import import_keras
 
 NUM_CLASSES = 10
@@ -65,8 +66,10 @@ def model_input(digits: np.ndarray, input_shape: tuple) -> np.ndarray:
 
 def load_keras_model(path: Path):
     """Load a .keras file with safe mode on: no code from Lambda layers runs."""
-    if not path.is_file():
-        raise ModelError(f"{path}: no such model file")
+    try:
+        require_file(path, "model file")  # a FIFO or folder is named, not read
+    except PathError as e:
+        raise ModelError(str(e)) from e
     keras = import_keras()
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
@@ -79,3 +82,23 @@ def predict_keras(model, digits: np.ndarray, batch_size: int = 1024) -> np.ndarr
     """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits."""
     x = model_input(digits, tuple(model.inputs[0].shape))
     return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+# Input shapes (batch axis dropped) a Keras digit model may take.
+SUPPORTED_INPUTS = ((784,), (28, 28), (28, 28, 1))
+
+
+def check_classifier(model, where: str) -> tuple[int, ...]:
+    """The model's per-digit input shape; ModelError unless it is a one-input, 10-class
+    digit model. `digits evaluate` and `digits export` take the same models."""
+    if len(model.inputs) != 1:
+        raise ModelError(f"{where}: model has {len(model.inputs)} inputs; a digit classifier has one")
+    shape = tuple(model.inputs[0].shape[1:])
+    if shape not in SUPPORTED_INPUTS:
+        raise ModelError(
+            f"{where}: model input has shape {shape}; expected a 784 vector or a 28x28(x1) image"
+        )
+    if len(model.outputs) != 1 or tuple(model.outputs[0].shape[1:]) != (NUM_CLASSES,):
+        shapes = ", ".join(str(tuple(o.shape)) for o in model.outputs)
+        raise ModelError(f"{where}: model outputs {shapes}; expected one output of 10 class scores")
+    return shape

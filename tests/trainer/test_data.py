@@ -183,7 +183,7 @@ def test_npz_object_array_is_not_unpickled(tmp_path, small):
     path = tmp_path / "evil.npz"
     np.savez(path, x_train=np.array([object()] * 3, dtype=object), y_train=small.y_train,
              x_test=small.x_test, y_test=small.y_test)
-    with pytest.raises(DataError, match=r"evil.npz: holds Python objects"):
+    with pytest.raises(DataError, match=r"evil.npz x_train: holds Python objects"):
         load_mnist(path)
 
 

@@ -6,6 +6,8 @@ labels 0x00000801 [N].
 """
 
 import gzip
+import io
+import math
 import struct
 import zlib
 from pathlib import Path
@@ -13,9 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import DataError
+from digits.files import MISSING, PathError, kind_of, require_file
 from trainer.data.digitset import Mnist, check_images, check_labels
 
 UBYTE = 0x08
+MAX_BYTES = 2**32  # one IDX file, unpacked: MNIST's largest is 47 MB
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 
@@ -37,7 +41,7 @@ def find_idx_files(folder: Path) -> dict[str, Path] | None:
     for role, names in FILES.items():
         for name in names:
             for candidate in (folder / name, folder / f"{name}.gz"):
-                if candidate.is_file():
+                if kind_of(candidate) != MISSING:  # a FIFO of that name is found, then refused
                     found[role] = candidate
                     break
             if role in found:
@@ -53,9 +57,17 @@ def find_idx_files(folder: Path) -> dict[str, Path] | None:
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     """One IDX file -> uint8 array, checking magic, dimensions and length."""
     try:
+        require_file(path, "IDX file")
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
+                raw = unzipped.read(MAX_BYTES + 1)  # capped: a gzip bomb is refused, not unpacked
+            if len(raw) > MAX_BYTES:
+                raise DataError(f"{path}: unpacks to more than {MAX_BYTES // 2**30} GiB; not MNIST")
+    except PathError as e:
+        raise DataError(str(e)) from e
+    except MemoryError as e:
+        raise DataError(f"{path}: too large to read into memory") from e
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"{path}: cannot read ({e})") from e
     if len(raw) < 4:
@@ -69,7 +81,7 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path}: truncated header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(dims, dtype=np.int64))
+    expected = math.prod(dims)  # exact: numpy's int64 product wraps on forged dimensions
     actual = len(raw) - header
     if actual != expected:
         what = "truncated" if actual < expected else "has trailing bytes"

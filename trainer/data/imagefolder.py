@@ -14,6 +14,7 @@ import numpy as np
 from batch.decode import ImageError, decode_digit
 from batch.inputs import is_image_path
 from digits.errors import DataError
+from digits.files import PathError, open_regular
 from trainer.data.digitset import SPLIT_SEED, TEST_FRACTION, Mnist, split_off_test
 
 CLASS_DIRS = [str(d) for d in range(10)]
@@ -23,14 +24,28 @@ def is_image_folder(folder: Path) -> bool:
     return any((folder / d).is_dir() for d in CLASS_DIRS) or (folder / "train").is_dir()
 
 
+def _stray_folders(root: Path, expected: tuple[str, ...]) -> list[str]:
+    """Visible folders in `root` other than `expected` (hidden ones, such as
+    .ipynb_checkpoints, are a tool's, not a class)."""
+    try:
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in expected and not p.name.startswith("."))
+    except OSError as e:
+        raise DataError(f"{root}: cannot list ({e.strerror or e})") from e
+
+
 def _list_class_files(root: Path) -> tuple[list[Path], np.ndarray]:
+    """Image files of root/0..9 and their labels. Any other folder in `root` is an
+    error, not silently left out: `seven/` would otherwise lose its sevens."""
+    strays = _stray_folders(root, tuple(CLASS_DIRS))
+    if strays:
+        raise DataError(f"{root}: folder {strays[0]}/ is not a class; class folders are named 0..9")
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(CLASS_DIRS):
         class_dir = root / name
         if not class_dir.is_dir():
             continue
-        files = sorted(p for p in class_dir.iterdir() if p.is_file() and is_image_path(p))
+        files = sorted(p for p in class_dir.iterdir() if is_image_path(p) and not p.is_dir())
         paths += files
         labels += [label] * len(files)
     if not paths:
@@ -40,8 +55,9 @@ def _list_class_files(root: Path) -> tuple[list[Path], np.ndarray]:
 
 def _decode_file(path: Path) -> np.ndarray:
     try:
-        return decode_digit(path.read_bytes())
-    except ImageError as e:
+        with open(open_regular(path), "rb") as f:  # a FIFO named like an image is refused, not read forever
+            return decode_digit(f.read())
+    except (ImageError, PathError) as e:
         raise DataError(f"{path}: {e}") from e
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
@@ -58,6 +74,9 @@ def load_image_folder(folder: Path) -> Mnist:
     if (folder / "train").is_dir():
         if not (folder / "test").is_dir():
             raise DataError(f"{folder}: has train/ but no test/ folder")
+        strays = _stray_folders(folder, ("train", "test"))
+        if strays:
+            raise DataError(f"{folder}: folder {strays[0]}/ is neither train/ nor test/")
         train_paths, y_train = _list_class_files(folder / "train")
         test_paths, y_test = _list_class_files(folder / "test")
         return Mnist(

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from digits.errors import DataError
+from digits.files import FOLDER, MISSING, REGULAR, kind_of
 from trainer.data.digitset import Mnist
 from trainer.data.idx import find_idx_files, load_idx_folder
 from trainer.data.imagefolder import is_image_folder, load_image_folder
@@ -18,6 +19,10 @@ def load_mnist(path: Path | None = None, *, notice=lambda msg: print(msg, file=s
     Without a path: Keras's MNIST, or when that cannot be had, the bundled
     5,000-digit sample, with a one-line notice through `notice`.
     """
+    return _require_digits(_load(path, notice))
+
+
+def _load(path: Path | None, notice) -> Mnist:
     if path is None:
         try:
             return load_keras_mnist()
@@ -25,12 +30,15 @@ def load_mnist(path: Path | None = None, *, notice=lambda msg: print(msg, file=s
             data = load_sample()
             notice(f"notice: {e}; using the {data.source}")
             return data
-    if not path.exists():
+    kind = kind_of(path)
+    if kind == MISSING:
         raise DataError(f"{path}: no such file or folder")
-    if path.is_file():
+    if kind == REGULAR:
         if path.suffix == ".npz":
             return load_npz(path)
         raise DataError(f"{path}: not an .npz file; give an .npz, a folder of IDX files or an image folder")
+    if kind != FOLDER:
+        raise DataError(f"{path}: is {kind}; give an .npz file, a folder of IDX files or an image folder")
     if find_idx_files(path) is not None:
         return load_idx_folder(path)
     if is_image_folder(path):
@@ -38,3 +46,12 @@ def load_mnist(path: Path | None = None, *, notice=lambda msg: print(msg, file=s
     raise DataError(
         f"{path}: holds neither the four MNIST IDX files nor class folders 0..9 (or train/ and test/)"
     )
+
+
+def _require_digits(data: Mnist) -> Mnist:
+    """Every command needs both parts: training fits on one, and scoring on none
+    would be NaN. Checked here, once, before anything is trained or written."""
+    for part, images in (("training", data.x_train), ("test", data.x_test)):
+        if len(images) == 0:
+            raise DataError(f"{data.source}: holds no {part} digits")
+    return data

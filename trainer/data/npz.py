@@ -1,34 +1,75 @@
 """Keras's layout of MNIST: one .npz with x_train, y_train, x_test, y_test."""
 
+import math
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
+from batch.arrays import ArrayError, read_npy_header
 from digits.errors import DataError
 from trainer.data.digitset import Mnist, check_images, check_labels
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
+MAX_BYTES = 2**32  # one array: full MNIST's largest is 47 MB
+
+
+def _members(path: Path) -> dict[str, str]:
+    """{key: member name} for the four keys, once the file is known to be a zip archive holding them."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {n.removesuffix(".npy"): n for n in archive.namelist()}
+    except zipfile.BadZipFile as e:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        what = "an .npy array, not an .npz archive" if head == b"\x93NUMPY" else "not an .npz (zip) archive"
+        raise DataError(f"{path}: {what}") from e
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+    missing = [k for k in KEYS if k not in names]
+    if missing:
+        raise DataError(f"{path}: missing arrays {', '.join(missing)} (has: {', '.join(sorted(names)) or 'none'})")
+    return {k: names[k] for k in KEYS}
+
+
+def _read_member(path: Path, key: str, member: str) -> np.ndarray:
+    """One array of the archive. Its header is read and checked first: the size it
+    declares must be the size stored, so a forged header cannot make us allocate
+    terabytes (MemoryError) or read past the data. Never unpickled."""
+    where, declared = f"{path} {key}", 0
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(member)
+            with archive.open(info) as f:
+                try:
+                    shape, fortran, dtype = read_npy_header(f)
+                except ArrayError as e:
+                    raise DataError(f"{where}: {e}") from e
+                header = f.tell()
+                declared = math.prod(shape) * dtype.itemsize
+                if declared > MAX_BYTES:  # a zip bomb may be honest about its size
+                    raise DataError(f"{where}: {declared:,} bytes; more than {MAX_BYTES // 2**30} GiB is not MNIST")
+                if declared != info.file_size - header:
+                    raise DataError(
+                        f"{where}: header says {shape} {dtype} = {declared:,} bytes, archive holds {info.file_size - header:,}"
+                    )
+                data = f.read(declared)
+    except DataError:
+        raise
+    except MemoryError as e:
+        raise DataError(f"{where}: {declared:,} bytes do not fit in memory") from e
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError, RuntimeError, NotImplementedError) as e:
+        # RuntimeError: an encrypted member; NotImplementedError: a compression zipfile lacks
+        raise DataError(f"{where}: not readable ({e})") from e
+    if len(data) != declared:
+        raise DataError(f"{where}: truncated")
+    array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
+    return np.ascontiguousarray(array)
 
 
 def load_npz(path: Path, source: str | None = None) -> Mnist:
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [k for k in KEYS if k not in archive.files]
-            if missing:
-                raise DataError(
-                    f"{path}: missing arrays {', '.join(missing)} (has: {', '.join(archive.files) or 'none'})"
-                )
-            arrays = {k: archive[k] for k in KEYS}
-    except DataError:
-        raise
-    except ValueError as e:
-        if "allow_pickle" in str(e):
-            raise DataError(f"{path}: holds Python objects (pickled); only plain numeric arrays are read") from e
-        raise DataError(f"{path}: not a readable .npz archive ({e})") from e
-    except (OSError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{path}: not a readable .npz archive ({e})") from e
-
+    arrays = {k: _read_member(path, k, member) for k, member in _members(path).items()}
     x_train = check_images(arrays["x_train"], f"{path} x_train")
     x_test = check_images(arrays["x_test"], f"{path} x_test")
     return Mnist(

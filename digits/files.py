@@ -1,0 +1,322 @@
+"""Paths the toolkit is given and files it writes: the one place for each decision.
+
+- `kind_of(path)` says what a path names: a regular file, a folder, a FIFO, a
+  device, a socket, nothing, a broken symlink or a symlink loop. Everything that
+  reads a user's path asks it (or `open_regular`, which asks the open file), so a
+  FIFO named `x.png` is refused instead of blocking the run forever.
+- `write_error(path, e)` turns an OSError from writing into the DigitsError the
+  user sees; every writer raises through it.
+- `atomic_path(target)` is how every artefact (models, reports, plots, arrays)
+  is written: under a hidden temporary name beside the target, flushed to disk
+  (fsync), then renamed over the target (os.replace), and removed on any failure.
+  A crash, a full disk or Ctrl-C leaves the old file or the new one, never half.
+- `refuse_overwriting` stops an output from being written over an input.
+- `open_output` opens a row stream for writing, locked so that two runs cannot
+  interleave their rows in one file; `lock_folder` does the same for a folder of
+  artefacts (`train --out`). Where the file system cannot lock, both write unlocked.
+
+Only the standard library: batch/ (the runtime) stands on this module.
+"""
+
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from digits.errors import DigitsError
+
+REGULAR, FOLDER, MISSING = "file", "folder", "missing"
+# flock's answers on file systems that cannot lock: write without the lock there.
+_NO_LOCKING = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
+# What each non-regular kind is called in a message.
+_KIND_NAMES = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+class PathError(DigitsError):
+    """A path that names something other than what was asked for."""
+
+
+class OutputError(DigitsError):
+    """An output that cannot be written (full disk, permission, a folder ...)."""
+
+
+def kind_of_mode(mode: int) -> str:
+    """REGULAR, FOLDER, or words for anything else ("a FIFO (named pipe)" ...)."""
+    if stat.S_ISREG(mode):
+        return REGULAR
+    if stat.S_ISDIR(mode):
+        return FOLDER
+    return _KIND_NAMES.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def kind_of(path: str | os.PathLike) -> str:
+    """What `path` names, following symlinks: REGULAR, FOLDER, MISSING, or words saying
+    what else it is ("a FIFO (named pipe)", "a broken symlink", "a symlink loop",
+    "unreadable (Permission denied)" ...)."""
+    try:
+        return kind_of_mode(os.stat(path).st_mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symlink loop"
+        if e.errno == errno.ENOENT:
+            return "a broken symlink" if os.path.islink(path) else MISSING
+        if e.errno == errno.ENAMETOOLONG:
+            return "a name too long for the system"
+        return f"unreadable ({e.strerror or e})"
+    except ValueError:  # an embedded NUL byte
+        return "not a valid path (it holds a NUL byte)"
+
+
+def require_file(path: str | os.PathLike, what: str = "file") -> None:
+    """PathError unless `path` is a regular file (after symlinks), saying what it is instead."""
+    kind = kind_of(path)
+    if kind == REGULAR:
+        return
+    if kind == MISSING:
+        raise PathError(f"{os.fsdecode(path)}: no such {what}")
+    raise PathError(f"{os.fsdecode(path)}: is {_a(kind)}, not a {what}")
+
+
+def _a(kind: str) -> str:
+    return "a folder" if kind == FOLDER else kind
+
+
+def open_regular(path: str | os.PathLike) -> int:
+    """A read-only file descriptor for `path`, which must be a regular file.
+
+    The open does not block on a FIFO (O_NONBLOCK, which regular files ignore),
+    and the check is made on the opened file, so nothing can swap the file for a
+    FIFO between a check and the read. Raises PathError for anything else
+    (message: what it is), OSError when it cannot be opened."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        kind = kind_of_mode(os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    if kind != REGULAR:
+        os.close(fd)
+        raise PathError(f"is {_a(kind)}, not a regular file")
+    return fd
+
+
+def write_error(path: str | os.PathLike, e: OSError) -> OutputError:
+    """The one message for a failed write of `path`."""
+    if e.errno == errno.ENOSPC:
+        reason = "no space left on the device"
+    elif e.errno == errno.EISDIR:
+        reason = "it is a folder"
+    elif e.errno == errno.EPIPE:
+        reason = "the reader closed it (broken pipe)"
+    else:
+        reason = e.strerror or str(e)
+    return OutputError(f"{os.fsdecode(path)}: cannot write ({reason})")
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Any OSError inside becomes write_error(path)."""
+    try:
+        yield
+    except OSError as e:
+        raise write_error(path, e) from e
+
+
+def check_target(path: Path) -> None:
+    """OutputError unless `path` can be a file we replace: not a folder, not a device."""
+    kind = kind_of(path)
+    if kind not in (REGULAR, MISSING):
+        raise OutputError(f"{path}: is {_a(kind)}; give a file name to write to")
+
+
+def temp_beside(target: Path) -> Path:
+    """A hidden name in the target's folder that keeps its suffix (Keras, matplotlib and
+    onnxruntime pick the format from it)."""
+    return target.with_name(f".{target.stem}.partial-{secrets.token_hex(4)}{target.suffix}")
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path to write; on success it replaces `target` whole.
+
+    The temporary file sits beside the target (same file system, so the rename is
+    atomic), is fsynced before the rename and its folder after it. On any failure,
+    Ctrl-C included, it is removed and the target is untouched. OSError from the
+    write, the sync or the rename becomes write_error(target)."""
+    target = Path(target)
+    check_target(target)
+    temp = temp_beside(target)
+    try:
+        with writing(target):
+            yield temp
+            _fsync(temp)
+            os.replace(temp, target)
+            _fsync_folder(target.parent)
+    finally:
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+@contextmanager
+def atomic_folder_files(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
+    """Several artefacts written together: {key: temporary path}; all are moved into
+    place only if the block succeeds, each one atomically; none on failure."""
+    for target in targets.values():
+        check_target(target)
+    temps = {key: temp_beside(target) for key, target in targets.items()}
+    try:
+        try:
+            yield temps
+        except OSError as e:  # name the artefact, not its temporary name
+            failed = {str(temp): targets[key] for key, temp in temps.items()}.get(
+                os.fsdecode(e.filename) if e.filename else "", next(iter(targets.values())).parent)
+            raise write_error(failed, e) from e
+        for key, target in targets.items():
+            with writing(target):
+                _fsync(temps[key])
+        for key, target in targets.items():
+            with writing(target):
+                os.replace(temps[key], target)
+        for folder in {t.parent for t in targets.values()}:
+            _fsync_folder(folder)
+    finally:
+        for temp in temps.values():
+            try:
+                temp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return  # a folder we cannot open for syncing: the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems do not sync folders; nothing to do about it
+    finally:
+        os.close(fd)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
+
+
+def refuse_overwriting(output: str | os.PathLike, inputs: Iterable[str | os.PathLike], what: str = "output") -> None:
+    """OutputError when `output` is the same file as one of `inputs` (hard links and
+    symlinks included): writing it would destroy what is being read."""
+    if kind_of(output) != REGULAR:
+        return  # nothing there yet (or a device such as /dev/null): nothing to destroy
+    for source in inputs:
+        if same_file(output, source):
+            raise OutputError(
+                f"{os.fsdecode(output)}: the {what} would overwrite an input ({os.fsdecode(source)}); "
+                f"give another name"
+            )
+
+
+def open_output(path: Path, append: bool = False) -> TextIO:
+    """`path` opened for writing rows (UTF-8; file names that are not UTF-8 are written
+    as their bytes), truncated (unless `append`: classify --resume), and locked for as
+    long as it is open.
+
+    The lock is taken before truncating, so a second run writing the same file is
+    refused (OutputError) without touching the first run's rows. Devices and FIFOs
+    (/dev/null, a pipe) are opened as they are, without truncating or locking."""
+    import fcntl
+
+    check_output_target(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        raise write_error(path, e) from e
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as e:
+                raise OutputError(f"{path}: another run is writing this file; wait for it or give another name") from e
+            except OSError as e:
+                if e.errno not in _NO_LOCKING:
+                    raise
+            if append:
+                return open(fd, "a", encoding="utf-8", errors="surrogateescape", newline="")
+            os.ftruncate(fd, 0)
+        return open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
+    except OSError as e:
+        os.close(fd)
+        raise write_error(path, e) from e
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_output_target(path: Path) -> None:
+    """OutputError for a row output that names a folder or a symlink loop (FIFOs and
+    devices such as /dev/null are fine: rows stream into them)."""
+    kind = kind_of(path)
+    if kind == FOLDER:
+        raise OutputError(f"{path}: is a folder; give a file name to write to")
+    if kind == "a symlink loop":
+        raise OutputError(f"{path}: cannot write (a symlink loop)")
+
+
+class FolderLock:
+    """Holds a lock on a folder until it is released or dropped."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    __del__ = release
+
+
+def lock_folder(folder: Path) -> FolderLock:
+    """An exclusive lock on `folder`, held until the returned FolderLock is released
+    or dropped: two runs writing the same set of artefacts would otherwise mix
+    them (one run's model beside the other's metrics). OutputError when another
+    run holds it."""
+    import fcntl
+
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as e:
+        raise write_error(folder, e) from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in _NO_LOCKING:
+            return FolderLock(fd)  # a file system without locks: write unlocked, as before
+        os.close(fd)
+        if isinstance(e, BlockingIOError):
+            raise OutputError(f"{folder}: another run is writing this folder; wait for it or give another --out") from e
+        raise write_error(folder, e) from e
+    return FolderLock(fd)
