@@ -268,6 +268,18 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+README_START, README_END = "<!-- make bench: start -->\n", "<!-- make bench: end -->\n"
+
+
+def _copy_into_readme(block: str) -> None:
+    """The README's benchmark table is this run's, copied between its markers (tests/test_readme.py checks)."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    head, _, rest = text.partition(README_START)
+    _, _, tail = rest.partition(README_END)
+    readme.write_text(head + README_START + block + README_END + tail)
+
+
 def main() -> int:
     # Preparing makes large arrays; done in its own process so that this one stays
     # small: Linux starts a child's peak-RSS count at its parent's size.
@@ -285,6 +297,7 @@ def main() -> int:
             "Times are medians of alternating runs of ours and the peer in the same session; peers are in "
             "`benchmarks/peers/`.\n\n" + table(rows) + "\n")
     (HERE / "results.md").write_text(text)
+    _copy_into_readme(f"Measured {date.today()} by `make bench` on {machine}.\n\n" + table(rows) + "\n")
     print(table(rows))
     return 0 if all(r["ok"] is not False for r in rows) else 1
 

@@ -68,3 +68,11 @@ def test_python_example_runs(exported_onnx, small, tmp_path):
     result = subprocess.run([sys.executable, "-c", example], cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("[")
+
+
+def test_benchmark_table_is_the_one_make_bench_wrote():
+    block = README.split("<!-- make bench: start -->\n")[1].split("<!-- make bench: end -->")[0]
+    results = (ROOT / "benchmarks" / "results.md").read_text()
+    measured, _, table = block.partition("\n\n")
+    assert measured.startswith("Measured ") and " by `make bench` on " in measured  # names the machine
+    assert measured in results and table.strip() and table.strip() in results

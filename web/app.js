@@ -196,7 +196,7 @@ async function classifyFiles(entries) {
       }
       const probs = result.probabilities.subarray(k * 10, k * 10 + 10);
       const label = Number(result.labels[k++]);
-      rows.push({ source: path, label: String(label), confidence: g6(probs[label]), error: "" });
+      rows.push({ source: path, label: String(label), confidence: fixed6(probs[label]), error: "" });
     });
     status.textContent = `${rows.length} of ${images.length} images…`;
   }
@@ -226,14 +226,12 @@ function downloadCsv() {
   setTimeout(() => URL.revokeObjectURL(link.href), 1000);
 }
 
-/** Python's format(x, ".6g"), as digits classify prints a confidence. */
-function g6(x) {
-  if (x === 0) return "0";
-  const [mantissa, exp] = x.toExponential(5).split("e");
-  const exponent = Number(exp);
-  const strip = (t) => (t.includes(".") ? t.replace(/0+$/, "").replace(/\.$/, "") : t);
-  if (exponent >= -4 && exponent < 6) return strip(x.toFixed(5 - exponent));
-  return `${strip(mantissa)}e${exponent < 0 ? "-" : "+"}${String(Math.abs(exponent)).padStart(2, "0")}`;
+/** A confidence as digits classify prints it: 6 decimals, rint(x * 1e6) with ties to even. */
+function fixed6(x) {
+  const scaled = x * 1e6; // the same float64 product numpy computes
+  let micro = Math.round(scaled);
+  if (micro - scaled === 0.5 && micro % 2 !== 0) micro -= 1; // Math.round sends ties up; rint to even
+  return `${Math.floor(micro / 1e6)}.${String(micro % 1e6).padStart(6, "0")}`;
 }
 
 // ---- drag and drop, folders included ----

@@ -1,6 +1,7 @@
 "use strict";
 // Result rows in the CSV that `digits classify` writes (batch/writer.py): source, label,
-// confidence, [label_1, prob_1 ... label_K, prob_K], error. Numbers as Python's "{:.6g}".
+// confidence, [label_1, prob_1 ... label_K, prob_K], error. The confidence with 6 decimals,
+// the top-k probabilities as Python's "{:.6g}".
 
 const SPECIAL = /[,"\r\n]/;
 
@@ -18,6 +19,14 @@ function g6(x) {
   if (exponent >= -4 && exponent < 6) return stripZeros(x.toFixed(5 - exponent));
   const sign = exponent < 0 ? "-" : "+";
   return `${stripZeros(mantissa)}e${sign}${String(Math.abs(exponent)).padStart(2, "0")}`;
+}
+
+/** A probability (0..1) with 6 decimals, rounded as batch/writer.py rounds it: rint(x * 1e6), ties to even. */
+function fixed6(x) {
+  const scaled = x * 1e6; // the same float64 product numpy computes
+  let micro = Math.round(scaled);
+  if (micro - scaled === 0.5 && micro % 2 !== 0) micro -= 1; // Math.round sends ties up; rint to even
+  return `${Math.floor(micro / 1e6)}.${String(micro % 1e6).padStart(6, "0")}`;
 }
 
 function stripZeros(text) {
@@ -39,7 +48,7 @@ function arrayRows(path, first, probabilities, n, topK) {
     const order = [...p.keys()].sort((a, b) => p[b] - p[a] || a - b);
     let extra = "";
     for (let k = 0; k < topK; k++) extra += `,${order[k]},${g6(p[order[k]])}`;
-    out += `${csvField(`${path}#${first + i}`)},${order[0]},${g6(p[order[0]])}${extra},\n`;
+    out += `${csvField(`${path}#${first + i}`)},${order[0]},${fixed6(p[order[0]])}${extra},\n`;
   }
   return out;
 }
@@ -48,4 +57,4 @@ function failedRow(source, error, topK) {
   return `${csvField(source)}${",".repeat(2 + 2 * topK)},${csvField(error)}\n`;
 }
 
-module.exports = { csvField, g6, header, arrayRows, failedRow };
+module.exports = { csvField, fixed6, g6, header, arrayRows, failedRow };
