@@ -13,8 +13,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Annotated, Optional
 
 import numpy as np
+import typer
 
 from digits.errors import DigitsError
 from digits.files import atomic_path, writing
@@ -62,6 +64,19 @@ def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, arra
             path.write_bytes(cv2.imencode(".png", digit)[1].tobytes())
     with atomic_path(array) as temp:
         np.save(temp, digits)
+
+
+def demo(
+    out: Annotated[Path, typer.Option(readable=False, help="Folder for everything the demo makes.")] = Path("runs/demo"),
+    data: Annotated[Optional[Path], typer.Option(readable=False, help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)")] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (default: the seed's recipe).")] = RECIPE.epochs,
+    seed: Annotated[int, typer.Option(help="Seeds the training split, weights and dropout.")] = RECIPE.seed,
+) -> None:
+    """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
+    from trainer.backend import require_train_extra
+
+    require_train_extra("digits demo", ("tensorflow", "keras", "tf2onnx", "matplotlib"))
+    print(run_demo(out, data, epochs, seed))
 
 
 def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epochs, seed: int = RECIPE.seed) -> str:

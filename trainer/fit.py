@@ -1,7 +1,9 @@
 """Training the seed's MLP on Mnist with a Recipe (trainer/model.py), with an honest validation split."""
 
 import contextlib
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -9,6 +11,43 @@ from trainer.backend import import_keras
 from trainer.data import Mnist
 from trainer.data.digitset import stratified_split
 from trainer.model import Recipe, build_mlp, model_input
+
+
+@contextlib.contextmanager
+def stop_between_batches(model):
+    """Ctrl-C or SIGTERM while fitting stops training after the batch in hand; the
+    program's own handler then acts, from plain Python after `fit` has returned.
+
+    An exception raised by a signal handler in the middle of `fit` unwinds through
+    TensorFlow's input pipeline while its threads still run, and corrupted the heap:
+    glibc aborted the process (SIGABRT, "free(): invalid next size") in about half of
+    the runs of a SIGTERM test on a loaded machine, measured.
+    """
+    if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's
+        yield
+        return
+    caught: list[int] = []
+
+    def defer(signum, frame):
+        caught.append(signum)
+        model.stop_training = True  # Keras checks it after every batch
+
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s, handler in previous.items():
+        if handler is not signal.SIG_IGN:  # an ignored signal stays ignored
+            signal.signal(s, defer)
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if caught:  # now as if the signal came at this moment, to the handler it would have met
+        signum = caught[0]
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, None)
+        else:
+            signal.raise_signal(signum)
 
 
 @dataclass
@@ -38,7 +77,7 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
     validation = (x[val_idx], y[val_idx]) if len(val_idx) else None
 
     start = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr):  # Keras prints progress to stdout
+    with contextlib.redirect_stdout(sys.stderr), stop_between_batches(model):  # Keras prints progress to stdout
         history = model.fit(
             x[fit_idx],
             y[fit_idx],
