@@ -1,7 +1,8 @@
 """`digits classify`: the runner's command line.
 
-It parses the options, runs `batch.run.classify`, and owns what only a terminal
-needs: Ctrl-C handling, the progress bar and the summary line.
+It parses the options and runs the chosen engine (`batch.run.classify` or
+`batch.ray_engine.classify`). What it owns besides: the decode workers' lifetime,
+opening (or resuming) the output, Ctrl-C handling, the progress bar and the summary.
 """
 
 import os
@@ -39,6 +40,7 @@ class _StopFlag:
 
     def __init__(self):
         self.requested = False
+        self._previous: dict = {}
 
     def __call__(self) -> bool:
         return self.requested
@@ -117,12 +119,12 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
     from batch.inputs import Expanded, iter_inputs
     from batch.model import OnnxClassifier
     from batch.run import classify as run
-    from batch.writer import RowWriter, format_for, resume_output
+    from batch.writer import RowWriter, resume_output
 
     classifier = OnnxClassifier(model, threads=0 if arrays_only else 1, spin=arrays_only)
     expanded = Expanded()
     items = iter_inputs(inputs, recursive=recursive, pattern=glob, null=null, out=expanded)
-    row_format = fmt.value if fmt else format_for(str(output) if output else None)
+    row_format = _row_format(fmt, output)
     # Locked before the rows are read: a second run cannot append to the same file.
     stream = _open_rows(output, [model, *_named_like(inputs, output)] if output else [], append=resume)
     if resume:
@@ -134,7 +136,7 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
     stop = _StopFlag()
     stop.install()
     bar = None
-    if (progress or sys.stderr.isatty()) and not quiet:
+    if _show_progress(progress, quiet):
         # The total costs a second walk (names only, nothing held); stdin can be read only once.
         bar = _ProgressBar(None if "-" in inputs else iter_inputs(inputs, recursive=recursive, pattern=glob))
     try:
@@ -146,11 +148,7 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
         stop.restore()
         if bar:
             bar.close()
-        if output:
-            from digits.files import writing
-
-            with writing(output):  # a failed close is a failed write
-                stream.close()
+        _close_rows(stream, output)
     summary.skipped = expanded.skipped
     _finish(summary, quiet, expanded.empty)
 
@@ -165,6 +163,24 @@ def _finish(summary, quiet: bool, empty_folders: list[str] = ()) -> None:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed or getattr(summary, "kept_failed", 0):  # as the uninterrupted run would have ended
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _row_format(fmt: OutputFormat | None, output: Path | None) -> str:
+    from batch.writer import format_for  # numpy: not for --help
+
+    return fmt.value if fmt else format_for(str(output) if output else None)
+
+
+def _show_progress(progress: bool, quiet: bool) -> bool:
+    return (progress or sys.stderr.isatty()) and not quiet
+
+
+def _close_rows(stream: TextIO | None, output: Path | None) -> None:
+    if output and stream:
+        from digits.files import writing
+
+        with writing(output):  # a failed close is a failed write
+            stream.close()
 
 
 def _open_rows(output: Path | None, inputs: list, append: bool = False) -> TextIO:
@@ -189,7 +205,7 @@ def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob,
     if fmt == OutputFormat.parquet and not output_dir:
         raise typer.BadParameter("--format parquet writes shards: it needs --output-dir")
     from batch import ray_engine  # one line naming the extra when Ray is not installed
-    from batch.writer import RowWriter, format_for
+    from batch.writer import RowWriter
 
     options = ray_engine.RayOptions(address=address, concurrency=concurrency)
     ray_engine.OnnxClassifier(model)  # a bad model fails before Ray starts
@@ -201,28 +217,23 @@ def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob,
         ray_engine.connect(options)
         stop.install()  # after Ray's start-up, which sets its own signal handlers
         # The bar counts rows as the driver receives them; there is no count for URIs up front.
-        if (progress or sys.stderr.isatty()) and not quiet and not output_dir and not any(
+        if _show_progress(progress, quiet) and not output_dir and not any(
                 ray_engine.is_uri(i) for i in inputs) and "-" not in inputs:
-            from batch.inputs import expand_inputs
+            from batch.inputs import iter_inputs
 
-            bar = _ProgressBar(expand_inputs(inputs, recursive=recursive, pattern=glob).items)
-        writer = RowWriter(stream, fmt.value if fmt else format_for(str(output) if output else None),
-                           top_k or 0, name=str(output) if output else None) if stream else None
+            bar = _ProgressBar(iter_inputs(inputs, recursive=recursive, pattern=glob))
+        writer = RowWriter(stream, _row_format(fmt, output), top_k or 0,
+                           name=str(output) if output else None) if stream else None
         summary = ray_engine.classify(
             inputs, model, writer, out_dir=output_dir, out_format=fmt.value if fmt else "csv",
             top_k=top_k or 0, invert=invert.value, recursive=recursive, pattern=glob,
             batch_size=batch_size, null=null, options=options,
             advance=bar.advance if bar else (lambda n: None), stop=stop)
     finally:
-        if hasattr(stop, "_previous"):
-            stop.restore()
+        stop.restore()  # nothing to restore when Ray's start-up failed before install()
         if bar:
             bar.close()
-        if output and stream:
-            from digits.files import writing
-
-            with writing(output):  # a failed close is a failed write
-                stream.close()
+        _close_rows(stream, output)
         ray_engine.ray.shutdown()
     _finish(summary, quiet)
 
