@@ -1,21 +1,29 @@
 """Worker processes that read and decode blocks of image files into shared memory.
 
-The parent sends each worker a block of paths and a slot number; the worker
-writes the block's digits into that slot of an anonymous shared mapping and
-sends back only the errors (usually none). Measured on 10,000 28x28 PNGs
-against the ProcessPoolExecutor this replaces: that one pickled every
-[256, 28, 28] block through a pipe, woke a manager thread for each task and
-result, and the parent spent about as much CPU on that traffic as on running
-the model; here the parent's share is the model and the rows.
+The parent writes a block's paths into a slot of an anonymous shared mapping and
+puts the slot's number on a task pipe that all workers read; whichever worker is
+free takes it, writes the block's digits into the slot's part of a second
+shared mapping and sends back only the slot and its errors (usually none).
 
-Workers are forked, so they inherit OpenCV already imported. Each worker
-keeps only its own two pipe ends: when the parent dies, even by SIGKILL, every
-worker reads end-of-file on its task pipe and exits.
+Why so: measured on 10,000 28x28 PNGs against the ProcessPoolExecutor this
+replaces, that one pickled every [256, 28, 28] block through a pipe, woke a
+manager thread for each task and result, and the parent spent about as much CPU
+on that traffic as on running the model. A queue per worker then left one
+worker idle for the last 13-20 ms of a 150 ms run while the other still had
+blocks queued; the shared queue does not. A task is 4 bytes: pipe writes that
+small are atomic, so any number of workers read one pipe without a lock (a
+lock held by a worker that is killed would stop the others).
+
+Workers are forked, so they inherit OpenCV already imported. Each worker keeps
+only its own pipe ends: when the parent dies, even by SIGKILL, every worker
+reads end-of-file on the task pipe and exits.
 """
 
+import errno
 import fcntl
 import mmap
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.util
 import os
 import pickle
@@ -31,6 +39,10 @@ from digits.errors import DigitsError
 from digits.files import PathError, open_regular
 
 BLOCK = 256  # images per task
+# A slot's paths, NUL-separated: room for BLOCK paths of up to PATH_MAX bytes each.
+_PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
+_PATH_AREA = BLOCK * _PATH_MAX + 8
+_TASK = 4  # bytes: a slot number
 READ_AHEAD = 64 * 1024  # one read takes a digit image whole
 _PIXELS = MNIST_SIZE * MNIST_SIZE
 _PIPE_BYTES = 1 << 20  # big pipes: neither side ever blocks on a full pipe while the other waits
@@ -95,9 +107,9 @@ class DecoderDied(DigitsError):
     """A worker process ended while it had work (killed from outside, or crashed)."""
 
 
-def _widen(conn) -> None:
+def _widen(fd: int) -> None:
     try:
-        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
     except OSError:  # an unprivileged process may be capped lower; the default still works
         pass
 
@@ -114,35 +126,37 @@ class DecodePool:
         context = multiprocessing.get_context("fork")
         self.capacity = workers * ahead
         slots = self.capacity + 1  # + the block the caller holds from its last take()
-        self._memory = mmap.mmap(-1, slots * BLOCK * _PIXELS)  # MAP_SHARED: children write, parent reads
-        self._slots = np.frombuffer(self._memory, np.uint8).reshape(slots, BLOCK, MNIST_SIZE, MNIST_SIZE)
+        # MAP_SHARED and anonymous: the parent writes paths, children write digits. Pages
+        # are only resident once touched: a path area is mostly never touched.
+        self._digits_memory = mmap.mmap(-1, slots * BLOCK * _PIXELS)
+        self._paths_memory = mmap.mmap(-1, slots * _PATH_AREA)
+        self._slots = np.frombuffer(self._digits_memory, np.uint8).reshape(slots, BLOCK, MNIST_SIZE, MNIST_SIZE)
         self._free = list(range(slots))
         self._held: int | None = None
-        self._queue: deque = deque()  # (worker, slot, paths), oldest first
-        self._busy = [0] * workers
-        pipes = [(context.Pipe(duplex=False), context.Pipe(duplex=False)) for _ in range(workers)]
-        everything = [end for pair in pipes for pipe in pair for end in pipe]
+        self._queue: deque = deque()  # (slot, paths), oldest first
+        self._decoded: dict[int, bytes] = {}  # slot -> result message, for blocks done out of turn
+        task_read, self._tasks = os.pipe()
+        _widen(self._tasks)
+        results = [context.Pipe(duplex=False) for _ in range(workers)]
         self._processes = []
-        for (task_in, task_out), (_, result_out) in pipes:
-            for conn in (task_out, result_out):
-                _widen(conn)
-            keep = (task_in, result_out)
+        for _, result_out in results:
+            _widen(result_out.fileno())
+            others = [end for pipe in results for end in pipe if end is not result_out]
             process = context.Process(
                 target=_serve, daemon=True,
-                args=(task_in, result_out, [c for c in everything if c not in keep], self._memory, invert),
+                args=(task_read, self._tasks, result_out, others, self._paths_memory, self._digits_memory, invert),
             )
             process.start()
             self._processes.append(process)
-        self._tasks = [task_out for (_, task_out), _ in pipes]
-        self._results = [result_in for _, (result_in, _) in pipes]
-        for (task_in, _), (_, result_out) in pipes:
-            task_in.close()
+        os.close(task_read)
+        self._results = {result_in: i for i, (result_in, _) in enumerate(results)}
+        for _, result_out in results:
             result_out.close()
         # Closed at exit if the owner never closes it: multiprocessing's own exit hook
         # joins every child, and the workers ignore its SIGTERM, so without this an
         # unclosed pool hung the process at exit (seen). Finalizers with a priority
         # run before that join.
-        multiprocessing.util.Finalize(self, _close, args=(self._tasks + self._results, self._processes),
+        multiprocessing.util.Finalize(self, _close, args=(self._tasks, list(self._results), self._processes),
                                       exitpriority=0)
 
     def full(self) -> bool:
@@ -152,36 +166,46 @@ class DecodePool:
         return len(self._queue)
 
     def submit(self, paths: list) -> None:
-        worker = min(range(len(self._busy)), key=self._busy.__getitem__)  # the least loaded
         slot = self._free.pop()
+        names = b"\0".join(_encoded(path) for path in paths)
+        area = slot * _PATH_AREA
+        self._paths_memory[area : area + 4] = len(names).to_bytes(4, "little")
+        self._paths_memory[area + 4 : area + 4 + len(names)] = names
         try:
-            self._tasks[worker].send_bytes(pickle.dumps((slot, paths), pickle.HIGHEST_PROTOCOL))
+            os.write(self._tasks, slot.to_bytes(_TASK, "little"))
         except OSError as e:
-            raise self._died(worker, paths) from e
-        self._busy[worker] += 1
-        self._queue.append((worker, slot, paths))
+            raise self._died(paths) from e
+        self._queue.append((slot, paths))
 
     def take(self) -> tuple[list, np.ndarray, list | None]:
         if self._held is not None:
             self._free.append(self._held)
-        worker, slot, paths = self._queue.popleft()
-        try:
-            message = self._results[worker].recv_bytes()
-        except (EOFError, OSError) as e:
-            raise self._died(worker, paths) from e
-        self._busy[worker] -= 1
+            self._held = None
+        slot, paths = self._queue.popleft()
+        while slot not in self._decoded:
+            for conn in multiprocessing.connection.wait(list(self._results)):
+                try:
+                    message = conn.recv_bytes()
+                except (EOFError, OSError) as e:
+                    raise self._died(paths, self._results[conn]) from e
+                self._decoded[int.from_bytes(message[:_TASK], "little")] = message[_TASK:]
+        errors = self._decoded.pop(slot)
         self._held = slot
-        return paths, self._slots[slot, : len(paths)], pickle.loads(message) if message else None
+        return paths, self._slots[slot, : len(paths)], pickle.loads(errors) if errors else None
 
-    def _died(self, worker: int, paths: list) -> DecoderDied:
-        self._processes[worker].join(timeout=1)
-        return DecoderDied(f"an image decoder process ended (exit code {self._processes[worker].exitcode}) "
-                           f"with {paths[0]} ... {paths[-1]} in hand; the rows written so far are whole "
-                           "(--resume continues)")
+    def _died(self, paths: list, worker: int | None = None) -> DecoderDied:
+        """`worker`: the one whose result pipe ended; None: the task pipe has no reader left."""
+        ended = [self._processes[worker]] if worker is not None else self._processes
+        for process in ended:
+            process.join(timeout=1)
+        codes = [process.exitcode for process in ended if process.exitcode is not None]
+        code = f" (exit code {codes[0]})" if codes else ""
+        return DecoderDied(f"an image decoder process ended{code} before {paths[0]} ... {paths[-1]} were "
+                           "decoded; the rows written so far are whole (--resume continues)")
 
     def close(self) -> None:
         """Stop the workers: each ends after the block in hand, told by end-of-file."""
-        _close(self._tasks + self._results, self._processes)
+        _close(self._tasks, list(self._results), self._processes)
 
     def __enter__(self):
         return self
@@ -191,7 +215,17 @@ class DecodePool:
         return False
 
 
-def _close(connections: list, processes: list) -> None:
+def _encoded(path: str) -> bytes:
+    """A path as the bytes the OS gets; one too long to be opened goes as b"" (read_file says why)."""
+    name = os.fsencode(path)
+    return name if len(name) < _PATH_MAX else b""
+
+
+def _close(tasks: int, connections: list, processes: list) -> None:
+    try:
+        os.close(tasks)
+    except OSError:  # closed already
+        pass
     for conn in connections:
         conn.close()
     for process in processes:
@@ -201,21 +235,31 @@ def _close(connections: list, processes: list) -> None:
             process.join()
 
 
-def _serve(tasks, results, inherited, memory, invert) -> None:
+def _serve(task_read: int, task_write: int, results, inherited, paths_memory, digits_memory, invert) -> None:
     # Ctrl-C, or a SIGTERM to the process group, reaches the workers too; only the
-    # parent decides what stops, and then ends them by closing their pipes.
+    # parent decides what stops, and then ends them by closing the task pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    for conn in inherited:  # others' pipe ends: holding them would hide the parent's exit
+    os.close(task_write)  # holding the parent's end would hide the parent's exit
+    for conn in inherited:  # others' pipe ends, likewise
         conn.close()
-    slots = np.frombuffer(memory, np.uint8).reshape(-1, BLOCK, MNIST_SIZE, MNIST_SIZE)
+    slots = np.frombuffer(digits_memory, np.uint8).reshape(-1, BLOCK, MNIST_SIZE, MNIST_SIZE)
     while True:
         try:
-            slot, paths = pickle.loads(tasks.recv_bytes())
-        except (EOFError, OSError):
+            task = os.read(task_read, _TASK)
+        except OSError:
             return
-        _, errors = decode_files(paths, invert, out=slots[slot, : len(paths)])
+        if len(task) != _TASK:  # end-of-file: the parent closed the pool, or died
+            return
+        slot = int.from_bytes(task, "little")
+        area = slot * _PATH_AREA
+        size = int.from_bytes(paths_memory[area : area + 4], "little")
+        names = paths_memory[area + 4 : area + 4 + size].split(b"\0")
+        _, errors = decode_files([os.fsdecode(name) for name in names], invert, out=slots[slot, : len(names)])
+        if b"" in names:  # paths too long to open (_encoded)
+            errors = [e if name else f"cannot read: {os.strerror(errno.ENAMETOOLONG)}" for name, e in zip(names, errors)]
+        message = task + (pickle.dumps(errors) if any(e is not None for e in errors) else b"")
         try:
-            results.send_bytes(pickle.dumps(errors) if any(e is not None for e in errors) else b"")
+            results.send_bytes(message)
         except OSError:  # the parent is gone
             return

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from batch.arrays import ArrayError, DigitArray
-from batch.inputs import ArrayItem, ErrorItem, ImageItem, Item
+from batch.inputs import ArrayItem, ErrorItem, ImageItem, ImageRun, Item
 from batch.model import OnnxClassifier
 from batch.writer import Done, RowWriter
 
@@ -59,31 +59,40 @@ def read_digit(path: str, invert: str) -> np.ndarray | str:
         return str(e)
 
 
-def _blocks(items: Iterable[Item], done: Done | None):
-    """Consecutive images grouped into blocks of paths; arrays and errors one by one, order kept.
+def _blocks(entries: Iterable[Item | ImageRun], done: Done | None):
+    """Consecutive images grouped into blocks of at most IMAGE_BLOCK paths; arrays and
+    errors one by one, order kept.
 
     With `done`, images and errors that already have a row are left out, and
     counted: an int is yielded for each run of them (for the progress bar).
     """
     images: list[str] = []
     passed = 0
-    for item in items:
-        if done is not None and not isinstance(item, ArrayItem) and done.has(item.source):
+    for entry in entries:
+        if isinstance(entry, list | ImageItem):
+            paths = entry if isinstance(entry, list) else [entry.source]
+            if done is not None:
+                todo = [path for path in paths if not done.has(path)]
+                passed += len(paths) - len(todo)
+                paths = todo
+            if paths and passed:
+                yield passed
+                passed = 0
+            images += paths
+            while len(images) >= IMAGE_BLOCK:
+                yield images[:IMAGE_BLOCK]
+                del images[:IMAGE_BLOCK]
+            continue
+        if done is not None and isinstance(entry, ErrorItem) and done.has(entry.source):
             passed += 1
             continue
         if passed:
             yield passed
             passed = 0
-        if isinstance(item, ImageItem):
-            images.append(item.source)
-            if len(images) == IMAGE_BLOCK:
-                yield images
-                images = []
-            continue
         if images:
             yield images
             images = []
-        yield item
+        yield entry
     if images:
         yield images
     if passed:
@@ -91,7 +100,7 @@ def _blocks(items: Iterable[Item], done: Done | None):
 
 
 def classify(
-    items: Iterable[Item],
+    items: Iterable[Item | ImageRun],
     classifier: OnnxClassifier,
     writer: RowWriter,
     invert: str = "auto",
@@ -128,8 +137,10 @@ def classify(
         summary.failed += len(labels) - classified
         advance(len(labels))
 
-    def emit_images(sources: list[str], digits: np.ndarray, errors: list[str | None] | None) -> None:
-        probabilities = classifier.predict(digits)
+    def emit_images(sources: list[str], digits: np.ndarray, errors: list[str | None] | None,
+                    probabilities: np.ndarray | None = None) -> None:
+        if probabilities is None:
+            probabilities = classifier.predict(digits)
         if errors is not None and any(e is not None for e in errors):
             writer.write_rows(sources, probabilities, errors)
             count(probabilities, np.array([e is None for e in errors]))
@@ -163,17 +174,28 @@ def classify(
             emit_images(paths, *decode_files(paths, invert))
         waiting.clear()
 
-    def drain(keep: int) -> None:
+    def decoded(keep: int):
         from batch.decoders import DecoderDied
 
         while len(pool) > keep and not stop():
             try:
-                decoded = pool.take()
+                yield pool.take()
             except DecoderDied:
                 if stop():  # killed by the signal that is stopping the run: that block is not done
                     return
                 raise
-            emit_images(*decoded)
+
+    def drain(keep: int) -> None:
+        if keep or model_calls < 2:
+            for block in decoded(keep):
+                emit_images(*block)
+            return
+        # Emptying the pool (the walk is over, or an array comes next): the decoders
+        # fall idle block by block, so the model takes their cores, one call per core
+        # (the blocks are copied out of shared memory: take() reuses their slots).
+        work = ((paths, digits.copy(), errors) for paths, digits, errors in decoded(0))
+        for paths, probabilities, errors in _predicted(work, classifier.predict, model_calls):
+            emit_images(paths, None, errors, probabilities)
 
     try:
         for block in _blocks(items, done):
@@ -260,26 +282,26 @@ def _array_work(array: DigitArray, batch_size: int, stop, finished: np.ndarray |
 
 
 def _predicted(work, predict, calls: int):
-    """(first row, probabilities, rows) for each piece of `work`, in order, with up to
-    `calls` pieces in the model at once. onnxruntime releases the GIL while it runs,
+    """(tag, probabilities, extra) for each (tag, digits, extra) of `work`, in order, with
+    up to `calls` pieces in the model at once. onnxruntime releases the GIL while it runs,
     so on threads the calls run side by side while this thread reads the next chunk
     and writes rows. On 2 cores, 100k digits: two one-thread calls at a time took
     0.316 s, one two-thread call at a time 0.362 s, reading and rows included
     (measured; the probabilities were bit-identical). At most calls + 1 chunks are
     held, so memory stays flat whatever the array's size."""
     if calls < 2:
-        for first_row, digits, rows in work:
-            yield first_row, predict(digits), rows
+        for tag, digits, extra in work:
+            yield tag, predict(digits), extra
         return
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(calls, thread_name_prefix="model") as model:
         pending: deque = deque()
-        for first_row, digits, rows in work:
-            pending.append((first_row, model.submit(predict, digits), rows))
+        for tag, digits, extra in work:
+            pending.append((tag, model.submit(predict, digits), extra))
             if len(pending) > calls:
-                first, future, numbers = pending.popleft()
-                yield first, future.result(), numbers
+                tag, future, extra = pending.popleft()
+                yield tag, future.result(), extra
         while pending:
-            first, future, numbers = pending.popleft()
-            yield first, future.result(), numbers
+            tag, future, extra = pending.popleft()
+            yield tag, future.result(), extra

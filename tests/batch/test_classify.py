@@ -342,3 +342,41 @@ def test_a_decode_pool_left_open_does_not_hang_the_program_at_exit(tmp_path):
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "started\n"
+
+
+def test_a_path_too_long_to_open_is_an_error_row_among_pooled_images(exported_onnx, small, tmp_path):
+    """Paths reach the decoder processes through shared memory; one longer than the OS
+    allows (PATH_MAX) gets the OS's reason in its row, and the rest of its block is read."""
+    paths = _linked_pngs(tmp_path / "many", small, 1100)
+    too_long = str(tmp_path) + ("/" + "x" * 250) * 20 + "/digit.png"  # ~5,000 bytes
+    listed = [str(p) for p in paths[:500]] + [too_long] + [str(p) for p in paths[500:]]
+    result = run_digits("classify", exported_onnx, "-", stdin="\n".join(listed) + "\n")
+    assert result.returncode == 3, result.stderr
+    rows = rows_of(result.stdout)
+    assert [r["source"] for r in rows] == listed
+    assert rows[500]["error"] == "is a name too long for the system, not a regular file"
+    assert all(r["error"] == "" for i, r in enumerate(rows) if i != 500)
+
+
+def test_decode_pool_gives_each_block_back_in_order_with_its_errors(small, tmp_path):
+    """The pool on its own: blocks come back in submission order whichever worker took them;
+    a path too long for the OS (it cannot be passed whole) gets the OS's reason."""
+    from batch.decoders import DecodePool
+
+    paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 600)]
+    too_long = str(tmp_path) + ("/" + "x" * 250) * 20 + "/digit.png"
+    blocks = [paths[i : i + 100] for i in range(0, 600, 100)]
+    blocks[2] = blocks[2][:50] + [too_long] + blocks[2][50:]
+    with DecodePool(2, "auto") as pool:
+        for block in blocks:
+            pool.submit(block)
+        for i, block in enumerate(blocks):
+            got_paths, digits, errors = pool.take()
+            assert got_paths == block
+            expected = [small.x_test[int(os.path.basename(p)[:6]) % 50] for p in block if p != too_long]
+            decoded = [digit for p, digit in zip(block, digits) if p != too_long]
+            np.testing.assert_array_equal(np.array(decoded), np.array(expected))
+            if i == 2:
+                assert errors[50] == "cannot read: File name too long" and errors.count(None) == 100
+            else:
+                assert errors is None
