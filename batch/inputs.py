@@ -84,9 +84,11 @@ def _list_folder(folder: str) -> tuple[list[str], dict[str, object]] | str:
             for entry in listing:
                 names.append(entry.name)
                 try:
-                    if entry.is_dir():  # follows symlinks
+                    if entry.is_file():  # follows symlinks; asked first: most entries are files
+                        continue
+                    if entry.is_dir():
                         special[entry.name] = _FOLDER
-                    elif not entry.is_file():  # a FIFO, device, socket, broken symlink or loop
+                    else:  # a FIFO, device, socket, broken symlink or loop
                         special[entry.name] = _OTHER
                 except OSError as e:
                     special[entry.name] = e
