@@ -28,6 +28,7 @@ import multiprocessing.util
 import os
 import pickle
 import signal
+import sys
 from collections import deque
 from stat import S_ISREG
 
@@ -43,6 +44,7 @@ BLOCK = 256  # images per task
 _PATH_MAX = os.pathconf("/", "PC_PATH_MAX") if hasattr(os, "pathconf") else 4096
 _PATH_AREA = BLOCK * _PATH_MAX + 8
 _TASK = 4  # bytes: a slot number
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsencode's
 READ_AHEAD = 64 * 1024  # one read takes a digit image whole
 _PIXELS = MNIST_SIZE * MNIST_SIZE
 _PIPE_BYTES = 1 << 20  # big pipes: neither side ever blocks on a full pipe while the other waits
@@ -167,7 +169,7 @@ class DecodePool:
 
     def submit(self, paths: list) -> None:
         slot = self._free.pop()
-        names = b"\0".join(_encoded(path) for path in paths)
+        names = _encoded(paths)
         area = slot * _PATH_AREA
         self._paths_memory[area : area + 4] = len(names).to_bytes(4, "little")
         self._paths_memory[area + 4 : area + 4 + len(names)] = names
@@ -215,10 +217,13 @@ class DecodePool:
         return False
 
 
-def _encoded(path: str) -> bytes:
-    """A path as the bytes the OS gets; one too long to be opened goes as b"" (read_file says why)."""
-    name = os.fsencode(path)
-    return name if len(name) < _PATH_MAX else b""
+def _encoded(paths: list[str]) -> bytes:
+    """Paths as the bytes the OS gets, NUL-separated; one too long to be opened goes as b""
+    (the worker says why). One encode for the whole block: per path it cost ~0.4 us."""
+    names = "\0".join(paths).encode(_FS_ENCODING, _FS_ERRORS)
+    if len(names) < _PATH_MAX:  # no path can be too long
+        return names
+    return b"\0".join(name if len(name) < _PATH_MAX else b"" for name in names.split(b"\0"))
 
 
 def _close(tasks: int, connections: list, processes: list) -> None:
@@ -254,10 +259,10 @@ def _serve(task_read: int, task_write: int, results, inherited, paths_memory, di
         slot = int.from_bytes(task, "little")
         area = slot * _PATH_AREA
         size = int.from_bytes(paths_memory[area : area + 4], "little")
-        names = paths_memory[area + 4 : area + 4 + size].split(b"\0")
-        _, errors = decode_files([os.fsdecode(name) for name in names], invert, out=slots[slot, : len(names)])
-        if b"" in names:  # paths too long to open (_encoded)
-            errors = [e if name else f"cannot read: {os.strerror(errno.ENAMETOOLONG)}" for name, e in zip(names, errors)]
+        paths = paths_memory[area + 4 : area + 4 + size].decode(_FS_ENCODING, _FS_ERRORS).split("\0")
+        _, errors = decode_files(paths, invert, out=slots[slot, : len(paths)])
+        if "" in paths:  # paths too long to open (_encoded)
+            errors = [e if path else f"cannot read: {os.strerror(errno.ENAMETOOLONG)}" for path, e in zip(paths, errors)]
         message = task + (pickle.dumps(errors) if any(e is not None for e in errors) else b"")
         try:
             results.send_bytes(message)

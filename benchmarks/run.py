@@ -147,7 +147,7 @@ def bench_classify_pngs(p: dict) -> list[dict]:
         naive_wall.append(wall([PY, PEERS / "naive_images.py", p["onnx"], p["pngs"]]))
         return naive_wall[-1]
 
-    for _ in range(7):  # all three alternate, so that drift in the machine's load hits each alike
+    for _ in range(11):  # all three alternate, so that drift in the machine's load hits each alike
         ours()
         decode_loop()
         naive()
