@@ -48,6 +48,10 @@ _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodee
 READ_AHEAD = 64 * 1024  # one read takes a digit image whole
 _PIXELS = MNIST_SIZE * MNIST_SIZE
 _PIPE_BYTES = 1 << 20  # big pipes: neither side ever blocks on a full pipe while the other waits
+# The task pipes' write ends of this process's open pools. A worker closes them all: one
+# forked for a second pool held the first pool's open, and that pool's workers then
+# never read end-of-file (closing the first pool waited 5 s per worker, then killed them).
+_TASK_WRITERS: set[int] = set()
 
 
 
@@ -139,6 +143,7 @@ class DecodePool:
         self._decoded: dict[int, bytes] = {}  # slot -> result message, for blocks done out of turn
         task_read, self._tasks = os.pipe()
         _widen(self._tasks)
+        _TASK_WRITERS.add(self._tasks)
         results = [context.Pipe(duplex=False) for _ in range(workers)]
         self._processes = []
         for _, result_out in results:
@@ -157,9 +162,10 @@ class DecodePool:
         # Closed at exit if the owner never closes it: multiprocessing's own exit hook
         # joins every child, and the workers ignore its SIGTERM, so without this an
         # unclosed pool hung the process at exit (seen). Finalizers with a priority
-        # run before that join.
-        multiprocessing.util.Finalize(self, _close, args=(self._tasks, list(self._results), self._processes),
-                                      exitpriority=0)
+        # run before that join. A Finalize runs once: close() goes through it too, so
+        # the exit does not close the pipe's number again (by then perhaps another file's).
+        self._close = multiprocessing.util.Finalize(
+            self, _close, args=(self._tasks, list(self._results), self._processes), exitpriority=0)
 
     def full(self) -> bool:
         return len(self._queue) >= self.capacity
@@ -207,7 +213,7 @@ class DecodePool:
 
     def close(self) -> None:
         """Stop the workers: each ends after the block in hand, told by end-of-file."""
-        _close(self._tasks, list(self._results), self._processes)
+        self._close()
 
     def __enter__(self):
         return self
@@ -227,6 +233,7 @@ def _encoded(paths: list[str]) -> bytes:
 
 
 def _close(tasks: int, connections: list, processes: list) -> None:
+    _TASK_WRITERS.discard(tasks)
     try:
         os.close(tasks)
     except OSError:  # closed already
@@ -245,7 +252,8 @@ def _serve(task_read: int, task_write: int, results, inherited, paths_memory, di
     # parent decides what stops, and then ends them by closing the task pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.close(task_write)  # holding the parent's end would hide the parent's exit
+    for fd in _TASK_WRITERS:  # this pool's and any other open pool's (task_write among them):
+        os.close(fd)  # holding the parent's end would hide the parent's exit
     for conn in inherited:  # others' pipe ends, likewise
         conn.close()
     slots = np.frombuffer(digits_memory, np.uint8).reshape(-1, BLOCK, MNIST_SIZE, MNIST_SIZE)

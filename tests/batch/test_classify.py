@@ -380,3 +380,36 @@ def test_decode_pool_gives_each_block_back_in_order_with_its_errors(small, tmp_p
                 assert errors[50] == "cannot read: File name too long" and errors.count(None) == 100
             else:
                 assert errors is None
+
+
+def test_a_decode_pool_closes_promptly_while_a_second_pool_is_open(small, tmp_path):
+    """An embedding program with two pools open: closing the first must not wait for the
+    second pool's workers (forked later, they held the first pool's task pipe open, so the
+    first pool's workers never saw end-of-file and were killed after 5 s each)."""
+    from batch.decoders import DecodePool
+
+    paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 256)]
+    first = DecodePool(2, "auto")
+    second = DecodePool(2, "auto")
+    try:
+        for pool in (first, second):
+            pool.submit(paths)
+            assert pool.take()[2] is None
+        started = time.monotonic()
+        first.close()
+        assert time.monotonic() - started < 3
+        assert [p.exitcode for p in first._processes] == [0, 0]  # ended on their own, not killed
+    finally:
+        second.close()
+        first.close()
+
+
+def test_a_closed_decode_pool_leaves_files_opened_after_it_alone(tmp_path):
+    """close() then the program's exit: the exit hook must not close the pool's pipe a second
+    time, by then the number of a file the program opened (its rows were lost)."""
+    script = ("from batch.decoders import DecodePool\npool = DecodePool(2, 'auto')\npool.close()\n"
+              f"files = [open(f'{tmp_path}/{{i}}.txt', 'w') for i in range(8)]\n"
+              "for f in files: f.write('rows\\n')\n")  # left for the interpreter to flush at exit
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert [(tmp_path / f"{i}.txt").read_text() for i in range(8)] == ["rows\n"] * 8
