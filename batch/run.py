@@ -161,6 +161,9 @@ def classify(
         advance(1)
 
     own_pool = pool is None
+    # A caller's pool may still hold blocks of an earlier run that stopped early: not this run's rows.
+    while pool is not None and len(pool):
+        pool.take()
     waiting: list[list[str]] = []  # image blocks not yet sent anywhere (before the pool starts)
 
     def decode_inline() -> None:

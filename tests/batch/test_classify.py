@@ -413,3 +413,25 @@ def test_a_closed_decode_pool_leaves_files_opened_after_it_alone(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert [(tmp_path / f"{i}.txt").read_text() for i in range(8)] == ["rows\n"] * 8
+
+
+def test_a_decode_pool_reused_after_a_stopped_run_gives_only_the_next_runs_rows(exported_onnx, small, tmp_path):
+    """classify(pool=...) twice with one pool, the first run stopped early: the blocks it left
+    in the pool are not the second run's, and must not come out among its rows."""
+    from batch.decoders import DecodePool
+    from batch.inputs import iter_runs
+    from batch.model import OnnxClassifier
+    from batch.run import classify
+    from batch.writer import RowWriter
+
+    _linked_pngs(tmp_path / "first", small, 3000)
+    second_paths = _linked_pngs(tmp_path / "second", small, 1500)
+    classifier = OnnxClassifier(exported_onnx)
+    asked = iter(range(10**9))
+    with DecodePool(2, "auto") as pool:
+        first = classify(iter_runs([str(tmp_path / "first")]), classifier, RowWriter(io.StringIO(), "csv", 0),
+                         pool=pool, stop=lambda: next(asked) > 6)
+        assert first.interrupted
+        rows = io.StringIO()
+        classify(iter_runs([str(tmp_path / "second")]), classifier, RowWriter(rows, "csv", 0), pool=pool)
+    assert [r["source"] for r in rows_of(rows.getvalue())] == [str(p) for p in second_paths]
