@@ -113,6 +113,10 @@ class DecoderDied(DigitsError):
     """A worker process ended while it had work (killed from outside, or crashed)."""
 
 
+class DecodersNotStarted(DigitsError):
+    """The worker processes could not be started (a limit on open files or processes)."""
+
+
 def _widen(fd: int) -> None:
     try:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
@@ -141,20 +145,29 @@ class DecodePool:
         self._held: int | None = None
         self._queue: deque = deque()  # (slot, paths), oldest first
         self._decoded: dict[int, bytes] = {}  # slot -> result message, for blocks done out of turn
-        task_read, self._tasks = os.pipe()
+        try:
+            task_read, self._tasks = os.pipe()
+        except OSError as e:  # out of file descriptors (ulimit -n)
+            raise DecodersNotStarted(f"cannot start the image decoder processes: {e.strerror or e}") from e
         _widen(self._tasks)
         _TASK_WRITERS.add(self._tasks)
-        results = [context.Pipe(duplex=False) for _ in range(workers)]
         self._processes = []
-        for _, result_out in results:
-            _widen(result_out.fileno())
-            others = [end for pipe in results for end in pipe if end is not result_out]
-            process = context.Process(
-                target=_serve, daemon=True,
-                args=(task_read, self._tasks, result_out, others, self._paths_memory, self._digits_memory, invert),
-            )
-            process.start()
-            self._processes.append(process)
+        results: list = []
+        try:
+            results += [context.Pipe(duplex=False) for _ in range(workers)]
+            for _, result_out in results:
+                _widen(result_out.fileno())
+                others = [end for pipe in results for end in pipe if end is not result_out]
+                process = context.Process(
+                    target=_serve, daemon=True,
+                    args=(task_read, self._tasks, result_out, others, self._paths_memory, self._digits_memory, invert),
+                )
+                process.start()
+                self._processes.append(process)
+        except OSError as e:  # out of file descriptors or processes: the workers started end, or the
+            os.close(task_read)  # exit would wait for them forever (they ignore its SIGTERM)
+            _close(self._tasks, [end for pipe in results for end in pipe], self._processes)
+            raise DecodersNotStarted(f"cannot start the image decoder processes: {e.strerror or e}") from e
         os.close(task_read)
         self._results = {result_in: i for i, (result_in, _) in enumerate(results)}
         for _, result_out in results:

@@ -435,3 +435,28 @@ def test_a_decode_pool_reused_after_a_stopped_run_gives_only_the_next_runs_rows(
         rows = io.StringIO()
         classify(iter_runs([str(tmp_path / "second")]), classifier, RowWriter(rows, "csv", 0), pool=pool)
     assert [r["source"] for r in rows_of(rows.getvalue())] == [str(p) for p in second_paths]
+
+
+def test_decoders_that_cannot_start_for_want_of_files_say_so_and_the_program_ends():
+    """Under a low open-file limit (ulimit -n), at whichever step the pool runs out, the
+    program gets one clear error, and ends: a worker already started used to keep it
+    waiting at exit forever."""
+    script = """
+import os, resource
+from batch.decoders import DecodePool, DecodersNotStarted
+free = os.open(os.devnull, os.O_RDONLY); os.close(free)
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+said = set()
+for room in range(40, -1, -1):  # from room enough down to none
+    resource.setrlimit(resource.RLIMIT_NOFILE, (free + room, hard))
+    try:
+        DecodePool(2, "auto").close()
+        said.add("started")
+    except DecodersNotStarted as e:
+        said.add(str(e))
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+print(sorted(said))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "['cannot start the image decoder processes: Too many open files', 'started']\n"
