@@ -160,7 +160,7 @@ class DecodePool:
                 others = [end for pipe in results for end in pipe if end is not result_out]
                 process = context.Process(
                     target=_serve, daemon=True,
-                    args=(task_read, self._tasks, result_out, others, self._paths_memory, self._digits_memory, invert),
+                    args=(task_read, result_out, others, self._paths_memory, self._digits_memory, invert),
                 )
                 process.start()
                 self._processes.append(process)
@@ -260,12 +260,12 @@ def _close(tasks: int, connections: list, processes: list) -> None:
             process.join()
 
 
-def _serve(task_read: int, task_write: int, results, inherited, paths_memory, digits_memory, invert) -> None:
+def _serve(task_read: int, results, inherited, paths_memory, digits_memory, invert) -> None:
     # Ctrl-C, or a SIGTERM to the process group, reaches the workers too; only the
     # parent decides what stops, and then ends them by closing the task pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    for fd in _TASK_WRITERS:  # this pool's and any other open pool's (task_write among them):
+    for fd in _TASK_WRITERS:  # this pool's task pipe's write end, and any other open pool's:
         os.close(fd)  # holding the parent's end would hide the parent's exit
     for conn in inherited:  # others' pipe ends, likewise
         conn.close()
