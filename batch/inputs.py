@@ -69,7 +69,8 @@ _FOLDER, _OTHER = "folder", "other"  # what _list_folder notes of entries that a
 def _suffix(name: str) -> str:
     """os.path.splitext(name)[1].lower() for a bare file name, at a tenth of its cost."""
     dot = name.rfind(".")
-    return name[dot:].lower() if dot > 0 and name[:dot].lstrip(".") else ""
+    # A name of dots then an extension (".png") is a hidden file without one.
+    return name[dot:].lower() if dot > 0 and (name[0] != "." or name[:dot].lstrip(".")) else ""
 
 
 def _list_folder(folder: str) -> tuple[list[str], dict[str, object]] | str:
@@ -189,16 +190,12 @@ def _plain_files(prefix: str, names: list[str], out: Expanded) -> Iterator[Item 
     other files are counted as skipped."""
     run: ImageRun = []
     for name in names:
-        dot = name.rfind(".")
-        suffix = name[dot:].lower() if dot > 0 else ""
-        if name[0] == "." and suffix:
-            suffix = _suffix(name)  # ".png" alone is a hidden file without an extension
-        if suffix in IMAGE_EXTENSIONS:
+        if _suffix(name) in IMAGE_EXTENSIONS:
             run.append(prefix + name)
             if len(run) == RUN:
                 yield run
                 run = []
-        elif suffix == ".npy":
+        elif name.lower().endswith(".npy"):  # as for a named file: ".npy" alone is an array too
             if run:
                 yield run
                 run = []

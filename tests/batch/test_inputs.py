@@ -6,7 +6,7 @@ from batch.inputs import RUN, ArrayItem, ErrorItem, ImageItem, iter_inputs, iter
 
 
 def test_a_folder_gives_sorted_items_with_subfolders_walked_in_place(tmp_path):
-    for name in ("a.png", "c.npy", "d.JPG", "e.txt", "h.png", ".png", "..png", ".x.png"):
+    for name in ("a.png", "c.npy", "d.JPG", "e.txt", "h.png", ".png", "..png", ".x.png", ".npy"):
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "x.png").write_bytes(b"")
@@ -15,6 +15,7 @@ def test_a_folder_gives_sorted_items_with_subfolders_walked_in_place(tmp_path):
     items = list(iter_inputs([str(tmp_path)]))
     root = os.path.join(str(tmp_path), "")
     assert items == [
+        ArrayItem(root + ".npy"),  # an array whatever comes before ".npy", as when it is named
         ImageItem(root + ".x.png"),  # a hidden file with an extension; ".png" and "..png" have none
         ImageItem(root + "a.png"),
         ImageItem(root + "b/x.png"),
