@@ -4,8 +4,10 @@ Columns: source, label, confidence (6 decimals), then label_1, prob_1 ...
 label_K, prob_K with --top-k K, then error (empty unless the item could not be
 read; its label and confidence are then empty). Each block of rows goes out in
 one write and is flushed, so a reader, or an interrupted run, sees complete
-lines only. A write that fails (a full disk) cuts the file back to its last
-whole row and raises the error the user sees (digits.files.write_error).
+lines only. Blocks go straight to the file descriptor (digits.files.write_all),
+every byte of them, whatever signal arrives meanwhile. A write that fails (a
+full disk) cuts the file back to its last whole row and raises the error the
+user sees (digits.files.write_error).
 """
 
 import csv
@@ -20,6 +22,7 @@ from typing import Literal, TextIO
 import numpy as np
 
 from digits.errors import DigitsError
+from digits.files import write_all
 
 Format = Literal["csv", "jsonl"]
 
@@ -108,16 +111,17 @@ def columns(top_k: int) -> list[str]:
     return names + ["error"]
 
 
-def _regular_file(stream: TextIO) -> tuple[int | None, int]:
-    """(descriptor, current offset) of a stream writing a regular file, else (None, 0)."""
+def _descriptor(stream: TextIO) -> tuple[int | None, bool, int]:
+    """(descriptor, whether it is a regular file, its current offset) of a stream with
+    a file descriptor, its buffer flushed; (None, False, 0) for one without (StringIO)."""
     try:
         fd = stream.fileno()
+        stream.flush()
         if stat.S_ISREG(os.fstat(fd).st_mode):
-            stream.flush()
-            return fd, os.lseek(fd, 0, os.SEEK_CUR)
-    except (OSError, ValueError):
-        pass
-    return None, 0
+            return fd, True, os.lseek(fd, 0, os.SEEK_CUR)
+        return fd, False, 0
+    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
+        return None, False, 0
 
 
 class RowWriter:
@@ -131,7 +135,8 @@ class RowWriter:
         # instead of failing its whole block.
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(encoding="utf-8", errors="surrogateescape")
-        self._file, self._whole = _regular_file(stream)
+        self._fd, regular, self._whole = _descriptor(stream)
+        self._file = self._fd if regular else None
         if fmt == "csv":
             if header:
                 self._write(",".join(columns(top_k)) + "\n")
@@ -139,10 +144,20 @@ class RowWriter:
 
     def _write(self, text: str) -> None:
         try:
-            self.stream.write(text)
-            self.stream.flush()
+            if self._fd is None:
+                self.stream.write(text)
+                self.stream.flush()
+            else:
+                write_all(self._fd, text.encode("utf-8", "surrogateescape"))
         except OSError as e:
             raise self._failed_write(e) from e
+        except BaseException:
+            # Stopped at once in the middle of a block (a second Ctrl-C): a file is cut
+            # back to its last whole row; a pipe keeps what its reader already took.
+            if self._file is not None:
+                os.ftruncate(self._file, self._whole)
+                os.lseek(self._file, self._whole, os.SEEK_SET)
+            raise
         if self._file is not None:
             self._whole = os.lseek(self._file, 0, os.SEEK_CUR)
 

@@ -108,6 +108,19 @@ def open_regular(path: str | os.PathLike) -> int:
     return fd
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd`, however many writes it takes.
+
+    A signal that arrives while a large write to a pipe waits for its reader cuts
+    that write short; Python's text layer then drops the unwritten rest without a
+    word (cpython gh-85393: rows lost from the middle of the stream, two rows glued
+    into one line). os.write reports how much went out, so the rest is written
+    again until nothing is left."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_error(path: str | os.PathLike, e: OSError) -> OutputError:
     """The one message for a failed write of `path`."""
     if e.errno == errno.ENOSPC:
