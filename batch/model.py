@@ -17,6 +17,7 @@ from digits.files import require_file
 
 NUM_CLASSES = 10
 FLOAT_INPUT_SHAPES = ([784], [28, 28], [28, 28, 1], [1, 28, 28])
+FLOAT_OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
 
 
 def _describe(node) -> str:
@@ -62,26 +63,30 @@ class OnnxClassifier:
             self.float_shape = tuple(fixed)
         else:
             raise ModelError(f"{path}: model takes {_describe(self.input)}; needs {wanted}")
-        names = [o.name for o in outputs]
-        if self.exported and "probabilities" in names:
-            self.output = "probabilities"
-        else:
-            tens = [o.name for o in outputs if len(o.shape) == 2 and o.shape[1] == NUM_CLASSES]
-            if not tens:
-                gives = "; ".join(_describe(o) for o in outputs)
-                raise ModelError(f"{path}: model gives {gives}; needs {wanted}")
-            self.output = tens[0]
+        self.output, self.output_type = _pick_output(path, outputs, wanted)
         # A fixed batch size (some converters write [1, 784]): fed in slices of exactly that size.
         self.fixed_batch = self.input.shape[0] if isinstance(self.input.shape[0], int) and self.input.shape[0] > 0 else None
+        # What the output holds is decided once, at the probe, for the whole model:
+        # `probabilities` (by name, or by its values on the probe), else logits.
+        self.logits = False
         self._probe()
 
     def _probe(self) -> None:
-        """Run the model once on two blank digits: a model that loads but cannot run
-        (an operator that fails, an output of another shape) is refused here, at
-        load, before any row is written."""
-        probabilities = self.predict(np.zeros((2, 28, 28), np.uint8))
-        if probabilities.shape != (2, NUM_CLASSES):
-            raise ModelError(f"{self.path}: model gives {list(probabilities.shape)} for 2 digits; needs [2,10]")
+        """Run the model once on three digits (blank, full, a gradient): a model that
+        loads but cannot run (an operator that fails, an output of another shape or
+        not a probability distribution) is refused here, at load, before any row is
+        written. A model whose output is not named `probabilities` and whose values
+        on the probe are not distributions gives logits, and gets a softmax."""
+        probe = np.stack([np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8),
+                          np.tile(np.arange(0, 252, 9, dtype=np.uint8), (28, 1))])
+        scores = self._checked(self._run(self._feed(probe)), len(probe))
+        self.logits = self.output != "probabilities" and not _distributions(scores)
+        self._probabilities(scores)
+
+    def _feed(self, digits: np.ndarray) -> np.ndarray:
+        if self.exported:
+            return np.ascontiguousarray(digits, dtype=np.uint8)
+        return (digits.astype(np.float32) / np.float32(255.0)).reshape(-1, *self.float_shape)
 
     def labels(self, digits: np.ndarray) -> np.ndarray:
         """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
@@ -90,12 +95,33 @@ class OnnxClassifier:
     def predict(self, digits: np.ndarray) -> np.ndarray:
         """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits.
 
-        ModelError when onnxruntime fails on them (the model's reason included)."""
-        if self.exported:
-            feed = np.ascontiguousarray(digits, dtype=np.uint8)
-            return self._run(feed)
-        feed = (digits.astype(np.float32) / np.float32(255.0)).reshape(-1, *self.float_shape)
-        return as_probabilities(self._run(feed))
+        Every call's output is checked against the contract (cheap: numpy over the
+        [N, 10] block): one row per digit, finite, and each row a probability
+        distribution (0..1, summing to 1) once logits have had their softmax.
+        ModelError when onnxruntime fails on them (the model's reason included) or
+        the output breaks the contract: the model is wrong, not the digits."""
+        return self._probabilities(self._checked(self._run(self._feed(digits)), len(digits)))
+
+    def _probabilities(self, scores: np.ndarray) -> np.ndarray:
+        if self.logits:
+            return _softmax(scores)
+        if not _distributions(scores):
+            raise ModelError(f"{self.path}: output {self.output!r} is not a probability distribution per digit "
+                             f"({_how_not(scores)}); the model does not keep the contract")
+        # Float rounding may put a probability a hair outside 0..1.
+        return np.clip(scores, 0.0, 1.0, out=scores)
+
+    def _checked(self, scores, n: int) -> np.ndarray:
+        """`scores` as float32 [n, 10], finite; ModelError otherwise."""
+        scores = np.asarray(scores)
+        if scores.shape != (n, NUM_CLASSES):
+            raise ModelError(f"{self.path}: model gave an output of shape {list(scores.shape)} for {n:,} digits; "
+                             f"needs [{n},{NUM_CLASSES}], one row per digit")
+        scores = scores.astype(np.float32, copy=False)
+        if not np.isfinite(scores).all():
+            row = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
+            raise ModelError(f"{self.path}: model gave NaN or infinite scores (digit {row:,} of a batch of {n:,})")
+        return scores
 
     def _run(self, feed: np.ndarray) -> np.ndarray:
         n = self.fixed_batch
@@ -103,7 +129,7 @@ class OnnxClassifier:
             pad = -len(feed) % n
             if pad:
                 feed = np.concatenate([feed, np.zeros((pad, *feed.shape[1:]), feed.dtype)])
-            parts = [self._run_session(feed[i : i + n]) for i in range(0, len(feed), n)]
+            parts = [self._checked(self._run_session(feed[i : i + n]), n) for i in range(0, len(feed), n)]
             return np.concatenate(parts)[: len(feed) - pad]
         return self._run_session(feed)
 
@@ -115,12 +141,57 @@ class OnnxClassifier:
             raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e
 
 
-def as_probabilities(scores: np.ndarray) -> np.ndarray:
-    """Rows that are not already probability distributions (logits) get a softmax."""
-    scores = scores.astype(np.float32, copy=False)
-    is_distribution = (scores >= 0).all(axis=1) & (np.abs(scores.sum(axis=1) - 1) < 1e-3)
-    if is_distribution.all():
-        return scores
+# How far a probability distribution computed in float32 may stray from 0..1 and a sum of 1.
+_SUM_TOLERANCE = 1e-3
+_RANGE_TOLERANCE = 1e-5
+
+
+def _distributions(scores: np.ndarray) -> bool:
+    """Whether every row of float32 [N, 10] is a probability distribution."""
+    return bool(scores.min(initial=0.0) >= -_RANGE_TOLERANCE and scores.max(initial=0.0) <= 1 + _RANGE_TOLERANCE
+                and (np.abs(scores.sum(axis=1) - 1) <= _SUM_TOLERANCE).all())
+
+
+def _how_not(scores: np.ndarray) -> str:
+    sums = scores.sum(axis=1)
+    worst = int(np.abs(sums - 1).argmax())
+    return (f"values {float(scores.min()):.9g}..{float(scores.max()):.9g}, "
+            f"digit {worst:,}'s sum to {float(sums[worst]):.9g}")
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    softmax = shifted / shifted.sum(axis=1, keepdims=True)
-    return np.where(is_distribution[:, None], scores, softmax)
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def _pick_output(path, outputs, wanted: str) -> tuple[str, str]:
+    """(name, type) of the output that holds the class scores, chosen by name and
+    contract: `probabilities` when the model has one; else its one [batch, 10] float
+    output. Several candidates and no `probabilities` among them is refused rather
+    than guessed (the first was once taken, logits or not)."""
+    gives = "; ".join(_describe(o) for o in outputs)
+    named = [o for o in outputs if o.name == "probabilities"]
+    candidates = named or [o for o in outputs if len(o.shape) == 2 and o.shape[1] == NUM_CLASSES]
+    if not candidates:
+        raise ModelError(f"{path}: model gives {gives}; needs {wanted}")
+    if len(candidates) > 1:
+        names = ", ".join(o.name for o in candidates)
+        raise ModelError(f"{path}: model gives several [batch,10] outputs ({names}) and none is named "
+                         "'probabilities'; cannot tell which holds the class scores")
+    output = candidates[0]
+    if output.type not in FLOAT_OUTPUT_TYPES:
+        raise ModelError(f"{path}: output {_describe(output)}: class scores must be float (float32, float16 or "
+                         "double)")
+    classes = output.shape[1] if len(output.shape) == 2 else -1
+    if isinstance(classes, int) and classes != NUM_CLASSES:  # a name or None: checked on every call
+        raise ModelError(f"{path}: output {_describe(output)}; needs [batch,10]")
+    return output.name, output.type
+
+
+def as_probabilities(scores: np.ndarray) -> np.ndarray:
+    """A model's scores [N, 10] as probabilities: as they are when every row is a
+    distribution, else (logits) the softmax of every row. Decided for the whole
+    array, not row by row: a logits row that happens to look like a distribution
+    is still a logit."""
+    scores = scores.astype(np.float32, copy=False)
+    return scores if _distributions(scores) else _softmax(scores)

@@ -60,3 +60,98 @@ def test_sigterm_while_rows_go_to_a_slow_pipe_loses_no_row(exported_onnx, tmp_pa
     assert rows and all(len(row) == 4 for row in rows)  # no two rows glued into one line
     numbers = [int(row[0].rpartition("#")[2]) for row in rows]
     assert numbers == list(range(len(numbers)))  # none missing from the middle
+
+
+# 2 and 6. Every model output is checked, on the probe and on every call --------------------
+
+
+def _uint8_model(path, tail, outputs, batch="N"):
+    """A uint8 [batch, 28, 28] model: `z` = (pixels / 255) @ W (logits, [batch, 10]), then the
+    nodes `tail` make the `outputs` ((name, elem type, shape) each) from it."""
+    weights = np.random.default_rng(0).normal(size=(784, 10)).astype(np.float32)
+    nodes = [helper.make_node("Cast", ["image"], ["f"], to=TensorProto.FLOAT),
+             helper.make_node("Div", ["f", "scale"], ["g"]),
+             helper.make_node("Reshape", ["g", "flat"], ["pixels"]),
+             helper.make_node("MatMul", ["pixels", "w"], ["z"]), *tail]
+    constants = [numpy_helper.from_array(weights, "w"), numpy_helper.from_array(np.float32(255), "scale"),
+                 numpy_helper.from_array(np.array([-1, 784], np.int64), "flat"),
+                 numpy_helper.from_array(np.array([0], np.int64), "zero"),
+                 numpy_helper.from_array(np.array([8], np.int64), "eight"),
+                 numpy_helper.from_array(np.float32(2), "two")]
+    graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("image", TensorProto.UINT8, [batch, 28, 28])],
+                              [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs], constants)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return weights
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+FLOAT, INT64, STRING = TensorProto.FLOAT, TensorProto.INT64, TensorProto.STRING
+SOFTMAX = helper.make_node("Softmax", ["z"], ["probabilities"])
+
+
+def test_a_model_that_returns_fewer_rows_than_digits_is_refused(small, tmp_path):
+    # Passes a probe of a few digits (it caps its answer at 8 rows), not a block of 200.
+    _uint8_model(tmp_path / "capped.onnx", [helper.make_node("Softmax", ["z"], ["s"]),
+                                            helper.make_node("Slice", ["s", "zero", "eight"], ["probabilities"])],
+                 [("probabilities", FLOAT, ["M", 10])])
+    np.save(tmp_path / "a.npy", small.x_test[:200])
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i, digit in enumerate(small.x_test[:20]):
+        _png(folder / f"{i:03}.png", digit)
+    for inputs in (tmp_path / "a.npy", folder):
+        assert_one_line_error(run_digits("classify", tmp_path / "capped.onnx", inputs, "-q"), 1,
+                              "capped.onnx", "[8, 10] for 20", "one row per digit")
+
+
+@pytest.mark.parametrize("case", ["two outputs", "nan", "negative", "above one", "int64", "string", "logits named"])
+def test_outputs_that_break_the_contract_are_refused(small, tmp_path, case):
+    tails = {
+        # Two [batch, 10] outputs, neither named probabilities: the first (logits) was taken.
+        "two outputs": ([helper.make_node("Softmax", ["z"], ["p"]), helper.make_node("Identity", ["z"], ["q"])],
+                        [("q", FLOAT, ["N", 10]), ("p", FLOAT, ["N", 10])], "several [batch,10] outputs (q, p)"),
+        "nan": ([helper.make_node("Softmax", ["z"], ["s"]), helper.make_node("Log", ["s"], ["l"]),
+                 helper.make_node("Sqrt", ["l"], ["probabilities"])],
+                [("probabilities", FLOAT, ["N", 10])], "NaN"),
+        "negative": ([helper.make_node("Softmax", ["z"], ["s"]), helper.make_node("Neg", ["s"], ["probabilities"])],
+                     [("probabilities", FLOAT, ["N", 10])], "not a probability distribution"),
+        "above one": ([helper.make_node("Softmax", ["z"], ["s"]), helper.make_node("Mul", ["s", "two"], ["probabilities"])],
+                      [("probabilities", FLOAT, ["N", 10])], "not a probability distribution"),
+        "int64": ([helper.make_node("Cast", ["z"], ["probabilities"], to=INT64)],
+                  [("probabilities", INT64, ["N", 10])], "must be float"),
+        "string": ([helper.make_node("Cast", ["z"], ["probabilities"], to=STRING)],
+                   [("probabilities", STRING, ["N", 10])], "must be float"),
+        # An output named `probabilities` is held to its name: logits there are refused, not guessed at.
+        "logits named": ([helper.make_node("Identity", ["z"], ["probabilities"])],
+                         [("probabilities", FLOAT, ["N", 10])], "not a probability distribution"),
+    }
+    tail, outputs, words = tails[case]
+    _uint8_model(tmp_path / "m.onnx", tail, outputs)
+    np.save(tmp_path / "a.npy", small.x_test[:20])
+    for command in (["classify", tmp_path / "m.onnx", tmp_path / "a.npy"], ["bench", tmp_path / "m.onnx"]):
+        assert_one_line_error(run_digits(*command), 1, "m.onnx", words)
+
+
+def test_an_output_is_picked_by_name_and_logits_get_a_softmax(small, tmp_path):
+    np.save(tmp_path / "a.npy", small.x_test[:50])
+    # Logits first, then `probabilities`: the name decides.
+    weights = _uint8_model(tmp_path / "named.onnx", [helper.make_node("Identity", ["z"], ["logits"]), SOFTMAX],
+                           [("logits", FLOAT, ["N", 10]), ("probabilities", FLOAT, ["N", 10])])
+    expected = _softmax((small.x_test[:50].reshape(50, 784) / np.float32(255)) @ weights)
+    # A uint8-input model whose one output is logits, not named `probabilities`: it gets a softmax.
+    _uint8_model(tmp_path / "logits.onnx", [helper.make_node("Identity", ["z"], ["scores"])],
+                 [("scores", FLOAT, ["N", 10])])
+    for model in ("named.onnx", "logits.onnx"):
+        result = run_digits("classify", tmp_path / model, tmp_path / "a.npy", "--top-k", "10", "-q")
+        assert result.returncode == 0, result.stderr
+        rows = rows_of(result.stdout)
+        assert [int(r["label"]) for r in rows] == expected.argmax(axis=1).tolist()
+        confidence = np.array([float(r["confidence"]) for r in rows])
+        assert np.allclose(confidence, expected.max(axis=1), atol=2e-6)
+        assert all(abs(sum(float(r[f"prob_{k}"]) for k in range(1, 11)) - 1) < 1e-4 for r in rows)
