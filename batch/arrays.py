@@ -92,6 +92,10 @@ class DigitArray:
         return self.length
 
     def _raw_chunks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
+        """The file's rows, `size` at a time. A file cut short while it is read (it was
+        whole when the header was checked) gives every whole row before the cut,
+        then ArrayError saying at which row it was cut: the rows written and the
+        error row agree."""
         row_bytes = ROW * self.dtype.itemsize
         with open(open_regular(self.path), "rb") as f:
             f.seek(self.offset)
@@ -99,17 +103,28 @@ class DigitArray:
                 n = min(size, self.length - start)
                 data = f.read(n * row_bytes)
                 if len(data) != n * row_bytes:
-                    raise ArrayError(f"truncated at row {start + len(data) // row_bytes:,}")
+                    whole = len(data) // row_bytes
+                    if whole:
+                        yield start, np.frombuffer(data, self.dtype, whole * ROW).reshape(whole, 28, 28)
+                    raise ArrayError(f"truncated while being read: the file ends at row {start + whole:,} "
+                                     f"of the header's {self.length:,}")
                 yield start, np.frombuffer(data, self.dtype).reshape(n, 28, 28)
 
     def _check_floats(self) -> None:
-        for start, chunk in self._raw_chunks(SCAN_ROWS):
-            finite = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
-            if not finite.all():
-                raise ArrayError(f"NaN or infinite value in row {start + int(np.flatnonzero(~finite)[0]):,}")
-            low, high = float(chunk.min()), float(chunk.max())
-            if low < 0.0 or high > 1.0:
-                raise ArrayError(f"float values must lie in 0..1, found {low:g}..{high:g} (rows from {start:,})")
+        try:
+            for start, chunk in self._raw_chunks(SCAN_ROWS):
+                finite = np.isfinite(chunk).reshape(len(chunk), -1).all(axis=1)
+                if not finite.all():
+                    raise ArrayError(f"NaN or infinite value in row {start + int(np.flatnonzero(~finite)[0]):,}")
+                low, high = float(chunk.min()), float(chunk.max())
+                if low < 0.0 or high > 1.0:
+                    raise ArrayError(f"float values must lie in 0..1, found {_exact(low)}..{_exact(high)} "
+                                     f"(rows from {start:,})")
+        except ArrayError as e:
+            if not str(e).startswith("truncated"):
+                raise
+            # Cut short during the check: the rows before the cut were checked, and the
+            # pass that classifies them stops at the same cut with the same error.
 
     def chunks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
         """(first row index, uint8 [n, 28, 28]) for consecutive blocks of `size` rows.
@@ -121,3 +136,9 @@ class DigitArray:
             if self.dtype != np.uint8:
                 chunk = np.rint(chunk.astype(np.float32) * 255.0).astype(np.uint8)
             yield start, chunk
+
+
+def _exact(value: float) -> str:
+    """A float as short as it can be written and still read back the same: 1.0000001
+    is not shown as 1, so a value just outside 0..1 does not read as inside it."""
+    return repr(value)

@@ -256,14 +256,28 @@ def _classify_array(path: str, batch_size: int, classifier: OnnxClassifier, mode
         advance(1)
         return
     try:
-        work = _array_work(DigitArray(path), batch_size, stop, done.array_rows(path) if done else None, advance)
-        for first_row, probabilities, rows in _predicted(work, classifier.predict, model_calls):
-            emit_array(path, first_row, probabilities, rows)
-    except ArrayError as e:
-        # A bad header or bad float values are found before the first block, so the
-        # array gets this one row; a file cut short while being read keeps the rows
-        # before the cut, and this row says where it was.
+        array = DigitArray(path)
+    except ArrayError as e:  # a bad header: the array gets this one row
         fail(path, str(e))
+        return
+    # Bad float values are found before the first block. A file cut short while being
+    # read keeps the rows before the cut, those already in the model included, and
+    # then this row says where it was cut.
+    errors: list[ArrayError] = []
+    work = _until_error(_array_work(array, batch_size, stop, done.array_rows(path) if done else None, advance), errors)
+    for first_row, probabilities, rows in _predicted(work, classifier.predict, model_calls):
+        emit_array(path, first_row, probabilities, rows)
+    if errors:
+        fail(path, str(errors[0]))
+
+
+def _until_error(work, errors: list):
+    """`work` until it raises ArrayError, which is kept in `errors`: ending the stream
+    instead of raising through _predicted lets the chunks in flight get their rows."""
+    try:
+        yield from work
+    except ArrayError as e:
+        errors.append(e)
 
 
 def _array_work(array: DigitArray, batch_size: int, stop, finished: np.ndarray | None, advance):

@@ -155,3 +155,51 @@ def test_an_output_is_picked_by_name_and_logits_get_a_softmax(small, tmp_path):
         confidence = np.array([float(r["confidence"]) for r in rows])
         assert np.allclose(confidence, expected.max(axis=1), atol=2e-6)
         assert all(abs(sum(float(r[f"prob_{k}"]) for k in range(1, 11)) - 1) < 1e-4 for r in rows)
+
+
+# 3. A .npy cut short while it is read keeps every row before the cut -----------------------
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_an_array_truncated_while_read_keeps_the_rows_before_the_cut(exported_onnx, small, tmp_path, dtype):
+    """The file is whole when its header is checked, and cut to 5,000 rows just as the
+    rows are read (the run asks `stop` before each chunk: that is where it is cut).
+    Chunks already in the model (two calls side by side) lost their rows, up to
+    2 x --batch-size, and the error row named another cut than the last row."""
+    from batch.inputs import ArrayItem
+    from batch.model import OnnxClassifier
+    from batch.run import classify
+    from batch.writer import RowWriter
+
+    array = tmp_path / "a.npy"
+    digits = np.tile(small.x_test, (40, 1, 1))[:8000]
+    np.save(array, digits if dtype == np.uint8 else digits.astype(dtype) / 255)
+    header = array.stat().st_size - digits.size * np.dtype(dtype).itemsize
+    asked = []
+
+    def stop():
+        asked.append(1)
+        if len(asked) == 4:  # the third chunk is about to be read
+            os.truncate(array, header + 5000 * 784 * np.dtype(dtype).itemsize)
+        return False
+
+    out = io.StringIO()
+    summary = classify([ArrayItem(str(array))], OnnxClassifier(exported_onnx, threads=1), RowWriter(out),
+                       batch_size=1024, model_calls=2, stop=stop)
+    rows = rows_of(out.getvalue())
+    assert [r["source"] for r in rows[:-1]] == [f"{array}#{i}" for i in range(5000)]
+    assert rows[-1]["source"] == str(array)
+    assert rows[-1]["error"] == "truncated while being read: the file ends at row 5,000 of the header's 8,000"
+    assert (summary.classified, summary.failed) == (5000, 1)
+
+
+# 26. Messages that say what is so ----------------------------------------------------------
+
+
+def test_a_float_just_above_one_is_not_shown_as_one(exported_onnx, tmp_path):
+    values = np.zeros((2, 28, 28), np.float32)
+    values[1, 3, 3] = np.nextafter(np.float32(1), np.float32(2))  # 1.0000001
+    np.save(tmp_path / "f.npy", values)
+    result = run_digits("classify", exported_onnx, tmp_path / "f.npy")
+    assert result.returncode == 3
+    assert "found 0.0..1.0000001192092896" in rows_of(result.stdout)[0]["error"]
