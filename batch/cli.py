@@ -121,7 +121,7 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
     from batch.inputs import Expanded, iter_runs
     from batch.model import OnnxClassifier
     from batch.run import classify as run
-    from batch.writer import RowWriter, resume_output
+    from batch.writer import RowWriter, resumable, resume_output
 
     # onnxruntime runs each call on the calling thread alone: image blocks are
     # classified between the decoders' turns (a second onnxruntime thread waited
@@ -133,6 +133,8 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
     expanded = Expanded()
     items = iter_runs(inputs, recursive=recursive, pattern=glob, null=null, out=expanded)
     row_format = _row_format(fmt, output)
+    if resume:
+        resumable(output)  # a FIFO would block the open below, then the reading
     # Locked before the rows are read: a second run cannot append to the same file.
     stream = _open_rows(output, [model, *_named_like(inputs, output)] if output else [], append=resume)
     if resume:

@@ -22,7 +22,7 @@ from typing import Literal, TextIO
 import numpy as np
 
 from digits.errors import DigitsError
-from digits.files import write_all
+from digits.files import MISSING, REGULAR, PathError, kind_of, open_regular, write_all
 
 Format = Literal["csv", "jsonl"]
 
@@ -235,38 +235,86 @@ _ARRAY_ROW = re.compile(r"(.*)#(\d+)", re.DOTALL)
 
 @dataclass
 class Done:
-    """What an output file already holds, for --resume: the sources that have a row."""
+    """What an output file already holds, for --resume: the rows each source has there.
 
-    sources: set[str] = field(default_factory=set)  # images, failed arrays, error items
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)  # array path -> its row numbers, sorted
+    Sources are matched by what they name, not as typed: `scans/1.png`, `./scans/1.png`
+    and a path through a symlinked folder are one file (the folder's real path and
+    the file's name). Each row in the file answers one occurrence of its source: a
+    file named twice has two rows after an uninterrupted run, so a resumed run
+    passes over as many occurrences as the file holds rows, and classifies the rest.
+    """
+
+    sources: dict[str, int] = field(default_factory=dict)  # key -> rows not yet matched (images, errors)
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # key -> (rows, times in the file)
     rows: int = 0  # whole rows in the file
     failed: int = 0  # ... of which error rows
     header: bool = False  # the csv header is there (jsonl has none)
+    _folders: dict[str, str] = field(default_factory=dict)  # a folder as typed -> its real path
+
+    def key(self, path: str) -> str:
+        """`path` by what it names: its folder's real path (asked once per folder), then its name."""
+        folder, name = os.path.split(path)
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder or ".")
+        return os.path.join(real, name)
 
     def has(self, source: str) -> bool:
-        if source in self.sources:
-            return True
-        match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
-        return bool(match) and bool(np.isin(int(match[2]), self.arrays.get(match[1], ())))
+        """Whether `source` (an image, or an item that failed) has a row not yet matched;
+        if so, that row now answers this occurrence of it."""
+        key = self.key(source)
+        left = self.sources.get(key, 0)
+        if left:
+            self.sources[key] = left - 1
+        return bool(left)
 
     def array_rows(self, path: str) -> np.ndarray:
-        """Row numbers of the array at `path` that have a row, sorted (int64)."""
-        return self.arrays.get(path, np.zeros(0, np.int64))
+        """Row numbers of the array at `path` that have a row not yet matched, sorted (int64);
+        those rows now answer this occurrence of the array."""
+        found = self.arrays.get(self.key(path))
+        if found is None:
+            return np.zeros(0, np.int64)
+        rows, times = found
+        matched = rows[times > 0]
+        np.subtract(times, 1, out=times, where=times > 0)
+        return matched
+
+
+def resumable(path: str | os.PathLike) -> None:
+    """ResumeError unless `path` is a regular file or nothing yet: a FIFO or a device
+    cannot be read back (reading a FIFO it writes itself hung the run forever)."""
+    kind = kind_of(path)
+    if kind not in (REGULAR, MISSING):
+        raise ResumeError(f"{os.fsdecode(path)}: cannot resume: it is {kind}, not a file that keeps its rows")
+
+
+_JSONL_START = b'{"source": '
+
+
+def _ours(record: bytes, fmt: Format, top_k: int) -> bool:
+    """Whether a file's torn first line (no newline) is the start of what this run writes:
+    the header, or a first jsonl row, cut off by a kill."""
+    ours = (",".join(columns(top_k)) + "\n").encode() if fmt == "csv" else _JSONL_START
+    return ours.startswith(record) or (fmt == "jsonl" and record.startswith(ours))
 
 
 def resume_output(path: str | os.PathLike, fmt: Format, top_k: int) -> Done:
     """Read an output file that an earlier run may have left, for --resume.
 
     Every whole row is kept; a torn last line (the run was killed mid-write) is
-    cut off the file, so appending continues on a line boundary. A file that
-    is not this run's kind of output (other columns, other format) is refused
-    with ResumeError rather than appended to. A missing file is an empty one.
+    cut off the file, so appending continues on a line boundary. Only a file
+    that is this run's kind of output is continued: its first line is exactly
+    the header (csv) or a row (jsonl) this run writes, or the start of it (a run
+    killed while writing it). Anything else (other columns, another format, a
+    note with no newline) is refused with ResumeError, untouched. A missing or
+    empty file is an empty one.
     """
     done = Done()
     expected = columns(top_k)
+    sources: dict[str, int] = {}
     arrays: dict[str, list[int]] = {}
     try:
-        with open(path, "rb") as f:
+        with open(open_regular(path), "rb") as f:
             good = 0  # the offset just past the last whole row
             record = b""
             for number, line in enumerate(f, 1):
@@ -284,20 +332,41 @@ def resume_output(path: str | os.PathLike, fmt: Format, top_k: int) -> Done:
                     if match and not failed:
                         arrays.setdefault(match[1], []).append(int(match[2]))
                     else:
-                        done.sources.add(source)
+                        sources[source] = sources.get(source, 0) + 1
                     done.rows += 1
                     done.failed += failed
                 good += len(record)
                 record = b""
-        if record:  # a torn last line: drop it
+        if record:  # a torn last line: drop it, if the file is ours
+            if not good and not _ours(record, fmt, top_k):
+                raise ResumeError(f"{os.fsdecode(path)}: cannot resume: its first line is not the "
+                                  f"{'header' if fmt == 'csv' else 'first row'} `digits classify` writes; "
+                                  "left as it is (write to another --output)")
             with open(path, "r+b") as f:
                 f.truncate(good)
     except FileNotFoundError:
         return done
+    except PathError as e:
+        raise ResumeError(f"{os.fsdecode(path)}: cannot resume: {e}") from e
     except OSError as e:
         raise ResumeError(f"{path}: cannot read the output to resume it ({e.strerror or e})") from e
-    done.arrays = {p: np.unique(np.array(rows, np.int64)) for p, rows in arrays.items()}
+    for source, times in sources.items():
+        key = done.key(source)
+        done.sources[key] = done.sources.get(key, 0) + times
+    for source, rows in arrays.items():
+        numbers, times = np.unique(np.array(rows, np.int64), return_counts=True)
+        key = done.key(source)
+        if key in done.arrays:  # the same array typed two ways
+            numbers, times = _merged(done.arrays[key], (numbers, times))
+        done.arrays[key] = (numbers, times)
     return done
+
+
+def _merged(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    numbers = np.concatenate([a[0], b[0]])
+    times = np.concatenate([a[1], b[1]])
+    unique, where = np.unique(numbers, return_inverse=True)
+    return unique, np.bincount(where, weights=times).astype(np.int64)
 
 
 def _other_columns(path, found: list[str], expected: list[str]) -> str:

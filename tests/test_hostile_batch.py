@@ -203,3 +203,60 @@ def test_a_float_just_above_one_is_not_shown_as_one(exported_onnx, tmp_path):
     result = run_digits("classify", exported_onnx, tmp_path / "f.npy")
     assert result.returncode == 3
     assert "found 0.0..1.0000001192092896" in rows_of(result.stdout)[0]["error"]
+
+
+# 4, 9, 15. --resume continues only its own file, matches what paths name, never blocks -----
+
+
+@pytest.mark.parametrize("name, text", [("note.csv", "remember to back up the scans"),
+                                        ("rows.jsonl", '{"job": 7, "state": "done"}'),
+                                        ("other.csv", "id,value\n1,2\n3")])
+def test_resume_leaves_a_file_it_did_not_write_untouched(exported_onnx, small, tmp_path, name, text):
+    np.save(tmp_path / "a.npy", small.x_test[:5])
+    out = tmp_path / name
+    out.write_text(text)
+    assert_one_line_error(run_digits("classify", exported_onnx, tmp_path / "a.npy", "-o", out, "--resume"), 1,
+                          name, "cannot resume")
+    assert out.read_text() == text
+
+
+def test_resume_matches_what_paths_name_not_how_they_are_typed(exported_onnx, small, tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i, digit in enumerate(small.x_test[:30]):
+        _png(folder / f"{i:02}.png", digit)
+    np.save(folder / "more.npy", small.x_test[30:60])
+    (tmp_path / "alias").symlink_to("scans")
+    out = tmp_path / "rows.csv"
+    assert run_digits("classify", exported_onnx, "scans", "-o", out, cwd=tmp_path).returncode == 0
+    lines = out.read_text().splitlines(keepends=True)
+    assert len(lines) == 61
+    for typed in ("./scans/", str(folder), "alias", "scans//"):
+        out.write_text("".join(lines[:11] + lines[35:45]))  # 10 images and 10 array rows done
+        result = run_digits("classify", exported_onnx, typed, "-o", out, "--resume", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "40 classified" in result.stderr, (typed, result.stderr)
+        assert len(out.read_text().splitlines()) == 61
+
+
+def test_an_input_named_twice_resumes_to_the_rows_of_one_run(exported_onnx, small, tmp_path):
+    np.save(tmp_path / "a.npy", small.x_test[:20])
+    _png(tmp_path / "b.png", small.x_test[0])
+    inputs = ["a.npy", "b.png", "./a.npy", "b.png"]
+    out = tmp_path / "rows.csv"
+    assert run_digits("classify", exported_onnx, *inputs, "-o", out, cwd=tmp_path).returncode == 0
+    clean = out.read_text()
+    lines = clean.splitlines(keepends=True)
+    assert len(lines) == 1 + 42
+    for cut in (5, 21, 22, 30):
+        out.write_text("".join(lines[: 1 + cut]))
+        result = run_digits("classify", exported_onnx, *inputs, "-o", out, "--resume", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert out.read_text() == clean, cut
+
+
+def test_resume_into_a_fifo_is_refused_at_once(exported_onnx, small, tmp_path):
+    np.save(tmp_path / "a.npy", small.x_test[:5])
+    os.mkfifo(tmp_path / "rows.csv")
+    assert_one_line_error(run_digits("classify", exported_onnx, tmp_path / "a.npy", "-o", tmp_path / "rows.csv",
+                                     "--resume"), 1, "rows.csv", "cannot resume", "FIFO")
