@@ -118,7 +118,7 @@ def classify(
 
 def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, null, progress, quiet,
                resume, pool) -> None:
-    from batch.inputs import Expanded, iter_runs
+    from batch.inputs import Expanded, iter_runs, output_to_skip
     from batch.model import OnnxClassifier
     from batch.run import classify as run
     from batch.writer import RowWriter, resumable, resume_output
@@ -131,7 +131,8 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
     classifier = OnnxClassifier(model, threads=1, spin=False)
     _freeze_heap()
     expanded = Expanded()
-    items = iter_runs(inputs, recursive=recursive, pattern=glob, null=null, out=expanded)
+    skip = output_to_skip(output)  # the walk passes over the output, wherever it lies
+    items = iter_runs(inputs, recursive=recursive, pattern=glob, null=null, out=expanded, skip=skip)
     row_format = _row_format(fmt, output)
     if resume:
         resumable(output)  # a FIFO would block the open below, then the reading
@@ -148,7 +149,7 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
     bar = None
     if _show_progress(progress, quiet):
         # The total costs a second walk (names only, nothing held); stdin can be read only once.
-        bar = _ProgressBar(None if "-" in inputs else iter_runs(inputs, recursive=recursive, pattern=glob))
+        bar = _ProgressBar(None if "-" in inputs else iter_runs(inputs, recursive=recursive, pattern=glob, skip=skip))
     try:
         writer = RowWriter(stream, row_format, top_k or 0, name=str(output) if output else None,
                            header=not (done and done.header))
@@ -266,13 +267,15 @@ def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob,
 
 def _named_like(inputs: list[str], output: Path) -> list[str]:
     """What the output could overwrite: the named inputs and, when the output is named
-    like an image or .npy and lies inside a named folder, the output itself (the walk
-    would read it; the run streams its items, so they are not all at hand here)."""
+    like an image or .npy and lies inside a named folder, the output itself if it is
+    there already and holds something other than rows (an image or array the user
+    keeps there; the walk passes over the output, so it would be lost unread)."""
     from batch.inputs import IMAGE_EXTENSIONS
+    from batch.writer import holds_rows
 
     named = [arg for arg in inputs if arg != "-"]
     suffix = output.suffix.lower()
-    if suffix in IMAGE_EXTENSIONS or suffix == ".npy":
+    if (suffix in IMAGE_EXTENSIONS or suffix == ".npy") and not holds_rows(output):
         target = os.path.realpath(output)
         for arg in named:
             folder = os.path.join(os.path.realpath(arg), "")

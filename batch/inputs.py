@@ -99,12 +99,13 @@ def _list_folder(folder: str) -> tuple[list[str], dict[str, object]] | str:
     return names, special
 
 
-def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded) -> Iterator[Item | ImageRun]:
+def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded, skip: "Skip | None" = None
+          ) -> Iterator[Item | ImageRun]:
     """Depth first, sorted, with an explicit stack: folders may nest deeper than
     Python's recursion limit. Symlinks are followed; a symlink loop is a folder that
     is its own ancestor (a link to a sibling folder is walked like any folder).
     Consecutive image files come out as one ImageRun, anything else as an item, as
-    the walk reaches them."""
+    the walk reaches them. `skip`: a file the walk passes over (the run's own output)."""
     listing = _list_folder(root)
     if isinstance(listing, str):
         yield ErrorItem(root, listing)
@@ -114,7 +115,7 @@ def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded) -> Ite
     except OSError as e:  # gone since it was listed
         yield ErrorItem(root, e.strerror or str(e))
         return
-    stack = [_Folder(root, *listing, root_id)]
+    stack = [_Folder(root, *_without(listing, root_id, skip), root_id)]
     ancestors = {root_id}
     while stack:
         folder = stack[-1]
@@ -152,7 +153,7 @@ def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded) -> Ite
             if isinstance(sub_listing, str):
                 yield ErrorItem(path, sub_listing)
                 continue
-            stack.append(_Folder(path, *sub_listing, sub_id))
+            stack.append(_Folder(path, *_without(sub_listing, sub_id, skip), sub_id))
             ancestors.add(sub_id)
             continue
         if pattern and not fnmatch.fnmatch(name, pattern):
@@ -165,6 +166,31 @@ def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded) -> Ite
             yield from _plain_files(folder.prefix, [name], out)
             continue
         yield ErrorItem(path, f"is {what}, not a regular file" if what != MISSING else "vanished while walking")
+
+
+Skip = tuple[tuple[int, int], str]  # (the folder's (device, inode), a file name in it)
+
+
+def output_to_skip(path: str | os.PathLike | None) -> Skip | None:
+    """What the walk must pass over so that a run never reads its own output: the
+    output's real folder, by identity, and its real name. An output written inside
+    a folder being walked (`-o scans/rows.npy`) was read back as an input."""
+    if path is None:
+        return None
+    folder, name = os.path.split(os.path.realpath(path))
+    try:
+        return _folder_id(folder), name
+    except OSError:  # a folder that is not there holds no input either
+        return None
+
+
+def _without(listing: tuple[list[str], dict[str, object]], folder_id: tuple[int, int], skip: Skip | None
+             ) -> tuple[list[str], dict[str, object]]:
+    names, special = listing
+    if skip is not None and folder_id == skip[0]:
+        names = [name for name in names if name != skip[1]]
+        special.pop(skip[1], None)
+    return names, special
 
 
 class _Folder:
@@ -222,7 +248,8 @@ def read_path_list(data: bytes, null: bool = False) -> list[str]:
 
 
 def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
-              stdin: BinaryIO | None = None, null: bool = False, out: Expanded | None = None
+              stdin: BinaryIO | None = None, null: bool = False, out: Expanded | None = None,
+              skip: Skip | None = None
               ) -> Iterator[Item | ImageRun]:
     """The items of expand_inputs, as a stream: a folder's files come as its walk
     reaches them, so a run never holds the items of a whole tree at once, and a
@@ -235,42 +262,47 @@ def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = N
         if stdin is None and sys.stdin is None:
             raise UsageError("- reads paths from standard input, which is closed")
         listed = read_path_list((stdin or sys.stdin.buffer).read(), null)
-    return _stream(inputs, listed, recursive, pattern, out if out is not None else Expanded())
+    return _stream(inputs, listed, recursive, pattern, out if out is not None else Expanded(), skip)
 
 
 def iter_inputs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
                 stdin: BinaryIO | None = None, null: bool = False, out: Expanded | None = None) -> Iterator[Item]:
     """iter_runs with every image as its own ImageItem."""
-    for entry in iter_runs(inputs, recursive, pattern, stdin, null, out):
+    return _images_one_by_one(iter_runs(inputs, recursive, pattern, stdin, null, out))
+
+
+def _images_one_by_one(entries: Iterator[Item | ImageRun]) -> Iterator[Item]:
+    for entry in entries:
         if isinstance(entry, list):
             yield from map(ImageItem, entry)
         else:
             yield entry
 
 
-def _stream(inputs, listed, recursive, pattern, out: Expanded) -> Iterator[Item | ImageRun]:
+def _stream(inputs, listed, recursive, pattern, out: Expanded, skip: Skip | None = None
+            ) -> Iterator[Item | ImageRun]:
     for arg in inputs:
-        yield from _expand_paths(listed if arg == "-" else [arg], recursive, pattern, out)
+        yield from _expand_paths(listed if arg == "-" else [arg], recursive, pattern, out, skip)
 
 
 def expand_inputs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
-                  stdin: BinaryIO | None = None, null: bool = False) -> Expanded:
+                  stdin: BinaryIO | None = None, null: bool = False, skip: Skip | None = None) -> Expanded:
     """Items in input order; folders walked in sorted order; `-` reads a list of paths
     from `stdin` (binary; default: the process's standard input)."""
     out = Expanded()
-    out.items = list(iter_inputs(inputs, recursive, pattern, stdin, null, out))
+    out.items = list(_images_one_by_one(iter_runs(inputs, recursive, pattern, stdin, null, out, skip)))
     return out
 
 
-def _expand_paths(paths: list[str], recursive: bool, pattern: str | None, out: Expanded
-                  ) -> Iterator[Item | ImageRun]:
+def _expand_paths(paths: list[str], recursive: bool, pattern: str | None, out: Expanded,
+                  skip: Skip | None = None) -> Iterator[Item | ImageRun]:
     for path in paths:
         kind = kind_of(path)
         if kind == REGULAR:
             yield _named_file(path)
         elif kind == FOLDER:
             found = False
-            for item in _walk(path, recursive, pattern, out):
+            for item in _walk(path, recursive, pattern, out, skip):
                 found = True
                 yield item
             if not found:

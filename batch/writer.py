@@ -280,6 +280,17 @@ class Done:
         return matched
 
 
+def holds_rows(path: str | os.PathLike) -> bool:
+    """Whether the file at `path` starts as this program's rows do (csv or jsonl): an
+    earlier run's output, which a new run may write over."""
+    try:
+        with open(open_regular(path), "rb") as f:
+            start = f.read(len(_JSONL_START))
+    except (OSError, PathError):
+        return False
+    return start.startswith(b"source,") or start == _JSONL_START
+
+
 def resumable(path: str | os.PathLike) -> None:
     """ResumeError unless `path` is a regular file or nothing yet: a FIFO or a device
     cannot be read back (reading a FIFO it writes itself hung the run forever)."""

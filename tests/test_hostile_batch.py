@@ -260,3 +260,33 @@ def test_resume_into_a_fifo_is_refused_at_once(exported_onnx, small, tmp_path):
     os.mkfifo(tmp_path / "rows.csv")
     assert_one_line_error(run_digits("classify", exported_onnx, tmp_path / "a.npy", "-o", tmp_path / "rows.csv",
                                      "--resume"), 1, "rows.csv", "cannot resume", "FIFO")
+
+
+# 10. A run never reads its own output ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["rows.png", "rows.npy", "deeper/rows.npy"])
+def test_an_output_inside_an_input_folder_is_not_walked(exported_onnx, small, tmp_path, name):
+    folder = tmp_path / "scans"
+    (folder / "deeper").mkdir(parents=True)
+    for i, digit in enumerate(small.x_test[:12]):
+        _png(folder / f"{i:02}.png", digit)
+    out = folder / name
+    for _ in range(2):  # and again, over the first run's rows
+        result = run_digits("classify", exported_onnx, "scans", "-o", out, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert [r["source"] for r in rows_of(out.read_text())] == [f"scans/{i:02}.png" for i in range(12)]
+    # Through a symlinked folder too, and with --resume.
+    (tmp_path / "alias").symlink_to("scans")
+    result = run_digits("classify", exported_onnx, "scans", "-o", tmp_path / "alias" / name, "--resume", cwd=tmp_path)
+    assert result.returncode == 0 and "0 items" in result.stderr, result.stderr
+
+
+def test_an_array_where_the_output_would_go_is_not_written_over(exported_onnx, small, tmp_path):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    np.save(folder / "keep.npy", small.x_test[:3])
+    before = (folder / "keep.npy").read_bytes()
+    assert_one_line_error(run_digits("classify", exported_onnx, folder, "-o", folder / "keep.npy"), 1,
+                          "overwrite an input")
+    assert (folder / "keep.npy").read_bytes() == before
