@@ -30,6 +30,7 @@ import pickle
 import signal
 import sys
 from collections import deque
+from contextlib import contextmanager
 from stat import S_ISREG
 
 import numpy as np
@@ -106,7 +107,30 @@ def decode_files(paths: list, invert: str, out: np.ndarray | None = None) -> tup
     """Read and decode image files in this process: (uint8 [N, 28, 28] digits, errors),
     errors[i] saying why file i could not be had (its digit is then zeros), else None.
     What each worker does with a block; for engines that run their own workers."""
-    return decode_digits([read_file(path) for path in paths], invert, out=out)
+    if _in_worker:
+        return decode_digits([read_file(path) for path in paths], invert, out=out)
+    with _libpng_silenced():
+        return decode_digits([read_file(path) for path in paths], invert, out=out)
+
+
+_in_worker = False  # a decoder process: its stderr is /dev/null for good (_serve)
+
+
+@contextmanager
+def _libpng_silenced():
+    """stderr (descriptor 2) is /dev/null while images decode: libpng prints its own
+    "libpng error: ..." lines for a corrupt PNG there, whatever --quiet says, and the
+    file's error row already tells it. Three system calls a block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class DecoderDied(DigitsError):
@@ -265,6 +289,13 @@ def _serve(task_read: int, results, inherited, paths_memory, digits_memory, inve
     # parent decides what stops, and then ends them by closing the task pipe.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # A worker's findings go back as error rows; what libpng prints for a corrupt PNG
+    # ("libpng error: ..."), on stderr whatever --quiet says, goes nowhere.
+    global _in_worker
+    _in_worker = True
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
     for fd in _TASK_WRITERS:  # this pool's task pipe's write end, and any other open pool's:
         os.close(fd)  # holding the parent's end would hide the parent's exit
     for conn in inherited:  # others' pipe ends, likewise

@@ -8,6 +8,7 @@ Two kinds of model are taken:
   output with 10 values per digit (probabilities, or logits that we softmax).
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,10 @@ from digits.errors import DigitsError, ModelError
 from digits.files import require_file
 
 NUM_CLASSES = 10
+# onnxruntime's telemetry, read when it is first imported: it writes a device id under
+# ~/.cache unasked, and prints a coloured warning when HOME is not writable.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 FLOAT_INPUT_SHAPES = ([784], [28, 28], [28, 28, 1], [1, 28, 28])
 FLOAT_OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
 
@@ -38,12 +43,18 @@ class OnnxClassifier:
             raise ModelError(str(e)) from e
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        options.log_severity_level = 3
+        # Fatal messages only: an error onnxruntime logs is raised to us as well, and
+        # becomes our one line (its own red line came before it on stderr).
+        ort.set_default_logger_severity(4)
+        options.log_severity_level = 4
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own types for unreadable models
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            if _out_of_memory(str(e)):
+                raise ModelError(f"{path}: out of memory loading the model; the memory limit (ulimit -v) is "
+                                 "too low for it") from e
             raise ModelError(f"{path}: not a loadable ONNX model ({reason})") from e
         self.path = path
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -137,8 +148,16 @@ class OnnxClassifier:
         try:
             return self.session.run([self.output], {self.input.name: feed})[0]
         except Exception as e:  # onnxruntime's own error types
+            if _out_of_memory(str(e)):
+                raise ModelError(f"{self.path}: out of memory running the model on {len(feed):,} digits; the memory "
+                                 "limit (ulimit -v) is too low (a smaller --batch-size needs less)") from e
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e
+
+
+def _out_of_memory(message: str) -> bool:
+    """Whether onnxruntime failed for want of memory (std::bad_alloc, its arena)."""
+    return "bad_alloc" in message or "Failed to allocate memory" in message or "bfc_arena" in message
 
 
 # How far a probability distribution computed in float32 may stray from 0..1 and a sum of 1.

@@ -14,7 +14,10 @@ def _interrupted_early(signum, frame) -> None:
     # Ctrl-C (or SIGTERM) while the program is still importing: nothing has been
     # written yet, and an exception raised inside an import would surface as a
     # traceback of whatever module it cut in half. Leave at once, with one line.
-    _os.write(2, b"digits: interrupted\n")
+    try:
+        _os.write(2, b"digits: interrupted\n")
+    except OSError:  # stderr closed (2>&-): leave all the same
+        pass
     _os._exit(130)
 
 

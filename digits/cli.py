@@ -4,6 +4,7 @@ Command modules import nothing heavy at the top: `digits --help` and
 `digits classify` must never import TensorFlow.
 """
 
+import os
 import signal
 import sys
 
@@ -16,7 +17,7 @@ import importlib  # noqa: E402
 
 import typer  # noqa: E402
 
-from digits.errors import EXIT_INTERRUPTED, DigitsError  # noqa: E402
+from digits.errors import EXIT_FATAL, EXIT_INTERRUPTED, DigitsError  # noqa: E402
 
 # Each command lives with its part and is imported only when it is run (or for the
 # whole program's --help): `digits classify` does not pay for importing the trainer's
@@ -75,24 +76,124 @@ def _interrupt(signum, frame) -> None:
     raise Interrupted()
 
 
+class _Stdout:
+    """sys.stdout, whose failed writes (a reader that closed the pipe: `| head`, a full
+    disk) are the user's error, one line and exit 1, in every command. Click's own
+    handling of a closed pipe ended the program with exit 1 and nothing said."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as e:
+            raise _stdout_failed(e) from e
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as e:
+            raise _stdout_failed(e) from e
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _stdout_failed(e: OSError) -> DigitsError:
+    from digits.files import write_error
+
+    try:  # what the stream still buffers goes nowhere: the exit's flush cannot fail again
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    except OSError:
+        pass
+    return write_error("standard output", e)
+
+
+def _standard_streams() -> None:
+    """A closed standard stream (`2>&-`) is /dev/null underneath, so that no file this
+    program opens takes its number: rows once went to descriptor 2, and the C
+    libraries' messages into the rows. stdin and stdout stay None in Python (the
+    commands say they are closed when they need them); messages meant for a closed
+    stderr go nowhere rather than to stdout, among the rows (print(file=None))."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)
+    if sys.stdout is not None and not isinstance(sys.stdout, _Stdout):
+        sys.stdout = _Stdout(sys.stdout)
+
+
+def _out_of_memory(e: BaseException) -> str | None:
+    """What to say when `e` is the process running out of memory or threads (a low
+    `ulimit -v`): at import, a library cannot map itself; mid-run, no thread starts."""
+    text = str(e)
+    if isinstance(e, MemoryError):
+        reason = "out of memory"
+    elif isinstance(e, ImportError) and ("failed to map segment" in text or "cannot allocate memory" in text.lower()):
+        reason = "out of memory loading the program's libraries"
+    elif isinstance(e, RuntimeError) and "can't start new thread" in text:
+        reason = "cannot start a thread (out of memory or threads)"
+    else:
+        return None
+    return f"{reason}; the memory limit (ulimit -v) is too low for this program"
+
+
+# Below this address-space limit (ulimit -v) the libraries fail as they load, in ways
+# no Python code sees: OpenBLAS prints its own line and exits, or a thread it cannot
+# start raises a signal (measured: 80-135 MiB; 140 MiB and up fail as MemoryError or
+# ImportError, which main() turns into one line).
+MEMORY_FLOOR = 160 * 2**20
+
+
+def _check_memory_limit() -> None:
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY and soft < MEMORY_FLOOR:
+        raise DigitsError(f"the memory limit (ulimit -v) is {soft // 2**20} MiB; this program needs at least "
+                          f"{MEMORY_FLOOR // 2**20} MiB to load its libraries")
+
+
 def main() -> None:
     """Entry point: the one place user errors become a line on stderr and an exit code."""
+    _standard_streams()
+    # onnxruntime's telemetry (export, evaluate, bench and inspect load it too): files
+    # under ~/.cache written unasked, a coloured warning when HOME is not writable.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
+        _check_memory_limit()
         command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
-        build_app(command)()
+        try:
+            build_app(command)()
+        finally:
+            if sys.stdout is not None:  # what print() left buffered, written while errors can still be told
+                sys.stdout.flush()
     except DigitsError as e:
         print(f"digits: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except SystemExit:
         raise
-    except BaseException:
+    except BaseException as e:
         # Interrupted, or whatever an interrupt left behind (a module cut in half
         # raising ImportError later): the user asked to stop, so stop quietly.
-        if not _signals:
+        if _signals:
+            print("digits: interrupted", file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
+        memory = _out_of_memory(e)
+        if memory is None:
             raise
-        print("digits: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        print(f"digits: error: {memory}", file=sys.stderr)
+        sys.exit(EXIT_FATAL)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -290,3 +290,118 @@ def test_an_array_where_the_output_would_go_is_not_written_over(exported_onnx, s
     assert_one_line_error(run_digits("classify", exported_onnx, folder, "-o", folder / "keep.npy"), 1,
                           "overwrite an input")
     assert (folder / "keep.npy").read_bytes() == before
+
+
+# 17, 18, 19. Closed streams and tight limits: one line, the right exit code, every command --
+
+
+def test_with_stderr_closed_rows_are_whole_and_nothing_else_lands_in_them(exported_onnx, small, tmp_path):
+    np.save(tmp_path / "a.npy", small.x_test[:5])
+    out = tmp_path / "rows.csv"
+    out.write_text("old rows\n")
+
+    def run(arguments: str) -> subprocess.CompletedProcess:
+        command = f"exec {sys.executable} -m digits {arguments} 2>&-"
+        return subprocess.run(["sh", "-c", command], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+
+    result = run(f"classify {exported_onnx} a.npy missing.png -o rows.csv")
+    assert result.returncode == 3 and result.stdout == ""
+    rows = rows_of(out.read_text())
+    assert [r["source"] for r in rows] == [f"a.npy#{i}" for i in range(5)] + ["missing.png"]
+    result = run(f"classify {exported_onnx} a.npy missing.png")  # rows on stdout: no message among them
+    assert result.returncode == 3 and result.stdout == out.read_text()
+    result = run(f"classify {tmp_path / 'nothing.onnx'} a.npy -o rows.csv")  # fatal: the output is left alone
+    assert result.returncode == 1 and result.stdout == "" and rows_of(out.read_text())[-1]["source"] == "missing.png"
+
+
+@pytest.mark.parametrize("command", ["evaluate", "evaluate --json", "inspect", "classify", "bench"])
+def test_a_closed_pipe_on_stdout_is_one_line_in_every_command(exported_onnx, small_npz, small, tmp_path, command):
+    np.save(tmp_path / "a.npy", small.x_test[:50])
+    extra = {"evaluate": ["--data", small_npz], "evaluate --json": ["--data", small_npz, "--json"],
+             "classify": [tmp_path / "a.npy"], "inspect": [], "bench": []}[command]
+    # The reader is gone before the first write (`| head -0`): every write finds the pipe closed.
+    process = _digits_process(*command.split()[:1], exported_onnx, *extra, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=300) == 1, stderr
+    assert stderr.splitlines() == ["digits: error: standard output: cannot write (the reader closed it (broken pipe))"]
+
+
+def test_a_tight_memory_limit_is_one_line_not_a_traceback(exported_onnx, small, tmp_path):
+    import resource
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i, digit in enumerate(np.resize(small.x_test, (1200, 28, 28))):  # enough for decoder workers
+        _png(folder / f"{i:04}.png", digit)
+    np.save(tmp_path / "a.npy", np.resize(small.x_test, (20_000, 28, 28)))
+    outcomes = set()
+    for megabytes in (80, 120, 140, 180, 240, 300, 340, 360, 400, 500):
+        limit = megabytes * 2**20
+        result = subprocess.run(
+            [sys.executable, "-m", "digits", "classify", exported_onnx, folder, tmp_path / "a.npy", "-q",
+             "-o", tmp_path / "rows.csv"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+            preexec_fn=lambda limit=limit: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+        outcomes.add(result.returncode)
+        if result.returncode:
+            assert_one_line_error(result, 1, "ulimit -v")
+            assert result.stderr.count("\n") == 1, result.stderr
+    assert 1 in outcomes  # the limits did bite
+
+
+# 25. No library noise on stderr ----------------------------------------------------------
+
+
+def _corrupt_pngs(folder: Path) -> None:
+    """PNGs with one byte flipped, or cut short, at every few bytes: libpng prints
+    "libpng error: ..." for most of them."""
+    image = cv2.imencode(".png", np.random.default_rng(0).integers(0, 256, (60, 60), dtype=np.uint8))[1].tobytes()
+    for i in range(8, len(image), 11):
+        flipped = bytearray(image)
+        flipped[i] ^= 0x55
+        (folder / f"c{i:05}.png").write_bytes(bytes(flipped))
+    for n in range(20, len(image), 97):
+        (folder / f"t{n:05}.png").write_bytes(image[:n])
+
+
+@pytest.mark.parametrize("decoders", ["in process", "workers"])
+def test_corrupt_pngs_give_error_rows_and_no_libpng_lines(exported_onnx, small, tmp_path, decoders):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    _corrupt_pngs(folder)
+    if decoders == "workers":  # enough images that the run starts decoder processes
+        for i, digit in enumerate(np.resize(small.x_test, (1100, 28, 28))):
+            _png(folder / f"g{i:04}.png", digit)
+    result = run_digits("classify", exported_onnx, folder, "-q", "-o", tmp_path / "rows.csv")
+    assert result.returncode == 3
+    assert result.stderr == ""
+    assert sum(1 for r in rows_of((tmp_path / "rows.csv").read_text()) if r["error"]) > 100
+
+
+def test_onnxruntime_writes_nothing_under_home_and_says_nothing(exported_onnx, small, tmp_path):
+    np.save(tmp_path / "a.npy", small.x_test[:5])
+    home = tmp_path / "home"
+    home.mkdir()
+    result = run_digits("classify", exported_onnx, tmp_path / "a.npy", "-q", env={"HOME": str(home)})
+    assert result.returncode == 0 and result.stderr == ""
+    assert list(home.iterdir()) == []
+    # A HOME nothing can be written under (even by root): no coloured telemetry warning.
+    result = run_digits("classify", exported_onnx, tmp_path / "a.npy", "-q", env={"HOME": "/proc/self"})
+    assert result.returncode == 0 and result.stderr == ""
+
+
+def test_a_model_failing_at_run_time_is_our_one_line_only(small, tmp_path):
+    # Loads, fails on any batch: gathers columns 990..999 of 784. onnxruntime logs that
+    # failure itself, in red, before raising it.
+    indices = numpy_helper.from_array(np.arange(990, 1000, dtype=np.int64), "indices")
+    graph = helper.make_graph([helper.make_node("Gather", ["pixels", "indices"], ["scores"], axis=1)], "broken",
+                              [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 784])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])], [indices])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "broken.onnx")
+    np.save(tmp_path / "a.npy", small.x_test[:3])
+    result = run_digits("classify", tmp_path / "broken.onnx", tmp_path / "a.npy")
+    assert_one_line_error(result, 1, "broken.onnx", "out of data bounds")
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # no red [E:onnxruntime] line before ours
