@@ -16,6 +16,7 @@ from typing import Annotated, Optional, TextIO
 import typer
 
 from digits.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, UsageError
+from digits.files import file_name
 
 
 class InvertMode(StrEnum):
@@ -61,7 +62,7 @@ class _StopFlag:
 def classify(
     model: Annotated[Path, typer.Argument(readable=False, help="An .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255.")],
     inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="Image files, folders, .npy arrays ((N,28,28) or (N,784), uint8 or float 0..1), or - to read paths from stdin.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", readable=False, help="Write rows here as they are classified (default: stdout)")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", parser=file_name, metavar="FILE", help="Write rows here as they are classified (default: stdout)")] = None,
     fmt: Annotated[Optional[OutputFormat], typer.Option("--format", help="Row format (default: from the --output name (.jsonl -> jsonl), else csv)")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=10, help="Also give the K most likely labels and their probabilities.")] = None,
     invert: Annotated[InvertMode, typer.Option(help="Invert images to white-on-black: auto judges from the border.")] = InvertMode.auto,

@@ -76,13 +76,24 @@ def kind_of(path: str | os.PathLike) -> str:
 
 
 def require_file(path: str | os.PathLike, what: str = "file") -> None:
-    """PathError unless `path` is a regular file (after symlinks), saying what it is instead."""
+    """PathError unless `path` is a regular file (after symlinks) that this process can
+    open for reading, saying what it is instead or why it cannot be read. Asked before
+    a library reads it: onnxruntime reported an unreadable model as "system error
+    number 13", onnx as "PermissionError"."""
     kind = kind_of(path)
-    if kind == REGULAR:
-        return
     if kind == MISSING:
         raise PathError(f"{os.fsdecode(path)}: no such {what}")
-    raise PathError(f"{os.fsdecode(path)}: is {_a(kind)}, not a {what}")
+    if kind != REGULAR:
+        raise PathError(f"{os.fsdecode(path)}: is {_a(kind)}, not a {what}")
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as e:
+        raise PathError(f"{os.fsdecode(path)}: cannot read the {what} ({_reason(e)})") from e
+
+
+def _reason(e: OSError) -> str:
+    """An OSError in words: "permission denied", not "[Errno 13] ..." or a number."""
+    return (e.strerror or str(e)).lower() if e.errno == errno.EACCES else e.strerror or str(e)
 
 
 def _a(kind: str) -> str:
@@ -141,6 +152,16 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
         yield
     except OSError as e:
         raise write_error(path, e) from e
+
+
+def file_name(value: str | os.PathLike) -> Path:
+    """An option naming a file to write (`--output`, `--out`), parsed: a name that ends in
+    a path separator names a folder, and is refused here. Path() drops the slash, so
+    `-o newdir/` used to create a file called `newdir`."""
+    value = os.fspath(value)
+    if value.endswith(("/", os.sep, "/.", "/..")) or value in (".", ".."):
+        raise OutputError(f"{value}: names a folder; give a file name to write to")
+    return Path(value)
 
 
 def check_target(path: Path) -> None:

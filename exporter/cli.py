@@ -7,13 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from digits.files import file_name
 from exporter.convert import DEFAULT_OPSET, MIN_OPSET
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
 
 
 def export(
     model: Annotated[Path, typer.Argument(readable=False, help="The .keras model to export (loaded in safe mode).")],
-    out: Annotated[Path, typer.Option(readable=False, help="Where to write the ONNX model.")] = Path("model.onnx"),
+    out: Annotated[Path, typer.Option(parser=file_name, metavar="FILE", help="Where to write the ONNX model.")] = Path("model.onnx"),
     data: Annotated[Optional[Path], typer.Option(readable=False, help="Real digits for the parity check (any `digits train --data` form) (default: the trainer's default source)")] = None,
     opset: Annotated[int, typer.Option(min=MIN_OPSET, max=DEFAULT_OPSET, help="ONNX opset.")] = DEFAULT_OPSET,
     atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance on the probabilities.")] = DEFAULT_ATOL,

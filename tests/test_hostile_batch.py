@@ -405,3 +405,34 @@ def test_a_model_failing_at_run_time_is_our_one_line_only(small, tmp_path):
     result = run_digits("classify", tmp_path / "broken.onnx", tmp_path / "a.npy")
     assert_one_line_error(result, 1, "broken.onnx", "out of data bounds")
     assert len(result.stderr.splitlines()) == 1, result.stderr  # no red [E:onnxruntime] line before ours
+
+
+def _without_root_reads(command: list) -> list:
+    """`command` run as root without the capabilities that let root read any file, so
+    that a file's mode bites as it does for any user."""
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv to take away root's reading of every file")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *map(str, command)]
+
+
+@pytest.mark.parametrize("command", ["classify", "inspect", "bench", "evaluate"])
+def test_an_unreadable_model_says_permission_denied(exported_onnx, small, small_npz, tmp_path, command):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(exported_onnx.read_bytes())
+    model.chmod(0)
+    np.save(tmp_path / "a.npy", small.x_test[:3])
+    extra = {"classify": [tmp_path / "a.npy"], "evaluate": ["--data", small_npz]}.get(command, [])
+    result = subprocess.run(_without_root_reads([sys.executable, "-m", "digits", command, model, *extra]),
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert_one_line_error(result, 1, "m.onnx", "cannot read the model file (permission denied)")
+
+
+@pytest.mark.parametrize("name", ["newdir/", "rows/", ".", "rows/.."])
+def test_an_output_named_as_a_folder_is_refused(exported_onnx, small, tmp_path, name):
+    np.save(tmp_path / "a.npy", small.x_test[:3])
+    assert_one_line_error(run_digits("classify", exported_onnx, "a.npy", "-o", name, cwd=tmp_path), 1,
+                          name, "names a folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]
+    assert_one_line_error(run_digits("export", "missing.keras", "--out", name, cwd=tmp_path), 1, "names a folder")
