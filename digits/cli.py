@@ -129,7 +129,7 @@ def _standard_streams() -> None:
     if sys.stderr is None:
         sys.stderr = open(2, "w", closefd=False)
     if sys.stdout is not None and not isinstance(sys.stdout, _Stdout):
-        sys.stdout = _Stdout(sys.stdout)
+        sys.stdout = _Stdout(sys.stdout)  # unwrapped when main() ends (tests call it in-process)
 
 
 def _out_of_memory(e: BaseException) -> str | None:
@@ -197,3 +197,5 @@ def main() -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if isinstance(sys.stdout, _Stdout):
+            sys.stdout = sys.stdout._stream
