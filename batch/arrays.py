@@ -13,8 +13,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from digits.errors import DigitsError
-from digits.files import PathError, open_regular
+from core.errors import DigitsError
+from core.files import PathError, open_regular
 
 ROW = 28 * 28
 SCAN_ROWS = 65_536  # rows per read when checking float arrays for range and NaN

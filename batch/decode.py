@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 
 from batch.imagesize import image_size
-from digits.errors import DigitsError
+from core.errors import DigitsError
 
 # Decompression-bomb cap, checked against the image's header before OpenCV
 # allocates anything (batch/imagesize.py). OpenCV's own cap is set too, as a

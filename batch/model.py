@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.errors import DigitsError, ModelError
-from digits.files import require_file
+from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
+from core.errors import DigitsError, ModelError
+from core.files import require_file
 
-NUM_CLASSES = 10
-FLOAT_INPUT_SHAPES = ([784], [28, 28], [28, 28, 1], [1, 28, 28])
+FLOAT_INPUT_SHAPES = ([PIXELS], [IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, IMAGE_SIZE, 1], [1, IMAGE_SIZE, IMAGE_SIZE])
 
 
 def _describe(node) -> str:
@@ -25,10 +25,10 @@ def _describe(node) -> str:
 
 
 class OnnxClassifier:
-    def __init__(self, path: Path, threads: int = 0, spin: bool = True):
+    def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True):
         """`threads`: onnxruntime's intra-op threads (0: one per core). `spin`: let idle
-        threads spin-wait (~10% faster on arrays, measured); turn it off when other
-        processes, such as image decoders, need the cores."""
+        threads spin-wait; turn it off when other processes need the cores. `probe`: run
+        the model once on two blank digits (a worker loading a model its parent probed skips it)."""
         import onnxruntime as ort
 
         try:
@@ -55,7 +55,7 @@ class OnnxClassifier:
             raise ModelError(f"{path}: model takes {len(inputs)} inputs ({takes}); needs {wanted}")
         self.input = inputs[0]
         fixed = list(self.input.shape[1:])
-        if self.input.type == "tensor(uint8)" and fixed == [28, 28]:
+        if self.input.type == "tensor(uint8)" and fixed == [IMAGE_SIZE, IMAGE_SIZE]:
             self.exported = True
         elif self.input.type == "tensor(float)" and fixed in FLOAT_INPUT_SHAPES:
             self.exported = False
@@ -63,8 +63,8 @@ class OnnxClassifier:
         else:
             raise ModelError(f"{path}: model takes {_describe(self.input)}; needs {wanted}")
         names = [o.name for o in outputs]
-        if self.exported and "probabilities" in names:
-            self.output = "probabilities"
+        if self.exported and PROBABILITIES in names:
+            self.output = PROBABILITIES
         else:
             tens = [o.name for o in outputs if len(o.shape) == 2 and o.shape[1] == NUM_CLASSES]
             if not tens:
@@ -73,15 +73,23 @@ class OnnxClassifier:
             self.output = tens[0]
         # A fixed batch size (some converters write [1, 784]): fed in slices of exactly that size.
         self.fixed_batch = self.input.shape[0] if isinstance(self.input.shape[0], int) and self.input.shape[0] > 0 else None
-        self._probe()
+        # One set of run options for every call: stop() sets its terminate flag, which
+        # ends the calls under way (a slow model must not hold up Ctrl-C).
+        self._run_options = ort.RunOptions()
+        if probe:
+            self._probe()
 
     def _probe(self) -> None:
         """Run the model once on two blank digits: a model that loads but cannot run
         (an operator that fails, an output of another shape) is refused here, at
         load, before any row is written."""
-        probabilities = self.predict(np.zeros((2, 28, 28), np.uint8))
+        probabilities = self.predict(np.zeros((2, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
         if probabilities.shape != (2, NUM_CLASSES):
             raise ModelError(f"{self.path}: model gives {list(probabilities.shape)} for 2 digits; needs [2,10]")
+
+    def stop(self) -> None:
+        """End the calls under way (they raise ModelError) and any made after."""
+        self._run_options.terminate = True
 
     def labels(self, digits: np.ndarray) -> np.ndarray:
         """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
@@ -109,7 +117,7 @@ class OnnxClassifier:
 
     def _run_session(self, feed: np.ndarray) -> np.ndarray:
         try:
-            return self.session.run([self.output], {self.input.name: feed})[0]
+            return self.session.run([self.output], {self.input.name: feed}, self._run_options)[0]
         except Exception as e:  # onnxruntime's own error types
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e

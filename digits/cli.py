@@ -4,19 +4,18 @@ Command modules import nothing heavy at the top: `digits --help` and
 `digits classify` must never import TensorFlow.
 """
 
+import os
 import signal
 import sys
 
-from digits import install_early_interrupt
 
-# Again for `python -m digits`: while runpy imported the package, argv[0] was "-m".
-install_early_interrupt()
+def _interrupted_early(signum, frame) -> None:
+    # Ctrl-C (or SIGTERM) while the program is still importing: nothing has been
+    # written yet, and an exception raised inside an import would surface as a
+    # traceback of whatever module it cut in half. Leave at once, with one line.
+    os.write(2, b"digits: interrupted\n")
+    os._exit(130)
 
-import importlib  # noqa: E402
-
-import typer  # noqa: E402
-
-from digits.errors import EXIT_INTERRUPTED, DigitsError  # noqa: E402
 
 # Each command lives with its part and is imported only when it is run (or for the
 # whole program's --help): `digits classify` does not pay for importing the trainer's
@@ -32,8 +31,12 @@ COMMANDS = {
 }
 
 
-def build_app(only: str | None = None) -> typer.Typer:
-    """The program with every command, or with the one named `only` (what a run needs)."""
+def build_app(only: str | None = None):
+    """The program (a typer.Typer) with every command, or with the one named `only` (what a run needs)."""
+    import importlib
+
+    import typer
+
     app = typer.Typer(
         name="digits",
         help="Train, export and run handwritten-digit classifiers (Keras -> ONNX -> onnxruntime).",
@@ -77,6 +80,12 @@ def _interrupt(signum, frame) -> None:
 
 def main() -> None:
     """Entry point: the one place user errors become a line on stderr and an exit code."""
+    # Until the handling below is in place (the imports take a while), Ctrl-C and
+    # SIGTERM end the program at once with one line and exit 130.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupted_early)
+    from core.errors import EXIT_INTERRUPTED, DigitsError
+
     previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None

@@ -10,7 +10,7 @@ glue code in any runtime:
     label          int64   [batch]          argmax of probabilities
 """
 
-from digits.errors import ModelError
+from core.errors import ModelError
 from trainer.backend import import_keras
 from trainer.model import SUPPORTED_INPUTS, check_classifier  # noqa: F401  (one check for evaluate and export)
 

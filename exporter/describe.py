@@ -3,8 +3,8 @@
 import os
 from pathlib import Path
 
-from digits.errors import ModelError
-from digits.files import PathError, require_file
+from core.errors import ModelError
+from core.files import PathError, require_file
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
 

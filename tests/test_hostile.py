@@ -99,7 +99,7 @@ def test_export_out_is_checked_before_any_work(trained_mlp, small_npz, tmp_path)
 
 
 def test_atomic_path_leaves_the_old_file_or_the_new_one(tmp_path):
-    from digits.files import OutputError, atomic_path
+    from core.files import OutputError, atomic_path
 
     target = tmp_path / "model.onnx"
     target.write_bytes(b"old")
@@ -229,7 +229,7 @@ def test_export_never_overwrites_its_input(trained_mlp, tmp_path):
 
 
 def test_a_second_run_on_the_same_output_is_refused(exported_onnx, small, tmp_path):
-    from digits.files import open_output
+    from core.files import open_output
 
     array = tmp_path / "a.npy"
     np.save(array, small.x_test[:5])
@@ -244,7 +244,7 @@ def test_a_second_run_on_the_same_output_is_refused(exported_onnx, small, tmp_pa
 
 @pytest.mark.tf
 def test_a_second_train_into_the_same_folder_is_refused(small_npz, tmp_path):
-    from digits.files import lock_folder
+    from core.files import lock_folder
 
     lock = lock_folder(tmp_path)  # a training run in progress
     result = run_digits("train", "--data", small_npz, "--epochs", "1", "--out", tmp_path)
@@ -360,7 +360,7 @@ def test_ctrl_c_at_any_moment_of_start_up(exported_onnx, small, tmp_path, delay)
 
 
 def test_sigterm_to_the_group_while_workers_decode(exported_onnx, small, tmp_path):
-    for i in range(3000):  # enough images for the decoder pool
+    for i in range(3000):  # enough images for the worker pool
         _png(tmp_path / f"{i:05d}.png", small.x_test[i % len(small.x_test)])
     for _ in range(3):
         process = subprocess.Popen([sys.executable, "-m", "digits", "classify", str(exported_onnx), str(tmp_path)],

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.errors import ModelError
-from digits.files import PathError, require_file
+from core.errors import ModelError
+from core.files import PathError, require_file
 from trainer.backend import import_keras
 
 NUM_CLASSES = 10

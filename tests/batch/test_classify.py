@@ -137,13 +137,13 @@ def test_bad_items_get_error_rows_and_exit_3(exported_onnx, small, tmp_path):
 
 
 def test_permission_denied_is_an_error_row(monkeypatch, tmp_path):
-    from batch import run
+    from batch import block
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(os, "open", denied)  # root ignores chmod, so the refusal is simulated
-    assert run.read_digit(str(tmp_path / "x.png"), "auto") == "cannot read: Permission denied"
+    assert block.read_file(str(tmp_path / "x.png")) == "cannot read: Permission denied"
 
 
 def test_inverted_large_digit_is_read_as_its_mnist_form(exported_onnx, small, tmp_path):
@@ -334,10 +334,14 @@ def test_empty_folder_is_said_in_the_summary(exported_onnx, tmp_path):
     assert "0 items, 0 classified, 0 failed, 1 skipped" in result.stderr
 
 
-def test_a_decode_pool_left_open_does_not_hang_the_program_at_exit(tmp_path):
+POOL = ("from batch.workers import WorkerPool\nfrom batch.writer import RowFormat\n"
+        "new_pool = lambda: WorkerPool(2, 'tests/data/mlp.onnx', 'auto', RowFormat())\n")
+
+
+def test_a_worker_pool_left_open_does_not_hang_the_program_at_exit(tmp_path):
     """A program that starts the pool and never closes it (an embedding script, or a bug
     in ours) still ends: the workers ignore SIGTERM, which multiprocessing's exit sends."""
-    script = "from batch.decoders import DecodePool\npool = DecodePool(2, 'auto')\nprint('started')\n"
+    script = POOL + "pool = new_pool()\nprint('started')\n"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr
@@ -345,7 +349,7 @@ def test_a_decode_pool_left_open_does_not_hang_the_program_at_exit(tmp_path):
 
 
 def test_a_path_too_long_to_open_is_an_error_row_among_pooled_images(exported_onnx, small, tmp_path):
-    """Paths reach the decoder processes through shared memory; one longer than the OS
+    """Paths reach the worker processes through shared memory; one longer than the OS
     allows (PATH_MAX) gets the OS's reason in its row, and the rest of its block is read."""
     paths = _linked_pngs(tmp_path / "many", small, 1100)
     too_long = str(tmp_path) + ("/" + "x" * 250) * 20 + "/digit.png"  # ~5,000 bytes
@@ -358,43 +362,48 @@ def test_a_path_too_long_to_open_is_an_error_row_among_pooled_images(exported_on
     assert all(r["error"] == "" for i, r in enumerate(rows) if i != 500)
 
 
-def test_decode_pool_gives_each_block_back_in_order_with_its_errors(small, tmp_path):
-    """The pool on its own: blocks come back in submission order whichever worker took them;
-    a path too long for the OS (it cannot be passed whole) gets the OS's reason."""
-    from batch.decoders import DecodePool
+def test_worker_pool_gives_each_block_back_in_order_with_its_errors(exported_onnx, small, tmp_path):
+    """The pool on its own: blocks come back in submission order whichever worker took them,
+    as the rows classify_block makes in this process; a path too long for the OS gets the
+    OS's reason."""
+    from batch.block import classify_block
+    from batch.model import OnnxClassifier
+    from batch.workers import WorkerPool
+    from batch.writer import RowFormat
 
     paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 600)]
     too_long = str(tmp_path) + ("/" + "x" * 250) * 20 + "/digit.png"
     blocks = [paths[i : i + 100] for i in range(0, 600, 100)]
     blocks[2] = blocks[2][:50] + [too_long] + blocks[2][50:]
-    with DecodePool(2, "auto") as pool:
+    here = OnnxClassifier(exported_onnx)
+    with WorkerPool(2, exported_onnx, "auto", RowFormat(top_k=2)) as pool:
         for block in blocks:
             pool.submit(block)
         for i, block in enumerate(blocks):
-            got_paths, digits, errors = pool.take()
+            got_paths, rows = pool.take()
             assert got_paths == block
-            expected = [small.x_test[int(os.path.basename(p)[:6]) % 50] for p in block if p != too_long]
-            decoded = [digit for p, digit in zip(block, digits) if p != too_long]
-            np.testing.assert_array_equal(np.array(decoded), np.array(expected))
+            expected = classify_block(block, "auto", here, RowFormat(top_k=2))
+            assert rows.text == expected.text and rows.per_label.tolist() == expected.per_label.tolist()
+            assert rows.failed == (1 if i == 2 else 0)
             if i == 2:
-                assert errors[50] == "cannot read: File name too long" and errors.count(None) == 100
-            else:
-                assert errors is None
+                assert rows_of("source,label,confidence,label_1,prob_1,label_2,prob_2,error\n"
+                               + rows.text)[50]["error"] == "cannot read: File name too long"
 
 
-def test_a_decode_pool_closes_promptly_while_a_second_pool_is_open(small, tmp_path):
+def test_a_worker_pool_closes_promptly_while_a_second_pool_is_open(exported_onnx, small, tmp_path):
     """An embedding program with two pools open: closing the first must not wait for the
     second pool's workers (forked later, they held the first pool's task pipe open, so the
     first pool's workers never saw end-of-file and were killed after 5 s each)."""
-    from batch.decoders import DecodePool
+    from batch.workers import WorkerPool
+    from batch.writer import RowFormat
 
     paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 256)]
-    first = DecodePool(2, "auto")
-    second = DecodePool(2, "auto")
+    first = WorkerPool(2, exported_onnx, "auto", RowFormat())
+    second = WorkerPool(2, exported_onnx, "auto", RowFormat())
     try:
         for pool in (first, second):
             pool.submit(paths)
-            assert pool.take()[2] is None
+            assert pool.take()[1].failed == 0
         started = time.monotonic()
         first.close()
         assert time.monotonic() - started < 3
@@ -404,10 +413,10 @@ def test_a_decode_pool_closes_promptly_while_a_second_pool_is_open(small, tmp_pa
         first.close()
 
 
-def test_a_closed_decode_pool_leaves_files_opened_after_it_alone(tmp_path):
+def test_a_closed_worker_pool_leaves_files_opened_after_it_alone(tmp_path):
     """close() then the program's exit: the exit hook must not close the pool's pipe a second
     time, by then the number of a file the program opened (its rows were lost)."""
-    script = ("from batch.decoders import DecodePool\npool = DecodePool(2, 'auto')\npool.close()\n"
+    script = (POOL + "pool = new_pool()\npool.close()\n"
               f"files = [open(f'{tmp_path}/{{i}}.txt', 'w') for i in range(8)]\n"
               "for f in files: f.write('rows\\n')\n")  # left for the interpreter to flush at exit
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=ROOT)
@@ -415,48 +424,43 @@ def test_a_closed_decode_pool_leaves_files_opened_after_it_alone(tmp_path):
     assert [(tmp_path / f"{i}.txt").read_text() for i in range(8)] == ["rows\n"] * 8
 
 
-def test_a_decode_pool_reused_after_a_stopped_run_gives_only_the_next_runs_rows(exported_onnx, small, tmp_path):
-    """classify(pool=...) twice with one pool, the first run stopped early: the blocks it left
-    in the pool are not the second run's, and must not come out among its rows."""
-    from batch.decoders import DecodePool
-    from batch.inputs import iter_runs
-    from batch.model import OnnxClassifier
-    from batch.run import classify
-    from batch.writer import RowWriter
+def test_a_run_stopped_early_as_a_library_call_writes_an_in_order_prefix(exported_onnx, small, tmp_path):
+    """batch.api.classify with a stop callable: the run ends early, says so, and what it
+    wrote is whole rows, a prefix of the uninterrupted run's, in input order."""
+    from batch.api import ClassifyOptions, classify
 
-    _linked_pngs(tmp_path / "first", small, 3000)
-    second_paths = _linked_pngs(tmp_path / "second", small, 1500)
-    classifier = OnnxClassifier(exported_onnx)
+    _linked_pngs(tmp_path / "many", small, 3000)
+    whole = classify(exported_onnx, [str(tmp_path / "many")], ClassifyOptions(output=tmp_path / "all.csv"))
     asked = iter(range(10**9))
-    with DecodePool(2, "auto") as pool:
-        first = classify(iter_runs([str(tmp_path / "first")]), classifier, RowWriter(io.StringIO(), "csv", 0),
-                         pool=pool, stop=lambda: next(asked) > 6)
-        assert first.interrupted
-        rows = io.StringIO()
-        classify(iter_runs([str(tmp_path / "second")]), classifier, RowWriter(rows, "csv", 0), pool=pool)
-    assert [r["source"] for r in rows_of(rows.getvalue())] == [str(p) for p in second_paths]
+    part = classify(exported_onnx, [str(tmp_path / "many")], ClassifyOptions(output=tmp_path / "part.csv"),
+                    stop=lambda: next(asked) > 6)
+    assert not whole.interrupted and whole.classified == 3000
+    assert part.interrupted and part.classified < 3000
+    done, partial = (tmp_path / "all.csv").read_text(), (tmp_path / "part.csv").read_text()
+    assert partial.endswith("\n") and done.startswith(partial)
+    assert len(rows_of(partial)) == part.classified
 
 
-def test_decoders_that_cannot_start_for_want_of_files_say_so_and_the_program_ends():
+def test_workers_that_cannot_start_for_want_of_files_say_so_and_the_program_ends():
     """Under a low open-file limit (ulimit -n), at whichever step the pool runs out, the
     program gets one clear error, and ends: a worker already started used to keep it
     waiting at exit forever."""
-    script = """
+    script = POOL + """
 import os, resource
-from batch.decoders import DecodePool, DecodersNotStarted
+from batch.workers import WorkersNotStarted
 free = os.open(os.devnull, os.O_RDONLY); os.close(free)
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 said = set()
 for room in range(40, -1, -1):  # from room enough down to none
     resource.setrlimit(resource.RLIMIT_NOFILE, (free + room, hard))
     try:
-        DecodePool(2, "auto").close()
+        new_pool().close()
         said.add("started")
-    except DecodersNotStarted as e:
+    except WorkersNotStarted as e:
         said.add(str(e))
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 print(sorted(said))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "['cannot start the image decoder processes: Too many open files', 'started']\n"
+    assert result.stdout == "['cannot start the worker processes: Too many open files', 'started']\n"

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from digits.errors import DataError
+from core.errors import DataError
 from tests.conftest import assert_one_line_error, run_digits
 from trainer.data import load_mnist
 from trainer.data.idx import IMAGES_MAGIC, LABELS_MAGIC

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.errors import DataError
-from digits.files import MISSING, PathError, kind_of, require_file
+from core.errors import DataError
+from core.files import MISSING, PathError, kind_of, require_file
 from trainer.data.digitset import Mnist, check_images, check_labels
 
 UBYTE = 0x08

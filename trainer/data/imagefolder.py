@@ -13,8 +13,8 @@ import numpy as np
 
 from batch.decode import ImageError, decode_digit
 from batch.inputs import is_image_path
-from digits.errors import DataError
-from digits.files import PathError, open_regular
+from core.errors import DataError
+from core.files import PathError, open_regular
 from trainer.data.digitset import SPLIT_SEED, TEST_FRACTION, Mnist, split_off_test
 
 CLASS_DIRS = [str(d) for d in range(10)]

@@ -6,7 +6,7 @@ import socket
 import sys
 from pathlib import Path
 
-from digits.errors import DataError
+from core.errors import DataError
 from trainer.backend import import_keras
 from trainer.data.digitset import Mnist
 from trainer.data.npz import load_npz

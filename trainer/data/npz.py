@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from batch.arrays import ArrayError, read_npy_header
-from digits.errors import DataError
+from core.errors import DataError
 from trainer.data.digitset import Mnist, check_images, check_labels
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
