@@ -8,6 +8,8 @@ Two kinds of model are taken:
   output with 10 values per digit (probabilities, or logits that we softmax).
 """
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +27,13 @@ def _describe(node) -> str:
 
 
 class OnnxClassifier:
-    def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True):
+    def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True,
+                 interruptible: bool = True):
         """`threads`: onnxruntime's intra-op threads (0: one per core). `spin`: let idle
         threads spin-wait; turn it off when other processes need the cores. `probe`: run
-        the model once on two blank digits (a worker loading a model its parent probed skips it)."""
+        the model once on two blank digits (a worker loading a model its parent probed skips it).
+        `interruptible`: calls from the main thread run beside it, so that Ctrl-C is heard
+        while the model runs (a worker process, which leaves signals to its parent, says no)."""
         import onnxruntime as ort
 
         try:
@@ -76,6 +81,8 @@ class OnnxClassifier:
         # One set of run options for every call: stop() sets its terminate flag, which
         # ends the calls under way (a slow model must not hold up Ctrl-C).
         self._run_options = ort.RunOptions()
+        self._beside: ThreadPoolExecutor | None = None  # where calls from the main thread run
+        self.interruptible = interruptible
         if probe:
             self._probe()
 
@@ -116,11 +123,32 @@ class OnnxClassifier:
         return self._run_session(feed)
 
     def _run_session(self, feed: np.ndarray) -> np.ndarray:
+        if self.interruptible and threading.current_thread() is threading.main_thread():
+            return self._run_beside(feed)
         try:
             return self.session.run([self.output], {self.input.name: feed}, self._run_options)[0]
         except Exception as e:  # onnxruntime's own error types
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e
+
+
+    def _run_beside(self, feed: np.ndarray) -> np.ndarray:
+        """The call on a thread of its own, waited for in short steps: onnxruntime holds the
+        thread that calls it until the model is done, and Python runs a signal's handler
+        only on the main thread, between steps. When the handler raises (the command's
+        Ctrl-C), the call is ended with the terminate flag rather than waited for."""
+        if self._beside is None:
+            self._beside = ThreadPoolExecutor(1, thread_name_prefix="model")
+        future = self._beside.submit(self._run_session, feed)
+        try:
+            while True:
+                try:
+                    return future.result(timeout=0.1)
+                except TimeoutError:
+                    continue
+        except BaseException:
+            self.stop()
+            raise
 
 
 def as_probabilities(scores: np.ndarray) -> np.ndarray:

@@ -217,7 +217,7 @@ def _serve(task_read: int, results, inherited, paths_memory, model: Path, invert
     try:
         from batch.model import OnnxClassifier
 
-        classifier = OnnxClassifier(model, threads=1, spin=False, probe=False)
+        classifier = OnnxClassifier(model, threads=1, spin=False, probe=False, interruptible=False)
         failure = None
     except DigitsError as e:  # the parent loaded it a moment ago: the file changed, or memory ran out
         classifier, failure = None, str(e)

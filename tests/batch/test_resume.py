@@ -155,6 +155,7 @@ def test_resume_fills_rows_missing_from_the_middle_of_an_array(exported_onnx, jo
     assert f"{len(rows) - len(kept):,} classified" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_killed_worker_ends_the_run_with_one_line_and_resume_finishes(exported_onnx, job, clean, tmp_path):
     """A worker process that dies (OOM killer, a crash in a codec) stops the run with one clear
     line, exit code 1, every written row whole; --resume then completes the job."""
