@@ -71,6 +71,11 @@ def classify(
         invert=invert.value, recursive=recursive, glob=glob, batch_size=batch_size, null=null, resume=resume,
         workers=workers, progress=(progress or sys.stderr.isatty()) and not quiet, engine=engine.value,
         address=address, output_dir=output_dir, concurrency=concurrency)
+    if summary_json:  # checked before the run, not after it
+        from core.files import check_target, refuse_overwriting
+
+        check_target(summary_json)
+        refuse_overwriting(summary_json, [model, *inputs, *([output] if output else [])], "--summary-json")
     summary = run(model, inputs, options)
     if summary_json:
         _write_summary_json(summary_json, summary)
