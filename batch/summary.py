@@ -43,7 +43,7 @@ class Summary:
         return {
             "items": self.items, "classified": self.classified, "failed": self.failed, "skipped": self.skipped,
             "kept": self.kept, "kept_failed": self.kept_failed, "review": self.review,
-            "seconds": round(self.seconds, 6), "digits_per_second": round(self.digits_per_second, 1),
+            "seconds": self.seconds, "digits_per_second": self.digits_per_second,
             "per_label": {str(label): int(count) for label, count in enumerate(self.per_label)},
             "interrupted": self.interrupted, "empty_folders": list(self.empty_folders),
             "workers": self.workers, "cluster_seconds": self.cluster_seconds,
