@@ -45,6 +45,7 @@ def test_graph_contract(exported, trained_mlp):
     assert json.loads(metadata["class_labels"]) == [str(d) for d in range(10)]
     metrics = json.loads(trained_mlp.with_name("metrics.json").read_text())
     assert metadata["data_source"] == metrics["data_source"]  # read from metrics.json beside the .keras
+    assert model.producer_name == "tf2onnx" and model.producer_version == "1.17.0"  # not "1.17.0 None"
     assert float(metadata["test_accuracy"]) == metrics["test_accuracy"]
     assert metadata["source_sha256"] == hashlib.sha256(trained_mlp.read_bytes()).hexdigest()
 

@@ -109,11 +109,11 @@ def load_image_folder(folder: Path) -> Mnist:
             y_train=y_train,
             x_test=_read_images(test_paths),
             y_test=y_test,
-            source=f"image folder {folder} (train/, test/)",
+            source=f"image folder {folder.resolve().name} (train/, test/)",  # a name, not a local path (idx.py says why)
         )
     paths, labels = _list_class_files(folder)
     return split_off_test(
         _read_images(paths),
         labels,
-        source=f"image folder {folder} ({TEST_FRACTION:.0%} held out for test, seed {SPLIT_SEED})",
+        source=f"image folder {folder.resolve().name} ({TEST_FRACTION:.0%} held out for test, seed {SPLIT_SEED})",
     )
