@@ -280,6 +280,14 @@ function kindOf(stat) {
   return "not a regular file";
 }
 
+function isSymlink(path) {
+  try {
+    return fs.lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
 function readError(e) {
   return new ArrayError(`cannot read: ${STRERROR[e.code] ?? e.message}`);
 }
@@ -291,8 +299,15 @@ function openDigits(path) {
   try {
     fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch (e) {
+    // What the path names, in digits.files.kind_of's words, as the Python runner's row says it.
+    const kind = {
+      ELOOP: "a symlink loop",
+      ENAMETOOLONG: "a name too long for the system",
+      ENOENT: isSymlink(path) ? "a broken symlink" : null,
+    }[e.code];
+    if (kind) throw new ArrayError(`is ${kind}, not a regular file`);
     if (e.code === "ENOENT") throw new ArrayError("no such file or folder");
-    throw readError(e);
+    throw new ArrayError(`is unreadable (${STRERROR[e.code] ?? e.message}), not a regular file`);
   }
   try {
     const stat = fs.fstatSync(fd);

@@ -5,6 +5,7 @@ import io
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,7 +160,10 @@ def _hostile_arrays(folder, digits) -> list:
         data=np.full((3, 28, 28), np.nan, np.float16).tobytes())
     (folder / "short.npy").write_bytes(b"\x93NUM")
     os.mkfifo(folder / "fifo.npy")
-    files += [folder / "short.npy", folder / "fifo.npy"]
+    (folder / "loop.npy").symlink_to("loop.npy")
+    (folder / "broken.npy").symlink_to("nowhere.npy")
+    files += [folder / "short.npy", folder / "fifo.npy", folder / "loop.npy", folder / "broken.npy",
+              folder / "missing.npy", folder / ("long" * 80 + ".npy"), Path("/dev/null")]
     return files
 
 
