@@ -121,3 +121,17 @@ if __name__ == "__main__":
     data = load_sample()
     for name, accuracy in accuracies(data.x_test, data.y_test).items():
         print(f"{name:45s} {accuracy:.3f}")
+
+
+def test_a_mixed_block_gives_each_image_what_decode_digit_gives_it(sample):
+    """decode_digits' block-wide fast path (28x28 PNGs) and the general path, interleaved, in every --invert mode."""
+    from batch.decode import decode_digit
+
+    digits = sample.x_test[:40]
+    blobs = []
+    for i, d in enumerate(digits):
+        blobs += [png(d), png(grey_paper(d)), png(255 - d), jpeg(scan(d), ORIENTATIONS[i % 7]), png(d // 2)]
+    for invert in ("auto", "always", "never"):
+        decoded, errors = decode_digits(blobs, invert)
+        assert not any(errors)
+        np.testing.assert_array_equal(decoded, np.stack([decode_digit(b, invert) for b in blobs]))
