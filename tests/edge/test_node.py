@@ -143,6 +143,7 @@ def _hostile_arrays(folder, digits) -> list:
     raw("descr-bytes", f"{{'descr': b'|u1', 'fortran_order': False, {shape}}}")
     raw("descr-structured", f"{{'descr': [('a', '|u1')], 'fortran_order': False, {shape}}}")
     raw("descr-subarray", f"{{'descr': ('|u1', (1,)), 'fortran_order': False, {shape}}}")
+    raw("descr-one-tuple", f"{{'descr': ('|u1',), 'fortran_order': False, {shape}}}")  # was a Python traceback
     raw("not-a-dict", "('|u1', False, (3, 28, 28))")
     raw("trailing-garbage", f"{{'descr': '|u1', 'fortran_order': False, {shape}}} x")
     raw("unterminated", f"{{'descr': '|u1, 'fortran_order': False, {shape}}}")
