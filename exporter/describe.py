@@ -33,7 +33,8 @@ def describe(path: Path) -> dict:
         "path": str(path),
         "bytes": os.path.getsize(path),
         "opset": opsets,
-        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        # tf2onnx 1.17 wrote "1.17.0 None" (its git hash, absent from a wheel); exports now write the version only.
+        "producer": f"{model.producer_name} {model.producer_version.removesuffix(' None')}".strip(),
         "inputs": [_value_info(v) for v in model.graph.input],
         "outputs": [_value_info(v) for v in model.graph.output],
         "metadata": {p.key: p.value for p in model.metadata_props},
