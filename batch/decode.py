@@ -19,13 +19,13 @@ from typing import Literal
 import numpy as np
 
 from batch.imagesize import image_size
+from core.contract import IMAGE_SIZE, MAX_IMAGE_PIXELS
 from core.errors import DigitsError
 
 # Decompression-bomb cap, checked against the image's header before OpenCV
 # allocates anything (batch/imagesize.py). OpenCV's own cap is set too, as a
 # second guard; it only takes effect when cv2 is first imported here.
-MAX_PIXELS = 40_000_000
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
 
 import cv2  # noqa: E402
 
@@ -34,17 +34,16 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 Invert = Literal["auto", "always", "never"]
 
-MNIST_SIZE = 28
 DIGIT_BOX = 20  # MNIST digits are fit into 20x20 and centred in 28x28
 INK_FRACTION = 0.2  # a pixel counts as ink above this fraction of the brightest
 # Contrast already MNIST's: a page this dark and ink this bright are left as they are (MNIST's
 # own digits peak at 254 or 255 on a page of 0; scans add a little noise).
 BLACK_PAGE = 8
 FULL_INK = 247
-_MNIST_SHAPE = (MNIST_SIZE, MNIST_SIZE)
+_MNIST_SHAPE = (IMAGE_SIZE, IMAGE_SIZE)
 _JPEG_START = b"\xff\xd8"
 _PNG_START = b"\x89PNG\r\n\x1a\n"
-_PNG_28X28 = (28).to_bytes(4, "big") * 2  # IHDR width and height
+_PNG_28X28 = IMAGE_SIZE.to_bytes(4, "big") * 2  # IHDR width and height
 
 
 class ImageError(DigitsError):
@@ -61,14 +60,14 @@ def decode_digit(data: bytes, invert: Invert = "auto") -> np.ndarray:
     size = image_size(data)
     if size is None:
         raise ImageError("not a decodable image (not PNG, JPEG, GIF, BMP, TIFF, WebP or PNM)")
-    if size[0] * size[1] > MAX_PIXELS:
-        raise ImageError(f"image of {size[0]:,}x{size[1]:,} pixels, larger than the {MAX_PIXELS:,}-pixel cap "
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ImageError(f"image of {size[0]:,}x{size[1]:,} pixels, larger than the {MAX_IMAGE_PIXELS:,}-pixel cap "
                          "(decompression bomb?)")
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:
         if "MAX_IMAGE_PIXELS" in str(e):
-            raise ImageError(f"image larger than the {MAX_PIXELS:,}-pixel cap (decompression bomb?)") from e
+            raise ImageError(f"image larger than the {MAX_IMAGE_PIXELS:,}-pixel cap (decompression bomb?)") from e
         raise ImageError("not a decodable image (corrupt or truncated)") from e
     if image is None:
         raise ImageError("not a decodable image (corrupt or truncated)")
@@ -83,14 +82,14 @@ def decode_digits(blobs: Sequence[bytes | str], invert: Invert = "auto",
     errors[i] is why blob i failed (digit i is then all zeros), None when it did not.
     `out`, when given, is the uint8 [N, 28, 28] array to fill (shared memory).
 
-    The hot path of folder runs. A 28x28 PNG decodes in ~11 us, so the Python
-    around it counts: a PNG whose header says 28x28 (no pixel cap to check) and
+    The hot path of folder runs. A 28x28 PNG decodes in about ten microseconds,
+    so the Python around it counts (docs/decisions.md): a PNG whose header says 28x28 (no pixel cap to check) and
     that decodes to 8-bit grayscale, the MNIST form, goes straight into the
     block, and the border check for --invert auto is one numpy pass over the
     whole block rather than four sums per image. Anything else takes
     decode_digit's general path.
     """
-    digits = np.zeros((len(blobs), MNIST_SIZE, MNIST_SIZE), np.uint8) if out is None else out
+    digits = np.zeros((len(blobs), IMAGE_SIZE, IMAGE_SIZE), np.uint8) if out is None else out
     errors: list[str | None] = [None] * len(blobs)
     plain: list[int] = []  # indices decoded on the fast path: inversion still to decide
     imdecode, frombuffer, unchanged, uint8 = cv2.imdecode, np.frombuffer, cv2.IMREAD_UNCHANGED, np.uint8
@@ -135,7 +134,7 @@ def decode_digits(blobs: Sequence[bytes | str], invert: Invert = "auto",
     return digits, errors
 
 
-_BORDER = 4 * MNIST_SIZE - 4  # border pixels of a 28x28 digit
+_BORDER = 4 * IMAGE_SIZE - 4  # border pixels of a 28x28 digit
 # If the lower median (index 53 of 108 sorted) were above BLACK_PAGE, the 55 pixels from it up
 # would sum to at least this.
 _DARK_BORDER = (_BORDER - (_BORDER - 1) // 2) * (BLACK_PAGE + 1)
@@ -345,11 +344,11 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto") -> np.ndarray:
     if invert == "always" or (invert == "auto" and needs_inverting(gray)):
         gray = 255 - gray
     gray = normalise_contrast(gray)
-    if gray.shape == (MNIST_SIZE, MNIST_SIZE):
+    if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
         return np.ascontiguousarray(gray)
     peak = int(gray.max())
     if peak == 0:
-        return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     rows = np.flatnonzero((gray > peak * INK_FRACTION).any(axis=1))
     cols = np.flatnonzero((gray > peak * INK_FRACTION).any(axis=0))
     ink = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
@@ -370,9 +369,9 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto") -> np.ndarray:
         cx = (mass.sum(axis=0) * np.arange(bw)).sum() / total
     else:
         cy, cx = (bh - 1) / 2, (bw - 1) / 2
-    centre = MNIST_SIZE / 2  # where MNIST puts the centre of mass: measured mean (13.97, 14.00)
-    top = int(np.clip(round(centre - cy), 0, MNIST_SIZE - bh))
-    left = int(np.clip(round(centre - cx), 0, MNIST_SIZE - bw))
-    field = np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+    centre = IMAGE_SIZE / 2  # where MNIST puts the centre of mass: measured mean (13.97, 14.00)
+    top = int(np.clip(round(centre - cy), 0, IMAGE_SIZE - bh))
+    left = int(np.clip(round(centre - cx), 0, IMAGE_SIZE - bw))
+    field = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     field[top : top + bh, left : left + bw] = box
     return field
