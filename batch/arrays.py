@@ -13,8 +13,8 @@ from typing import BinaryIO
 
 import numpy as np
 
-from digits.errors import DigitsError
-from digits.files import PathError, open_regular
+from core.errors import DigitsError
+from core.files import PathError, open_regular
 
 ROW = 28 * 28
 SCAN_ROWS = 65_536  # rows per read when checking float arrays for range and NaN
@@ -44,7 +44,7 @@ def read_npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
             raise ArrayError(f"unknown .npy format version {major}.{minor}")
     except ArrayError:
         raise
-    except (ValueError, SyntaxError, TypeError, EOFError, UnicodeDecodeError) as e:
+    except (ValueError, SyntaxError, TypeError, EOFError, UnicodeDecodeError, IndexError) as e:  # IndexError: descr ('|u1',)
         message = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
         raise ArrayError(f"not a readable .npy file ({message})") from e
     if not all(type(d) is int and d >= 0 for d in shape):

@@ -1,26 +1,31 @@
 """Image bytes -> MNIST-style digits: uint8 [28, 28], white on black.
 
-OpenCV decodes (it is ~4x faster than Pillow on small PNGs). Anything that is
-not already a 28x28 digit is brought to MNIST's form with LeCun's recipe: crop
-to the ink, fit into 20x20 keeping the aspect ratio, and centre by the centre
-of mass in a 28x28 field.
+OpenCV decodes (it is ~4x faster than Pillow on small PNGs). Every image is
+turned upright by its EXIF orientation (as a viewer and the browser show it),
+brought to white ink on black (inverted when its border is light), and its
+contrast normalised: the page (the border's median) to 0, the brightest ink to
+255, as MNIST's digits are. Anything that is not already a 28x28 digit is then
+brought to MNIST's form with LeCun's recipe: crop to the ink, fit into 20x20
+keeping the aspect ratio, and centre by the centre of mass in a 28x28 field.
+web/digits.js does each step the same way.
 """
 
 import os
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 
 from batch.imagesize import image_size
-from digits.errors import DigitsError
+from core.contract import IMAGE_SIZE, MAX_IMAGE_PIXELS
+from core.errors import DigitsError
 
 # Decompression-bomb cap, checked against the image's header before OpenCV
 # allocates anything (batch/imagesize.py). OpenCV's own cap is set too, as a
 # second guard; it only takes effect when cv2 is first imported here.
-MAX_PIXELS = 40_000_000
-os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
 
 import cv2  # noqa: E402
 
@@ -29,13 +34,16 @@ cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 Invert = Literal["auto", "always", "never"]
 
-MNIST_SIZE = 28
 DIGIT_BOX = 20  # MNIST digits are fit into 20x20 and centred in 28x28
 INK_FRACTION = 0.2  # a pixel counts as ink above this fraction of the brightest
-_MNIST_SHAPE = (MNIST_SIZE, MNIST_SIZE)
+# Contrast already MNIST's: a page this dark and ink this bright are left as they are (MNIST's
+# own digits peak at 254 or 255 on a page of 0; scans add a little noise).
+BLACK_PAGE = 8
+FULL_INK = 247
+_MNIST_SHAPE = (IMAGE_SIZE, IMAGE_SIZE)
 _JPEG_START = b"\xff\xd8"
 _PNG_START = b"\x89PNG\r\n\x1a\n"
-_PNG_28X28 = (28).to_bytes(4, "big") * 2  # IHDR width and height
+_PNG_28X28 = IMAGE_SIZE.to_bytes(4, "big") * 2  # IHDR width and height
 
 
 class ImageError(DigitsError):
@@ -52,18 +60,18 @@ def decode_digit(data: bytes, invert: Invert = "auto") -> np.ndarray:
     size = image_size(data)
     if size is None:
         raise ImageError("not a decodable image (not PNG, JPEG, GIF, BMP, TIFF, WebP or PNM)")
-    if size[0] * size[1] > MAX_PIXELS:
-        raise ImageError(f"image of {size[0]:,}x{size[1]:,} pixels, larger than the {MAX_PIXELS:,}-pixel cap "
+    if size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ImageError(f"image of {size[0]:,}x{size[1]:,} pixels, larger than the {MAX_IMAGE_PIXELS:,}-pixel cap "
                          "(decompression bomb?)")
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as e:
         if "MAX_IMAGE_PIXELS" in str(e):
-            raise ImageError(f"image larger than the {MAX_PIXELS:,}-pixel cap (decompression bomb?)") from e
+            raise ImageError(f"image larger than the {MAX_IMAGE_PIXELS:,}-pixel cap (decompression bomb?)") from e
         raise ImageError("not a decodable image (corrupt or truncated)") from e
     if image is None:
         raise ImageError("not a decodable image (corrupt or truncated)")
-    return to_mnist(to_gray(image), invert)
+    return to_mnist(upright(to_gray(image), exif_orientation(data)), invert)
 
 
 def decode_digits(blobs: Sequence[bytes | str], invert: Invert = "auto",
@@ -74,14 +82,14 @@ def decode_digits(blobs: Sequence[bytes | str], invert: Invert = "auto",
     errors[i] is why blob i failed (digit i is then all zeros), None when it did not.
     `out`, when given, is the uint8 [N, 28, 28] array to fill (shared memory).
 
-    The hot path of folder runs. A 28x28 PNG decodes in ~11 us, so the Python
-    around it counts: a PNG whose header says 28x28 (no pixel cap to check) and
+    The hot path of folder runs. A 28x28 PNG decodes in about ten microseconds,
+    so the Python around it counts (docs/decisions.md): a PNG whose header says 28x28 (no pixel cap to check) and
     that decodes to 8-bit grayscale, the MNIST form, goes straight into the
     block, and the border check for --invert auto is one numpy pass over the
     whole block rather than four sums per image. Anything else takes
     decode_digit's general path.
     """
-    digits = np.zeros((len(blobs), MNIST_SIZE, MNIST_SIZE), np.uint8) if out is None else out
+    digits = np.zeros((len(blobs), IMAGE_SIZE, IMAGE_SIZE), np.uint8) if out is None else out
     errors: list[str | None] = [None] * len(blobs)
     plain: list[int] = []  # indices decoded on the fast path: inversion still to decide
     imdecode, frombuffer, unchanged, uint8 = cv2.imdecode, np.frombuffer, cv2.IMREAD_UNCHANGED, np.uint8
@@ -90,7 +98,10 @@ def decode_digits(blobs: Sequence[bytes | str], invert: Invert = "auto",
             errors[i] = data
             digits[i] = 0
             continue
-        if data[:8] == _PNG_START and data[16:24] == _PNG_28X28:  # header says 28x28: no bomb
+        # Header says 28x28 (no bomb); no eXIf chunk (no orientation to apply): one would sit
+        # before the image data, which in OpenCV's and most writers' PNGs follows the header.
+        if (data[:8] == _PNG_START and data[16:24] == _PNG_28X28
+                and (data[37:41] == b"IDAT" or b"eXIf" not in data)):
             try:
                 image = imdecode(frombuffer(data, uint8), unchanged)
             except cv2.error:
@@ -104,19 +115,111 @@ def decode_digits(blobs: Sequence[bytes | str], invert: Invert = "auto",
         except ImageError as e:
             errors[i] = str(e)
             digits[i] = 0
-    if plain and invert != "never":
-        index = np.array(plain)
-        if invert == "auto":
-            index = index[_light_borders(digits[index])]
-        digits[index] = 255 - digits[index]
+    if plain:
+        whole = len(plain) == len(blobs)  # the usual case: no copy of the block
+        index = np.arange(len(blobs)) if whole else np.array(plain)
+        block = digits if whole else digits[index]
+        border = _border_sums(block)
+        if invert != "never":
+            light = np.ones(len(index), bool) if invert == "always" else border > 127.5 * _BORDER
+            digits[index[light]] = 255 - block[light]
+            border[light] = 255 * _BORDER - border[light]
+            block = digits if whole else digits[index]
+        # Contrast, for the whole block at once. A border summing under _DARK_BORDER has a
+        # median of at most BLACK_PAGE; with full ink too (MNIST's own digits, nearly every
+        # clean scan) the digit is left as it is. Only the others pay for normalise_contrast.
+        as_is = (border < _DARK_BORDER) & (block.reshape(len(block), -1).max(axis=1) >= FULL_INK)
+        for i in index[~as_is]:
+            digits[i] = normalise_contrast(digits[i])
     return digits, errors
 
 
-def _light_borders(digits: np.ndarray) -> np.ndarray:
-    """needs_inverting for each of uint8 [N, 28, 28] at once: bool [N]."""
-    total = (digits[:, 0].sum(axis=1, dtype=np.int64) + digits[:, -1].sum(axis=1, dtype=np.int64)
-             + digits[:, 1:-1, 0].sum(axis=1, dtype=np.int64) + digits[:, 1:-1, -1].sum(axis=1, dtype=np.int64))
-    return total > 127.5 * (4 * MNIST_SIZE - 4)
+_BORDER = 4 * IMAGE_SIZE - 4  # border pixels of a 28x28 digit
+# If the lower median (index 53 of 108 sorted) were above BLACK_PAGE, the 55 pixels from it up
+# would sum to at least this.
+_DARK_BORDER = (_BORDER - (_BORDER - 1) // 2) * (BLACK_PAGE + 1)
+
+
+def _border_sums(digits: np.ndarray) -> np.ndarray:
+    """The sum of each uint8 [N, 28, 28] digit's border pixels: int64 [N]."""
+    return (digits[:, 0].sum(axis=1, dtype=np.int64) + digits[:, -1].sum(axis=1, dtype=np.int64)
+            + digits[:, 1:-1, 0].sum(axis=1, dtype=np.int64) + digits[:, 1:-1, -1].sum(axis=1, dtype=np.int64))
+
+
+# ---- EXIF orientation ----
+
+# What each EXIF orientation (TIFF tag 274) asks of the stored pixels to show them upright.
+_UPRIGHT = {
+    2: lambda a: a[:, ::-1],  # mirrored left-right
+    3: lambda a: a[::-1, ::-1],  # rotated 180
+    4: lambda a: a[::-1],  # mirrored top-bottom
+    5: lambda a: a.swapaxes(0, 1),  # transposed
+    6: lambda a: a.swapaxes(0, 1)[:, ::-1],  # stored rotated 90 anticlockwise: turn it clockwise
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],  # transversed
+    8: lambda a: a.swapaxes(0, 1)[::-1],  # stored rotated 90 clockwise: turn it anticlockwise
+}
+
+
+def upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """The image as it is meant to be seen, given its EXIF orientation (1-8; others as 1)."""
+    turn = _UPRIGHT.get(orientation)
+    return image if turn is None else np.ascontiguousarray(turn(image))
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation of a JPEG (APP1), PNG (eXIf) or WebP (EXIF chunk); 1 when it has none.
+
+    Only the metadata is read: segments and chunks before the image data. A malformed
+    EXIF block counts as none, as browsers treat it."""
+    try:
+        if data[:2] == _JPEG_START:
+            i = 2
+            while i + 4 <= len(data) and data[i] == 0xFF:
+                marker = data[i + 1]
+                if marker in (0xDA, 0xD9):  # start of scan, end of image: no more metadata
+                    break
+                length = int.from_bytes(data[i + 2 : i + 4], "big")
+                if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
+                    return _tiff_orientation(data[i + 10 : i + 2 + length])
+                i += 2 + length
+        elif data[:8] == _PNG_START:
+            i = 8
+            while i + 8 <= len(data):
+                length, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
+                if kind == b"eXIf":
+                    return _tiff_orientation(data[i + 8 : i + 8 + length])
+                if kind in (b"IDAT", b"IEND"):
+                    break
+                i += 12 + length
+        elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            i = 12
+            while i + 8 <= len(data):
+                kind, length = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
+                if kind == b"EXIF":
+                    block = data[i + 8 : i + 8 + length]
+                    return _tiff_orientation(block[6:] if block[:6] == b"Exif\0\0" else block)
+                i += 8 + length + (length & 1)
+    except (IndexError, ValueError):
+        pass
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """Tag 274 of a TIFF header's first IFD; 1 when absent or malformed."""
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return 1
+    for k in range(int.from_bytes(tiff[ifd : ifd + 2], order)):
+        entry = tiff[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
+        if len(entry) < 12:
+            break
+        if int.from_bytes(entry[0:2], order) == 274 and int.from_bytes(entry[2:4], order) == 3:  # SHORT
+            value = int.from_bytes(entry[8:10], order)
+            return value if 1 <= value <= 8 else 1
+    return 1
 
 
 # In entropy-coded data a 0xFF byte is followed by 0x00 (stuffing), a restart
@@ -199,19 +302,53 @@ def needs_inverting(gray: np.ndarray) -> bool:
     return total > 127.5 * (2 * w + 2 * (h - 2))
 
 
-def to_mnist(gray: np.ndarray, invert: Invert = "auto") -> np.ndarray:
-    """uint8 grayscale of any size -> uint8 [28, 28] MNIST-style digit.
+def page_level(gray: np.ndarray) -> int:
+    """The page's grey level of a white-on-black image: its border's lower median (the
+    whole image's, when it is under 3 pixels thick). A median, so a digit that touches
+    the border does not count as page."""
+    h, w = gray.shape
+    border = gray.ravel() if h < 3 or w < 3 else np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+    k = (len(border) - 1) // 2
+    return int(np.partition(border, k)[k])
 
-    A 28x28 image is taken as already MNIST-style and passes through unchanged
-    (after inversion, when it applies); a blank image becomes all zeros.
+
+@lru_cache(maxsize=4096)
+def _stretch(page: int, peak: int) -> np.ndarray:
+    """The uint8 [256] table taking `page` and below to 0 and `peak` to 255, linearly,
+    rounded half up in integers (web/digits.js computes the same numbers)."""
+    v = np.arange(256, dtype=np.int64) - page
+    span = peak - page
+    table = np.clip((v * 510 + span) // (2 * span), 0, 255)
+    table[v < 0] = 0
+    return table.astype(np.uint8)
+
+
+def normalise_contrast(gray: np.ndarray) -> np.ndarray:
+    """White ink on a dark page -> the page at 0 and the brightest ink at 255, as MNIST's
+    digits are (ink 40 on grey paper 200, inverted, is 215 on 55: it becomes 255 on 0).
+    Already so (page <= BLACK_PAGE, ink >= FULL_INK): left as it is.
+    An image with nothing brighter than its page (blank, or a light page under
+    --invert never) is left as it is."""
+    page, peak = page_level(gray), int(gray.max())
+    if peak <= page or (page <= BLACK_PAGE and peak >= FULL_INK):
+        return gray
+    return _stretch(page, peak)[gray]
+
+
+def to_mnist(gray: np.ndarray, invert: Invert = "auto") -> np.ndarray:
+    """uint8 grayscale of any size (upright) -> uint8 [28, 28] MNIST-style digit.
+
+    Inverted when it applies, then its contrast normalised; a 28x28 image is then
+    taken as already MNIST-style and passes through; a blank image becomes all zeros.
     """
     if invert == "always" or (invert == "auto" and needs_inverting(gray)):
         gray = 255 - gray
-    if gray.shape == (MNIST_SIZE, MNIST_SIZE):
+    gray = normalise_contrast(gray)
+    if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
         return np.ascontiguousarray(gray)
     peak = int(gray.max())
     if peak == 0:
-        return np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+        return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     rows = np.flatnonzero((gray > peak * INK_FRACTION).any(axis=1))
     cols = np.flatnonzero((gray > peak * INK_FRACTION).any(axis=0))
     ink = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
@@ -232,9 +369,9 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto") -> np.ndarray:
         cx = (mass.sum(axis=0) * np.arange(bw)).sum() / total
     else:
         cy, cx = (bh - 1) / 2, (bw - 1) / 2
-    centre = MNIST_SIZE / 2  # where MNIST puts the centre of mass: measured mean (13.97, 14.00)
-    top = int(np.clip(round(centre - cy), 0, MNIST_SIZE - bh))
-    left = int(np.clip(round(centre - cx), 0, MNIST_SIZE - bw))
-    field = np.zeros((MNIST_SIZE, MNIST_SIZE), np.uint8)
+    centre = IMAGE_SIZE / 2  # where MNIST puts the centre of mass: measured mean (13.97, 14.00)
+    top = int(np.clip(round(centre - cy), 0, IMAGE_SIZE - bh))
+    left = int(np.clip(round(centre - cx), 0, IMAGE_SIZE - bw))
+    field = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     field[top : top + bh, left : left + bw] = box
     return field

@@ -9,19 +9,21 @@ Two kinds of model are taken:
 """
 
 import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from digits.errors import DigitsError, ModelError
-from digits.files import require_file
+from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
+from core.errors import DigitsError, ModelError
+from core.files import require_file
 
-NUM_CLASSES = 10
 # onnxruntime's telemetry, read when it is first imported: it writes a device id under
 # ~/.cache unasked, and prints a coloured warning when HOME is not writable.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-FLOAT_INPUT_SHAPES = ([784], [28, 28], [28, 28, 1], [1, 28, 28])
+FLOAT_INPUT_SHAPES = ([PIXELS], [IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, IMAGE_SIZE, 1], [1, IMAGE_SIZE, IMAGE_SIZE])
 FLOAT_OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
 
 
@@ -31,10 +33,13 @@ def _describe(node) -> str:
 
 
 class OnnxClassifier:
-    def __init__(self, path: Path, threads: int = 0, spin: bool = True):
+    def __init__(self, path: Path, threads: int = 0, spin: bool = True, interruptible: bool = True):
         """`threads`: onnxruntime's intra-op threads (0: one per core). `spin`: let idle
-        threads spin-wait (~10% faster on arrays, measured); turn it off when other
-        processes, such as image decoders, need the cores."""
+        threads spin-wait; turn it off when other processes need the cores. The model is
+        always probed (three digits, about a millisecond): the probe decides whether its
+        output is probabilities or logits, and a worker must decide as its parent did.
+        `interruptible`: calls from the main thread run beside it, so that Ctrl-C is heard
+        while the model runs (a worker process, which leaves signals to its parent, says no)."""
         import onnxruntime as ort
 
         try:
@@ -67,7 +72,7 @@ class OnnxClassifier:
             raise ModelError(f"{path}: model takes {len(inputs)} inputs ({takes}); needs {wanted}")
         self.input = inputs[0]
         fixed = list(self.input.shape[1:])
-        if self.input.type == "tensor(uint8)" and fixed == [28, 28]:
+        if self.input.type == "tensor(uint8)" and fixed == [IMAGE_SIZE, IMAGE_SIZE]:
             self.exported = True
         elif self.input.type == "tensor(float)" and fixed in FLOAT_INPUT_SHAPES:
             self.exported = False
@@ -77,6 +82,11 @@ class OnnxClassifier:
         self.output, self.output_type = _pick_output(path, outputs, wanted)
         # A fixed batch size (some converters write [1, 784]): fed in slices of exactly that size.
         self.fixed_batch = self.input.shape[0] if isinstance(self.input.shape[0], int) and self.input.shape[0] > 0 else None
+        # One set of run options for every call: stop() sets its terminate flag, which
+        # ends the calls under way (a slow model must not hold up Ctrl-C).
+        self._run_options = ort.RunOptions()
+        self._beside: ThreadPoolExecutor | None = None  # where calls from the main thread run
+        self.interruptible = interruptible
         # What the output holds is decided once, at the probe, for the whole model:
         # `probabilities` (by name, or by its values on the probe), else logits.
         self.logits = False
@@ -88,16 +98,20 @@ class OnnxClassifier:
         not a probability distribution) is refused here, at load, before any row is
         written. A model whose output is not named `probabilities` and whose values
         on the probe are not distributions gives logits, and gets a softmax."""
-        probe = np.stack([np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8),
-                          np.tile(np.arange(0, 252, 9, dtype=np.uint8), (28, 1))])
+        probe = np.stack([np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.full((IMAGE_SIZE, IMAGE_SIZE), 255, np.uint8),
+                          np.tile(np.arange(0, 252, 9, dtype=np.uint8), (IMAGE_SIZE, 1))])
         scores = self._checked(self._run(self._feed(probe)), len(probe))
-        self.logits = self.output != "probabilities" and not _distributions(scores)
+        self.logits = self.output != PROBABILITIES and not _distributions(scores)
         self._probabilities(scores)
 
     def _feed(self, digits: np.ndarray) -> np.ndarray:
         if self.exported:
             return np.ascontiguousarray(digits, dtype=np.uint8)
         return (digits.astype(np.float32) / np.float32(255.0)).reshape(-1, *self.float_shape)
+
+    def stop(self) -> None:
+        """End the calls under way (they raise ModelError) and any made after."""
+        self._run_options.terminate = True
 
     def labels(self, digits: np.ndarray) -> np.ndarray:
         """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
@@ -145,14 +159,35 @@ class OnnxClassifier:
         return self._run_session(feed)
 
     def _run_session(self, feed: np.ndarray) -> np.ndarray:
+        if self.interruptible and threading.current_thread() is threading.main_thread():
+            return self._run_beside(feed)
         try:
-            return self.session.run([self.output], {self.input.name: feed})[0]
+            return self.session.run([self.output], {self.input.name: feed}, self._run_options)[0]
         except Exception as e:  # onnxruntime's own error types
             if _out_of_memory(str(e)):
                 raise ModelError(f"{self.path}: out of memory running the model on {len(feed):,} digits; the memory "
                                  "limit (ulimit -v) is too low (a smaller --batch-size needs less)") from e
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e
+
+
+    def _run_beside(self, feed: np.ndarray) -> np.ndarray:
+        """The call on a thread of its own, waited for in short steps: onnxruntime holds the
+        thread that calls it until the model is done, and Python runs a signal's handler
+        only on the main thread, between steps. When the handler raises (the command's
+        Ctrl-C), the call is ended with the terminate flag rather than waited for."""
+        if self._beside is None:
+            self._beside = ThreadPoolExecutor(1, thread_name_prefix="model")
+        future = self._beside.submit(self._run_session, feed)
+        try:
+            while True:
+                try:
+                    return future.result(timeout=0.1)
+                except TimeoutError:
+                    continue
+        except BaseException:
+            self.stop()
+            raise
 
 
 def _out_of_memory(message: str) -> bool:
@@ -189,14 +224,14 @@ def _pick_output(path, outputs, wanted: str) -> tuple[str, str]:
     output. Several candidates and no `probabilities` among them is refused rather
     than guessed (the first was once taken, logits or not)."""
     gives = "; ".join(_describe(o) for o in outputs)
-    named = [o for o in outputs if o.name == "probabilities"]
+    named = [o for o in outputs if o.name == PROBABILITIES]
     candidates = named or [o for o in outputs if len(o.shape) == 2 and o.shape[1] == NUM_CLASSES]
     if not candidates:
         raise ModelError(f"{path}: model gives {gives}; needs {wanted}")
     if len(candidates) > 1:
         names = ", ".join(o.name for o in candidates)
         raise ModelError(f"{path}: model gives several [batch,10] outputs ({names}) and none is named "
-                         "'probabilities'; cannot tell which holds the class scores")
+                         f"'{PROBABILITIES}'; cannot tell which holds the class scores")
     output = candidates[0]
     if output.type not in FLOAT_OUTPUT_TYPES:
         raise ModelError(f"{path}: output {_describe(output)}: class scores must be float (float32, float16 or "

@@ -31,11 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from batch.arrays import SCAN_ROWS, ArrayError, DigitArray
+from batch.block import read_digit
 from batch.inputs import IMAGE_EXTENSIONS, ArrayItem, ErrorItem, ImageItem, expand_inputs, read_path_list
 from batch.model import NUM_CLASSES, OnnxClassifier
-from batch.run import MAX_FILE_BYTES, Summary, read_digit
+from batch.summary import Summary
 from batch.writer import RowWriter
-from digits.errors import DigitsError, UsageError
+from core.contract import MAX_IMAGE_FILE_BYTES as MAX_FILE_BYTES
+from core.errors import DigitsError, UsageError
 
 try:
     import ray
@@ -309,10 +311,10 @@ def _sharded_summary(out_dir: str, fmt: str, summary: Summary) -> None:
 def connect(options: RayOptions) -> None:
     """Join the cluster at options.address (or RAY_ADDRESS), else start a local Ray."""
     import batch as batch_package
-    import digits as digits_package
+    import core as core_package
 
     # Workers import the driver's own code, whatever is installed on the nodes.
-    modules = [os.path.dirname(batch_package.__file__), os.path.dirname(digits_package.__file__)]
+    modules = [os.path.dirname(batch_package.__file__), os.path.dirname(core_package.__file__)]
     runtime_env = {"py_modules": modules, "excludes": ["__pycache__", "*.pyc"],
                    # onnxruntime and OpenCV in every worker: one thread each, so stages share cores fairly.
                    "env_vars": {"OMP_NUM_THREADS": "1"}}

@@ -1,13 +1,14 @@
 """Result rows, streamed: csv or jsonl, one row per item, whole lines only.
 
 Columns: source, label, confidence (6 decimals), then label_1, prob_1 ...
-label_K, prob_K with --top-k K, then error (empty unless the item could not be
-read; its label and confidence are then empty). Each block of rows goes out in
+label_K, prob_K with --top-k K, then review with --review-below P, then error
+(empty unless the item could not be read; its label and confidence are then
+empty). Each block of rows goes out in
 one write and is flushed, so a reader, or an interrupted run, sees complete
-lines only. Blocks go straight to the file descriptor (digits.files.write_all),
+lines only. Blocks go straight to the file descriptor (core.files.write_all),
 every byte of them, whatever signal arrives meanwhile. A write that fails (a
 full disk) cuts the file back to its last whole row and raises the error the
-user sees (digits.files.write_error).
+user sees (core.files.write_error).
 """
 
 import csv
@@ -21,8 +22,8 @@ from typing import Literal, TextIO
 
 import numpy as np
 
-from digits.errors import DigitsError
-from digits.files import MISSING, REGULAR, PathError, kind_of, open_regular, write_all
+from core.errors import DigitsError
+from core.files import MISSING, REGULAR, PathError, kind_of, open_regular, write_all
 
 Format = Literal["csv", "jsonl"]
 
@@ -59,12 +60,17 @@ def _fixed6(values: np.ndarray) -> np.ndarray:
     row's confidence in Python was most of the time classify spent beyond the
     model itself (measured: ~0.4 us a row, against ~0.02 us here).
     """
-    micro = np.rint(values.astype(np.float64) * 1e6).astype(np.int64)
+    micro = _micro(values)
     text = np.empty((len(micro), 8), np.uint8)
     text[:, 0] = 48 + micro // 1_000_000
     text[:, 1] = ord(".")
     _digits_into(text[:, 2:], micro % 1_000_000)
     return text
+
+
+def _micro(values: np.ndarray) -> np.ndarray:
+    """Probabilities in millionths, rounded as they are written: int64."""
+    return np.rint(values.astype(np.float64) * 1e6).astype(np.int64)
 
 
 def _digits_into(out: np.ndarray, numbers: np.ndarray) -> None:
@@ -103,12 +109,82 @@ def _array_rows_csv(path: str, start: int, labels: np.ndarray, confidence: np.nd
     return b"".join(blocks).decode("utf-8", "surrogateescape")
 
 
-def columns(top_k: int) -> list[str]:
-    """The csv header's columns (and the jsonl keys of a classified row) for --top-k K."""
+def columns(top_k: int, review: bool = False) -> list[str]:
+    """The csv header's columns for --top-k K (and --review-below: `review`). A jsonl row has
+    the same keys, except that `error` is only in a failed row."""
     names = ["source", "label", "confidence"]
     for k in range(1, top_k + 1):
         names += [f"label_{k}", f"prob_{k}"]
+    if review:
+        names.append("review")
     return names + ["error"]
+
+
+class RowFormat:
+    """How rows are written: the text of a block of rows, the same in whichever process
+    makes it (the run's own, a worker, a Ray actor), so rows are byte-identical however
+    the work is spread."""
+
+    def __init__(self, fmt: Format = "csv", top_k: int = 0, review_below: float | None = None):
+        """`review_below`: rows whose confidence, as written (6 decimals), is under it get
+        review 1 (jsonl: true), others 0 (false); None: no review column."""
+        self.fmt, self.top_k, self.review_below = fmt, top_k, review_below
+        # Compared as the written micro-units, so a row reading 0.900000 is never under 0.9.
+        self._review_micro = None if review_below is None else int(round(review_below * 1e6))
+        self._empty = "," * (2 + 2 * top_k + (review_below is not None))  # a failed row's empty fields
+
+    def header(self) -> str:
+        return ",".join(columns(self.top_k, self.review_below is not None)) + "\n" if self.fmt == "csv" else ""
+
+    def under_review(self, probabilities: np.ndarray) -> np.ndarray:
+        """bool [N]: the rows whose confidence, as written, is under --review-below."""
+        return _micro(probabilities.max(axis=1)) < self._review_micro
+
+    def rows(self, sources: Sequence[str], probabilities: np.ndarray,
+             errors: Sequence[str | None] | None = None) -> str:
+        """One row per source; where errors[i] is set, row i is a failure and its probabilities are ignored."""
+        labels, confidence_text = _best(probabilities)
+        labels, confidence = labels.tolist(), _texts(confidence_text)
+        review = self.under_review(probabilities).tolist() if self._review_micro is not None else None
+        if errors is None and not self.top_k and review is None and self.fmt == "csv":
+            # The common case: no per-row branching.
+            return "".join(map("{},{},{},\n".format, _csv_fields(sources), labels, confidence))
+        if self.top_k:
+            order = np.argsort(-probabilities, axis=1, kind="stable")[:, : self.top_k]
+            top_probs = np.take_along_axis(probabilities, order, axis=1).tolist()
+            order = order.tolist()
+        lines = []
+        for i, source in enumerate(sources):
+            error = errors[i] if errors is not None else None
+            if error is not None:
+                lines.append(self.failed(source, error))
+                continue
+            if self.fmt == "csv":
+                extra = "".join(f",{lab},{p:.6g}" for lab, p in zip(order[i], top_probs[i])) if self.top_k else ""
+                if review is not None:
+                    extra += ",1" if review[i] else ",0"
+                lines.append(f"{_csv_field(source)},{labels[i]},{confidence[i]}{extra},\n")
+            else:
+                extra = "".join(
+                    f', "label_{k}": {lab}, "prob_{k}": {p:.6g}'
+                    for k, (lab, p) in enumerate(zip(order[i], top_probs[i]), 1)
+                ) if self.top_k else ""
+                if review is not None:
+                    extra += ', "review": true' if review[i] else ', "review": false'
+                lines.append(f'{{"source": {json.dumps(source)}, "label": {labels[i]}, '
+                             f'"confidence": {confidence[i]}{extra}}}\n')
+        return "".join(lines)
+
+    def array_rows(self, path: str, start: int, probabilities: np.ndarray) -> str:
+        """Rows `path#start` ... for consecutive rows of one array: the hot path for large arrays."""
+        if self.top_k or self.fmt != "csv" or self.review_below is not None or _CSV_SPECIAL.search(path):
+            return self.rows([f"{path}#{i}" for i in range(start, start + len(probabilities))], probabilities)
+        return _array_rows_csv(path, start, *_best(probabilities))
+
+    def failed(self, source: str, error: str) -> str:
+        if self.fmt == "csv":
+            return f"{_csv_field(source)}{self._empty},{_csv_field(error)}\n"
+        return json.dumps({"source": source, "label": None, "confidence": None, "error": error}) + "\n"
 
 
 def _descriptor(stream: TextIO) -> tuple[int | None, bool, int]:
@@ -125,10 +201,11 @@ def _descriptor(stream: TextIO) -> tuple[int | None, bool, int]:
 
 
 class RowWriter:
-    def __init__(self, stream: TextIO, fmt: Format = "csv", top_k: int = 0, name: str | None = None,
-                 header: bool = True):
+    """Rows of one RowFormat onto a stream, each block in one write, flushed."""
+
+    def __init__(self, stream: TextIO, row_format: RowFormat, name: str | None = None, header: bool = True):
         """`header=False`: the stream already has the csv header (appending for --resume)."""
-        self.stream, self.fmt, self.top_k = stream, fmt, top_k
+        self.stream, self.format = stream, row_format
         self.name = name or {"<stdout>": "standard output"}.get(getattr(stream, "name", None), "the output")
         # Rows are UTF-8 whatever the locale, and file names are bytes: one that is
         # not valid UTF-8 goes out as its own bytes (as `ls` and `find` print it)
@@ -137,12 +214,13 @@ class RowWriter:
             stream.reconfigure(encoding="utf-8", errors="surrogateescape")
         self._fd, regular, self._whole = _descriptor(stream)
         self._file = self._fd if regular else None
-        if fmt == "csv":
-            if header:
-                self._write(",".join(columns(top_k)) + "\n")
-            self._empty = "," * (2 + 2 * top_k)  # a failed row's empty label..prob_K fields
+        if header:
+            self.write(row_format.header())
 
-    def _write(self, text: str) -> None:
+    def write(self, text: str) -> None:
+        """Whole rows, as RowFormat made them."""
+        if not text:
+            return
         try:
             if self._fd is None:
                 self.stream.write(text)
@@ -165,7 +243,7 @@ class RowWriter:
         """A write failed (full disk, /dev/full, a closed pipe): cut a regular file back to
         its last whole row, send whatever the stream still buffers to /dev/null (so
         closing it cannot write half a row later), and say what happened."""
-        from digits.files import write_error
+        from core.files import write_error
 
         try:
             fd = self.stream.fileno()
@@ -180,50 +258,13 @@ class RowWriter:
 
     def write_rows(self, sources: Sequence[str], probabilities: np.ndarray,
                    errors: Sequence[str | None] | None = None) -> None:
-        """One row per source; where errors[i] is set, row i is a failure and its probabilities are ignored."""
-        labels, confidence = _best(probabilities)
-        labels, confidence = labels.tolist(), _texts(confidence)
-        if errors is None and not self.top_k and self.fmt == "csv":
-            # The common case: no per-row branching.
-            self._write("".join(map("{},{},{},\n".format, _csv_fields(sources), labels, confidence)))
-            return
-        if self.top_k:
-            order = np.argsort(-probabilities, axis=1, kind="stable")[:, : self.top_k]
-            top_probs = np.take_along_axis(probabilities, order, axis=1).tolist()
-            order = order.tolist()
-        lines = []
-        for i, source in enumerate(sources):
-            error = errors[i] if errors is not None else None
-            if error is not None:
-                lines.append(self._failed(source, error))
-                continue
-            if self.fmt == "csv":
-                extra = "".join(f",{lab},{p:.6g}" for lab, p in zip(order[i], top_probs[i])) if self.top_k else ""
-                lines.append(f"{_csv_field(source)},{labels[i]},{confidence[i]}{extra},\n")
-            else:
-                extra = "".join(
-                    f', "label_{k}": {lab}, "prob_{k}": {p:.6g}'
-                    for k, (lab, p) in enumerate(zip(order[i], top_probs[i]), 1)
-                ) if self.top_k else ""
-                lines.append(f'{{"source": {json.dumps(source)}, "label": {labels[i]}, '
-                             f'"confidence": {confidence[i]}{extra}}}\n')
-        self._write("".join(lines))
+        self.write(self.format.rows(sources, probabilities, errors))
 
     def write_array_rows(self, path: str, start: int, probabilities: np.ndarray) -> None:
-        """Rows `path#start` ... for consecutive rows of one array: the hot path for large arrays."""
-        if self.top_k or self.fmt != "csv" or _CSV_SPECIAL.search(path):
-            sources = [f"{path}#{i}" for i in range(start, start + len(probabilities))]
-            self.write_rows(sources, probabilities)
-            return
-        self._write(_array_rows_csv(path, start, *_best(probabilities)))
+        self.write(self.format.array_rows(path, start, probabilities))
 
     def write_failed(self, source: str, error: str) -> None:
-        self._write(self._failed(source, error))
-
-    def _failed(self, source: str, error: str) -> str:
-        if self.fmt == "csv":
-            return f"{_csv_field(source)}{self._empty},{_csv_field(error)}\n"
-        return json.dumps({"source": source, "label": None, "confidence": None, "error": error}) + "\n"
+        self.write(self.format.failed(source, error))
 
 
 class ResumeError(DigitsError):
@@ -260,6 +301,18 @@ class Done:
         return os.path.join(real, name)
 
     def has(self, source: str) -> bool:
+        """Whether `source` (an input, or `path#row` of an array) has a row not yet matched."""
+        match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
+        if match:
+            found = self.arrays.get(self.key(match[1]))
+            if found is not None:
+                rows, times = found
+                at = np.searchsorted(rows, int(match[2]))
+                if at < len(rows) and rows[at] == int(match[2]) and times[at] > 0:
+                    return True
+        return self.sources.get(self.key(source), 0) > 0
+
+    def take(self, source: str) -> bool:
         """Whether `source` (an image, or an item that failed) has a row not yet matched;
         if so, that row now answers this occurrence of it."""
         key = self.key(source)
@@ -302,14 +355,14 @@ def resumable(path: str | os.PathLike) -> None:
 _JSONL_START = b'{"source": '
 
 
-def _ours(record: bytes, fmt: Format, top_k: int) -> bool:
+def _ours(record: bytes, row_format: RowFormat) -> bool:
     """Whether a file's torn first line (no newline) is the start of what this run writes:
     the header, or a first jsonl row, cut off by a kill."""
-    ours = (",".join(columns(top_k)) + "\n").encode() if fmt == "csv" else _JSONL_START
-    return ours.startswith(record) or (fmt == "jsonl" and record.startswith(ours))
+    ours = row_format.header().encode() if row_format.fmt == "csv" else _JSONL_START
+    return ours.startswith(record) or (row_format.fmt == "jsonl" and record.startswith(ours))
 
 
-def resume_output(path: str | os.PathLike, fmt: Format, top_k: int) -> Done:
+def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
     """Read an output file that an earlier run may have left, for --resume.
 
     Every whole row is kept; a torn last line (the run was killed mid-write) is
@@ -321,7 +374,8 @@ def resume_output(path: str | os.PathLike, fmt: Format, top_k: int) -> Done:
     empty file is an empty one.
     """
     done = Done()
-    expected = columns(top_k)
+    fmt = row_format.fmt
+    expected = columns(row_format.top_k, row_format.review_below is not None)
     sources: dict[str, int] = {}
     arrays: dict[str, list[int]] = {}
     try:
@@ -349,7 +403,7 @@ def resume_output(path: str | os.PathLike, fmt: Format, top_k: int) -> Done:
                 good += len(record)
                 record = b""
         if record:  # a torn last line: drop it, if the file is ours
-            if not good and not _ours(record, fmt, top_k):
+            if not good and not _ours(record, row_format):
                 raise ResumeError(f"{os.fsdecode(path)}: cannot resume: its first line is not the "
                                   f"{'header' if fmt == 'csv' else 'first row'} `digits classify` writes; "
                                   "left as it is (write to another --output)")
@@ -382,7 +436,7 @@ def _merged(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) 
 
 def _other_columns(path, found: list[str], expected: list[str]) -> str:
     return (f"{path}: cannot resume: the file's columns are {','.join(found)[:200]!r}, this run writes "
-            f"{','.join(expected)!r} (resume with the --top-k and --format of the first run, or write "
+            f"{','.join(expected)!r} (resume with the --top-k, --review-below and --format of the first run, or write "
             "to another --output)")
 
 

@@ -8,7 +8,6 @@ table goes to stdout and to benchmarks/results.md.
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
@@ -20,19 +19,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from measure import DIGITS, PEERS, PY, ROOT, classify, decode_loop, link_folder, run  # noqa: E402
+
 WORK = HERE / ".work"
-PY = sys.executable
-DIGITS = [PY, "-m", "digits"]
-PEERS = HERE / "peers"
-PACKAGES = ["digits", "trainer", "exporter", "batch"]
-
-
-def run(cmd: list, **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, cwd=ROOT, **kwargs)
-    if result.returncode != 0:
-        raise SystemExit(f"benchmark command failed ({result.returncode}): {' '.join(map(str, cmd))}\n{result.stderr[-2000:]}")
-    return result
 
 
 def wall(cmd: list) -> float:
@@ -129,18 +119,15 @@ def bench_classify_pngs(p: dict) -> list[dict]:
     the naive loop is compared whole process, start-up included, as a user waits for it."""
     ours_rate, decode_rate, ours_wall, naive_wall = [], [], [], []
 
-    def digits_per_s(stderr: str) -> float:
-        return float(re.search(r"([\d,.]+) digits/s", stderr).group(1).replace(",", ""))
-
     def ours() -> float:
-        start = time.perf_counter()
-        result = run(DIGITS + ["classify", p["onnx"], p["pngs"], "--output", WORK / "pngs.csv"])
-        ours_wall.append(time.perf_counter() - start)
-        ours_rate.append(digits_per_s(result.stderr))
+        summary = classify(p["onnx"], [p["pngs"]])
+        ours_wall.append(summary["wall"])
+        ours_rate.append(summary["digits_per_second"])
         return ours_rate[-1]
 
-    def decode_loop() -> float:
-        decode_rate.append(digits_per_s(run([PY, PEERS / "decode_loop.py", p["pngs"]]).stderr))
+    def loop() -> float:
+        result = decode_loop(p["pngs"])
+        decode_rate.append(result["files"] / result["seconds"])
         return decode_rate[-1]
 
     def naive() -> float:
@@ -149,7 +136,7 @@ def bench_classify_pngs(p: dict) -> list[dict]:
 
     for _ in range(11):  # all three alternate, so that drift in the machine's load hits each alike
         ours()
-        decode_loop()
+        loop()
         naive()
     median = statistics.median
     return [
@@ -157,6 +144,41 @@ def bench_classify_pngs(p: dict) -> list[dict]:
             "digits classify (2 cores, with the model) / one core's read + cv2.imdecode loop", ">=", 1.6),
         row("classify 10,000 PNGs: whole process", median(naive_wall), median(ours_wall), "s",
             "naive Pillow + run-per-image loop / digits classify", ">=", 5.0),
+    ]
+
+
+def bench_cores(p: dict) -> list[dict]:
+    """What limits classify on N cores, measured on any machine: the CPU per image of the
+    run's own process (the walk, handing out blocks, writing rows: the part that does not
+    spread) and of the whole run, each against one core's decode loop over the same files.
+    Start-up is taken out by differencing the 10,000-file folder and a 2,000-file one.
+    Projected speedup on 16 cores: min(16 / whole-run ratio, 1 / main-process ratio)."""
+    small = link_folder(p["pngs"], WORK / "pngs_2k", 2000)[0]
+    n = 10_000 - 2000
+    main, whole, loop = [], [], []
+    for _ in range(5):
+        big_run, small_run = classify(p["onnx"], [p["pngs"]]), classify(p["onnx"], [small])
+        big_loop, small_loop = decode_loop(p["pngs"]), decode_loop(small)
+        cpu = {k: big_run["cpu_seconds"][k] - small_run["cpu_seconds"][k] for k in ("main", "workers")}
+        main.append(cpu["main"] / n)
+        whole.append((cpu["main"] + cpu["workers"]) / n)
+        loop.append((big_loop["cpu"] - small_loop["cpu"]) / n)
+    median = statistics.median
+    main_ratio, whole_ratio = median(main) / median(loop), median(whole) / median(loop)
+    projected = min(16 / whole_ratio, 1 / main_ratio)
+    one = [classify(p["onnx"], [p["pngs"]], cores=[min(os.sched_getaffinity(0))])["digits_per_second"]
+           for _ in range(5)]
+    every = [classify(p["onnx"], [p["pngs"]])["digits_per_second"] for _ in range(5)]
+    us = 1e6
+    return [
+        row("classify PNGs: CPU per image of the run's own process", median(main) * us, median(loop) * us, "us",
+            "main process / one core's decode loop (start-up differenced out)", None, None),
+        row("classify PNGs: CPU per image of the whole run", median(whole) * us, median(loop) * us, "us",
+            "main + workers / one core's decode loop (start-up differenced out)", None, None),
+        row("classify PNGs: projected speedup on 16 cores", projected, 1.0, "x",
+            "min(16 / whole-run ratio, 1 / main-process ratio)", ">=", 12.0),
+        row(f"classify 10,000 PNGs: rate on {len(os.sched_getaffinity(0))} cores vs pinned to 1",
+            median(every), median(one), "digits/s", "all usable cores / one core (start-up excluded)", ">=", 1.8),
     ]
 
 
@@ -205,16 +227,12 @@ def bench_ray(p: dict) -> list[dict]:
         print("bench_ray: the [ray] extra is not installed; skipped", file=sys.stderr)
         return []
 
-    def job_seconds(stderr: str) -> float:
-        return float(re.search(r" in ([\d.]+) s \(", stderr).group(1))
-
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 * 2**20,
              logging_level="ERROR", log_to_driver=False)
     address = ray.get_runtime_context().gcs_address
     try:
         def timed(engine: list, inputs: list) -> float:
-            return job_seconds(run(DIGITS + ["classify", p["onnx"], *inputs, "--output", WORK / "ray.csv"]
-                                   + engine).stderr)
+            return classify(p["onnx"], inputs, *engine)["seconds"]
 
         on_ray = ["--engine", "ray", "--address", address, "--concurrency", "1"]
         rows, median = [], statistics.median
@@ -285,14 +303,16 @@ def main() -> int:
     # Our modules compiled, as an installed wheel has them (pip compiles at install):
     # an editable checkout under PYTHONDONTWRITEBYTECODE=1 compiled them on every
     # run instead (13 ms of a classify run, measured).
-    run([PY, "-m", "compileall", "-q", *PACKAGES])
+    run(["make", "-s", "compile", f"PY={PY}"])
     # Preparing makes large arrays; done in its own process so that this one stays
     # small: Linux starts a child's peak-RSS count at its parent's size.
     run([PY, __file__, "--prepare"])
     paths = prepare()
     rows = []
-    for bench in (bench_train, bench_classify_npy, bench_classify_pngs, bench_memory, bench_startup, bench_onnx_vs_keras,
-                  bench_ray):
+    benches = (bench_train, bench_classify_npy, bench_classify_pngs, bench_cores, bench_memory, bench_startup,
+               bench_onnx_vs_keras, bench_ray)
+    only = [b for b in benches if b.__name__ in sys.argv[1:]]  # `benchmarks/run.py bench_cores`: one row set
+    for bench in only or benches:
         print(f"running {bench.__name__} ...", file=sys.stderr, flush=True)
         rows += bench(paths)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()

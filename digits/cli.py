@@ -8,16 +8,17 @@ import os
 import signal
 import sys
 
-from digits import install_early_interrupt
 
-# Again for `python -m digits`: while runpy imported the package, argv[0] was "-m".
-install_early_interrupt()
+def _interrupted_early(signum, frame) -> None:
+    # Ctrl-C (or SIGTERM) while the program is still importing: nothing has been
+    # written yet, and an exception raised inside an import would surface as a
+    # traceback of whatever module it cut in half. Leave at once, with one line.
+    try:
+        os.write(2, b"digits: interrupted\n")
+    except OSError:  # stderr closed (2>&-): leave all the same
+        pass
+    os._exit(130)
 
-import importlib  # noqa: E402
-
-import typer  # noqa: E402
-
-from digits.errors import EXIT_FATAL, EXIT_INTERRUPTED, DigitsError  # noqa: E402
 
 # Each command lives with its part and is imported only when it is run (or for the
 # whole program's --help): `digits classify` does not pay for importing the trainer's
@@ -33,8 +34,12 @@ COMMANDS = {
 }
 
 
-def build_app(only: str | None = None) -> typer.Typer:
-    """The program with every command, or with the one named `only` (what a run needs)."""
+def build_app(only: str | None = None):
+    """The program (a typer.Typer) with every command, or with the one named `only` (what a run needs)."""
+    import importlib
+
+    import typer
+
     app = typer.Typer(
         name="digits",
         help="Train, export and run handwritten-digit classifiers (Keras -> ONNX -> onnxruntime).",
@@ -100,8 +105,8 @@ class _Stdout:
         return getattr(self._stream, name)
 
 
-def _stdout_failed(e: OSError) -> DigitsError:
-    from digits.files import write_error
+def _stdout_failed(e: OSError) -> Exception:
+    from core.files import write_error
 
     try:  # what the stream still buffers goes nowhere: the exit's flush cannot fail again
         null = os.open(os.devnull, os.O_WRONLY)
@@ -157,6 +162,8 @@ MEMORY_FLOOR = 160 * 2**20
 def _check_memory_limit() -> None:
     import resource
 
+    from core.errors import DigitsError
+
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY and soft < MEMORY_FLOOR:
         raise DigitsError(f"the memory limit (ulimit -v) is {soft // 2**20} MiB; this program needs at least "
@@ -165,10 +172,16 @@ def _check_memory_limit() -> None:
 
 def main() -> None:
     """Entry point: the one place user errors become a line on stderr and an exit code."""
+    # Until the handling below is in place (the imports take a while), Ctrl-C and
+    # SIGTERM end the program at once with one line and exit 130.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupted_early)
     _standard_streams()
     # onnxruntime's telemetry (export, evaluate, bench and inspect load it too): files
     # under ~/.cache written unasked, a coloured warning when HOME is not writable.
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    from core.errors import EXIT_FATAL, EXIT_INTERRUPTED, DigitsError
+
     previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         _check_memory_limit()

@@ -2,13 +2,15 @@
 
 Train the seed's MLP, export it (with int8) under the parity check, write the
 held-out test digits as PNG files and as a .npy, classify both with the real
-`digits classify` command, and report everything in one table. Each step runs
-as its own `digits` process, exactly as a user would type it.
+`digits classify` command, and report everything in one table. Training,
+export and both classify runs are `digits` processes, exactly as a user would
+type them; the demo itself writes the test digits and scores the int8 model.
+Numbers come from the steps' typed outputs (metrics.json, the parity report,
+classify's --summary-json), never from their messages.
 """
 
 import csv
 import json
-import re
 import subprocess
 import sys
 import time
@@ -18,8 +20,8 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from digits.errors import DigitsError
-from digits.files import atomic_path, writing
+from core.errors import DigitsError
+from core.files import atomic_path, writing
 from trainer.model import RECIPE
 
 
@@ -44,10 +46,6 @@ def _classify_accuracy(predictions: Path, truth: np.ndarray) -> float:
     if len(labels) != len(truth):
         raise DigitsError(f"{predictions}: {len(labels)} rows for {len(truth)} digits")
     return float((np.array(labels) == truth).mean())
-
-
-def _rate(stderr: str) -> float:
-    return float(re.search(r"\(([\d,]+) digits/s\)", stderr).group(1).replace(",", ""))
 
 
 def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, array: Path) -> None:
@@ -100,8 +98,11 @@ def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epoc
     write_test_digits(data.x_test, data.y_test, png_dir, npy)
 
     png_rows, npy_rows = out / "predictions-png.csv", out / "predictions-npy.csv"
-    png_run = _digits("classify", model_onnx, png_dir, "--output", png_rows)
-    npy_run = _digits("classify", model_onnx, npy, "--output", npy_rows)
+    png_summary, npy_summary = out / "summary-png.json", out / "summary-npy.json"
+    _digits("classify", model_onnx, png_dir, "--output", png_rows, "--summary-json", png_summary)
+    _digits("classify", model_onnx, npy, "--output", npy_rows, "--summary-json", npy_summary)
+    png_rate = json.loads(png_summary.read_text())["digits_per_second"]
+    npy_rate = json.loads(npy_summary.read_text())["digits_per_second"]
 
     from batch.model import OnnxClassifier
 
@@ -128,13 +129,14 @@ def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epoc
         ("model sizes", f"model.keras {(train_dir / 'model.keras').stat().st_size / 1e6:.2f} MB, "
                         f"model.onnx {model_onnx.stat().st_size / 1e6:.2f} MB, "
                         f"model.int8.onnx {(out / 'model.int8.onnx').stat().st_size / 1e6:.2f} MB"),
-        ("classify throughput", f"PNG folder {_rate(png_run.stderr):,.0f} digits/s, "
-                                f".npy {_rate(npy_run.stderr):,.0f} digits/s (start-up excluded; "
+        ("classify throughput", f"PNG folder {png_rate:,.0f} digits/s, "
+                                f".npy {npy_rate:,.0f} digits/s (start-up excluded; "
                                 f"{len(data.x_test):,} digits is a short run, `make bench` measures long ones)"),
         ("artefacts", ""),
     ]
     for path in (train_dir / "history.png", train_dir / "confusion.png", train_dir / "metrics.json",
-                 model_onnx, out / "model.int8.onnx", out / "model.parity.json", png_dir, npy, png_rows, npy_rows):
+                 model_onnx, out / "model.int8.onnx", out / "model.parity.json", png_dir, npy, png_rows, npy_rows,
+                 png_summary, npy_summary):
         lines.append(("", str(path)))
     lines.append(("total time", f"{time.perf_counter() - start:.0f} s"))
     width = max(len(k) for k, _ in lines)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from digits.files import file_name
+from core.files import file_name
 from exporter.convert import DEFAULT_OPSET, MIN_OPSET
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
 

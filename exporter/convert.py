@@ -10,7 +10,7 @@ glue code in any runtime:
     label          int64   [batch]          argmax of probabilities
 """
 
-from digits.errors import ModelError
+from core.errors import ModelError
 from trainer.backend import import_keras
 from trainer.model import SUPPORTED_INPUTS, check_classifier  # noqa: F401  (one check for evaluate and export)
 
@@ -73,6 +73,8 @@ def keras_to_onnx(model, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSE
     )
     _name_batch_axis(onnx_model)
     _order_outputs(onnx_model)
+    # tf2onnx appends its git hash, "None" in a wheel: the version alone says what made it.
+    onnx_model.producer_version = tf2onnx.__version__
     return onnx_model
 
 

@@ -3,8 +3,8 @@
 import os
 from pathlib import Path
 
-from digits.errors import ModelError
-from digits.files import PathError, require_file
+from core.errors import ModelError
+from core.files import PathError, require_file
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
 
@@ -33,7 +33,8 @@ def describe(path: Path) -> dict:
         "path": str(path),
         "bytes": os.path.getsize(path),
         "opset": opsets,
-        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        # tf2onnx 1.17 wrote "1.17.0 None" (its git hash, absent from a wheel); exports now write the version only.
+        "producer": f"{model.producer_name} {model.producer_version.removesuffix(' None')}".strip(),
         "inputs": [_value_info(v) for v in model.graph.input],
         "outputs": [_value_info(v) for v in model.graph.output],
         "metadata": {p.key: p.value for p in model.metadata_props},

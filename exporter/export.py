@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.files import check_target, refuse_overwriting, temp_beside, write_error, writing
+from core.files import check_target, refuse_overwriting, temp_beside, write_error, writing
 from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx
 from exporter.metadata import export_metadata, set_metadata
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity

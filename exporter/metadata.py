@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +28,19 @@ def training_metrics(keras_path: Path) -> dict:
         metrics = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {k: str(metrics[k]) for k in ("test_accuracy", "data_source") if k in metrics}
+    found = {k: str(metrics[k]) for k in ("test_accuracy", "data_source") if k in metrics}
+    if "data_source" in found:  # a metrics.json written before sources named files, not paths
+        found["data_source"] = without_paths(found["data_source"])
+    return found
+
+
+_PATH = re.compile(r"(?<![^\s(])[^\s(),/]*(?:/[^\s(),/]+)+/?")  # a word holding a "/name": a path
+
+
+def without_paths(text: str) -> str:
+    """Each path in `text` (/home/..., ~/..., data/mnist.npz) cut to its last name: a shipped model
+    records what data it was trained on, not where it lay on someone's disk."""
+    return _PATH.sub(lambda m: Path(m.group()).name or m.group(), text)
 
 
 def export_metadata(keras_path: Path) -> dict[str, str]:

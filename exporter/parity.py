@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from digits.errors import EXIT_CHECK_FAILED, DigitsError
+from core.errors import EXIT_CHECK_FAILED, DigitsError
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5

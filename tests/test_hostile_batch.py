@@ -169,7 +169,7 @@ def test_an_array_truncated_while_read_keeps_the_rows_before_the_cut(exported_on
     from batch.inputs import ArrayItem
     from batch.model import OnnxClassifier
     from batch.run import classify
-    from batch.writer import RowWriter
+    from batch.writer import RowFormat, RowWriter
 
     array = tmp_path / "a.npy"
     digits = np.tile(small.x_test, (40, 1, 1))[:8000]
@@ -184,7 +184,7 @@ def test_an_array_truncated_while_read_keeps_the_rows_before_the_cut(exported_on
         return False
 
     out = io.StringIO()
-    summary = classify([ArrayItem(str(array))], OnnxClassifier(exported_onnx, threads=1), RowWriter(out),
+    summary = classify([ArrayItem(str(array))], OnnxClassifier(exported_onnx, threads=1), RowWriter(out, RowFormat()),
                        batch_size=1024, model_calls=2, stop=stop)
     rows = rows_of(out.getvalue())
     assert [r["source"] for r in rows[:-1]] == [f"{array}#{i}" for i in range(5000)]

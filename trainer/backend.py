@@ -10,7 +10,7 @@ import importlib.util
 import os
 import sys
 
-from digits.errors import DigitsError
+from core.errors import DigitsError
 
 TRAIN_EXTRA = "pip install 'digits[train]'"
 

@@ -8,8 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from digits.errors import DigitsError
-from digits.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
+from core.errors import DigitsError
+from core.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
 from trainer.model import RECIPE, Recipe
 
 DataOption = Annotated[
@@ -32,7 +32,7 @@ def _prepare_out_dir(out: Path | None):
     """The output folder, created, with nothing in the way of the artefacts, and
     locked against a second run: checked before training, so a bad --out costs no
     training time."""
-    from digits.files import check_target, lock_folder
+    from core.files import check_target, lock_folder
 
     out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
     kind = kind_of(out)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.errors import ModelError
+from core.errors import ModelError
 
 
 def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:

@@ -7,13 +7,14 @@ Adam; categorical cross-entropy; 50 epochs at batch 128. `RECIPE` holds the
 numbers every command defaults to; `build_mlp` mirrors the layer list.
 """
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from digits.errors import ModelError
-from digits.files import PathError, require_file
+from core.errors import ModelError
+from core.files import PathError, require_file
 from trainer.backend import import_keras
 
 NUM_CLASSES = 10
@@ -70,12 +71,30 @@ def load_keras_model(path: Path):
         require_file(path, "model file")  # a FIFO or folder is named, not read
     except PathError as e:
         raise ModelError(str(e)) from e
+    if not str(path).lower().endswith((".h5", ".hdf5")):
+        _require_zip(path)
     keras = import_keras()
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # Keras raises many types for a bad file; all mean "not loadable"
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: not a loadable Keras model ({reason[:200]})") from e
+
+
+def _require_zip(path: Path) -> None:
+    """A .keras model is a zip archive; say so in our words where Keras would say "File not
+    found" (for a truncated file that exists) or "File format not supported"."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(4)
+        whole = zipfile.is_zipfile(path)
+    except OSError as e:
+        raise ModelError(f"{path}: cannot read ({e.strerror or e})") from e
+    if whole:
+        return
+    if start == b"PK\x03\x04":
+        raise ModelError(f"{path}: not a loadable Keras model (a zip archive without its end: truncated or corrupt)")
+    raise ModelError(f"{path}: not a loadable Keras model (not a zip archive, which a .keras model is)")
 
 
 def predict_keras(model, digits: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -91,6 +110,13 @@ SUPPORTED_INPUTS = ((784,), (28, 28), (28, 28, 1))
 def check_classifier(model, where: str) -> tuple[int, ...]:
     """The model's per-digit input shape; ModelError unless it is a one-input, 10-class
     digit model. `digits evaluate` and `digits export` take the same models."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError) as e:  # Keras's words for a model never built: "has no defined inputs yet"
+        raise ModelError(f"{where}: the model was saved before it was built, so it has no input shape; "
+                         "give it a keras.Input (or call model.build) and save it again") from e
+    if not inputs:
+        raise ModelError(f"{where}: the model has no inputs; a digit classifier has one")
     if len(model.inputs) != 1:
         raise ModelError(f"{where}: model has {len(model.inputs)} inputs; a digit classifier has one")
     shape = tuple(model.inputs[0].shape[1:])

@@ -6,17 +6,21 @@
 //   const { labels, probabilities } = await classifier.classify(pixels, 1);
 //
 // toMnist is batch/decode.py in JavaScript, step for step, so that an image gets here the
-// digit that `digits classify` gives it: grayscale (OpenCV's weights), transparent pixels
-// over white, inverted when the border is light (dark ink on a light page), and, unless
-// already 28x28, cropped to the ink, fit into 20x20 keeping the aspect ratio (area
-// averaging to shrink, bilinear to enlarge, as cv2.resize) and placed so that the centre
-// of mass lands on (14, 14). onnxruntime-web is imported on first load(), so toMnist needs
-// nothing but this file.
+// digit that `digits classify` gives it: upright by its EXIF orientation (decodeImage: the
+// browser applies the tag), grayscale (OpenCV's weights), transparent pixels over white,
+// inverted when the border is light (dark ink on a light page), contrast normalised (the
+// page, the border's median, to 0 and the brightest ink to 255), and, unless already 28x28,
+// cropped to the ink, fit into 20x20 keeping the aspect ratio (area averaging to shrink,
+// bilinear to enlarge, as cv2.resize) and placed so that the centre of mass lands on
+// (14, 14). onnxruntime-web is imported on first load(), so toMnist needs nothing but this file.
 
 export const MNIST_SIZE = 28;
 export const DIGIT_BOX = 20; // MNIST digits are fit into 20x20 and centred in 28x28
 export const INK_FRACTION = 0.2; // a pixel counts as ink above this fraction of the brightest
 export const NUM_CLASSES = 10;
+// Contrast already MNIST's (decode.BLACK_PAGE, decode.FULL_INK): left as it is.
+export const BLACK_PAGE = 8;
+export const FULL_INK = 247;
 
 const ORT_DIST = new URL("./node_modules/onnxruntime-web/dist/", import.meta.url);
 
@@ -76,9 +80,14 @@ export class Classifier {
   }
 }
 
-/** Decode an image file (a Blob) into a canvas ImageData, as stored: no colour management, no premultiplying. */
+/** Decode an image file (a Blob) into a canvas ImageData: upright by its EXIF orientation, as
+ * decode.upright turns it; no colour management, no premultiplying. */
 export async function decodeImage(blob) {
-  const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const bitmap = await createImageBitmap(blob, {
+    imageOrientation: "from-image",
+    colorSpaceConversion: "none",
+    premultiplyAlpha: "none",
+  });
   try {
     const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
     const context = canvas.getContext("2d", { willReadFrequently: true });
@@ -123,6 +132,37 @@ export function needsInverting(gray, width, height) {
   return total > 127.5 * (2 * width + 2 * (height - 2));
 }
 
+/** The page's grey level of a white-on-black image: its border's lower median, as decode.page_level. */
+export function pageLevel(gray, width, height) {
+  let border;
+  if (height < 3 || width < 3) {
+    border = Uint8Array.from(gray);
+  } else {
+    border = new Uint8Array(2 * width + 2 * (height - 2));
+    let n = 0;
+    for (let x = 0; x < width; x++) border[n++] = gray[x];
+    for (let x = 0; x < width; x++) border[n++] = gray[(height - 1) * width + x];
+    for (let y = 1; y < height - 1; y++) border[n++] = gray[y * width];
+    for (let y = 1; y < height - 1; y++) border[n++] = gray[y * width + width - 1];
+  }
+  border.sort();
+  return border[(border.length - 1) >> 1];
+}
+
+/** White ink on a dark page -> the page at 0 and the brightest ink at 255 (in place), as
+ * decode.normalise_contrast: the same integer table, rounded half up. */
+export function normaliseContrast(gray, width, height) {
+  const page = pageLevel(gray, width, height);
+  let peak = 0;
+  for (let i = 0; i < gray.length; i++) if (gray[i] > peak) peak = gray[i];
+  if (peak <= page || (page <= BLACK_PAGE && peak >= FULL_INK)) return gray;
+  const span = peak - page;
+  const table = new Uint8Array(256);
+  for (let v = page; v < 256; v++) table[v] = Math.min(255, Math.floor(((v - page) * 510 + span) / (2 * span)));
+  for (let i = 0; i < gray.length; i++) gray[i] = table[gray[i]];
+  return gray;
+}
+
 /**
  * Any image -> one MNIST-style digit: Uint8Array(784), white on black, row by row.
  * `image` is a canvas ImageData, or {data: Uint8Array, width, height} of grayscale pixels
@@ -134,6 +174,7 @@ export function toMnist(image, invert = "auto") {
   if (invert === "always" || (invert === "auto" && needsInverting(gray, width, height))) {
     for (let i = 0; i < gray.length; i++) gray[i] = 255 - gray[i];
   }
+  normaliseContrast(gray, width, height);
   if (width === MNIST_SIZE && height === MNIST_SIZE) return gray;
   const field = new Uint8Array(MNIST_SIZE * MNIST_SIZE);
   let peak = 0;

@@ -1,10 +1,11 @@
 """Peer: one core's plain decode loop: list the folder, read each file, cv2.imdecode it. No model.
 
-What two decoding cores are measured against: `digits classify` on a PNG folder
-should reach most of twice this rate. Prints the count; on stderr, the loop's
-rate (imports excluded; the listing included, as in `digits classify`).
+What `digits classify` on a PNG folder is measured against. Prints, as JSON on
+stdout, the count and the loop's seconds (imports excluded; the listing
+included, as in `digits classify`).
 """
 
+import json
 import os
 import sys
 import time
@@ -21,5 +22,4 @@ for name in names:
         data = f.read()
     digit = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     decoded += digit is not None
-print(decoded, "decoded")
-print(f"{len(names) / (time.perf_counter() - start):.1f} digits/s", file=sys.stderr)
+print(json.dumps({"decoded": decoded, "files": len(names), "seconds": time.perf_counter() - start}))

@@ -5,8 +5,10 @@
 //
 //   node classify.js MODEL INPUT.npy... [--top-k K] [--batch-size N]
 //
-// Exit codes as digits classify: 0 every digit classified, 1 the model cannot be used,
-// 2 usage, 3 some inputs failed (their rows carry the error).
+// Exit codes as digits classify: 0 every digit classified, 1 the model cannot be used or
+// standard output cannot be written (a closed pipe: `| head -1`), 2 usage, 3 some inputs
+// failed (their rows carry the error). Inputs are named .npy files; a folder, a FIFO or a
+// device is refused in its row (the Python runner walks folders; this example does not).
 
 const ort = require("onnxruntime-node");
 const { ArrayError, openDigits, blocks, ROW } = require("./npy");
@@ -58,8 +60,37 @@ async function loadModel(path) {
   return session;
 }
 
+class OutputError extends Error {}
+
+// A write to standard output that failed (the reader closed the pipe, a full disk), as
+// digits.files.write_error words it; once set, nothing more is written.
+let outputFailed = null;
+
+function outputError(e) {
+  const reason = { EPIPE: "the reader closed it (broken pipe)", ENOSPC: "no space left on the device" }[e.code] ?? e.message;
+  return new OutputError(`standard output: cannot write (${reason})`);
+}
+
+let finished = false;
+
+process.stdout.on("error", (e) => {
+  outputFailed ??= outputError(e);
+  if (finished) {
+    // Rows still buffered when the program was done: the reader left before reading them.
+    process.stderr.write(`digits-node: error: ${outputFailed.message}\n`);
+    process.exitCode = 1;
+  }
+});
+
+/** Write rows; resolves once they are handed over (or buffered below the high-water mark),
+ * rejects with an OutputError when standard output fails, as `digits classify` stops there. */
 function write(text) {
-  return new Promise((resolve) => (process.stdout.write(text) ? resolve() : process.stdout.once("drain", resolve)));
+  return new Promise((resolve, reject) => {
+    if (outputFailed) return reject(outputFailed);
+    const done = (e) => (e ? reject((outputFailed ??= outputError(e))) : resolve());
+    if (process.stdout.write(text, (e) => e && done(e))) resolve();
+    else process.stdout.once("drain", () => done(outputFailed));
+  });
 }
 
 async function main(argv) {
@@ -79,9 +110,12 @@ async function main(argv) {
         await write(rows.arrayRows(path, first, probabilities.data, n, topK));
       }
     } catch (e) {
-      if (!(e instanceof ArrayError)) throw e;
-      failed += 1; // found before any row of this array was written, as in the Python runner
-      await write(rows.failedRow(path, e.message, topK));
+      // A file that cannot be read mid-way (EIO ...) fails its own row, as in the Python
+      // runner, and the next input is still read; a model or output failure ends the run.
+      const reason = e instanceof ArrayError ? e.message : e.syscall === "read" ? `cannot read: ${e.message}` : null;
+      if (reason === null) throw e;
+      failed += 1;
+      await write(rows.failedRow(path, reason, topK));
     }
   }
   return failed ? 3 : 0;
@@ -89,9 +123,11 @@ async function main(argv) {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    finished = true;
+    process.exitCode = outputFailed ? 1 : code;
   },
   (e) => {
+    finished = true;
     process.stderr.write(`digits-node: error: ${e.message}\n`);
     if (e instanceof UsageError) process.stderr.write(USAGE + "\n");
     process.exitCode = e instanceof UsageError ? 2 : 1;

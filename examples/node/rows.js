@@ -9,16 +9,44 @@ function csvField(text) {
   return SPECIAL.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-/** Python's format(x, ".6g"): 6 significant digits, trailing zeros dropped, e-notation outside 1e-4..1e6. */
+/** Python's format(x, ".6g"): 6 significant digits, trailing zeros dropped, e-notation outside 1e-4..1e6.
+ * Rounded as Python rounds: the exact binary value, ties to even (0.5078125 -> 0.507812), where
+ * JavaScript's toExponential and toFixed send ties up. */
 function g6(x) {
   if (Number.isNaN(x)) return "nan";
   if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
   if (x === 0) return Object.is(x, -0) ? "-0" : "0";
-  const [mantissa, exp] = x.toExponential(5).split("e");
-  const exponent = Number(exp);
-  if (exponent >= -4 && exponent < 6) return stripZeros(x.toFixed(5 - exponent));
-  const sign = exponent < 0 ? "-" : "+";
-  return `${stripZeros(mantissa)}e${sign}${String(Math.abs(exponent)).padStart(2, "0")}`;
+  const [digits, exponent] = significant(Math.abs(x), 6);
+  const sign = x < 0 ? "-" : "";
+  if (exponent >= -4 && exponent < 6) {
+    const text = exponent >= 0
+      ? `${digits.slice(0, exponent + 1)}.${digits.slice(exponent + 1)}`
+      : `0.${"0".repeat(-exponent - 1)}${digits}`;
+    return sign + stripZeros(text);
+  }
+  const mantissa = stripZeros(`${digits[0]}.${digits.slice(1)}`);
+  return `${sign}${mantissa}e${exponent < 0 ? "-" : "+"}${String(Math.abs(exponent)).padStart(2, "0")}`;
+}
+
+/** x > 0 rounded to p significant digits, ties to even: [p digits, decimal exponent of the first].
+ * toExponential(99) gives x's exact decimal expansion to 100 digits, enough to tell a tie: a
+ * double that is not exactly a p-digit tie differs from one long before the 100th digit. */
+function significant(x, p) {
+  const [mantissa, exp] = x.toExponential(99).split("e");
+  const all = mantissa.replace(".", "");
+  let exponent = Number(exp);
+  let head = all.slice(0, p);
+  const rest = all.slice(p);
+  const tie = rest[0] === "5" && /^0*$/.test(rest.slice(1));
+  const up = rest[0] > "5" || (rest[0] === "5" && !tie) || (tie && Number(head[p - 1]) % 2 === 1);
+  if (up) {
+    head = String(BigInt(head) + 1n);
+    if (head.length > p) {
+      head = head.slice(0, p);
+      exponent += 1;
+    }
+  }
+  return [head, exponent];
 }
 
 /** A probability (0..1) with 6 decimals, rounded as batch/writer.py rounds it: rint(x * 1e6), ties to even. */

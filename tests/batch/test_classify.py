@@ -137,13 +137,13 @@ def test_bad_items_get_error_rows_and_exit_3(exported_onnx, small, tmp_path):
 
 
 def test_permission_denied_is_an_error_row(monkeypatch, tmp_path):
-    from batch import run
+    from batch import block
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(os, "open", denied)  # root ignores chmod, so the refusal is simulated
-    assert run.read_digit(str(tmp_path / "x.png"), "auto") == "cannot read: Permission denied"
+    assert block.read_file(str(tmp_path / "x.png")) == "cannot read: Permission denied"
 
 
 def test_inverted_large_digit_is_read_as_its_mnist_form(exported_onnx, small, tmp_path):
@@ -234,9 +234,9 @@ def interrupt_classify(*args, out, after_bytes: int) -> list[dict]:
 
 def test_interrupted_run_keeps_whole_rows(exported_onnx, small, tmp_path):
     array = tmp_path / "many.npy"
-    np.save(array, np.resize(small.x_test, (200_000, 28, 28)))
+    np.save(array, np.resize(small.x_test, (20_000, 28, 28)))  # 16 MB: ~1,250 model calls at batch 16
     rows = interrupt_classify(exported_onnx, array, "--batch-size", "16", out=tmp_path / "rows.csv", after_bytes=20_000)
-    assert 0 < len(rows) < 200_000
+    assert 0 < len(rows) < 20_000
     assert all(r["source"] == f"{array}#{i}" and r["label"] != "" for i, r in enumerate(rows))
 
 
@@ -316,6 +316,7 @@ def test_worker_pool_keeps_input_order(exported_onnx, small, tmp_path):
     assert "3,000 items, 3,000 classified, 0 failed, 50 skipped" in result.stderr
 
 
+@pytest.mark.slow
 def test_interrupted_worker_pool_keeps_whole_rows_in_order(exported_onnx, small, tmp_path):
     paths = _linked_pngs(tmp_path / "many", small, 30_000, size=160)  # large: decoding takes a while
     rows = interrupt_classify(exported_onnx, tmp_path / "many", out=tmp_path / "rows.csv", after_bytes=50_000)
@@ -334,10 +335,14 @@ def test_empty_folder_is_said_in_the_summary(exported_onnx, tmp_path):
     assert "0 items, 0 classified, 0 failed, 1 skipped" in result.stderr
 
 
-def test_a_decode_pool_left_open_does_not_hang_the_program_at_exit(tmp_path):
+POOL = ("from batch.workers import WorkerPool\nfrom batch.writer import RowFormat\n"
+        "new_pool = lambda: WorkerPool(2, 'tests/data/mlp.onnx', 'auto', RowFormat())\n")
+
+
+def test_a_worker_pool_left_open_does_not_hang_the_program_at_exit(tmp_path):
     """A program that starts the pool and never closes it (an embedding script, or a bug
     in ours) still ends: the workers ignore SIGTERM, which multiprocessing's exit sends."""
-    script = "from batch.decoders import DecodePool\npool = DecodePool(2, 'auto')\nprint('started')\n"
+    script = POOL + "pool = new_pool()\nprint('started')\n"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30,
                             cwd=ROOT)
     assert result.returncode == 0, result.stderr
@@ -345,7 +350,7 @@ def test_a_decode_pool_left_open_does_not_hang_the_program_at_exit(tmp_path):
 
 
 def test_a_path_too_long_to_open_is_an_error_row_among_pooled_images(exported_onnx, small, tmp_path):
-    """Paths reach the decoder processes through shared memory; one longer than the OS
+    """Paths reach the worker processes through shared memory; one longer than the OS
     allows (PATH_MAX) gets the OS's reason in its row, and the rest of its block is read."""
     paths = _linked_pngs(tmp_path / "many", small, 1100)
     too_long = str(tmp_path) + ("/" + "x" * 250) * 20 + "/digit.png"  # ~5,000 bytes
@@ -358,43 +363,48 @@ def test_a_path_too_long_to_open_is_an_error_row_among_pooled_images(exported_on
     assert all(r["error"] == "" for i, r in enumerate(rows) if i != 500)
 
 
-def test_decode_pool_gives_each_block_back_in_order_with_its_errors(small, tmp_path):
-    """The pool on its own: blocks come back in submission order whichever worker took them;
-    a path too long for the OS (it cannot be passed whole) gets the OS's reason."""
-    from batch.decoders import DecodePool
+def test_worker_pool_gives_each_block_back_in_order_with_its_errors(exported_onnx, small, tmp_path):
+    """The pool on its own: blocks come back in submission order whichever worker took them,
+    as the rows classify_block makes in this process; a path too long for the OS gets the
+    OS's reason."""
+    from batch.block import classify_block
+    from batch.model import OnnxClassifier
+    from batch.workers import WorkerPool
+    from batch.writer import RowFormat
 
     paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 600)]
     too_long = str(tmp_path) + ("/" + "x" * 250) * 20 + "/digit.png"
     blocks = [paths[i : i + 100] for i in range(0, 600, 100)]
     blocks[2] = blocks[2][:50] + [too_long] + blocks[2][50:]
-    with DecodePool(2, "auto") as pool:
+    here = OnnxClassifier(exported_onnx)
+    with WorkerPool(2, exported_onnx, "auto", RowFormat(top_k=2)) as pool:
         for block in blocks:
             pool.submit(block)
         for i, block in enumerate(blocks):
-            got_paths, digits, errors = pool.take()
+            got_paths, rows = pool.take()
             assert got_paths == block
-            expected = [small.x_test[int(os.path.basename(p)[:6]) % 50] for p in block if p != too_long]
-            decoded = [digit for p, digit in zip(block, digits) if p != too_long]
-            np.testing.assert_array_equal(np.array(decoded), np.array(expected))
+            expected = classify_block(block, "auto", here, RowFormat(top_k=2))
+            assert rows.text == expected.text and rows.per_label.tolist() == expected.per_label.tolist()
+            assert rows.failed == (1 if i == 2 else 0)
             if i == 2:
-                assert errors[50] == "cannot read: File name too long" and errors.count(None) == 100
-            else:
-                assert errors is None
+                assert rows_of("source,label,confidence,label_1,prob_1,label_2,prob_2,error\n"
+                               + rows.text)[50]["error"] == "cannot read: File name too long"
 
 
-def test_a_decode_pool_closes_promptly_while_a_second_pool_is_open(small, tmp_path):
+def test_a_worker_pool_closes_promptly_while_a_second_pool_is_open(exported_onnx, small, tmp_path):
     """An embedding program with two pools open: closing the first must not wait for the
     second pool's workers (forked later, they held the first pool's task pipe open, so the
     first pool's workers never saw end-of-file and were killed after 5 s each)."""
-    from batch.decoders import DecodePool
+    from batch.workers import WorkerPool
+    from batch.writer import RowFormat
 
     paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 256)]
-    first = DecodePool(2, "auto")
-    second = DecodePool(2, "auto")
+    first = WorkerPool(2, exported_onnx, "auto", RowFormat())
+    second = WorkerPool(2, exported_onnx, "auto", RowFormat())
     try:
         for pool in (first, second):
             pool.submit(paths)
-            assert pool.take()[2] is None
+            assert pool.take()[1].failed == 0
         started = time.monotonic()
         first.close()
         assert time.monotonic() - started < 3
@@ -404,10 +414,10 @@ def test_a_decode_pool_closes_promptly_while_a_second_pool_is_open(small, tmp_pa
         first.close()
 
 
-def test_a_closed_decode_pool_leaves_files_opened_after_it_alone(tmp_path):
+def test_a_closed_worker_pool_leaves_files_opened_after_it_alone(tmp_path):
     """close() then the program's exit: the exit hook must not close the pool's pipe a second
     time, by then the number of a file the program opened (its rows were lost)."""
-    script = ("from batch.decoders import DecodePool\npool = DecodePool(2, 'auto')\npool.close()\n"
+    script = (POOL + "pool = new_pool()\npool.close()\n"
               f"files = [open(f'{tmp_path}/{{i}}.txt', 'w') for i in range(8)]\n"
               "for f in files: f.write('rows\\n')\n")  # left for the interpreter to flush at exit
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=ROOT)
@@ -415,48 +425,190 @@ def test_a_closed_decode_pool_leaves_files_opened_after_it_alone(tmp_path):
     assert [(tmp_path / f"{i}.txt").read_text() for i in range(8)] == ["rows\n"] * 8
 
 
-def test_a_decode_pool_reused_after_a_stopped_run_gives_only_the_next_runs_rows(exported_onnx, small, tmp_path):
-    """classify(pool=...) twice with one pool, the first run stopped early: the blocks it left
-    in the pool are not the second run's, and must not come out among its rows."""
-    from batch.decoders import DecodePool
-    from batch.inputs import iter_runs
-    from batch.model import OnnxClassifier
-    from batch.run import classify
-    from batch.writer import RowWriter
+def test_a_run_stopped_early_as_a_library_call_writes_an_in_order_prefix(exported_onnx, small, tmp_path):
+    """batch.api.classify with a stop callable: the run ends early, says so, and what it
+    wrote is whole rows, a prefix of the uninterrupted run's, in input order."""
+    from batch.api import ClassifyOptions, classify
 
-    _linked_pngs(tmp_path / "first", small, 3000)
-    second_paths = _linked_pngs(tmp_path / "second", small, 1500)
-    classifier = OnnxClassifier(exported_onnx)
+    _linked_pngs(tmp_path / "many", small, 3000)
+    whole = classify(exported_onnx, [str(tmp_path / "many")], ClassifyOptions(output=tmp_path / "all.csv"))
     asked = iter(range(10**9))
-    with DecodePool(2, "auto") as pool:
-        first = classify(iter_runs([str(tmp_path / "first")]), classifier, RowWriter(io.StringIO(), "csv", 0),
-                         pool=pool, stop=lambda: next(asked) > 6)
-        assert first.interrupted
-        rows = io.StringIO()
-        classify(iter_runs([str(tmp_path / "second")]), classifier, RowWriter(rows, "csv", 0), pool=pool)
-    assert [r["source"] for r in rows_of(rows.getvalue())] == [str(p) for p in second_paths]
+    part = classify(exported_onnx, [str(tmp_path / "many")], ClassifyOptions(output=tmp_path / "part.csv"),
+                    stop=lambda: next(asked) > 6)
+    assert not whole.interrupted and whole.classified == 3000
+    assert part.interrupted and part.classified < 3000
+    done, partial = (tmp_path / "all.csv").read_text(), (tmp_path / "part.csv").read_text()
+    assert partial.endswith("\n") and done.startswith(partial)
+    assert len(rows_of(partial)) == part.classified
 
 
-def test_decoders_that_cannot_start_for_want_of_files_say_so_and_the_program_ends():
+def test_workers_that_cannot_start_for_want_of_files_say_so_and_the_program_ends():
     """Under a low open-file limit (ulimit -n), at whichever step the pool runs out, the
     program gets one clear error, and ends: a worker already started used to keep it
     waiting at exit forever."""
-    script = """
+    script = POOL + """
 import os, resource
-from batch.decoders import DecodePool, DecodersNotStarted
+from batch.workers import WorkersNotStarted
 free = os.open(os.devnull, os.O_RDONLY); os.close(free)
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 said = set()
 for room in range(40, -1, -1):  # from room enough down to none
     resource.setrlimit(resource.RLIMIT_NOFILE, (free + room, hard))
     try:
-        DecodePool(2, "auto").close()
+        new_pool().close()
         said.add("started")
-    except DecodersNotStarted as e:
+    except WorkersNotStarted as e:
         said.add(str(e))
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 print(sorted(said))
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "['cannot start the image decoder processes: Too many open files', 'started']\n"
+    assert result.stdout == "['cannot start the worker processes: Too many open files', 'started']\n"
+
+
+@pytest.fixture(scope="module")
+def mixed_folder(small, tmp_path_factory):
+    """Good and bad files mixed, enough images to start the workers: 2,600 PNGs in two
+    folders (some 64x64 and inverted: the general decode path), corrupt, empty and
+    truncated files, a FIFO, an array in between and a text file."""
+    root = tmp_path_factory.mktemp("mixed")
+    for folder in ("a", "b"):
+        (root / folder).mkdir()
+    for i in range(2600):
+        digit = small.x_test[i % 200]
+        if i % 7 == 3:
+            digit = cv2.resize(255 - digit, (64, 64))
+        cv2.imwrite(str(root / ("a" if i < 1500 else "b") / f"{i:05d}.png"), digit)
+    (root / "a" / "00100.png").write_bytes(b"not a png")
+    (root / "a" / "00200.png").write_bytes(b"")
+    (root / "b" / "01600.png").write_bytes((root / "b" / "01601.png").read_bytes()[:40])
+    (root / "b" / "01700.png").unlink()
+    os.mkfifo(root / "b" / "01700.png")
+    np.save(root / "a" / "00750.npy", small.x_test[:30])
+    (root / "b" / "notes.txt").write_text("skip")
+    return root
+
+
+def test_rows_are_byte_identical_for_any_number_of_workers(exported_onnx, mixed_folder, tmp_path):
+    """The run's own process (--workers 1), two workers and the default: the same bytes, in
+    input order, errors included; and the summaries agree."""
+    outputs, summaries = [], []
+    for workers in (["--workers", "1"], ["--workers", "2"], []):
+        out, summary = tmp_path / f"rows{len(outputs)}.csv", tmp_path / f"summary{len(outputs)}.json"
+        result = run_digits("classify", exported_onnx, mixed_folder, "--output", out, "--summary-json", summary,
+                            "--top-k", "2", *workers)
+        assert result.returncode == 3, result.stderr
+        outputs.append(out.read_bytes())
+        summaries.append(json.loads(summary.read_text()))
+    assert outputs[0] == outputs[1] == outputs[2]
+    rows = rows_of(outputs[0].decode())
+    assert len(rows) == 2600 + 30 and sum(r["error"] != "" for r in rows) == 4
+    assert [s["workers"] for s in summaries[:2]] == [0, 2]
+    for s in summaries:
+        assert (s["items"], s["classified"], s["failed"], s["skipped"]) == (2630, 2626, 4, 1)
+        assert sum(s["per_label"].values()) == 2626 and not s["interrupted"]
+
+
+def test_summary_json_holds_what_the_summary_line_says(exported_onnx, digit_folder, tmp_path):
+    summary = tmp_path / "summary.json"
+    result = run_digits("classify", exported_onnx, digit_folder, "--summary-json", summary)
+    assert result.returncode == 0, result.stderr
+    written = json.loads(summary.read_text())
+    assert {k: written[k] for k in ("items", "classified", "failed", "skipped", "kept")} == \
+        {"items": 12, "classified": 12, "failed": 0, "skipped": 1, "kept": 0}
+    assert f"({written['digits_per_second']:,.0f} digits/s)" in result.stderr
+    per_label = "  ".join(f"{label}: {count:,}" for label, count in written["per_label"].items())
+    assert f"per label: {per_label}" in result.stderr
+
+
+def test_review_below_marks_rows_under_the_threshold_as_written(exported_onnx, small, tmp_path):
+    """A review column: 1 where the written confidence is under P, else 0; an error row leaves
+    it empty; the summary counts them. In jsonl, true/false."""
+    array = tmp_path / "a.npy"
+    np.save(array, small.x_test[:200])
+    (tmp_path / "bad.png").write_bytes(b"junk")
+    result = run_digits("classify", exported_onnx, array, tmp_path / "bad.png", "--review-below", "0.9",
+                        "--summary-json", tmp_path / "s.json")
+    assert result.returncode == 3, result.stderr
+    rows = rows_of(result.stdout)
+    assert list(rows[0]) == ["source", "label", "confidence", "review", "error"]
+    assert all(r["review"] == ("1" if float(r["confidence"]) < 0.9 else "0") for r in rows[:200])
+    under = sum(r["review"] == "1" for r in rows[:200])
+    assert 0 < under < 200  # this model is unsure of some of these digits, sure of most
+    assert rows[200]["review"] == "" and rows[200]["error"]
+    assert json.loads((tmp_path / "s.json").read_text())["review"] == under
+    assert f"to review: {under:,} rows under the --review-below confidence" in result.stderr
+    lines = run_digits("classify", exported_onnx, array, "--review-below", "0.9", "--format", "jsonl").stdout
+    assert [json.loads(line)["review"] for line in lines.splitlines()] == [r["review"] == "1" for r in rows[:200]]
+
+
+def test_review_below_outside_0_1_is_a_usage_error(exported_onnx, digit_folder):
+    result = run_digits("classify", exported_onnx, digit_folder, "--review-below", "1.5")
+    assert_one_line_error(result, 2, "--review-below 1.5")
+
+
+def test_workers_default_to_the_usable_cores_and_a_quota_caps_them(monkeypatch):
+    from batch import cores
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
+    monkeypatch.setattr(cores, "_cgroup_quota", lambda: None)
+    assert cores.usable_cores() == 8
+    monkeypatch.setattr(cores, "_cgroup_quota", lambda: 2.5)  # docker --cpus 2.5
+    assert cores.usable_cores() == 3
+    monkeypatch.setattr(cores, "_cgroup_quota", lambda: 0.2)
+    assert cores.usable_cores() == 1
+
+
+def test_a_slow_model_stops_within_a_second_or_two_on_sigterm(small, tmp_path):
+    """onnxruntime holds the thread that calls it: a model that takes seconds per call must not
+    hold up the stop. The run ends with exit 130, whole rows, soon after the signal."""
+    slow = tmp_path / "slow.onnx"
+    _slow_model(slow, seconds=20)
+    array = tmp_path / "a.npy"
+    np.save(array, small.x_test[:4])
+    proc = subprocess.Popen([sys.executable, "-m", "digits", "classify", str(slow), str(array), "--batch-size", "1"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # started, and inside the model's first call
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < 3, "the stop waited for the model"
+    assert "Traceback" not in stderr
+
+
+def _slow_model(path, seconds: float) -> None:
+    """A uint8 [N,28,28] -> [N,10] model that spins for about `seconds` per real digit (a Loop
+    of many tiny steps, so onnxruntime is busy in C the whole time), and not at all on the
+    blank digits the load probe runs: its step count is proportional to the ink."""
+    per_ink = seconds * 2_600_000 / (100 * 255)  # ~2.6M steps a second; ~100 pixels of full ink a digit
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["acc_in"], ["acc_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, None)],
+    )
+    nodes = [
+        helper.make_node("Cast", ["image"], ["pixels"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["pixels", "flat"], ["rows"]),
+        helper.make_node("MatMul", ["rows", "weights"], ["scores"]),
+        helper.make_node("ReduceSum", ["pixels"], ["ink"], keepdims=0),
+        helper.make_node("Mul", ["ink", "per_ink"], ["scaled"]),
+        helper.make_node("Cast", ["scaled"], ["steps"], to=TensorProto.INT64),
+        helper.make_node("Loop", ["steps", "", "scores"], ["spun"], body=body),
+        helper.make_node("Softmax", ["spun"], ["probabilities"], axis=1),
+    ]
+    graph = helper.make_graph(
+        nodes, "slow",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", 28, 28])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", 10])],
+        [numpy_helper.from_array(np.array([-1, 784], np.int64), "flat"),
+         numpy_helper.from_array(np.full((784, 10), 1e-4, np.float32), "weights"),
+         numpy_helper.from_array(np.array(per_ink, np.float32), "per_ink")],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)

@@ -5,6 +5,9 @@ import os
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 from batch.decode import ImageError, decode_digit, to_mnist
 
@@ -143,3 +146,22 @@ def test_header_size_is_read_for_every_accepted_format(ext, sample):
     if ext == ".webp":
         lossless = cv2.imencode(ext, page, [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes()
         assert image_size(lossless) == (37, 23)
+
+
+@settings(max_examples=60, deadline=None)
+@given(pixels=arrays(np.uint8, (28, 28)), invert=st.sampled_from(["auto", "always", "never"]),
+       border=st.sampled_from([0, 255, None]))
+def test_the_28x28_png_fast_path_decodes_as_the_general_path(pixels, invert, border):
+    """A 28x28 grayscale PNG goes straight into its block (and --invert auto is one numpy pass
+    over the block); byte for byte the digit decode_digit gives for the same file."""
+    from batch.decode import decode_digit, decode_digits
+
+    if border is not None:  # a light or dark page, so that --invert auto decides both ways
+        pixels = pixels.copy()
+        pixels[[0, -1], :] = border
+        pixels[:, [0, -1]] = border
+    png = cv2.imencode(".png", pixels)[1].tobytes()
+    fast, errors = decode_digits([png, png], invert)
+    assert errors == [None, None]
+    np.testing.assert_array_equal(fast[0], decode_digit(png, invert))
+    np.testing.assert_array_equal(fast[1], fast[0])

@@ -1,4 +1,4 @@
-"""The walk: what a folder gives, in which order, and in runs of images for the decoders."""
+"""The walk: what a folder gives, in which order, and in runs of images for the workers."""
 
 import os
 

@@ -69,7 +69,7 @@ def assert_gone(pids: list[int]) -> None:
     while any(os.path.exists(f"/proc/{p}") for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     alive = [p for p in pids if os.path.exists(f"/proc/{p}") and "Z" not in open(f"/proc/{p}/stat").read().split()[2]]
-    assert not alive, f"decoder processes outlived the killed run: {alive}"
+    assert not alive, f"worker processes outlived the killed run: {alive}"
 
 
 @pytest.mark.slow
@@ -155,8 +155,9 @@ def test_resume_fills_rows_missing_from_the_middle_of_an_array(exported_onnx, jo
     assert f"{len(rows) - len(kept):,} classified" in result.stderr
 
 
-def test_a_killed_decoder_ends_the_run_with_one_line_and_resume_finishes(exported_onnx, job, clean, tmp_path):
-    """A decoder process that dies (OOM killer, a crash in a codec) stops the run with one clear
+@pytest.mark.slow
+def test_a_killed_worker_ends_the_run_with_one_line_and_resume_finishes(exported_onnx, job, clean, tmp_path):
+    """A worker process that dies (OOM killer, a crash in a codec) stops the run with one clear
     line, exit code 1, every written row whole; --resume then completes the job."""
     folder = job[1]
     big = tmp_path / "big"
@@ -174,7 +175,7 @@ def test_a_killed_decoder_ends_the_run_with_one_line_and_resume_finishes(exporte
     os.kill(children(proc.pid)[0], 9)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, stderr
-    assert "Traceback" not in stderr and "digits: error: an image decoder process ended" in stderr, stderr
+    assert "Traceback" not in stderr and "digits: error: a worker process ended" in stderr, stderr
     assert out.read_text().endswith("\n")
 
     result = run_digits("classify", exported_onnx, big, "--output", out, "--resume")

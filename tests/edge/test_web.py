@@ -3,6 +3,7 @@
 import csv
 import io
 import os
+import re
 from pathlib import Path
 
 import cv2
@@ -116,6 +117,8 @@ def test_dropping_files_gives_a_table_and_the_csv_of_digits_classify(page, edge_
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
     table = [[cell.inner_text() for cell in row.query_selector_all("td")] for row in page.query_selector_all("#results tbody tr")]
     assert [[r["source"], r["label"], r["confidence"], r["error"]] for r in rows] == table
+    # As digits classify writes it, 1.000000 included (issue 21, class 27): never "1".
+    assert all(re.fullmatch(r"[01]\.\d{6}", r["confidence"]) for r in rows if not r["error"]), table
     python = {Path(r["source"]).name: r for r in classify_rows(edge_models["int8"], *paths, broken)}
     assert sorted(r["source"] for r in rows) == [r["source"] for r in rows] == sorted(python)
     assert rows[0]["source"] == "000-64x64.png"
@@ -218,3 +221,30 @@ def test_a_folder_and_dropped_files_are_classified(page, edge_models, edge_digit
     page.wait_for_function("document.getElementById('files-status').dataset.done === 'true'")
     dropped = [row.query_selector("td").inner_text() for row in page.query_selector_all("#results tbody tr")]
     assert dropped == sorted(p.name for p in paths[:3])
+
+
+def test_to_mnist_in_the_browser_turns_photos_upright_and_normalises_contrast(page, edge_models, edge_digits, tmp_path):
+    """Issue 21, class 7: EXIF-rotated JPEGs and dark ink on grey paper, in the browser as in batch/decode.py."""
+    from batch.decode import decode_digit
+    from tests.batch.test_photos import ORIENTATIONS, grey_paper, jpeg, png, scan
+
+    _, digits, labels = edge_digits
+    blobs = []
+    for i, digit in enumerate(digits[:120]):
+        blobs += [jpeg(scan(digit), ORIENTATIONS[i % 7]), jpeg(scan(digit, 200, 40), ORIENTATIONS[(i + 3) % 7]),
+                  png(grey_paper(digit))]
+    files = tmp_path / "files.bin"
+    files.write_bytes(b"".join(blobs))
+    page.fixtures.update({"model": edge_models["onnx"], "files": files})
+    result = page.evaluate(TO_MNIST_IN_PAGE, ["fixtures/model", "fixtures/files", [len(b) for b in blobs]])
+    browser = np.array(result["pixels"], np.uint8).reshape(-1, 28, 28)
+    reference = np.stack([decode_digit(b) for b in blobs])
+    # The two JPEG decoders (Chromium's, OpenCV's) may round a few pixels differently.
+    assert np.abs(browser.astype(int) - reference).max() <= 2
+    assert (np.abs(browser.astype(int) - reference) <= 1).all(axis=(1, 2)).mean() >= 0.97
+    grey_pngs = slice(2, None, 3)  # lossless: exactly the same pixels
+    np.testing.assert_array_equal(browser[grey_pngs], reference[grey_pngs])
+    expected = np.repeat(labels[:120], 3)
+    assert np.mean(np.array(result["labels"]) == expected) >= 0.9
+    python_labels = OnnxClassifier(edge_models["onnx"]).predict(reference).argmax(1)
+    assert np.mean(np.array(result["labels"]) == python_labels) >= 0.97

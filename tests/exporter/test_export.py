@@ -45,6 +45,7 @@ def test_graph_contract(exported, trained_mlp):
     assert json.loads(metadata["class_labels"]) == [str(d) for d in range(10)]
     metrics = json.loads(trained_mlp.with_name("metrics.json").read_text())
     assert metadata["data_source"] == metrics["data_source"]  # read from metrics.json beside the .keras
+    assert model.producer_name == "tf2onnx" and model.producer_version == "1.17.0"  # not "1.17.0 None"
     assert float(metadata["test_accuracy"]) == metrics["test_accuracy"]
     assert metadata["source_sha256"] == hashlib.sha256(trained_mlp.read_bytes()).hexdigest()
 
@@ -189,3 +190,31 @@ def test_bad_models_are_refused(tmp_path, small_npz):
         assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+
+
+def test_unbuilt_and_truncated_keras_models_are_one_line(tmp_path, small_npz, sample):
+    """Issue 21, classes 20 and 26: every command that loads a .keras file says what is wrong with it."""
+    import keras
+
+    from core.errors import ModelError
+    from trainer.evaluate import predict_file
+    from trainer.model import check_classifier, load_keras_model
+
+    unbuilt = tmp_path / "unbuilt.keras"
+    keras.Sequential([keras.layers.Dense(10, activation="softmax")]).save(unbuilt)
+    built = tmp_path / "built.keras"
+    keras.Sequential([keras.Input((784,)), keras.layers.Dense(10, activation="softmax")]).save(built)
+    truncated = tmp_path / "truncated.keras"
+    truncated.write_bytes(built.read_bytes()[: built.stat().st_size // 2])
+    with pytest.raises(ModelError, match="saved before it was built"):
+        check_classifier(load_keras_model(unbuilt), str(unbuilt))
+    with pytest.raises(ModelError, match="truncated or corrupt"):
+        load_keras_model(truncated)
+    for model, message in [(unbuilt, "saved before it was built"), (truncated, "truncated or corrupt")]:
+        with pytest.raises(ModelError, match=message):
+            predict_file(model, sample.x_test[:10])
+    result = run_digits("export", unbuilt, "--out", tmp_path / "out.onnx", "--data", small_npz)
+    assert_one_line_error(result, 1, str(unbuilt), "saved before it was built")
+    result = run_digits("export", truncated, "--out", tmp_path / "out.onnx", "--data", small_npz)
+    assert_one_line_error(result, 1, str(truncated), "truncated or corrupt")
+    assert "File not found" not in result.stderr

@@ -21,6 +21,29 @@ def test_inspect(exported_onnx):
     info = json.loads(run_digits("inspect", exported_onnx, "--json").stdout)
     assert info["opset"]["ai.onnx"] == 18 and info["bytes"] == exported_onnx.stat().st_size
     assert {"class_labels", "input_contract", "test_accuracy", "source_sha256"} <= info["metadata"].keys()
+    # The committed model was exported by tf2onnx 1.17, which wrote producer_version "1.17.0 None".
+    assert "producer tf2onnx 1.17.0\n" in result.stdout.split("inputs:")[0] + "\n"
+    assert info["producer"] == "tf2onnx 1.17.0"
+
+
+def test_exported_metadata_names_no_local_path(tmp_path, small):
+    """Issue 21, class 27: a shipped model records the data's form and file names, not where it lay."""
+    from exporter.metadata import training_metrics
+    from tests.trainer.test_data import write_idx_folder, write_image_folder
+    from trainer.data import load_mnist
+
+    idx = write_idx_folder(tmp_path / "private" / "mnist-idx", small, gz=True)
+    np.savez(tmp_path / "private" / "mine.npz", x_train=small.x_train, y_train=small.y_train,
+             x_test=small.x_test, y_test=small.y_test)
+    write_image_folder(tmp_path / "private" / "scans", small.x_train[:30], small.y_train[:30])
+    sources = [load_mnist(p).source for p in (idx, tmp_path / "private" / "mine.npz", tmp_path / "private" / "scans")]
+    assert sources[0] == ("IDX files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                          "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz)")
+    assert sources[1] == "npz mine.npz" and sources[2].startswith("image folder scans ")
+    assert not any("private" in s or str(tmp_path) in s for s in sources)
+    # A metrics.json written before this rule still exports without the path.
+    (tmp_path / "metrics.json").write_text(json.dumps({"test_accuracy": 0.9, "data_source": f"IDX files in {idx}"}))
+    assert training_metrics(tmp_path / "model.keras") == {"test_accuracy": "0.9", "data_source": "IDX files in mnist-idx"}
 
 
 def test_evaluate_onnx_scores_without_tensorflow(exported_onnx, small, small_npz):

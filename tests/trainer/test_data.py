@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from digits.errors import DataError
+from core.errors import DataError
 from tests.conftest import assert_one_line_error, run_digits
 from trainer.data import load_mnist
 from trainer.data.idx import IMAGES_MAGIC, LABELS_MAGIC
@@ -228,3 +228,37 @@ def test_cli_bad_data_is_one_line_exit_1(tmp_path, small):
     result = run_digits("train", "--data", folder, "--out", tmp_path / "run", "--epochs", "1")
     assert_one_line_error(result, 1, "train-images-idx3-ubyte", "truncated header")
     assert not (tmp_path / "run" / "model.keras").exists()
+
+
+# Issue 21, classes 11 and 12.
+
+
+def test_image_folder_reads_subfolders_of_class_folders(tmp_path, small):
+    """0/more/*.png are zeros too (as `digits classify` walks them); hidden folders are a tool's."""
+    digits, labels = small.x_train[:60], small.y_train[:60]
+    write_image_folder(tmp_path / "imgs" / "train", digits[:30], labels[:30])
+    for i, (digit, label) in enumerate(zip(digits[30:], labels[30:])):
+        deeper = tmp_path / "imgs" / "train" / str(label) / "more" / ("deeper" if i % 2 else "")
+        deeper.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(deeper / f"extra{i:03d}.png"), digit)
+    hidden = tmp_path / "imgs" / "train" / "3" / ".ipynb_checkpoints"
+    hidden.mkdir(parents=True)
+    cv2.imwrite(str(hidden / "copy.png"), digits[0])
+    write_image_folder(tmp_path / "imgs" / "test", small.x_test[:20], small.y_test[:20])
+    data = load_mnist(tmp_path / "imgs")
+    assert len(data.x_train) == 60
+    assert sorted(data.y_train.tolist()) == sorted(labels.tolist())
+    loop = tmp_path / "imgs" / "train" / "4" / "more" / "loop"
+    loop.symlink_to(tmp_path / "imgs" / "train" / "4")
+    with pytest.raises(DataError, match="symlink loop"):
+        load_mnist(tmp_path / "imgs")
+
+
+def test_per_class_accuracy_is_null_for_a_class_without_test_digits():
+    from trainer.metrics import score
+
+    labels = np.array([0, 0, 1, 2, 2])
+    probabilities = np.eye(10)[[0, 1, 1, 2, 2]]
+    per_class = score(probabilities, labels)["per_class_accuracy"]
+    assert per_class["0"] == 0.5 and per_class["1"] == 1.0 and per_class["2"] == 1.0
+    assert [per_class[str(c)] for c in range(3, 10)] == [None] * 7

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from digits.errors import DataError
+from core.errors import DataError
 
 SHAPE = (28, 28)
 NUM_CLASSES = 10

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.errors import DataError
-from digits.files import MISSING, PathError, kind_of, require_file
+from core.errors import DataError
+from core.files import MISSING, PathError, kind_of, require_file
 from trainer.data.digitset import Mnist, check_images, check_labels
 
 UBYTE = 0x08
@@ -106,5 +106,7 @@ def load_idx_folder(folder: Path) -> Mnist:
         ),
         x_test=x_test,
         y_test=check_labels(y_test, len(x_test), f"{files['test_labels']} (for {files['test_images'].name})"),
-        source=f"IDX files in {folder}",
+        # The form and the file names, never the folder: the source travels into metrics.json
+        # and from there into every exported model's metadata, which must not carry a local path.
+        source=f"IDX files ({', '.join(files[k].name for k in ('train_images', 'train_labels', 'test_images', 'test_labels'))})",
     )

@@ -3,6 +3,8 @@
     DIR/train/0..9/*.png  and  DIR/test/0..9/*.png
 or  DIR/0..9/*.png        (a test part is then split off, stratified, fixed seed)
 
+A class folder's subfolders belong to its class (0/more/*.png are zeros).
+
 Images of any size are brought to MNIST's form by the batch runner's decoder,
 so training sees exactly what `digits classify` will feed the model.
 """
@@ -13,8 +15,8 @@ import numpy as np
 
 from batch.decode import ImageError, decode_digit
 from batch.inputs import is_image_path
-from digits.errors import DataError
-from digits.files import PathError, open_regular
+from core.errors import DataError
+from core.files import PathError, open_regular
 from trainer.data.digitset import SPLIT_SEED, TEST_FRACTION, Mnist, split_off_test
 
 CLASS_DIRS = [str(d) for d in range(10)]
@@ -45,12 +47,35 @@ def _list_class_files(root: Path) -> tuple[list[Path], np.ndarray]:
         class_dir = root / name
         if not class_dir.is_dir():
             continue
-        files = sorted(p for p in class_dir.iterdir() if is_image_path(p) and not p.is_dir())
+        files = _class_images(class_dir)
         paths += files
         labels += [label] * len(files)
     if not paths:
         raise DataError(f"{root}: no image files in class folders 0..9")
     return paths, np.array(labels, np.int64)
+
+
+def _class_images(class_dir: Path) -> list[Path]:
+    """The image files in a class folder and every folder below it (`0/more/*.png` are
+    zeros too, as `digits classify` walks them), depth first in sorted order. Symlinks
+    are followed; one that leads back to a folder it is in is an error. Hidden folders
+    are a tool's (.ipynb_checkpoints holds copies), not more digits, as at the top."""
+    found: list[Path] = []
+    stack = [(class_dir, frozenset())]
+    while stack:
+        folder, ancestors = stack.pop()
+        try:
+            ident = (folder.stat().st_dev, folder.stat().st_ino)
+            entries = sorted(folder.iterdir())
+            folders = [p for p in entries if p.is_dir()]
+        except OSError as e:
+            raise DataError(f"{folder}: cannot list ({e.strerror or e})") from e
+        if ident in ancestors:
+            raise DataError(f"{folder}: symlink loop (links back to a folder that contains it)")
+        found += [p for p in entries if is_image_path(p) and p not in folders]
+        below = ancestors | {ident}
+        stack += [(p, below) for p in reversed(folders) if not p.name.startswith(".")]
+    return found
 
 
 def _decode_file(path: Path) -> np.ndarray:
@@ -84,11 +109,11 @@ def load_image_folder(folder: Path) -> Mnist:
             y_train=y_train,
             x_test=_read_images(test_paths),
             y_test=y_test,
-            source=f"image folder {folder} (train/, test/)",
+            source=f"image folder {folder.resolve().name} (train/, test/)",  # a name, not a local path (idx.py says why)
         )
     paths, labels = _list_class_files(folder)
     return split_off_test(
         _read_images(paths),
         labels,
-        source=f"image folder {folder} ({TEST_FRACTION:.0%} held out for test, seed {SPLIT_SEED})",
+        source=f"image folder {folder.resolve().name} ({TEST_FRACTION:.0%} held out for test, seed {SPLIT_SEED})",
     )

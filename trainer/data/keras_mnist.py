@@ -6,7 +6,7 @@ import socket
 import sys
 from pathlib import Path
 
-from digits.errors import DataError
+from core.errors import DataError
 from trainer.backend import import_keras
 from trainer.data.digitset import Mnist
 from trainer.data.npz import load_npz
@@ -28,7 +28,7 @@ def load_keras_mnist() -> Mnist:
     """
     cached = keras_cache_path()
     if cached.is_file():
-        return load_npz(cached, source=f"Keras MNIST ({cached})")
+        return load_npz(cached, source=f"Keras MNIST ({cached.name})")
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # Keras's download has none
     try:
@@ -40,4 +40,4 @@ def load_keras_mnist() -> Mnist:
         raise DataError(f"Keras MNIST could not be downloaded ({reason})") from e
     finally:
         socket.setdefaulttimeout(previous)
-    return load_npz(cached, source=f"Keras MNIST ({cached})")
+    return load_npz(cached, source=f"Keras MNIST ({cached.name})")

@@ -3,8 +3,8 @@
 import sys
 from pathlib import Path
 
-from digits.errors import DataError
-from digits.files import FOLDER, MISSING, REGULAR, kind_of
+from core.errors import DataError
+from core.files import FOLDER, MISSING, REGULAR, kind_of
 from trainer.data.digitset import Mnist
 from trainer.data.idx import find_idx_files, load_idx_folder
 from trainer.data.imagefolder import is_image_folder, load_image_folder

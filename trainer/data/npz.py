@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from batch.arrays import ArrayError, read_npy_header
-from digits.errors import DataError
+from core.errors import DataError
 from trainer.data.digitset import Mnist, check_images, check_labels
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -77,5 +77,5 @@ def load_npz(path: Path, source: str | None = None) -> Mnist:
         y_train=check_labels(arrays["y_train"], len(x_train), f"{path} y_train"),
         x_test=x_test,
         y_test=check_labels(arrays["y_test"], len(x_test), f"{path} y_test"),
-        source=source or f"npz {path}",
+        source=source or f"npz {path.name}",  # a name, not a local path (idx.py says why)
     )

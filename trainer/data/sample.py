@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.errors import DataError
+from core.errors import DataError
 from trainer.data.digitset import Mnist, check_images, check_labels, split_off_test
 
 RELATIVE_PATH = Path("data", "data", "mnist_5k.csv.gz")

@@ -1,0 +1,156 @@
+"""One block of image files -> its rows: read, decode, classify, format.
+
+The unit of work of every engine: the run's own process for a small run, each
+worker process of batch/workers.py, each Ray actor's shard. One function does
+it, so the rows are byte-identical wherever a block is done.
+"""
+
+import os
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from stat import S_ISREG
+
+import numpy as np
+
+from batch.decode import decode_digits
+from batch.model import OnnxClassifier
+from batch.writer import RowFormat
+from core.contract import MAX_IMAGE_FILE_BYTES, NUM_CLASSES
+from core.files import PathError, open_regular
+
+READ_AHEAD = 64 * 1024  # one read takes a digit image whole
+
+
+@dataclass
+class BlockRows:
+    """What a block gives the run: its rows' text and the counts for the summary."""
+
+    text: str
+    per_label: np.ndarray  # int64 [NUM_CLASSES]: classified rows by label
+    failed: int
+    review: int  # classified rows under --review-below
+
+    @property
+    def classified(self) -> int:
+        return int(self.per_label.sum())
+
+
+def classify_block(paths: list[str], invert: str, classifier: OnnxClassifier, row_format: RowFormat,
+                   out: np.ndarray | None = None) -> BlockRows:
+    """The rows of image files `paths`, in order; a file that cannot be had is an error row.
+
+    `out`: uint8 [len(paths), 28, 28] to decode into (a worker reuses one). ModelError
+    when the model fails on the block."""
+    digits, errors = decode_files(paths, invert, out)
+    probabilities = classifier.predict(digits)
+    failed = sum(e is not None for e in errors)
+    text = row_format.rows(paths, probabilities, errors if failed else None)
+    labels = probabilities.argmax(axis=1)
+    ok = None if not failed else np.array([e is None for e in errors])
+    per_label = np.bincount(labels if ok is None else labels[ok], minlength=NUM_CLASSES)
+    review = 0
+    if row_format.review_below is not None:
+        under = row_format.under_review(probabilities)
+        review = int(under.sum() if ok is None else under[ok].sum())
+    return BlockRows(text, per_label, failed, review)
+
+
+def read_digit(path: str, invert: str) -> np.ndarray | str:
+    """The digit in one image file, or why it could not be had."""
+    from batch.decode import ImageError, decode_digit
+
+    data = read_file(path)
+    if isinstance(data, str):
+        return data
+    try:
+        return decode_digit(data, invert)
+    except ImageError as e:
+        return str(e)
+
+
+def decode_files(paths: list, invert: str, out: np.ndarray | None = None) -> tuple[np.ndarray, list[str | None]]:
+    """Read and decode image files: (uint8 [N, 28, 28] digits, errors), errors[i] saying
+    why file i could not be had (its digit is then zeros), else None."""
+    if stderr_silenced:
+        return decode_digits([read_file(path) for path in paths], invert, out=out)
+    with _libpng_silenced():
+        return decode_digits([read_file(path) for path in paths], invert, out=out)
+
+
+# True in a worker process, whose stderr is /dev/null for good (silence_stderr).
+stderr_silenced = False
+
+
+def silence_stderr() -> None:
+    """For a process that only decodes and classifies (a worker): its findings go back as
+    error rows, and what libpng prints for a corrupt PNG ("libpng error: ..."), on
+    stderr whatever --quiet says, goes nowhere."""
+    global stderr_silenced
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    stderr_silenced = True
+
+
+@contextmanager
+def _libpng_silenced():
+    """stderr (descriptor 2) is /dev/null while images decode in a process that has more
+    to say there: libpng's lines for a corrupt PNG are the file's error row already.
+    Three system calls a block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def read_file(path: str) -> bytes | str:
+    """A file's bytes, or why they could not be had.
+
+    Nothing here blocks: the open is O_NONBLOCK, so a FIFO (the walk already turns
+    those into error rows; this is for one swapped in since) reads as empty at once.
+    One read takes a digit image whole; the file is checked to be a regular file,
+    and its size against the cap, only when that read came back empty, full or
+    refused: an fstat on every file costs a tenth of a small PNG's decode.
+    """
+    try:
+        # os-level calls: half the cost of open()/read() on small files (docs/decisions.md).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            try:
+                data = os.read(fd, READ_AHEAD)
+            except BlockingIOError:  # a terminal or such, with nothing to read
+                return _not_regular(path)
+            if 0 < len(data) < READ_AHEAD:
+                return data
+            st = os.fstat(fd)
+            if not S_ISREG(st.st_mode):
+                return _not_regular(path)
+            if not data:
+                return data  # an empty file: decode_digit says so
+            if st.st_size > MAX_IMAGE_FILE_BYTES:  # checked before reading a large file whole
+                return f"file larger than {MAX_IMAGE_FILE_BYTES // 2**20} MiB"
+            return data + os.read(fd, st.st_size + 1 - len(data))
+        finally:
+            os.close(fd)
+    except IsADirectoryError:
+        return _not_regular(path)
+    except OSError as e:
+        return f"cannot read: {e.strerror or e}"
+
+
+def _not_regular(path: str) -> str:
+    """open_regular's words for what `path` is."""
+    try:
+        os.close(open_regular(path))
+    except PathError as e:
+        return str(e)
+    except OSError as e:
+        return f"cannot read: {e.strerror or e}"
+    return "changed while being read"

@@ -1,0 +1,250 @@
+"""Worker processes that each read, decode, classify and format blocks of image files.
+
+The run's own process walks the inputs, hands out blocks and writes the rows
+that come back, in order; everything per image happens in the workers, each
+with its own one-thread onnxruntime session (batch/block.py: classify_block).
+
+How a block travels: the parent writes its paths into a slot of an anonymous
+shared mapping and puts the slot's number on a task pipe that all workers read;
+whichever worker is free takes it and sends back, on its own result pipe, the
+slot, the block's counts and its rows' text. A task is 4 bytes: pipe writes that
+small are atomic, so any number of workers read one pipe without a lock (a lock
+held by a worker that is killed would stop the others), and no worker idles
+while another has blocks queued.
+
+Workers are forked, so they inherit onnxruntime, OpenCV and the row format
+already imported; each keeps only its own pipe ends, so when the parent dies,
+even by SIGKILL, every worker reads end-of-file on the task pipe and exits.
+"""
+
+import mmap
+import multiprocessing
+import multiprocessing.connection
+import multiprocessing.util
+import os
+import signal
+import struct
+import sys
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from batch.block import BlockRows, classify_block, silence_stderr
+from batch.writer import RowFormat
+from core.contract import IMAGE_BLOCK, IMAGE_SIZE, NUM_CLASSES
+from core.errors import DigitsError, ModelError
+
+# A slot's paths, NUL-separated and UTF-8 (surrogateescape): a block is cut by the
+# walk before its names pass BLOCK_NAME_CHARS characters (batch/run.py), and a
+# character is at most 4 bytes, so a block always fits its slot.
+BLOCK_NAME_CHARS = 64 * 1024
+_PATH_AREA = 4 * BLOCK_NAME_CHARS + 4
+_TASK = 4  # bytes: a slot number
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsencode's
+# A result: slot, status, failed, review, then the per-label counts; then the rows' text
+# (status OK) or the reason the block failed (status FAILED).
+_RESULT = struct.Struct(f"<4i{NUM_CLASSES}q")
+_OK, _FAILED = 0, 1
+_POLL_SECONDS = 0.1  # how often a wait for results looks whether the run was asked to stop
+# The task pipes' write ends of this process's open pools: a worker closes them all (one
+# forked for a second pool that held the first's would keep that pool's workers alive).
+_TASK_WRITERS: set[int] = set()
+
+
+class WorkerDied(DigitsError):
+    """A worker process ended while it had work (killed from outside, or crashed)."""
+
+
+class WorkersNotStarted(DigitsError):
+    """The worker processes could not be started (a limit on open files or processes)."""
+
+
+class WorkerPool:
+    """`workers` processes classifying blocks of at most IMAGE_BLOCK image paths, results in submission order.
+
+    submit(paths) while not full(); take() gives the oldest block back as (paths, BlockRows).
+    """
+
+    def __init__(self, workers: int, model: Path, invert: str, row_format: RowFormat, ahead: int = 4):
+        """`model`: the .onnx file each worker loads (the caller has loaded and checked it).
+        `ahead`: blocks queued per worker, so none waits for the parent between blocks."""
+        context = multiprocessing.get_context("fork")
+        self.capacity = workers * ahead
+        # MAP_SHARED and anonymous: the parent writes paths, the workers read them. Pages
+        # are only resident once touched, and a slot's area is mostly never touched.
+        self._paths_memory = mmap.mmap(-1, self.capacity * _PATH_AREA)
+        self._free = list(range(self.capacity))
+        self._queue: deque = deque()  # (slot, paths), oldest first
+        self._done: dict[int, bytes] = {}  # slot -> result message, for blocks done out of turn
+        try:
+            task_read, self._tasks = os.pipe()
+        except OSError as e:  # out of file descriptors (ulimit -n)
+            raise _not_started(e) from e
+        _TASK_WRITERS.add(self._tasks)
+        self._processes = []
+        results: list = []
+        try:
+            results += [context.Pipe(duplex=False) for _ in range(workers)]
+            for _, result_out in results:
+                others = [end for pipe in results for end in pipe if end is not result_out]
+                process = context.Process(target=_serve, daemon=True, args=(
+                    task_read, result_out, others, self._paths_memory, model, invert, row_format))
+                process.start()
+                self._processes.append(process)
+        except OSError as e:  # out of file descriptors or processes: the workers started end, or the
+            os.close(task_read)  # exit would wait for them forever (they ignore its SIGTERM)
+            _close(self._tasks, [end for pipe in results for end in pipe], self._processes, kill=True)
+            raise _not_started(e) from e
+        os.close(task_read)
+        self._results = {result_in: i for i, (result_in, _) in enumerate(results)}
+        for _, result_out in results:
+            result_out.close()
+        # Closed at exit if the owner never closes it: multiprocessing's own exit hook
+        # joins every child, and the workers ignore its SIGTERM, so an unclosed pool
+        # would hang the process at exit. Finalizers with a priority run before that
+        # join. A Finalize runs once: close() goes through it too, so the exit does not
+        # close the pipe's number again (by then perhaps another file's).
+        self._close = multiprocessing.util.Finalize(
+            self, _close, args=(self._tasks, list(self._results), self._processes), exitpriority=0)
+
+    def full(self) -> bool:
+        return len(self._queue) >= self.capacity
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def submit(self, paths: list[str]) -> None:
+        slot = self._free.pop()
+        names = _encoded(paths)
+        area = slot * _PATH_AREA
+        self._paths_memory[area : area + 4] = len(names).to_bytes(4, "little")
+        self._paths_memory[area + 4 : area + 4 + len(names)] = names
+        try:
+            os.write(self._tasks, slot.to_bytes(_TASK, "little"))
+        except OSError as e:
+            raise self._died(paths) from e
+        self._queue.append((slot, paths))
+
+    def take(self, stop: Callable[[], bool] = lambda: False) -> tuple[list[str], BlockRows] | None:
+        """The oldest block's rows; None when `stop()` turned true while waiting for them
+        (asked every _POLL_SECONDS: a slow model must not hold up Ctrl-C)."""
+        slot, paths = self._queue[0]
+        while slot not in self._done:
+            ready = multiprocessing.connection.wait(list(self._results), timeout=_POLL_SECONDS)
+            if not ready and stop():
+                return None
+            for conn in ready:
+                try:
+                    message = conn.recv_bytes()
+                except (EOFError, OSError) as e:
+                    raise self._died(paths, self._results[conn]) from e
+                self._done[int.from_bytes(message[:_TASK], "little")] = message
+        self._queue.popleft()
+        self._free.append(slot)
+        message = memoryview(self._done.pop(slot))
+        _, status, failed, review, *per_label = _RESULT.unpack_from(message)
+        text = bytes(message[_RESULT.size :]).decode("utf-8", "surrogateescape")
+        if status == _FAILED:
+            raise ModelError(text)
+        return paths, BlockRows(text, np.array(per_label, np.int64), failed, review)
+
+    def _died(self, paths: list, worker: int | None = None) -> WorkerDied:
+        """`worker`: the one whose result pipe ended; None: the task pipe has no reader left."""
+        ended = [self._processes[worker]] if worker is not None else self._processes
+        for process in ended:
+            process.join(timeout=1)
+        codes = [process.exitcode for process in ended if process.exitcode is not None]
+        code = f" (exit code {codes[0]})" if codes else ""
+        return WorkerDied(f"a worker process ended{code} before {paths[0]} ... {paths[-1]} were "
+                          "classified; the rows written so far are whole (--resume continues)")
+
+    def close(self, kill: bool = False) -> None:
+        """Stop the workers: each ends after the block in hand, told by end-of-file; with
+        `kill` (the run was interrupted: their blocks' rows will not be written) at once."""
+        if kill:
+            self._close._kwargs = {"kill": True}  # the Finalize calls _close with these
+        self._close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close(kill=exc[0] is not None)
+        return False
+
+
+def _not_started(e: OSError) -> WorkersNotStarted:
+    return WorkersNotStarted(f"cannot start the worker processes: {e.strerror or e}")
+
+
+def _encoded(paths: list[str]) -> bytes:
+    """Paths as the bytes the OS gets, NUL-separated. One encode for the whole block: per
+    path it cost ~0.4 us. A name too long to open goes as it is: the worker's open says so."""
+    return "\0".join(paths).encode(_FS_ENCODING, _FS_ERRORS)
+
+
+def _close(tasks: int, connections: list, processes: list, kill: bool = False) -> None:
+    _TASK_WRITERS.discard(tasks)
+    if kill:
+        for process in processes:
+            if process.is_alive():
+                process.kill()
+    try:
+        os.close(tasks)
+    except OSError:  # closed already
+        pass
+    for conn in connections:
+        conn.close()
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _serve(task_read: int, results, inherited, paths_memory, model: Path, invert: str,
+           row_format: RowFormat) -> None:
+    # Ctrl-C, or a SIGTERM to the process group, reaches the workers too; only the
+    # parent decides what stops, and then ends them.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for fd in _TASK_WRITERS:  # this pool's task pipe's write end, and any other open pool's:
+        os.close(fd)  # holding the parent's end would hide the parent's exit
+    for conn in inherited:  # others' pipe ends, likewise
+        conn.close()
+    silence_stderr()  # libpng's lines for a corrupt PNG: the file's error row says it
+    try:
+        from batch.model import OnnxClassifier
+
+        classifier = OnnxClassifier(model, threads=1, spin=False, interruptible=False)
+        failure = None
+    except DigitsError as e:  # the parent loaded it a moment ago: the file changed, or memory ran out
+        classifier, failure = None, str(e)
+    digits = np.zeros((IMAGE_BLOCK, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    no_counts = [0] * NUM_CLASSES
+    while True:
+        try:
+            task = os.read(task_read, _TASK)
+        except OSError:
+            return
+        if len(task) != _TASK:  # end-of-file: the parent closed the pool, or died
+            return
+        slot = int.from_bytes(task, "little")
+        area = slot * _PATH_AREA
+        size = int.from_bytes(paths_memory[area : area + 4], "little")
+        paths = paths_memory[area + 4 : area + 4 + size].decode(_FS_ENCODING, _FS_ERRORS).split("\0")
+        try:
+            if failure is not None:
+                raise ModelError(failure)
+            rows = classify_block(paths, invert, classifier, row_format, out=digits[: len(paths)])
+            message = (_RESULT.pack(slot, _OK, rows.failed, rows.review, *rows.per_label.tolist())
+                       + rows.text.encode("utf-8", "surrogateescape"))
+        except DigitsError as e:
+            message = _RESULT.pack(slot, _FAILED, 0, 0, *no_counts) + str(e).encode("utf-8", "surrogateescape")
+        try:
+            results.send_bytes(message)
+        except OSError:  # the parent is gone
+            return
+
