@@ -59,7 +59,7 @@ class _StopFlag:
 
 
 def classify(
-    model: Annotated[Path, typer.Argument(readable=False, help="An .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255.")],
+    model: Annotated[Path, typer.Argument(readable=False, help="An .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255; or a .tflite file from `digits export --tflite` (needs the [litert] extra).")],
     inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="Image files, folders, .npy arrays ((N,28,28) or (N,784), uint8 or float 0..1), or - to read paths from stdin.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", readable=False, help="Write rows here as they are classified (default: stdout)")] = None,
     fmt: Annotated[Optional[OutputFormat], typer.Option("--format", help="Row format (default: from the --output name (.jsonl -> jsonl), else csv)")] = None,
@@ -119,7 +119,7 @@ def classify(
 def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_size, null, progress, quiet,
                resume, pool) -> None:
     from batch.inputs import Expanded, iter_runs
-    from batch.model import OnnxClassifier
+    from batch.model import load_classifier
     from batch.run import classify as run
     from batch.writer import RowWriter, resume_output
 
@@ -128,7 +128,7 @@ def _classify(model, inputs, output, fmt, top_k, invert, recursive, glob, batch_
     # for a core at every layer of the model when the decoders had them: a
     # 10,000-PNG run ~15% slower, measured), and arrays are classified one call
     # per core side by side (batch/run.py: _predicted).
-    classifier = OnnxClassifier(model, threads=1, spin=False)
+    classifier = load_classifier(model, threads=1, spin=False)  # .tflite: LiteRT
     _freeze_heap()
     expanded = Expanded()
     items = iter_runs(inputs, recursive=recursive, pattern=glob, null=null, out=expanded)

@@ -115,6 +115,15 @@ class OnnxClassifier:
             raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e
 
 
+def load_classifier(path: Path, threads: int = 0, spin: bool = True):
+    """The classifier for `path`: LiteRT's for a .tflite file (imported only then), else onnxruntime's."""
+    if str(path).lower().endswith(".tflite"):
+        from batch.litert_model import LiteRtClassifier
+
+        return LiteRtClassifier(path, threads=threads, spin=spin)
+    return OnnxClassifier(path, threads=threads, spin=spin)
+
+
 def as_probabilities(scores: np.ndarray) -> np.ndarray:
     """Rows that are not already probability distributions (logits) get a softmax."""
     scores = scores.astype(np.float32, copy=False)
