@@ -22,6 +22,7 @@ import contextlib
 import io
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -93,14 +94,16 @@ def _check_raw_input(content: bytes, where: str) -> None:
 
 @contextlib.contextmanager
 def _quiet():
-    """The converter prints 'Saved artifact at ...' on stdout and MLIR notes on fd 2."""
+    """The converter prints 'Saved artifact at ...' on stdout and MLIR notes on fd 2, and warns
+    that the uint8 input has no statistics (it needs none: scale 1, checked after)."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             yield
     finally:
         os.dup2(saved, 2)

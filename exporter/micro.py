@@ -137,9 +137,18 @@ def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: in
     return check
 
 
-# The resolver registration call for each op name the converter writes.
+# MicroMutableOpResolver's method for an op is its name in CamelCase (CONV_2D: AddConv2D),
+# but for these (checked against TFLite Micro's micro_mutable_op_resolver.h, 2026-11).
+_ADD_CALLS = {
+    "BATCH_MATMUL": "AddBatchMatMul",
+    "CUMSUM": "AddCumSum",
+    "PADV2": "AddPadV2",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "AddUnidirectionalSequenceLSTM",
+}
+
+
 def _add_call(op: str) -> str:
-    return "Add" + "".join(part.capitalize() if part not in ("2D",) else part for part in op.split("_"))
+    return _ADD_CALLS.get(op) or "Add" + "".join(p if p[0].isdigit() else p.capitalize() for p in op.split("_"))
 
 
 def output_quantization(content: bytes) -> tuple[float, int]:
