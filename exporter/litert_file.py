@@ -15,7 +15,8 @@
 
 The metadata schema is small and stable, so its few tables are written here with
 flatbuffers' Builder (field slots as in metadata_schema.fbs) rather than pulling in
-tflite-support, whose wheels pin numpy < 2.
+tflite-support, whose last wheel (0.4.4) pins protobuf < 4 against TensorFlow's 7.
+tflite-support's own generated reader parsed what this writes (docs/decisions.md).
 """
 
 import io
