@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.errors import UsageError
+from digits.errors import DataError, UsageError
 from digits.files import check_target, refuse_overwriting, temp_beside, write_error, writing
 from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx
 from exporter.metadata import export_metadata, set_metadata
@@ -20,6 +20,7 @@ from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parit
 
 VARIANTS = ("int8", "ort", "tflite", "int8_tflite", "micro_tflite", "micro_cc", "micro_h")
 PARITY_DIGITS = 2000  # real digits compared on every export (test digits first)
+MICRO_CHECK_DIGITS = 1000  # TFLite Micro against LiteRT: at least this many of the parity digits
 # The int8 model's accuracy is measured on the test digits alone.
 
 
@@ -85,6 +86,9 @@ def export(
     input_shape = check_classifier(model, str(keras_path))
     dataset = load_mnist(data, notice=log)
     digits = np.concatenate([dataset.x_test, dataset.x_train])[:PARITY_DIGITS]
+    if micro and len(digits) < MICRO_CHECK_DIGITS:
+        raise DataError(f"{dataset.source}: {len(digits):,} digits; the --micro check needs at least "
+                        f"{MICRO_CHECK_DIGITS:,} (test and training digits together)")
     model, softmax_added = as_probabilities(model, predict_keras(model, digits), str(keras_path))
     if softmax_added:
         log(f"{keras_path}: the model gives logits, not probabilities: the export adds a softmax")

@@ -189,9 +189,12 @@ def test_an_op_tflite_micro_lacks_is_refused(tmp_path, small_npz):
     assert not out.parent.exists() or not any(out.parent.iterdir())
 
 
-def test_micro_needs_tflite_and_int8(trained_mlp, tmp_path):
+def test_micro_needs_tflite_int8_and_1000_digits(trained_mlp, tmp_path, small_npz):
     result = run_digits("export", trained_mlp, "--out", tmp_path / "m.onnx", "--micro")
     assert_one_line_error(result, 2, "--micro needs --tflite and --int8")
+    result = run_digits("export", trained_mlp, "--out", tmp_path / "m.onnx", "--data", small_npz,
+                        "--int8", "--tflite", "--micro")  # 800 digits in all
+    assert_one_line_error(result, 1, "800 digits; the --micro check needs at least 1,000")
     assert not any(tmp_path.iterdir())
 
 
