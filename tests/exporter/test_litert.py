@@ -175,7 +175,7 @@ int main(int, char** argv) {{
     assert (tmp_path / "array.bin").read_bytes() == out.with_name("m.micro.tflite").read_bytes()
 
 
-def test_an_op_tflite_micro_lacks_is_refused(tmp_path, small_npz):
+def test_an_op_tflite_micro_lacks_is_refused(tmp_path, sample_npz):
     import keras
 
     inputs = keras.Input((784,))
@@ -183,7 +183,7 @@ def test_an_op_tflite_micro_lacks_is_refused(tmp_path, small_npz):
     model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden))
     model.save(tmp_path / "sort.keras")
     out = tmp_path / "out" / "m.onnx"
-    result = run_digits("export", tmp_path / "sort.keras", "--out", out, "--data", small_npz,
+    result = run_digits("export", tmp_path / "sort.keras", "--out", out, "--data", sample_npz,
                         "--int8", "--tflite", "--micro")
     assert_one_line_error(result, 1, "sort.keras", "TFLite Micro has no kernel for the model's TOPK_V2 op")
     assert not out.parent.exists() or not any(out.parent.iterdir())
