@@ -14,10 +14,20 @@ import numpy as np
 from exporter.litert_check import check_tflite, check_tflite_int8
 from exporter.litert_convert import keras_to_tflite
 from exporter.litert_file import finish
+from exporter.metadata import DIGIT_FORM
 from exporter.quantize import calibration_digits
 
 INT8_QUANTIZATION = ("full integer (TFLITE_BUILTINS_INT8): int8 weights and activations calibrated on real "
                      "digits; uint8 input with scale 1 and zero point 0 (the raw bytes)")
+CONTRACTS = {  # the file's input_contract: the ONNX model's input, its own output
+    "float": f"image: uint8 [batch, 28, 28], {DIGIT_FORM} Output: probabilities float32 [batch, 10] "
+             "(softmax); the label is the argmax.",
+    "int8": f"image: uint8 [batch, 28, 28], {DIGIT_FORM} Output: probabilities float32 [batch, 10] "
+            "(softmax, in steps of 1/256); the label is the argmax.",
+    "micro": f"image: uint8 [1, 28, 28], {DIGIT_FORM} Output: probabilities int8 [1, 10], quantized: "
+             "probability = (value - zero point) * scale, as the tensor says (1/256 and -128 for a softmax); "
+             "the label is the argmax.",
+}
 DESCRIPTIONS = {
     "float": "MNIST digit classifier: float32 weights, dynamic batch",
     "int8": "MNIST digit classifier: full integer int8, dynamic batch",
@@ -40,7 +50,8 @@ def convert_all(model, input_shape, train: np.ndarray, metadata: dict, int8: boo
 
     def make(kind: str) -> bytes:
         content = keras_to_tflite(model, input_shape, kind, calibration, where)
-        extra = {"litert_format": kind, "converter": "tf.lite.TFLiteConverter.from_keras_model"}
+        extra = {"litert_format": kind, "converter": "tf.lite.TFLiteConverter.from_keras_model",
+                 "input_contract": CONTRACTS[kind]}
         if kind != "float":
             extra["quantization"] = INT8_QUANTIZATION
         return finish(content, {**metadata, **extra}, DESCRIPTIONS[kind])

@@ -26,6 +26,7 @@ import tempfile
 import zipfile
 
 import flatbuffers
+import numpy as np
 from flatbuffers.table import Table
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -215,4 +216,56 @@ def _read_model_metadata(buf: bytes) -> dict:
         "min_parser_version": string(model, 7),
         "inputs": [tensor(t) for t in tables(subgraph, 2)],
         "outputs": [tensor(t) for t in tables(subgraph, 3)],
+    }
+
+
+def op_names(content: bytes) -> list[str]:
+    """The builtin ops the model uses, in first-use order (e.g. ['QUANTIZE', 'FULLY_CONNECTED', 'SOFTMAX'])."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(content, 0)
+    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
+    graph = model.Subgraphs(0)
+    used = []
+    for i in range(graph.OperatorsLength()):
+        code = codes[graph.Operators(i).OpcodeIndex()]
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        name = names.get(builtin, str(builtin)) if builtin != schema.BuiltinOperator.CUSTOM else (
+            f"custom op {code.CustomCode().decode()}")
+        if name not in used:
+            used.append(name)
+    return used
+
+
+def describe_tflite(path) -> dict:
+    """What `digits inspect` shows for a .tflite file: size, ops, input and output tensors
+    (a dynamic batch as "batch"), and the metadata digits export wrote (LiteRT only)."""
+    from pathlib import Path
+
+    from batch.litert_model import LiteRtClassifier, require_litert
+
+    require_litert(f"{path}: inspecting a .tflite model")
+    classifier = LiteRtClassifier(Path(path))  # the same load errors as classify
+
+    def tensor(details: dict) -> dict:
+        shape = ["batch" if d < 0 else int(d) for d in details["shape_signature"]]
+        info = {"name": details["name"], "dtype": np.dtype(details["dtype"]).name, "shape": shape}
+        scale, zero_point = details["quantization"]
+        if scale:
+            info["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
+        return info
+
+    try:
+        metadata = read_metadata(classifier.content)
+    except (KeyError, ValueError, zipfile.BadZipFile):  # a .tflite file from elsewhere
+        metadata = {}
+    return {
+        "path": str(path),
+        "bytes": len(classifier.content),
+        "ops": op_names(classifier.content),
+        "inputs": [tensor(classifier.input)],
+        "outputs": [tensor(classifier.output)],
+        "metadata": {**metadata.get("provenance", {}), **({"labels.txt": " ".join(metadata["labels"])}
+                                                          if "labels" in metadata else {})},
     }

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from digits.errors import ModelError
+from exporter.litert_file import op_names
 
 MIN_LABEL_AGREEMENT = 0.995  # TFLite Micro vs LiteRT on the int8 file, labels
 ARENA_ALIGNMENT = 16
@@ -39,25 +40,6 @@ def _captured_fd2(action):
             os.close(saved)
         capture.seek(0)
         return result, error, capture.read().decode(errors="replace")
-
-
-def op_names(content: bytes) -> list[str]:
-    """The builtin ops the model uses, in first-use order (e.g. ['QUANTIZE', 'FULLY_CONNECTED', 'SOFTMAX'])."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    model = schema.Model.GetRootAs(content, 0)
-    codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
-    graph = model.Subgraphs(0)
-    used = []
-    for i in range(graph.OperatorsLength()):
-        code = codes[graph.Operators(i).OpcodeIndex()]
-        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = names.get(builtin, str(builtin)) if builtin != schema.BuiltinOperator.CUSTOM else (
-            f"custom op {code.CustomCode().decode()}")
-        if name not in used:
-            used.append(name)
-    return used
 
 
 def micro_interpreter(content: bytes, arena: int, where: str = "model"):

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from exporter.metadata import INPUT_CONTRACT
+from exporter.litert import CONTRACTS
 from tests.conftest import assert_one_line_error, run_digits, run_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.tf]
@@ -57,8 +57,9 @@ def test_contract_and_metadata(exported, trained_mlp):
     from exporter.metadata import sha256_of
 
     out, _ = exported
-    for name, batch, output_type in (("m.tflite", -1, np.float32), ("m.int8.tflite", -1, np.float32),
-                                     ("m.micro.tflite", 1, np.int8)):
+    for name, kind, batch, output_type in (("m.tflite", "float", -1, np.float32),
+                                           ("m.int8.tflite", "int8", -1, np.float32),
+                                           ("m.micro.tflite", "micro", 1, np.int8)):
         content = out.with_name(name).read_bytes()
         interpreter = Interpreter(model_content=content)
         (image,), (probabilities,) = interpreter.get_input_details(), interpreter.get_output_details()
@@ -72,9 +73,11 @@ def test_contract_and_metadata(exported, trained_mlp):
         assert signature == {"inputs": ["image"], "outputs": ["probabilities"]}
         metadata = read_metadata(content)
         assert metadata["labels"] == [str(d) for d in range(10)]
-        assert metadata["model"]["inputs"][0] == {"name": "image", "description": INPUT_CONTRACT, "associated_files": []}
+        contract = {"name": "image", "description": CONTRACTS[kind], "associated_files": []}
+        assert metadata["model"]["inputs"][0] == contract
         assert metadata["model"]["outputs"][0]["associated_files"] == ["labels.txt"]
         assert metadata["provenance"]["source_sha256"] == sha256_of(trained_mlp)
+        assert metadata["provenance"]["input_contract"] == CONTRACTS[kind]
         # Buffers 16-byte aligned within the file, as TFLite Micro reads them in place.
         from ai_edge_litert import schema_py_generated as schema
 
@@ -242,3 +245,20 @@ def test_a_small_cnn_goes_through_every_litert_file(tmp_path, sample, sample_npz
     assert {"CONV_2D", "MAX_POOL_2D", "FULLY_CONNECTED"} <= set(result.parity["micro"]["ops"])
     probs = LiteRtClassifier(tmp_path / "cnn.tflite").predict(sample.x_test[:50])
     np.testing.assert_allclose(probs, predict_keras(cnn, sample.x_test[:50]), atol=1e-5, rtol=1e-5)
+
+
+def test_inspect_shows_a_tflite_files_contract_and_metadata(exported, tmp_path):
+    out, _ = exported
+    result = run_digits("inspect", out.with_name("m.micro.tflite"), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["ops"] == ["QUANTIZE", "MUL", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    assert info["inputs"] == [{"name": "image", "dtype": "uint8", "shape": [1, 28, 28],
+                               "quantization": {"scale": 1.0, "zero_point": 0}}]
+    assert info["outputs"][0]["dtype"] == "int8" and info["outputs"][0]["shape"] == [1, 10]
+    assert info["metadata"]["litert_format"] == "micro" and info["metadata"]["labels.txt"] == "0 1 2 3 4 5 6 7 8 9"
+    text = run_digits("inspect", out.with_name("m.tflite")).stdout
+    assert "image           uint8    [batch, 28, 28]" in text and "input_contract: image: uint8" in text
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"\x00" * 100)
+    assert_one_line_error(run_digits("inspect", garbage), 1, str(garbage), "not a loadable LiteRT model")
