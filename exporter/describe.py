@@ -19,6 +19,9 @@ def _value_info(value) -> dict:
 
 def describe(path: Path) -> dict:
     if str(path).lower().endswith(".tflite"):
+        from batch.litert_model import require_litert
+
+        require_litert(f"{path}: inspecting a .tflite model")  # before litert_file imports flatbuffers
         from exporter.litert_file import describe_tflite
 
         return describe_tflite(path)

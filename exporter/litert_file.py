@@ -243,9 +243,8 @@ def describe_tflite(path) -> dict:
     (a dynamic batch as "batch"), and the metadata digits export wrote (LiteRT only)."""
     from pathlib import Path
 
-    from batch.litert_model import LiteRtClassifier, require_litert
+    from batch.litert_model import LiteRtClassifier
 
-    require_litert(f"{path}: inspecting a .tflite model")
     classifier = LiteRtClassifier(Path(path))  # the same load errors as classify
 
     def tensor(details: dict) -> dict:

@@ -1,4 +1,4 @@
-"""`digits classify model.tflite`: LiteRT only when asked, and one line when it cannot be.
+"""`digits classify model.tflite` (and inspect, evaluate): LiteRT only when asked, and one line when it cannot be.
 
 The rows themselves are compared with the ONNX model's in tests/exporter/test_litert.py
 (they need an exported .tflite, so TensorFlow). These run in both tiers: where the
@@ -38,10 +38,12 @@ def digits_npy(small, tmp_path):
     return tmp_path / "d.npy"
 
 
-def test_without_the_extra_one_line_names_it(digits_npy, tmp_path):
+@pytest.mark.parametrize("command", ["classify", "inspect", "evaluate"])
+def test_without_the_extra_one_line_names_it(command, digits_npy, small_npz, tmp_path):
     model = tmp_path / "model.tflite"
     model.write_bytes(b"not read: the extra is missing first")
-    result = subprocess.run([sys.executable, "-c", HIDE_LITERT, "classify", model, digits_npy],
+    more = {"classify": [digits_npy], "inspect": [], "evaluate": ["--data", small_npz]}[command]
+    result = subprocess.run([sys.executable, "-c", HIDE_LITERT, command, model, *more],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert_one_line_error(result, 1, str(model), "pip install 'digits[litert]'")
     assert result.stdout == ""
