@@ -4,8 +4,9 @@
 kernels registered), so what it refuses a board refuses: an op with no TFLite Micro
 kernel is named from the interpreter's own message. The tensor arena a board must
 reserve is read from its RecordingMicroAllocator after one inference, and proven by
-running again in an arena of exactly that size. This host is 64-bit: the interpreter's
-own structs hold pointers, so a 32-bit board needs no more than that (usually less).
+running again in an arena of exactly that size. That is the need of TFLite Micro's reference
+kernels on this 64-bit host; a 32-bit board's pointers are smaller, but optimized kernels
+(CMSIS-NN on Cortex-M, ESP-NN) may ask for scratch buffers on top: the header says so.
 """
 
 import os
@@ -155,8 +156,9 @@ def c_source(content: bytes, header_name: str, arena: int, ops: list[str],
 extern const unsigned char {ARRAY_NAME}[];
 extern const unsigned int {ARRAY_NAME}_len;
 
-// Tensor arena TFLite Micro's RecordingMicroAllocator measured for this model, 16-byte aligned
-// (on a 64-bit host; a 32-bit board needs no more).
+// Tensor arena TFLite Micro's RecordingMicroAllocator measured for this model with the reference
+// kernels on a 64-bit host, rounded up to 16 bytes. Optimized kernels (CMSIS-NN, ESP-NN) may need
+// scratch buffers on top: leave headroom, or measure on the board with a RecordingMicroAllocator.
 constexpr size_t kDigitsTensorArenaSize = {arena};
 
 constexpr float kDigitsOutputScale = {output[0]!r}f;
