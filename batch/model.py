@@ -151,6 +151,16 @@ class OnnxClassifier:
             raise
 
 
+def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):
+    """The classifier for `path`: LiteRT's for a .tflite file (imported only then), else
+    onnxruntime's. `options`: OnnxClassifier's probe and interruptible."""
+    if str(path).lower().endswith(".tflite"):
+        from batch.litert_model import LiteRtClassifier
+
+        return LiteRtClassifier(path, threads=threads, spin=spin, **options)
+    return OnnxClassifier(path, threads=threads, spin=spin, **options)
+
+
 def as_probabilities(scores: np.ndarray) -> np.ndarray:
     """Rows that are not already probability distributions (logits) get a softmax."""
     scores = scores.astype(np.float32, copy=False)

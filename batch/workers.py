@@ -215,9 +215,9 @@ def _serve(task_read: int, results, inherited, paths_memory, model: Path, invert
     for conn in inherited:  # others' pipe ends, likewise
         conn.close()
     try:
-        from batch.model import OnnxClassifier
+        from batch.model import load_classifier
 
-        classifier = OnnxClassifier(model, threads=1, spin=False, probe=False, interruptible=False)
+        classifier = load_classifier(model, threads=1, spin=False, probe=False, interruptible=False)
         failure = None
     except DigitsError as e:  # the parent loaded it a moment ago: the file changed, or memory ran out
         classifier, failure = None, str(e)
