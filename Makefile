@@ -23,7 +23,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,dev,ray]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,dev,ray,litert]'
 	$(COMPILE)
 	touch $(STAMP)
 

@@ -84,13 +84,13 @@ def classify(model: Path, inputs: list[str], options: ClassifyOptions = Classify
 def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
     from batch.cores import usable_cores
     from batch.inputs import Expanded, iter_runs, output_to_skip
-    from batch.model import OnnxClassifier
+    from batch.model import load_classifier
     from batch.run import classify as run
     from batch.writer import RowWriter, resumable, resume_output
 
     # onnxruntime runs each call on the calling thread alone: image blocks run in
     # the worker processes, one call each, and arrays one call per core side by side.
-    classifier = OnnxClassifier(model, threads=1, spin=False)
+    classifier = load_classifier(model, threads=1, spin=False)
     _freeze_heap()
     cores = usable_cores()
     expanded = Expanded()

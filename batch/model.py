@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from batch.scores import check_probabilities, checked_scores, distributions, softmax
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
 from core.errors import DigitsError, ModelError
 from core.files import require_file
@@ -101,7 +102,7 @@ class OnnxClassifier:
         probe = np.stack([np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.full((IMAGE_SIZE, IMAGE_SIZE), 255, np.uint8),
                           np.tile(np.arange(0, 252, 9, dtype=np.uint8), (IMAGE_SIZE, 1))])
         scores = self._checked(self._run(self._feed(probe)), len(probe))
-        self.logits = self.output != PROBABILITIES and not _distributions(scores)
+        self.logits = self.output != PROBABILITIES and not distributions(scores)
         self._probabilities(scores)
 
     def _feed(self, digits: np.ndarray) -> np.ndarray:
@@ -129,24 +130,11 @@ class OnnxClassifier:
 
     def _probabilities(self, scores: np.ndarray) -> np.ndarray:
         if self.logits:
-            return _softmax(scores)
-        if not _distributions(scores):
-            raise ModelError(f"{self.path}: output {self.output!r} is not a probability distribution per digit "
-                             f"({_how_not(scores)}); the model does not keep the contract")
-        # Float rounding may put a probability a hair outside 0..1.
-        return np.clip(scores, 0.0, 1.0, out=scores)
+            return softmax(scores)
+        return check_probabilities(self.path, f"output {self.output!r}", scores, len(scores))
 
     def _checked(self, scores, n: int) -> np.ndarray:
-        """`scores` as float32 [n, 10], finite; ModelError otherwise."""
-        scores = np.asarray(scores)
-        if scores.shape != (n, NUM_CLASSES):
-            raise ModelError(f"{self.path}: model gave an output of shape {list(scores.shape)} for {n:,} digits; "
-                             f"needs [{n},{NUM_CLASSES}], one row per digit")
-        scores = scores.astype(np.float32, copy=False)
-        if not np.isfinite(scores).all():
-            row = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
-            raise ModelError(f"{self.path}: model gave NaN or infinite scores (digit {row:,} of a batch of {n:,})")
-        return scores
+        return checked_scores(self.path, scores, n)
 
     def _run(self, feed: np.ndarray) -> np.ndarray:
         n = self.fixed_batch
@@ -190,32 +178,20 @@ class OnnxClassifier:
             raise
 
 
+def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):
+    """The classifier for `path`: LiteRT's for a .tflite file (imported only then), else
+    onnxruntime's. `options`: `interruptible` (both), `probe` (LiteRT's; onnxruntime's
+    always probes)."""
+    if str(path).lower().endswith(".tflite"):
+        from batch.litert_model import LiteRtClassifier
+
+        return LiteRtClassifier(path, threads=threads, spin=spin, **options)
+    return OnnxClassifier(path, threads=threads, spin=spin, **options)
+
+
 def _out_of_memory(message: str) -> bool:
     """Whether onnxruntime failed for want of memory (std::bad_alloc, its arena)."""
     return "bad_alloc" in message or "Failed to allocate memory" in message or "bfc_arena" in message
-
-
-# How far a probability distribution computed in float32 may stray from 0..1 and a sum of 1.
-_SUM_TOLERANCE = 1e-3
-_RANGE_TOLERANCE = 1e-5
-
-
-def _distributions(scores: np.ndarray) -> bool:
-    """Whether every row of float32 [N, 10] is a probability distribution."""
-    return bool(scores.min(initial=0.0) >= -_RANGE_TOLERANCE and scores.max(initial=0.0) <= 1 + _RANGE_TOLERANCE
-                and (np.abs(scores.sum(axis=1) - 1) <= _SUM_TOLERANCE).all())
-
-
-def _how_not(scores: np.ndarray) -> str:
-    sums = scores.sum(axis=1)
-    worst = int(np.abs(sums - 1).argmax())
-    return (f"values {float(scores.min()):.9g}..{float(scores.max()):.9g}, "
-            f"digit {worst:,}'s sum to {float(sums[worst]):.9g}")
-
-
-def _softmax(scores: np.ndarray) -> np.ndarray:
-    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def _pick_output(path, outputs, wanted: str) -> tuple[str, str]:
@@ -240,12 +216,3 @@ def _pick_output(path, outputs, wanted: str) -> tuple[str, str]:
     if isinstance(classes, int) and classes != NUM_CLASSES:  # a name or None: checked on every call
         raise ModelError(f"{path}: output {_describe(output)}; needs [batch,10]")
     return output.name, output.type
-
-
-def as_probabilities(scores: np.ndarray) -> np.ndarray:
-    """A model's scores [N, 10] as probabilities: as they are when every row is a
-    distribution, else (logits) the softmax of every row. Decided for the whole
-    array, not row by row: a logits row that happens to look like a distribution
-    is still a logit."""
-    scores = scores.astype(np.float32, copy=False)
-    return scores if _distributions(scores) else _softmax(scores)

@@ -216,9 +216,9 @@ def _serve(task_read: int, results, inherited, paths_memory, model: Path, invert
         conn.close()
     silence_stderr()  # libpng's lines for a corrupt PNG: the file's error row says it
     try:
-        from batch.model import OnnxClassifier
+        from batch.model import load_classifier
 
-        classifier = OnnxClassifier(model, threads=1, spin=False, interruptible=False)
+        classifier = load_classifier(model, threads=1, spin=False, interruptible=False)
         failure = None
     except DigitsError as e:  # the parent loaded it a moment ago: the file changed, or memory ran out
         classifier, failure = None, str(e)

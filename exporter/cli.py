@@ -21,6 +21,8 @@ def export(
     rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance on the probabilities.")] = DEFAULT_RTOL,
     int8: Annotated[bool, typer.Option("--int8", help="Also write MODEL.int8.onnx (static int8, calibrated on --data), checked against the float model, across batches and against the onnx reference.")] = False,
     ort: Annotated[bool, typer.Option("--ort", help="Also write MODEL.ort for ONNX Runtime Mobile, checked to give the same labels.")] = False,
+    tflite: Annotated[bool, typer.Option("--tflite", help="Also write MODEL.tflite for LiteRT (and MODEL.int8.tflite with --int8), checked with LiteRT's interpreter. Needs the [litert] extra.")] = False,
+    micro: Annotated[bool, typer.Option("--micro", help="Also write MODEL.micro.tflite, .micro.cc and .micro.h for TensorFlow Lite Micro (batch 1, int8), checked in TFLite Micro's interpreter against MODEL.int8.tflite. Needs --tflite --int8.")] = False,
 ) -> None:
     """Export a Keras digit classifier to a self-contained ONNX model, proving parity with Keras.
 
@@ -31,12 +33,16 @@ def export(
     from trainer.backend import require_train_extra
 
     require_train_extra("digits export", ("tensorflow", "keras", "tf2onnx"))
+    if tflite or micro:
+        from batch.litert_model import require_litert
+
+        require_litert("digits export --tflite", ("ai_edge_litert", "tflite_micro"))
     from exporter.export import export as run_export
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)
 
-    result = run_export(model, out, data, opset, atol, rtol, int8, ort, log=log)
+    result = run_export(model, out, data, opset, atol, rtol, int8, ort, tflite, micro, log=log)
     written = [result.model, result.report, *result.variants.values()]
     print("wrote " + " ".join(str(p) for p in written))
 

@@ -1,4 +1,6 @@
-"""What an .onnx file holds: inputs, outputs, opset, size, metadata. onnx only."""
+"""What a model file holds: inputs, outputs, opset (ONNX) or ops (LiteRT), size, metadata.
+
+An .onnx file is read with onnx alone; a .tflite file with LiteRT alone."""
 
 import os
 from pathlib import Path
@@ -16,6 +18,13 @@ def _value_info(value) -> dict:
 
 
 def describe(path: Path) -> dict:
+    if str(path).lower().endswith(".tflite"):
+        from batch.litert_model import require_litert
+
+        require_litert(f"{path}: inspecting a .tflite model")  # before litert_file imports flatbuffers
+        from exporter.litert_file import describe_tflite
+
+        return describe_tflite(path)
     import onnx
 
     try:
@@ -42,12 +51,17 @@ def describe(path: Path) -> dict:
 
 
 def format_description(info: dict) -> str:
-    opsets = ", ".join(f"{domain} {version}" for domain, version in info["opset"].items())
-    lines = [f"{info['path']}: {info['bytes']:,} bytes, opset {opsets}, producer {info['producer'] or '?'}"]
+    if "ops" in info:
+        lines = [f"{info['path']}: {info['bytes']:,} bytes, LiteRT, ops {', '.join(info['ops'])}"]
+    else:
+        opsets = ", ".join(f"{domain} {version}" for domain, version in info["opset"].items())
+        lines = [f"{info['path']}: {info['bytes']:,} bytes, opset {opsets}, producer {info['producer'] or '?'}"]
     for kind in ("inputs", "outputs"):
         lines.append(f"{kind}:")
         for v in info[kind]:
-            lines.append(f"  {v['name']:<15} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]")
+            quantization = v.get("quantization")
+            scaled = f"  scale {quantization['scale']:g}, zero point {quantization['zero_point']}" if quantization else ""
+            lines.append(f"  {v['name']:<15} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]{scaled}")
     lines.append("metadata:")
     for key, value in info["metadata"].items():
         lines.append(f"  {key}: {value}")

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
+from core.errors import DataError, UsageError
 from core.files import check_target, refuse_overwriting, temp_beside, write_error, writing
 from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx
 from exporter.metadata import export_metadata, set_metadata
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity
 
+VARIANTS = ("int8", "ort", "tflite", "int8_tflite", "micro_tflite", "micro_cc", "micro_h")
 PARITY_DIGITS = 2000  # real digits compared on every export (test digits first)
+MICRO_CHECK_DIGITS = 1000  # TFLite Micro against LiteRT: at least this many of the parity digits
 # The int8 model's accuracy is measured on the test digits alone.
 
 
@@ -45,14 +48,22 @@ def export(
     rtol: float = DEFAULT_RTOL,
     int8: bool = False,
     ort: bool = False,
+    tflite: bool = False,
+    micro: bool = False,
     log=print,
 ) -> Exported:
-    """Convert, prove parity, optionally quantize / convert to .ort, then move into place.
+    """Convert, prove parity, optionally quantize / convert to .ort / .tflite, then move into place.
 
-    Raises ModelError (bad input model), DataError (bad --data), ParityError
+    `tflite` writes MODEL.tflite (and MODEL.int8.tflite with `int8`); `micro`, which
+    needs both (its check compares against MODEL.int8.tflite), writes MODEL.micro.tflite,
+    .micro.cc and .micro.h. Raises UsageError (micro without tflite and int8), ModelError
+    (bad input model, or an op TFLite Micro lacks), DataError (bad --data), ParityError
     (the checks failed; the report is still written) or DigitsError (unwritable).
     """
     import onnx
+
+    if micro and not (tflite and int8):
+        raise UsageError("--micro needs --tflite and --int8: the micro model is checked against MODEL.int8.tflite")
 
     from trainer.data import load_mnist
     from trainer.model import load_keras_model, predict_keras
@@ -62,12 +73,22 @@ def export(
         targets["int8"] = sibling(out, ".int8.onnx")
     if ort:
         targets["ort"] = sibling(out, ".ort")
+    if tflite:
+        targets["tflite"] = sibling(out, ".tflite")
+        if int8:
+            targets["int8_tflite"] = sibling(out, ".int8.tflite")
+    if micro:
+        for key, suffix in (("micro_tflite", ".micro.tflite"), ("micro_cc", ".micro.cc"), ("micro_h", ".micro.h")):
+            targets[key] = sibling(out, suffix)
     _check_targets(targets, keras_path, data)  # before any work: a bad --out costs nothing
 
     model = load_keras_model(keras_path)
     input_shape = check_classifier(model, str(keras_path))
     dataset = load_mnist(data, notice=log)
     digits = np.concatenate([dataset.x_test, dataset.x_train])[:PARITY_DIGITS]
+    if micro and len(digits) < MICRO_CHECK_DIGITS:
+        raise DataError(f"{dataset.source}: {len(digits):,} digits; the --micro check needs at least "
+                        f"{MICRO_CHECK_DIGITS:,} (test and training digits together)")
     model, softmax_added = as_probabilities(model, predict_keras(model, digits), str(keras_path))
     if softmax_added:
         log(f"{keras_path}: the model gives logits, not probabilities: the export adds a softmax")
@@ -78,6 +99,11 @@ def export(
         metadata["softmax_added"] = "the Keras model gives logits; probabilities = softmax(logits), added by digits export"
     set_metadata(onnx_model, metadata)
     onnx.checker.check_model(onnx_model, full_check=True)
+    if tflite:
+        from exporter.litert import convert_all
+
+        # Converted before any check: a model the converter or TFLite Micro refuses costs no check time.
+        litert_files = convert_all(model, input_shape, dataset.x_train, metadata, int8, micro, str(keras_path))
 
     # Hidden names that keep the suffix: onnxruntime tells .ort from .onnx by it.
     temps = {key: temp_beside(path) for key, path in targets.items()}
@@ -102,6 +128,11 @@ def export(
 
             convert_to_ort(temps["model"], temps["ort"])
             report.checks["ort"] = check_ort(temps["model"], temps["ort"], digits)
+        if report.passed and tflite:
+            from exporter.litert import check_all
+
+            check_all(litert_files, temps, model, dataset, digits, atol, rtol, report,
+                      header_name=targets["micro_h"].name if micro else "")
 
         log(report.table())
         for name, check in report.checks.items():
@@ -111,7 +142,7 @@ def export(
         _move_into_place(temps["report"], targets["report"])
         if not report.passed:
             raise ParityError(report, str(out))
-        for key in ("model", "int8", "ort"):
+        for key in ("model", *VARIANTS):
             if key in temps:
                 _move_into_place(temps[key], targets[key])
     except OSError as e:  # a full disk while writing a variant or the report
@@ -124,7 +155,7 @@ def export(
         model=out,
         report=targets["report"],
         parity=report.to_json(),
-        variants={k: v for k, v in targets.items() if k in ("int8", "ort")},
+        variants={k: v for k, v in targets.items() if k in VARIANTS},
     )
 
 
@@ -147,6 +178,10 @@ def _move_into_place(temp: Path, target: Path) -> None:
 
 def _variant_line(name: str, check: dict) -> str:
     mark = "✓" if check["passed"] else "✗"
+    if name in ("tflite", "int8_tflite", "micro"):
+        from exporter.litert import variant_line
+
+        return variant_line(name, check)
     if name == "int8":
         return (
             f"[{mark}] int8: labels agree {check['label_agreement']:.2%}, accuracy {check['float_accuracy']:.4f} -> "

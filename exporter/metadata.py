@@ -6,9 +6,12 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+DIGIT_FORM = (
+    "one MNIST-style digit per row: white (255) ink on black (0), centred by centre of mass "
+    "in a 20x20 box; no preprocessing needed."
+)
 INPUT_CONTRACT = (
-    "image: uint8 [batch, 28, 28], one MNIST-style digit per row: white (255) ink on "
-    "black (0), centred by centre of mass in a 20x20 box; no preprocessing needed. "
+    f"image: uint8 [batch, 28, 28], {DIGIT_FORM} "
     "Outputs: probabilities float32 [batch, 10] (softmax), label int64 [batch] (argmax)."
 )
 

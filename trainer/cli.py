@@ -108,7 +108,7 @@ def train(
 
 
 def evaluate(
-    model: Annotated[Path, typer.Argument(readable=False, help="A .keras model, or an .onnx model (no TensorFlow needed).")],
+    model: Annotated[Path, typer.Argument(readable=False, help="A .keras model, or an .onnx or .tflite model (no TensorFlow needed; .tflite needs the [litert] extra).")],
     data: DataOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:

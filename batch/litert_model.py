@@ -1,0 +1,180 @@
+"""A LiteRT (.tflite) digit classifier behind OnnxClassifier's call: uint8 [N, 28, 28] -> float32 [N, 10].
+
+It runs the files `digits export --tflite` writes (model.tflite, model.int8.tflite,
+model.micro.tflite) with `ai-edge-litert`'s interpreter, the `[litert]` extra; no
+TensorFlow. Those files take uint8 [batch, 28, 28] (the micro file a batch of 1)
+and give [batch, 10] probabilities, as float32 or as int8/uint8 with a scale and
+zero point, which are dequantized here. Imported only for a model path ending in
+.tflite, so the ONNX path never loads LiteRT.
+"""
+
+import contextlib
+import importlib.util
+import os
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from batch.scores import check_probabilities
+from core.errors import DigitsError, ModelError
+from core.files import require_file
+
+NUM_CLASSES = 10
+LITERT_EXTRA = "pip install 'digits[litert]'"
+WANTED = "one input, uint8 [batch,28,28], and one [batch,10] output (a `digits export --tflite` model)"
+
+
+class MissingLiteRtError(DigitsError):
+    """A .tflite model was given, and this install lacks the [litert] extra."""
+
+
+def require_litert(what: str, modules: tuple[str, ...] = ("ai_edge_litert",)) -> None:
+    """MissingLiteRtError unless every module in `modules` can be imported (checked without importing)."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        names = ", ".join(m.replace("_", "-") for m in missing)
+        raise MissingLiteRtError(f"{what} needs the LiteRT extra, which this install lacks (no {names}): {LITERT_EXTRA}")
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+_announced = False
+
+
+@contextlib.contextmanager
+def _quiet_once():
+    """LiteRT prints 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' on fd 2 at
+    the process's first interpreter, among classify's summary lines: hidden there."""
+    global _announced
+    if _announced:
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+        _announced = True
+
+
+def _new_interpreter(content: bytes, threads: int | None):
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_content=content, num_threads=threads)
+
+
+class LiteRtClassifier:
+    def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True,
+                 interruptible: bool = True):
+        """`threads`: LiteRT's threads per call (0: its default). `spin` and `interruptible`
+        are taken for OnnxClassifier's signature and have no LiteRT counterpart (a LiteRT
+        call cannot be ended from outside; its calls on digits are short). `probe`: run
+        the model once on two blank digits."""
+        del spin, interruptible
+        require_litert(f"{path}: a .tflite model")
+        try:
+            require_file(path, "model file")
+        except DigitsError as e:
+            raise ModelError(str(e)) from e
+        self.path = path
+        self.threads = threads
+        try:
+            self.content = Path(path).read_bytes()
+        except OSError as e:
+            raise ModelError(f"{path}: cannot read the model file ({e.strerror})") from e
+        # One interpreter per thread: batch/run.py calls predict from several threads
+        # at once, and a LiteRT interpreter holds its tensors between calls.
+        self._local = threading.local()
+        interpreter = self._interpreter()
+        inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{path}: model has {len(inputs)} inputs and {len(outputs)} outputs; needs {WANTED}")
+        self.input, self.output = inputs[0], outputs[0]
+        shape = [int(d) for d in self.input["shape_signature"]]
+        if self.input["dtype"] != np.uint8 or shape[1:] != [28, 28]:
+            raise ModelError(f"{path}: model takes {np.dtype(self.input['dtype']).name} {shape}; needs {WANTED}")
+        out_shape = [int(d) for d in self.output["shape_signature"]]
+        if len(out_shape) != 2 or out_shape[1] != NUM_CLASSES:
+            raise ModelError(f"{path}: model gives {np.dtype(self.output['dtype']).name} {out_shape}; needs {WANTED}")
+        # A fixed batch (the micro file's 1): fed in slices of exactly that size.
+        self.fixed_batch = shape[0] if shape[0] > 0 else None
+        scale, zero_point = self.output["quantization"]
+        self.output_scale = np.float32(scale) if scale else None
+        self.output_zero_point = np.float32(zero_point)
+        if probe:
+            self._probe()
+
+    def _interpreter(self):
+        interpreter = getattr(self._local, "interpreter", None)
+        if interpreter is None:
+            try:
+                with _quiet_once():
+                    interpreter = _new_interpreter(self.content, self.threads or None)
+                    interpreter.allocate_tensors()
+            except Exception as e:  # LiteRT raises ValueError/RuntimeError for a bad file
+                raise ModelError(f"{self.path}: not a loadable LiteRT model ({_reason(e)})") from e
+            self._local.interpreter = interpreter
+            self._local.batch = None
+        return interpreter
+
+    def _probe(self) -> None:
+        """Run the model once on two blank digits, as OnnxClassifier does: a model that
+        loads but cannot run is refused at load."""
+        probabilities = self.predict(np.zeros((2, 28, 28), np.uint8))
+        if probabilities.shape != (2, NUM_CLASSES):
+            raise ModelError(f"{self.path}: model gives {list(probabilities.shape)} for 2 digits; needs [2,10]")
+
+    def stop(self) -> None:
+        """OnnxClassifier.stop's counterpart: LiteRT cannot end a call under way, so the
+        run stops once the calls in hand return."""
+
+    def labels(self, digits: np.ndarray) -> np.ndarray:
+        """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
+        return self.predict(digits).argmax(axis=1)
+
+    def predict(self, digits: np.ndarray) -> np.ndarray:
+        """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits.
+
+        ModelError when LiteRT fails on them (its reason included), or when the output
+        breaks the contract (batch.scores.check_probabilities, as for an ONNX model; a
+        quantized output may stray by its scale)."""
+        feed = np.ascontiguousarray(digits, dtype=np.uint8)
+        if len(feed) == 0:
+            return np.zeros((0, NUM_CLASSES), np.float32)
+        n = self.fixed_batch
+        if n is not None and len(feed) != n:
+            pad = -len(feed) % n
+            if pad:
+                feed = np.concatenate([feed, np.zeros((pad, 28, 28), np.uint8)])
+            parts = [self._checked(self._run(feed[i : i + n]), n) for i in range(0, len(feed), n)]
+            return self._checked(np.concatenate(parts)[: len(feed) - pad], len(digits))
+        return self._checked(self._run(feed), len(digits))
+
+    def _checked(self, scores: np.ndarray, n: int) -> np.ndarray:
+        step = float(self.output_scale) if self.output_scale is not None else 0.0
+        return check_probabilities(self.path, "its output", scores, n, step)
+
+    def _run(self, feed: np.ndarray) -> np.ndarray:
+        interpreter = self._interpreter()
+        try:
+            if self.fixed_batch is None and self._local.batch != len(feed):
+                interpreter.resize_tensor_input(self.input["index"], [len(feed), 28, 28])
+                interpreter.allocate_tensors()
+                self._local.batch = len(feed)
+            interpreter.set_tensor(self.input["index"], feed)
+            interpreter.invoke()
+            scores = interpreter.get_tensor(self.output["index"])
+        except Exception as e:  # LiteRT's own errors
+            raise ModelError(f"{self.path}: LiteRT failed on a batch of {len(feed)} digits ({_reason(e)})") from e
+        if self.output_scale is not None:
+            return (scores.astype(np.float32) - self.output_zero_point) * self.output_scale
+        return scores.astype(np.float32, copy=False)

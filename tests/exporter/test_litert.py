@@ -1,0 +1,264 @@
+"""LiteRT and TFLite Micro exports: the files, their proof, and what a board gets."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from exporter.litert import CONTRACTS
+from tests.conftest import assert_one_line_error, run_digits, run_main
+
+pytestmark = [pytest.mark.slow, pytest.mark.tf]
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("tflite_micro")
+
+FILES = ("m.tflite", "m.int8.tflite", "m.micro.tflite")
+
+
+@pytest.fixture(scope="module")
+def exported(trained_mlp, sample_npz, tmp_path_factory):
+    out = tmp_path_factory.mktemp("litert") / "m.onnx"
+    result = run_digits("export", trained_mlp, "--out", out, "--data", sample_npz, "--int8", "--tflite", "--micro")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def real_digits(sample):
+    """2,000 real digits, the export's parity digits: the test digits first."""
+    return np.concatenate([sample.x_test, sample.x_train])[:2000]
+
+
+def test_every_file_is_written_and_checked(exported):
+    out, result = exported
+    written = result.stdout.split()[1:]
+    for suffix in (".tflite", ".int8.tflite", ".micro.tflite", ".micro.cc", ".micro.h"):
+        path = out.with_name("m" + suffix)
+        assert path.is_file() and str(path) in written, suffix
+    report = json.loads(out.with_name("m.parity.json").read_text())
+    tflite, int8, micro = report["tflite"], report["int8_tflite"], report["micro"]
+    assert tflite["passed"] and tflite["outputs"]["probabilities"]["max_abs_diff"] < 1e-5
+    cases = {(c["case"], c["runtime"]) for c in tflite["cases"]}
+    assert {("real digits", "litert"), ("all 255", "litert"), ("batch of 1", "litert"), ("batch of 4,096", "litert")} <= cases
+    assert int8["passed"] and int8["label_agreement"] >= 0.99 and int8["size_ratio"] <= 0.35
+    assert int8["batch_label_agreement"] == 1.0 and int8["consistency_samples"] == 2000
+    assert micro["passed"] and micro["samples"] >= 1000 and micro["label_agreement"] >= 0.995
+    assert micro["ops"] == ["QUANTIZE", "MUL", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    for line in ("[✓] tflite:", "[✓] int8 tflite:", "[✓] micro:"):
+        assert line in result.stderr
+
+
+def test_contract_and_metadata(exported, trained_mlp):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from exporter.litert_file import read_metadata
+    from exporter.metadata import sha256_of
+
+    out, _ = exported
+    for name, kind, batch, output_type in (("m.tflite", "float", -1, np.float32),
+                                           ("m.int8.tflite", "int8", -1, np.float32),
+                                           ("m.micro.tflite", "micro", 1, np.int8)):
+        content = out.with_name(name).read_bytes()
+        interpreter = Interpreter(model_content=content)
+        (image,), (probabilities,) = interpreter.get_input_details(), interpreter.get_output_details()
+        assert image["name"] == "image" and image["dtype"] == np.uint8
+        assert list(image["shape_signature"]) == [batch, 28, 28]
+        assert probabilities["name"] == "probabilities" and probabilities["dtype"] == output_type
+        assert list(probabilities["shape_signature"]) == [batch, 10]
+        if name != "m.tflite":
+            assert image["quantization"] == (1.0, 0)  # raw bytes in
+        signature = interpreter.get_signature_list()["serving_default"]
+        assert signature == {"inputs": ["image"], "outputs": ["probabilities"]}
+        metadata = read_metadata(content)
+        assert metadata["labels"] == [str(d) for d in range(10)]
+        contract = {"name": "image", "description": CONTRACTS[kind], "associated_files": []}
+        assert metadata["model"]["inputs"][0] == contract
+        assert metadata["model"]["outputs"][0]["associated_files"] == ["labels.txt"]
+        assert metadata["provenance"]["source_sha256"] == sha256_of(trained_mlp)
+        assert metadata["provenance"]["input_contract"] == CONTRACTS[kind]
+        # Buffers 16-byte aligned within the file, as TFLite Micro reads them in place.
+        from ai_edge_litert import schema_py_generated as schema
+
+        model = schema.Model.GetRootAs(content, 0)
+        start = np.frombuffer(content, np.uint8).ctypes.data
+        for i in range(model.BuffersLength()):
+            buffer = model.Buffers(i)
+            if buffer.DataLength() >= 16:
+                assert (buffer.DataAsNumpy().ctypes.data - start) % 16 == 0, (name, i)
+    micro = Interpreter(model_path=str(out.with_name("m.micro.tflite")))
+    # int8 builtins only: every tensor is integer (int32 holds the biases), the raw uint8 input included.
+    assert {np.dtype(t["dtype"]).name for t in micro.get_tensor_details()} <= {"uint8", "int8", "int32"}
+
+
+def test_classify_gives_the_onnx_rows_on_2000_real_digits(exported, real_digits, tmp_path):
+    out, _ = exported
+    np.save(tmp_path / "digits.npy", real_digits)
+
+    def rows(model):
+        result = run_digits("classify", model, tmp_path / "digits.npy", "--format", "jsonl", "--top-k", "3")
+        assert result.returncode == 0, result.stderr
+        assert "XNNPACK" not in result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    onnx_rows = rows(out)
+    labels = np.array([r["label"] for r in onnx_rows])
+    confidence = np.array([r["confidence"] for r in onnx_rows])
+    answers = {}
+    for name in FILES:
+        got = rows(out.with_name(name))
+        assert [r["source"] for r in got] == [r["source"] for r in onnx_rows]
+        assert set(got[0]) == set(onnx_rows[0])  # the same columns
+        answers[name] = np.array([r["label"] for r in got])
+        if name == "m.tflite":
+            assert (answers[name] == labels).all()
+            np.testing.assert_allclose([r["confidence"] for r in got], confidence, atol=1e-5)
+        else:  # full integer: the export's gate against the float model
+            assert (answers[name] == labels).mean() >= 0.99, name
+    assert (answers["m.micro.tflite"] == answers["m.int8.tflite"]).mean() >= 0.995
+
+
+def test_tflite_micro_agrees_with_litert(exported, real_digits):
+    from batch.litert_model import LiteRtClassifier
+    from exporter.micro import measure_arena, run_micro
+
+    out, _ = exported
+    content = out.with_name("m.micro.tflite").read_bytes()
+    arena = measure_arena(content, real_digits[0])
+    micro = run_micro(content, real_digits, arena)
+    litert = LiteRtClassifier(out.with_name("m.micro.tflite")).predict(real_digits)
+    int8 = LiteRtClassifier(out.with_name("m.int8.tflite")).predict(real_digits)
+    assert (micro.argmax(1) == int8.argmax(1)).mean() >= 0.995
+    assert (micro.argmax(1) == litert.argmax(1)).mean() >= 0.995
+    # Both interpreters' int8 kernels: at most a few quantization steps (1/256) apart.
+    assert np.abs(micro - litert).max() <= 8 / 256
+    assert f"kDigitsTensorArenaSize = {arena};" in out.with_name("m.micro.h").read_text()
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler")
+def test_micro_c_source_compiles_and_holds_the_file(exported, tmp_path):
+    out, _ = exported
+    report = json.loads(out.with_name("m.parity.json").read_text())["micro"]
+    assert '#include "m.micro.h"' in out.with_name("m.micro.cc").read_text()
+    # A stand-in resolver with TFLite Micro's method names and status type records the calls.
+    methods = "\n".join(
+        f'  TfLiteStatus {call}() {{ added.push_back("{op}"); return kTfLiteOk; }}'
+        for op, call in (("QUANTIZE", "AddQuantize"), ("MUL", "AddMul"), ("RESHAPE", "AddReshape"),
+                         ("FULLY_CONNECTED", "AddFullyConnected"), ("SOFTMAX", "AddSoftmax"))
+    )
+    (tmp_path / "main.cc").write_text(f"""
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+enum TfLiteStatus {{ kTfLiteOk = 0, kTfLiteError = 1 }};
+#include "m.micro.h"
+struct Resolver {{
+  std::vector<std::string> added;
+{methods}
+}};
+int main(int, char** argv) {{
+  Resolver resolver;
+  if (DigitsAddOps(resolver) != kTfLiteOk) return 2;
+  for (const auto& op : resolver.added) printf("%s ", op.c_str());
+  printf("\\n%d %zu %d\\n", int(reinterpret_cast<uintptr_t>(g_digits_model) % 16), kDigitsTensorArenaSize, kDigitsOpCount);
+  FILE* f = fopen(argv[1], "wb");
+  fwrite(g_digits_model, 1, g_digits_model_len, f);
+  return fclose(f);
+}}
+""")
+    binary = tmp_path / "board"
+    subprocess.run(["g++", "-std=c++17", "-Wall", "-Werror", "-I", str(out.parent), str(out.with_name("m.micro.cc")),
+                    str(tmp_path / "main.cc"), "-o", str(binary)], check=True, capture_output=True)
+    printed = subprocess.run([str(binary), str(tmp_path / "array.bin")], check=True, capture_output=True, text=True)
+    ops, numbers = printed.stdout.splitlines()
+    assert ops.split() == report["ops"]
+    assert numbers.split() == ["0", str(report["arena_bytes"]), str(len(report["ops"]))]
+    assert (tmp_path / "array.bin").read_bytes() == out.with_name("m.micro.tflite").read_bytes()
+
+
+def test_an_op_tflite_micro_lacks_is_refused(tmp_path, sample_npz):
+    import keras
+
+    inputs = keras.Input((784,))
+    hidden = keras.ops.sort(keras.layers.Dense(16, activation="relu")(inputs), axis=-1)  # TOPK_V2 in TFLite
+    model = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(hidden))
+    model.save(tmp_path / "sort.keras")
+    out = tmp_path / "out" / "m.onnx"
+    result = run_digits("export", tmp_path / "sort.keras", "--out", out, "--data", sample_npz,
+                        "--int8", "--tflite", "--micro")
+    assert_one_line_error(result, 1, "sort.keras", "TFLite Micro has no kernel for the model's TOPK_V2 op")
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_micro_needs_tflite_int8_and_1000_digits(trained_mlp, tmp_path, small_npz):
+    result = run_digits("export", trained_mlp, "--out", tmp_path / "m.onnx", "--micro")
+    assert_one_line_error(result, 2, "--micro needs --tflite and --int8")
+    result = run_digits("export", trained_mlp, "--out", tmp_path / "m.onnx", "--data", small_npz,
+                        "--int8", "--tflite", "--micro")  # 800 digits in all
+    assert_one_line_error(result, 1, "800 digits; the --micro check needs at least 1,000")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_failed_litert_check_exits_4_and_leaves_no_model(trained_mlp, small_npz, tmp_path, monkeypatch, capsys):
+    from batch import litert_model
+
+    real_run = litert_model.LiteRtClassifier._run
+
+    def tampered(self, feed):  # the float file's answers, 1% off
+        probabilities = real_run(self, feed)
+        return probabilities * np.float32(1.01) if self.output_scale is None else probabilities
+
+    monkeypatch.setattr(litert_model.LiteRtClassifier, "_run", tampered)
+    out = tmp_path / "m.onnx"
+    code, _, err = run_main(["export", trained_mlp, "--out", out, "--data", small_npz, "--tflite"], capsys)
+    assert code == 4, err
+    errors = [line for line in err.splitlines() if line.startswith("digits: error:")]
+    assert len(errors) == 1 and "tflite: probabilities differ by up to" in errors[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.parity.json"]
+    assert json.loads(out.with_name("m.parity.json").read_text())["tflite"]["passed"] is False
+
+
+def test_a_small_cnn_goes_through_every_litert_file(tmp_path, sample, sample_npz):
+    import keras
+
+    from batch.litert_model import LiteRtClassifier
+    from exporter.export import export
+    from trainer.model import predict_keras
+
+    cnn = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(32, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    # Trained enough for the int8 gates' margins (an untrained net's labels are coin flips).
+    cnn.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    cnn.fit(sample.x_train[..., None] / 255.0, sample.y_train, epochs=3, batch_size=64, verbose=0)
+    cnn.save(tmp_path / "cnn.keras")
+    result = export(tmp_path / "cnn.keras", tmp_path / "cnn.onnx", data=sample_npz, int8=True, tflite=True,
+                    micro=True, log=lambda _: None)
+    assert result.parity["passed"], result.parity
+    assert {"CONV_2D", "MAX_POOL_2D", "FULLY_CONNECTED"} <= set(result.parity["micro"]["ops"])
+    probs = LiteRtClassifier(tmp_path / "cnn.tflite").predict(sample.x_test[:50])
+    np.testing.assert_allclose(probs, predict_keras(cnn, sample.x_test[:50]), atol=1e-5, rtol=1e-5)
+
+
+def test_inspect_shows_a_tflite_files_contract_and_metadata(exported, tmp_path):
+    out, _ = exported
+    result = run_digits("inspect", out.with_name("m.micro.tflite"), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["ops"] == ["QUANTIZE", "MUL", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    assert info["inputs"] == [{"name": "image", "dtype": "uint8", "shape": [1, 28, 28],
+                               "quantization": {"scale": 1.0, "zero_point": 0}}]
+    assert info["outputs"][0]["dtype"] == "int8" and info["outputs"][0]["shape"] == [1, 10]
+    assert info["metadata"]["litert_format"] == "micro" and info["metadata"]["labels.txt"] == "0 1 2 3 4 5 6 7 8 9"
+    text = run_digits("inspect", out.with_name("m.tflite")).stdout
+    assert "image           uint8    [batch, 28, 28]" in text and "input_contract: image: uint8" in text
+    garbage = tmp_path / "garbage.tflite"
+    garbage.write_bytes(b"\x00" * 100)
+    assert_one_line_error(run_digits("inspect", garbage), 1, str(garbage), "not a loadable LiteRT model")
