@@ -206,9 +206,9 @@ def test_a_failed_litert_check_exits_4_and_leaves_no_model(trained_mlp, small_np
 
     real_run = litert_model.LiteRtClassifier._run
 
-    def tampered(self, feed):  # the float file's answers, 1% off
-        probabilities = real_run(self, feed)
-        return probabilities * np.float32(1.01) if self.output_scale is None else probabilities
+    def tampered(self, feed):  # the float file's answers, each moved one class on (still distributions:
+        probabilities = real_run(self, feed)  # a file whose outputs are not is refused when it is loaded)
+        return np.roll(probabilities, 1, axis=1) if self.output_scale is None else probabilities
 
     monkeypatch.setattr(litert_model.LiteRtClassifier, "_run", tampered)
     out = tmp_path / "m.onnx"
