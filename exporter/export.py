@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from digits.files import check_target, refuse_overwriting, temp_beside, write_error, writing
-from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx
-from exporter.metadata import export_metadata, set_metadata
+from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx, with_temperature
+from exporter.metadata import export_metadata, set_metadata, training_temperature
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity
 
 PARITY_DIGITS = 2000  # real digits compared on every export (test digits first)
@@ -71,11 +71,17 @@ def export(
     model, softmax_added = as_probabilities(model, predict_keras(model, digits), str(keras_path))
     if softmax_added:
         log(f"{keras_path}: the model gives logits, not probabilities: the export adds a softmax")
+    temperature = training_temperature(keras_path)
+    if temperature is not None and temperature != 1.0:
+        model = with_temperature(model, temperature)
+        log(f"{keras_path}: temperature {temperature:g} from metrics.json: the graph gives calibrated probabilities")
 
     onnx_model = keras_to_onnx(model, input_shape, opset)
     metadata = export_metadata(keras_path)
     if softmax_added:
         metadata["softmax_added"] = "the Keras model gives logits; probabilities = softmax(logits), added by digits export"
+    if temperature is not None:
+        metadata["temperature"] = repr(temperature)
     set_metadata(onnx_model, metadata)
     onnx.checker.check_model(onnx_model, full_check=True)
 
