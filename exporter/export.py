@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from digits.files import check_target, refuse_overwriting, temp_beside, write_error, writing
-from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx, with_temperature
+from exporter.convert import (
+    DEFAULT_OPSET,
+    as_probabilities,
+    check_classifier,
+    keras_to_onnx,
+    with_temperature,
+)
 from exporter.metadata import export_metadata, set_metadata, training_temperature
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity
 

@@ -11,7 +11,6 @@ import sys
 import tarfile
 import textwrap
 
-
 from tests.conftest import ROOT
 
 SCRIPT = ROOT / "scripts" / "fetch_mnist.py"

@@ -4,7 +4,7 @@ import hashlib
 import json
 import sys
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -30,7 +30,7 @@ DataOption = Annotated[
 ARTEFACTS = ("model.keras", "history.json", "history.png", "metrics.json", "confusion.png", "calibration.png")
 
 
-class ModelChoice(str, Enum):
+class ModelChoice(StrEnum):
     mlp = "mlp"
     cnn = "cnn"
 
