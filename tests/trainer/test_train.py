@@ -135,6 +135,16 @@ def test_early_stop_needs_a_validation_split():
         "digits: error: --early-stop watches the validation loss: give a --validation-split above 0")
 
 
+@pytest.mark.slow
+@pytest.mark.tf
+def test_augmented_training_repeats_with_its_seed(small):
+    recipe = Recipe(epochs=1, batch_size=64, seed=TEST_SEED, model="cnn", augment=True)
+    first = train(small, recipe, verbose=0, summary=lambda _: None)
+    second = train(small, recipe, verbose=0, summary=lambda _: None)
+    for a, b in zip(first.model.get_weights(), second.model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_help_imports_nothing_heavy():
     stdout, heavy = run_fresh(["--help"])
     assert heavy == set()
