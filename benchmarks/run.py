@@ -299,6 +299,9 @@ def _copy_into_readme(block: str) -> None:
     readme.write_text(head + README_START + block + README_END + tail)
 
 
+KEPT_SECTIONS = "\n## Measured by hand"
+
+
 def main() -> int:
     # Our modules compiled, as an installed wheel has them (pip compiles at install):
     # an editable checkout under PYTHONDONTWRITEBYTECODE=1 compiled them on every
@@ -321,7 +324,10 @@ def main() -> int:
     text = (f"# Benchmarks\n\nMeasured {date.today()} by `make bench` on {machine}.\n"
             "Times are medians of alternating runs of ours and the peer in the same session; peers are in "
             "`benchmarks/peers/`.\n\n" + table(rows) + "\n")
-    (HERE / "results.md").write_text(text)
+    # Sections measured by hand below the table (the models' trainings) outlive a new table.
+    previous = (HERE / "results.md").read_text() if (HERE / "results.md").exists() else ""
+    kept = previous[previous.index(KEPT_SECTIONS):] if KEPT_SECTIONS in previous else ""
+    (HERE / "results.md").write_text(text + kept)
     _copy_into_readme(f"Measured {date.today()} by `make bench` on {machine}.\n\n" + table(rows) + "\n")
     print(table(rows))
     return 0 if all(r["ok"] is not False for r in rows) else 1
