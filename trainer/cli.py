@@ -1,17 +1,14 @@
 """`digits train` and `digits evaluate`: parse, call the trainer, report."""
 
-import hashlib
 import json
 import sys
-from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from core.errors import DigitsError, UsageError
-from core.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
+from core.errors import UsageError
 from trainer.model import CNN_DEFAULTS, RECIPE, Recipe
 
 DataOption = Annotated[
@@ -27,31 +24,9 @@ DataOption = Annotated[
 ]
 
 
-ARTEFACTS = ("model.keras", "history.json", "history.png", "metrics.json", "confusion.png", "calibration.png")
-
-
 class ModelChoice(StrEnum):
     mlp = "mlp"
     cnn = "cnn"
-
-
-def _prepare_out_dir(out: Path | None):
-    """The output folder, created, with nothing in the way of the artefacts, and
-    locked against a second run: checked before training, so a bad --out costs no
-    training time."""
-    from core.files import check_target, lock_folder
-
-    out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
-    kind = kind_of(out)
-    if kind not in (FOLDER, MISSING):
-        raise DigitsError(f"{out}: is {'a file' if kind == REGULAR else kind}; --out is a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DigitsError(f"{out}: cannot create the output folder ({e.strerror or e})") from e
-    for name in ARTEFACTS:
-        check_target(out / name)
-    return out, lock_folder(out)  # held while `train` runs
 
 
 def train(
@@ -80,14 +55,8 @@ def train(
     if early_stop and validation_split == 0:
         raise UsageError("--early-stop watches the validation loss: give a --validation-split above 0")
     require_train_extra("digits train", ("tensorflow", "keras", "matplotlib"))
-    from trainer.data import load_mnist
-    from trainer.fit import train as fit
-    from trainer.metrics import score
-    from trainer.model import predict_keras
-    from trainer.report import plot_calibration, plot_confusion, plot_history, write_json
+    from trainer.training import train_and_report
 
-    dataset = load_mnist(data)
-    out_dir, _lock = _prepare_out_dir(out)
     defaults = CNN_DEFAULTS if model == ModelChoice.cnn else {"epochs": RECIPE.epochs, "dropout": RECIPE.dropout}
     recipe = Recipe(
         epochs=epochs or defaults["epochs"],
@@ -101,65 +70,15 @@ def train(
     )
     progress = 0 if quiet else (1 if sys.stderr.isatty() else 2)
     say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
-    say(f"data: {dataset.source}: {len(dataset.x_train):,} train, {len(dataset.x_test):,} test")
-    trained = fit(dataset, recipe, verbose=progress, summary=say)
-
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    test_probs = predict_keras(trained.model, dataset.x_test)
-    metrics = score(test_probs, dataset.y_test)
-    metrics.update(
-        data_source=dataset.source,
-        model=recipe.model,
-        augment=recipe.augment,
-        train_size=trained.train_size,
-        validation_size=trained.validation_size,
-        epochs=recipe.epochs,
-        epochs_run=trained.epochs_run,
-        early_stop=recipe.early_stop,
-        best_epoch=trained.best_epoch,
-        batch_size=recipe.batch_size,
-        dropout=recipe.dropout,
-        seed=recipe.seed,
-        train_seconds=round(trained.train_seconds, 3),
-        seconds_per_epoch=round(trained.train_seconds / max(trained.epochs_run, 1), 3),
-        versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
-    )
-    metrics.update(_calibration(trained, test_probs, dataset.y_test))
-    # All or none: each is written under a temporary name, and all are moved
-    # into place (atomically, one by one) only once every one was written whole.
-    with atomic_folder_files({name: out_dir / name for name in ARTEFACTS}) as temp:
-        trained.model.save(temp["model.keras"])
-        # Names the model these metrics describe: export applies their temperature only to it.
-        metrics["model_sha256"] = hashlib.sha256(temp["model.keras"].read_bytes()).hexdigest()
-        write_json(temp["history.json"], trained.history)
-        write_json(temp["metrics.json"], metrics)
-        plot_history(trained.history, temp["history.png"])
-        plot_confusion(metrics["confusion_matrix"], temp["confusion.png"])
-        plot_calibration(metrics["calibration"], temp["calibration.png"])
-    stopped = f" (early stop: best epoch {trained.best_epoch} of {trained.epochs_run})" if recipe.early_stop else ""
+    result = train_and_report(data, out, recipe, verbose=progress, say=say)
+    metrics = result.metrics
+    stopped = f" (early stop: best epoch {metrics['best_epoch']} of {metrics['epochs_run']})" if recipe.early_stop else ""
     print(f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}) "
-          f"on {metrics['test_size']:,} digits; trained in {trained.train_seconds:.1f} s{stopped}")
+          f"on {metrics['test_size']:,} digits; trained in {metrics['train_seconds']:.1f} s{stopped}")
     calibration = metrics["calibration"]
     print(f"temperature {calibration['temperature']:.3f} (fitted on {calibration['fitted_on']}): "
           f"test ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}")
-    print(f"wrote {out_dir}/: " + " ".join(ARTEFACTS))
-
-
-def _calibration(trained, test_probs, test_labels) -> dict:
-    """metrics.json's `calibration` (the temperature fitted on the validation digits) and
-    `accepted_at_confidence` (the calibrated model on the test digits)."""
-    from trainer.calibrate import apply_temperature, calibration_report, coverage_table
-    from trainer.model import predict_keras
-
-    val_probs = predict_keras(trained.model, trained.validation_digits) if trained.validation_size else test_probs[:0]
-    temperature, report = calibration_report(val_probs, trained.validation_labels, test_probs, test_labels)
-    return {
-        "calibration": report,
-        "accepted_at_confidence": coverage_table(apply_temperature(test_probs, temperature), test_labels),
-    }
+    print(f"wrote {result.out_dir}/: " + " ".join(result.artefacts))
 
 
 def evaluate(
