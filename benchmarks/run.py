@@ -182,6 +182,22 @@ def bench_cores(p: dict) -> list[dict]:
     ]
 
 
+def bench_cnn(p: dict) -> list[dict]:
+    """The committed CNN (tests/data/cnn.onnx) beside the committed MLP, on the same inputs:
+    classify rates, start-up excluded (shown for reference: the CNN does ~20x the MLP's
+    arithmetic per digit)."""
+    models = {"MLP": ROOT / "tests" / "data" / "mlp.onnx", "CNN": ROOT / "tests" / "data" / "cnn.onnx"}
+    rows, median = [], statistics.median
+    for name, inputs in (("10,000 PNGs", [p["pngs"]]), ("100k-digit .npy", [p["npy"]])):
+        rates = {k: [] for k in models}
+        for _ in range(5):
+            for k, model in models.items():
+                rates[k].append(classify(model, inputs)["digits_per_second"])
+        rows.append(row(f"classify {name} with the CNN (rate, start-up excluded)", median(rates["CNN"]),
+                        median(rates["MLP"]), "digits/s", "CNN / MLP (tests/data/*.onnx)", None, None))
+    return rows
+
+
 def bench_memory(p: dict) -> list[dict]:
     ours = peak_rss_mb(DIGITS + ["classify", p["onnx"], p["npy_1m"], "--output", WORK / "1m.csv", "--quiet"])
     peer = peak_rss_mb([PY, PEERS / "ort_npy.py", p["onnx"], p["npy_1m"]])
@@ -299,6 +315,9 @@ def _copy_into_readme(block: str) -> None:
     readme.write_text(head + README_START + block + README_END + tail)
 
 
+KEPT_SECTIONS = "\n## Measured by hand"
+
+
 def main() -> int:
     # Our modules compiled, as an installed wheel has them (pip compiles at install):
     # an editable checkout under PYTHONDONTWRITEBYTECODE=1 compiled them on every
@@ -309,8 +328,8 @@ def main() -> int:
     run([PY, __file__, "--prepare"])
     paths = prepare()
     rows = []
-    benches = (bench_train, bench_classify_npy, bench_classify_pngs, bench_cores, bench_memory, bench_startup,
-               bench_onnx_vs_keras, bench_ray)
+    benches = (bench_train, bench_classify_npy, bench_classify_pngs, bench_cores, bench_cnn, bench_memory,
+               bench_startup, bench_onnx_vs_keras, bench_ray)
     only = [b for b in benches if b.__name__ in sys.argv[1:]]  # `benchmarks/run.py bench_cores`: one row set
     for bench in only or benches:
         print(f"running {bench.__name__} ...", file=sys.stderr, flush=True)
@@ -321,7 +340,10 @@ def main() -> int:
     text = (f"# Benchmarks\n\nMeasured {date.today()} by `make bench` on {machine}.\n"
             "Times are medians of alternating runs of ours and the peer in the same session; peers are in "
             "`benchmarks/peers/`.\n\n" + table(rows) + "\n")
-    (HERE / "results.md").write_text(text)
+    # Sections measured by hand below the table (the models' trainings) outlive a new table.
+    previous = (HERE / "results.md").read_text() if (HERE / "results.md").exists() else ""
+    kept = previous[previous.index(KEPT_SECTIONS):] if KEPT_SECTIONS in previous else ""
+    (HERE / "results.md").write_text(text + kept)
     _copy_into_readme(f"Measured {date.today()} by `make bench` on {machine}.\n\n" + table(rows) + "\n")
     print(table(rows))
     return 0 if all(r["ok"] is not False for r in rows) else 1

@@ -53,6 +53,25 @@ def as_probabilities(model, scores, where: str):
     return wrapped, True
 
 
+def with_temperature(model, temperature: float):
+    """`model` followed by temperature scaling: softmax(log(p) / T), which equals
+    softmax(logits / T) (trainer/calibrate.py says why), so labels are unchanged and the
+    probabilities are those the trainer calibrated. In memory only, for conversion and
+    the parity check: the Lambda layer is never saved."""
+    keras = import_keras()
+    from keras import ops
+
+    from trainer.calibrate import TINY
+
+    def scale(p):
+        return ops.softmax(ops.log(ops.maximum(p, float(TINY))) / float(temperature), axis=-1)
+
+    return keras.Sequential(
+        [keras.Input(shape=tuple(model.inputs[0].shape[1:])), model, keras.layers.Lambda(scale, name="temperature")],
+        name=f"{model.name}_calibrated",
+    )
+
+
 def keras_to_onnx(model, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET):
     """Convert `model` (taking pixels/255 in `input_shape`) to an onnx.ModelProto with the contract above."""
     import_keras()

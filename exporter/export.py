@@ -14,8 +14,14 @@ import numpy as np
 
 from core.errors import DataError, UsageError
 from core.files import check_target, refuse_overwriting, temp_beside, write_error, writing
-from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx
-from exporter.metadata import export_metadata, set_metadata
+from exporter.convert import (
+    DEFAULT_OPSET,
+    as_probabilities,
+    check_classifier,
+    keras_to_onnx,
+    with_temperature,
+)
+from exporter.metadata import export_metadata, set_metadata, training_temperature
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity
 
 VARIANTS = ("int8", "ort", "tflite", "int8_tflite", "micro_tflite", "micro_cc", "micro_h")
@@ -92,11 +98,17 @@ def export(
     model, softmax_added = as_probabilities(model, predict_keras(model, digits), str(keras_path))
     if softmax_added:
         log(f"{keras_path}: the model gives logits, not probabilities: the export adds a softmax")
+    temperature = training_temperature(keras_path)
+    if temperature is not None and temperature != 1.0:
+        model = with_temperature(model, temperature)
+        log(f"{keras_path}: temperature {temperature:g} from metrics.json: the graph gives calibrated probabilities")
 
     onnx_model = keras_to_onnx(model, input_shape, opset)
     metadata = export_metadata(keras_path)
     if softmax_added:
         metadata["softmax_added"] = "the Keras model gives logits; probabilities = softmax(logits), added by digits export"
+    if temperature is not None:
+        metadata["temperature"] = repr(temperature)
     set_metadata(onnx_model, metadata)
     onnx.checker.check_model(onnx_model, full_check=True)
     if tflite:
@@ -185,7 +197,7 @@ def _variant_line(name: str, check: dict) -> str:
     if name == "int8":
         return (
             f"[{mark}] int8: labels agree {check['label_agreement']:.2%}, accuracy {check['float_accuracy']:.4f} -> "
-            f"{check['int8_accuracy']:.4f}, size {check['size_ratio']:.0%} of float; alone vs in a batch: "
+            f"{check['int8_accuracy']:.4f}, weights {check['weight_ratio']:.0%} of float (file {check['size_ratio']:.0%}); alone vs in a batch: "
             f"{check['batch_max_abs_diff']:.2e}, onnxruntime vs reference: {check['reference_max_abs_diff']:.2e}"
         )
     return f"[{mark}] ort: labels agree {check['label_agreement']:.2%} with the .onnx model"

@@ -46,6 +46,20 @@ def without_paths(text: str) -> str:
     return _PATH.sub(lambda m: Path(m.group()).name or m.group(), text)
 
 
+def training_temperature(keras_path: Path) -> float | None:
+    """The temperature `digits train` fitted (metrics.json beside the model), if any, and
+    only if that metrics.json names this very file (its model_sha256): a model copied over
+    another run's keeps the probabilities it was trained to give."""
+    try:
+        metrics = json.loads((keras_path.parent / "metrics.json").read_text())
+        value = metrics["calibration"]["temperature"]
+        if metrics["model_sha256"] != sha256_of(keras_path):
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
 def export_metadata(keras_path: Path) -> dict[str, str]:
     import keras
     import onnx

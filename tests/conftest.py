@@ -25,6 +25,7 @@ from trainer.data.sample import load_sample
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SEED = int(os.environ.get("DIGITS_TEST_SEED", "0"))
 COMMITTED_MODEL = ROOT / "tests" / "data" / "mlp.onnx"
+COMMITTED_CNN = ROOT / "tests" / "data" / "cnn.onnx"  # tests/data/README.md says how it was made
 
 
 @pytest.fixture(scope="session")

@@ -2,15 +2,14 @@
 
 import json
 import sys
-from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from core.errors import DigitsError
-from core.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
-from trainer.model import RECIPE, Recipe
+from core.errors import UsageError
+from trainer.model import CNN_DEFAULTS, RECIPE, Recipe
 
 DataOption = Annotated[
     Optional[Path],
@@ -25,86 +24,61 @@ DataOption = Annotated[
 ]
 
 
-ARTEFACTS = ("model.keras", "history.json", "history.png", "metrics.json", "confusion.png")
-
-
-def _prepare_out_dir(out: Path | None):
-    """The output folder, created, with nothing in the way of the artefacts, and
-    locked against a second run: checked before training, so a bad --out costs no
-    training time."""
-    from core.files import check_target, lock_folder
-
-    out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
-    kind = kind_of(out)
-    if kind not in (FOLDER, MISSING):
-        raise DigitsError(f"{out}: is {'a file' if kind == REGULAR else kind}; --out is a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DigitsError(f"{out}: cannot create the output folder ({e.strerror or e})") from e
-    for name in ARTEFACTS:
-        check_target(out / name)
-    return out, lock_folder(out)  # held while `train` runs
+class ModelChoice(StrEnum):
+    mlp = "mlp"
+    cnn = "cnn"
 
 
 def train(
     data: DataOption = None,
     out: Annotated[Optional[Path], typer.Option(readable=False, help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Passes over the training digits.")] = RECIPE.epochs,
+    model: Annotated[ModelChoice, typer.Option(help="mlp: the seed's 784-256-128-64-10 MLP; cnn: keras.io's small convnet.")] = ModelChoice.mlp,
+    epochs: Annotated[Optional[int], typer.Option(min=1, show_default=False, help=f"Passes over the training digits. [default: {RECIPE.epochs} for mlp, {CNN_DEFAULTS['epochs']} for cnn]")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Digits per gradient step.")] = RECIPE.batch_size,
-    validation_split: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fraction of training digits held out for validation (stratified, shuffled).")] = RECIPE.validation_split,
-    dropout: Annotated[float, typer.Option(min=0.0, max=0.9, help="Dropout rate after each hidden layer.")] = RECIPE.dropout,
+    validation_split: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fraction of training digits held out for validation (stratified, shuffled); the temperature is fitted on them.")] = RECIPE.validation_split,
+    dropout: Annotated[Optional[float], typer.Option(min=0.0, max=0.9, show_default=False, help=f"Dropout rate. [default: {RECIPE.dropout} after each hidden layer for mlp, {CNN_DEFAULTS['dropout']} before the last layer for cnn]")] = None,
+    augment: Annotated[bool, typer.Option("--augment", help="Train on randomly shifted, rotated and zoomed digits (the saved model holds none of it).")] = False,
+    early_stop: Annotated[int, typer.Option(min=0, metavar="PATIENCE", help="Stop when validation loss has not improved for PATIENCE epochs, and keep the best epoch's weights. 0: off.")] = RECIPE.early_stop,
     seed: Annotated[int, typer.Option(help="Seeds the split, the weights and dropout: same seed + same data = same model.")] = RECIPE.seed,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No model summary or per-epoch progress.")] = False,
 ) -> None:
-    """Train the seed's MLP (784-256-128-64-10, dropout, Adam) and write its model and reports.
+    """Train the seed's MLP (784-256-128-64-10, dropout, Adam), or a small CNN, and write its model and reports.
 
-    Writes model.keras, history.json, history.png, metrics.json and confusion.png to --out.
+    Writes model.keras, history.json, history.png, metrics.json, confusion.png and
+    calibration.png to --out. A temperature fitted on the validation digits calibrates
+    the probabilities (digits export puts it in the graph); metrics.json gives the
+    calibration error before and after, and the error among digits accepted at several
+    confidence thresholds.
     """
     from trainer.backend import require_train_extra
 
+    if early_stop and validation_split == 0:
+        raise UsageError("--early-stop watches the validation loss: give a --validation-split above 0")
     require_train_extra("digits train", ("tensorflow", "keras", "matplotlib"))
-    from trainer.data import load_mnist
-    from trainer.fit import train as fit
-    from trainer.metrics import score
-    from trainer.model import predict_keras
-    from trainer.report import plot_confusion, plot_history, write_json
+    from trainer.training import train_and_report
 
-    dataset = load_mnist(data)
-    out_dir, _lock = _prepare_out_dir(out)
-    recipe = Recipe(epochs, batch_size, validation_split, dropout, seed)
+    defaults = CNN_DEFAULTS if model == ModelChoice.cnn else {"epochs": RECIPE.epochs, "dropout": RECIPE.dropout}
+    recipe = Recipe(
+        epochs=epochs or defaults["epochs"],
+        batch_size=batch_size,
+        validation_split=validation_split,
+        dropout=defaults["dropout"] if dropout is None else dropout,
+        seed=seed,
+        model=model.value,
+        augment=augment,
+        early_stop=early_stop,
+    )
     progress = 0 if quiet else (1 if sys.stderr.isatty() else 2)
     say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
-    say(f"data: {dataset.source}: {len(dataset.x_train):,} train, {len(dataset.x_test):,} test")
-    trained = fit(dataset, recipe, verbose=progress, summary=say)
-
-    import keras
-    import numpy as np
-    import tensorflow as tf
-
-    metrics = score(predict_keras(trained.model, dataset.x_test), dataset.y_test)
-    metrics.update(
-        data_source=dataset.source,
-        train_size=trained.train_size,
-        validation_size=trained.validation_size,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        dropout=recipe.dropout,
-        seed=recipe.seed,
-        train_seconds=round(trained.train_seconds, 3),
-        versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
-    )
-    # All five or none: each is written under a temporary name, and all are moved
-    # into place (atomically, one by one) only once every one was written whole.
-    with atomic_folder_files({name: out_dir / name for name in ARTEFACTS}) as temp:
-        trained.model.save(temp["model.keras"])
-        write_json(temp["history.json"], trained.history)
-        write_json(temp["metrics.json"], metrics)
-        plot_history(trained.history, temp["history.png"])
-        plot_confusion(metrics["confusion_matrix"], temp["confusion.png"])
+    result = train_and_report(data, out, recipe, verbose=progress, say=say)
+    metrics = result.metrics
+    stopped = f" (early stop: best epoch {metrics['best_epoch']} of {metrics['epochs_run']})" if recipe.early_stop else ""
     print(f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}) "
-          f"on {metrics['test_size']:,} digits; trained in {trained.train_seconds:.1f} s")
-    print(f"wrote {out_dir}/: model.keras history.json history.png metrics.json confusion.png")
+          f"on {metrics['test_size']:,} digits; trained in {metrics['train_seconds']:.1f} s{stopped}")
+    calibration = metrics["calibration"]
+    print(f"temperature {calibration['temperature']:.3f} (fitted on {calibration['fitted_on']}): "
+          f"test ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}")
+    print(f"wrote {result.out_dir}/: " + " ".join(result.artefacts))
 
 
 def evaluate(
@@ -114,11 +88,14 @@ def evaluate(
 ) -> None:
     """Score a model on the test digits: accuracy, loss and the confusion matrix."""
     from trainer.data import load_mnist
-    from trainer.evaluate import predict_file
+    from trainer.evaluate import predict_file, seen_test_digits_warning
     from trainer.metrics import score
     from trainer.report import format_confusion
 
     dataset = load_mnist(data)
+    warning = seen_test_digits_warning(model, dataset.source)
+    if warning:
+        print(warning, file=sys.stderr)
     report = {"model": str(model), "data_source": dataset.source}
     report.update(score(predict_file(model, dataset.x_test), dataset.y_test))
     if as_json:

@@ -27,3 +27,36 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
         # Logits are scored as their softmax, as `digits export` ships them and classify reads them.
         return as_probabilities(predict_keras(model, digits))
     raise ModelError(f"{model_path}: unknown model type '{suffix}'; give a .keras, .onnx or .tflite file")
+
+
+SAMPLE_SOURCE = "bundled sample"  # how trainer/data/sample.py's source begins
+
+
+def training_source(model_path: Path) -> str | None:
+    """The data_source a model was trained on, where it is recorded: the metadata of an
+    exported .onnx, or the metrics.json `digits train` wrote beside a .keras."""
+    import json
+
+    try:
+        if model_path.suffix.lower() == ".onnx":
+            import onnx
+
+            meta = {p.key: p.value for p in onnx.load(model_path, load_external_data=False).metadata_props}
+            return meta.get("data_source")
+        return json.loads((model_path.parent / "metrics.json").read_text()).get("data_source")
+    except Exception:  # unrecorded is unknown: the score itself is still right
+        return None
+
+
+def seen_test_digits_warning(model_path: Path, data_source: str) -> str | None:
+    """One line when the test digits are the bundled sample's and the model was trained on
+    other data: the sample's 1,000 test digits are MNIST *training* digits, which a model
+    trained on full MNIST has seen, so its score on them overstates it."""
+    trained_on = training_source(model_path)
+    if not data_source.startswith(SAMPLE_SOURCE) or not trained_on or trained_on.startswith(SAMPLE_SOURCE):
+        return None
+    return (
+        f"warning: {model_path} was trained on {trained_on}; the bundled sample's test digits are MNIST "
+        f"training digits, which a model trained on MNIST has seen: this score overstates it (use the genuine "
+        f"test set, `make mnist` then --data data/mnist)"
+    )

@@ -1,4 +1,4 @@
-"""Training the seed's MLP on Mnist with a Recipe (trainer/model.py), with an honest validation split."""
+"""Training a Recipe's model (trainer/model.py) on Mnist, with an honest validation split."""
 
 import contextlib
 import signal
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from trainer.backend import import_keras
 from trainer.data import Mnist
 from trainer.data.digitset import stratified_split
-from trainer.model import Recipe, build_mlp, model_input
+from trainer.model import MODELS, Recipe, build_augmentation, model_input
 
 
 @contextlib.contextmanager
@@ -57,40 +57,85 @@ class Trained:
     train_seconds: float
     train_size: int
     validation_size: int
+    validation_digits: object  # uint8 [V, 28, 28], the held-out digits, for calibration
+    validation_labels: object  # int64 [V]
+    epochs_run: int  # fewer than recipe.epochs when early stopping ended training
+    best_epoch: int | None  # 1-based epoch whose weights were restored by early stopping
 
 
 def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Trained:
-    """Fit a new MLP on data.x_train; Keras progress goes to stderr.
+    """Fit a new model (recipe.model) on data.x_train; Keras progress goes to stderr.
 
     The validation part is a stratified, shuffled split of the training digits:
     Keras's own `validation_split` takes the last rows, which in a class-sorted
-    source (the bundled sample) are all nines.
+    source (the bundled sample) are all nines. With recipe.early_stop, training
+    stops once validation loss has not improved for that many epochs, and the
+    weights of the best epoch are restored.
     """
     keras = import_keras()
     keras.utils.set_random_seed(recipe.seed)
     fit_idx, val_idx = stratified_split(data.y_train, recipe.validation_split, recipe.seed)
 
-    model = build_mlp(recipe.dropout)
+    model = MODELS[recipe.model](recipe.dropout)
     model.summary(print_fn=lambda line, **_: summary(line))
-    x = model_input(data.x_train, model.inputs[0].shape)
+    shape = tuple(model.inputs[0].shape)
+    x = model_input(data.x_train, shape)
     y = keras.utils.to_categorical(data.y_train, 10)
     validation = (x[val_idx], y[val_idx]) if len(val_idx) else None
+    training = (
+        _augmented(data.x_train[fit_idx], y[fit_idx], shape, recipe)
+        if recipe.augment
+        else {"x": x[fit_idx], "y": y[fit_idx], "batch_size": recipe.batch_size}
+    )
+    stopper = None
+    if recipe.early_stop:
+        stopper = keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=recipe.early_stop, restore_best_weights=True
+        )
 
     start = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr), stop_between_batches(model):  # Keras prints progress to stdout
         history = model.fit(
-            x[fit_idx],
-            y[fit_idx],
+            **training,
             validation_data=validation,
             epochs=recipe.epochs,
-            batch_size=recipe.batch_size,
             verbose=verbose,
+            callbacks=[stopper] if stopper else None,
         )
     seconds = time.perf_counter() - start
+    history = {k: [float(v) for v in values] for k, values in history.history.items()}
     return Trained(
         model=model,
-        history={k: [float(v) for v in values] for k, values in history.history.items()},
+        history=history,
         train_seconds=seconds,
         train_size=len(fit_idx),
         validation_size=len(val_idx),
+        validation_digits=data.x_train[val_idx],
+        validation_labels=data.y_train[val_idx],
+        epochs_run=len(history["loss"]),
+        best_epoch=stopper.best_epoch + 1 if stopper and stopper.best_weights is not None else None,
     )
+
+
+def _augmented(digits, onehot, shape: tuple, recipe: Recipe) -> dict:
+    """`fit` arguments that feed shuffled batches of randomly shifted, rotated and
+    zoomed digits: a tf.data pipeline, so the model itself stays free of it."""
+    import numpy as np
+    import tensorflow as tf
+
+    augment = build_augmentation(recipe.seed)
+    images = digits.astype(np.float32)[..., None] / 255.0
+
+    def step(batch, labels):
+        moved = augment(batch, training=True)
+        return tf.reshape(moved, [-1, *shape[1:]]), labels
+
+    # One map call at a time: the random layers draw from one seeded state, so runs repeat.
+    pipeline = (
+        tf.data.Dataset.from_tensor_slices((images, onehot.astype(np.float32)))
+        .shuffle(len(images), seed=recipe.seed, reshuffle_each_iteration=True)
+        .batch(recipe.batch_size)
+        .map(step)
+        .prefetch(2)
+    )
+    return {"x": pipeline, "shuffle": False}  # the pipeline shuffles; Keras would warn it cannot

@@ -60,3 +60,39 @@ def format_confusion(matrix: list[list[int]]) -> str:
     for label, row in enumerate(matrix):
         lines.append(f"{label:>9} " + "".join(f"{n:>6}" for n in row))
     return "\n".join(lines)
+
+
+def plot_calibration(calibration: dict, path: Path) -> None:
+    """Reliability diagram: accuracy against mean confidence per confidence bin, before and
+    after temperature scaling, on the test digits; a calibrated model lies on the diagonal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bins = calibration["ece_bins"]
+    centres = (np.arange(bins) + 0.5) / bins
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for ax, key, title in (
+        (axes[0], "reliability_before", f"as trained: ECE {calibration['test_ece_before']:.4f}"),
+        (axes[1], "reliability_after",
+         f"temperature {calibration['temperature']:.3f}: ECE {calibration['test_ece_after']:.4f}"),
+    ):
+        bins_of = calibration[key]
+        accuracy = np.array(bins_of["accuracy"], dtype=float)
+        confidence = np.array(bins_of["confidence"], dtype=float)
+        filled = np.array(bins_of["counts"]) > 0
+        ax.bar(centres[filled], accuracy[filled], width=1 / bins, edgecolor="black", alpha=0.7, label="accuracy")
+        ax.plot(confidence[filled], accuracy[filled], "o", color="C3", label="(mean confidence, accuracy)")
+        ax.plot([0, 1], [0, 1], "--", color="gray", label="calibrated")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("confidence (top probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_title(title)
+        ax.legend(loc="upper left")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Reliability on the test digits (bins of equal width)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

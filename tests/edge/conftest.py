@@ -1,7 +1,8 @@
 """Fixtures for the edge runtimes: real digits, the three model files, the runtimes' installs.
 
-The models are built from `exported_onnx` (the float model) with the exporter's own
-int8 and .ort steps, so these tests run what `digits export --int8 --ort` ships.
+The models are built from `exported_onnx` (the float MLP) and from tests/data/cnn.onnx (a
+small CNN, `digits train --model cnn`) with the exporter's own int8 and .ort steps, so
+these tests run what `digits export --int8 --ort` ships.
 """
 
 import csv
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, run_digits
+from tests.conftest import COMMITTED_CNN, ROOT, run_digits
 
 EDGE_DIGITS = 2000
 NODE_EXAMPLE = ROOT / "examples" / "node"
@@ -30,18 +31,35 @@ def edge_digits(sample, tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]
     return path, digits, labels
 
 
-@pytest.fixture(scope="session")
-def edge_models(exported_onnx, sample, tmp_path_factory) -> dict[str, Path]:
+def with_variants(float_model: Path, sample, folder: Path) -> dict[str, Path]:
     """{"onnx", "int8", "ort"}: the exported float model and its two variants, made as the export makes them."""
     from exporter.ort_format import convert_to_ort
     from exporter.quantize import calibration_digits, quantize_int8
 
-    folder = tmp_path_factory.mktemp("edge-models")
     models = {"onnx": folder / "model.onnx", "int8": folder / "model.int8.onnx", "ort": folder / "model.ort"}
-    shutil.copyfile(exported_onnx, models["onnx"])
+    shutil.copyfile(float_model, models["onnx"])
     quantize_int8(models["onnx"], models["int8"], calibration_digits(sample.x_train))
     convert_to_ort(models["onnx"], models["ort"])
     return models
+
+
+@pytest.fixture(scope="session")
+def edge_models(exported_onnx, sample, tmp_path_factory) -> dict[str, Path]:
+    """The seed's MLP and its variants."""
+    return with_variants(exported_onnx, sample, tmp_path_factory.mktemp("edge-models"))
+
+
+@pytest.fixture(scope="session")
+def cnn_edge_models(sample, tmp_path_factory) -> dict[str, Path]:
+    """The committed small CNN and its variants: convolutions, int8 convolutions, a temperature."""
+    assert COMMITTED_CNN.is_file(), COMMITTED_CNN
+    return with_variants(COMMITTED_CNN, sample, tmp_path_factory.mktemp("edge-cnn-models"))
+
+
+@pytest.fixture(params=["mlp", "cnn"])
+def any_edge_models(request) -> dict[str, Path]:
+    """Each model kind in turn, for the tests that hold every runtime to Python's answers."""
+    return request.getfixturevalue("edge_models" if request.param == "mlp" else "cnn_edge_models")
 
 
 def parse_rows(text: str) -> tuple[list[str], np.ndarray, np.ndarray]:

@@ -12,9 +12,9 @@ from exporter.quantize import check_int8, reference_probabilities
 pytestmark = pytest.mark.slow
 
 
-def test_a_digit_gets_the_same_answer_alone_and_in_any_batch(edge_models, edge_digits):
+def test_a_digit_gets_the_same_answer_alone_and_in_any_batch(any_edge_models, edge_digits):
     _, digits, _ = edge_digits
-    classifier = OnnxClassifier(edge_models["int8"])
+    classifier = OnnxClassifier(any_edge_models["int8"])
     whole = classifier.predict(digits)
     alone = np.concatenate([classifier.predict(digits[i : i + 1]) for i in range(len(digits))])
     rng = np.random.default_rng(1)
@@ -28,21 +28,21 @@ def test_a_digit_gets_the_same_answer_alone_and_in_any_batch(edge_models, edge_d
         np.testing.assert_allclose(other, whole, atol=1e-6, rtol=0)
 
 
-def test_onnxruntime_and_the_reference_evaluator_agree_on_the_int8_model(edge_models, edge_digits):
+def test_onnxruntime_and_the_reference_evaluator_agree_on_the_int8_model(any_edge_models, edge_digits):
     _, digits, _ = edge_digits
-    runtime = OnnxClassifier(edge_models["int8"]).predict(digits)
-    reference = reference_probabilities(edge_models["int8"], digits)
+    runtime = OnnxClassifier(any_edge_models["int8"]).predict(digits)
+    reference = reference_probabilities(any_edge_models["int8"], digits)
     np.testing.assert_array_equal(runtime.argmax(1), reference.argmax(1))
     # The reference multiplies in float32: a sum at a rounding boundary may land one step off.
     close = np.isclose(runtime, reference, atol=DEFAULT_ATOL, rtol=0).all(axis=1)
     assert close.mean() >= 0.995 and np.abs(runtime - reference).max() <= 0.05
 
 
-def test_the_int8_check_passes_the_shipped_variant(edge_models, sample, edge_digits):
+def test_the_int8_check_passes_the_shipped_variant(any_edge_models, sample, edge_digits):
     _, digits, _ = edge_digits
-    check = check_int8(edge_models["onnx"], edge_models["int8"], sample.x_test, sample.y_test, real=digits)
+    check = check_int8(any_edge_models["onnx"], any_edge_models["int8"], sample.x_test, sample.y_test, real=digits)
     assert check["passed"], check
-    assert check["size_ratio"] <= 0.35 and check["accuracy_drop_points"] <= 0.5
+    assert check["weight_ratio"] <= 0.35 and check["accuracy_drop_points"] <= 0.5
     assert check["batch_label_agreement"] == check["reference_label_agreement"] == 1.0
     assert check["consistency_samples"] == 2000
 
@@ -80,3 +80,18 @@ def test_export_fails_closed_when_the_int8_variant_depends_on_the_batch(trained_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.parity.json"]
     report = json.loads(out.with_name("model.parity.json").read_text())
     assert report["passed"] is False and report["int8"]["passed"] is False
+
+
+def test_the_cnn_int8_model_quantizes_its_convolutions(cnn_edge_models):
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(cnn_edge_models["int8"])
+    initializers = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    dequantized = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 2
+    for conv in convs:
+        weights = initializers[dequantized[conv.input[1]]]  # the kernel arrives dequantized from int8
+        assert weights.dtype == np.int8 and weights.ndim == 4
+        assert conv.input[0] in dequantized  # and so does its input activation (u8)

@@ -23,8 +23,9 @@ def node_classify(*args) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("variant", ["onnx", "int8", "ort"])
-def test_node_gives_the_python_runners_rows(variant, edge_models, edge_digits):
+def test_node_gives_the_python_runners_rows(variant, any_edge_models, edge_digits):
     npy, _, _ = edge_digits
+    edge_models = any_edge_models
     node = node_classify(edge_models[variant], npy, "--top-k", "10")
     assert node.returncode == 0, node.stderr
     python = python_rows(edge_models[variant], npy)

@@ -140,4 +140,4 @@ def test_int8_check_refuses_a_model_that_is_not_smaller(exported_onnx, small):
 
     check = check_int8(exported_onnx, exported_onnx, small.x_test, small.y_test)
     assert check["label_agreement"] == 1.0 and check["accuracy_drop_points"] == 0
-    assert check["passed"] is False and "file is 100% of the float model's" in check["failure"]
+    assert check["passed"] is False and "weights are 100% of the float model's" in check["failure"]

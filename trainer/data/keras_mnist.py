@@ -1,9 +1,9 @@
 """Keras's own MNIST: its cached mnist.npz, else its download."""
 
 import contextlib
+import io
 import os
 import socket
-import sys
 from pathlib import Path
 
 from core.errors import DataError
@@ -33,7 +33,9 @@ def load_keras_mnist() -> Mnist:
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # Keras's download has none
     try:
         keras = import_keras()
-        with contextlib.redirect_stdout(sys.stderr):  # Keras announces the download on stdout
+        # Keras announces the download (and its progress) on stdout: kept out of sight, so
+        # that a failed download is the one line the caller prints, not two.
+        with contextlib.redirect_stdout(io.StringIO()):
             keras.datasets.mnist.load_data()
     except Exception as e:  # any network or storage failure means: not available
         reason = " ".join(str(e).split(" -- ")[-1].split())[:160] or type(e).__name__

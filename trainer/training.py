@@ -1,0 +1,111 @@
+"""Training as a library call: data in, a trained model and its reports on disk, a typed result back.
+
+`digits train` is its shell: it builds the Recipe from the options, calls
+train_and_report and prints from the result.
+"""
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from core.errors import DigitsError
+from core.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
+from trainer.model import Recipe
+
+ARTEFACTS = ("model.keras", "history.json", "history.png", "metrics.json", "confusion.png", "calibration.png")
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    artefacts: dict[str, Path]  # name -> path, every file of ARTEFACTS
+    metrics: dict  # what metrics.json holds: accuracy, loss, per class, calibration, sizes, timings
+
+
+def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbose: int = 0,
+                     say: Callable[[str], None] = lambda line: None) -> TrainResult:
+    """Load the data, train `recipe`'s model, score it on the test digits, fit its
+    temperature, and write ARTEFACTS to `out` (default runs/<timestamp>/), all or none.
+    `verbose`: Keras's progress (0 none, 1 bar, 2 a line per epoch); `say`: progress lines."""
+    from trainer.data import load_mnist
+    from trainer.fit import train as fit
+    from trainer.metrics import score
+    from trainer.model import predict_keras
+    from trainer.report import plot_calibration, plot_confusion, plot_history, write_json
+
+    dataset = load_mnist(data)
+    out_dir, _lock = _prepare_out_dir(out)
+    say(f"data: {dataset.source}: {len(dataset.x_train):,} train, {len(dataset.x_test):,} test")
+    trained = fit(dataset, recipe, verbose=verbose, summary=say)
+
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    test_probs = predict_keras(trained.model, dataset.x_test)
+    metrics = score(test_probs, dataset.y_test)
+    metrics.update(
+        data_source=dataset.source,
+        model=recipe.model,
+        augment=recipe.augment,
+        train_size=trained.train_size,
+        validation_size=trained.validation_size,
+        epochs=recipe.epochs,
+        epochs_run=trained.epochs_run,
+        early_stop=recipe.early_stop,
+        best_epoch=trained.best_epoch,
+        batch_size=recipe.batch_size,
+        dropout=recipe.dropout,
+        seed=recipe.seed,
+        train_seconds=round(trained.train_seconds, 3),
+        seconds_per_epoch=round(trained.train_seconds / max(trained.epochs_run, 1), 3),
+        versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
+    )
+    metrics.update(_calibration(trained, test_probs, dataset.y_test))
+    # All or none: each is written under a temporary name, and all are moved
+    # into place (atomically, one by one) only once every one was written whole.
+    with atomic_folder_files({name: out_dir / name for name in ARTEFACTS}) as temp:
+        trained.model.save(temp["model.keras"])
+        # Names the model these metrics describe: export applies their temperature only to it.
+        metrics["model_sha256"] = hashlib.sha256(temp["model.keras"].read_bytes()).hexdigest()
+        write_json(temp["history.json"], trained.history)
+        write_json(temp["metrics.json"], metrics)
+        plot_history(trained.history, temp["history.png"])
+        plot_confusion(metrics["confusion_matrix"], temp["confusion.png"])
+        plot_calibration(metrics["calibration"], temp["calibration.png"])
+    return TrainResult(out_dir, {name: out_dir / name for name in ARTEFACTS}, metrics)
+
+
+def _prepare_out_dir(out: Path | None):
+    """The output folder, created, with nothing in the way of the artefacts, and
+    locked against a second run: checked before training, so a bad --out costs no
+    training time."""
+    from core.files import check_target, lock_folder
+
+    out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
+    kind = kind_of(out)
+    if kind not in (FOLDER, MISSING):
+        raise DigitsError(f"{out}: is {'a file' if kind == REGULAR else kind}; --out is a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DigitsError(f"{out}: cannot create the output folder ({e.strerror or e})") from e
+    for name in ARTEFACTS:
+        check_target(out / name)
+    return out, lock_folder(out)  # held while `train` runs
+
+
+def _calibration(trained, test_probs, test_labels) -> dict:
+    """metrics.json's `calibration` (the temperature fitted on the validation digits) and
+    `accepted_at_confidence` (the calibrated model on the test digits)."""
+    from trainer.calibrate import apply_temperature, calibration_report, coverage_table
+    from trainer.model import predict_keras
+
+    val_probs = predict_keras(trained.model, trained.validation_digits) if trained.validation_size else test_probs[:0]
+    temperature, report = calibration_report(val_probs, trained.validation_labels, test_probs, test_labels)
+    return {
+        "calibration": report,
+        "accepted_at_confidence": coverage_table(apply_temperature(test_probs, temperature), test_labels),
+    }
