@@ -16,23 +16,37 @@ _RANGE_TOLERANCE = 1e-5
 def distributions(scores: np.ndarray, step: float = 0.0) -> bool:
     """Whether every row of float32 [N, 10] is a probability distribution (each value
     within `step` more of 0..1, each sum within NUM_CLASSES x `step` more of 1: the
-    rounding of a quantized output)."""
-    return bool(scores.min(initial=0.0) >= -_RANGE_TOLERANCE - step
-                and scores.max(initial=0.0) <= 1 + _RANGE_TOLERANCE + step
-                and (np.abs(scores.sum(axis=1) - 1) <= _SUM_TOLERANCE + NUM_CLASSES * step).all())
+    rounding of a quantized output). NaN fails every comparison, so it is no distribution."""
+    return _distributions(scores, float(scores.min(initial=0.0)), float(scores.max(initial=0.0)), step)
+
+
+def _distributions(scores: np.ndarray, low: float, high: float, step: float) -> bool:
+    if not (low >= -_RANGE_TOLERANCE - step and high <= 1 + _RANGE_TOLERANCE + step):
+        return False
+    sums = scores.sum(axis=1)
+    sums -= 1
+    return float(np.abs(sums, out=sums).max(initial=0.0)) <= _SUM_TOLERANCE + NUM_CLASSES * step
 
 
 def checked_scores(path, scores, n: int) -> np.ndarray:
     """`scores` as float32 [n, 10], finite; ModelError otherwise."""
+    return _checked(path, scores, n)[0]
+
+
+def _checked(path, scores, n: int) -> tuple[np.ndarray, float, float]:
+    """(`scores` as float32 [n, 10], their minimum, their maximum); ModelError unless
+    they have that shape and are finite. The extremes are NaN or infinite exactly when
+    some value is, so one pass each finds both the range and any NaN."""
     scores = np.asarray(scores)
     if scores.shape != (n, NUM_CLASSES):
         raise ModelError(f"{path}: model gave an output of shape {list(scores.shape)} for {n:,} digits; "
                          f"needs [{n},{NUM_CLASSES}], one row per digit")
     scores = scores.astype(np.float32, copy=False)
-    if not np.isfinite(scores).all():
+    low, high = float(scores.min(initial=0.0)), float(scores.max(initial=0.0))
+    if not (np.isfinite(low) and np.isfinite(high)):
         row = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
         raise ModelError(f"{path}: model gave NaN or infinite scores (digit {row:,} of a batch of {n:,})")
-    return scores
+    return scores, low, high
 
 
 def check_probabilities(path, what: str, scores, n: int, step: float = 0.0) -> np.ndarray:
@@ -40,12 +54,13 @@ def check_probabilities(path, what: str, scores, n: int, step: float = 0.0) -> n
     with every value in 0..1: one row per digit, finite, each row a probability
     distribution (`step`: a quantized output's scale, the rounding it may carry).
     ModelError naming the model and `what` otherwise: the model is wrong, not the digits."""
-    scores = checked_scores(path, scores, n)
-    if not distributions(scores, step):
+    scores, low, high = _checked(path, scores, n)
+    if not _distributions(scores, low, high, step):
         raise ModelError(f"{path}: {what} is not a probability distribution per digit ({_how_not(scores)}); "
                          "the model does not keep the contract")
-    # Float rounding may put a probability a hair outside 0..1.
-    return np.clip(scores, 0.0, 1.0, out=scores)
+    if low < 0 or high > 1:  # float rounding put a probability a hair outside 0..1
+        np.clip(scores, 0.0, 1.0, out=scores)
+    return scores
 
 
 def _how_not(scores: np.ndarray) -> str:
