@@ -75,7 +75,7 @@ def classify(
     engine: Annotated[Engine, typer.Option(help="local: this process and its decode workers; ray: a Ray cluster (needs the [ray] extra).")] = Engine.local,
     address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else start a local Ray).")] = None,
     output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="--engine ray: write rows as shards into this folder or URI (csv, jsonl or parquet), not in input order.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default: half the cluster's CPUs).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default: one per CPU of the cluster).")] = None,
 ) -> None:
     """Classify digit images and .npy arrays with onnxruntime: one row per digit, in input order.
 
@@ -238,7 +238,7 @@ def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob,
     stop = _StopFlag()
     bar = None
     try:
-        ray_engine.connect(options)
+        connected = ray_engine.connect(options)
         stop.install()  # after Ray's start-up, which sets its own signal handlers
         # The bar counts rows as the driver receives them; there is no count for URIs up front.
         if _show_progress(progress, quiet) and not output_dir and not any(
@@ -259,7 +259,12 @@ def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob,
             bar.close()
         _close_rows(stream, output)
         ray_engine.ray.shutdown()
-    _finish(summary, quiet)
+    if not quiet:
+        print(f"ray: ready in {connected + summary.ready_seconds:.2f} s ({connected:.2f} s to "
+              f"{'join' if address or os.environ.get('RAY_ADDRESS') else 'start'} Ray, "
+              f"{summary.ready_seconds:.2f} s for {summary.actors} model actors on {summary.cpus} CPUs)",
+              file=sys.stderr)
+    _finish(summary, quiet, summary.empty)
 
 
 def _named_like(inputs: list[str], output: Path) -> list[str]:

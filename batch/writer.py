@@ -205,6 +205,11 @@ class RowWriter:
     def write_failed(self, source: str, error: str) -> None:
         self._write(self._failed(source, error))
 
+    def write_text(self, text: str) -> None:
+        """Whole rows already formatted in this writer's format (another process's RowWriter)."""
+        if text:
+            self._write(text)
+
     def _failed(self, source: str, error: str) -> str:
         if self.fmt == "csv":
             return f"{_csv_field(source)}{self._empty},{_csv_field(error)}\n"
