@@ -262,7 +262,8 @@ def _classify_on_ray(model, inputs, output, fmt, top_k, invert, recursive, glob,
     if not quiet:
         print(f"ray: ready in {connected + summary.ready_seconds:.2f} s ({connected:.2f} s to "
               f"{'join' if address or os.environ.get('RAY_ADDRESS') else 'start'} Ray, "
-              f"{summary.ready_seconds:.2f} s for {summary.actors} model actors on {summary.cpus} CPUs)",
+              f"{summary.ready_seconds:.2f} s for {summary.actors} model actors on {summary.cpus} CPUs of "
+              f"{summary.nodes} node{'s' if summary.nodes != 1 else ''})",
               file=sys.stderr)
     _finish(summary, quiet, summary.empty)
 

@@ -90,6 +90,7 @@ class RaySummary(Summary):
     ready_seconds: float = 0.0
     actors: int = 0
     cpus: int = 0
+    nodes: int = 0  # nodes the actors run on
     empty: list[str] = field(default_factory=list)  # named folders with nothing to classify
 
 
@@ -602,11 +603,12 @@ def classify(
     expanded = Expanded()
     shards = iter_shards(inputs, recursive=recursive, pattern=pattern, null=null, out=expanded)
     first = next(shards, None)
-    actors = []
+    actors, model_data, nodes = [], None, []
     if first is not None:
-        actors = _start_actors(model, out_format if out_dir else writer.fmt, top_k, invert, batch_size, out_dir,
-                               options.concurrency or default_concurrency())
-    summary.actors = len(actors)
+        fmt = out_format if out_dir else writer.fmt
+        actors, model_data, nodes = _start_actors(model, fmt, top_k, invert, batch_size, out_dir,
+                                                  options.concurrency or default_concurrency())
+    summary.actors, summary.nodes = len(actors), len(set(nodes))
     summary.ready_seconds = time.perf_counter() - start
     start = time.perf_counter()
     if first is not None:
@@ -615,6 +617,7 @@ def classify(
         except ray.exceptions.RayError as e:
             # Bad files are error rows; what reaches here is the job itself failing.
             raise RayEngineError(f"the Ray job failed: {_cause(e)}") from None
+    del model_data  # held until here: a restarted actor reads the model again
     summary.skipped, summary.empty = expanded.skipped, expanded.empty
     summary.items = summary.classified + summary.failed
     summary.seconds = time.perf_counter() - start
@@ -649,15 +652,17 @@ def _prepare_out_dir(out_dir: str) -> None:
 
 
 def _start_actors(model: Path, fmt: str, top_k: int, invert: str, batch_size: int, out_dir: str | None,
-                  count: int) -> list:
-    data = [ray.put(model.read_bytes())]  # held by the driver for the whole job
+                  count: int) -> tuple[list, list, list]:
+    """The actors, each holding its session; the model's object (the caller holds it
+    for the whole job: an actor restarted after a crash reads it again); their nodes."""
+    data = [ray.put(model.read_bytes())]
     worker = ray.remote(ShardWorker).options(
         num_cpus=1, max_restarts=-1, max_task_retries=-1,
         # Spread over the nodes: a cluster's CPUs, not the first node's, run the model.
         scheduling_strategy="SPREAD")
     actors = [worker.remote(data, model.name, fmt, top_k, invert, batch_size, out_dir) for _ in range(count)]
-    ray.get([actor.where.remote() for actor in actors])  # each holds its session now
-    return actors
+    nodes = ray.get([actor.where.remote() for actor in actors])  # each holds its session now
+    return actors, data, nodes
 
 
 def _run_shards(actors: list, shards: Iterator[list[tuple]], writer: RowWriter | None, out_dir: str | None,
