@@ -54,7 +54,7 @@ except ImportError as e:  # the `ray` extra is not installed
                       f"(with -c constraints.txt for the tested versions); {e}") from e
 
 SHARD_IMAGES = 2048  # image paths per shard
-SHARD_ROWS = 32_768  # array rows per shard
+SHARD_ROWS = 8192  # array rows per shard
 IN_FLIGHT = 2  # shards per actor sent ahead: one running, one waiting in its queue
 # Local starts only: Ray's default object store (30% of memory, on /dev/shm) does
 # not fit a container's small /dev/shm. Only shards and their rows travel; this is plenty.
@@ -75,7 +75,7 @@ class RayInterrupted(DigitsError):
 @dataclass(frozen=True)
 class RayOptions:
     address: str | None = None  # None: RAY_ADDRESS, else start a local Ray
-    concurrency: int | None = None  # model actors, one CPU each; None: one per CPU of the cluster
+    concurrency: int | None = None  # model actors, one CPU each; None (and at most): one per CPU of the cluster
     num_cpus: int | None = None  # local starts only: CPUs to give Ray (None: all)
 
 
@@ -606,8 +606,9 @@ def classify(
     actors, model_data, nodes = [], None, []
     if first is not None:
         fmt = out_format if out_dir else writer.fmt
-        actors, model_data, nodes = _start_actors(model, fmt, top_k, invert, batch_size, out_dir,
-                                                  options.concurrency or default_concurrency())
+        # More actors than CPUs would wait for a CPU forever (each holds one).
+        concurrency = min(options.concurrency or default_concurrency(), max(1, summary.cpus))
+        actors, model_data, nodes = _start_actors(model, fmt, top_k, invert, batch_size, out_dir, concurrency)
     summary.actors, summary.nodes = len(actors), len(set(nodes))
     summary.ready_seconds = time.perf_counter() - start
     start = time.perf_counter()

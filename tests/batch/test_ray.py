@@ -485,3 +485,15 @@ def test_sigterm_while_ray_starts_is_one_line_exit_130_and_leaves_nothing(export
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_more_actors_than_cpus_are_capped_not_waited_for(exported_onnx, sample, cluster, tmp_path):
+    # Each actor holds a CPU: a third actor on this 2-CPU cluster would have waited forever.
+    array = tmp_path / "a.npy"
+    np.save(array, sample.x_test[:20])
+    result = subprocess.run([sys.executable, "-m", "digits", "classify", str(exported_onnx), str(array),
+                             "--engine", "ray", "--address", cluster, "--concurrency", "5"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "2 model actors on 2 CPUs of 1 node)" in result.stderr
+    assert len(rows_of(result.stdout)) == 20
