@@ -24,7 +24,6 @@ concurrency are in docs/decisions.md.
 """
 
 import contextlib
-import errno
 import fnmatch
 import io
 import logging
@@ -44,7 +43,7 @@ from batch.arrays import SCAN_ROWS, ArrayError, DigitArray
 from batch.inputs import IMAGE_EXTENSIONS, ArrayItem, ErrorItem, Expanded, iter_runs, read_path_list
 from batch.model import NUM_CLASSES, OnnxClassifier
 from batch.run import IMAGE_BLOCK, MAX_FILE_BYTES, Summary
-from batch.writer import RowWriter, columns
+from batch.writer import RowWriter
 from digits.errors import DigitsError, UsageError
 
 try:

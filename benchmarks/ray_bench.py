@@ -21,7 +21,7 @@ import time
 
 
 def _seconds(stderr: str) -> float:
-    return float(re.search(r" in ([\d.]+) s \(", stderr).group(1))
+    return float(re.search(r"skipped in ([\d.]+) s \(", stderr).group(1))  # the summary, not the ready line
 
 
 def _ready(stderr: str) -> float:

@@ -367,7 +367,7 @@ def test_address_of_a_program_that_is_not_ray_is_one_line_exit_1(exported_onnx, 
     threading.Thread(target=http_1, args=(http,), daemon=True).start()
     try:
         for listener in (silent, http):
-            address = "127.0.0.1:%d" % listener.getsockname()[1]
+            address = f"127.0.0.1:{listener.getsockname()[1]}"
             started = time.monotonic()
             result = subprocess.run([sys.executable, "-m", "digits", "classify", str(exported_onnx), str(tmp_path),
                                      "--engine", "ray", "--address", address], cwd=ROOT, capture_output=True,
