@@ -405,9 +405,8 @@ def test_non_utf8_file_name_into_parquet_shards(exported_onnx, sample, cluster, 
     assert ours.stdout == local.stdout and b"caf\xe9.png" in ours.stdout
 
 
-def test_a_failed_job_is_one_line_naming_the_cause(exported_onnx, png_folder, cluster, tmp_path):
-    # Class 22: a failed job flooded stderr with Ray's logs and ended with a line about
-    # retry backoff naming neither input nor cause. Here every shard's write fails.
+def test_shards_that_cannot_be_written_are_one_line(exported_onnx, png_folder, cluster, tmp_path):
+    # The folder could not be made on the driver's side check (a URI), so every shard's write fails.
     result = run_ray(exported_onnx, png_folder / "part1", "--glob", "0000*", "--output-dir",
                      "file:///proc/digits-no-such-folder", address=cluster)
     assert_one_line_error(result, 1, "file:///proc/digits-no-such-folder", "cannot write the output")
@@ -497,3 +496,32 @@ def test_more_actors_than_cpus_are_capped_not_waited_for(exported_onnx, sample, 
     assert result.returncode == 0, result.stderr
     assert "2 model actors on 2 CPUs of 1 node)" in result.stderr
     assert len(rows_of(result.stdout)) == 20
+
+
+def _model_failing_above_two_digits(path) -> None:
+    """A float model that runs on the load probe's 2 digits and fails on any other batch
+    (a Reshape to exactly [2, 784]): onnxruntime fails inside a shard."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).normal(size=(784, 10)).astype(np.float32)
+    nodes = [helper.make_node("Reshape", ["pixels", "two"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "w"], ["z"]),
+             helper.make_node("Softmax", ["z"], ["scores"])]
+    graph = helper.make_graph(nodes, "two-only", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 784])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 10])],
+                              [numpy_helper.from_array(weights, "w"),
+                               numpy_helper.from_array(np.array([2, 784], np.int64), "two")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_a_model_failing_in_a_shard_is_one_line_naming_input_and_cause(sample, cluster, tmp_path):
+    # Class 22: a failed job flooded stderr with Ray Data's logs and ended with a line about
+    # retry backoff that named neither the input nor the cause.
+    model = tmp_path / "two-only.onnx"
+    _model_failing_above_two_digits(model)
+    array = tmp_path / "a.npy"
+    np.save(array, sample.x_test[:100])
+    result = run_ray(model, array, address=cluster)
+    assert_one_line_error(result, 1, f"the shard from {array}", "ModelError", "onnxruntime failed on a batch of 100")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
