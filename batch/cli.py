@@ -49,7 +49,7 @@ def classify(
     engine: Annotated[Engine, typer.Option(help="local: this process and its decode workers; ray: a Ray cluster (needs the [ray] extra).")] = Engine.local,
     address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else start a local Ray).")] = None,
     output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="--engine ray: write rows as shards into this folder or URI (csv, jsonl or parquet), not in input order.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default: half the cluster's CPUs).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default and most: one per CPU of the cluster).")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes for images, at most (default: one per usable core: CPU affinity and cgroup quota).")] = None,
     review_below: Annotated[Optional[float], typer.Option("--review-below", help="Mark rows whose confidence is under P (0..1) in a review column, and count them in the summary.")] = None,
     summary_json: Annotated[Optional[Path], typer.Option("--summary-json", readable=False, help="Also write the summary to this file as JSON (items, classified, failed, skipped, kept, seconds, digits/s, per label).")] = None,
@@ -109,6 +109,8 @@ def format_summary(s) -> str:
         lines.append(f"to review: {s.review:,} rows under the --review-below confidence")
     if s.kept:
         lines.append(f"kept {s.kept:,} rows already in the output ({s.kept_failed:,} failed)")
-    if s.cluster_seconds is not None:
-        lines.append(f"the Ray cluster was ready in {s.cluster_seconds:.2f} s")
+    if s.cluster_seconds is not None:  # --engine ray: what came before the job's own seconds
+        nodes = getattr(s, "nodes", 0)
+        lines.append(f"ray: ready in {s.cluster_seconds:.2f} s ({getattr(s, 'actors', 0)} model actors on "
+                     f"{getattr(s, 'cpus', 0)} CPUs of {nodes} node{'s' if nodes != 1 else ''})")
     return "\n".join(lines)
