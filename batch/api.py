@@ -168,6 +168,7 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
             bar.close()
         _close_rows(stream, output)
         ray_engine.ray.shutdown()
+    summary.connect_seconds, summary.joined = connected, bool(options.address or os.environ.get("RAY_ADDRESS"))
     summary.cluster_seconds = connected + summary.ready_seconds
     return summary
 

@@ -80,8 +80,6 @@ def classify(
     if summary_json:
         _write_summary_json(summary_json, summary)
     if not quiet:
-        for folder in summary.empty_folders:
-            print(f"note: {folder}: no image or .npy files to classify", file=sys.stderr)
         print(format_summary(summary), file=sys.stderr)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -99,18 +97,21 @@ def _write_summary_json(path: Path, summary) -> None:
 
 
 def format_summary(s) -> str:
-    """The summary as the lines printed on stderr."""
+    """The summary as the lines printed on stderr: Ray's ready time, notes, the counts."""
     labels = "  ".join(f"{label}: {count:,}" for label, count in enumerate(s.per_label))
     head = "interrupted after" if s.interrupted else "done:"
-    lines = [f"{head} {s.items:,} items, {s.classified:,} classified, {s.failed:,} failed, "
+    lines = []
+    if s.cluster_seconds is not None:  # --engine ray: what came before the job's own seconds
+        nodes = s.nodes
+        lines.append(f"ray: ready in {s.cluster_seconds:.2f} s ({s.connect_seconds:.2f} s to "
+                     f"{'join' if s.joined else 'start'} Ray, {s.ready_seconds:.2f} s for {s.actors} model actors on "
+                     f"{s.cpus} CPUs of {nodes} node{'s' if nodes != 1 else ''})")
+    lines += [f"note: {folder}: no image or .npy files to classify" for folder in s.empty_folders]
+    lines += [f"{head} {s.items:,} items, {s.classified:,} classified, {s.failed:,} failed, "
              f"{s.skipped:,} skipped in {s.seconds:.2f} s ({s.digits_per_second:,.0f} digits/s)",
              f"per label: {labels}"]
     if s.review:
         lines.append(f"to review: {s.review:,} rows under the --review-below confidence")
     if s.kept:
         lines.append(f"kept {s.kept:,} rows already in the output ({s.kept_failed:,} failed)")
-    if s.cluster_seconds is not None:  # --engine ray: what came before the job's own seconds
-        nodes = getattr(s, "nodes", 0)
-        lines.append(f"ray: ready in {s.cluster_seconds:.2f} s ({getattr(s, 'actors', 0)} model actors on "
-                     f"{getattr(s, 'cpus', 0)} CPUs of {nodes} node{'s' if nodes != 1 else ''})")
     return "\n".join(lines)

@@ -92,6 +92,8 @@ class RaySummary(Summary):
     actors: int = 0
     cpus: int = 0
     nodes: int = 0  # nodes the actors run on
+    connect_seconds: float = 0.0  # joining or starting Ray (batch.api sets it from connect())
+    joined: bool = False  # an existing cluster was joined, rather than a local Ray started
 
 
 def is_uri(text: str) -> bool:
