@@ -26,12 +26,11 @@ import warnings
 
 import numpy as np
 
+from core.contract import IMAGE_SIZE, INPUT_NAME
 from core.errors import ModelError
 from trainer.backend import import_keras
 
 KINDS = ("float", "int8", "micro")
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
 CALIBRATION_BATCH = 100
 
 
@@ -46,7 +45,7 @@ def keras_to_tflite(model, input_shape: tuple[int, ...], kind: str, calibration:
     import tensorflow as tf
 
     integer = kind in ("int8", "micro")
-    image = keras.Input(shape=(28, 28), batch_size=1 if kind == "micro" else None,
+    image = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE), batch_size=1 if kind == "micro" else None,
                         dtype="float32" if integer else "uint8", name=INPUT_NAME)
     pixels = keras.layers.Reshape(input_shape)(keras.layers.Rescaling(1 / 255.0)(image))
     wrapper = keras.Model(image, model(pixels), name="digits")

@@ -47,12 +47,14 @@ from pathlib import Path
 
 import numpy as np
 
+from core.contract import IMAGE_SIZE, INPUT_NAME, PROBABILITIES
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
 
 MIN_LABEL_AGREEMENT = 0.99
 MAX_ACCURACY_DROP_POINTS = 0.5
 MAX_SIZE_RATIO = 0.35  # of the float model's weight bytes (its initializers)
 CALIBRATION_DIGITS = 1000  # training digits whose activation ranges (MinMax) set the scales
+CALIBRATION_BATCH = 250  # digits per calibration batch: MinMax ranges do not depend on it
 MIN_OPSET = 19  # the reference evaluator's Q/DQ start at opset 19
 CROWD_SEED = 0
 REFERENCE_MIN_CLOSE = 0.995  # share of digits within atol/rtol of the reference evaluator
@@ -69,32 +71,37 @@ def calibration_digits(train: np.ndarray, n: int = CALIBRATION_DIGITS) -> np.nda
     return train[picks]
 
 
+def calibration_reader(digits: np.ndarray, batch: int = CALIBRATION_BATCH):
+    """onnxruntime's CalibrationDataReader over uint8 [N, 28, 28] digits, `batch` at a time,
+    fed to the model's input: the one reader for the export and benchmarks/int8_variants.py.
+    A reader is read once; make one per quantize_static call."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    digits = np.ascontiguousarray(digits, dtype=np.uint8)
+
+    class DigitBatches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{INPUT_NAME: digits[i : i + batch]} for i in range(0, len(digits), batch)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    return DigitBatches()
+
+
 def quantize_int8(float_path: Path, int8_path: Path, calibration: np.ndarray) -> None:
     """Write the int8 model: activation ranges from `calibration`, uint8 [N, 28, 28] real digits."""
     import logging
 
     import onnx
     from onnx import version_converter
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class Digits(CalibrationDataReader):
-        def __init__(self, digits: np.ndarray, batch: int = 250):
-            self.batches = iter([{"image": digits[i : i + batch]} for i in range(0, len(digits), batch)])
-
-        def get_next(self):
-            return next(self.batches, None)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice at WARNING
     quantize_static(
         float_path,
         int8_path,
-        Digits(np.ascontiguousarray(calibration, dtype=np.uint8)),
+        calibration_reader(calibration),
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(QUANTIZED_OPS),
         per_channel=True,
@@ -133,7 +140,7 @@ def alone_and_in_a_crowd(int8_path: Path, digits: np.ndarray) -> tuple[np.ndarra
     from batch.model import OnnxClassifier
 
     classifier = OnnxClassifier(int8_path)
-    noise = np.random.default_rng(CROWD_SEED).integers(0, 256, size=(256, 28, 28), dtype=np.uint8)
+    noise = np.random.default_rng(CROWD_SEED).integers(0, 256, size=(256, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     crowd = classifier.predict(np.concatenate([digits, noise]))[: len(digits)]
     alone = np.concatenate([classifier.predict(digits[i : i + 1]) for i in range(len(digits))])
     return alone, crowd
@@ -144,7 +151,7 @@ def reference_probabilities(path: Path, digits: np.ndarray) -> np.ndarray:
     import onnx
     from onnx.reference import ReferenceEvaluator
 
-    (probs,) = ReferenceEvaluator(onnx.load(path)).run(["probabilities"], {"image": digits})
+    (probs,) = ReferenceEvaluator(onnx.load(path)).run([PROBABILITIES], {INPUT_NAME: digits})
     return probs
 
 

@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from core.contract import NUM_CLASSES
 from trainer.backend import import_keras
 from trainer.data import Mnist
 from trainer.data.digitset import stratified_split
@@ -80,7 +81,7 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
     model.summary(print_fn=lambda line, **_: summary(line))
     shape = tuple(model.inputs[0].shape)
     x = model_input(data.x_train, shape)
-    y = keras.utils.to_categorical(data.y_train, 10)
+    y = keras.utils.to_categorical(data.y_train, NUM_CLASSES)
     validation = (x[val_idx], y[val_idx]) if len(val_idx) else None
     training = (
         _augmented(data.x_train[fit_idx], y[fit_idx], shape, recipe)
