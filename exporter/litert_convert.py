@@ -11,10 +11,8 @@ Keras model's input are inside, as in the ONNX graph:
                                and int8 out (a board need not compute in float)
 
 The converter is given a Keras model wrapping the user's (Rescaling 1/255, then
-Reshape): `from_keras_model` freezes its weights, where `from_concrete_functions` on
-a tf.function left READ_VARIABLE ops that the int8 calibrator cannot run (measured,
-TF 2.21). onnx2tf is not used: it transposed the [N, 28, 28] input unless told not to.
-Then the file is finished here: tensors named `image` and `probabilities`, the class
+Reshape): `from_keras_model` freezes its weights, which the int8 calibrator needs
+(what else was tried: docs/decisions.md, "Converting"). Then the file is finished here: tensors named `image` and `probabilities`, the class
 labels and input contract as TFLite Metadata, its buffers 16-byte aligned.
 """
 

@@ -5,8 +5,9 @@ max absolute, max relative and mean absolute difference. The check passes when
 np.allclose(onnx, keras, atol, rtol) holds for the probabilities and the labels
 agree on every input, except where Keras's own top two probabilities are within
 that same tolerance of each other: there the label is a tie that any
-floating-point difference may break, and another CPU breaks it otherwise. Inputs: real digits plus the edges a deployment meets
-(blank, saturated, noise, a batch of 1, a batch of 4,096). onnx's own reference
+floating-point difference may break, and another CPU may break it otherwise. Inputs:
+real digits plus the edges a deployment meets (blank, saturated, noise, a batch of 1,
+a batch of 4,096). onnx's own reference
 evaluator gives a second, independent opinion on part of the real digits.
 """
 

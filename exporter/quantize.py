@@ -1,42 +1,20 @@
 """The int8 variant: static QDQ quantization calibrated on real digits, and its check.
 
-A digit must get one answer, whatever batch it is in and whichever runtime runs it.
-Measured by benchmarks/int8_variants.py on the seed's MLP (bundled sample; accuracy on
-its 1,000 test digits, float 0.9500; the rest on 2,000 real digits; "alone vs batch":
-each digit run alone against the same digit in a batch of 2,256; "vs reference": onnx's
-ReferenceEvaluator; labels that differ, then the max abs difference of the probabilities):
+A digit must get one answer, whatever batch it is in and whichever runtime runs it. So
+the scales are static, fixed at export from calibration digits (dynamic quantization
+takes them from the batch in hand), and onnxruntime's exact integer arithmetic then
+gives a digit the same output alone or in any batch. Chosen: static QDQ of the layers
+with weights only (MatMul, Conv: bias, ReLU, pooling and softmax stay float),
+per-channel s8 weights with reduce_range (7 bits, so a CPU without VNNI cannot saturate
+its 16-bit sums of pairs), u8 activations, MinMax ranges from up to 1,000 training
+digits. The variants measured against it: docs/decisions.md, "The int8 variant".
 
-| variant                               | size | accuracy | agrees with float | alone vs batch | vs reference |
-|---------------------------------------|------|----------|-------------------|----------------|--------------|
-| dynamic, s8 weights (the old variant) | 26%  | 0.9500   | 99.95%            | 1, 4.0e-2      | 0, 2.4e-7    |
-| dynamic, s8 weights, reduce_range     | 26%  | 0.9500   | 99.95%            | 0, 3.5e-2      | 0, 2.4e-7    |
-| dynamic, u8 weights                   | 26%  | 0.9500   | 100.00%           | 0, 3.0e-2      | 0, 2.4e-7    |
-| static QDQ, every op                  | 27%  | 0.9500   | 100.00%           | 0, 0           | 0, 3.9e-3    |
-| static QDQ, MatMul only               | 27%  | 0.9500   | 100.00%           | 0, 0           | 0, 2.4e-7    |
-| static QDQ, MatMul only, u8 weights   | 27%  | 0.9500   | 100.00%           | 0, 0           | 0, 1.9e-6    |
-| static QDQ, MatMul only, reduce_range | 27%  | 0.9500   | 100.00%           | 0, 0           | 0, 2.4e-7    |
-
-Dynamic quantization takes each activation's scale from the batch in hand, so a digit's
-answer depends on its neighbours (up to 0.04 here, and a changed label). Static scales
-are fixed at export from calibration digits, and onnxruntime's integer arithmetic is
-exact, so a digit gives bit-identical output alone or among 2,000 others. Quantizing
-every op quantizes the softmax too, whose output then moves in steps of 1/255;
-quantizing the MatMuls alone keeps bias, ReLU and softmax in float.
-
-Chosen: the last row. Static QDQ, MatMul only, per-channel s8 weights with reduce_range
-(7 bits), u8 activations, MinMax ranges from up to 1,000 training digits. reduce_range
-is for CPUs without VNNI, where onnxruntime's u8s8 kernel adds pairs of products in 16
-bits and can saturate (255 x 127 x 2 > 32767; 255 x 63 x 2 is not). This machine has
-VNNI, so the table cannot show saturation, and reduce_range cost nothing measurable
-here. u8 weights avoid saturation too, but ran 1.5x to 1.9x slower in two runs.
-
-onnx's reference evaluator is not exact for these models: it dequantizes and multiplies
-in float32, where onnxruntime adds integers exactly. A sum within float32's error of a
-rounding boundary can land one step off: on a weakly trained MLP (3 epochs, 600
-digits), 1 digit of 2,000, exact value 172.49999451, onnxruntime 172, the reference 173,
-moving that digit's probabilities by 7.3e-3. So the check asks of the reference: every
-label equal, at least 99.5% of digits within atol/rtol, none further than 0.05.
-onnxruntime against itself (alone vs batch) must be within atol/rtol on every digit.
+check_int8's gates: against the float model, labels agree on >= 99%, accuracy drops
+<= 0.5 points, weights <= 35%; each digit alone gives what it gives in a large batch
+(every label, probabilities within atol/rtol); and onnx's reference evaluator, which
+dequantizes and multiplies in float32 and so may land one step off where a sum sits at
+a rounding boundary, agrees on every label, with >= 99.5% of digits within atol/rtol
+and none further than 0.05.
 
 The file is written at opset 19 or later: the reference evaluator implements
 QuantizeLinear/DequantizeLinear from opset 19 on, which for int8 equal opset 13's.
@@ -58,9 +36,9 @@ CALIBRATION_BATCH = 250  # digits per calibration batch: MinMax ranges do not de
 MIN_OPSET = 19  # the reference evaluator's Q/DQ start at opset 19
 CROWD_SEED = 0
 REFERENCE_MIN_CLOSE = 0.995  # share of digits within atol/rtol of the reference evaluator
-REFERENCE_MAX_DIFF = 0.05  # one step off at a requantization moved a digit by 7.3e-3 (docstring)
+REFERENCE_MAX_DIFF = 0.05  # one step off at a requantization moved a digit by 7.3e-3 (docs/decisions.md)
 # The layers with weights: the MLP's MatMuls and a CNN's convolutions. Bias, ReLU, pooling and
-# softmax stay float, as the table above chose for the MLP.
+# softmax stay float, as the measured variants chose for the MLP (docs/decisions.md).
 QUANTIZED_OPS = ("MatMul", "Conv")
 QUANTIZATION = "int8 static QDQ: MatMul and Conv, per-channel s8 weights (reduce_range), u8 activations calibrated on real digits"
 
@@ -118,10 +96,8 @@ def quantize_int8(float_path: Path, int8_path: Path, calibration: np.ndarray) ->
 
 
 def weight_bytes(path: Path) -> int:
-    """Bytes of a model's initializers: what quantization shrinks. The file also holds the
-    graph (node and tensor names), about 10 kB whatever the weights: 7% of the seed's
-    MLP, but a third of keras.io's CNN (139 kB of weights), whose int8 file measured 38%
-    of the float file while its weights were 26%."""
+    """Bytes of a model's initializers: what quantization shrinks (the file also holds the
+    graph's names, a fixed cost; why the gate is on weights: docs/decisions.md)."""
     import onnx
     from onnx import numpy_helper
 
@@ -161,7 +137,7 @@ def check_int8(float_path: Path, int8_path: Path, digits: np.ndarray, truth: np.
     size of the weights) and against itself: on the `real` digits (default `digits`), each digit alone
     gives what it gives in a large batch (every label equal, probabilities within
     atol/rtol), and onnxruntime gives what onnx's reference evaluator gives (every label
-    equal, probabilities as close as the module docstring explains)."""
+    equal, probabilities as close as the module docstring says)."""
     real = digits if real is None else real
     float_labels = _probabilities(float_path, digits).argmax(1)
     int8_labels = _probabilities(int8_path, digits).argmax(1)

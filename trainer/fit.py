@@ -19,10 +19,8 @@ def stop_between_batches(model):
     """Ctrl-C or SIGTERM while fitting stops training after the batch in hand; the
     program's own handler then acts, from plain Python after `fit` has returned.
 
-    An exception raised by a signal handler in the middle of `fit` unwinds through
-    TensorFlow's input pipeline while its threads still run, and corrupted the heap:
-    glibc aborted the process (SIGABRT, "free(): invalid next size") in about half of
-    the runs of a SIGTERM test on a loaded machine, measured.
+    Raising from the signal handler inside `fit` instead corrupted TensorFlow's heap
+    (docs/decisions.md, "Stopping training").
     """
     if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's
         yield

@@ -90,9 +90,8 @@ def _decode_file(path: Path) -> np.ndarray:
 
 
 def _read_images(paths: list[Path]) -> np.ndarray:
-    # One thread: a small digit decodes in microseconds, so the Python around it
-    # dominates, and two threads took twice as long as one (4,000 64x64 PNGs:
-    # 0.97 s against 0.48 s, measured).
+    # One thread: the Python around a small digit's decode dominates, and two threads
+    # were slower than one (docs/decisions.md, "Reading an image folder").
     return np.stack([_decode_file(p) for p in paths])
 
 
