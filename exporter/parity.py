@@ -7,8 +7,8 @@ agree on every input, except where Keras's own top two probabilities are within
 that same tolerance of each other: there the label is a tie that any
 floating-point difference may break, and another CPU may break it otherwise. Inputs:
 real digits plus the edges a deployment meets (blank, saturated, noise, a batch of 1,
-a batch of 4,096). onnx's own reference
-evaluator gives a second, independent opinion on part of the real digits.
+a batch of 4,096). onnx's own reference evaluator gives a second, independent opinion
+on part of the real digits.
 """
 
 from dataclasses import asdict, dataclass, field
