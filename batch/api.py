@@ -148,7 +148,7 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
     flag = None
     bar = None
     try:
-        ray_engine.connect(ray_options)
+        connected = ray_engine.connect(ray_options)
         flag = _stop_flag(stop)  # after Ray's start-up, which sets its own signal handlers
         # The bar counts rows as the driver receives them; there is no count for URIs up front.
         if options.progress and not options.output_dir and not any(ray_engine.is_uri(i) for i in inputs) \
@@ -162,8 +162,8 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
         summary = ray_engine.classify(
             inputs, model, writer, out_dir=options.output_dir, out_format=options.format or "csv",
             top_k=options.top_k, invert=options.invert, recursive=options.recursive, pattern=options.glob,
-            batch_size=options.batch_size, null=options.null, options=ray_options,
-            advance=bar.advance if bar else (lambda n: None), stop=flag)
+            batch_size=options.batch_size, null=options.null, review_below=options.review_below,
+            options=ray_options, advance=bar.advance if bar else (lambda n: None), stop=flag)
     finally:
         if hasattr(flag, "restore"):
             flag.restore()
@@ -171,6 +171,8 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
             bar.close()
         _close_rows(stream, output)
         ray_engine.ray.shutdown()
+    summary.connect_seconds, summary.joined = connected, bool(options.address or os.environ.get("RAY_ADDRESS"))
+    summary.cluster_seconds = connected + summary.ready_seconds
     return summary
 
 

@@ -37,12 +37,13 @@ class BlockRows:
 
 
 def classify_block(paths: list[str], invert: str, classifier: OnnxClassifier, row_format: RowFormat,
-                   out: np.ndarray | None = None) -> BlockRows:
+                   out: np.ndarray | None = None, read=None) -> BlockRows:
     """The rows of image files `paths`, in order; a file that cannot be had is an error row.
 
-    `out`: uint8 [len(paths), 28, 28] to decode into (a worker reuses one). ModelError
+    `out`: uint8 [len(paths), 28, 28] to decode into (a worker reuses one). `read`: how
+    a path's bytes are had (default read_file; the Ray engine also reads URIs). ModelError
     when the model fails on the block."""
-    digits, errors = decode_files(paths, invert, out)
+    digits, errors = decode_files(paths, invert, out, read)
     probabilities = classifier.predict(digits)
     failed = sum(e is not None for e in errors)
     text = row_format.rows(paths, probabilities, errors if failed else None)
@@ -69,13 +70,15 @@ def read_digit(path: str, invert: str) -> np.ndarray | str:
         return str(e)
 
 
-def decode_files(paths: list, invert: str, out: np.ndarray | None = None) -> tuple[np.ndarray, list[str | None]]:
+def decode_files(paths: list, invert: str, out: np.ndarray | None = None, read=None
+                 ) -> tuple[np.ndarray, list[str | None]]:
     """Read and decode image files: (uint8 [N, 28, 28] digits, errors), errors[i] saying
-    why file i could not be had (its digit is then zeros), else None."""
+    why file i could not be had (its digit is then zeros), else None. `read(path)`: the
+    file's bytes or why not (default read_file)."""
     if stderr_silenced:
-        return decode_digits([read_file(path) for path in paths], invert, out=out)
+        return decode_digits(list(map(read or read_file, paths)), invert, out=out)
     with _libpng_silenced():
-        return decode_digits([read_file(path) for path in paths], invert, out=out)
+        return decode_digits(list(map(read or read_file, paths)), invert, out=out)
 
 
 # True in a worker process, whose stderr is /dev/null for good (silence_stderr).

@@ -50,7 +50,7 @@ def classify(
     engine: Annotated[Engine, typer.Option(help="local: this process and its decode workers; ray: a Ray cluster (needs the [ray] extra).")] = Engine.local,
     address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else start a local Ray).")] = None,
     output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="--engine ray: write rows as shards into this folder or URI (csv, jsonl or parquet), not in input order.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default: half the cluster's CPUs).")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default and most: one per CPU of the cluster).")] = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes for images, at most (default: one per usable core: CPU affinity and cgroup quota).")] = None,
     review_below: Annotated[Optional[float], typer.Option("--review-below", help="Mark rows whose confidence is under P (0..1) in a review column, and count them in the summary.")] = None,
     summary_json: Annotated[Optional[Path], typer.Option("--summary-json", parser=file_name, metavar="FILE", help="Also write the summary to this file as JSON (items, classified, failed, skipped, kept, seconds, digits/s, per label).")] = None,
@@ -81,8 +81,6 @@ def classify(
     if summary_json:
         _write_summary_json(summary_json, summary)
     if not quiet:
-        for folder in summary.empty_folders:
-            print(f"note: {folder}: no image or .npy files to classify", file=sys.stderr)
         print(format_summary(summary), file=sys.stderr)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -100,16 +98,21 @@ def _write_summary_json(path: Path, summary) -> None:
 
 
 def format_summary(s) -> str:
-    """The summary as the lines printed on stderr."""
+    """The summary as the lines printed on stderr: Ray's ready time, notes, the counts."""
     labels = "  ".join(f"{label}: {count:,}" for label, count in enumerate(s.per_label))
     head = "interrupted after" if s.interrupted else "done:"
-    lines = [f"{head} {s.items:,} items, {s.classified:,} classified, {s.failed:,} failed, "
+    lines = []
+    if s.cluster_seconds is not None:  # --engine ray: what came before the job's own seconds
+        nodes = s.nodes
+        lines.append(f"ray: ready in {s.cluster_seconds:.2f} s ({s.connect_seconds:.2f} s to "
+                     f"{'join' if s.joined else 'start'} Ray, {s.ready_seconds:.2f} s for {s.actors} model actors on "
+                     f"{s.cpus} CPUs of {nodes} node{'s' if nodes != 1 else ''})")
+    lines += [f"note: {folder}: no image or .npy files to classify" for folder in s.empty_folders]
+    lines += [f"{head} {s.items:,} items, {s.classified:,} classified, {s.failed:,} failed, "
              f"{s.skipped:,} skipped in {s.seconds:.2f} s ({s.digits_per_second:,.0f} digits/s)",
              f"per label: {labels}"]
     if s.review:
         lines.append(f"to review: {s.review:,} rows under the --review-below confidence")
     if s.kept:
         lines.append(f"kept {s.kept:,} rows already in the output ({s.kept_failed:,} failed)")
-    if s.cluster_seconds is not None:
-        lines.append(f"the Ray cluster was ready in {s.cluster_seconds:.2f} s")
     return "\n".join(lines)

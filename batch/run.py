@@ -104,7 +104,7 @@ class _LocalRun:
             self._model_thread.shutdown(wait=not interrupted, cancel_futures=True)
             if self.pool is not None:
                 self.pool.close(kill=interrupted)
-        self.summary.workers = len(self.pool._processes) if self.pool is not None else 0
+        self.summary.workers = self.pool.workers if self.pool is not None else 0
         self.summary.items = self.summary.classified + self.summary.failed
         self.summary.seconds = time.perf_counter() - start
         return self.summary

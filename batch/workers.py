@@ -68,9 +68,16 @@ class WorkerPool:
     """
 
     def __init__(self, workers: int, model: Path, invert: str, row_format: RowFormat, ahead: int = 4):
-        """`model`: the .onnx file each worker loads (the caller has loaded and checked it).
-        `ahead`: blocks queued per worker, so none waits for the parent between blocks."""
-        context = multiprocessing.get_context("fork")
+        """`model`: the file each worker loads (the caller has loaded and checked it).
+        `ahead`: blocks queued per worker, so none waits for the parent between blocks.
+
+        One worker is started here (WorkersNotStarted if it cannot be); the others one
+        per submit(), so the first blocks are being classified while the rest are forked
+        (a fork of this process costs milliseconds: 64 at once held the first block back
+        by the time of all 64). A worker that cannot be started for want of processes or
+        file descriptors leaves the pool at the size it has."""
+        self._context = multiprocessing.get_context("fork")
+        self._wanted, self._serving = workers, (model, invert, row_format)
         self.capacity = workers * ahead
         # MAP_SHARED and anonymous: the parent writes paths, the workers read them. Pages
         # are only resident once touched, and a slot's area is mostly never touched.
@@ -83,31 +90,43 @@ class WorkerPool:
         except OSError as e:  # out of file descriptors (ulimit -n)
             raise _not_started(e) from e
         _TASK_WRITERS.add(self._tasks)
-        self._processes = []
-        results: list = []
-        try:
-            results += [context.Pipe(duplex=False) for _ in range(workers)]
-            for _, result_out in results:
-                others = [end for pipe in results for end in pipe if end is not result_out]
-                process = context.Process(target=_serve, daemon=True, args=(
-                    task_read, result_out, others, self._paths_memory, model, invert, row_format))
-                process.start()
-                self._processes.append(process)
-        except OSError as e:  # out of file descriptors or processes: the workers started end, or the
-            os.close(task_read)  # exit would wait for them forever (they ignore its SIGTERM)
-            _close(self._tasks, [end for pipe in results for end in pipe], self._processes, kill=True)
-            raise _not_started(e) from e
-        os.close(task_read)
-        self._results = {result_in: i for i, (result_in, _) in enumerate(results)}
-        for _, result_out in results:
-            result_out.close()
+        self._reader = [task_read]  # held until every worker has its copy
+        self._processes: list = []
+        self._results: dict = {}  # result pipe -> worker index
         # Closed at exit if the owner never closes it: multiprocessing's own exit hook
         # joins every child, and the workers ignore its SIGTERM, so an unclosed pool
         # would hang the process at exit. Finalizers with a priority run before that
         # join. A Finalize runs once: close() goes through it too, so the exit does not
         # close the pipe's number again (by then perhaps another file's).
         self._close = multiprocessing.util.Finalize(
-            self, _close, args=(self._tasks, list(self._results), self._processes), exitpriority=0)
+            self, _close, args=(self._tasks, self._results, self._processes, self._reader), exitpriority=0)
+        try:
+            self._start_worker()
+        except OSError as e:
+            self.close(kill=True)
+            raise _not_started(e) from e
+
+    def _start_worker(self) -> None:
+        """Fork one more worker. OSError (out of processes or descriptors) leaves nothing behind."""
+        result_in, result_out = self._context.Pipe(duplex=False)
+        try:
+            process = self._context.Process(target=_serve, daemon=True, args=(
+                self._reader[0], result_out, [*self._results, result_in], self._paths_memory, *self._serving))
+            process.start()
+        except BaseException:
+            result_in.close()
+            result_out.close()
+            raise
+        result_out.close()
+        self._results[result_in] = len(self._processes)
+        self._processes.append(process)
+        if len(self._processes) == self._wanted:
+            os.close(self._reader.pop())
+
+    @property
+    def workers(self) -> int:
+        """Worker processes started so far."""
+        return len(self._processes)
 
     def full(self) -> bool:
         return len(self._queue) >= self.capacity
@@ -116,6 +135,11 @@ class WorkerPool:
         return len(self._queue)
 
     def submit(self, paths: list[str]) -> None:
+        if self._reader:  # not every worker started yet
+            try:
+                self._start_worker()
+            except OSError:  # out of processes or descriptors: the pool stays at its size
+                os.close(self._reader.pop())
         slot = self._free.pop()
         names = _encoded(paths)
         area = slot * _PATH_AREA
@@ -185,8 +209,10 @@ def _encoded(paths: list[str]) -> bytes:
     return "\0".join(paths).encode(_FS_ENCODING, _FS_ERRORS)
 
 
-def _close(tasks: int, connections: list, processes: list, kill: bool = False) -> None:
+def _close(tasks: int, connections, processes: list, reader: list, kill: bool = False) -> None:
     _TASK_WRITERS.discard(tasks)
+    while reader:  # the task pipe's read end, still held for workers not yet started
+        os.close(reader.pop())
     if kill:
         for process in processes:
             if process.is_alive():
@@ -195,7 +221,7 @@ def _close(tasks: int, connections: list, processes: list, kill: bool = False) -
         os.close(tasks)
     except OSError:  # closed already
         pass
-    for conn in connections:
+    for conn in list(connections):
         conn.close()
     for process in processes:
         process.join(timeout=5)

@@ -31,6 +31,7 @@ def main() -> None:
     import onnxruntime as ort
     from onnx.reference import ReferenceEvaluator
 
+    from core.contract import IMAGE_SIZE, INPUT_NAME, PROBABILITIES
     from exporter.metadata import training_temperature
     from trainer.calibrate import apply_temperature
     from trainer.data import load_mnist
@@ -38,7 +39,7 @@ def main() -> None:
 
     data = load_mnist(args.data)
     rng = np.random.default_rng(0)
-    noise = rng.integers(0, 256, size=(256, 28, 28), dtype=np.uint8)
+    noise = rng.integers(0, 256, size=(256, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     digits = np.concatenate([data.x_test[: args.digits], noise])
     temperature = training_temperature(args.keras_model) or 1.0
 
@@ -59,9 +60,9 @@ def main() -> None:
             options.graph_optimization_level = level
             options.intra_op_num_threads = threads
             session = ort.InferenceSession(str(args.onnx_model), options, providers=["CPUExecutionProvider"])
-            results[f"onnxruntime {name}, {threads} thread(s)"] = session.run(["probabilities"], {"image": digits})[0]
+            results[f"onnxruntime {name}, {threads} thread(s)"] = session.run([PROBABILITIES], {INPUT_NAME: digits})[0]
     reference = ReferenceEvaluator(onnx.load(args.onnx_model))
-    results["onnx reference (numpy)"] = reference.run(["probabilities"], {"image": digits[:300]})[0]
+    results["onnx reference (numpy)"] = reference.run([PROBABILITIES], {INPUT_NAME: digits[:300]})[0]
 
     report = {}
     for name, probs in results.items():

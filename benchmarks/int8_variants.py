@@ -24,34 +24,28 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from batch.model import OnnxClassifier  # noqa: E402
-from exporter.quantize import alone_and_in_a_crowd, calibration_digits, quantize_int8, reference_probabilities  # noqa: E402
+from core.contract import IMAGE_SIZE  # noqa: E402
+from exporter.quantize import (  # noqa: E402
+    alone_and_in_a_crowd,
+    calibration_digits,
+    calibration_reader,
+    quantize_int8,
+    reference_probabilities,
+)
 
 
 def variants(calibration: np.ndarray):
     """name -> function(float_path, out_path) writing that variant."""
     import onnx
     from onnx import version_converter
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
-
-    class Digits(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{"image": calibration[i : i + 250]} for i in range(0, len(calibration), 250)])
-
-        def get_next(self):
-            return next(self.batches, None)
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     def dynamic(**kw):
         return lambda src, out: quantize_dynamic(src, out, per_channel=True, **kw)
 
     def static(**kw):
         def write(src, out):
-            quantize_static(src, out, Digits(), quant_format=QuantFormat.QDQ, per_channel=True,
+            quantize_static(src, out, calibration_reader(calibration), quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=QuantType.QUInt8, **kw)
             onnx.save(version_converter.convert_version(onnx.load(out), 19), out)  # the reference needs Q/DQ-19
         return write
@@ -69,7 +63,7 @@ def variants(calibration: np.ndarray):
 
 def per_digit_us(path: Path, digits: np.ndarray) -> float:
     classifier = OnnxClassifier(path)
-    batch = np.resize(digits, (1024, 28, 28))
+    batch = np.resize(digits, (1024, IMAGE_SIZE, IMAGE_SIZE))
     classifier.predict(batch)
     times = []
     for _ in range(7):

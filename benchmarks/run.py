@@ -229,53 +229,10 @@ def bench_onnx_vs_keras(p: dict) -> list[dict]:
 
 
 def bench_ray(p: dict) -> list[dict]:
-    """--engine ray on a local Ray (2 CPUs, no dashboard) against the local engine, same inputs.
+    """--engine ray against the local engine on a joined local Ray: benchmarks/ray_bench.py."""
+    import ray_bench
 
-    The job's own seconds (from its summary, start-up of the process excluded) for
-    both engines; and steady-state rates from the difference between a job and the
-    same job three times over (the same folder or array named three times), which
-    cancels Ray's fixed cost per job (workers with the job's code, actor, session).
-    One model actor: that rate is the throughput per actor (beside one decoding CPU).
-    """
-    try:
-        import ray
-    except ImportError:
-        print("bench_ray: the [ray] extra is not installed; skipped", file=sys.stderr)
-        return []
-
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=512 * 2**20,
-             logging_level="ERROR", log_to_driver=False)
-    address = ray.get_runtime_context().gcs_address
-    try:
-        def timed(engine: list, inputs: list) -> float:
-            return classify(p["onnx"], inputs, *engine)["seconds"]
-
-        on_ray = ["--engine", "ray", "--address", address, "--concurrency", "1"]
-        rows, median = [], statistics.median
-        for name, one, count in (("10,000 PNGs", p["pngs"], 10_000), ("100k-digit .npy", p["npy"], 100_000)):
-            ray_1, local_1, ray_3, local_3 = [], [], [], []
-            for _ in range(3):
-                ray_1.append(timed(on_ray, [one]))
-                local_1.append(timed([], [one]))
-                ray_3.append(timed(on_ray, [one] * 3))
-                local_3.append(timed([], [one] * 3))
-            rows.append(row(f"classify {name}, --engine ray on a local 2-CPU Ray (joined): the job",
-                            median(ray_1), median(local_1), "s", "ray / local engine (overhead on one machine)",
-                            None, None))
-            ray_rate = 2 * count / (median(ray_3) - median(ray_1))
-            local_rate = 2 * count / (median(local_3) - median(local_1))
-            rows.append(row(f"classify {name}, --engine ray, steady rate with 1 model actor (per actor)",
-                            ray_rate, local_rate, "digits/s", "ray / local engine, rates after start-up",
-                            None, None))
-    finally:
-        ray.shutdown()
-    own = [wall(DIGITS + ["classify", p["onnx"], p["pngs"], "--output", WORK / "ray.csv", "--engine", "ray"])
-           for _ in range(2)]
-    local = [wall(DIGITS + ["classify", p["onnx"], p["pngs"], "--output", WORK / "ray.csv"]) for _ in range(2)]
-    rows.append(row("classify 10,000 PNGs, --engine ray starting its own local Ray: whole process",
-                    statistics.median(own), statistics.median(local), "s", "ray / local engine (for reference)",
-                    None, None))
-    return rows
+    return ray_bench.measure(p, run, row)
 
 
 def row(name, ours, peer, unit, ratio_of, op, target) -> dict:

@@ -20,6 +20,7 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
+from core.contract import PROBABILITIES
 from core.errors import DigitsError
 from core.files import atomic_path, writing
 from trainer.model import RECIPE
@@ -113,7 +114,7 @@ def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epoc
         "npy": _classify_accuracy(npy_rows, data.y_test),
         "int8": float((int8_labels == data.y_test).mean()),
     }
-    probs = parity["outputs"]["probabilities"]
+    probs = parity["outputs"][PROBABILITIES]
     lines = [
         ("data", f"{metrics['data_source']}"),
         ("sizes", f"{metrics['train_size']:,} train, {metrics['validation_size']:,} validation, "

@@ -10,14 +10,13 @@ glue code in any runtime:
     label          int64   [batch]          argmax of probabilities
 """
 
+from core.contract import IMAGE_SIZE, INPUT_NAME, LABEL, OUTPUT_NAMES, PROBABILITIES
 from core.errors import ModelError
 from trainer.backend import import_keras
 from trainer.model import SUPPORTED_INPUTS, check_classifier  # noqa: F401  (one check for evaluate and export)
 
 DEFAULT_OPSET = 18  # the highest opset tf2onnx 1.17 tests
 MIN_OPSET = 14
-INPUT_NAME = "image"
-OUTPUT_NAMES = ("probabilities", "label")
 DISTRIBUTION_TOLERANCE = 1e-3  # how far from 1 a row of probabilities may sum (float32 softmax: ~1e-7)
 
 
@@ -47,7 +46,7 @@ def as_probabilities(model, scores, where: str):
         )
     keras = import_keras()
     wrapped = keras.Sequential(
-        [keras.Input(shape=tuple(model.inputs[0].shape[1:])), model, keras.layers.Softmax(name="probabilities")],
+        [keras.Input(shape=tuple(model.inputs[0].shape[1:])), model, keras.layers.Softmax(name=PROBABILITIES)],
         name=f"{model.name}_softmax",
     )
     return wrapped, True
@@ -78,13 +77,13 @@ def keras_to_onnx(model, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSE
     import tensorflow as tf
     import tf2onnx
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.uint8, name=INPUT_NAME)])
+    @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE], tf.uint8, name=INPUT_NAME)])
     def digit_classifier(image):
         pixels = tf.reshape(tf.cast(image, tf.float32) / 255.0, [-1, *input_shape])
         probabilities = model(pixels, training=False)
         return {
-            "probabilities": probabilities,
-            "label": tf.argmax(probabilities, axis=1, output_type=tf.int64),
+            PROBABILITIES: probabilities,
+            LABEL: tf.argmax(probabilities, axis=1, output_type=tf.int64),
         }
 
     onnx_model, _ = tf2onnx.convert.from_function(

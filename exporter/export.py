@@ -1,19 +1,27 @@
 """One export, start to finish: nothing lands at --out unless every check passed.
 
 Every file is written beside its destination under a temporary name, checked,
-and only then moved into place, so a failed or interrupted export leaves no
-model a user could mistake for a verified one.
+and only then moved into place (core.files.atomic_folder_files), so a failed or
+interrupted export leaves no model a user could mistake for a verified one. The
+parity report is the exception: it is evidence either way, so it lands (atomically,
+core.files.atomic_path) even when a check failed.
 """
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import DataError, UsageError
-from core.files import check_target, refuse_overwriting, temp_beside, write_error, writing
+from core.files import (
+    atomic_folder_files,
+    atomic_path,
+    check_target,
+    refuse_overwriting,
+    write_error,
+    writing,
+)
 from exporter.convert import (
     DEFAULT_OPSET,
     as_probabilities,
@@ -117,51 +125,47 @@ def export(
         # Converted before any check: a model the converter or TFLite Micro refuses costs no check time.
         litert_files = convert_all(model, input_shape, dataset.x_train, metadata, int8, micro, str(keras_path))
 
-    # Hidden names that keep the suffix: onnxruntime tells .ort from .onnx by it.
-    temps = {key: temp_beside(path) for key, path in targets.items()}
-    try:
+    with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(onnx_model, temps["model"])
-        report = check_parity(model, temps["model"], digits, atol, rtol)
-        report.context.update(data_source=dataset.source, opset=opset)
-        if report.passed and int8:
-            from exporter.quantize import QUANTIZATION, calibration_digits, check_int8, quantize_int8
+    # The models land together when the block ends, and only if it ends without an
+    # exception; their temporary names keep the suffix (onnxruntime tells .ort from .onnx by it).
+    with atomic_folder_files({key: path for key, path in targets.items() if key != "report"}) as temps:
+        try:
+            # A variant is made only while every check before it passed: a failed export stops early.
+            onnx.save(onnx_model, temps["model"])
+            report = check_parity(model, temps["model"], digits, atol, rtol)
+            report.context.update(data_source=dataset.source, opset=opset)
+            if report.passed and int8:
+                from exporter.quantize import QUANTIZATION, calibration_digits, check_int8, quantize_int8
 
-            # Calibrated on training digits; checked on the test digits and the parity digits.
-            quantize_int8(temps["model"], temps["int8"], calibration_digits(dataset.x_train))
-            int8_model = onnx.load(temps["int8"])
-            set_metadata(int8_model, {**metadata, "quantization": QUANTIZATION})
-            onnx.save(int8_model, temps["int8"])
-            report.checks["int8"] = check_int8(
-                temps["model"], temps["int8"], dataset.x_test, dataset.y_test, real=digits, atol=atol, rtol=rtol
-            )
-        if report.passed and ort:
-            from exporter.ort_format import check_ort, convert_to_ort
+                # Calibrated on training digits; checked on the test digits and the parity digits.
+                quantize_int8(temps["model"], temps["int8"], calibration_digits(dataset.x_train))
+                int8_model = onnx.load(temps["int8"])
+                set_metadata(int8_model, {**metadata, "quantization": QUANTIZATION})
+                onnx.save(int8_model, temps["int8"])
+                report.checks["int8"] = check_int8(
+                    temps["model"], temps["int8"], dataset.x_test, dataset.y_test, real=digits, atol=atol, rtol=rtol
+                )
+            if report.passed and ort:
+                from exporter.ort_format import check_ort, convert_to_ort
 
-            convert_to_ort(temps["model"], temps["ort"])
-            report.checks["ort"] = check_ort(temps["model"], temps["ort"], digits)
-        if report.passed and tflite:
-            from exporter.litert import check_all
+                convert_to_ort(temps["model"], temps["ort"])
+                report.checks["ort"] = check_ort(temps["model"], temps["ort"], digits)
+            if report.passed and tflite:
+                from exporter.litert import check_all
 
-            check_all(litert_files, temps, model, dataset, digits, atol, rtol, report,
-                      header_name=targets["micro_h"].name if micro else "")
-
+                check_all(litert_files, temps, model, dataset, digits, atol, rtol, report,
+                          header_name=targets["micro_h"].name if micro else "")
+        except OSError as e:  # a full disk while writing a model: named by --out, the export's name
+            raise write_error(out, e) from e
         log(report.table())
         for name, check in report.checks.items():
             log(_variant_line(name, check))
         # The report is evidence either way: it lands even when the check failed.
-        temps["report"].write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        _move_into_place(temps["report"], targets["report"])
+        with atomic_path(targets["report"]) as report_temp:
+            report_temp.write_text(json.dumps(report.to_json(), indent=2) + "\n")
         if not report.passed:
             raise ParityError(report, str(out))
-        for key in ("model", *VARIANTS):
-            if key in temps:
-                _move_into_place(temps[key], targets[key])
-    except OSError as e:  # a full disk while writing a variant or the report
-        raise write_error(out, e) from e
-    finally:
-        for path in temps.values():
-            path.unlink(missing_ok=True)
 
     return Exported(
         model=out,
@@ -176,16 +180,6 @@ def _check_targets(targets: dict[str, Path], keras_path: Path, data: Path | None
     for target in targets.values():
         check_target(target)
         refuse_overwriting(target, [keras_path, *([data] if data else [])], what="export")
-
-
-def _move_into_place(temp: Path, target: Path) -> None:
-    with writing(target):
-        fd = os.open(temp, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # on disk before the rename makes it the real file
-        finally:
-            os.close(fd)
-        os.replace(temp, target)
 
 
 def _variant_line(name: str, check: dict) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.contract import IMAGE_SIZE, INPUT_NAME, NUM_CLASSES, PROBABILITIES
 from exporter.litert_check import check_tflite, check_tflite_int8
 from exporter.litert_convert import keras_to_tflite
 from exporter.litert_file import finish
@@ -19,12 +20,17 @@ from exporter.quantize import calibration_digits
 
 INT8_QUANTIZATION = ("full integer (TFLITE_BUILTINS_INT8): int8 weights and activations calibrated on real "
                      "digits; uint8 input with scale 1 and zero point 0 (the raw bytes)")
+
+
+def _contract(batch: str, output: str) -> str:
+    return (f"{INPUT_NAME}: uint8 [{batch}, {IMAGE_SIZE}, {IMAGE_SIZE}], {DIGIT_FORM} "
+            f"Output: {PROBABILITIES} {output} [{batch}, {NUM_CLASSES}]")
+
+
 CONTRACTS = {  # the file's input_contract: the ONNX model's input, its own output
-    "float": f"image: uint8 [batch, 28, 28], {DIGIT_FORM} Output: probabilities float32 [batch, 10] "
-             "(softmax); the label is the argmax.",
-    "int8": f"image: uint8 [batch, 28, 28], {DIGIT_FORM} Output: probabilities float32 [batch, 10] "
-            "(softmax, in steps of 1/256); the label is the argmax.",
-    "micro": f"image: uint8 [1, 28, 28], {DIGIT_FORM} Output: probabilities int8 [1, 10], quantized: "
+    "float": f"{_contract('batch', 'float32')} (softmax); the label is the argmax.",
+    "int8": f"{_contract('batch', 'float32')} (softmax, in steps of 1/256); the label is the argmax.",
+    "micro": f"{_contract('1', 'int8')}, quantized: "
              "probability = (value - zero point) * scale, as the tensor says (1/256 and -128 for a softmax); "
              "the label is the argmax.",
 }
@@ -93,7 +99,7 @@ def check_all(files: LiteRtFiles, temps: dict[str, Path], keras_model, dataset, 
 def variant_line(name: str, check: dict) -> str:
     mark = "✓" if check["passed"] else "✗"
     if name == "tflite":
-        probs = check["outputs"]["probabilities"]
+        probs = check["outputs"][PROBABILITIES]
         return (f"[{mark}] tflite: LiteRT vs Keras on {check['samples']:,} inputs: max abs diff "
                 f"{probs['max_abs_diff']:.2e} (atol {check['atol']:g}), labels agree {check['label_agreement']:.2%}")
     if name == "int8_tflite":

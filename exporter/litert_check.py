@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.contract import IMAGE_SIZE
 from exporter.parity import ParityReport, judge, parity_inputs
 from exporter.quantize import CROWD_SEED, MAX_ACCURACY_DROP_POINTS, MAX_SIZE_RATIO, MIN_LABEL_AGREEMENT
 
@@ -45,7 +46,7 @@ def check_tflite_int8(float_path: Path, int8_path: Path, digits: np.ndarray, tru
     float_labels = LiteRtClassifier(float_path).labels(digits)
     int8 = LiteRtClassifier(int8_path)
     int8_labels = int8.labels(digits)
-    noise = np.random.default_rng(CROWD_SEED).integers(0, 256, size=(256, 28, 28), dtype=np.uint8)
+    noise = np.random.default_rng(CROWD_SEED).integers(0, 256, size=(256, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     crowd = int8.predict(np.concatenate([real, noise]))[: len(real)]
     alone = np.concatenate([int8.predict(real[i : i + 1]) for i in range(len(real))])
     float_accuracy = float((float_labels == truth).mean())

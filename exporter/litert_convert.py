@@ -11,10 +11,8 @@ Keras model's input are inside, as in the ONNX graph:
                                and int8 out (a board need not compute in float)
 
 The converter is given a Keras model wrapping the user's (Rescaling 1/255, then
-Reshape): `from_keras_model` freezes its weights, where `from_concrete_functions` on
-a tf.function left READ_VARIABLE ops that the int8 calibrator cannot run (measured,
-TF 2.21). onnx2tf is not used: it transposed the [N, 28, 28] input unless told not to.
-Then the file is finished here: tensors named `image` and `probabilities`, the class
+Reshape): `from_keras_model` freezes its weights, which the int8 calibrator needs
+(what else was tried: docs/decisions.md, "Converting"). Then the file is finished here: tensors named `image` and `probabilities`, the class
 labels and input contract as TFLite Metadata, its buffers 16-byte aligned.
 """
 
@@ -26,12 +24,11 @@ import warnings
 
 import numpy as np
 
+from core.contract import IMAGE_SIZE, INPUT_NAME
 from core.errors import ModelError
 from trainer.backend import import_keras
 
 KINDS = ("float", "int8", "micro")
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
 CALIBRATION_BATCH = 100
 
 
@@ -46,7 +43,7 @@ def keras_to_tflite(model, input_shape: tuple[int, ...], kind: str, calibration:
     import tensorflow as tf
 
     integer = kind in ("int8", "micro")
-    image = keras.Input(shape=(28, 28), batch_size=1 if kind == "micro" else None,
+    image = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE), batch_size=1 if kind == "micro" else None,
                         dtype="float32" if integer else "uint8", name=INPUT_NAME)
     pixels = keras.layers.Reshape(input_shape)(keras.layers.Rescaling(1 / 255.0)(image))
     wrapper = keras.Model(image, model(pixels), name="digits")

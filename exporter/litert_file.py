@@ -29,6 +29,8 @@ import flatbuffers
 import numpy as np
 from flatbuffers.table import Table
 
+from core.contract import INPUT_NAME, PROBABILITIES
+
 METADATA_NAME = "TFLITE_METADATA"
 PROVENANCE_NAME = "digits_export"
 METADATA_IDENTIFIER = b"M001"
@@ -48,11 +50,11 @@ def finish(content: bytes, metadata: dict[str, str], description: str) -> bytes:
     model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
     graph = model.subgraphs[0]
     (input_index,), (output_index,) = graph.inputs, graph.outputs
-    graph.tensors[input_index].name = b"image"
-    graph.tensors[output_index].name = b"probabilities"
+    graph.tensors[input_index].name = INPUT_NAME.encode()
+    graph.tensors[output_index].name = PROBABILITIES.encode()
     for signature in model.signatureDefs or []:
-        signature.inputs[0].name = b"image"
-        signature.outputs[0].name = b"probabilities"
+        signature.inputs[0].name = INPUT_NAME.encode()
+        signature.outputs[0].name = PROBABILITIES.encode()
 
     labels = json.loads(metadata["class_labels"])
     entries = {
@@ -135,14 +137,14 @@ def model_metadata(description: str, contract: str, classes: int) -> bytes:
     # The input: a grayscale image, raw bytes (no normalization: it is inside the model).
     image_properties = table([(0, "byte", _GRAYSCALE)])  # ImageProperties: color_space
     image_content = table([(0, "uint8", _IMAGE_PROPERTIES), (1, "offset", image_properties)])
-    image_name, image_text = b.CreateString("image"), b.CreateString(contract)
+    image_name, image_text = b.CreateString(INPUT_NAME), b.CreateString(contract)
     image_stats = stats(0.0, 255.0)
     image = table([(0, "offset", image_name), (1, "offset", image_text), (3, "offset", image_content),
                    (5, "offset", image_stats)])
 
     feature_properties = _empty_table(b)  # FeatureProperties has no fields
     output_content = table([(0, "uint8", _FEATURE_PROPERTIES), (1, "offset", feature_properties)])
-    output_name = b.CreateString("probabilities")
+    output_name = b.CreateString(PROBABILITIES)
     output_text = b.CreateString(f"Probability of each of the {classes} classes (softmax); the label is the argmax")
     output_stats = stats(0.0, 1.0)
     output_files = vector([label_file])

@@ -6,13 +6,17 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core.contract import CLASS_LABELS, IMAGE_SIZE, INPUT_NAME, LABEL, NUM_CLASSES, PROBABILITIES
+
+# LeCun's recipe, as batch/decode.py applies it to an image of any size.
 DIGIT_FORM = (
-    "one MNIST-style digit per row: white (255) ink on black (0), centred by centre of mass "
-    "in a 20x20 box; no preprocessing needed."
+    "one MNIST-style digit per row: white (255) ink on black (0), fit into 20x20 keeping its "
+    f"aspect ratio and placed so that its centre of mass lies at the centre of the {IMAGE_SIZE}x{IMAGE_SIZE} "
+    "field; no preprocessing needed."
 )
 INPUT_CONTRACT = (
-    f"image: uint8 [batch, 28, 28], {DIGIT_FORM} "
-    "Outputs: probabilities float32 [batch, 10] (softmax), label int64 [batch] (argmax)."
+    f"{INPUT_NAME}: uint8 [batch, {IMAGE_SIZE}, {IMAGE_SIZE}], {DIGIT_FORM} "
+    f"Outputs: {PROBABILITIES} float32 [batch, {NUM_CLASSES}] (softmax), {LABEL} int64 [batch] (argmax)."
 )
 
 
@@ -67,7 +71,7 @@ def export_metadata(keras_path: Path) -> dict[str, str]:
     import tf2onnx
 
     return {
-        "class_labels": json.dumps([str(d) for d in range(10)]),
+        "class_labels": json.dumps(list(CLASS_LABELS)),
         "input_contract": INPUT_CONTRACT,
         **training_metrics(keras_path),
         "source_model": keras_path.name,

@@ -5,15 +5,17 @@ max absolute, max relative and mean absolute difference. The check passes when
 np.allclose(onnx, keras, atol, rtol) holds for the probabilities and the labels
 agree on every input, except where Keras's own top two probabilities are within
 that same tolerance of each other: there the label is a tie that any
-floating-point difference may break, and another CPU breaks it otherwise. Inputs: real digits plus the edges a deployment meets
-(blank, saturated, noise, a batch of 1, a batch of 4,096). onnx's own reference
-evaluator gives a second, independent opinion on part of the real digits.
+floating-point difference may break, and another CPU may break it otherwise. Inputs:
+real digits plus the edges a deployment meets (blank, saturated, noise, a batch of 1,
+a batch of 4,096). onnx's own reference evaluator gives a second, independent opinion
+on part of the real digits.
 """
 
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from core.contract import IMAGE_SIZE, INPUT_NAME, LABEL, OUTPUT_NAMES, PROBABILITIES
 from core.errors import EXIT_CHECK_FAILED, DigitsError
 
 DEFAULT_ATOL = 1e-5
@@ -85,7 +87,7 @@ class ParityReport:
             "atol": self.atol,
             "rtol": self.rtol,
             "samples": self.samples,
-            "outputs": {name: self.output(name) for name in ("probabilities", "label")},
+            "outputs": {PROBABILITIES: self.output("probabilities"), LABEL: self.output("label")},
             "label_agreement": self.label_agreement,
             "cases": [asdict(c) for c in self.cases],
             **self.checks,
@@ -174,14 +176,15 @@ def judge(case: str, runtime: str, keras_probs: np.ndarray, onnx_probs: np.ndarr
 def parity_inputs(real: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """Named uint8 [N, 28, 28] batches: the real digits and the edge cases."""
     rng = np.random.default_rng(EDGE_SEED)
-    noise = rng.integers(0, 256, size=(256, 28, 28), dtype=np.uint8)
+    digit = (IMAGE_SIZE, IMAGE_SIZE)
+    noise = rng.integers(0, 256, size=(256, *digit), dtype=np.uint8)
     return [
         ("real digits", real),
-        ("all zeros", np.zeros((4, 28, 28), np.uint8)),
-        ("all 255", np.full((4, 28, 28), 255, np.uint8)),
+        ("all zeros", np.zeros((4, *digit), np.uint8)),
+        ("all 255", np.full((4, *digit), 255, np.uint8)),
         ("uniform noise", noise),
         ("batch of 1", real[:1]),
-        ("batch of 4,096", np.resize(np.concatenate([real, noise]), (4096, 28, 28))),
+        ("batch of 4,096", np.resize(np.concatenate([real, noise]), (4096, *digit))),
     ]
 
 
@@ -198,12 +201,12 @@ def check_parity(keras_model, onnx_path, real: np.ndarray, atol: float = DEFAULT
     report = ParityReport(atol=atol, rtol=rtol)
     for case, digits in parity_inputs(real):
         keras_probs = predict_keras(keras_model, digits, batch_size=len(digits))
-        probs, labels = session.run(["probabilities", "label"], {"image": digits})
+        probs, labels = session.run(list(OUTPUT_NAMES), {INPUT_NAME: digits})
         report.cases.append(judge(case, "onnxruntime", keras_probs, probs, labels, atol, rtol))
 
     subset = real[:REFERENCE_SAMPLES]
     evaluator = ReferenceEvaluator(onnx.load(str(onnx_path)))
-    probs, labels = evaluator.run(["probabilities", "label"], {"image": subset})
+    probs, labels = evaluator.run(list(OUTPUT_NAMES), {INPUT_NAME: subset})
     keras_probs = predict_keras(keras_model, subset, batch_size=len(subset))
     report.cases.append(judge("real digits", "onnx reference", keras_probs, probs, labels, atol, rtol))
     return report

@@ -1,42 +1,20 @@
 """The int8 variant: static QDQ quantization calibrated on real digits, and its check.
 
-A digit must get one answer, whatever batch it is in and whichever runtime runs it.
-Measured by benchmarks/int8_variants.py on the seed's MLP (bundled sample; accuracy on
-its 1,000 test digits, float 0.9500; the rest on 2,000 real digits; "alone vs batch":
-each digit run alone against the same digit in a batch of 2,256; "vs reference": onnx's
-ReferenceEvaluator; labels that differ, then the max abs difference of the probabilities):
+A digit must get one answer, whatever batch it is in and whichever runtime runs it. So
+the scales are static, fixed at export from calibration digits (dynamic quantization
+takes them from the batch in hand), and onnxruntime's exact integer arithmetic then
+gives a digit the same output alone or in any batch. Chosen: static QDQ of the layers
+with weights only (MatMul, Conv: bias, ReLU, pooling and softmax stay float),
+per-channel s8 weights with reduce_range (7 bits, so a CPU without VNNI cannot saturate
+its 16-bit sums of pairs), u8 activations, MinMax ranges from up to 1,000 training
+digits. The variants measured against it: docs/decisions.md, "The int8 variant".
 
-| variant                               | size | accuracy | agrees with float | alone vs batch | vs reference |
-|---------------------------------------|------|----------|-------------------|----------------|--------------|
-| dynamic, s8 weights (the old variant) | 26%  | 0.9500   | 99.95%            | 1, 4.0e-2      | 0, 2.4e-7    |
-| dynamic, s8 weights, reduce_range     | 26%  | 0.9500   | 99.95%            | 0, 3.5e-2      | 0, 2.4e-7    |
-| dynamic, u8 weights                   | 26%  | 0.9500   | 100.00%           | 0, 3.0e-2      | 0, 2.4e-7    |
-| static QDQ, every op                  | 27%  | 0.9500   | 100.00%           | 0, 0           | 0, 3.9e-3    |
-| static QDQ, MatMul only               | 27%  | 0.9500   | 100.00%           | 0, 0           | 0, 2.4e-7    |
-| static QDQ, MatMul only, u8 weights   | 27%  | 0.9500   | 100.00%           | 0, 0           | 0, 1.9e-6    |
-| static QDQ, MatMul only, reduce_range | 27%  | 0.9500   | 100.00%           | 0, 0           | 0, 2.4e-7    |
-
-Dynamic quantization takes each activation's scale from the batch in hand, so a digit's
-answer depends on its neighbours (up to 0.04 here, and a changed label). Static scales
-are fixed at export from calibration digits, and onnxruntime's integer arithmetic is
-exact, so a digit gives bit-identical output alone or among 2,000 others. Quantizing
-every op quantizes the softmax too, whose output then moves in steps of 1/255;
-quantizing the MatMuls alone keeps bias, ReLU and softmax in float.
-
-Chosen: the last row. Static QDQ, MatMul only, per-channel s8 weights with reduce_range
-(7 bits), u8 activations, MinMax ranges from up to 1,000 training digits. reduce_range
-is for CPUs without VNNI, where onnxruntime's u8s8 kernel adds pairs of products in 16
-bits and can saturate (255 x 127 x 2 > 32767; 255 x 63 x 2 is not). This machine has
-VNNI, so the table cannot show saturation, and reduce_range cost nothing measurable
-here. u8 weights avoid saturation too, but ran 1.5x to 1.9x slower in two runs.
-
-onnx's reference evaluator is not exact for these models: it dequantizes and multiplies
-in float32, where onnxruntime adds integers exactly. A sum within float32's error of a
-rounding boundary can land one step off: on a weakly trained MLP (3 epochs, 600
-digits), 1 digit of 2,000, exact value 172.49999451, onnxruntime 172, the reference 173,
-moving that digit's probabilities by 7.3e-3. So the check asks of the reference: every
-label equal, at least 99.5% of digits within atol/rtol, none further than 0.05.
-onnxruntime against itself (alone vs batch) must be within atol/rtol on every digit.
+check_int8's gates: against the float model, labels agree on >= 99%, accuracy drops
+<= 0.5 points, weights <= 35%; each digit alone gives what it gives in a large batch
+(every label, probabilities within atol/rtol); and onnx's reference evaluator, which
+dequantizes and multiplies in float32 and so may land one step off where a sum sits at
+a rounding boundary, agrees on every label, with >= 99.5% of digits within atol/rtol
+and none further than 0.05.
 
 The file is written at opset 19 or later: the reference evaluator implements
 QuantizeLinear/DequantizeLinear from opset 19 on, which for int8 equal opset 13's.
@@ -47,18 +25,20 @@ from pathlib import Path
 
 import numpy as np
 
+from core.contract import IMAGE_SIZE, INPUT_NAME, PROBABILITIES
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
 
 MIN_LABEL_AGREEMENT = 0.99
 MAX_ACCURACY_DROP_POINTS = 0.5
 MAX_SIZE_RATIO = 0.35  # of the float model's weight bytes (its initializers)
 CALIBRATION_DIGITS = 1000  # training digits whose activation ranges (MinMax) set the scales
+CALIBRATION_BATCH = 250  # digits per calibration batch: MinMax ranges do not depend on it
 MIN_OPSET = 19  # the reference evaluator's Q/DQ start at opset 19
 CROWD_SEED = 0
 REFERENCE_MIN_CLOSE = 0.995  # share of digits within atol/rtol of the reference evaluator
-REFERENCE_MAX_DIFF = 0.05  # one step off at a requantization moved a digit by 7.3e-3 (docstring)
+REFERENCE_MAX_DIFF = 0.05  # one step off at a requantization moved a digit by 7.3e-3 (docs/decisions.md)
 # The layers with weights: the MLP's MatMuls and a CNN's convolutions. Bias, ReLU, pooling and
-# softmax stay float, as the table above chose for the MLP.
+# softmax stay float, as the measured variants chose for the MLP (docs/decisions.md).
 QUANTIZED_OPS = ("MatMul", "Conv")
 QUANTIZATION = "int8 static QDQ: MatMul and Conv, per-channel s8 weights (reduce_range), u8 activations calibrated on real digits"
 
@@ -69,32 +49,37 @@ def calibration_digits(train: np.ndarray, n: int = CALIBRATION_DIGITS) -> np.nda
     return train[picks]
 
 
+def calibration_reader(digits: np.ndarray, batch: int = CALIBRATION_BATCH):
+    """onnxruntime's CalibrationDataReader over uint8 [N, 28, 28] digits, `batch` at a time,
+    fed to the model's input: the one reader for the export and benchmarks/int8_variants.py.
+    A reader is read once; make one per quantize_static call."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    digits = np.ascontiguousarray(digits, dtype=np.uint8)
+
+    class DigitBatches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{INPUT_NAME: digits[i : i + batch]} for i in range(0, len(digits), batch)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    return DigitBatches()
+
+
 def quantize_int8(float_path: Path, int8_path: Path, calibration: np.ndarray) -> None:
     """Write the int8 model: activation ranges from `calibration`, uint8 [N, 28, 28] real digits."""
     import logging
 
     import onnx
     from onnx import version_converter
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class Digits(CalibrationDataReader):
-        def __init__(self, digits: np.ndarray, batch: int = 250):
-            self.batches = iter([{"image": digits[i : i + batch]} for i in range(0, len(digits), batch)])
-
-        def get_next(self):
-            return next(self.batches, None)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice at WARNING
     quantize_static(
         float_path,
         int8_path,
-        Digits(np.ascontiguousarray(calibration, dtype=np.uint8)),
+        calibration_reader(calibration),
         quant_format=QuantFormat.QDQ,
         op_types_to_quantize=list(QUANTIZED_OPS),
         per_channel=True,
@@ -111,10 +96,8 @@ def quantize_int8(float_path: Path, int8_path: Path, calibration: np.ndarray) ->
 
 
 def weight_bytes(path: Path) -> int:
-    """Bytes of a model's initializers: what quantization shrinks. The file also holds the
-    graph (node and tensor names), about 10 kB whatever the weights: 7% of the seed's
-    MLP, but a third of keras.io's CNN (139 kB of weights), whose int8 file measured 38%
-    of the float file while its weights were 26%."""
+    """Bytes of a model's initializers: what quantization shrinks (the file also holds the
+    graph's names, a fixed cost; why the gate is on weights: docs/decisions.md)."""
     import onnx
     from onnx import numpy_helper
 
@@ -133,7 +116,7 @@ def alone_and_in_a_crowd(int8_path: Path, digits: np.ndarray) -> tuple[np.ndarra
     from batch.model import OnnxClassifier
 
     classifier = OnnxClassifier(int8_path)
-    noise = np.random.default_rng(CROWD_SEED).integers(0, 256, size=(256, 28, 28), dtype=np.uint8)
+    noise = np.random.default_rng(CROWD_SEED).integers(0, 256, size=(256, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     crowd = classifier.predict(np.concatenate([digits, noise]))[: len(digits)]
     alone = np.concatenate([classifier.predict(digits[i : i + 1]) for i in range(len(digits))])
     return alone, crowd
@@ -144,7 +127,7 @@ def reference_probabilities(path: Path, digits: np.ndarray) -> np.ndarray:
     import onnx
     from onnx.reference import ReferenceEvaluator
 
-    (probs,) = ReferenceEvaluator(onnx.load(path)).run(["probabilities"], {"image": digits})
+    (probs,) = ReferenceEvaluator(onnx.load(path)).run([PROBABILITIES], {INPUT_NAME: digits})
     return probs
 
 
@@ -154,7 +137,7 @@ def check_int8(float_path: Path, int8_path: Path, digits: np.ndarray, truth: np.
     size of the weights) and against itself: on the `real` digits (default `digits`), each digit alone
     gives what it gives in a large batch (every label equal, probabilities within
     atol/rtol), and onnxruntime gives what onnx's reference evaluator gives (every label
-    equal, probabilities as close as the module docstring explains)."""
+    equal, probabilities as close as the module docstring says)."""
     real = digits if real is None else real
     float_labels = _probabilities(float_path, digits).argmax(1)
     int8_labels = _probabilities(int8_path, digits).argmax(1)

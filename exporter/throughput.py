@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.contract import IMAGE_SIZE
+
 BATCH_SIZES = (1, 64, 1024, 8192)
 MIN_SECONDS = 0.3  # per model and batch size: enough repeats for a stable median
 MIN_REPEATS = 5
@@ -60,7 +62,7 @@ def measure(models: dict[str, Path], keras_path: Path | None, batch_sizes=BATCH_
     from batch.model import OnnxClassifier
 
     rng = np.random.default_rng(seed)
-    digits = rng.integers(0, 256, size=(max(batch_sizes), 28, 28), dtype=np.uint8)
+    digits = rng.integers(0, 256, size=(max(batch_sizes), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     results: dict[str, dict[int, float]] = {}
     for name, path in models.items():
         # The classifier `digits classify` uses: it takes every model classify takes

@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from core.contract import NUM_CLASSES
 from trainer.backend import import_keras
 from trainer.data import Mnist
 from trainer.data.digitset import stratified_split
@@ -18,10 +19,8 @@ def stop_between_batches(model):
     """Ctrl-C or SIGTERM while fitting stops training after the batch in hand; the
     program's own handler then acts, from plain Python after `fit` has returned.
 
-    An exception raised by a signal handler in the middle of `fit` unwinds through
-    TensorFlow's input pipeline while its threads still run, and corrupted the heap:
-    glibc aborted the process (SIGABRT, "free(): invalid next size") in about half of
-    the runs of a SIGTERM test on a loaded machine, measured.
+    Raising from the signal handler inside `fit` instead corrupted TensorFlow's heap
+    (docs/decisions.md, "Stopping training").
     """
     if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's
         yield
@@ -80,7 +79,7 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
     model.summary(print_fn=lambda line, **_: summary(line))
     shape = tuple(model.inputs[0].shape)
     x = model_input(data.x_train, shape)
-    y = keras.utils.to_categorical(data.y_train, 10)
+    y = keras.utils.to_categorical(data.y_train, NUM_CLASSES)
     validation = (x[val_idx], y[val_idx]) if len(val_idx) else None
     training = (
         _augmented(data.x_train[fit_idx], y[fit_idx], shape, recipe)

@@ -2,7 +2,8 @@
 
 import numpy as np
 
-NUM_CLASSES = 10
+from core.contract import NUM_CLASSES
+
 EPSILON = 1e-7  # Keras clips probabilities the same way in its cross-entropy
 
 

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS
 from core.errors import ModelError
 from core.files import PathError, require_file
 from trainer.backend import import_keras
-
-NUM_CLASSES = 10
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ def build_mlp(dropout: float = RECIPE.dropout):
 
     model = keras.Sequential(
         [
-            keras.Input(shape=(784,), name="pixels"),
+            keras.Input(shape=(PIXELS,), name="pixels"),
             layers.Dense(256, activation="relu"),
             layers.Dropout(dropout),
             layers.Dense(128, activation="relu"),
@@ -73,7 +72,7 @@ def build_cnn(dropout: float = CNN_DEFAULTS["dropout"]):
 
     model = keras.Sequential(
         [
-            keras.Input(shape=(28, 28, 1), name="pixels"),
+            keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), name="pixels"),
             layers.Conv2D(32, 3, activation="relu"),
             layers.MaxPooling2D(2),
             layers.Conv2D(64, 3, activation="relu"),
@@ -156,7 +155,7 @@ def predict_keras(model, digits: np.ndarray, batch_size: int = 1024) -> np.ndarr
 
 
 # Input shapes (batch axis dropped) a Keras digit model may take.
-SUPPORTED_INPUTS = ((784,), (28, 28), (28, 28, 1))
+SUPPORTED_INPUTS = ((PIXELS,), (IMAGE_SIZE, IMAGE_SIZE), (IMAGE_SIZE, IMAGE_SIZE, 1))
 
 
 def check_classifier(model, where: str) -> tuple[int, ...]:

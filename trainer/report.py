@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.contract import NUM_CLASSES
+
 
 def write_json(path: Path, payload: dict) -> None:
     path.write_text(json.dumps(payload, indent=2) + "\n")
@@ -44,8 +46,8 @@ def plot_confusion(matrix: list[list[int]], path: Path, title: str = "Confusion 
     for (i, j), count in np.ndenumerate(m):
         ax.text(j, i, str(count), ha="center", va="center", fontsize=8,
                 color="white" if count > m.max() / 2 else "black")
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
+    ax.set_xticks(range(NUM_CLASSES))
+    ax.set_yticks(range(NUM_CLASSES))
     ax.set_xlabel("predicted label")
     ax.set_ylabel("true label")
     ax.set_title(title)
@@ -56,7 +58,7 @@ def plot_confusion(matrix: list[list[int]], path: Path, title: str = "Confusion 
 
 def format_confusion(matrix: list[list[int]]) -> str:
     """The matrix as a text table: rows true labels, columns predicted."""
-    lines = ["true\\pred " + "".join(f"{c:>6}" for c in range(10))]
+    lines = ["true\\pred " + "".join(f"{c:>6}" for c in range(NUM_CLASSES))]
     for label, row in enumerate(matrix):
         lines.append(f"{label:>9} " + "".join(f"{n:>6}" for n in row))
     return "\n".join(lines)

@@ -5,6 +5,7 @@ every `digits classify --engine ray --address ...` joins it, as a user's
 program joins a real cluster. The references are the local engine's own rows.
 """
 
+import contextlib
 import csv
 import io
 import json
@@ -122,7 +123,8 @@ def test_starts_its_own_local_ray_without_address(exported_onnx, sample, tmp_pat
     assert ours.stdout == local.stdout  # stdout csv, byte for byte
     assert summary_line(ours.stderr) == summary_line(local.stderr) == \
         "done: 353 items, 350 classified, 3 failed, 0 skipped"
-    assert "Traceback" not in ours.stderr and len(ours.stderr.splitlines()) == 2, ours.stderr
+    assert "Traceback" not in ours.stderr and len(ours.stderr.splitlines()) == 3, ours.stderr
+    assert ours.stderr.startswith("ray: ready in ") and "s to start Ray" in ours.stderr
 
 
 # ---- on the module's cluster -------------------------------------------------
@@ -206,7 +208,7 @@ def _classify_actors() -> list[int]:
     for pid in _descendants(os.getpid()):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"Classify" in f.read():
+                if b"ShardWorker" in f.read():
                     found.append(pid)
         except OSError:
             continue
@@ -308,7 +310,7 @@ def test_sharded_jsonl_and_csv_output(exported_onnx, png_folder, cluster, tmp_pa
         for row in written:
             expected = local[row["source"]]
             assert str(row["label"] if row["label"] is not None else "") == expected["label"]
-            assert (row["error"] or "") == expected["error"]
+            assert (row.get("error") or "") == expected["error"]
 
 
 def test_unwritable_output_dir_is_one_line_exit_1(exported_onnx, png_folder, cluster, tmp_path):
@@ -316,3 +318,210 @@ def test_unwritable_output_dir_is_one_line_exit_1(exported_onnx, png_folder, clu
     result = run_ray(exported_onnx, png_folder / "part1", "--glob", "0000*", "--output-dir",
                      tmp_path / "a-file" / "shards", address=cluster)
     assert_one_line_error(result, 1, "a-file/shards", "cannot write the output")
+
+
+# ---- hostile input (issue 21, classes 5, 14, 22, 23, 24) --------------------------
+
+def test_output_dir_that_holds_files_is_refused_untouched(exported_onnx, png_folder, cluster, tmp_path):
+    # Class 5: a stale shard was read back with the job's own (exit 3), and a second job
+    # into the same folder doubled every row.
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    (shards / "part-000000.csv").write_text("source,label,confidence,error\nold.png,,,stale\n")
+    result = run_ray(exported_onnx, png_folder / "part1", "--glob", "0000*", "--output-dir", shards,
+                     address=cluster)
+    assert_one_line_error(result, 1, str(shards), "must be new or empty")
+    assert sorted(os.listdir(shards)) == ["part-000000.csv"]
+    fresh = tmp_path / "fresh"
+    first = run_ray(exported_onnx, png_folder / "part1", "--glob", "0000*", "--output-dir", fresh, address=cluster)
+    assert first.returncode == 3, first.stderr
+    written = sorted(os.listdir(fresh))
+    again = run_ray(exported_onnx, png_folder / "part1", "--glob", "0000*", "--output-dir", fresh, address=cluster)
+    assert_one_line_error(again, 1, "must be new or empty")
+    assert sorted(os.listdir(fresh)) == written
+    assert sum(len(rows_of(f.read_text())) for f in fresh.iterdir()) == 11
+
+
+def _silent_listener():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()  # the kernel completes connections; nothing ever answers
+    return listener
+
+
+def test_address_of_a_program_that_is_not_ray_is_one_line_exit_1(exported_onnx, tmp_path):
+    # Class 14: a non-Ray program on the port hung the job for minutes, deaf to SIGTERM.
+    import threading
+
+    def http_1(server):
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1024)
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    silent, http = _silent_listener(), _silent_listener()
+    threading.Thread(target=http_1, args=(http,), daemon=True).start()
+    try:
+        for listener in (silent, http):
+            address = f"127.0.0.1:{listener.getsockname()[1]}"
+            started = time.monotonic()
+            result = subprocess.run([sys.executable, "-m", "digits", "classify", str(exported_onnx), str(tmp_path),
+                                     "--engine", "ray", "--address", address], cwd=ROOT, capture_output=True,
+                                    text=True, timeout=120)
+            assert time.monotonic() - started < 60
+            assert_one_line_error(result, 1, address, "is not a Ray cluster")
+    finally:
+        silent.close()
+        http.close()
+
+
+def test_non_utf8_file_name_into_parquet_shards(exported_onnx, sample, cluster, tmp_path):
+    # Class 22: one file name that is not UTF-8 failed a whole --output-dir job, leaving partial shards.
+    import pyarrow.dataset as pads
+
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), sample.x_test[i])
+    odd = os.path.join(os.fsencode(folder), b"caf\xe9.png")
+    with open(odd, "wb") as f:
+        f.write((folder / "0.png").read_bytes())
+    shards = tmp_path / "shards"
+    result = run_ray(exported_onnx, folder, "--output-dir", shards, "--format", "parquet", address=cluster)
+    assert result.returncode == 0, result.stderr
+    assert summary_line(result.stderr) == "done: 4 items, 4 classified, 0 failed, 0 skipped"
+    table = pads.dataset(shards, format="parquet").to_table().to_pylist()
+    assert len(table) == 4 and all(r["error"] is None for r in table)
+    assert f"{folder}/caf\\xe9.png" in {r["source"] for r in table}
+    # In csv the name is written as its own bytes, as the local engine writes it.
+    local, ours = (subprocess.run([sys.executable, "-m", "digits", "classify", str(exported_onnx), str(folder), *extra],
+                                  cwd=ROOT, capture_output=True, timeout=600)
+                   for extra in ([], ["--engine", "ray", "--address", cluster]))
+    assert ours.returncode == local.returncode == 0, ours.stderr
+    assert ours.stdout == local.stdout and b"caf\xe9.png" in ours.stdout
+
+
+def test_shards_that_cannot_be_written_are_one_line(exported_onnx, png_folder, cluster, tmp_path):
+    # The folder could not be made on the driver's side check (a URI), so every shard's write fails.
+    result = run_ray(exported_onnx, png_folder / "part1", "--glob", "0000*", "--output-dir",
+                     "file:///proc/digits-no-such-folder", address=cluster)
+    assert_one_line_error(result, 1, "file:///proc/digits-no-such-folder", "cannot write the output")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_empty_folder_gets_the_local_engines_note(exported_onnx, sample, cluster, tmp_path):
+    # Class 24: the Ray engine left out the note that a named folder held nothing to classify.
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.txt").write_text("no digits")
+    array = tmp_path / "a.npy"
+    np.save(array, sample.x_test[:3])
+    args = (exported_onnx, tmp_path / "empty", array, tmp_path / "text")
+    local = run_digits("classify", *args)
+    ours = run_ray(*args, address=cluster)
+    assert ours.returncode == local.returncode == 0, ours.stderr
+    notes = [line for line in local.stderr.splitlines() if line.startswith("note:")]
+    assert len(notes) == 2
+    assert [line for line in ours.stderr.splitlines() if line.startswith("note:")] == notes
+    assert ours.stdout == local.stdout
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("when", ["early", "late"])
+def test_sigterm_while_ray_starts_is_one_line_exit_130_and_leaves_nothing(exported_onnx, sample, when):
+    # Class 23: SIGTERM during Ray's start-up exited 15 (or aborted, 134) with no message,
+    # and left Ray's processes running for minutes.
+    import shutil
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="dr", dir="/tmp")  # short: Ray's socket paths live under it
+    array = os.path.join(ray_tmp, "a.npy")
+    np.save(array, sample.x_test[:5])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env["RAY_TMPDIR"] = ray_tmp
+    job = subprocess.Popen([sys.executable, "-m", "digits", "classify", str(exported_onnx), array, "--engine", "ray"],
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        # early: as soon as Ray's first process runs; late: once its raylet does.
+        wanted = "gcs_server" if when == "early" else "raylet"
+        while time.monotonic() < deadline and job.poll() is None:
+            if any(wanted.encode() in open(f"/proc/{pid}/cmdline", "rb").read()
+                   for pid in _processes_naming(ray_tmp) if os.path.exists(f"/proc/{pid}")):
+                break
+            time.sleep(0.05)
+        assert job.poll() is None, job.communicate()
+        job.send_signal(signal.SIGTERM)
+        stdout, stderr = job.communicate(timeout=120)
+        assert job.returncode == 130, stderr
+        assert_one_line_error(subprocess.CompletedProcess(job.args, job.returncode, stdout, stderr), 130,
+                              "interrupted while Ray was starting")
+        assert stdout == ""
+        deadline = time.monotonic() + 20
+        while _processes_naming(ray_tmp) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _processes_naming(ray_tmp) == []
+    finally:
+        if job.poll() is None:
+            job.kill()
+        for pid in _processes_naming(ray_tmp):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_more_actors_than_cpus_are_capped_not_waited_for(exported_onnx, sample, cluster, tmp_path):
+    # Each actor holds a CPU: a third actor on this 2-CPU cluster would have waited forever.
+    array = tmp_path / "a.npy"
+    np.save(array, sample.x_test[:20])
+    result = subprocess.run([sys.executable, "-m", "digits", "classify", str(exported_onnx), str(array),
+                             "--engine", "ray", "--address", cluster, "--concurrency", "5"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert "2 model actors on 2 CPUs of 1 node)" in result.stderr
+    assert len(rows_of(result.stdout)) == 20
+
+
+def _model_failing_above_two_digits(path) -> None:
+    """A float model that runs on the load probe's 2 digits and fails on any other batch
+    (a Reshape to exactly [2, 784]): onnxruntime fails inside a shard."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).normal(size=(784, 10)).astype(np.float32)
+    nodes = [helper.make_node("Reshape", ["pixels", "two"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "w"], ["z"]),
+             helper.make_node("Softmax", ["z"], ["scores"])]
+    graph = helper.make_graph(nodes, "two-only", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 784])],
+                              [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 10])],
+                              [numpy_helper.from_array(weights, "w"),
+                               numpy_helper.from_array(np.array([2, 784], np.int64), "two")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_a_model_failing_in_a_shard_is_one_line_naming_input_and_cause(sample, cluster, tmp_path):
+    # Class 22: a failed job flooded stderr with Ray Data's logs and ended with a line about
+    # retry backoff that named neither the input nor the cause.
+    model = tmp_path / "two-only.onnx"
+    _model_failing_above_two_digits(model)
+    array = tmp_path / "a.npy"
+    np.save(array, sample.x_test[:100])
+    result = run_ray(model, array, address=cluster)
+    assert_one_line_error(result, 1, f"the shard from {array}", "ModelError", "onnxruntime failed on a batch of 100")
+    assert len(result.stderr.splitlines()) == 1, result.stderr

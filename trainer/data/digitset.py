@@ -4,10 +4,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS
 from core.errors import DataError
 
-SHAPE = (28, 28)
-NUM_CLASSES = 10
+SHAPE = (IMAGE_SIZE, IMAGE_SIZE)
 # Sources without a test part of their own (the bundled sample, a flat image
 # folder) hold this much out for testing, the same way every time.
 TEST_FRACTION = 0.2
@@ -36,7 +36,7 @@ def check_images(images: np.ndarray, where: str) -> np.ndarray:
     """
     if images.dtype == object or not np.issubdtype(images.dtype, np.integer):
         raise DataError(f"{where}: images must be integers 0..255, found dtype {images.dtype}")
-    if images.ndim == 2 and images.shape[1] == SHAPE[0] * SHAPE[1]:
+    if images.ndim == 2 and images.shape[1] == PIXELS:
         images = images.reshape(-1, *SHAPE)
     if images.ndim != 3 or images.shape[1:] != SHAPE:
         raise DataError(f"{where}: images must have shape (N, 28, 28) or (N, 784), found {images.shape}")

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from core.contract import MAX_DATA_FILE_BYTES
 from core.errors import DataError
 from core.files import MISSING, PathError, kind_of, require_file
 from trainer.data.digitset import Mnist, check_images, check_labels
 
 UBYTE = 0x08
-MAX_BYTES = 2**32  # one IDX file, unpacked: MNIST's largest is 47 MB
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 
@@ -61,9 +61,10 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
-                raw = unzipped.read(MAX_BYTES + 1)  # capped: a gzip bomb is refused, not unpacked
-            if len(raw) > MAX_BYTES:
-                raise DataError(f"{path}: unpacks to more than {MAX_BYTES // 2**30} GiB; not MNIST")
+                # capped: a gzip bomb is refused, not unpacked (MNIST's largest file is 47 MB)
+                raw = unzipped.read(MAX_DATA_FILE_BYTES + 1)
+            if len(raw) > MAX_DATA_FILE_BYTES:
+                raise DataError(f"{path}: unpacks to more than {MAX_DATA_FILE_BYTES // 2**30} GiB; not MNIST")
     except PathError as e:
         raise DataError(str(e)) from e
     except MemoryError as e:

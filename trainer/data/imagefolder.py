@@ -15,11 +15,12 @@ import numpy as np
 
 from batch.decode import ImageError, decode_digit
 from batch.inputs import is_image_path
+from core.contract import CLASS_LABELS
 from core.errors import DataError
 from core.files import PathError, open_regular
 from trainer.data.digitset import SPLIT_SEED, TEST_FRACTION, Mnist, split_off_test
 
-CLASS_DIRS = [str(d) for d in range(10)]
+CLASS_DIRS = list(CLASS_LABELS)  # a class's folder is named by its label
 
 
 def is_image_folder(folder: Path) -> bool:
@@ -89,9 +90,8 @@ def _decode_file(path: Path) -> np.ndarray:
 
 
 def _read_images(paths: list[Path]) -> np.ndarray:
-    # One thread: a small digit decodes in microseconds, so the Python around it
-    # dominates, and two threads took twice as long as one (4,000 64x64 PNGs:
-    # 0.97 s against 0.48 s, measured).
+    # One thread: the Python around a small digit's decode dominates, and two threads
+    # were slower than one (docs/decisions.md, "Reading an image folder").
     return np.stack([_decode_file(p) for p in paths])
 
 

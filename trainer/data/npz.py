@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from batch.arrays import ArrayError, read_npy_header
+from core.contract import MAX_DATA_FILE_BYTES
 from core.errors import DataError
 from trainer.data.digitset import Mnist, check_images, check_labels
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
-MAX_BYTES = 2**32  # one array: full MNIST's largest is 47 MB
 
 
 def _members(path: Path) -> dict[str, str]:
@@ -48,8 +48,9 @@ def _read_member(path: Path, key: str, member: str) -> np.ndarray:
                     raise DataError(f"{where}: {e}") from e
                 header = f.tell()
                 declared = math.prod(shape) * dtype.itemsize
-                if declared > MAX_BYTES:  # a zip bomb may be honest about its size
-                    raise DataError(f"{where}: {declared:,} bytes; more than {MAX_BYTES // 2**30} GiB is not MNIST")
+                # a zip bomb may be honest about its size; full MNIST's largest array is 47 MB
+                if declared > MAX_DATA_FILE_BYTES:
+                    raise DataError(f"{where}: {declared:,} bytes; more than {MAX_DATA_FILE_BYTES // 2**30} GiB is not MNIST")
                 if declared != info.file_size - header:
                     raise DataError(
                         f"{where}: header says {shape} {dtype} = {declared:,} bytes, archive holds {info.file_size - header:,}"

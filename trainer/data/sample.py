@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.contract import PIXELS
 from core.errors import DataError
 from trainer.data.digitset import Mnist, check_images, check_labels, split_off_test
 
@@ -38,10 +39,10 @@ def read_csv_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
             table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
     except (OSError, EOFError, zlib.error, ValueError) as e:
         raise DataError(f"{path}: not a csv of digits ({e})") from e
-    if table.shape[1] != 785:
-        raise DataError(f"{path}: expected 785 columns (784 pixels, label), found {table.shape[1]}")
-    images = check_images(table[:, :784], str(path))
-    return images, check_labels(table[:, 784], len(images), str(path))
+    if table.shape[1] != PIXELS + 1:
+        raise DataError(f"{path}: expected {PIXELS + 1} columns ({PIXELS} pixels, label), found {table.shape[1]}")
+    images = check_images(table[:, :PIXELS], str(path))
+    return images, check_labels(table[:, PIXELS], len(images), str(path))
 
 
 def load_sample() -> Mnist:
