@@ -26,6 +26,7 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 FLOAT_INPUT_SHAPES = ([PIXELS], [IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, IMAGE_SIZE, 1], [1, IMAGE_SIZE, IMAGE_SIZE])
 FLOAT_OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
+PROBE_DIGITS = 3  # digits a model is run on when it is loaded (blank, full, a gradient)
 
 
 def _describe(node) -> str:
@@ -101,6 +102,7 @@ class OnnxClassifier:
         on the probe are not distributions gives logits, and gets a softmax."""
         probe = np.stack([np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.full((IMAGE_SIZE, IMAGE_SIZE), 255, np.uint8),
                           np.tile(np.arange(0, 252, 9, dtype=np.uint8), (IMAGE_SIZE, 1))])
+        assert len(probe) == PROBE_DIGITS
         scores = self._checked(self._run(self._feed(probe)), len(probe))
         self.logits = self.output != PROBABILITIES and not distributions(scores)
         self._probabilities(scores)

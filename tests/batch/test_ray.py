@@ -498,11 +498,13 @@ def test_more_actors_than_cpus_are_capped_not_waited_for(exported_onnx, sample, 
     assert len(rows_of(result.stdout)) == 20
 
 
-def _model_failing_above_two_digits(path) -> None:
-    """A float model that runs on the load probe's 2 digits and fails on any other batch
-    (a Reshape to exactly [2, 784]): onnxruntime fails inside a shard."""
+def _model_failing_above_the_probe(path) -> None:
+    """A float model that runs on the load probe's digits and fails on any other batch
+    (a Reshape to exactly [PROBE_DIGITS, 784]): onnxruntime fails inside a shard."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+
+    from batch.model import PROBE_DIGITS
 
     weights = np.random.default_rng(0).normal(size=(784, 10)).astype(np.float32)
     nodes = [helper.make_node("Reshape", ["pixels", "two"], ["flat"]),
@@ -511,7 +513,7 @@ def _model_failing_above_two_digits(path) -> None:
     graph = helper.make_graph(nodes, "two-only", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 784])],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 10])],
                               [numpy_helper.from_array(weights, "w"),
-                               numpy_helper.from_array(np.array([2, 784], np.int64), "two")])
+                               numpy_helper.from_array(np.array([PROBE_DIGITS, 784], np.int64), "two")])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
@@ -519,7 +521,7 @@ def test_a_model_failing_in_a_shard_is_one_line_naming_input_and_cause(sample, c
     # Class 22: a failed job flooded stderr with Ray Data's logs and ended with a line about
     # retry backoff that named neither the input nor the cause.
     model = tmp_path / "two-only.onnx"
-    _model_failing_above_two_digits(model)
+    _model_failing_above_the_probe(model)
     array = tmp_path / "a.npy"
     np.save(array, sample.x_test[:100])
     result = run_ray(model, array, address=cluster)
