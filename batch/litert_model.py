@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from batch.scores import check_probabilities
+from batch.scores import check_probabilities, probe_digits
 from core.errors import DigitsError, ModelError
 from core.files import require_file
 
@@ -79,7 +79,7 @@ class LiteRtClassifier:
         """`threads`: LiteRT's threads per call (0: its default). `spin` and `interruptible`
         are taken for OnnxClassifier's signature and have no LiteRT counterpart (a LiteRT
         call cannot be ended from outside; its calls on digits are short). `probe`: run
-        the model once on two blank digits."""
+        the model once on the probe digits."""
         del spin, interruptible
         require_litert(f"{path}: a .tflite model")
         try:
@@ -128,11 +128,10 @@ class LiteRtClassifier:
         return interpreter
 
     def _probe(self) -> None:
-        """Run the model once on two blank digits, as OnnxClassifier does: a model that
-        loads but cannot run is refused at load."""
-        probabilities = self.predict(np.zeros((2, 28, 28), np.uint8))
-        if probabilities.shape != (2, NUM_CLASSES):
-            raise ModelError(f"{self.path}: model gives {list(probabilities.shape)} for 2 digits; needs [2,10]")
+        """Run the model once on the probe digits (batch.scores.probe_digits), as
+        OnnxClassifier does: a model that loads but cannot run, or whose output breaks
+        the contract, is refused at load."""
+        self.predict(probe_digits())
 
     def stop(self) -> None:
         """OnnxClassifier.stop's counterpart: LiteRT cannot end a call under way, so the

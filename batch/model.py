@@ -15,7 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from batch.scores import check_probabilities, checked_scores, distributions, softmax
+from batch.scores import (
+    check_probabilities,
+    checked_scores,
+    distributions,
+    probe_digits,
+    softmax,
+)
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
 from core.errors import DigitsError, ModelError
 from core.files import require_file
@@ -26,7 +32,6 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 FLOAT_INPUT_SHAPES = ([PIXELS], [IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, IMAGE_SIZE, 1], [1, IMAGE_SIZE, IMAGE_SIZE])
 FLOAT_OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
-PROBE_DIGITS = 3  # digits a model is run on when it is loaded (blank, full, a gradient)
 
 
 def _describe(node) -> str:
@@ -100,9 +105,7 @@ class OnnxClassifier:
         not a probability distribution) is refused here, at load, before any row is
         written. A model whose output is not named `probabilities` and whose values
         on the probe are not distributions gives logits, and gets a softmax."""
-        probe = np.stack([np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.full((IMAGE_SIZE, IMAGE_SIZE), 255, np.uint8),
-                          np.tile(np.arange(0, 252, 9, dtype=np.uint8), (IMAGE_SIZE, 1))])
-        assert len(probe) == PROBE_DIGITS
+        probe = probe_digits()
         scores = self._checked(self._run(self._feed(probe)), len(probe))
         self.logits = self.output != PROBABILITIES and not distributions(scores)
         self._probabilities(scores)

@@ -5,8 +5,19 @@ LiteRT's), so each model call is held to the same rule; numpy over the block.
 
 import numpy as np
 
-from core.contract import NUM_CLASSES
+from core.contract import IMAGE_SIZE, NUM_CLASSES
 from core.errors import ModelError
+
+PROBE_DIGITS = 3  # digits every model is run on when it is loaded
+
+
+def probe_digits() -> np.ndarray:
+    """uint8 [PROBE_DIGITS, 28, 28]: blank, full, and a left-to-right gradient. Outputs
+    that are the same for every input (a blank digit's) cannot tell logits from
+    probabilities; three unlike digits can."""
+    return np.stack([np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.full((IMAGE_SIZE, IMAGE_SIZE), 255, np.uint8),
+                     np.tile(np.arange(0, 252, 9, dtype=np.uint8), (IMAGE_SIZE, 1))])
+
 
 # How far a probability distribution computed in float32 may stray from 0..1 and a sum of 1.
 _SUM_TOLERANCE = 1e-3

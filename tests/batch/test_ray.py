@@ -504,7 +504,7 @@ def _model_failing_above_the_probe(path) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from batch.model import PROBE_DIGITS
+    from batch.scores import PROBE_DIGITS
 
     weights = np.random.default_rng(0).normal(size=(784, 10)).astype(np.float32)
     nodes = [helper.make_node("Reshape", ["pixels", "two"], ["flat"]),
