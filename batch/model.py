@@ -83,6 +83,7 @@ class OnnxClassifier:
         self._run_options = ort.RunOptions()
         self._beside: ThreadPoolExecutor | None = None  # where calls from the main thread run
         self.interruptible = interruptible
+        self.threads = threads
         if probe:
             self._probe()
 
