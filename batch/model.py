@@ -94,6 +94,7 @@ class OnnxClassifier:
         self._run_options = ort.RunOptions()
         self._beside: ThreadPoolExecutor | None = None  # where calls from the main thread run
         self.interruptible = interruptible
+        self.threads = threads
         # What the output holds is decided once, at the probe, for the whole model:
         # `probabilities` (by name, or by its values on the probe), else logits.
         self.logits = False

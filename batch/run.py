@@ -120,7 +120,7 @@ class _LocalRun:
             # runs without many images never load multiprocessing.
             from batch.workers import WorkerPool
 
-            self.pool = WorkerPool(self.workers, self.classifier.path, self.invert, self.writer.format)
+            self.pool = WorkerPool(self.workers, self.classifier, self.invert, self.writer.format)
             for waiting in self.waiting:
                 self._submit(waiting)
             self.waiting.clear()

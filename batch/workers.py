@@ -68,7 +68,8 @@ class WorkerPool:
     """
 
     def __init__(self, workers: int, model: Path, invert: str, row_format: RowFormat, ahead: int = 4):
-        """`model`: the file each worker loads (the caller has loaded and checked it).
+        """`model`: the classifier the caller loaded and checked (a one-thread OnnxClassifier
+        is used by the workers as the fork leaves it), or the path of a model each worker loads.
         `ahead`: blocks queued per worker, so none waits for the parent between blocks.
 
         One worker is started here (WorkersNotStarted if it cannot be); the others one
@@ -230,8 +231,28 @@ def _close(tasks: int, connections, processes: list, reader: list, kill: bool = 
             process.join()
 
 
-def _serve(task_read: int, results, inherited, paths_memory, model: Path, invert: str,
-           row_format: RowFormat) -> None:
+def _classifier(model) -> tuple[object | None, str | None]:
+    """(the worker's classifier, None), or (None, why it could not be had).
+
+    The parent's onnxruntime session is used as the fork left it: a one-thread session
+    has no threads of its own, and no call is under way while the pool forks, so there
+    is nothing a fork could cut in half; a worker then starts in the time of a fork,
+    not of a session (~35 ms for the MLP). Anything else is loaded from its file."""
+    from batch.model import OnnxClassifier, load_classifier
+
+    if isinstance(model, OnnxClassifier) and model.threads == 1:
+        model.interruptible = False  # its helper thread did not survive the fork; signals are the parent's
+        return model, None
+    try:
+        path = model.path if hasattr(model, "path") else model
+        # Probed again: the probe is where a model's output is judged probabilities or
+        # logits, and a worker must judge as its parent did (three digits, a millisecond).
+        return load_classifier(path, threads=1, spin=False, interruptible=False), None
+    except DigitsError as e:  # the parent loaded it a moment ago: the file changed, or memory ran out
+        return None, str(e)
+
+
+def _serve(task_read: int, results, inherited, paths_memory, model, invert: str, row_format: RowFormat) -> None:
     # Ctrl-C, or a SIGTERM to the process group, reaches the workers too; only the
     # parent decides what stops, and then ends them.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -241,13 +262,7 @@ def _serve(task_read: int, results, inherited, paths_memory, model: Path, invert
     for conn in inherited:  # others' pipe ends, likewise
         conn.close()
     silence_stderr()  # libpng's lines for a corrupt PNG: the file's error row says it
-    try:
-        from batch.model import load_classifier
-
-        classifier = load_classifier(model, threads=1, spin=False, interruptible=False)
-        failure = None
-    except DigitsError as e:  # the parent loaded it a moment ago: the file changed, or memory ran out
-        classifier, failure = None, str(e)
+    classifier, failure = _classifier(model)
     digits = np.zeros((IMAGE_BLOCK, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     no_counts = [0] * NUM_CLASSES
     while True:
