@@ -10,7 +10,7 @@ import os
 import resource
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal, TextIO
 
@@ -76,6 +76,8 @@ def classify(model: Path, inputs: list[str], options: ClassifyOptions = Classify
     output that cannot be written or resumed, options that do not go together.
     """
     options.check()
+    if options.output is not None and not isinstance(options.output, Path):  # a str is taken too
+        options = replace(options, output=Path(options.output))
     if options.engine == "ray":
         return _on_ray(Path(model), inputs, options, stop, stdin)
     return _local(Path(model), inputs, options, stop, stdin)

@@ -252,6 +252,22 @@ def _classifier(model) -> tuple[object | None, str | None]:
         return None, str(e)
 
 
+def _warm_up(classifier, invert: str, row_format: RowFormat, digits: np.ndarray) -> None:
+    """One blank PNG through the whole block path, before the first task comes: a process's
+    first decode and first model call cost a few milliseconds more than later ones (pages
+    the fork shares are copied, libraries set themselves up), and the run should not wait
+    for that on its first block."""
+    import cv2
+
+    from batch.decode import decode_digits
+
+    blank = cv2.imencode(".png", digits[0])[1].tobytes()
+    try:
+        row_format.rows(["blank.png"], classifier.predict(decode_digits([blank], invert, out=digits[:1])[0]))
+    except DigitsError:
+        pass  # the block that meets it says so
+
+
 def _serve(task_read: int, results, inherited, paths_memory, model, invert: str, row_format: RowFormat) -> None:
     # Ctrl-C, or a SIGTERM to the process group, reaches the workers too; only the
     # parent decides what stops, and then ends them.
@@ -264,6 +280,8 @@ def _serve(task_read: int, results, inherited, paths_memory, model, invert: str,
     silence_stderr()  # libpng's lines for a corrupt PNG: the file's error row says it
     classifier, failure = _classifier(model)
     digits = np.zeros((IMAGE_BLOCK, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    if failure is None:
+        _warm_up(classifier, invert, row_format, digits)
     no_counts = [0] * NUM_CLASSES
     while True:
         try:
