@@ -6,8 +6,6 @@ it, so the rows are byte-identical wherever a block is done.
 """
 
 import os
-import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from stat import S_ISREG
 
@@ -17,7 +15,7 @@ from batch.decode import decode_digits
 from batch.model import OnnxClassifier
 from batch.writer import RowFormat
 from core.contract import MAX_IMAGE_FILE_BYTES, NUM_CLASSES
-from core.files import PathError, open_regular
+from core.files import PathError, open_regular, stderr_muted
 
 READ_AHEAD = 64 * 1024  # one read takes a digit image whole
 
@@ -77,7 +75,7 @@ def decode_files(paths: list, invert: str, out: np.ndarray | None = None, read=N
     file's bytes or why not (default read_file)."""
     if stderr_silenced:
         return decode_digits(list(map(read or read_file, paths)), invert, out=out)
-    with _libpng_silenced():
+    with stderr_muted():  # libpng's lines for a corrupt PNG: the file's error row says it
         return decode_digits(list(map(read or read_file, paths)), invert, out=out)
 
 
@@ -94,23 +92,6 @@ def silence_stderr() -> None:
     os.dup2(null, 2)
     os.close(null)
     stderr_silenced = True
-
-
-@contextmanager
-def _libpng_silenced():
-    """stderr (descriptor 2) is /dev/null while images decode in a process that has more
-    to say there: libpng's lines for a corrupt PNG are the file's error row already.
-    Three system calls a block."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
-        os.close(null)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def read_file(path: str) -> bytes | str:

@@ -10,8 +10,6 @@ zero point, which are dequantized here. Imported only for a model path ending in
 
 import contextlib
 import importlib.util
-import os
-import sys
 import threading
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import numpy as np
 
 from batch.scores import check_probabilities, probe_digits
 from core.errors import DigitsError, ModelError
-from core.files import require_file
+from core.files import require_file, stderr_muted
 
 NUM_CLASSES = 10
 _INT8_SOFTMAX_STEP = 1 / 256
@@ -55,16 +53,9 @@ def _quiet_once():
     if _announced:
         yield
         return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    with stderr_muted():
         yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-        _announced = True
+    _announced = True
 
 
 def _new_interpreter(content: bytes, threads: int | None):

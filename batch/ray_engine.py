@@ -47,6 +47,7 @@ from batch.summary import Summary
 from batch.writer import RowFormat, RowWriter
 from core.contract import IMAGE_BLOCK, MAX_IMAGE_FILE_BYTES, NUM_CLASSES, PIXELS
 from core.errors import DigitsError, UsageError
+from core.files import stderr_muted
 
 try:
     import ray
@@ -489,14 +490,14 @@ def connect(options: RayOptions) -> float:
         kwargs.update(num_cpus=options.num_cpus, include_dashboard=False,
                       object_store_memory=LOCAL_OBJECT_STORE_BYTES)
     try:
-        with _muted_stderr(), _signals_stop_start():
+        with stderr_muted(), _signals_stop_start():
             ray.init(**kwargs)
     except _StartInterrupted:
-        with _muted_stderr():
+        with stderr_muted():
             ray.shutdown()  # stops the processes a local start began; a joined cluster runs on
         raise RayInterrupted("interrupted while Ray was starting; nothing of this run is left running") from None
     except (ConnectionError, RuntimeError, ValueError) as e:
-        with _muted_stderr():
+        with stderr_muted():
             ray.shutdown()
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise RayEngineError(f"cannot start or join {where}: {_first_line(e)}") from e
@@ -555,28 +556,6 @@ def _handshake(address: str, timeout: float = HANDSHAKE_SECONDS) -> None:
         raise RayEngineError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from e
     if len(answer) < 9 or answer[3] != 0x04:  # frame type 4: SETTINGS
         raise RayEngineError(f"{address} is not a Ray cluster: it does not answer as Ray's GCS server does")
-
-
-@contextlib.contextmanager
-def _muted_stderr():
-    """File descriptor 2 to /dev/null for a while: C++ code writes there, not to sys.stderr."""
-    try:
-        sys.stderr.flush()
-    except (AttributeError, OSError, ValueError):  # stderr closed
-        pass
-    try:
-        saved = os.dup(2)
-    except OSError:  # fd 2 closed: nothing to mute
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 def default_concurrency() -> int:

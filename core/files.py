@@ -21,6 +21,7 @@ Only the standard library: batch/ (the runtime) stands on this module.
 import errno
 import os
 import stat
+import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -353,3 +354,28 @@ def lock_folder(folder: Path) -> FolderLock:
             raise OutputError(f"{folder}: another run is writing this folder; wait for it or give another --out") from e
         raise write_error(folder, e) from e
     return FolderLock(fd)
+
+
+@contextmanager
+def stderr_muted() -> Iterator[None]:
+    """Descriptor 2 goes to /dev/null for a while: what C libraries print there straight
+    (libpng's lines for a corrupt PNG, Ray's core starting, LiteRT's delegate notice)
+    is not for our stderr, which carries the summary and `digits: error:` lines. Python's
+    own sys.stderr is flushed first; with descriptor 2 closed there is nothing to mute."""
+    try:
+        sys.stderr.flush()
+    except (AttributeError, OSError, ValueError):  # stderr closed or gone
+        pass
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
