@@ -13,10 +13,11 @@ from typing import BinaryIO
 
 import numpy as np
 
+from core.contract import PIXELS
 from core.errors import DigitsError
 from core.files import PathError, open_regular
 
-ROW = 28 * 28
+ROW = PIXELS  # bytes of one uint8 digit
 SCAN_ROWS = 65_536  # rows per read when checking float arrays for range and NaN
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from core.contract import IMAGE_BLOCK
 from core.errors import UsageError
 from core.files import FOLDER, MISSING, REGULAR, kind_of
 
@@ -45,7 +46,7 @@ class ErrorItem:
 
 Item = ImageItem | ArrayItem | ErrorItem
 ImageRun = list  # consecutive image files of one folder, as paths (iter_runs)
-RUN = 256  # images in a run at most: the first ones go to the decoders before the folder's last is looked at
+RUN = IMAGE_BLOCK  # images in a run at most: the first ones go to the workers before the folder's last is looked at
 
 
 @dataclass
@@ -76,8 +77,8 @@ def _suffix(name: str) -> str:
 def _list_folder(folder: str) -> tuple[list[str], dict[str, object]] | str:
     """The folder's entry names, sorted, and what is known of the few that are not
     regular files (_FOLDER, _OTHER, or the OSError raised asking); or why it cannot
-    be listed. Names only: an os.DirEntry costs ~210 bytes held, a name ~70
-    (measured), and a folder's whole listing is held to walk it in sorted order."""
+    be listed. Names only (an os.DirEntry costs three times a name held: docs/decisions.md),
+    and a folder's whole listing is held to walk it in sorted order."""
     names: list[str] = []
     special: dict[str, object] = {}
     try:
@@ -198,7 +199,7 @@ class _Folder:
     where the next entry that is not a regular file (a subfolder, a FIFO ...) lies."""
 
     def __init__(self, path: str, names: list[str], special: dict[str, object], folder_id: tuple[int, int]):
-        self.prefix = os.path.join(path, "")  # + name: os.path.join per file cost ~0.5 us (measured)
+        self.prefix = os.path.join(path, "")  # + name: os.path.join per file costs more than a file's walk
         self.names, self.special, self.id = names, special, folder_id
         self.at = 0
         self._specials = [i for i, name in enumerate(names) if name in special] if special else []

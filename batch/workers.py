@@ -205,8 +205,9 @@ def _not_started(e: OSError) -> WorkersNotStarted:
 
 
 def _encoded(paths: list[str]) -> bytes:
-    """Paths as the bytes the OS gets, NUL-separated. One encode for the whole block: per
-    path it cost ~0.4 us. A name too long to open goes as it is: the worker's open says so."""
+    """Paths as the bytes the OS gets, NUL-separated, in one encode for the whole block (one
+    per path cost more than the walk of a file). A name too long to open goes as it is: the
+    worker's open says so."""
     return "\0".join(paths).encode(_FS_ENCODING, _FS_ERRORS)
 
 

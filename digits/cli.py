@@ -22,7 +22,7 @@ def _interrupted_early(signum, frame) -> None:
 
 # Each command lives with its part and is imported only when it is run (or for the
 # whole program's --help): `digits classify` does not pay for importing the trainer's
-# and the exporter's command modules (~15 ms of a run, measured).
+# and the exporter's command modules (docs/decisions.md).
 COMMANDS = {
     "train": ("trainer.cli", "train"),
     "evaluate": ("trainer.cli", "evaluate"),
