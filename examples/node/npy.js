@@ -481,13 +481,30 @@ function checkFloats(array) {
       if (values.above1(i)) above = true;
     }
     if (low < 0 || high > 1 || above) {
-      throw new ArrayError(`float values must lie in 0..1, found ${g(low)}..${g(high)} (rows from ${start.toLocaleString("en-US")})`);
+      throw new ArrayError(`float values must lie in 0..1, found ${pythonRepr(low)}..${pythonRepr(high)} (rows from ${start.toLocaleString("en-US")})`);
     }
   }
 }
 
-function g(x) {
-  return require("./rows").g6(x);
+// A float as Python's repr writes it (what digits classify prints for a value out of range):
+// the shortest digits that read back the same, fixed from 1e-4 up to 1e16, else with an
+// exponent of at least two digits; an integral value keeps its ".0".
+function pythonRepr(x) {
+  if (Object.is(x, -0)) return "-0.0";
+  if (x === 0) return "0.0";
+  const [mantissa, exponent] = Math.abs(x).toExponential().split("e");
+  const digits = mantissa.replace(".", "");
+  const exp = Number(exponent);
+  const sign = x < 0 ? "-" : "";
+  if (exp >= -4 && exp < 16) {
+    if (exp < 0) return `${sign}0.${"0".repeat(-exp - 1)}${digits}`;
+    const whole = digits.slice(0, exp + 1).padEnd(exp + 1, "0");
+    const fraction = digits.slice(exp + 1);
+    return `${sign}${whole}.${fraction || "0"}`;
+  }
+  const head = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
+  const e = Math.abs(exp) < 10 ? `0${Math.abs(exp)}` : `${Math.abs(exp)}`;
+  return `${sign}${head}e${exp < 0 ? "-" : "+"}${e}`;
 }
 
 module.exports = { ArrayError, openDigits, blocks, ROW, literal, parseHeader };
