@@ -123,11 +123,7 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
                       workers=options.workers or cores, model_calls=cores,
                       advance=bar.advance if bar else (lambda n: None), stop=flag, done=done)
     finally:
-        if hasattr(flag, "restore"):
-            flag.restore()
-        if bar:
-            bar.close()
-        _close_rows(stream, output)
+        _end(flag, bar, stream, output)
     summary.skipped, summary.empty_folders = expanded.skipped, expanded.empty
     summary.cpu_main, summary.cpu_workers = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
     return summary
@@ -167,15 +163,21 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
             batch_size=options.batch_size, null=options.null, review_below=options.review_below,
             options=ray_options, advance=bar.advance if bar else (lambda n: None), stop=flag)
     finally:
-        if hasattr(flag, "restore"):
-            flag.restore()
-        if bar:
-            bar.close()
-        _close_rows(stream, output)
+        _end(flag, bar, stream, output)
         ray_engine.ray.shutdown()
     summary.connect_seconds, summary.joined = connected, bool(options.address or os.environ.get("RAY_ADDRESS"))
     summary.cluster_seconds = connected + summary.ready_seconds
     return summary
+
+
+def _end(flag, bar, stream: TextIO | None, output: Path | None) -> None:
+    """What a run undoes however it ends: our signal handlers (when we installed them), the
+    progress bar, the output (closed: a failed close is a failed write)."""
+    if hasattr(flag, "restore"):  # a StopFlag we installed, not the caller's callable
+        flag.restore()
+    if bar:
+        bar.close()
+    _close_rows(stream, output)
 
 
 def _stop_flag(stop):

@@ -55,19 +55,6 @@ def classify_block(paths: list[str], invert: str, classifier: OnnxClassifier, ro
     return BlockRows(text, per_label, failed, review)
 
 
-def read_digit(path: str, invert: str) -> np.ndarray | str:
-    """The digit in one image file, or why it could not be had."""
-    from batch.decode import ImageError, decode_digit
-
-    data = read_file(path)
-    if isinstance(data, str):
-        return data
-    try:
-        return decode_digit(data, invert)
-    except ImageError as e:
-        return str(e)
-
-
 def decode_files(paths: list, invert: str, out: np.ndarray | None = None, read=None
                  ) -> tuple[np.ndarray, list[str | None]]:
     """Read and decode image files: (uint8 [N, 28, 28] digits, errors), errors[i] saying

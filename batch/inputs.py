@@ -1,4 +1,4 @@
-"""INPUT arguments -> an ordered list, or stream, of things to classify.
+"""INPUT arguments -> an ordered stream of things to classify.
 
 Named files and folders (walked in sorted order, so runs repeat), `-` for a
 list of paths on standard input (one per line, or NUL-separated). What a path
@@ -51,7 +51,6 @@ RUN = IMAGE_BLOCK  # images in a run at most: the first ones go to the workers b
 
 @dataclass
 class Expanded:
-    items: list[Item] = field(default_factory=list)
     skipped: int = 0
     empty: list[str] = field(default_factory=list)  # named folders that gave no item
 
@@ -252,8 +251,10 @@ def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = N
               stdin: BinaryIO | None = None, null: bool = False, out: Expanded | None = None,
               skip: Skip | None = None
               ) -> Iterator[Item | ImageRun]:
-    """The items of expand_inputs, as a stream: a folder's files come as its walk
-    reaches them, so a run never holds the items of a whole tree at once, and a
+    """Every named input's items, in input order, as a stream (folders walked in sorted
+    order; `-` reads a list of paths from `stdin`, binary, default the process's standard
+    input): a folder's files come as its walk reaches them, so a run never holds the
+    items of a whole tree at once, and a
     folder's consecutive image files come as one ImageRun (a list of their paths)
     rather than an ImageItem each. `out.skipped` and `out.empty` fill as the stream
     goes. Standard input is read here, at once, so that its usage errors come
@@ -269,11 +270,7 @@ def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = N
 def iter_inputs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
                 stdin: BinaryIO | None = None, null: bool = False, out: Expanded | None = None) -> Iterator[Item]:
     """iter_runs with every image as its own ImageItem."""
-    return _images_one_by_one(iter_runs(inputs, recursive, pattern, stdin, null, out))
-
-
-def _images_one_by_one(entries: Iterator[Item | ImageRun]) -> Iterator[Item]:
-    for entry in entries:
+    for entry in iter_runs(inputs, recursive, pattern, stdin, null, out):
         if isinstance(entry, list):
             yield from map(ImageItem, entry)
         else:
@@ -284,15 +281,6 @@ def _stream(inputs, listed, recursive, pattern, out: Expanded, skip: Skip | None
             ) -> Iterator[Item | ImageRun]:
     for arg in inputs:
         yield from _expand_paths(listed if arg == "-" else [arg], recursive, pattern, out, skip)
-
-
-def expand_inputs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
-                  stdin: BinaryIO | None = None, null: bool = False, skip: Skip | None = None) -> Expanded:
-    """Items in input order; folders walked in sorted order; `-` reads a list of paths
-    from `stdin` (binary; default: the process's standard input)."""
-    out = Expanded()
-    out.items = list(_images_one_by_one(iter_runs(inputs, recursive, pattern, stdin, null, out, skip)))
-    return out
 
 
 def _expand_paths(paths: list[str], recursive: bool, pattern: str | None, out: Expanded,

@@ -617,7 +617,6 @@ def classify(
             raise RayEngineError(f"the Ray job failed: {_cause(e)}") from None
     del model_data  # held until here: a restarted actor reads the model again
     summary.skipped, summary.empty_folders = expanded.skipped, expanded.empty
-    summary.items = summary.classified + summary.failed
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -105,7 +105,6 @@ class _LocalRun:
             if self.pool is not None:
                 self.pool.close(kill=interrupted)
         self.summary.workers = self.pool.workers if self.pool is not None else 0
-        self.summary.items = self.summary.classified + self.summary.failed
         self.summary.seconds = time.perf_counter() - start
         return self.summary
 

@@ -9,7 +9,6 @@ from core.contract import NUM_CLASSES
 
 @dataclass
 class Summary:
-    items: int = 0  # rows this run wrote: classified + failed
     classified: int = 0
     failed: int = 0
     skipped: int = 0  # files in walked folders that are neither images nor .npy
@@ -26,6 +25,11 @@ class Summary:
     # worker processes: what limits a run on many cores (make bench differences two runs).
     cpu_main: float = 0.0
     cpu_workers: float = 0.0
+
+    @property
+    def items(self) -> int:
+        """Rows this run wrote (kept rows not counted)."""
+        return self.classified + self.failed
 
     @property
     def digits_per_second(self) -> float:

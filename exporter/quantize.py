@@ -110,16 +110,58 @@ def _probabilities(path: Path, digits: np.ndarray) -> np.ndarray:
     return OnnxClassifier(path).predict(digits)
 
 
-def alone_and_in_a_crowd(int8_path: Path, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def alone_and_in_a_crowd(model, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities, float32 [N, 10], of each digit run alone, and of the same digits in
-    one large batch with uniform noise mixed in (noise widens any range taken from the batch)."""
+    one large batch with uniform noise mixed in (noise widens any range taken from the batch).
+    `model`: a classifier (anything with predict), or the path of an .onnx model."""
     from batch.model import OnnxClassifier
 
-    classifier = OnnxClassifier(int8_path)
+    classifier = model if hasattr(model, "predict") else OnnxClassifier(model)
     noise = np.random.default_rng(CROWD_SEED).integers(0, 256, size=(256, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     crowd = classifier.predict(np.concatenate([digits, noise]))[: len(digits)]
     alone = np.concatenate([classifier.predict(digits[i : i + 1]) for i in range(len(digits))])
     return alone, crowd
+
+
+def int8_gates(float_labels: np.ndarray, int8_labels: np.ndarray, truth: np.ndarray, alone: np.ndarray,
+               crowd: np.ndarray, float_path: Path, int8_path: Path) -> dict:
+    """What every int8 check reports, ONNX and LiteRT alike: label agreement with the float
+    model, accuracy of both against `truth`, the files' sizes, and each digit alone against
+    in a crowd (alone_and_in_a_crowd)."""
+    float_accuracy = float((float_labels == truth).mean())
+    int8_accuracy = float((int8_labels == truth).mean())
+    return {
+        "samples": int(len(float_labels)),
+        "label_agreement": float((float_labels == int8_labels).mean()),
+        "float_accuracy": float_accuracy,
+        "int8_accuracy": int8_accuracy,
+        "accuracy_drop_points": round((float_accuracy - int8_accuracy) * 100, 4),
+        "float_bytes": os.path.getsize(float_path),
+        "int8_bytes": os.path.getsize(int8_path),
+        "consistency_samples": int(len(alone)),
+        "batch_label_agreement": float((alone.argmax(1) == crowd.argmax(1)).mean()),
+        "batch_max_abs_diff": float(np.abs(alone - crowd).max(initial=0.0)),
+    }
+
+
+def int8_failures(check: dict, alone: np.ndarray, crowd: np.ndarray, atol: float, rtol: float, float_name: str,
+                  size: str) -> list[str]:
+    """The gates of int8_gates' check that failed, in words. `size`: the check's key for
+    the size ratio judged (weight_ratio: the weights; size_ratio: the whole file)."""
+    failures = []
+    if check["label_agreement"] < MIN_LABEL_AGREEMENT:
+        failures.append(f"labels agree with {float_name} on {check['label_agreement']:.2%} < {MIN_LABEL_AGREEMENT:.0%}")
+    if check["accuracy_drop_points"] > MAX_ACCURACY_DROP_POINTS:
+        failures.append(f"accuracy drops {check['accuracy_drop_points']:.2f} points > {MAX_ACCURACY_DROP_POINTS}")
+    if check[size] > MAX_SIZE_RATIO:
+        what = "weights are" if size == "weight_ratio" else "file is"
+        failures.append(f"{what} {check[size]:.0%} of {float_name}'s > {MAX_SIZE_RATIO:.0%}")
+    if check["batch_label_agreement"] < 1.0 or not np.allclose(alone, crowd, atol=atol, rtol=rtol):
+        failures.append(
+            f"a digit alone and in a batch of {len(crowd) + 256:,} differ (labels agree "
+            f"{check['batch_label_agreement']:.2%}, probabilities by up to {check['batch_max_abs_diff']:.2e})"
+        )
+    return failures
 
 
 def reference_probabilities(path: Path, digits: np.ndarray) -> np.ndarray:
@@ -141,41 +183,19 @@ def check_int8(float_path: Path, int8_path: Path, digits: np.ndarray, truth: np.
     real = digits if real is None else real
     float_labels = _probabilities(float_path, digits).argmax(1)
     int8_labels = _probabilities(int8_path, digits).argmax(1)
-    float_accuracy = float((float_labels == truth).mean())
-    int8_accuracy = float((int8_labels == truth).mean())
     alone, crowd = alone_and_in_a_crowd(int8_path, real)
     runtime = _probabilities(int8_path, real)
     reference = reference_probabilities(int8_path, real)
     check = {
         "quantization": QUANTIZATION,
-        "samples": int(len(digits)),
-        "label_agreement": float((float_labels == int8_labels).mean()),
-        "float_accuracy": float_accuracy,
-        "int8_accuracy": int8_accuracy,
-        "accuracy_drop_points": round((float_accuracy - int8_accuracy) * 100, 4),
-        "float_bytes": os.path.getsize(float_path),
-        "int8_bytes": os.path.getsize(int8_path),
-        "consistency_samples": int(len(real)),
-        "batch_label_agreement": float((alone.argmax(1) == crowd.argmax(1)).mean()),
-        "batch_max_abs_diff": float(np.abs(alone - crowd).max(initial=0.0)),
+        **int8_gates(float_labels, int8_labels, truth, alone, crowd, float_path, int8_path),
         "reference_label_agreement": float((runtime.argmax(1) == reference.argmax(1)).mean()),
         "reference_max_abs_diff": float(np.abs(runtime - reference).max(initial=0.0)),
         "reference_close": float(np.isclose(runtime, reference, atol=atol, rtol=rtol).all(axis=1).mean()),
     }
     check["size_ratio"] = check["int8_bytes"] / check["float_bytes"]
     check["weight_ratio"] = weight_bytes(int8_path) / weight_bytes(float_path)
-    failures = []
-    if check["label_agreement"] < MIN_LABEL_AGREEMENT:
-        failures.append(f"labels agree with the float model on {check['label_agreement']:.2%} < {MIN_LABEL_AGREEMENT:.0%}")
-    if check["accuracy_drop_points"] > MAX_ACCURACY_DROP_POINTS:
-        failures.append(f"accuracy drops {check['accuracy_drop_points']:.2f} points > {MAX_ACCURACY_DROP_POINTS}")
-    if check["weight_ratio"] > MAX_SIZE_RATIO:
-        failures.append(f"weights are {check['weight_ratio']:.0%} of the float model's > {MAX_SIZE_RATIO:.0%}")
-    if check["batch_label_agreement"] < 1.0 or not np.allclose(alone, crowd, atol=atol, rtol=rtol):
-        failures.append(
-            f"a digit alone and in a batch of {len(crowd) + 256:,} differ (labels agree "
-            f"{check['batch_label_agreement']:.2%}, probabilities by up to {check['batch_max_abs_diff']:.2e})"
-        )
+    failures = int8_failures(check, alone, crowd, atol, rtol, "the float model", size="weight_ratio")
     if (check["reference_label_agreement"] < 1.0 or check["reference_close"] < REFERENCE_MIN_CLOSE
             or check["reference_max_abs_diff"] > REFERENCE_MAX_DIFF):
         failures.append(
