@@ -17,6 +17,7 @@ already imported; each keeps only its own pipe ends, so when the parent dies,
 even by SIGKILL, every worker reads end-of-file on the task pipe and exits.
 """
 
+import errno
 import mmap
 import multiprocessing
 import multiprocessing.connection
@@ -82,7 +83,10 @@ class WorkerPool:
         self.capacity = workers * ahead
         # MAP_SHARED and anonymous: the parent writes paths, the workers read them. Pages
         # are only resident once touched, and a slot's area is mostly never touched.
-        self._paths_memory = mmap.mmap(-1, self.capacity * _PATH_AREA)
+        try:
+            self._paths_memory = mmap.mmap(-1, self.capacity * _PATH_AREA)
+        except OSError as e:  # out of address space (ulimit -v)
+            raise _not_started(e) from e
         self._free = list(range(self.capacity))
         self._queue: deque = deque()  # (slot, paths), oldest first
         self._done: dict[int, bytes] = {}  # slot -> result message, for blocks done out of turn
@@ -183,7 +187,7 @@ class WorkerPool:
         codes = [process.exitcode for process in ended if process.exitcode is not None]
         code = f" (exit code {codes[0]})" if codes else ""
         return WorkerDied(f"a worker process ended{code} before {paths[0]} ... {paths[-1]} were "
-                          "classified; the rows written so far are whole (--resume continues)")
+                          f"classified{_memory_limit_hint()}; the rows written so far are whole (--resume continues)")
 
     def close(self, kill: bool = False) -> None:
         """Stop the workers: each ends after the block in hand, told by end-of-file; with
@@ -201,7 +205,19 @@ class WorkerPool:
 
 
 def _not_started(e: OSError) -> WorkersNotStarted:
-    return WorkersNotStarted(f"cannot start the worker processes: {e.strerror or e}")
+    memory = _memory_limit_hint() if e.errno in (errno.ENOMEM, errno.EAGAIN) else ""
+    return WorkersNotStarted(f"cannot start the worker processes: {e.strerror or e}{memory}")
+
+
+def _memory_limit_hint() -> str:
+    """Under an address-space limit, the likely reason a worker could not start or died:
+    a library's allocation that failed where no Python code sees it."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return ""
+    return f" (the memory limit (ulimit -v) of {soft // 2**20} MiB is likely too low)"
 
 
 def _encoded(paths: list[str]) -> bytes:
@@ -303,6 +319,10 @@ def _serve(task_read: int, results, inherited, paths_memory, model, invert: str,
                        + rows.text.encode("utf-8", "surrogateescape"))
         except DigitsError as e:
             message = _RESULT.pack(slot, _FAILED, 0, 0, *no_counts) + str(e).encode("utf-8", "surrogateescape")
+        except MemoryError:
+            message = _RESULT.pack(slot, _FAILED, 0, 0, *no_counts) + (
+                f"a worker process ran out of memory classifying {paths[0]} ... {paths[-1]}"
+                f"{_memory_limit_hint()}").encode("utf-8", "surrogateescape")
         try:
             results.send_bytes(message)
         except OSError:  # the parent is gone

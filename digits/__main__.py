@@ -1,3 +1,3 @@
-from digits.cli import main
+from digits.cli import start
 
-main()
+start()

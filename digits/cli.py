@@ -4,6 +4,7 @@ Command modules import nothing heavy at the top: `digits --help` and
 `digits classify` must never import TensorFlow.
 """
 
+import errno
 import os
 import signal
 import sys
@@ -145,6 +146,8 @@ def _out_of_memory(e: BaseException) -> str | None:
         reason = "out of memory"
     elif isinstance(e, ImportError) and ("failed to map segment" in text or "cannot allocate memory" in text.lower()):
         reason = "out of memory loading the program's libraries"
+    elif isinstance(e, OSError) and e.errno == errno.ENOMEM:  # mmap, a pipe's buffer
+        reason = "out of memory"
     elif isinstance(e, RuntimeError) and "can't start new thread" in text:
         reason = "cannot start a thread (out of memory or threads)"
     else:
@@ -170,8 +173,21 @@ def _check_memory_limit() -> None:
                           f"{MEMORY_FLOOR // 2**20} MiB to load its libraries")
 
 
+def start() -> None:
+    """The program as a process starts it (the console script, `python -m digits`):
+    under an address-space limit, watched by a parent that turns a library's fatal
+    end into one line (digits.watcher); then main()."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupted_early)
+    _standard_streams()
+    from digits.watcher import watch
+
+    watch(sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None)
+    main()
+
+
 def main() -> None:
-    """Entry point: the one place user errors become a line on stderr and an exit code."""
+    """The program in this process: the one place user errors become a line on stderr and an exit code."""
     # Until the handling below is in place (the imports take a while), Ctrl-C and
     # SIGTERM end the program at once with one line and exit 130.
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -340,7 +340,7 @@ def test_logits_get_a_softmax_and_sigmoids_are_refused(small, small_npz, tmp_pat
 # Python's own start-up (site) comes before any of our code: the program is started
 # after a line that says the interpreter is up, as the console script starts it.
 START = ("import sys; print('up', flush=True); sys.argv = ['digits', *sys.argv[1:]]; "
-         "from digits.cli import main; main()")
+         "from digits.cli import start; start()")
 
 
 @pytest.mark.parametrize("delay", [0.03, 0.1, 0.2, 0.35, 0.5, 0.8])
