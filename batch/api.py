@@ -140,9 +140,12 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
 
     ray_options = ray_engine.RayOptions(address=options.address, concurrency=options.concurrency)
     ray_engine.OnnxClassifier(model)  # a bad model fails before Ray starts
+    from batch.inputs import output_to_skip
+
     output = options.output
     # Every named input is compared with --output (a listing would need Ray's workers).
     stream = None if options.output_dir else _open_rows(output, [model, *inputs])
+    skip = output_to_skip(output) if stream else None  # the walk passes over the output, wherever it lies
     flag = None
     bar = None
     try:
@@ -154,13 +157,13 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
             from batch.inputs import iter_runs
             from batch.progress import ProgressBar
 
-            bar = ProgressBar(iter_runs(inputs, recursive=options.recursive, pattern=options.glob))
+            bar = ProgressBar(iter_runs(inputs, recursive=options.recursive, pattern=options.glob, skip=skip))
         row_format = options.row_format() if stream else None
         writer = RowWriter(stream, row_format, name=str(output) if output else None) if stream else None
         summary = ray_engine.classify(
             inputs, model, writer, out_dir=options.output_dir, out_format=options.format or "csv",
             top_k=options.top_k, invert=options.invert, recursive=options.recursive, pattern=options.glob,
-            batch_size=options.batch_size, null=options.null, review_below=options.review_below,
+            batch_size=options.batch_size, null=options.null, review_below=options.review_below, skip=skip,
             options=ray_options, advance=bar.advance if bar else (lambda n: None), stop=flag)
     finally:
         _end(flag, bar, stream, output)

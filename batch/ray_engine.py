@@ -41,7 +41,7 @@ import numpy as np
 
 from batch.arrays import SCAN_ROWS, ArrayError, DigitArray
 from batch.block import BlockRows, classify_block, decode_files, read_file
-from batch.inputs import IMAGE_EXTENSIONS, ArrayItem, ErrorItem, Expanded, iter_runs, read_path_list
+from batch.inputs import IMAGE_EXTENSIONS, ArrayItem, ErrorItem, Expanded, Skip, iter_runs, read_path_list
 from batch.model import OnnxClassifier
 from batch.summary import Summary
 from batch.writer import RowFormat, RowWriter
@@ -107,7 +107,7 @@ def is_uri(text: str) -> bool:
 #   ("image", path or URI) | ("array", path, first row, row count) | ("error", source, message)
 
 def iter_shards(inputs: list[str], recursive: bool = True, pattern: str | None = None, null: bool = False,
-                out: Expanded | None = None) -> Iterator[list[tuple]]:
+                out: Expanded | None = None, skip: Skip | None = None) -> Iterator[list[tuple]]:
     """The job's inputs as shards, listed as the stream is consumed.
 
     Local paths go through the local engine's own walk (`iter_runs`: the same files,
@@ -115,7 +115,8 @@ def iter_shards(inputs: list[str], recursive: bool = True, pattern: str | None =
     with pyarrow, one folder level at a time. Each array is checked here (its header,
     and a float array's values, as the local engine does before writing any of its
     rows) and cut into windows of SHARD_ROWS rows. Standard input's list is read at once
-    (as the local engine does), so its usage errors come before any row.
+    (as the local engine does), so its usage errors come before any row. `skip`: the
+    run's own output (inputs.output_to_skip), which the walk passes over.
     """
     out = out if out is not None else Expanded()
     listed = None
@@ -125,7 +126,7 @@ def iter_shards(inputs: list[str], recursive: bool = True, pattern: str | None =
         listed = read_path_list(sys.stdin.buffer.read(), null)
     shard: list[tuple] = []
     images = 0
-    for entry in _entries(inputs, listed, recursive, pattern, out):
+    for entry in _entries(inputs, listed, recursive, pattern, out, skip):
         if entry[0] == "array" and shard:
             yield shard  # an array window is a shard of its own
             shard, images = [], 0
@@ -138,24 +139,24 @@ def iter_shards(inputs: list[str], recursive: bool = True, pattern: str | None =
         yield shard
 
 
-def _entries(inputs, listed, recursive, pattern, out: Expanded) -> Iterator[tuple]:
+def _entries(inputs, listed, recursive, pattern, out: Expanded, skip: Skip | None) -> Iterator[tuple]:
     for arg in inputs:
         names = listed if arg == "-" else [arg]
         local: list[str] = []
         for name in names:
             if is_uri(name):
-                yield from _local_entries(local, recursive, pattern, out)
+                yield from _local_entries(local, recursive, pattern, out, skip)
                 local = []
                 yield from _uri_entries(name, recursive, pattern, out)
             else:
                 local.append(name)
-        yield from _local_entries(local, recursive, pattern, out)
+        yield from _local_entries(local, recursive, pattern, out, skip)
 
 
-def _local_entries(paths: list[str], recursive, pattern, out: Expanded) -> Iterator[tuple]:
+def _local_entries(paths: list[str], recursive, pattern, out: Expanded, skip: Skip | None) -> Iterator[tuple]:
     if not paths:
         return
-    for entry in iter_runs(paths, recursive=recursive, pattern=pattern, out=out):
+    for entry in iter_runs(paths, recursive=recursive, pattern=pattern, out=out, skip=skip):
         if isinstance(entry, list):  # a run of image paths
             for path in entry:
                 yield ("image", path)
@@ -337,12 +338,21 @@ def _utf8(text: str) -> str:
 
 
 def _classify_shard(shard: list[tuple], classifier: OnnxClassifier, fmt: str, top_k: int, invert: str,
-                    batch_size: int, header: bool = False, review_below: float | None = None) -> ShardRows:
+                    batch_size: int, header: bool = False, review_below: float | None = None,
+                    cwd: str | None = None) -> ShardRows:
     """One shard's rows, as the local engine writes them: images in blocks of IMAGE_BLOCK
     through the local engine's own block function (batch/block.py: read, decode,
     classify, format), arrays `batch_size` rows at a time, the rows formatted by
     RowFormat (csv, jsonl; with `header`, a csv header first) or gathered into a
-    parquet file. An input that cannot be read is an error row, never a failed shard."""
+    parquet file. An input that cannot be read is an error row, never a failed shard.
+    `cwd`: the driver's working folder, which relative paths are read from (an actor's
+    own is the cluster's); the rows name them as the user did."""
+    def where(source: str) -> str:
+        return source if cwd is None or is_uri(source) else os.path.join(cwd, source)
+
+    def read(source: str) -> bytes | str:
+        return _read_any(where(source))
+
     parquet = fmt == "parquet"
     row_format = RowFormat("csv" if parquet else fmt, top_k, review_below)
     text = io.StringIO()
@@ -361,12 +371,12 @@ def _classify_shard(shard: list[tuple], classifier: OnnxClassifier, fmt: str, to
         for i in range(0, len(images), IMAGE_BLOCK):
             paths = images[i : i + IMAGE_BLOCK]
             if parquet:
-                digits, errors = decode_files(paths, invert, read=_read_any)
+                digits, errors = decode_files(paths, invert, read=read)
                 probabilities = classifier.predict(digits)
                 rows.write_rows(paths, probabilities, errors)
                 count(_counted(probabilities, errors, row_format))
             else:
-                block = classify_block(paths, invert, classifier, row_format, read=_read_any)
+                block = classify_block(paths, invert, classifier, row_format, read=read)
                 rows.write(block.text)
                 count(block)
         images.clear()
@@ -379,7 +389,7 @@ def _classify_shard(shard: list[tuple], classifier: OnnxClassifier, fmt: str, to
         if entry[0] == "array":
             _, path, first, row_count = entry
             try:
-                for start, digits in _array_window(path, first, row_count, batch_size):
+                for start, digits in _array_window(where(path), first, row_count, batch_size):
                     probabilities = classifier.predict(digits)
                     rows.write_array_rows(path, start, probabilities)
                     count(_counted(probabilities, None, row_format))
@@ -412,7 +422,7 @@ class ShardWorker:
     come through the object store, so nodes need no copy of it."""
 
     def __init__(self, model: list, name: str, fmt: str, top_k: int, invert: str, batch_size: int,
-                 out_dir: str | None, review_below: float | None = None):
+                 out_dir: str | None, review_below: float | None = None, cwd: str | None = None):
         import tempfile
 
         # `model` is [ObjectRef of the file's bytes]: wrapped in a list, the ref is not
@@ -422,7 +432,7 @@ class ShardWorker:
         path.write_bytes(ray.get(model[0]))
         self.classifier = OnnxClassifier(path, threads=1, spin=False)
         self.fmt, self.top_k, self.invert, self.batch_size, self.out_dir = fmt, top_k, invert, batch_size, out_dir
-        self.review_below = review_below
+        self.review_below, self.cwd = review_below, cwd
 
     def where(self) -> str:
         """The node this actor runs on (its id): the actors are ready once every one answers."""
@@ -430,7 +440,8 @@ class ShardWorker:
 
     def run(self, index: int, shard: list[tuple]) -> ShardRows:
         rows = _classify_shard(shard, self.classifier, self.fmt, self.top_k, self.invert, self.batch_size,
-                               header=self.out_dir is not None and self.fmt == "csv", review_below=self.review_below)
+                               header=self.out_dir is not None and self.fmt == "csv", review_below=self.review_below,
+                               cwd=self.cwd)
         if self.out_dir is not None:
             _write_shard_file(self.out_dir, index, self.fmt, rows.data)
             rows.data = b""
@@ -579,6 +590,7 @@ def classify(
     batch_size: int = 1024,
     null: bool = False,
     review_below: float | None = None,
+    skip: Skip | None = None,
     options: RayOptions = RayOptions(),
     advance: Callable[[int], None] = lambda n: None,
     stop: Callable[[], bool] = lambda: False,
@@ -595,9 +607,11 @@ def classify(
     summary = RaySummary(cpus=int(ray.cluster_resources().get("CPU", 0)))
     start = time.perf_counter()
     if out_dir is not None:
+        if not is_uri(out_dir):  # the actors' working folder is the cluster's, not ours
+            out_dir = os.path.abspath(out_dir)
         _prepare_out_dir(out_dir)
     expanded = Expanded()
-    shards = iter_shards(inputs, recursive=recursive, pattern=pattern, null=null, out=expanded)
+    shards = iter_shards(inputs, recursive=recursive, pattern=pattern, null=null, out=expanded, skip=skip)
     first = next(shards, None)
     actors, model_data, nodes = [], None, []
     if first is not None:
@@ -657,7 +671,11 @@ def _start_actors(model: Path, fmt: str, top_k: int, invert: str, batch_size: in
         num_cpus=1, max_restarts=-1, max_task_retries=-1,
         # Spread over the nodes: a cluster's CPUs, not the first node's, run the model.
         scheduling_strategy="SPREAD")
-    actors = [worker.remote(data, model.name, fmt, top_k, invert, batch_size, out_dir, review_below)
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the driver's folder is gone: relative paths name nothing anywhere
+        cwd = None
+    actors = [worker.remote(data, model.name, fmt, top_k, invert, batch_size, out_dir, review_below, cwd)
               for _ in range(count)]
     nodes = ray.get([actor.where.remote() for actor in actors])  # each holds its session now
     return actors, data, nodes

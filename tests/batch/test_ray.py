@@ -527,3 +527,32 @@ def test_a_model_failing_in_a_shard_is_one_line_naming_input_and_cause(sample, c
     result = run_ray(model, array, address=cluster)
     assert_one_line_error(result, 1, f"the shard from {array}", "ModelError", "onnxruntime failed on a batch of 100")
     assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("name", ["rows.png", "deeper/rows.npy"])
+def test_an_output_inside_an_input_folder_is_not_walked(exported_onnx, sample, cluster, tmp_path, name):
+    # As the local engine: the walk passes over the run's own output, the second run over
+    # the first run's rows included (rows.npy would be an error row, rows.png one more row).
+    folder = tmp_path / "scans"
+    (folder / "deeper").mkdir(parents=True)
+    for i, digit in enumerate(sample.x_test[:12]):
+        cv2.imwrite(str(folder / f"{i:02}.png"), digit)
+    out = folder / name
+    for _ in range(2):
+        result = run_ray(exported_onnx, "scans", "-o", out, address=cluster, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert [r["source"] for r in rows_of(out.read_text())] == [f"scans/{i:02}.png" for i in range(12)]
+
+
+def test_relative_paths_are_the_drivers_on_a_joined_cluster(exported_onnx, sample, cluster, tmp_path):
+    # The actors' working folder is the cluster's: relative inputs and --output-dir once
+    # named files there (every input an error row; shards written into the cluster's folder).
+    (tmp_path / "scans").mkdir()
+    for i, digit in enumerate(sample.x_test[:5]):
+        cv2.imwrite(str(tmp_path / "scans" / f"{i}.png"), digit)
+    np.save(tmp_path / "a.npy", sample.x_test[:3])
+    result = run_ray(exported_onnx, "scans", "a.npy", "--output-dir", "shards", address=cluster, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [row for part in sorted((tmp_path / "shards").glob("part-*.csv")) for row in rows_of(part.read_text())]
+    assert [r["source"] for r in rows] == [f"scans/{i}.png" for i in range(5)] + [f"a.npy#{i}" for i in range(3)]
+    assert all(not r["error"] for r in rows)
