@@ -3,6 +3,8 @@
 import signal
 import threading
 
+from core import interrupts
+
 
 class StopFlag:
     """Callable: whether the run was asked to stop. While installed, the first Ctrl-C or
@@ -21,7 +23,10 @@ class StopFlag:
         signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
 
     def install(self) -> "StopFlag":
-        """Take Ctrl-C and SIGTERM, where a program can (its main thread); else stay unset."""
+        """Take Ctrl-C and SIGTERM, where a program can (its main thread); else stay unset.
+        Set at once when the program was asked to stop already (core.interrupts: an
+        interrupt its handler could not raise)."""
+        self.requested = interrupts.asked() is not None
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self

@@ -74,12 +74,19 @@ class Interrupted(BaseException):
     `finally` blocks, such as the cleanup of half-written files, still run."""
 
 
-_signals: list[int] = []
-
-
 def _interrupt(signum, frame) -> None:
-    _signals.append(signum)
+    from core import interrupts
+
+    interrupts.record(signum)
     raise Interrupted()
+
+
+def _unraisable(unraisable) -> None:
+    """sys.unraisablehook while main() runs: an Interrupted raised where Python swallows
+    it (a weakref callback, a __del__) is not printed; it is recorded (core.interrupts),
+    and the run's stop flag, training's stop, or main() on the way out acts on it."""
+    if not isinstance(unraisable.exc_value, Interrupted):
+        sys.__unraisablehook__(unraisable)
 
 
 class _Stdout:
@@ -198,6 +205,10 @@ def main() -> None:
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     from core.errors import EXIT_FATAL, EXIT_INTERRUPTED, DigitsError
 
+    from core import interrupts
+
+    interrupts.reset()  # a run of its own, also when tests call main() again in one process
+    previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable
     previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         _check_memory_limit()
@@ -210,12 +221,15 @@ def main() -> None:
     except DigitsError as e:
         print(f"digits: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
-    except SystemExit:
+    except SystemExit as e:
+        if e.code in (0, None) and interrupts.asked():  # an interrupt Python swallowed, and nothing stopped
+            print("digits: interrupted", file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
         raise
     except BaseException as e:
         # Interrupted, or whatever an interrupt left behind (a module cut in half
         # raising ImportError later): the user asked to stop, so stop quietly.
-        if _signals:
+        if interrupts.asked():
             print("digits: interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
         memory = _out_of_memory(e)
@@ -226,5 +240,6 @@ def main() -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        sys.unraisablehook = previous_hook
         if isinstance(sys.stdout, _Stdout):
             sys.stdout = sys.stdout._stream

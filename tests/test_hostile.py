@@ -343,6 +343,48 @@ START = ("import sys; print('up', flush=True); sys.argv = ['digits', *sys.argv[1
          "from digits.cli import start; start()")
 
 
+# A signal whose handler runs inside a weakref callback (an import cleaning up its module
+# lock, as CI once caught it): Python swallows what the handler raises there, printing
+# "Exception ignored in ..." and a traceback, and the run went on to the end (exit 0).
+IN_A_CALLBACK = (
+    "import signal, sys, weakref\n"
+    "sys.argv = ['digits', *sys.argv[1:]]\n"
+    "import digits.cli as cli\n"
+    "build_app = cli.build_app\n"
+    "class Lock: pass\n"
+    "def cleaned_up(ref):\n"
+    "    signal.raise_signal(signal.SIGINT)\n"
+    "    return ref  # the handler runs here, inside the callback\n"
+    "def building(only=None):\n"
+    "    lock = Lock(); ref = weakref.ref(lock, cleaned_up); del lock\n"
+    "    return build_app(only)\n"
+    "cli.build_app = building\n"
+    "cli.main()\n"
+)
+
+
+def test_ctrl_c_inside_a_weakref_callback_still_stops_the_run(exported_onnx, small, tmp_path):
+    np.save(tmp_path / "a.npy", np.resize(small.x_test, (60_000, 28, 28)))
+    result = subprocess.run([sys.executable, "-c", IN_A_CALLBACK, "classify", str(exported_onnx),
+                             str(tmp_path / "a.npy"), "--batch-size", "1"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.startswith("interrupted after 0 items"), result.stderr  # the run saw it at once
+    assert "Exception" not in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.tf
+def test_ctrl_c_inside_a_weakref_callback_stops_training_before_it_starts(small_npz, tmp_path):
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", IN_A_CALLBACK, "train", "--data", str(small_npz), "--epochs", "50",
+                             "--out", str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "digits: interrupted"
+    assert "Exception" not in result.stderr and "Traceback" not in result.stderr
+    assert "Epoch 1/" not in result.stderr + result.stdout  # not one epoch was fitted
+    assert time.monotonic() - start < 60
+
+
 @pytest.mark.parametrize("delay", [0.03, 0.1, 0.2, 0.35, 0.5, 0.8])
 def test_ctrl_c_at_any_moment_of_start_up(exported_onnx, small, tmp_path, delay):
     # 60,000 digits one at a time: seconds of work, so the signal always comes before the end.

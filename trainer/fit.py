@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from core import interrupts
 from core.contract import NUM_CLASSES
 from trainer.backend import import_keras
 from trainer.data import Mnist
@@ -25,6 +26,8 @@ def stop_between_batches(model):
     if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's
         yield
         return
+    if interrupts.asked() is not None:  # asked before fitting began, and not raised (core.interrupts)
+        signal.raise_signal(interrupts.asked())  # to the program's handler, now, before any batch
     caught: list[int] = []
 
     def defer(signum, frame):
