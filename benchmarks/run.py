@@ -303,6 +303,9 @@ def main() -> int:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     machine = f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.machine()}"
+    if only:  # a part of the table: printed, never written over the whole one in results.md and the README
+        print(f"Measured {date.today()} on {machine}.\n\n" + table(rows))
+        return 0 if all(r["ok"] is not False for r in rows) else 1
     text = (f"# Benchmarks\n\nMeasured {date.today()} by `make bench` on {machine}.\n"
             "Times are medians of alternating runs of ours and the peer in the same session; peers are in "
             "`benchmarks/peers/`.\n\n" + table(rows) + "\n")
