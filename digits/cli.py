@@ -8,6 +8,7 @@ import errno
 import os
 import signal
 import sys
+import time
 
 
 def _interrupted_early(signum, frame) -> None:
@@ -81,12 +82,45 @@ def _interrupt(signum, frame) -> None:
     raise Interrupted()
 
 
-def _unraisable(unraisable) -> None:
-    """sys.unraisablehook while main() runs: an Interrupted raised where Python swallows
-    it (a weakref callback, a __del__) is not printed; it is recorded (core.interrupts),
-    and the run's stop flag, training's stop, or main() on the way out acts on it."""
-    if not isinstance(unraisable.exc_value, Interrupted):
-        sys.__unraisablehook__(unraisable)
+class _Unraisable:
+    """sys.unraisablehook while main() runs, for what Python swallows (an exception in a
+    weakref callback, a __del__, a thread that dies as it starts) and would print as
+    "Exception ignored in ..." with a traceback:
+    - an Interrupted (the signal's handler ran inside such a callback: an import cleaning
+      up its module lock) is not printed; the signal is already recorded (core.interrupts),
+      and is delivered again a moment later, from a thread of its own, to be raised where
+      it stops the program; until then the run's stop flag and training's stop act on
+      the record;
+    - a MemoryError (under `ulimit -v`, a thread that could not start) is not printed:
+      what failed for want of memory says so in one line;
+    - anything else goes to the hook that was there before."""
+
+    def __init__(self, previous):
+        self.previous = previous
+        self.active = True
+
+    def __call__(self, unraisable) -> None:
+        if isinstance(unraisable.exc_value, Interrupted):
+            self._deliver_again()
+        elif not isinstance(unraisable.exc_value, MemoryError):
+            self.previous(unraisable)
+
+    def _deliver_again(self) -> None:
+        import _thread
+
+        from core import interrupts
+
+        signum = interrupts.asked()
+
+        def later() -> None:
+            time.sleep(0.005)  # the hook has returned by then
+            if self.active:
+                _thread.interrupt_main(signum)
+
+        try:
+            _thread.start_new_thread(later, ())  # not threading's: its start() would wait here
+        except RuntimeError:  # no thread to be had: the record alone acts
+            pass
 
 
 class _Stdout:
@@ -208,7 +242,7 @@ def main() -> None:
     from core import interrupts
 
     interrupts.reset()  # a run of its own, also when tests call main() again in one process
-    previous_hook, sys.unraisablehook = sys.unraisablehook, _unraisable
+    hook = sys.unraisablehook = _Unraisable(sys.unraisablehook)
     previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         _check_memory_limit()
@@ -240,6 +274,8 @@ def main() -> None:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        sys.unraisablehook = previous_hook
+        hook.active = False
+        sys.unraisablehook = hook.previous
+        interrupts.reset()  # what this run was asked does not outlive it
         if isinstance(sys.stdout, _Stdout):
             sys.stdout = sys.stdout._stream

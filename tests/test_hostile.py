@@ -363,14 +363,17 @@ IN_A_CALLBACK = (
 )
 
 
-def test_ctrl_c_inside_a_weakref_callback_still_stops_the_run(exported_onnx, small, tmp_path):
+@pytest.mark.parametrize("command", ["classify", "inspect"])
+def test_ctrl_c_inside_a_weakref_callback_still_stops_the_program(exported_onnx, small, tmp_path, command):
     np.save(tmp_path / "a.npy", np.resize(small.x_test, (60_000, 28, 28)))
-    result = subprocess.run([sys.executable, "-c", IN_A_CALLBACK, "classify", str(exported_onnx),
-                             str(tmp_path / "a.npy"), "--batch-size", "1"], capture_output=True, text=True,
-                            cwd=ROOT, timeout=120)
+    extra = [str(tmp_path / "a.npy"), "--batch-size", "1"] if command == "classify" else []
+    result = subprocess.run([sys.executable, "-c", IN_A_CALLBACK, command, str(exported_onnx), *extra],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 130, result.stderr
-    assert result.stderr.startswith("interrupted after 0 items"), result.stderr  # the run saw it at once
-    assert "Exception" not in result.stderr and "Traceback" not in result.stderr
+    # Stopped at once: by the signal delivered again, or by the run's stop flag before its first block.
+    assert result.stderr in ("digits: interrupted\n",) or result.stderr.startswith("interrupted after 0 items"), \
+        result.stderr
+    assert result.stdout == ""  # no row, no report
 
 
 @pytest.mark.tf

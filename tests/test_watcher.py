@@ -56,12 +56,13 @@ def test_without_a_limit_nothing_is_watched():
 
 @pytest.fixture
 def long_run(exported_onnx, small, tmp_path):
-    """A watched classify of 60,000 digits one at a time (seconds), writing rows.csv."""
+    """A watched classify of 60,000 digits one at a time (seconds), writing rows.csv, in a
+    process group of its own (the watcher's pid is the group's id)."""
     np.save(tmp_path / "a.npy", np.resize(small.x_test, (60_000, 28, 28)))
     rows = tmp_path / "rows.csv"
     process = subprocess.Popen(
         [sys.executable, "-m", "digits", "classify", exported_onnx, tmp_path / "a.npy", "--batch-size", "1",
-         "-o", rows], cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=_limited())
+         "-o", rows], cwd=ROOT, stderr=subprocess.PIPE, text=True, preexec_fn=_limited(), start_new_session=True)
     deadline = time.monotonic() + 60
     while (not rows.exists() or rows.stat().st_size < 10_000) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -96,6 +97,21 @@ def test_sigterm_to_the_watcher_stops_the_run_with_whole_rows(long_run):
     assert lines[0] == "source,label,confidence,error" and all(line.count(",") == 3 for line in lines[1:])
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_whole_group_reaches_the_run_once(long_run, signum):
+    """`kill -TERM -PGID`, `timeout`, a service manager: the run and the watcher both get
+    the signal. Passed on as well, it was a second one: the run stopped at once, and the
+    second Interrupted could land in the first one's handling (a traceback, exit 1)."""
+    process, rows = long_run
+    os.killpg(process.pid, signum)
+    assert process.wait(timeout=60) == 130
+    stderr = process.stderr.read()
+    assert stderr.startswith("interrupted after ") and stderr.count("interrupted") == 1, stderr
+    assert "Traceback" not in stderr
+    lines = rows.read_text().splitlines()
+    assert all(line.count(",") == 3 for line in lines[1:])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_kill_9_of_the_watcher_ends_the_run_too(long_run):
     process, _ = long_run
@@ -121,6 +137,29 @@ def test_relay_holds_back_only_the_runtimes_lines(capfd):
     assert relay.line == b"" and relay.mid_line
     relay._pass(b" words\n")
     assert capfd.readouterr().err == " words\n"
+
+
+def test_relay_after_a_progress_bar_holds_back_and_ends_the_line(capfd):
+    from digits.watcher import _Relay
+
+    relay = _Relay(-1)
+    # A bar hides the cursor and redraws with no newline; the runtime's line comes after it.
+    relay._pass(b"\x1b[?25l\r\x1b[2Kclassifying 5/10 ")
+    relay._pass(b"terminate called after throwing an instance of 'std::bad_alloc'\n  what():  std::bad_alloc\n")
+    assert capfd.readouterr().err == "\x1b[?25l\r\x1b[2Kclassifying 5/10 "
+    assert len(relay.held) == 2 and relay.cursor_hidden and relay.mid_line
+    relay.end_line()  # before the watcher's own line: the bar's line ended (stderr is not a terminal here)
+    assert capfd.readouterr().err == "\n"
+
+
+def test_relay_passes_an_unfinished_last_line_once(capfd):
+    from digits.watcher import _Relay
+
+    relay = _Relay(-1)
+    relay._pass(b"te")  # may be the start of "terminate called ...": held
+    assert capfd.readouterr().err == ""
+    relay._pass(b"\n")  # as run() ends an unfinished line
+    assert capfd.readouterr().err == "te\n"
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a Linux pseudo-terminal")
