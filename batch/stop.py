@@ -8,7 +8,7 @@ from core import interrupts
 
 class StopFlag:
     """Callable: whether the run was asked to stop. While installed, the first Ctrl-C or
-    SIGTERM sets it; a second Ctrl-C goes to the handler the program had (the `digits`
+    SIGTERM sets it; a second one goes to the handler the program had (the `digits`
     command's: exit 130 at once)."""
 
     def __init__(self):
@@ -20,7 +20,8 @@ class StopFlag:
 
     def _handle(self, signum, frame):
         self.requested = True
-        signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
+        for s in (signal.SIGINT, signal.SIGTERM):  # a second signal stops at once: a way out of any wait
+            signal.signal(s, self._previous[s])
 
     def install(self) -> "StopFlag":
         """Take Ctrl-C and SIGTERM, where a program can (its main thread); else stay unset.
