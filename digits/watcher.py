@@ -33,7 +33,11 @@ _RUNTIME_LINES = (
     b"cannot allocate memory for thread-local data",
     b"Schema error: std::bad_alloc",
 )
-_SAME_SIGNAL_SECONDS = 0.1  # a signal the child got this close to the watcher's own is the same one
+# A signal the child got this close to the watcher's own is the same one (a group's); the
+# watcher waits up to half of it for the child's report before passing a signal on. Both
+# are generous: the report is written by the child's C-level handler as the signal lands,
+# which on a loaded machine may still be some scheduling delays after the watcher's.
+_SAME_SIGNAL_SECONDS = 0.5
 _HIDDEN_CURSOR, _SHOWN_CURSOR = b"\x1b[?25l", b"\x1b[?25h"  # as a progress bar hides and shows it
 _PASSED_ON = (signal.SIGINT, signal.SIGTERM)
 _SI_KERNEL = 0x80  # si_code of a signal the kernel sent (the terminal's Ctrl-C), not kill()
