@@ -201,3 +201,18 @@ def test_at_a_terminal_ctrl_c_and_the_progress_bar_work_as_unwatched(exported_on
     assert os.waitstatus_to_exitcode(status) == 130, seen
     assert b"interrupted after " in seen, seen
     assert b"Traceback" not in seen and b"error" not in seen, seen
+
+
+def test_the_console_script_enters_through_start():
+    """`digits` as installed goes through cli.start (the watcher under a limit), as
+    `python -m digits` does; the tests above run the latter."""
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"digits": "digits.cli:start"}
+    script = Path(sys.executable).parent / "digits"
+    if script.exists():  # the venv's own console script
+        result = subprocess.run([script, "classify", "--help"], capture_output=True, text=True, timeout=60,
+                                preexec_fn=_limited())
+        assert result.returncode == 0 and "--workers" in result.stdout, result.stderr
