@@ -96,6 +96,16 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *fragm
         assert fragment in errors[0], errors[0]
 
 
+def save_graph(graph, path) -> None:
+    """A hand-built ONNX graph saved as a model the pinned onnxruntime loads: opset 17, IR version 8."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
 def run_main(argv: list, capsys) -> tuple[int, str, str]:
     """Run `digits` in this process (so tests can patch it): (exit code, stdout, stderr)."""
     from digits.cli import main

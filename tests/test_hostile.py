@@ -22,7 +22,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.conftest import ROOT, assert_one_line_error, run_digits, run_main
+from tests.conftest import ROOT, assert_one_line_error, run_digits, run_main, save_graph
 
 
 def rows_of(text: str) -> list[dict]:
@@ -265,9 +265,7 @@ def _float_model(path, batch, logits=False, seed=0):
     graph = helper.make_graph(nodes, "plain", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 784])],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 10])],
                               [numpy_helper.from_array(weights, "w")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
+    save_graph(graph, path)
     return weights
 
 
@@ -295,9 +293,7 @@ def test_a_model_that_fails_when_run_is_refused_at_load(small, tmp_path):
          helper.make_node("ReduceMean", ["r"], ["scores"], axes=[2], keepdims=0)], "broken",
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 784])],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])], [shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "broken.onnx")
+    save_graph(graph, tmp_path / "broken.onnx")
     np.save(tmp_path / "a.npy", small.x_test[:3])
     for command in (["classify", tmp_path / "broken.onnx", tmp_path / "a.npy"], ["bench", tmp_path / "broken.onnx"]):
         assert_one_line_error(run_digits(*command), 1, "broken.onnx")

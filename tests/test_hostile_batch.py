@@ -15,11 +15,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.conftest import ROOT, assert_one_line_error, run_digits
+from tests.conftest import ROOT, assert_one_line_error, run_digits, save_graph
 
 
 def rows_of(text: str) -> list[dict]:
@@ -80,9 +79,7 @@ def _uint8_model(path, tail, outputs, batch="N"):
                  numpy_helper.from_array(np.float32(2), "two")]
     graph = helper.make_graph(nodes, "m", [helper.make_tensor_value_info("image", TensorProto.UINT8, [batch, 28, 28])],
                               [helper.make_tensor_value_info(n, t, s) for n, t, s in outputs], constants)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
+    save_graph(graph, path)
     return weights
 
 
@@ -398,9 +395,7 @@ def test_a_model_failing_at_run_time_is_our_one_line_only(small, tmp_path):
     graph = helper.make_graph([helper.make_node("Gather", ["pixels", "indices"], ["scores"], axis=1)], "broken",
                               [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", 784])],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])], [indices])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, tmp_path / "broken.onnx")
+    save_graph(graph, tmp_path / "broken.onnx")
     np.save(tmp_path / "a.npy", small.x_test[:3])
     result = run_digits("classify", tmp_path / "broken.onnx", tmp_path / "a.npy")
     assert_one_line_error(result, 1, "broken.onnx", "out of data bounds")

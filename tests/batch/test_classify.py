@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.conftest import ROOT, assert_one_line_error, run_digits, run_fresh
+from tests.conftest import ROOT, assert_one_line_error, run_digits, run_fresh, save_graph
 
 
 def rows_of(text: str) -> list[dict]:
@@ -179,9 +179,7 @@ def _float_onnx(exported, path, input_shape, logits=False):
     graph = helper.make_graph(
         nodes, "plain", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["N", *input_shape])],
         [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 10])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
+    save_graph(graph, path)
     return path
 
 
