@@ -36,6 +36,7 @@ from batch.block import BlockRows, classify_block, silence_stderr
 from batch.writer import RowFormat
 from core.contract import IMAGE_BLOCK, IMAGE_SIZE, NUM_CLASSES
 from core.errors import DigitsError, ModelError
+from core.memory import address_space_limit
 
 # A slot's paths, NUL-separated and UTF-8 (surrogateescape): a block is cut by the
 # walk before its names pass BLOCK_NAME_CHARS characters (batch/run.py), and a
@@ -212,12 +213,10 @@ def _not_started(e: OSError) -> WorkersNotStarted:
 def _memory_limit_hint() -> str:
     """Under an address-space limit, the likely reason a worker could not start or died:
     a library's allocation that failed where no Python code sees it."""
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft == resource.RLIM_INFINITY:
+    limit = address_space_limit()
+    if limit is None:
         return ""
-    return f" (the memory limit (ulimit -v) of {soft // 2**20} MiB is likely too low)"
+    return f" (the memory limit (ulimit -v) of {limit // 2**20} MiB is likely too low)"
 
 
 def _encoded(paths: list[str]) -> bytes:

@@ -10,6 +10,8 @@ import signal
 import sys
 import time
 
+from core import interrupts
+
 
 def _interrupted_early(signum, frame) -> None:
     # Ctrl-C (or SIGTERM) while the program is still importing: nothing has been
@@ -76,8 +78,6 @@ class Interrupted(BaseException):
 
 
 def _interrupt(signum, frame) -> None:
-    from core import interrupts
-
     interrupts.record(signum)
     raise Interrupted()
 
@@ -107,8 +107,6 @@ class _Unraisable:
 
     def _deliver_again(self) -> None:
         import _thread
-
-        from core import interrupts
 
         signum = interrupts.asked()
 
@@ -204,51 +202,54 @@ MEMORY_FLOOR = 160 * 2**20
 
 
 def _check_memory_limit() -> None:
-    import resource
-
     from core.errors import DigitsError
+    from core.memory import address_space_limit
 
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    if soft != resource.RLIM_INFINITY and soft < MEMORY_FLOOR:
-        raise DigitsError(f"the memory limit (ulimit -v) is {soft // 2**20} MiB; this program needs at least "
+    limit = address_space_limit()
+    if limit is not None and limit < MEMORY_FLOOR:
+        raise DigitsError(f"the memory limit (ulimit -v) is {limit // 2**20} MiB; this program needs at least "
                           f"{MEMORY_FLOOR // 2**20} MiB to load its libraries")
+
+
+def _first_steps() -> None:
+    # Until main()'s handling is in place (the imports take a while), Ctrl-C and
+    # SIGTERM end the program at once with one line and exit 130.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupted_early)
+    _standard_streams()
+
+
+def _command_named() -> str | None:
+    """The command sys.argv names, or None (--help, a typo: Typer says so)."""
+    return sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
 
 
 def start() -> None:
     """The program as a process starts it (the console script, `python -m digits`):
     under an address-space limit, watched by a parent that turns a library's fatal
     end into one line (digits.watcher); then main()."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupted_early)
-    _standard_streams()
+    _first_steps()
     from digits.watcher import watch
 
-    watch(sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None)
+    watch(_command_named())
     main()
 
 
 def main() -> None:
     """The program in this process: the one place user errors become a line on stderr and an exit code."""
-    # Until the handling below is in place (the imports take a while), Ctrl-C and
-    # SIGTERM end the program at once with one line and exit 130.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupted_early)
-    _standard_streams()
+    _first_steps()  # again when called alone (tests, embedding programs); repeating them is harmless
     # onnxruntime's telemetry (export, evaluate, bench and inspect load it too): files
     # under ~/.cache written unasked, a coloured warning when HOME is not writable.
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     from core.errors import EXIT_FATAL, EXIT_INTERRUPTED, DigitsError
-
-    from core import interrupts
 
     interrupts.reset()  # a run of its own, also when tests call main() again in one process
     hook = sys.unraisablehook = _Unraisable(sys.unraisablehook)
     previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         _check_memory_limit()
-        command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
         try:
-            build_app(command)()
+            build_app(_command_named())()
         finally:
             if sys.stdout is not None:  # what print() left buffered, written while errors can still be told
                 sys.stdout.flush()

@@ -25,6 +25,8 @@ import signal
 import sys
 import time
 
+from core.memory import address_space_limit
+
 # What the C and C++ runtimes print as they end a process (and onnxruntime as it fails to
 # register its operators for want of memory): held back, and said in our words.
 _RUNTIME_LINES = (
@@ -46,14 +48,6 @@ _M_ARENA_MAX = -8  # mallopt's parameter number
 _THREAD_START_SECONDS = 10  # a thread says it has started within microseconds when it can
 # The child's own last word: after it, a death (a library's destructor failing on the way out) needs no second line.
 _SAID = (b"digits: error:", b"digits: interrupted")
-
-
-def address_space_limit() -> int | None:
-    """The soft address-space limit in bytes, or None when there is none."""
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
-    return None if soft == resource.RLIM_INFINITY else soft
 
 
 def watch(command: str | None) -> None:
