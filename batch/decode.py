@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from batch.forms import page_median, remove_artefacts
+from batch.forms import page_levels, remove_artefacts
 from batch.imagesize import image_size
 from core.contract import IMAGE_SIZE, MAX_IMAGE_PIXELS
 from core.errors import DigitsError
@@ -346,22 +346,20 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> n
 
     Inverted when it applies, then its contrast normalised; a 28x28 image is then
     taken as already MNIST-style and passes through; a blank image becomes all zeros.
-    Any other image is, with `clean`, judged light or dark and given its page level by
-    the whole image's median (a grid cell's border is all lines), and has its form
-    artefacts taken out (batch/forms.py) before it is cropped: an empty box is blank.
+    Any other image is, with `clean`, judged light or dark and given its page level from
+    the whole image's grey levels (forms.page_levels: a grid cell's border is all lines), and
+    has its form artefacts taken out (batch/forms.py) before it is cropped: an empty box is blank.
     """
     form = clean and gray.shape != (IMAGE_SIZE, IMAGE_SIZE)
-    light = page_median(gray) > 127 if form else needs_inverting(gray)
-    if invert == "always" or (invert == "auto" and light):
+    median, low, high = page_levels(gray) if form else (0, 0, 0)
+    inverting = invert == "always" or (invert == "auto" and (median > 127 if form else needs_inverting(gray)))
+    if inverting:
         gray = 255 - gray
-    gray = normalise_contrast(gray, page_median(gray) if form else None)
+    gray = normalise_contrast(gray, (255 - high if inverting else low) if form else None)
     if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
         return np.ascontiguousarray(gray)
-    if form:
-        before, gray = int(gray.max()), remove_artefacts(gray, INK_FRACTION)
-        peak = int(gray.max())
-        if 0 < peak < before:  # the lines were the darkest ink: the digit's own goes to 255
-            gray = _stretch(0, peak)[gray]
+    if form:  # and when the lines were the darkest ink, the digit's own now goes to 255
+        gray = normalise_contrast(remove_artefacts(gray, INK_FRACTION * 255), 0)
     peak = int(gray.max())
     if peak == 0:
         return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)

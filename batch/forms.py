@@ -29,11 +29,16 @@ DUST = 0.001  # a piece under this share of the image's area is dust, never the 
 _RIM = np.ones((3, 3), np.uint8)
 
 
-def page_median(gray: np.ndarray) -> int:
-    """The image's lower median grey level: the page's, wherever ink covers under half of it.
-    (Judged from the whole image, not the border: a grid cell's border is all lines.)"""
-    counts = cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel()
-    return int(np.searchsorted(np.cumsum(counts), (gray.size - 1) // 2 + 1))
+def page_levels(gray: np.ndarray) -> tuple[int, int, int]:
+    """(median, lower quartile, upper quartile) of the image's grey levels, each the value of
+    that rank in the sorted pixels (the lower one between two). The median says whether the page
+    is light, and a quartile is the page's level: the whole image's, not its border's (a grid
+    cell's border is all lines), and a quartile, as ink with its faint rim may cover half of it.
+    Inverted, the image's lower quartile is 255 - the upper."""
+    counts = np.cumsum(cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel())
+    ranks = np.array([(gray.size - 1) // 2, (gray.size - 1) // 4, gray.size - 1 - (gray.size - 1) // 4])
+    median, low, high = np.searchsorted(counts, ranks + 1).tolist()
+    return median, low, high
 
 
 def line_run(size: int) -> int:
@@ -42,23 +47,41 @@ def line_run(size: int) -> int:
     return int(np.ceil(LINE_RUN * size)) | 1
 
 
-def remove_artefacts(gray: np.ndarray, ink_fraction: float) -> np.ndarray:
-    """uint8 [H, W] white ink on a page of 0 -> the same with form lines, specks and cut
-    neighbours set to 0 (a new array, or `gray` itself when there is nothing to take out).
-    Ink is what is brighter than ink_fraction of the brightest pixel. All of it lines: zeros."""
-    peak = int(gray.max())
-    if peak == 0:
-        return gray
+def long_runs(ink: np.ndarray, run: int, across: bool) -> np.ndarray:
+    """uint8 0/1 [H, W]: the ink pixels in a run of at least `run` along rows (across) or
+    columns: OpenCV's opening with a line kernel, the outside counted as page. Opened only
+    in the rows (columns) holding that much ink, each on its own as the kernel sees them."""
+    counts = cv2.reduce(ink, 1 if across else 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    lines = np.flatnonzero(counts >= run)
+    found = np.zeros_like(ink)
+    if len(lines):
+        kernel = np.ones((1, run) if across else (run, 1), np.uint8)
+        some = ink[lines] if across else np.ascontiguousarray(ink[:, lines])
+        opened = cv2.morphologyEx(some, cv2.MORPH_OPEN, kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        if across:
+            found[lines] = opened
+        else:
+            found[:, lines] = opened
+    return found
+
+
+def remove_artefacts(gray: np.ndarray, ink: float) -> np.ndarray:
+    """uint8 [H, W] white ink on a page of 0, contrast normalised -> the same with form lines,
+    specks and cut neighbours set to 0 (a new array, or `gray` itself when there is nothing to
+    take out). Ink is what is brighter than `ink` (a level, not a share of the brightest pixel:
+    a line darker than the digit changes nothing). All of it lines: zeros."""
     h, w = gray.shape
-    ink = (gray > peak * ink_fraction).view(np.uint8)
-    keep = (cv2.BORDER_CONSTANT, 0)  # outside the image is page: a run must be long within it
-    rows = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((1, line_run(w)), np.uint8), borderType=keep[0],
-                            borderValue=keep[1])
-    cols = cv2.morphologyEx(ink, cv2.MORPH_OPEN, np.ones((line_run(h), 1), np.uint8), borderType=keep[0],
-                            borderValue=keep[1])
-    rest = ink & ~(rows | cols)
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
-    x, y, bw, bh, area = (stats[1:, i] for i in range(5))
+    ink = (gray > ink).view(np.uint8)
+    rows, cols = long_runs(ink, line_run(w), True), long_runs(ink, line_run(h), False)
+    lined = rows.any() or cols.any()
+    rest = ink & ~(rows | cols) if lined else ink
+    # Pieces are labelled within the box holding them: the page around costs nothing.
+    left, top, width, height = cv2.boundingRect(rest)
+    if width == 0:  # nothing but lines
+        return np.zeros_like(gray)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(rest[top : top + height, left : left + width],
+                                                           connectivity=8)
+    x, y, bw, bh, area = stats[1:, 0] + left, stats[1:, 1] + top, stats[1:, 2], stats[1:, 3], stats[1:, 4]
     part = area >= DUST * h * w  # what could be the digit or a piece of it
     if rows.any():
         part &= ~_ticks(rows, x, y, bw, bh)
@@ -70,9 +93,10 @@ def remove_artefacts(gray: np.ndarray, ink_fraction: float) -> np.ndarray:
     gap_y = np.maximum(0, np.maximum(y, y[digit]) - np.minimum(y + bh, y[digit] + bh[digit]))
     kept = part & (area >= KEEP_SHARE * area[digit]) & (np.maximum(gap_x, gap_y) <= NEAR * max(h, w)) & ~edge
     kept[digit] = True
-    if kept.all() and not (rows.any() or cols.any()):
+    if kept.all() and not lined:
         return gray
-    kept_ink = np.concatenate([np.zeros(1, np.uint8), kept.view(np.uint8)])[labels]
+    kept_ink = np.zeros_like(ink)
+    kept_ink[top : top + height, left : left + width] = np.concatenate([np.zeros(1, np.uint8), kept.view(np.uint8)])[labels]
     cleared = cv2.dilate(ink & ~kept_ink, _RIM) & ~kept_ink
     return np.where(cleared.view(bool), np.uint8(0), gray)
 
