@@ -7,10 +7,12 @@ digit is cropped and fitted (batch/decode.py), the classic form-processing ones:
 1. long straight lines: a row or column run of ink at least LINE_RUN of the image's width
    or height (morphological opening with a line kernel) is a printed line, not a stroke;
 2. the digit: the largest piece of ink left (pieces touching the image's edge count half:
-   they are likely a neighbour cut by the crop);
+   they are likely a neighbour cut by the crop; a line along an edge, a grid cell's or a
+   box's, moves that edge to the line's inner side);
 3. specks, marks and cut neighbours: another piece is kept only if it is at least
    KEEP_SHARE of the digit's area, lies within NEAR of the digit's box and does not touch
-   the image's edge;
+   the edge; a thin piece standing on a line's end is a comb field's tick and goes too, and
+   a piece under DUST of the image's area is dust, never the digit;
 4. what was taken out is cleared with its faint rim (one pixel around it).
 
 A digit's own strokes stay: MNIST's digits fill at most 20/28 of their field, short of
@@ -93,7 +95,8 @@ def remove_artefacts(gray: np.ndarray, level: float) -> np.ndarray:
         part &= ~_ticks(rows, across, x, y, bw, bh)
     if not part.any():  # nothing but lines and dust: an empty box or cell
         return np.zeros_like(gray)
-    edge = (x == 0) | (y == 0) | (x + bw == w) | (y + bh == h)
+    (frame_top, frame_bottom), (frame_left, frame_right) = _frame(rows, h), _frame(cols, w)
+    edge = (x <= frame_left) | (y <= frame_top) | (x + bw - 1 >= frame_right) | (y + bh - 1 >= frame_bottom)
     digit = int(np.argmax(np.where(part, np.where(edge, area * EDGE_WEIGHT, area), -1)))
     gap_x = np.maximum(0, np.maximum(x, x[digit]) - np.minimum(x + bw, x[digit] + bw[digit]))
     gap_y = np.maximum(0, np.maximum(y, y[digit]) - np.minimum(y + bh, y[digit] + bh[digit]))
@@ -107,6 +110,16 @@ def remove_artefacts(gray: np.ndarray, level: float) -> np.ndarray:
     out = gray.copy()
     out[cleared.view(bool)] = 0
     return out
+
+
+def _frame(lines: np.ndarray, size: int) -> tuple[int, int]:
+    """The first and last row (column) inside the lines along the image's two edges, those within
+    NEAR of the side from it (a grid cell's, a box's): the frame whose ink is the edge's. 0 and
+    size - 1 where there is none."""
+    near = NEAR * size
+    first = lines[lines < near]
+    last = lines[lines > size - 1 - near]
+    return (int(first.max()) + 1 if len(first) else 0), (int(last.min()) - 1 if len(last) else size - 1)
 
 
 def _ticks(rows: np.ndarray, across: np.ndarray, x, y, bw, bh) -> np.ndarray:

@@ -456,7 +456,9 @@ export function removeArtefacts(gray, width, height) {
   const ticks = anyRows ? combTicks(rows, width, height, x, y, w, h) : new Uint8Array(count);
   const part = Array.from(area, (a, l) => a >= DUST * height * width && !ticks[l]);
   if (!part.includes(true)) return new Uint8Array(gray.length); // nothing but lines and dust
-  const edge = Array.from(area, (_, l) => x[l] === 0 || y[l] === 0 || x[l] + w[l] === width || y[l] + h[l] === height);
+  const [top, bottom] = frame(linesOf(rows, width, height, true), height);
+  const [left, right] = frame(linesOf(cols, width, height, false), width);
+  const edge = Array.from(area, (_, l) => x[l] <= left || y[l] <= top || x[l] + w[l] - 1 >= right || y[l] + h[l] - 1 >= bottom);
   let digit = 0;
   let best = -Infinity;
   for (let l = 0; l < count; l++) {
@@ -490,6 +492,28 @@ export function removeArtefacts(gray, width, height) {
     }
   }
   return out;
+}
+
+/** The rows (alongRows) or columns of `mask` holding any of its pixels, in order. */
+function linesOf(mask, width, height, alongRows) {
+  const lines = [];
+  for (let l = 0; l < (alongRows ? height : width); l++) {
+    for (let i = 0; i < (alongRows ? width : height); i++) {
+      if (mask[alongRows ? l * width + i : i * width + l]) {
+        lines.push(l);
+        break;
+      }
+    }
+  }
+  return lines;
+}
+
+/** forms._frame: the first and last row (column) inside the lines along the image's two edges. */
+function frame(lines, size) {
+  const near = NEAR * size;
+  const first = lines.filter((l) => l < near);
+  const last = lines.filter((l) => l > size - 1 - near);
+  return [first.length ? Math.max(...first) + 1 : 0, last.length ? Math.min(...last) - 1 : size - 1];
 }
 
 /** forms._ticks: which pieces are about as thin as a horizontal line in `rows` and stand on,
