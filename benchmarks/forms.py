@@ -120,7 +120,7 @@ def accuracy_table(count: int) -> None:
 
     digits, labels = t10k(count)
     models = {name: OnnxClassifier(ROOT / "tests" / "data" / f"{name}.onnx") for name in ("cnn", "mlp")}
-    print(f"{count:,} t10k digits per kind; accuracy with --no-clean -> with cleaning\n")
+    print(f"{count:,} t10k digits per kind; accuracy with --no-clean → with cleaning\n")
     print("| kind | CNN | MLP |\n|---|---|---|")
     png = [cv2.imencode(".png", d)[1].tobytes() for d in digits]
     scores = {name: (m.predict(decode_digits(png)[0]).argmax(1) == labels).mean() for name, m in models.items()}
@@ -128,14 +128,14 @@ def accuracy_table(count: int) -> None:
     for kind in KINDS:
         blobs = form_set(kind, digits)
         before, after = decode_digits(blobs, "auto" + NO_CLEAN)[0], decode_digits(blobs)[0]
-        cells = [f"{(m.predict(before).argmax(1) == labels).mean():.3f} -> {(m.predict(after).argmax(1) == labels).mean():.3f}"
+        cells = [f"{(m.predict(before).argmax(1) == labels).mean():.3f} → {(m.predict(after).argmax(1) == labels).mean():.3f}"
                  for m in models.values()]
         print(f"| {kind} | {' | '.join(cells)} |")
-    print("\nread as blank (all zeros, as a blank page), --no-clean -> with cleaning:")
+    print("\nread as blank (all zeros, as a blank page), --no-clean → with cleaning:")
     for kind in EMPTY:
         blobs = form_set(kind, digits[:200])
         before, after = decode_digits(blobs, "auto" + NO_CLEAN)[0], decode_digits(blobs)[0]
-        print(f"  {kind}: {(~before.any(axis=(1, 2))).mean():.3f} -> {(~after.any(axis=(1, 2))).mean():.3f}")
+        print(f"  {kind}: {(~before.any(axis=(1, 2))).mean():.3f} → {(~after.any(axis=(1, 2))).mean():.3f}")
 
 
 def cost(reps: int) -> None:
