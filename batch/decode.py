@@ -4,9 +4,11 @@ OpenCV decodes (it is ~4x faster than Pillow on small PNGs). Every image is
 turned upright by its EXIF orientation (as a viewer and the browser show it),
 brought to white ink on black (inverted when its border is light), and its
 contrast normalised: the page (the border's median) to 0, the brightest ink to
-255, as MNIST's digits are. Anything that is not already a 28x28 digit is then
-brought to MNIST's form with LeCun's recipe: crop to the ink, fit into 20x20
-keeping the aspect ratio, and centre by the centre of mass in a 28x28 field.
+255, as MNIST's digits are. Anything that is not already a 28x28 digit has its
+form artefacts taken out (batch/forms.py; judged by the whole image rather than
+the border; not with clean=False, --no-clean) and is then brought to MNIST's form
+with LeCun's recipe: crop to the ink, fit into 20x20 keeping the aspect ratio,
+and centre by the centre of mass in a 28x28 field.
 web/digits.js does each step the same way.
 """
 
@@ -358,7 +360,7 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> n
     gray = normalise_contrast(gray, (255 - high if inverting else low) if form else None)
     if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
         return np.ascontiguousarray(gray)
-    if form:  # and when the lines were the darkest ink, the digit's own now goes to 255
+    if form:  # ink: that share of full scale; and when the lines were the darkest ink, the digit's goes to 255
         gray = normalise_contrast(remove_artefacts(gray, INK_FRACTION * 255), 0)
     peak = int(gray.max())
     if peak == 0:

@@ -9,6 +9,14 @@ written dark on light paper (paper 215..255, ink 0..60) at 64, 96, 128 or 256 pi
 with one artefact added; "alone" is those digits with nothing added, the mark every other kind
 is held to. Lines are 1/64, 2/64 or 3/64 of the side thick and dark 0..120 (printed). Sizes,
 weights, positions and darkness are drawn per image from a fixed seed, so the set repeats.
+
+- box: a rectangle 0..7% of the side in from the edges; grid cell: a line 0..5% in from each edge;
+  with a cut neighbour: the next digit's ink reaching 4..12% of the side in across one of them;
+- base line: under the digit, touching it or up to 4% below; comb field: that, with ticks
+  20..40% of the side tall at its ends; six specks: discs of radius 1..side/40 anywhere;
+- finer / heavier pen: the digit eroded / dilated 3x3 at 64 pixels, then scaled;
+- JPEG quality 30: "alone" so saved; off-centre: the digit at 40..70% of the side, anywhere;
+- empty box, grid cell, comb field: those with no digit (read as blank: all zeros).
 """
 
 import argparse
@@ -85,7 +93,7 @@ def form_image(kind: str, digit: np.ndarray, other: np.ndarray, rng: np.random.G
                 r = int(rng.integers(1, max(1, side // 40) + 1))
                 cv2.circle(c, (int(rng.integers(0, side)), int(rng.integers(0, side))), r, 255, -1, aa)
         lines = _lines(side, specks)
-    elif kind in ("finer pen", "heavier pen"):  # one pixel off each side of the stroke at 64, the same share at any size
+    elif kind in ("finer pen", "heavier pen"):  # a pixel off (on) each side of the stroke at 64, scaled
         at64 = _coverage(digit, 64, 64, 0, 0)
         at64 = cv2.erode(at64, np.ones((3, 3), np.uint8)) if kind == "finer pen" else cv2.dilate(at64, np.ones((3, 3)))
         ink = cv2.resize(at64, (side, side), interpolation=cv2.INTER_LINEAR)
@@ -128,8 +136,8 @@ def accuracy_table(count: int) -> None:
     for kind in KINDS:
         blobs = form_set(kind, digits)
         before, after = decode_digits(blobs, "auto" + NO_CLEAN)[0], decode_digits(blobs)[0]
-        cells = [f"{(m.predict(before).argmax(1) == labels).mean():.3f} → {(m.predict(after).argmax(1) == labels).mean():.3f}"
-                 for m in models.values()]
+        right = [[(m.predict(d).argmax(1) == labels).mean() for d in (before, after)] for m in models.values()]
+        cells = [f"{was:.3f} → {now:.3f}" for was, now in right]
         print(f"| {kind} | {' | '.join(cells)} |")
     print("\nread as blank (all zeros, as a blank page), --no-clean → with cleaning:")
     for kind in EMPTY:

@@ -193,7 +193,8 @@ export function toMnist(image, invert = "auto", clean = true) {
   let gray = image.data.length === width * height ? Uint8Array.from(image.data) : toGray(image);
   const form = clean && !(width === MNIST_SIZE && height === MNIST_SIZE);
   const [median, low, high] = form ? pageLevels(gray) : [0, 0, 0];
-  const inverting = invert === "always" || (invert === "auto" && (form ? median > 127 : needsInverting(gray, width, height)));
+  const light = form ? median > 127 : needsInverting(gray, width, height);
+  const inverting = invert === "always" || (invert === "auto" && light);
   if (inverting) {
     for (let i = 0; i < gray.length; i++) gray[i] = 255 - gray[i];
   }
@@ -458,7 +459,8 @@ export function removeArtefacts(gray, width, height) {
   if (!part.includes(true)) return new Uint8Array(gray.length); // nothing but lines and dust
   const [top, bottom] = frame(linesOf(rows, width, height, true), height);
   const [left, right] = frame(linesOf(cols, width, height, false), width);
-  const edge = Array.from(area, (_, l) => x[l] <= left || y[l] <= top || x[l] + w[l] - 1 >= right || y[l] + h[l] - 1 >= bottom);
+  const edge = Array.from(area, (_, l) =>
+    x[l] <= left || y[l] <= top || x[l] + w[l] - 1 >= right || y[l] + h[l] - 1 >= bottom);
   let digit = 0;
   let best = -Infinity;
   for (let l = 0; l < count; l++) {
