@@ -29,6 +29,7 @@ class ClassifyOptions:
     top_k: int = 0  # also give the K most likely labels and their probabilities
     review_below: float | None = None  # mark rows whose confidence is under this
     invert: Literal["auto", "always", "never"] = "auto"
+    clean: bool = True  # take form artefacts out of images (batch/forms.py); False: --no-clean
     recursive: bool = True
     glob: str | None = None  # only files in folders whose name matches
     batch_size: int = 1024  # array digits per model call
@@ -40,6 +41,13 @@ class ClassifyOptions:
     address: str | None = None  # ray: the cluster to join (default RAY_ADDRESS, else a local Ray)
     output_dir: str | None = None  # ray: shards into this folder or URI, not in input order
     concurrency: int | None = None  # ray: model actors
+
+    @property
+    def decoding(self) -> str:
+        """How images are decoded, as the engines pass it on to batch.decode.decode_digits."""
+        from batch.decode import NO_CLEAN
+
+        return self.invert if self.clean else self.invert + NO_CLEAN
 
     def check(self) -> None:
         """UsageError for options that do not go together."""
@@ -119,7 +127,7 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
                                                                    pattern=options.glob, skip=skip))
         writer = RowWriter(stream, row_format, name=str(output) if output else None,
                            header=not (done and done.header))
-        summary = run(items, classifier, writer, invert=options.invert, batch_size=options.batch_size,
+        summary = run(items, classifier, writer, invert=options.decoding, batch_size=options.batch_size,
                       workers=options.workers or cores, model_calls=cores,
                       advance=bar.advance if bar else (lambda n: None), stop=flag, done=done)
     finally:
@@ -162,7 +170,7 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
         writer = RowWriter(stream, row_format, name=str(output) if output else None) if stream else None
         summary = ray_engine.classify(
             inputs, model, writer, out_dir=options.output_dir, out_format=options.format or "csv",
-            top_k=options.top_k, invert=options.invert, recursive=options.recursive, pattern=options.glob,
+            top_k=options.top_k, invert=options.decoding, recursive=options.recursive, pattern=options.glob,
             batch_size=options.batch_size, null=options.null, review_below=options.review_below, skip=skip,
             options=ray_options, advance=bar.advance if bar else (lambda n: None), stop=flag)
     finally:

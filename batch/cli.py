@@ -39,7 +39,8 @@ def classify(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", parser=file_name, metavar="FILE", help="Write rows here as they are classified (default: stdout)")] = None,
     fmt: Annotated[Optional[OutputFormat], typer.Option("--format", help="Row format (default: from the --output name (.jsonl -> jsonl), else csv)")] = None,
     top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=10, help="Also give the K most likely labels and their probabilities.")] = None,
-    invert: Annotated[InvertMode, typer.Option(help="Invert images to white-on-black: auto judges from the border.")] = InvertMode.auto,
+    invert: Annotated[InvertMode, typer.Option(help="Invert images to white-on-black: auto judges from the border (from the whole image, when it is cleaned).")] = InvertMode.auto,
+    clean: Annotated[bool, typer.Option("--clean/--no-clean", help="Take form artefacts out of images before fitting the digit: printed lines (boxes, grid cells, base lines, comb ticks), specks, cut neighbours at the edge. --no-clean for images that are already clean crops.")] = True,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")] = True,
     glob: Annotated[Optional[str], typer.Option(help="Only files in folders whose name matches, e.g. '*.png'.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=65536, help="Digits per onnxruntime call.")] = 1024,
@@ -70,7 +71,7 @@ def classify(
     options = ClassifyOptions(
         output=output, format=fmt.value if fmt else None, top_k=top_k or 0, review_below=review_below,
         invert=invert.value, recursive=recursive, glob=glob, batch_size=batch_size, null=null, resume=resume,
-        workers=workers, progress=(progress or sys.stderr.isatty()) and not quiet, engine=engine.value,
+        workers=workers, clean=clean, progress=(progress or sys.stderr.isatty()) and not quiet, engine=engine.value,
         address=address, output_dir=output_dir, concurrency=concurrency)
     if summary_json:  # checked before the run, not after it
         from core.files import check_target, refuse_overwriting

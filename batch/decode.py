@@ -4,9 +4,11 @@ OpenCV decodes (it is ~4x faster than Pillow on small PNGs). Every image is
 turned upright by its EXIF orientation (as a viewer and the browser show it),
 brought to white ink on black (inverted when its border is light), and its
 contrast normalised: the page (the border's median) to 0, the brightest ink to
-255, as MNIST's digits are. Anything that is not already a 28x28 digit is then
-brought to MNIST's form with LeCun's recipe: crop to the ink, fit into 20x20
-keeping the aspect ratio, and centre by the centre of mass in a 28x28 field.
+255, as MNIST's digits are. Anything that is not already a 28x28 digit has its
+form artefacts taken out (batch/forms.py; judged by the whole image rather than
+the border; not with clean=False, --no-clean) and is then brought to MNIST's form
+with LeCun's recipe: crop to the ink, fit into 20x20 keeping the aspect ratio,
+and centre by the centre of mass in a 28x28 field.
 web/digits.js does each step the same way.
 """
 
@@ -18,6 +20,7 @@ from typing import Literal
 
 import numpy as np
 
+from batch.forms import page_levels, remove_artefacts
 from batch.imagesize import image_size
 from core.contract import IMAGE_SIZE, MAX_IMAGE_PIXELS
 from core.errors import DigitsError
@@ -33,6 +36,7 @@ import cv2  # noqa: E402
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 Invert = Literal["auto", "always", "never"]
+NO_CLEAN = ",no-clean"  # after an --invert mode: decode without taking form artefacts out (decode_digits)
 
 DIGIT_BOX = 20  # MNIST digits are fit into 20x20 and centred in 28x28
 INK_FRACTION = 0.2  # a pixel counts as ink above this fraction of the brightest
@@ -50,8 +54,8 @@ class ImageError(DigitsError):
     """An image that cannot be decoded; the caller adds which file it was."""
 
 
-def decode_digit(data: bytes, invert: Invert = "auto") -> np.ndarray:
-    """Decode an image file's bytes into a uint8 [28, 28] white-on-black digit."""
+def decode_digit(data: bytes, invert: Invert = "auto", clean: bool = True) -> np.ndarray:
+    """Decode an image file's bytes into a uint8 [28, 28] white-on-black digit (to_mnist says how)."""
     if not data:
         raise ImageError("empty file")
     if data[:2] == _JPEG_START and not _jpeg_is_whole(data):
@@ -71,12 +75,15 @@ def decode_digit(data: bytes, invert: Invert = "auto") -> np.ndarray:
         raise ImageError("not a decodable image (corrupt or truncated)") from e
     if image is None:
         raise ImageError("not a decodable image (corrupt or truncated)")
-    return to_mnist(upright(to_gray(image), exif_orientation(data)), invert)
+    return to_mnist(upright(to_gray(image), exif_orientation(data)), invert, clean)
 
 
-def decode_digits(blobs: Sequence[bytes | str], invert: Invert = "auto",
+def decode_digits(blobs: Sequence[bytes | str], invert: str = "auto",
                   out: np.ndarray | None = None) -> tuple[np.ndarray, list[str | None]]:
     """Many images' bytes -> (uint8 [N, 28, 28] digits, errors), digit i exactly as decode_digit gives it.
+
+    `invert` is an --invert mode, with NO_CLEAN after it for --no-clean (decode_digit's
+    clean=False): the engines pass the decoding on as this one string.
 
     A blob that is a str is an error already known (the file could not be read).
     errors[i] is why blob i failed (digit i is then all zeros), None when it did not.
@@ -89,6 +96,7 @@ def decode_digits(blobs: Sequence[bytes | str], invert: Invert = "auto",
     whole block rather than four sums per image. Anything else takes
     decode_digit's general path.
     """
+    invert, clean = invert.removesuffix(NO_CLEAN), not invert.endswith(NO_CLEAN)
     digits = np.zeros((len(blobs), IMAGE_SIZE, IMAGE_SIZE), np.uint8) if out is None else out
     errors: list[str | None] = [None] * len(blobs)
     plain: list[int] = []  # indices decoded on the fast path: inversion still to decide
@@ -111,7 +119,7 @@ def decode_digits(blobs: Sequence[bytes | str], invert: Invert = "auto",
                 plain.append(i)
                 continue
         try:
-            digits[i] = decode_digit(data, invert)
+            digits[i] = decode_digit(data, invert, clean)
         except ImageError as e:
             errors[i] = str(e)
             digits[i] = 0
@@ -323,29 +331,37 @@ def _stretch(page: int, peak: int) -> np.ndarray:
     return table.astype(np.uint8)
 
 
-def normalise_contrast(gray: np.ndarray) -> np.ndarray:
+def normalise_contrast(gray: np.ndarray, page: int | None = None) -> np.ndarray:
     """White ink on a dark page -> the page at 0 and the brightest ink at 255, as MNIST's
     digits are (ink 40 on grey paper 200, inverted, is 215 on 55: it becomes 255 on 0).
     Already so (page <= BLACK_PAGE, ink >= FULL_INK): left as it is.
     An image with nothing brighter than its page (blank, or a light page under
-    --invert never) is left as it is."""
-    page, peak = page_level(gray), int(gray.max())
+    --invert never) is left as it is. `page`: the page's level when known (default page_level's)."""
+    page, peak = page_level(gray) if page is None else page, int(gray.max())
     if peak <= page or (page <= BLACK_PAGE and peak >= FULL_INK):
         return gray
     return _stretch(page, peak)[gray]
 
 
-def to_mnist(gray: np.ndarray, invert: Invert = "auto") -> np.ndarray:
+def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> np.ndarray:
     """uint8 grayscale of any size (upright) -> uint8 [28, 28] MNIST-style digit.
 
     Inverted when it applies, then its contrast normalised; a 28x28 image is then
     taken as already MNIST-style and passes through; a blank image becomes all zeros.
+    Any other image is, with `clean`, judged light or dark and given its page level from
+    the whole image's grey levels (forms.page_levels: a grid cell's border is all lines), and
+    has its form artefacts taken out (batch/forms.py) before it is cropped: an empty box is blank.
     """
-    if invert == "always" or (invert == "auto" and needs_inverting(gray)):
+    form = clean and gray.shape != (IMAGE_SIZE, IMAGE_SIZE)
+    median, low, high = page_levels(gray) if form else (0, 0, 0)
+    inverting = invert == "always" or (invert == "auto" and (median > 127 if form else needs_inverting(gray)))
+    if inverting:
         gray = 255 - gray
-    gray = normalise_contrast(gray)
+    gray = normalise_contrast(gray, (255 - high if inverting else low) if form else None)
     if gray.shape == (IMAGE_SIZE, IMAGE_SIZE):
         return np.ascontiguousarray(gray)
+    if form:  # ink: that share of full scale; and when the lines were the darkest ink, the digit's goes to 255
+        gray = normalise_contrast(remove_artefacts(gray, INK_FRACTION * 255), 0)
     peak = int(gray.max())
     if peak == 0:
         return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)

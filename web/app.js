@@ -112,7 +112,8 @@ function redraw() {
 }
 
 async function classifyPad() {
-  const digit = toMnist(ink.getImageData(0, 0, pad.width, pad.height));
+  // No form artefacts on the pad to take out, and a stroke may run from edge to edge.
+  const digit = toMnist(ink.getImageData(0, 0, pad.width, pad.height), "auto", false);
   const preview = seen.createImageData(28, 28);
   digit.forEach((v, i) => preview.data.set([v, v, v, 255], i * 4));
   seen.putImageData(preview, 0, 0);

@@ -12,7 +12,10 @@
 // page, the border's median, to 0 and the brightest ink to 255), and, unless already 28x28,
 // cropped to the ink, fit into 20x20 keeping the aspect ratio (area averaging to shrink,
 // bilinear to enlarge, as cv2.resize) and placed so that the centre of mass lands on
-// (14, 14). onnxruntime-web is imported on first load(), so toMnist needs nothing but this file.
+// (14, 14). Before the crop, form artefacts are taken out as batch/forms.py takes them out
+// (printed lines, comb ticks, specks, cut neighbours; toMnist's `clean`, --no-clean there), with
+// the same morphology and connected components in plain JavaScript, giving OpenCV's results.
+// onnxruntime-web is imported on first load(), so toMnist needs nothing but this file.
 
 export const MNIST_SIZE = 28;
 export const DIGIT_BOX = 20; // MNIST digits are fit into 20x20 and centred in 28x28
@@ -21,6 +24,12 @@ export const NUM_CLASSES = 10;
 // Contrast already MNIST's (decode.BLACK_PAGE, decode.FULL_INK): left as it is.
 export const BLACK_PAGE = 8;
 export const FULL_INK = 247;
+// batch/forms.py's constants: what is a printed line, a speck, a piece of the digit.
+export const LINE_RUN = 0.8;
+export const KEEP_SHARE = 0.1;
+export const NEAR = 0.1;
+export const EDGE_WEIGHT = 0.5;
+export const DUST = 0.001;
 
 const ORT_DIST = new URL("./node_modules/onnxruntime-web/dist/", import.meta.url);
 
@@ -150,12 +159,16 @@ export function pageLevel(gray, width, height) {
 }
 
 /** White ink on a dark page -> the page at 0 and the brightest ink at 255 (in place), as
- * decode.normalise_contrast: the same integer table, rounded half up. */
-export function normaliseContrast(gray, width, height) {
-  const page = pageLevel(gray, width, height);
-  let peak = 0;
-  for (let i = 0; i < gray.length; i++) if (gray[i] > peak) peak = gray[i];
+ * decode.normalise_contrast: the same integer table, rounded half up. `page`: the page's level
+ * when known (default pageLevel's). */
+export function normaliseContrast(gray, width, height, page = pageLevel(gray, width, height)) {
+  const peak = maximum(gray);
   if (peak <= page || (page <= BLACK_PAGE && peak >= FULL_INK)) return gray;
+  return stretch(gray, page, peak);
+}
+
+/** decode._stretch applied in place: `page` and below to 0, `peak` to 255, rounded half up. */
+function stretch(gray, page, peak) {
   const span = peak - page;
   const table = new Uint8Array(256);
   for (let v = page; v < 256; v++) table[v] = Math.min(255, Math.floor(((v - page) * 510 + span) / (2 * span)));
@@ -163,22 +176,34 @@ export function normaliseContrast(gray, width, height) {
   return gray;
 }
 
+function maximum(gray) {
+  let peak = 0;
+  for (let i = 0; i < gray.length; i++) if (gray[i] > peak) peak = gray[i];
+  return peak;
+}
+
 /**
  * Any image -> one MNIST-style digit: Uint8Array(784), white on black, row by row.
  * `image` is a canvas ImageData, or {data: Uint8Array, width, height} of grayscale pixels
- * (data.length === width * height). `invert` is "auto", "always" or "never".
+ * (data.length === width * height). `invert` is "auto", "always" or "never". `clean`: take
+ * form artefacts out (decode.to_mnist's clean); false for an image that has none, such as the pad.
  */
-export function toMnist(image, invert = "auto") {
+export function toMnist(image, invert = "auto", clean = true) {
   const { width, height } = image;
   let gray = image.data.length === width * height ? Uint8Array.from(image.data) : toGray(image);
-  if (invert === "always" || (invert === "auto" && needsInverting(gray, width, height))) {
+  const form = clean && !(width === MNIST_SIZE && height === MNIST_SIZE);
+  const [median, low, high] = form ? pageLevels(gray) : [0, 0, 0];
+  const light = form ? median > 127 : needsInverting(gray, width, height);
+  const inverting = invert === "always" || (invert === "auto" && light);
+  if (inverting) {
     for (let i = 0; i < gray.length; i++) gray[i] = 255 - gray[i];
   }
-  normaliseContrast(gray, width, height);
+  normaliseContrast(gray, width, height, ...(form ? [inverting ? 255 - high : low] : []));
   if (width === MNIST_SIZE && height === MNIST_SIZE) return gray;
+  // When the lines were the darkest ink, the digit's own now goes to 255.
+  if (form) gray = normaliseContrast(removeArtefacts(gray, width, height), width, height, 0);
   const field = new Uint8Array(MNIST_SIZE * MNIST_SIZE);
-  let peak = 0;
-  for (let i = 0; i < gray.length; i++) if (gray[i] > peak) peak = gray[i];
+  const peak = maximum(gray);
   if (peak === 0) return field;
 
   // Crop to the rows and columns holding ink.
@@ -323,4 +348,189 @@ function linearTaps(size, out) {
     taps.push([s, Math.min(s + 1, size - 1), roundHalfEven(Math.fround(1 - f) * 2048), roundHalfEven(f * 2048)]);
   }
   return taps;
+}
+
+// ---- form artefacts: batch/forms.py ----
+
+/** forms.page_levels: [median, lower quartile, upper quartile] of the grey levels, each the
+ * value of that rank among the sorted pixels. */
+export function pageLevels(gray) {
+  const counts = new Uint32Array(256);
+  for (let i = 0; i < gray.length; i++) counts[gray[i]]++;
+  const n = gray.length;
+  const ranks = [(n - 1) >> 1, (n - 1) >> 2, n - 1 - ((n - 1) >> 2)];
+  return ranks.map((rank) => {
+    let v = 0;
+    for (let seen = counts[0]; seen <= rank; seen += counts[++v]);
+    return v;
+  });
+}
+
+/** forms.line_run: the odd kernel length of a printed line across `size` pixels. */
+function lineRun(size) {
+  return Math.ceil(LINE_RUN * size) | 1;
+}
+
+/** Pixels in a run of at least `run` ink pixels along rows (step 1) or columns (step width):
+ * what OpenCV's opening with a 1 x run (run x 1) kernel keeps, the outside counted as page. */
+function longRuns(ink, width, height, run, alongRows) {
+  const out = new Uint8Array(ink.length);
+  const [lines, length, step, next] = alongRows ? [height, width, 1, width] : [width, height, width, 1];
+  for (let l = 0; l < lines; l++) {
+    let start = -1;
+    for (let i = 0; i <= length; i++) {
+      const on = i < length && ink[l * next + i * step];
+      if (on && start < 0) start = i;
+      if (!on && start >= 0) {
+        if (i - start >= run) for (let j = start; j < i; j++) out[l * next + j * step] = 1;
+        start = -1;
+      }
+    }
+  }
+  return out;
+}
+
+/** cv2.connectedComponentsWithStats, 8-connected: labels (Int32Array, 0 = background, pieces
+ * numbered in raster order of their first pixel, as OpenCV numbers them) and per piece
+ * x, y, w, h, area (Int32Arrays indexed by label - 1). */
+function components(mask, width, height) {
+  const labels = new Int32Array(mask.length);
+  const parent = [0];
+  const find = (a) => {
+    while (parent[a] !== a) a = parent[a] = parent[parent[a]];
+    return a;
+  };
+  const union = (a, b) => {
+    a = find(a);
+    b = find(b);
+    if (a < b) parent[b] = a;
+    else if (b < a) parent[a] = b;
+    return Math.min(a, b);
+  };
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = y * width + x;
+      if (!mask[i]) continue;
+      let label = 0;
+      const near = [x > 0 ? i - 1 : -1, y > 0 && x > 0 ? i - width - 1 : -1, y > 0 ? i - width : -1,
+        y > 0 && x < width - 1 ? i - width + 1 : -1];
+      for (const j of near) {
+        if (j >= 0 && labels[j]) label = label ? union(label, labels[j]) : find(labels[j]);
+      }
+      if (!label) {
+        label = parent.length;
+        parent.push(label);
+      }
+      labels[i] = label;
+    }
+  }
+  const final = new Int32Array(parent.length);
+  let count = 0;
+  for (let l = 1; l < parent.length; l++) final[l] = find(l) === l ? ++count : final[find(l)];
+  const x0 = new Int32Array(count).fill(width), y0 = new Int32Array(count).fill(height);
+  const x1 = new Int32Array(count).fill(-1), y1 = new Int32Array(count).fill(-1), area = new Int32Array(count);
+  for (let i = 0; i < labels.length; i++) {
+    if (!labels[i]) continue;
+    const l = (labels[i] = final[labels[i]]) - 1;
+    const x = i % width, y = (i - x) / width;
+    if (x < x0[l]) x0[l] = x;
+    if (x > x1[l]) x1[l] = x;
+    if (y < y0[l]) y0[l] = y;
+    if (y > y1[l]) y1[l] = y;
+    area[l]++;
+  }
+  const w = x1.map((v, l) => v - x0[l] + 1), h = y1.map((v, l) => v - y0[l] + 1);
+  return { labels, count, x: x0, y: y0, w, h, area };
+}
+
+/** forms.remove_artefacts: white ink on a page of 0 -> form lines, comb ticks, specks and cut
+ * neighbours set to 0 (a new array, or `gray` itself when there is nothing to take out). */
+export function removeArtefacts(gray, width, height) {
+  const threshold = INK_FRACTION * 255; // a level: a line darker than the digit changes nothing
+  const ink = gray.map((v) => (v > threshold ? 1 : 0));
+  const rows = longRuns(ink, width, height, lineRun(width), true);
+  const cols = longRuns(ink, width, height, lineRun(height), false);
+  const anyRows = rows.includes(1), anyLines = anyRows || cols.includes(1);
+  const rest = ink.map((v, i) => v & ~(rows[i] | cols[i]));
+  const { labels, count, x, y, w, h, area } = components(rest, width, height);
+  if (count === 0) return new Uint8Array(gray.length); // nothing but lines
+  const ticks = anyRows ? combTicks(rows, width, height, x, y, w, h) : new Uint8Array(count);
+  const part = Array.from(area, (a, l) => a >= DUST * height * width && !ticks[l]);
+  if (!part.includes(true)) return new Uint8Array(gray.length); // nothing but lines and dust
+  const [top, bottom] = frame(linesOf(rows, width, height, true), height);
+  const [left, right] = frame(linesOf(cols, width, height, false), width);
+  const edge = Array.from(area, (_, l) =>
+    x[l] <= left || y[l] <= top || x[l] + w[l] - 1 >= right || y[l] + h[l] - 1 >= bottom);
+  let digit = 0;
+  let best = -Infinity;
+  for (let l = 0; l < count; l++) {
+    const score = part[l] ? (edge[l] ? area[l] * EDGE_WEIGHT : area[l]) : -1;
+    if (score > best) [digit, best] = [l, score];
+  }
+  const kept = new Uint8Array(count + 1); // by label; 0, the page, never
+  for (let l = 0; l < count; l++) {
+    const gapX = Math.max(0, Math.max(x[l], x[digit]) - Math.min(x[l] + w[l], x[digit] + w[digit]));
+    const gapY = Math.max(0, Math.max(y[l], y[digit]) - Math.min(y[l] + h[l], y[digit] + h[digit]));
+    kept[l + 1] = l === digit || (part[l] && area[l] >= KEEP_SHARE * area[digit] &&
+      Math.max(gapX, gapY) <= NEAR * Math.max(height, width) && !edge[l]) ? 1 : 0;
+  }
+  if (!anyLines && kept.subarray(1).every((k) => k)) return gray;
+  // What goes, with its faint rim: a 3x3 dilation (cv2.dilate: the outside adds nothing), kept ink spared.
+  const out = Uint8Array.from(gray);
+  for (let yy = 0; yy < height; yy++) {
+    for (let xx = 0; xx < width; xx++) {
+      const i = yy * width + xx;
+      if (kept[labels[i]]) continue;
+      let gone = false;
+      for (let dy = -1; dy <= 1 && !gone; dy++) {
+        for (let dx = -1; dx <= 1 && !gone; dx++) {
+          const y2 = yy + dy, x2 = xx + dx;
+          if (y2 < 0 || y2 >= height || x2 < 0 || x2 >= width) continue;
+          const j = y2 * width + x2;
+          gone = ink[j] === 1 && !kept[labels[j]];
+        }
+      }
+      if (gone) out[i] = 0;
+    }
+  }
+  return out;
+}
+
+/** The rows (alongRows) or columns of `mask` holding any of its pixels, in order. */
+function linesOf(mask, width, height, alongRows) {
+  const lines = [];
+  for (let l = 0; l < (alongRows ? height : width); l++) {
+    for (let i = 0; i < (alongRows ? width : height); i++) {
+      if (mask[alongRows ? l * width + i : i * width + l]) {
+        lines.push(l);
+        break;
+      }
+    }
+  }
+  return lines;
+}
+
+/** forms._frame: the first and last row (column) inside the lines along the image's two edges. */
+function frame(lines, size) {
+  const near = NEAR * size;
+  const first = lines.filter((l) => l < near);
+  const last = lines.filter((l) => l > size - 1 - near);
+  return [first.length ? Math.max(...first) + 1 : 0, last.length ? Math.min(...last) - 1 : size - 1];
+}
+
+/** forms._ticks: which pieces are about as thin as a horizontal line in `rows` and stand on,
+ * or hang from, one of its ends (a comb field's ticks). */
+function combTicks(rows, width, height, x, y, w, h) {
+  const lines = components(rows, width, height);
+  const ticks = new Uint8Array(x.length);
+  for (let p = 0; p < x.length; p++) {
+    for (let l = 0; l < lines.count && !ticks[p]; l++) {
+      const [lx, ly, lw, lh] = [lines.x[l], lines.y[l], lines.w[l], lines.h[l]];
+      const touching = y[p] + h[p] >= ly && y[p] <= ly + lh;
+      const thin = w[p] <= 2 * lh + 1;
+      const atEnd = [lx, lx + lw - 1].some((end) => x[p] <= end + lh && x[p] + w[p] - 1 >= end - lh);
+      ticks[p] = touching && thin && atEnd ? 1 : 0;
+    }
+  }
+  return ticks;
 }

@@ -165,3 +165,131 @@ def test_the_28x28_png_fast_path_decodes_as_the_general_path(pixels, invert, bor
     assert errors == [None, None]
     np.testing.assert_array_equal(fast[0], decode_digit(png, invert))
     np.testing.assert_array_equal(fast[1], fast[0])
+
+
+# ---- form artefacts (batch/forms.py) ----
+
+
+def on_paper(digit: np.ndarray, side: int = 64, field: int = 48) -> np.ndarray:
+    """A genuine digit written dark on white paper side x side, its 28x28 field enlarged to
+    field x field in the middle (MNIST's own framing when field == side)."""
+    page = np.zeros((side, side), np.uint8)
+    at = (side - field) // 2
+    page[at : at + field, at : at + field] = cv2.resize(digit, (field, field), interpolation=cv2.INTER_LINEAR)
+    return 255 - page
+
+
+def alone_and(draw, digits: np.ndarray, side: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(alone, with the artefact, with it under --no-clean): each digit decoded from a PNG on paper, and on
+    the same paper after draw(image) adds a form's artefacts."""
+    from batch.decode import NO_CLEAN, decode_digits
+
+    plain = [on_paper(d, side) for d in digits]
+    marked = [draw(p.copy()) for p in plain]
+    return (decode_digits([png(p) for p in plain])[0], decode_digits([png(m) for m in marked])[0],
+            decode_digits([png(m) for m in marked], "auto" + NO_CLEAN)[0])
+
+
+def box(image, margin=2, weight=2):
+    side = image.shape[0]
+    return cv2.rectangle(image, (margin, margin), (side - 1 - margin, side - 1 - margin), 0, weight)
+
+
+def grid_cell(image, weight=2):
+    side = image.shape[0]
+    for at in (0, side - 1):
+        cv2.line(image, (0, at), (side - 1, at), 0, weight)
+        cv2.line(image, (at, 0), (at, side - 1), 0, weight)
+    return image
+
+
+def specks(image):
+    for y, x in ((4, 5), (58, 6), (7, 57), (60, 60), (3, 30), (33, 61)):
+        cv2.circle(image, (x, y), 1, 0, -1)
+    return image
+
+
+@pytest.mark.parametrize("draw", [box, grid_cell, specks], ids=["box", "grid cell", "specks"])
+def test_boxes_grid_lines_and_specks_apart_from_the_digit_are_taken_out(draw, sample):
+    alone, cleaned, raw = alone_and(draw, sample.x_test[:100])
+    np.testing.assert_array_equal(cleaned, alone)  # byte for byte the digit alone on the page
+    assert (raw != alone).any(axis=(1, 2)).mean() > 0.9  # --no-clean: today's crop, artefacts and all
+
+
+def test_a_base_line_under_the_digit_is_taken_out(sample):
+    """The line touches the digit (it is written on it): the digit loses the pixels it shares with
+    the line, and keeps its label with the committed CNN."""
+    from batch.model import OnnxClassifier
+    from tests.conftest import COMMITTED_CNN
+
+    digits, labels = sample.x_test[:300], sample.y_test[:300]
+
+    def underline(image):
+        bottom = np.flatnonzero((image < 128).any(axis=1))[-1]
+        return cv2.line(image, (2, int(bottom)), (61, int(bottom)), 0, 2)
+
+    alone, cleaned, raw = alone_and(underline, digits)
+    model = OnnxClassifier(COMMITTED_CNN)
+    right = {name: (model.predict(d).argmax(1) == labels).mean() for name, d in
+             (("alone", alone), ("cleaned", cleaned), ("raw", raw))}
+    assert right["cleaned"] >= right["alone"] - 0.02 and right["raw"] < right["alone"] - 0.3, right
+
+
+def test_an_empty_box_cell_or_comb_is_blank_as_a_blank_page_is():
+    blank = decode_digit(png(np.full((64, 64), 255, np.uint8)))
+    assert not blank.any()
+    page = np.full((96, 96), 240, np.uint8)
+    comb = cv2.line(page.copy(), (3, 80), (92, 80), 20, 2)
+    comb = cv2.line(cv2.line(comb, (3, 80), (3, 55), 20, 2), (92, 80), (92, 55), 20, 2)
+    for image in (box(page.copy(), 4, 3), grid_cell(page.copy(), 1), comb):
+        np.testing.assert_array_equal(decode_digit(png(image)), blank)
+        assert decode_digit(png(image), clean=False).any()  # --no-clean: the lines are the "digit"
+
+
+@pytest.mark.parametrize("side", [64, 256])
+def test_a_clean_digits_own_long_strokes_survive(side, sample):
+    """Every 1, 4 and 7 of the sample's test digits, alone on the page as MNIST frames them (the
+    digit up to 20/28 of the side): no stroke is taken for a line, and no label changes."""
+    from batch.decode import NO_CLEAN, decode_digits
+    from batch.forms import line_run, long_runs
+    from batch.model import OnnxClassifier
+    from tests.conftest import COMMITTED_CNN
+
+    digits = sample.x_test[np.isin(sample.y_test, (1, 4, 7))]
+    pages = [on_paper(d, side, side) for d in digits]
+    for page in pages:
+        ink = (255 - page > 51).view(np.uint8)
+        assert not len(long_runs(ink, line_run(side), True)[0]) and not len(long_runs(ink, line_run(side), False)[0])
+    blobs = [png(p) for p in pages]
+    model = OnnxClassifier(COMMITTED_CNN)
+    cleaned, raw = decode_digits(blobs)[0], decode_digits(blobs, "auto" + NO_CLEAN)[0]
+    np.testing.assert_array_equal(model.predict(cleaned).argmax(1), model.predict(raw).argmax(1))
+
+
+def test_the_28x28_fast_path_is_untouched_by_cleaning(sample):
+    """MNIST's own 28x28 PNGs, and 28x28 images by the general path, are never cleaned."""
+    from batch.decode import NO_CLEAN, decode_digits
+
+    digits = sample.x_test[:200]
+    blobs = [png(d) for d in digits]
+    np.testing.assert_array_equal(decode_digits(blobs)[0], digits)
+    np.testing.assert_array_equal(decode_digits(blobs, "auto" + NO_CLEAN)[0], digits)
+    boxed = [png(box(255 - d, 0, 1)) for d in digits[:20]]  # 28x28, a box along the edges: left as it is
+    np.testing.assert_array_equal(decode_digits(boxed)[0], decode_digits(boxed, "auto" + NO_CLEAN)[0])
+
+
+def test_no_clean_reaches_the_decoder_from_the_command_line(sample, tmp_path):
+    from batch.decode import decode_digit
+    from batch.model import OnnxClassifier
+    from tests.conftest import COMMITTED_CNN, run_digits
+
+    for i, d in enumerate(sample.x_test[:30]):
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), box(on_paper(d)))
+    files = sorted(tmp_path.glob("*.png"))
+    model = OnnxClassifier(COMMITTED_CNN)
+    for flag, clean in (("--clean", True), ("--no-clean", False)):
+        result = run_digits("classify", COMMITTED_CNN, tmp_path, flag, "--quiet")
+        assert result.returncode == 0, result.stderr
+        labels = [int(line.split(",")[1]) for line in result.stdout.splitlines()[1:]]
+        expected = model.predict(np.stack([decode_digit(f.read_bytes(), clean=clean) for f in files])).argmax(1)
+        np.testing.assert_array_equal(labels, expected)

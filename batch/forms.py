@@ -1,0 +1,139 @@
+"""Form artefacts out of a digit's image: ruled lines, specks, cut neighbours.
+
+Handwritten digits come from forms: boxes to write in, grid cells cut from a page, base
+lines and comb fields, with dust on the scanner. These steps take them out before the
+digit is cropped and fitted (batch/decode.py), the classic form-processing ones:
+
+1. long straight lines: a row or column run of ink at least LINE_RUN of the image's width
+   or height (morphological opening with a line kernel) is a printed line, not a stroke;
+2. the digit: the largest piece of ink left (pieces touching the image's edge count half:
+   they are likely a neighbour cut by the crop; a line along an edge, a grid cell's or a
+   box's, moves that edge to the line's inner side);
+3. specks, marks and cut neighbours: another piece is kept only if it is at least
+   KEEP_SHARE of the digit's area, lies within NEAR of the digit's box and does not touch
+   the edge; a thin piece standing on a line's end is a comb field's tick and goes too, and
+   a piece under DUST of the image's area is dust, never the digit;
+4. what was taken out is cleared with its faint rim (one pixel around it).
+
+A digit's own strokes stay: MNIST's digits fill at most 20/28 of their field, short of
+LINE_RUN (a digit cropped tighter than that, say a 1 as tall as its image, wants --no-clean).
+web/digits.js does each step the same way.
+"""
+
+import cv2
+import numpy as np
+
+LINE_RUN = 0.8  # a straight run of ink this share of the image's width (or height) is a printed line
+KEEP_SHARE = 0.1  # another piece of ink stays if its area is at least this share of the digit's
+NEAR = 0.1  # ... and its box is at most this share of the image's larger side from the digit's box
+EDGE_WEIGHT = 0.5  # a piece touching the image's edge counts this much of its area when choosing the digit
+DUST = 0.001  # a piece under this share of the image's area is dust, never the digit
+_RIM = np.ones((3, 3), np.uint8)
+
+
+def page_levels(gray: np.ndarray) -> tuple[int, int, int]:
+    """(median, lower quartile, upper quartile) of the image's grey levels, each the value of
+    that rank in the sorted pixels (the lower one between two). The median says whether the page
+    is light, and a quartile is the page's level: the whole image's, not its border's (a grid
+    cell's border is all lines), and a quartile, as ink with its faint rim may cover half of it.
+    Inverted, the image's lower quartile is 255 - the upper."""
+    counts = np.cumsum(cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel())
+    ranks = np.array([(gray.size - 1) // 2, (gray.size - 1) // 4, gray.size - 1 - (gray.size - 1) // 4])
+    median, low, high = np.searchsorted(counts, ranks + 1).tolist()
+    return median, low, high
+
+
+def line_run(size: int) -> int:
+    """The kernel length for lines across `size` pixels: odd, so that opening keeps exactly the
+    runs at least this long."""
+    return int(np.ceil(LINE_RUN * size)) | 1
+
+
+def long_runs(ink: np.ndarray, run: int, across: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(lines, runs): the rows (across) or columns of uint8 0/1 `ink` holding a run of at least
+    `run` ink pixels, and those rows [len(lines), W] (columns [H, len(lines)]) as OpenCV's
+    opening with a line kernel leaves them: the runs that long, the outside counted as page.
+    Only the rows (columns) holding that much ink are opened, each on its own as the kernel sees it."""
+    counts = cv2.reduce(ink, 1 if across else 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
+    lines = np.flatnonzero(counts >= run)
+    if not len(lines):
+        return lines, ink[:0] if across else ink[:, :0]
+    # Columns are opened as rows (transposed): OpenCV's row filter is ten times its column filter here.
+    some = ink[lines] if across else np.ascontiguousarray(ink[:, lines].T)
+    runs = cv2.morphologyEx(some, cv2.MORPH_OPEN, np.ones((1, run), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                            borderValue=0)
+    found = runs.any(axis=1)
+    return lines[found], runs[found] if across else runs[found].T
+
+
+def remove_artefacts(gray: np.ndarray, level: float) -> np.ndarray:
+    """uint8 [H, W] white ink on a page of 0, contrast normalised -> the same with form lines,
+    specks and cut neighbours set to 0 (a new array, or `gray` itself when there is nothing to
+    take out). Ink is what is brighter than `level` (a level, not a share of the brightest pixel:
+    a line darker than the digit changes nothing). All of it lines: zeros."""
+    h, w = gray.shape
+    ink = cv2.threshold(gray, level, 1, cv2.THRESH_BINARY)[1]
+    rows, across = long_runs(ink, line_run(w), True)
+    cols, down = long_runs(ink, line_run(h), False)
+    lined = bool(len(rows) or len(cols))
+    rest = ink.copy() if lined else ink
+    rest[rows] &= 1 - across
+    rest[:, cols] &= 1 - down
+    # Pieces are labelled within the box holding them: the page around costs nothing.
+    left, top, width, height = cv2.boundingRect(rest)
+    if width == 0:  # nothing but lines
+        return np.zeros_like(gray)
+    box = rest[top : top + height, left : left + width]
+    # 16-bit labels where they cannot run out: OpenCV's statistics are twice as fast on them.
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(box, connectivity=8,
+                                                           ltype=cv2.CV_16U if box.size < 1 << 16 else cv2.CV_32S)
+    if len(stats) == 2 and not lined:  # one piece, no lines: the digit alone, or dust alone
+        return gray if stats[1, 4] >= DUST * h * w else np.zeros_like(gray)
+    x, y, bw, bh, area = stats[1:, 0] + left, stats[1:, 1] + top, stats[1:, 2], stats[1:, 3], stats[1:, 4]
+    part = area >= DUST * h * w  # what could be the digit or a piece of it
+    if len(rows):
+        part &= ~_ticks(rows, across, x, y, bw, bh)
+    if not part.any():  # nothing but lines and dust: an empty box or cell
+        return np.zeros_like(gray)
+    (frame_top, frame_bottom), (frame_left, frame_right) = _frame(rows, h), _frame(cols, w)
+    edge = (x <= frame_left) | (y <= frame_top) | (x + bw - 1 >= frame_right) | (y + bh - 1 >= frame_bottom)
+    digit = int(np.argmax(np.where(part, np.where(edge, area * EDGE_WEIGHT, area), -1)))
+    gap_x = np.maximum(0, np.maximum(x, x[digit]) - np.minimum(x + bw, x[digit] + bw[digit]))
+    gap_y = np.maximum(0, np.maximum(y, y[digit]) - np.minimum(y + bh, y[digit] + bh[digit]))
+    kept = part & (area >= KEEP_SHARE * area[digit]) & (np.maximum(gap_x, gap_y) <= NEAR * max(h, w)) & ~edge
+    kept[digit] = True
+    if kept.all() and not lined:
+        return gray
+    kept_ink = np.zeros_like(ink)
+    kept_ink[top : top + height, left : left + width] = np.concatenate([[0], kept]).astype(np.uint8)[labels]
+    cleared = cv2.dilate(ink & ~kept_ink, _RIM) & ~kept_ink
+    out = gray.copy()
+    out[cleared.view(bool)] = 0
+    return out
+
+
+def _frame(lines: np.ndarray, size: int) -> tuple[int, int]:
+    """The first and last row (column) inside the lines along the image's two edges, those within
+    NEAR of the side from it (a grid cell's, a box's): the frame whose ink is the edge's. 0 and
+    size - 1 where there is none."""
+    near = NEAR * size
+    first = lines[lines < near]
+    last = lines[lines > size - 1 - near]
+    return (int(first.max()) + 1 if len(first) else 0), (int(last.min()) - 1 if len(last) else size - 1)
+
+
+def _ticks(rows: np.ndarray, across: np.ndarray, x, y, bw, bh) -> np.ndarray:
+    """Which pieces (boxes x, y, bw, bh) are about as thin as a horizontal line (long_runs'
+    rows and runs) and stand on, or hang from, one of its ends: a comb field's ticks. bool [pieces]."""
+    # The lines' rows stacked, a blank row wherever rows are not adjacent: the same pieces, far fewer pixels.
+    at = np.arange(len(rows)) + np.concatenate([[0], np.cumsum(np.diff(rows) > 1)])
+    stacked = np.zeros((at[-1] + 1, across.shape[1]), np.uint8)
+    stacked[at] = across
+    row_of = np.zeros(len(stacked), np.int64)
+    row_of[at] = rows
+    _, _, lines, _ = cv2.connectedComponentsWithStats(stacked, connectivity=8)
+    lx, ly, lw, lh = lines[1:, 0, None], row_of[lines[1:, 1, None]], lines[1:, 2, None], lines[1:, 3, None]
+    touching = (y + bh >= ly) & (y <= ly + lh)  # its rows meet the line's, or the row above or below
+    at_end = [(x <= end + lh) & (x + bw - 1 >= end - lh) for end in (lx, lx + lw - 1)]
+    thin = bw <= 2 * lh + 1  # about as thick as the line: a digit's piece is wider
+    return (touching & thin & (at_end[0] | at_end[1])).any(axis=0)
