@@ -25,6 +25,7 @@ from batch.scores import (
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
 from core.errors import DigitsError, ModelError
 from core.files import require_file
+from core.memory import limit_words
 
 # onnxruntime's telemetry, read when it is first imported: it writes a device id under
 # ~/.cache unasked, and prints a coloured warning when HOME is not writable.
@@ -65,8 +66,7 @@ class OnnxClassifier:
         except Exception as e:  # onnxruntime raises its own types for unreadable models
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             if _out_of_memory(str(e)):
-                raise ModelError(f"{path}: out of memory loading the model; the memory limit (ulimit -v) is "
-                                 "too low for it") from e
+                raise ModelError(f"{path}: out of memory loading the model; {limit_words()} is too low for it") from e
             raise ModelError(f"{path}: not a loadable ONNX model ({reason})") from e
         self.path = path
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
@@ -159,8 +159,8 @@ class OnnxClassifier:
             return self.session.run([self.output], {self.input.name: feed}, self._run_options)[0]
         except Exception as e:  # onnxruntime's own error types
             if _out_of_memory(str(e)):
-                raise ModelError(f"{self.path}: out of memory running the model on {len(feed):,} digits; the memory "
-                                 "limit (ulimit -v) is too low (a smaller --batch-size needs less)") from e
+                raise ModelError(f"{self.path}: out of memory running the model on {len(feed):,} digits; "
+                                 f"{limit_words()} is too low (a smaller --batch-size needs less)") from e
             reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e
 

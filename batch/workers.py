@@ -36,7 +36,7 @@ from batch.block import BlockRows, classify_block, silence_stderr
 from batch.writer import RowFormat
 from core.contract import IMAGE_BLOCK, IMAGE_SIZE, NUM_CLASSES
 from core.errors import DigitsError, ModelError
-from core.memory import address_space_limit
+from core.memory import address_space_limit, limit_words
 
 # A slot's paths, NUL-separated and UTF-8 (surrogateescape): a block is cut by the
 # walk before its names pass BLOCK_NAME_CHARS characters (batch/run.py), and a
@@ -213,10 +213,7 @@ def _not_started(e: OSError) -> WorkersNotStarted:
 def _memory_limit_hint() -> str:
     """Under an address-space limit, the likely reason a worker could not start or died:
     a library's allocation that failed where no Python code sees it."""
-    limit = address_space_limit()
-    if limit is None:
-        return ""
-    return f" (the memory limit (ulimit -v) of {limit // 2**20} MiB is likely too low)"
+    return f" ({limit_words()} is likely too low)" if address_space_limit() is not None else ""
 
 
 def _encoded(paths: list[str]) -> bytes:

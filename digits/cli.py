@@ -191,13 +191,17 @@ def _out_of_memory(e: BaseException) -> str | None:
         reason = "cannot start a thread (out of memory or threads)"
     else:
         return None
-    return f"{reason}; the memory limit (ulimit -v) is too low for this program"
+    from core.memory import limit_words
+
+    return f"{reason}; {limit_words()} is too low for this program"
 
 
 # Below this address-space limit (ulimit -v) the libraries fail as they load, in ways
 # no Python code sees: OpenBLAS prints its own line and exits, or a thread it cannot
 # start raises a signal (measured: 80-135 MiB; 140 MiB and up fail as MemoryError or
-# ImportError, which main() turns into one line).
+# ImportError, which main() turns into one line). Above it, a C++ runtime's own abort
+# (an uncaught std::bad_alloc) is the one failure left to the runtime's words: the
+# README's reliability promise says what the user sees then.
 MEMORY_FLOOR = 160 * 2**20
 
 
@@ -225,13 +229,7 @@ def _command_named() -> str | None:
 
 
 def start() -> None:
-    """The program as a process starts it (the console script, `python -m digits`):
-    under an address-space limit, watched by a parent that turns a library's fatal
-    end into one line (digits.watcher); then main()."""
-    _first_steps()
-    from digits.watcher import watch
-
-    watch(_command_named())
+    """The program as a process starts it (the console script, `python -m digits`)."""
     main()
 
 
