@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal, TextIO
 
 from batch.summary import Summary
+from core import interrupts
 from core.errors import UsageError
 
 Engine = Literal["local", "ray"]
@@ -71,16 +72,18 @@ def classify(model: Path, inputs: list[str], options: ClassifyOptions = Classify
     with the model at `model`, writing one row per digit; returns what the run did.
 
     `stop`: asked between blocks, ends the run early with every written row whole;
-    None: Ctrl-C and SIGTERM ask it, for the run's length (from the main thread).
+    None: Ctrl-C and SIGTERM ask it, for the run's length (core.interrupts; from the main thread).
     DigitsError (one of its kinds) for anything the caller can fix: a bad model, an
     output that cannot be written or resumed, options that do not go together.
     """
     options.check()
     if options.output is not None and not isinstance(options.output, Path):  # a str is taken too
         options = replace(options, output=Path(options.output))
-    if options.engine == "ray":
-        return _on_ray(Path(model), inputs, options, stop, stdin)
-    return _local(Path(model), inputs, options, stop, stdin)
+    engine = _on_ray if options.engine == "ray" else _local
+    if stop is not None:
+        return engine(Path(model), inputs, options, stop, stdin)
+    with interrupts.installed():  # the run asks the record between blocks
+        return engine(Path(model), inputs, options, _asked, stdin)
 
 
 def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
@@ -92,7 +95,9 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
 
     # onnxruntime runs each call on the calling thread alone: image blocks run in
     # the worker processes, one call each, and arrays one call per core side by side.
-    classifier = load_classifier(model, threads=1, spin=False)
+    classifier = load_classifier(model, threads=1, spin=False, probe=False)
+    # The probe runs the model (seconds, for a slow one), where a signal's handler cannot run.
+    interrupts.polled(classifier.probe, cancel=classifier.stop)
     _freeze_heap()
     cores = usable_cores()
     expanded = Expanded()
@@ -109,7 +114,6 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
     if options.resume:
         done = resume_output(output, row_format)  # may cut off a torn last line
         stream.seek(0, 2)
-    flag = _stop_flag(stop)
     bar = None
     try:
         if options.progress:
@@ -121,9 +125,9 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
                            header=not (done and done.header))
         summary = run(items, classifier, writer, invert=options.invert, batch_size=options.batch_size,
                       workers=options.workers or cores, model_calls=cores,
-                      advance=bar.advance if bar else (lambda n: None), stop=flag, done=done)
+                      advance=bar.advance if bar else (lambda n: None), stop=stop, done=done)
     finally:
-        _end(flag, bar, stream, output)
+        _end(bar, stream, output)
     summary.skipped, summary.empty_folders = expanded.skipped, expanded.empty
     summary.cpu_main, summary.cpu_workers = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
     return summary
@@ -135,7 +139,8 @@ def _cpu_seconds(who: int) -> float:
 
 
 def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
-    from batch import ray_engine  # one line naming the extra when Ray is not installed
+    with interrupts.raising():  # Ray's import takes seconds
+        from batch import ray_engine  # one line naming the extra when Ray is not installed
     from batch.writer import RowWriter
 
     ray_options = ray_engine.RayOptions(address=options.address, concurrency=options.concurrency)
@@ -146,11 +151,9 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
     # Every named input is compared with --output (a listing would need Ray's workers).
     stream = None if options.output_dir else _open_rows(output, [model, *inputs])
     skip = output_to_skip(output) if stream else None  # the walk passes over the output, wherever it lies
-    flag = None
     bar = None
     try:
         connected = ray_engine.connect(ray_options)
-        flag = _stop_flag(stop)  # after Ray's start-up, which sets its own signal handlers
         # The bar counts rows as the driver receives them; there is no count for URIs up front.
         if options.progress and not options.output_dir and not any(ray_engine.is_uri(i) for i in inputs) \
                 and "-" not in inputs:
@@ -164,31 +167,24 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
             inputs, model, writer, out_dir=options.output_dir, out_format=options.format or "csv",
             top_k=options.top_k, invert=options.invert, recursive=options.recursive, pattern=options.glob,
             batch_size=options.batch_size, null=options.null, review_below=options.review_below, skip=skip,
-            options=ray_options, advance=bar.advance if bar else (lambda n: None), stop=flag)
+            options=ray_options, advance=bar.advance if bar else (lambda n: None), stop=stop)
     finally:
-        _end(flag, bar, stream, output)
+        _end(bar, stream, output)
         ray_engine.ray.shutdown()
     summary.connect_seconds, summary.joined = connected, bool(options.address or os.environ.get("RAY_ADDRESS"))
     summary.cluster_seconds = connected + summary.ready_seconds
     return summary
 
 
-def _end(flag, bar, stream: TextIO | None, output: Path | None) -> None:
-    """What a run undoes however it ends: our signal handlers (when we installed them), the
-    progress bar, the output (closed: a failed close is a failed write)."""
-    if hasattr(flag, "restore"):  # a StopFlag we installed, not the caller's callable
-        flag.restore()
+def _end(bar, stream: TextIO | None, output: Path | None) -> None:
+    """What a run undoes however it ends: the progress bar, the output (closed: a failed close is a failed write)."""
     if bar:
         bar.close()
     _close_rows(stream, output)
 
 
-def _stop_flag(stop):
-    if stop is not None:
-        return stop
-    from batch.stop import StopFlag
-
-    return StopFlag().install()
+def _asked() -> bool:
+    return interrupts.asked() is not None
 
 
 def _freeze_heap() -> None:

@@ -65,13 +65,10 @@ def _new_interpreter(content: bytes, threads: int | None):
 
 
 class LiteRtClassifier:
-    def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True,
-                 interruptible: bool = True):
-        """`threads`: LiteRT's threads per call (0: its default). `spin` and `interruptible`
-        are taken for OnnxClassifier's signature and have no LiteRT counterpart (a LiteRT
-        call cannot be ended from outside; its calls on digits are short). `probe`: run
-        the model once on the probe digits."""
-        del spin, interruptible
+    def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True):
+        """`threads`: LiteRT's threads per call (0: its default). `spin` is taken for
+        OnnxClassifier's signature and has no LiteRT counterpart. `probe`: run probe() now."""
+        del spin
         require_litert(f"{path}: a .tflite model")
         try:
             require_file(path, "model file")
@@ -103,7 +100,7 @@ class LiteRtClassifier:
         self.output_scale = np.float32(scale) if scale else None
         self.output_zero_point = np.float32(zero_point)
         if probe:
-            self._probe()
+            self.probe()
 
     def _interpreter(self):
         interpreter = getattr(self._local, "interpreter", None)
@@ -118,7 +115,7 @@ class LiteRtClassifier:
             self._local.batch = None
         return interpreter
 
-    def _probe(self) -> None:
+    def probe(self) -> None:
         """Run the model once on the probe digits (batch.scores.probe_digits), as
         OnnxClassifier does: a model that loads but cannot run, or whose output breaks
         the contract, is refused at load."""

@@ -9,8 +9,6 @@ Two kinds of model are taken:
 """
 
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +39,12 @@ def _describe(node) -> str:
 
 
 class OnnxClassifier:
-    def __init__(self, path: Path, threads: int = 0, spin: bool = True, interruptible: bool = True):
+    def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True):
         """`threads`: onnxruntime's intra-op threads (0: one per core). `spin`: let idle
-        threads spin-wait; turn it off when other processes need the cores. The model is
-        always probed (three digits, about a millisecond): the probe decides whether its
-        output is probabilities or logits, and a worker must decide as its parent did.
-        `interruptible`: calls from the main thread run beside it, so that Ctrl-C is heard
-        while the model runs (a worker process, which leaves signals to its parent, says no)."""
+        threads spin-wait; turn it off when other processes need the cores. `probe`: run
+        probe() now; without it, the caller must before any other call (the probe decides
+        whether the output is probabilities or logits, and a worker must decide as its
+        parent did)."""
         import onnxruntime as ort
 
         try:
@@ -92,15 +89,14 @@ class OnnxClassifier:
         # One set of run options for every call: stop() sets its terminate flag, which
         # ends the calls under way (a slow model must not hold up Ctrl-C).
         self._run_options = ort.RunOptions()
-        self._beside: ThreadPoolExecutor | None = None  # where calls from the main thread run
-        self.interruptible = interruptible
         self.threads = threads
         # What the output holds is decided once, at the probe, for the whole model:
         # `probabilities` (by name, or by its values on the probe), else logits.
         self.logits = False
-        self._probe()
+        if probe:
+            self.probe()
 
-    def _probe(self) -> None:
+    def probe(self) -> None:
         """Run the model once on three digits (blank, full, a gradient): a model that
         loads but cannot run (an operator that fails, an output of another shape or
         not a probability distribution) is refused here, at load, before any row is
@@ -153,8 +149,6 @@ class OnnxClassifier:
         return self._run_session(feed)
 
     def _run_session(self, feed: np.ndarray) -> np.ndarray:
-        if self.interruptible and threading.current_thread() is threading.main_thread():
-            return self._run_beside(feed)
         try:
             return self.session.run([self.output], {self.input.name: feed}, self._run_options)[0]
         except Exception as e:  # onnxruntime's own error types
@@ -165,29 +159,9 @@ class OnnxClassifier:
             raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e
 
 
-    def _run_beside(self, feed: np.ndarray) -> np.ndarray:
-        """The call on a thread of its own, waited for in short steps: onnxruntime holds the
-        thread that calls it until the model is done, and Python runs a signal's handler
-        only on the main thread, between steps. When the handler raises (the command's
-        Ctrl-C), the call is ended with the terminate flag rather than waited for."""
-        if self._beside is None:
-            self._beside = ThreadPoolExecutor(1, thread_name_prefix="model")
-        future = self._beside.submit(self._run_session, feed)
-        try:
-            while True:
-                try:
-                    return future.result(timeout=0.1)
-                except TimeoutError:
-                    continue
-        except BaseException:
-            self.stop()
-            raise
-
-
 def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):
     """The classifier for `path`: LiteRT's for a .tflite file (imported only then), else
-    onnxruntime's. `options`: `interruptible` (both), `probe` (LiteRT's; onnxruntime's
-    always probes)."""
+    onnxruntime's. `options`: `probe` (both)."""
     if str(path).lower().endswith(".tflite"):
         from batch.litert_model import LiteRtClassifier
 

@@ -23,7 +23,6 @@ Measurements behind SHARD_IMAGES, SHARD_ROWS, IN_FLIGHT and the default
 concurrency are in docs/decisions.md.
 """
 
-import contextlib
 import fnmatch
 import io
 import logging
@@ -46,7 +45,8 @@ from batch.model import OnnxClassifier
 from batch.summary import Summary
 from batch.writer import RowFormat, RowWriter
 from core.contract import IMAGE_BLOCK, MAX_IMAGE_FILE_BYTES, NUM_CLASSES, PIXELS
-from core.errors import DigitsError, UsageError
+from core import interrupts
+from core.errors import EXIT_INTERRUPTED, DigitsError, UsageError
 from core.files import stderr_muted
 
 try:
@@ -71,7 +71,7 @@ class RayEngineError(DigitsError):
 class RayInterrupted(DigitsError):
     """Ctrl-C or SIGTERM while Ray was starting: what was started has been stopped."""
 
-    exit_code = 130
+    exit_code = EXIT_INTERRUPTED
 
 
 @dataclass(frozen=True)
@@ -501,9 +501,14 @@ def connect(options: RayOptions) -> float:
         kwargs.update(num_cpus=options.num_cpus, include_dashboard=False,
                       object_store_memory=LOCAL_OBJECT_STORE_BYTES)
     try:
-        with stderr_muted(), _signals_stop_start():
-            ray.init(**kwargs)
-    except _StartInterrupted:
+        with stderr_muted(), interrupts.raising():
+            try:
+                ray.init(**kwargs)
+            except SystemExit as e:  # ray.init sets SIGTERM's handler to sys.exit(15)
+                if e.code != signal.SIGTERM:
+                    raise
+                raise interrupts.Interrupted() from None
+    except interrupts.Interrupted:
         with stderr_muted():
             ray.shutdown()  # stops the processes a local start began; a joined cluster runs on
         raise RayInterrupted("interrupted while Ray was starting; nothing of this run is left running") from None
@@ -514,31 +519,6 @@ def connect(options: RayOptions) -> float:
         raise RayEngineError(f"cannot start or join {where}: {_first_line(e)}") from e
     logging.getLogger("ray").setLevel(logging.ERROR)
     return time.perf_counter() - start
-
-
-class _StartInterrupted(BaseException):
-    """Raised in the main thread by a signal while ray.init runs (a BaseException, so
-    that none of Ray's `except Exception` clauses swallows it)."""
-
-
-@contextlib.contextmanager
-def _signals_stop_start():
-    """SIGINT and SIGTERM interrupt ray.init with _StartInterrupted, through Ray's own
-    handler too: ray.init replaces SIGTERM's handler with sys.exit(15), which left a
-    half-started Ray behind."""
-    def interrupt(signum, frame):
-        raise _StartInterrupted
-
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    except SystemExit as e:  # Ray's SIGTERM handler
-        if e.code == signal.SIGTERM:
-            raise _StartInterrupted from None
-        raise
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _handshake(address: str, timeout: float = HANDSHAKE_SECONDS) -> None:

@@ -254,13 +254,12 @@ def _classifier(model) -> tuple[object | None, str | None]:
     from batch.model import OnnxClassifier, load_classifier
 
     if isinstance(model, OnnxClassifier) and model.threads == 1:
-        model.interruptible = False  # its helper thread did not survive the fork; signals are the parent's
         return model, None
     try:
         path = model.path if hasattr(model, "path") else model
         # Probed again: the probe is where a model's output is judged probabilities or
         # logits, and a worker must judge as its parent did (three digits, a millisecond).
-        return load_classifier(path, threads=1, spin=False, interruptible=False), None
+        return load_classifier(path, threads=1, spin=False), None
     except DigitsError as e:  # the parent loaded it a moment ago: the file changed, or memory ran out
         return None, str(e)
 
