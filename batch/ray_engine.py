@@ -44,8 +44,8 @@ from batch.inputs import IMAGE_EXTENSIONS, ArrayItem, ErrorItem, Expanded, Skip,
 from batch.model import OnnxClassifier
 from batch.summary import Summary
 from batch.writer import RowFormat, RowWriter
-from core.contract import IMAGE_BLOCK, MAX_IMAGE_FILE_BYTES, NUM_CLASSES, PIXELS
 from core import interrupts
+from core.contract import IMAGE_BLOCK, MAX_IMAGE_FILE_BYTES, NUM_CLASSES, PIXELS
 from core.errors import EXIT_INTERRUPTED, DigitsError, UsageError
 from core.files import stderr_muted
 

@@ -11,7 +11,6 @@ import sys
 
 from core import interrupts
 
-
 # Each command lives with its part and is imported only when it is run (or for the
 # whole program's --help): `digits classify` does not pay for importing the trainer's
 # and the exporter's command modules (docs/decisions.md).
