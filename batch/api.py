@@ -128,7 +128,7 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
                       advance=bar.advance if bar else (lambda n: None), stop=stop, done=done)
     finally:
         _end(bar, stream, output)
-    summary.skipped, summary.empty_folders = expanded.skipped, expanded.empty
+    summary.skipped, summary.empty_folders, summary.model = expanded.skipped, expanded.empty, classifier.describe()
     summary.cpu_main, summary.cpu_workers = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
     return summary
 

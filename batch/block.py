@@ -12,7 +12,7 @@ from stat import S_ISREG
 import numpy as np
 
 from batch.decode import decode_digits
-from batch.model import OnnxClassifier
+from batch.model import Classifier
 from batch.writer import RowFormat
 from core.contract import MAX_IMAGE_FILE_BYTES, NUM_CLASSES
 from core.files import PathError, open_regular, stderr_muted
@@ -34,7 +34,7 @@ class BlockRows:
         return int(self.per_label.sum())
 
 
-def classify_block(paths: list[str], invert: str, classifier: OnnxClassifier, row_format: RowFormat,
+def classify_block(paths: list[str], invert: str, classifier: Classifier, row_format: RowFormat,
                    out: np.ndarray | None = None, read=None) -> BlockRows:
     """The rows of image files `paths`, in order; a file that cannot be had is an error row.
 

@@ -10,6 +10,7 @@ Two kinds of model are taken:
 
 import os
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from batch.scores import (
     check_probabilities,
     checked_scores,
     distributions,
+    in_batches_of,
     probe_digits,
     softmax,
 )
@@ -33,12 +35,46 @@ FLOAT_INPUT_SHAPES = ([PIXELS], [IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, IMAGE_SIZ
 FLOAT_OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
 
 
+class Classifier(Protocol):
+    """A digit classifier, whichever runtime runs it: onnxruntime's (OnnxClassifier) or
+    LiteRT's (batch/litert_model.py). Both declare it; the code that runs them takes this."""
+
+    path: Path
+    input_shape: tuple  # what the model takes per call, e.g. (None, 28, 28); None: any batch size
+
+    def predict(self, digits: np.ndarray) -> np.ndarray:
+        """Class probabilities, float32 [N, 10], for a block of uint8 [N, 28, 28] digits, held to
+        the contract on every call; ModelError when the runtime fails or the output breaks it."""
+        ...
+
+    def describe(self) -> str:
+        """One line: the runtime, and what the model takes and gives."""
+        ...
+
+    def probe(self) -> None:
+        """Run the model on batch.scores.probe_digits: a model that loads but cannot run, or
+        whose output breaks the contract, is refused (ModelError) before any row is written."""
+        ...
+
+    def stop(self) -> None:
+        """End the calls under way, where the runtime can (else they run to their end)."""
+        ...
+
+    def forked(self) -> "Classifier":
+        """The classifier a forked worker process uses: this one where the fork leaves it whole."""
+        ...
+
+    def labels(self, digits: np.ndarray) -> np.ndarray:
+        """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
+        return self.predict(digits).argmax(axis=1)
+
+
 def _describe(node) -> str:
     dims = ",".join(str(d) if isinstance(d, int) else str(d or "?") for d in node.shape)
     return f"{node.name} {node.type} [{dims}]"
 
 
-class OnnxClassifier:
+class OnnxClassifier(Classifier):
     def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True):
         """`threads`: onnxruntime's intra-op threads (0: one per core). `spin`: let idle
         threads spin-wait; turn it off when other processes need the cores. `probe`: run
@@ -85,7 +121,8 @@ class OnnxClassifier:
             raise ModelError(f"{path}: model takes {_describe(self.input)}; needs {wanted}")
         self.output, self.output_type = _pick_output(path, outputs, wanted)
         # A fixed batch size (some converters write [1, 784]): fed in slices of exactly that size.
-        self.fixed_batch = self.input.shape[0] if isinstance(self.input.shape[0], int) and self.input.shape[0] > 0 else None
+        batch = self.input.shape[0] if isinstance(self.input.shape[0], int) and self.input.shape[0] > 0 else None
+        self.input_shape = (batch, *fixed)
         # One set of run options for every call: stop() sets its terminate flag, which
         # ends the calls under way (a slow model must not hold up Ctrl-C).
         self._run_options = ort.RunOptions()
@@ -116,9 +153,14 @@ class OnnxClassifier:
         """End the calls under way (they raise ModelError) and any made after."""
         self._run_options.terminate = True
 
-    def labels(self, digits: np.ndarray) -> np.ndarray:
-        """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
-        return self.predict(digits).argmax(axis=1)
+    def describe(self) -> str:
+        return f"onnxruntime: {_describe(self.input)} -> {self.output}{' (logits, softmaxed)' if self.logits else ''}"
+
+    def forked(self) -> "OnnxClassifier":
+        # A one-thread session has no threads of its own, and no call is under way while the
+        # pool forks: nothing a fork could cut in half. A worker then starts in the time of a
+        # fork, not of a session (~35 ms for the MLP).
+        return self if self.threads == 1 else OnnxClassifier(self.path, threads=1, spin=False)
 
     def predict(self, digits: np.ndarray) -> np.ndarray:
         """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits.
@@ -139,14 +181,9 @@ class OnnxClassifier:
         return checked_scores(self.path, scores, n)
 
     def _run(self, feed: np.ndarray) -> np.ndarray:
-        n = self.fixed_batch
-        if n is not None and len(feed) != n:
-            pad = -len(feed) % n
-            if pad:
-                feed = np.concatenate([feed, np.zeros((pad, *feed.shape[1:]), feed.dtype)])
-            parts = [self._checked(self._run_session(feed[i : i + n]), n) for i in range(0, len(feed), n)]
-            return np.concatenate(parts)[: len(feed) - pad]
-        return self._run_session(feed)
+        n = self.input_shape[0]
+        return in_batches_of(n, feed, self._run_session if n is None else
+                             lambda part: self._checked(self._run_session(part), n))
 
     def _run_session(self, feed: np.ndarray) -> np.ndarray:
         try:

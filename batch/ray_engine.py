@@ -41,7 +41,7 @@ import numpy as np
 from batch.arrays import SCAN_ROWS, ArrayError, DigitArray
 from batch.block import BlockRows, classify_block, decode_files, read_file
 from batch.inputs import IMAGE_EXTENSIONS, ArrayItem, ErrorItem, Expanded, Skip, iter_runs, read_path_list
-from batch.model import OnnxClassifier
+from batch.model import Classifier, OnnxClassifier
 from batch.summary import Summary
 from batch.writer import RowFormat, RowWriter
 from core import interrupts
@@ -337,7 +337,7 @@ def _utf8(text: str) -> str:
         return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _classify_shard(shard: list[tuple], classifier: OnnxClassifier, fmt: str, top_k: int, invert: str,
+def _classify_shard(shard: list[tuple], classifier: Classifier, fmt: str, top_k: int, invert: str,
                     batch_size: int, header: bool = False, review_below: float | None = None,
                     cwd: str | None = None) -> ShardRows:
     """One shard's rows, as the local engine writes them: images in blocks of IMAGE_BLOCK

@@ -27,7 +27,7 @@ import numpy as np
 from batch.arrays import ArrayError, DigitArray
 from batch.block import BlockRows, classify_block
 from batch.inputs import ErrorItem, ImageItem, ImageRun, Item
-from batch.model import OnnxClassifier
+from batch.model import Classifier
 from batch.summary import Summary
 from batch.writer import Done, RowWriter
 from core.contract import IMAGE_BLOCK, NUM_CLASSES
@@ -39,7 +39,7 @@ _POLL_SECONDS = 0.1
 
 def classify(
     items: Iterable[Item | ImageRun],
-    classifier: OnnxClassifier,
+    classifier: Classifier,
     writer: RowWriter,
     invert: str = "auto",
     batch_size: int = 1024,
@@ -64,7 +64,7 @@ def classify(
 
 
 class _LocalRun:
-    def __init__(self, classifier: OnnxClassifier, writer: RowWriter, invert: str, batch_size: int, workers: int,
+    def __init__(self, classifier: Classifier, writer: RowWriter, invert: str, batch_size: int, workers: int,
                  model_calls: int, advance: Callable[[int], None], stop: Callable[[], bool]):
         self.classifier, self.writer, self.invert = classifier, writer, invert
         self.batch_size, self.workers, self.model_calls = batch_size, workers, max(1, model_calls)

@@ -81,6 +81,17 @@ def _how_not(scores: np.ndarray) -> str:
             f"digit {worst:,}'s sum to {float(sums[worst]):.9g}")
 
 
+def in_batches_of(n: int | None, feed: np.ndarray, run) -> np.ndarray:
+    """run(feed), for a model whose batch size is fixed at `n` (None: any size): the feed
+    padded with blank digits to a multiple of n, run n at a time, the padding's rows dropped."""
+    if n is None or len(feed) == n:
+        return run(feed)
+    pad = -len(feed) % n
+    if pad:
+        feed = np.concatenate([feed, np.zeros((pad, *feed.shape[1:]), feed.dtype)])
+    return np.concatenate([run(feed[i : i + n]) for i in range(0, len(feed), n)])[: len(feed) - pad]
+
+
 def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from batch.block import BlockRows, classify_block, silence_stderr
+from batch.model import Classifier, load_classifier
 from batch.writer import RowFormat
 from core.contract import IMAGE_BLOCK, IMAGE_SIZE, NUM_CLASSES
 from core.errors import DigitsError, ModelError
@@ -69,9 +70,9 @@ class WorkerPool:
     submit(paths) while not full(); take() gives the oldest block back as (paths, BlockRows).
     """
 
-    def __init__(self, workers: int, model: Path, invert: str, row_format: RowFormat, ahead: int = 4):
-        """`model`: the classifier the caller loaded and checked (a one-thread OnnxClassifier
-        is used by the workers as the fork leaves it), or the path of a model each worker loads.
+    def __init__(self, workers: int, model: Classifier | Path, invert: str, row_format: RowFormat, ahead: int = 4):
+        """`model`: the classifier the caller loaded and checked (batch.model.Classifier; each
+        worker uses what its forked() gives), or the path of a model each worker loads.
         `ahead`: blocks queued per worker, so none waits for the parent between blocks.
 
         One worker is started here (WorkersNotStarted if it cannot be); the others one
@@ -244,22 +245,13 @@ def _close(tasks: int, connections, processes: list, reader: list, kill: bool = 
             process.join()
 
 
-def _classifier(model) -> tuple[object | None, str | None]:
-    """(the worker's classifier, None), or (None, why it could not be had).
-
-    The parent's onnxruntime session is used as the fork left it: a one-thread session
-    has no threads of its own, and no call is under way while the pool forks, so there
-    is nothing a fork could cut in half; a worker then starts in the time of a fork,
-    not of a session (~35 ms for the MLP). Anything else is loaded from its file."""
-    from batch.model import OnnxClassifier, load_classifier
-
-    if isinstance(model, OnnxClassifier) and model.threads == 1:
-        return model, None
+def _classifier(model: Classifier | Path) -> tuple[Classifier | None, str | None]:
+    """(the worker's classifier, None), or (None, why it could not be had): the parent's
+    as the fork left it (Classifier.forked), or the model at a path, loaded here."""
     try:
-        path = model.path if hasattr(model, "path") else model
-        # Probed again: the probe is where a model's output is judged probabilities or
-        # logits, and a worker must judge as its parent did (three digits, a millisecond).
-        return load_classifier(path, threads=1, spin=False), None
+        if isinstance(model, str | os.PathLike):
+            return load_classifier(model, threads=1, spin=False), None
+        return model.forked(), None
     except DigitsError as e:  # the parent loaded it a moment ago: the file changed, or memory ran out
         return None, str(e)
 
