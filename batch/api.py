@@ -60,7 +60,7 @@ class ClassifyOptions:
             raise UsageError("--resume needs --output FILE: the rows to resume are read from it")
 
     def row_format(self):
-        from batch.writer import RowFormat, format_for
+        from batch.formats import RowFormat, format_for
 
         fmt = self.format or format_for(str(self.output) if self.output else None)
         return RowFormat(fmt, self.top_k, self.review_below)
@@ -90,8 +90,9 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
     from batch.cores import usable_cores
     from batch.inputs import Expanded, iter_runs, output_to_skip
     from batch.model import load_classifier
+    from batch.resume import resumable, resume_output
     from batch.run import classify as run
-    from batch.writer import RowWriter, resumable, resume_output
+    from batch.writer import RowWriter
 
     # onnxruntime runs each call on the calling thread alone: image blocks run in
     # the worker processes, one call each, and arrays one call per core side by side.
@@ -223,7 +224,7 @@ def _named_like(inputs: list[str], output: Path) -> list[str]:
     there already and holds something other than rows (an image or array the user
     keeps there; the walk passes over the output, so it would be lost unread)."""
     from batch.inputs import IMAGE_EXTENSIONS
-    from batch.writer import holds_rows
+    from batch.resume import holds_rows
 
     named = [arg for arg in inputs if arg != "-"]
     suffix = output.suffix.lower()

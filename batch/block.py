@@ -12,8 +12,8 @@ from stat import S_ISREG
 import numpy as np
 
 from batch.decode import decode_digits
+from batch.formats import RowFormat
 from batch.model import Classifier
-from batch.writer import RowFormat
 from core.contract import MAX_IMAGE_FILE_BYTES, NUM_CLASSES
 from core.files import PathError, open_regular, stderr_muted
 
@@ -24,7 +24,7 @@ READ_AHEAD = 64 * 1024  # one read takes a digit image whole
 class BlockRows:
     """What a block gives the run: its rows' text and the counts for the summary."""
 
-    text: str
+    text: str  # (a parquet RowFormat's rows: a pyarrow table)
     per_label: np.ndarray  # int64 [NUM_CLASSES]: classified rows by label
     failed: int
     review: int  # classified rows under --review-below
@@ -43,16 +43,24 @@ def classify_block(paths: list[str], invert: str, classifier: Classifier, row_fo
     when the model fails on the block."""
     digits, errors = decode_files(paths, invert, out, read)
     probabilities = classifier.predict(digits)
-    failed = sum(e is not None for e in errors)
-    text = row_format.rows(paths, probabilities, errors if failed else None)
+    if not any(e is not None for e in errors):
+        errors = None
+    rows = count_rows(probabilities, errors, row_format)
+    rows.text = row_format.rows(paths, probabilities, errors)
+    return rows
+
+
+def count_rows(probabilities: np.ndarray, errors: list | None, row_format: RowFormat) -> BlockRows:
+    """The counts of a block of rows (its text left empty): classified rows by label, failed
+    rows (errors[i] set), and classified rows under --review-below. The one count of every engine."""
     labels = probabilities.argmax(axis=1)
-    ok = None if not failed else np.array([e is None for e in errors])
+    ok = None if errors is None else np.array([e is None for e in errors], bool)
     per_label = np.bincount(labels if ok is None else labels[ok], minlength=NUM_CLASSES)
     review = 0
     if row_format.review_below is not None:
         under = row_format.under_review(probabilities)
         review = int(under.sum() if ok is None else under[ok].sum())
-    return BlockRows(text, per_label, failed, review)
+    return BlockRows("", per_label, 0 if ok is None else int((~ok).sum()), review)
 
 
 def decode_files(paths: list, invert: str, out: np.ndarray | None = None, read=None

@@ -40,10 +40,11 @@ import numpy as np
 
 from batch.arrays import SCAN_ROWS, ArrayError, DigitArray
 from batch.block import BlockRows, classify_block, decode_files, read_file
+from batch.formats import RowFormat
 from batch.inputs import IMAGE_EXTENSIONS, ArrayItem, ErrorItem, Expanded, Skip, iter_runs, read_path_list
 from batch.model import Classifier, OnnxClassifier
 from batch.summary import Summary
-from batch.writer import RowFormat, RowWriter
+from batch.writer import RowWriter
 from core import interrupts
 from core.contract import IMAGE_BLOCK, MAX_IMAGE_FILE_BYTES, NUM_CLASSES, PIXELS
 from core.errors import EXIT_INTERRUPTED, DigitsError, UsageError

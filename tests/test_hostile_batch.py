@@ -166,7 +166,8 @@ def test_an_array_truncated_while_read_keeps_the_rows_before_the_cut(exported_on
     from batch.inputs import ArrayItem
     from batch.model import OnnxClassifier
     from batch.run import classify
-    from batch.writer import RowFormat, RowWriter
+    from batch.formats import RowFormat
+    from batch.writer import RowWriter
 
     array = tmp_path / "a.npy"
     digits = np.tile(small.x_test, (40, 1, 1))[:8000]
