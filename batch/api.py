@@ -47,8 +47,9 @@ class ClassifyOptions:
         if self.review_below is not None and not 0 < self.review_below <= 1:
             raise UsageError(f"--review-below {self.review_below:g}: give a confidence between 0 and 1")
         if self.engine == "ray":
-            if self.resume:
-                raise UsageError("--resume is for the local engine")
+            if self.resume or self.workers:
+                raise UsageError(f"{'--resume' if self.resume else '--workers'} is for the local engine "
+                                 "(--engine ray runs --concurrency model actors)")
             if self.output and self.output_dir:
                 raise UsageError("give --output or --output-dir, not both")
             if self.format == "parquet" and not self.output_dir:
@@ -89,16 +90,11 @@ def classify(model: Path, inputs: list[str], options: ClassifyOptions = Classify
 def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
     from batch.cores import usable_cores
     from batch.inputs import Expanded, iter_runs, output_to_skip
-    from batch.model import load_classifier
     from batch.resume import resumable, resume_output
     from batch.run import classify as run
     from batch.writer import RowWriter
 
-    # onnxruntime runs each call on the calling thread alone: image blocks run in
-    # the worker processes, one call each, and arrays one call per core side by side.
-    classifier = load_classifier(model, threads=1, spin=False, probe=False)
-    # The probe runs the model (seconds, for a slow one), where a signal's handler cannot run.
-    interrupts.polled(classifier.probe, cancel=classifier.stop)
+    classifier = _load(model)
     _freeze_heap()
     cores = usable_cores()
     expanded = Expanded()
@@ -141,37 +137,36 @@ def _cpu_seconds(who: int) -> float:
 
 def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
     with interrupts.raising():  # Ray's import takes seconds
-        from batch import ray_engine  # one line naming the extra when Ray is not installed
+        from batch import ray_connect, ray_engine  # one line naming the extra when Ray is not installed
+    from batch.inputs import Expanded, is_uri, iter_runs, output_to_skip
     from batch.writer import RowWriter
 
-    ray_options = ray_engine.RayOptions(address=options.address, concurrency=options.concurrency)
-    ray_engine.OnnxClassifier(model)  # a bad model fails before Ray starts
-    from batch.inputs import output_to_skip
-
+    classifier = _load(model)  # validated once, before Ray starts; the actors get its file
     output = options.output
     # Every named input is compared with --output (a listing would need Ray's workers).
     stream = None if options.output_dir else _open_rows(output, [model, *inputs])
     skip = output_to_skip(output) if stream else None  # the walk passes over the output, wherever it lies
+    expanded = Expanded()
+    items = iter_runs(inputs, recursive=options.recursive, pattern=options.glob, stdin=stdin, null=options.null,
+                      out=expanded, skip=skip, uris=True)
     bar = None
     try:
-        connected = ray_engine.connect(ray_options)
+        connected = ray_connect.connect(options.address)
         # The bar counts rows as the driver receives them; there is no count for URIs up front.
-        if options.progress and not options.output_dir and not any(ray_engine.is_uri(i) for i in inputs) \
-                and "-" not in inputs:
-            from batch.inputs import iter_runs
+        if options.progress and stream and "-" not in inputs and not any(map(is_uri, inputs)):
             from batch.progress import ProgressBar
 
             bar = ProgressBar(iter_runs(inputs, recursive=options.recursive, pattern=options.glob, skip=skip))
-        row_format = options.row_format() if stream else None
+        row_format = options.row_format()
         writer = RowWriter(stream, row_format, name=str(output) if output else None) if stream else None
         summary = ray_engine.classify(
-            inputs, model, writer, out_dir=options.output_dir, out_format=options.format or "csv",
-            top_k=options.top_k, invert=options.invert, recursive=options.recursive, pattern=options.glob,
-            batch_size=options.batch_size, null=options.null, review_below=options.review_below, skip=skip,
-            options=ray_options, advance=bar.advance if bar else (lambda n: None), stop=stop)
+            items, classifier, writer, row_format=row_format, out_dir=options.output_dir, invert=options.invert,
+            batch_size=options.batch_size, concurrency=options.concurrency,
+            advance=bar.advance if bar else (lambda n: None), stop=stop)
     finally:
         _end(bar, stream, output)
-        ray_engine.ray.shutdown()
+        ray_connect.ray.shutdown()
+    summary.skipped, summary.empty_folders, summary.model = expanded.skipped, expanded.empty, classifier.describe()
     summary.connect_seconds, summary.joined = connected, bool(options.address or os.environ.get("RAY_ADDRESS"))
     summary.cluster_seconds = connected + summary.ready_seconds
     return summary
@@ -182,6 +177,18 @@ def _end(bar, stream: TextIO | None, output: Path | None) -> None:
     if bar:
         bar.close()
     _close_rows(stream, output)
+
+
+def _load(model: Path):
+    """The run's classifier (batch.classifier.Classifier), loaded and probed once: a model that cannot
+    serve is refused here, before any row. One onnxruntime thread: the local engine runs one call
+    per core side by side, the Ray engine one actor per CPU."""
+    from batch.model import load_classifier
+
+    classifier = load_classifier(model, threads=1, spin=False, probe=False)
+    # The probe runs the model (seconds, for a slow one), where a signal's handler cannot run.
+    interrupts.polled(classifier.probe, cancel=classifier.stop)
+    return classifier
 
 
 def _asked() -> bool:

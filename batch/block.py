@@ -11,10 +11,11 @@ from stat import S_ISREG
 
 import numpy as np
 
+from batch.classifier import Classifier
 from batch.decode import decode_digits
 from batch.formats import RowFormat
-from batch.model import Classifier
 from core.contract import MAX_IMAGE_FILE_BYTES, NUM_CLASSES
+from core.errors import first_line
 from core.files import PathError, open_regular, stderr_muted
 
 READ_AHEAD = 64 * 1024  # one read takes a digit image whole
@@ -122,6 +123,21 @@ def read_file(path: str) -> bytes | str:
         return _not_regular(path)
     except OSError as e:
         return f"cannot read: {e.strerror or e}"
+
+
+def read_uri(uri: str) -> bytes | str:
+    """read_file for a URI (s3://..., read with pyarrow: the Ray engine's nodes): the same cap
+    and the same wording."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        with fs.open_input_file(path) as f:
+            if f.size() > MAX_IMAGE_FILE_BYTES:
+                return f"file larger than {MAX_IMAGE_FILE_BYTES // 2**20} MiB"
+            return f.read()
+    except (OSError, ValueError) as e:
+        return f"cannot read: {first_line(e)}"
 
 
 def _not_regular(path: str) -> str:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from batch.model import Classifier
+from batch.classifier import Classifier
 from batch.scores import check_probabilities, in_batches_of, probe_digits
 from core.contract import NUM_CLASSES
-from core.errors import DigitsError, ModelError
+from core.errors import DigitsError, ModelError, first_line
 from core.files import require_file, stderr_muted
 
 _INT8_SOFTMAX_STEP = 1 / 256
@@ -36,11 +36,6 @@ def require_litert(what: str, modules: tuple[str, ...] = ("ai_edge_litert",)) ->
     if missing:
         names = ", ".join(m.replace("_", "-") for m in missing)
         raise MissingLiteRtError(f"{what} needs the LiteRT extra, which this install lacks (no {names}): {LITERT_EXTRA}")
-
-
-def _reason(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
 
 
 _announced = False
@@ -111,7 +106,7 @@ class LiteRtClassifier(Classifier):
                     interpreter = _new_interpreter(self.content, self.threads or None)
                     interpreter.allocate_tensors()
             except Exception as e:  # LiteRT raises ValueError/RuntimeError for a bad file
-                raise ModelError(f"{self.path}: not a loadable LiteRT model ({_reason(e)})") from e
+                raise ModelError(f"{self.path}: not a loadable LiteRT model ({first_line(e)})") from e
             self._local.interpreter = interpreter
             self._local.batch = None
         return interpreter
@@ -159,7 +154,7 @@ class LiteRtClassifier(Classifier):
             interpreter.invoke()
             scores = interpreter.get_tensor(self.output["index"])
         except Exception as e:  # LiteRT's own errors
-            raise ModelError(f"{self.path}: LiteRT failed on a batch of {len(feed)} digits ({_reason(e)})") from e
+            raise ModelError(f"{self.path}: LiteRT failed on a batch of {len(feed)} digits ({first_line(e)})") from e
         if self.output_scale is not None:
             return (scores.astype(np.float32) - self.output_zero_point) * self.output_scale
         return scores.astype(np.float32, copy=False)

@@ -10,10 +10,10 @@ Two kinds of model are taken:
 
 import os
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
+from batch.classifier import Classifier
 from batch.scores import (
     check_probabilities,
     checked_scores,
@@ -23,7 +23,7 @@ from batch.scores import (
     softmax,
 )
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
-from core.errors import DigitsError, ModelError
+from core.errors import DigitsError, ModelError, first_line
 from core.files import require_file
 from core.memory import limit_words
 
@@ -33,40 +33,6 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 FLOAT_INPUT_SHAPES = ([PIXELS], [IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, IMAGE_SIZE, 1], [1, IMAGE_SIZE, IMAGE_SIZE])
 FLOAT_OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
-
-
-class Classifier(Protocol):
-    """A digit classifier, whichever runtime runs it: onnxruntime's (OnnxClassifier) or
-    LiteRT's (batch/litert_model.py). Both declare it; the code that runs them takes this."""
-
-    path: Path
-    input_shape: tuple  # what the model takes per call, e.g. (None, 28, 28); None: any batch size
-
-    def predict(self, digits: np.ndarray) -> np.ndarray:
-        """Class probabilities, float32 [N, 10], for a block of uint8 [N, 28, 28] digits, held to
-        the contract on every call; ModelError when the runtime fails or the output breaks it."""
-        ...
-
-    def describe(self) -> str:
-        """One line: the runtime, and what the model takes and gives."""
-        ...
-
-    def probe(self) -> None:
-        """Run the model on batch.scores.probe_digits: a model that loads but cannot run, or
-        whose output breaks the contract, is refused (ModelError) before any row is written."""
-        ...
-
-    def stop(self) -> None:
-        """End the calls under way, where the runtime can (else they run to their end)."""
-        ...
-
-    def forked(self) -> "Classifier":
-        """The classifier a forked worker process uses: this one where the fork leaves it whole."""
-        ...
-
-    def labels(self, digits: np.ndarray) -> np.ndarray:
-        """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
-        return self.predict(digits).argmax(axis=1)
 
 
 def _describe(node) -> str:
@@ -97,10 +63,9 @@ class OnnxClassifier(Classifier):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own types for unreadable models
-            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             if _out_of_memory(str(e)):
                 raise ModelError(f"{path}: out of memory loading the model; {limit_words()} is too low for it") from e
-            raise ModelError(f"{path}: not a loadable ONNX model ({reason})") from e
+            raise ModelError(f"{path}: not a loadable ONNX model ({first_line(e)})") from e
         self.path = path
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         wanted = (
@@ -192,8 +157,7 @@ class OnnxClassifier(Classifier):
             if _out_of_memory(str(e)):
                 raise ModelError(f"{self.path}: out of memory running the model on {len(feed):,} digits; "
                                  f"{limit_words()} is too low (a smaller --batch-size needs less)") from e
-            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e
+            raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({first_line(e)})") from e
 
 
 def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):

@@ -26,8 +26,8 @@ import numpy as np
 
 from batch.arrays import ArrayError, DigitArray
 from batch.block import BlockRows, classify_block, count_rows
+from batch.classifier import Classifier
 from batch.inputs import ErrorItem, ImageItem, ImageRun, Item
-from batch.model import Classifier
 from batch.resume import Done
 from batch.summary import Summary
 from batch.writer import RowWriter

@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from batch.block import BlockRows, classify_block, silence_stderr
+from batch.classifier import Classifier
 from batch.formats import RowFormat
-from batch.model import Classifier, load_classifier
+from batch.model import load_classifier
 from core.contract import IMAGE_BLOCK, IMAGE_SIZE, NUM_CLASSES
 from core.errors import DigitsError, ModelError
 from core.memory import address_space_limit, limit_words

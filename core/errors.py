@@ -32,3 +32,10 @@ class DataError(DigitsError):
 
 class ModelError(DigitsError):
     """A model file that cannot be loaded or does not fit the contract."""
+
+
+def first_line(e: BaseException, cap: int = 200) -> str:
+    """How a library's error is quoted inside our one line: the first line of what `e` says
+    (its type's name when it says nothing), at most `cap` characters."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:cap]
