@@ -9,7 +9,6 @@ zero point, which are dequantized here. Imported only for a model path ending in
 """
 
 import contextlib
-import importlib.util
 import threading
 from pathlib import Path
 
@@ -18,24 +17,16 @@ import numpy as np
 from batch.classifier import Classifier
 from batch.scores import check_probabilities, in_batches_of, probe_digits
 from core.contract import NUM_CLASSES
-from core.errors import DigitsError, ModelError, first_line
+from core.errors import DigitsError, ModelError, first_line, require_extra
 from core.files import require_file, stderr_muted
 
 _INT8_SOFTMAX_STEP = 1 / 256
-LITERT_EXTRA = "pip install 'digits[litert]'"
 WANTED = "one input, uint8 [batch,28,28], and one [batch,10] output (a `digits export --tflite` model)"
 
 
-class MissingLiteRtError(DigitsError):
-    """A .tflite model was given, and this install lacks the [litert] extra."""
-
-
 def require_litert(what: str, modules: tuple[str, ...] = ("ai_edge_litert",)) -> None:
-    """MissingLiteRtError unless every module in `modules` can be imported (checked without importing)."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        names = ", ".join(m.replace("_", "-") for m in missing)
-        raise MissingLiteRtError(f"{what} needs the LiteRT extra, which this install lacks (no {names}): {LITERT_EXTRA}")
+    """core.errors.require_extra for the [litert] extra."""
+    require_extra("litert", what, modules)
 
 
 _announced = False

@@ -19,7 +19,8 @@ def probe_digits() -> np.ndarray:
                      np.tile(np.arange(0, 252, 9, dtype=np.uint8), (IMAGE_SIZE, 1))])
 
 
-# How far a probability distribution computed in float32 may stray from 0..1 and a sum of 1.
+# How far a probability distribution computed in float32 may stray from 0..1 and a sum of 1
+# (a float32 softmax strays ~1e-7): the one rule for the runtimes' outputs and export's Keras scores.
 _SUM_TOLERANCE = 1e-3
 _RANGE_TOLERANCE = 1e-5
 
@@ -97,7 +98,7 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def as_probabilities(scores: np.ndarray) -> np.ndarray:
+def probabilities_from(scores: np.ndarray) -> np.ndarray:
     """A model's scores [N, 10] as probabilities: as they are when every row is a
     distribution, else (logits) the softmax of every row. Decided for the whole
     array, not row by row: a logits row that happens to look like a distribution
