@@ -106,8 +106,9 @@ class WorkerPool:
         # would hang the process at exit. Finalizers with a priority run before that
         # join. A Finalize runs once: close() goes through it too, so the exit does not
         # close the pipe's number again (by then perhaps another file's).
+        self._kill = [False]  # read by _close when it runs: close(kill=True) sets it
         self._close = multiprocessing.util.Finalize(
-            self, _close, args=(self._tasks, self._results, self._processes, self._reader), exitpriority=0)
+            self, _close, args=(self._tasks, self._results, self._processes, self._reader, self._kill), exitpriority=0)
         try:
             self._start_worker()
         except OSError as e:
@@ -196,7 +197,7 @@ class WorkerPool:
         """Stop the workers: each ends after the block in hand, told by end-of-file; with
         `kill` (the run was interrupted: their blocks' rows will not be written) at once."""
         if kill:
-            self._close._kwargs = {"kill": True}  # the Finalize calls _close with these
+            self._kill[0] = True
         self._close()
 
     def __enter__(self):
@@ -225,11 +226,11 @@ def _encoded(paths: list[str]) -> bytes:
     return "\0".join(paths).encode(_FS_ENCODING, _FS_ERRORS)
 
 
-def _close(tasks: int, connections, processes: list, reader: list, kill: bool = False) -> None:
+def _close(tasks: int, connections, processes: list, reader: list, kill: list[bool]) -> None:
     _TASK_WRITERS.discard(tasks)
     while reader:  # the task pipe's read end, still held for workers not yet started
         os.close(reader.pop())
-    if kill:
+    if kill[0]:
         for process in processes:
             if process.is_alive():
                 process.kill()
