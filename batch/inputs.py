@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from core import interrupts
 from core.contract import IMAGE_BLOCK
 from core.errors import UsageError, first_line
 from core.files import FOLDER, MISSING, REGULAR, kind_of
@@ -264,7 +265,8 @@ def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = N
     if "-" in inputs:
         if stdin is None and sys.stdin is None:
             raise UsageError("- reads paths from standard input, which is closed")
-        listed = read_path_list((stdin or sys.stdin.buffer).read(), null)
+        with interrupts.raising():  # a read that may wait on its writer, and cannot ask whether to stop
+            listed = read_path_list((stdin or sys.stdin.buffer).read(), null)
     return _stream(inputs, listed, recursive, pattern, out if out is not None else Expanded(), skip, uris)
 
 

@@ -22,6 +22,7 @@ from batch.scores import (
     probe_digits,
     softmax,
 )
+from core import interrupts
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
 from core.errors import DigitsError, ModelError, first_line
 from core.files import require_file
@@ -47,7 +48,8 @@ class OnnxClassifier(Classifier):
         probe() now; without it, the caller must before any other call (the probe decides
         whether the output is probabilities or logits, and a worker must decide as its
         parent did)."""
-        import onnxruntime as ort
+        with interrupts.raising():  # an import, which cannot ask whether to stop
+            import onnxruntime as ort
 
         try:
             require_file(path, "model file")

@@ -401,6 +401,20 @@ def test_ctrl_c_at_any_moment_of_start_up(exported_onnx, small, tmp_path, delay)
     assert stdout.endswith("\n") or stdout == ""
 
 
+def test_ctrl_c_while_the_list_on_stdin_is_awaited(exported_onnx):
+    # The handler only records; a read of `-` that waits on its writer cannot ask, so it is interrupted.
+    process = subprocess.Popen([sys.executable, "-m", "digits", "classify", str(exported_onnx), "-"], cwd=ROOT,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # started, and waiting for the list
+    process.send_signal(signal.SIGINT)
+    try:
+        code = process.wait(timeout=10)  # the list is never ended: stdin stays open
+    finally:
+        process.kill()
+        stdout, stderr = process.communicate()
+    assert code == 130 and stderr == "digits: interrupted\n" and stdout == "", stderr
+
+
 def test_sigterm_to_the_group_while_workers_decode(exported_onnx, small, tmp_path):
     for i in range(3000):  # enough images for the worker pool
         _png(tmp_path / f"{i:05d}.png", small.x_test[i % len(small.x_test)])

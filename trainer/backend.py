@@ -9,6 +9,7 @@ end in one line naming what to install, not a ModuleNotFoundError.
 import os
 import sys
 
+from core import interrupts
 from core.errors import require_extra
 
 
@@ -31,7 +32,8 @@ def import_keras():
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import keras
+        with interrupts.raising():  # seconds, and an import cannot ask whether to stop
+            import keras
     finally:
         os.dup2(saved, 2)
         os.close(saved)
