@@ -4,7 +4,8 @@ The handler only records the first signal; the loops (a classify run, the worker
 training through a Keras callback, the Ray job) ask `asked()` between steps and end
 early with everything they wrote whole. A second signal stops the program at once
 (Interrupted, raised where the program is; the command line exits 130). Raising on the
-first signal is only for a blocking call that cannot ask: an import, ray.init (`raising()`).
+first signal is only for a blocking call that cannot ask: an import, ray.init, a read that
+waits on its writer (`raising()`).
 """
 
 import contextlib
@@ -69,7 +70,7 @@ def installed():
 @contextlib.contextmanager
 def raising():
     """The first signal raises Interrupted too, while a call that cannot ask runs (an import,
-    ray.init); asked before, it raises at once. Handlers the call replaced are put back."""
+    ray.init, a blocking read); asked before, it raises at once. Handlers the call replaced are put back."""
     global _raising
     check()
     main = threading.current_thread() is threading.main_thread()
