@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from core.errors import EXIT_INTERRUPTED
 from tests.conftest import ROOT, assert_one_line_error, run_digits, save_graph
 
 
@@ -52,13 +53,30 @@ def test_sigterm_while_rows_go_to_a_slow_pipe_loses_no_row(exported_onnx, tmp_pa
         if not sent and time.monotonic() - start > 1.5:
             process.send_signal(signal.SIGTERM)
             sent = True
-    assert process.wait(timeout=60) == 130, process.stderr.read()
+    assert process.wait(timeout=60) == EXIT_INTERRUPTED, process.stderr.read()
     lines = b"".join(chunks).decode().splitlines()
     assert lines[0] == "source,label,confidence,error"
     rows = [line.split(",") for line in lines[1:]]
     assert rows and all(len(row) == 4 for row in rows)  # no two rows glued into one line
     numbers = [int(row[0].rpartition("#")[2]) for row in rows]
     assert numbers == list(range(len(numbers)))  # none missing from the middle
+
+
+def test_a_second_signal_stops_a_write_that_waits_on_its_reader(exported_onnx, small, tmp_path):
+    """The first signal is only recorded: the run stops after the block in hand, whose write
+    waits on a reader that takes nothing. The second stops the program there, exit 130."""
+    array = tmp_path / "big.npy"
+    np.save(array, np.resize(small.x_test, (20_000, 28, 28)))
+    process = _digits_process("classify", exported_onnx, array, "-q", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = process.stdout.read(100)  # rows come; then nothing is read, and the pipe fills
+    time.sleep(3)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(2)
+    assert process.poll() is None  # recorded, the block's write still waits
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == EXIT_INTERRUPTED
+    stderr = process.stderr.read().decode()
+    assert first.startswith(b"source,") and stderr == "digits: interrupted\n", stderr
 
 
 # 2 and 6. Every model output is checked, on the probe and on every call --------------------
@@ -163,10 +181,10 @@ def test_an_array_truncated_while_read_keeps_the_rows_before_the_cut(exported_on
     rows are read (the run asks `stop` before each chunk: that is where it is cut).
     Chunks already in the model (two calls side by side) lost their rows, up to
     2 x --batch-size, and the error row named another cut than the last row."""
+    from batch.formats import RowFormat
     from batch.inputs import ArrayItem
     from batch.model import OnnxClassifier
     from batch.run import classify
-    from batch.formats import RowFormat
     from batch.writer import RowWriter
 
     array = tmp_path / "a.npy"
