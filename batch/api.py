@@ -76,6 +76,8 @@ def classify(model: Path, inputs: list[str], options: ClassifyOptions = Classify
     None: Ctrl-C and SIGTERM ask it, for the run's length (core.interrupts; from the main thread).
     DigitsError (one of its kinds) for anything the caller can fix: a bad model, an
     output that cannot be written or resumed, options that do not go together.
+    core.interrupts.Interrupted when asked to stop before the first block (loading the
+    model, reading the `-` list, starting Ray).
     """
     options.check()
     if options.output is not None and not isinstance(options.output, Path):  # a str is taken too
