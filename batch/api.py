@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import BinaryIO, Literal, TextIO
 
 from batch.summary import Summary
+from core import interrupts
 from core.errors import UsageError
 
 Engine = Literal["local", "ray"]
@@ -54,8 +55,9 @@ class ClassifyOptions:
         if self.review_below is not None and not 0 < self.review_below <= 1:
             raise UsageError(f"--review-below {self.review_below:g}: give a confidence between 0 and 1")
         if self.engine == "ray":
-            if self.resume:
-                raise UsageError("--resume is for the local engine")
+            if self.resume or self.workers:
+                raise UsageError(f"{'--resume' if self.resume else '--workers'} is for the local engine "
+                                 "(--engine ray runs --concurrency model actors)")
             if self.output and self.output_dir:
                 raise UsageError("give --output or --output-dir, not both")
             if self.format == "parquet" and not self.output_dir:
@@ -67,7 +69,7 @@ class ClassifyOptions:
             raise UsageError("--resume needs --output FILE: the rows to resume are read from it")
 
     def row_format(self):
-        from batch.writer import RowFormat, format_for
+        from batch.formats import RowFormat, format_for
 
         fmt = self.format or format_for(str(self.output) if self.output else None)
         return RowFormat(fmt, self.top_k, self.review_below)
@@ -79,28 +81,30 @@ def classify(model: Path, inputs: list[str], options: ClassifyOptions = Classify
     with the model at `model`, writing one row per digit; returns what the run did.
 
     `stop`: asked between blocks, ends the run early with every written row whole;
-    None: Ctrl-C and SIGTERM ask it, for the run's length (from the main thread).
+    None: Ctrl-C and SIGTERM ask it, for the run's length (core.interrupts; from the main thread).
     DigitsError (one of its kinds) for anything the caller can fix: a bad model, an
     output that cannot be written or resumed, options that do not go together.
+    core.interrupts.Interrupted when asked to stop before the first block (loading the
+    model, reading the `-` list, starting Ray).
     """
     options.check()
     if options.output is not None and not isinstance(options.output, Path):  # a str is taken too
         options = replace(options, output=Path(options.output))
-    if options.engine == "ray":
-        return _on_ray(Path(model), inputs, options, stop, stdin)
-    return _local(Path(model), inputs, options, stop, stdin)
+    engine = _on_ray if options.engine == "ray" else _local
+    if stop is not None:
+        return engine(Path(model), inputs, options, stop, stdin)
+    with interrupts.installed():  # the run asks the record between blocks
+        return engine(Path(model), inputs, options, _asked, stdin)
 
 
 def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
     from batch.cores import usable_cores
     from batch.inputs import Expanded, iter_runs, output_to_skip
-    from batch.model import load_classifier
+    from batch.resume import resumable, resume_output
     from batch.run import classify as run
-    from batch.writer import RowWriter, resumable, resume_output
+    from batch.writer import RowWriter
 
-    # onnxruntime runs each call on the calling thread alone: image blocks run in
-    # the worker processes, one call each, and arrays one call per core side by side.
-    classifier = load_classifier(model, threads=1, spin=False)
+    classifier = _load(model)
     _freeze_heap()
     cores = usable_cores()
     expanded = Expanded()
@@ -117,7 +121,6 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
     if options.resume:
         done = resume_output(output, row_format)  # may cut off a torn last line
         stream.seek(0, 2)
-    flag = _stop_flag(stop)
     bar = None
     try:
         if options.progress:
@@ -129,10 +132,10 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
                            header=not (done and done.header))
         summary = run(items, classifier, writer, invert=options.decoding, batch_size=options.batch_size,
                       workers=options.workers or cores, model_calls=cores,
-                      advance=bar.advance if bar else (lambda n: None), stop=flag, done=done)
+                      advance=bar.advance if bar else (lambda n: None), stop=stop, done=done)
     finally:
-        _end(flag, bar, stream, output)
-    summary.skipped, summary.empty_folders = expanded.skipped, expanded.empty
+        _end(bar, stream, output)
+    summary.skipped, summary.empty_folders, summary.model = expanded.skipped, expanded.empty, classifier.describe()
     summary.cpu_main, summary.cpu_workers = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
     return summary
 
@@ -143,60 +146,63 @@ def _cpu_seconds(who: int) -> float:
 
 
 def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
-    from batch import ray_engine  # one line naming the extra when Ray is not installed
+    with interrupts.raising():  # Ray's import takes seconds
+        from batch import ray_connect, ray_engine  # one line naming the extra when Ray is not installed
+    from batch.inputs import Expanded, is_uri, iter_runs, output_to_skip
     from batch.writer import RowWriter
 
-    ray_options = ray_engine.RayOptions(address=options.address, concurrency=options.concurrency)
-    ray_engine.OnnxClassifier(model)  # a bad model fails before Ray starts
-    from batch.inputs import output_to_skip
-
+    classifier = _load(model)  # validated once, before Ray starts; the actors get its file
     output = options.output
     # Every named input is compared with --output (a listing would need Ray's workers).
     stream = None if options.output_dir else _open_rows(output, [model, *inputs])
     skip = output_to_skip(output) if stream else None  # the walk passes over the output, wherever it lies
-    flag = None
+    expanded = Expanded()
+    items = iter_runs(inputs, recursive=options.recursive, pattern=options.glob, stdin=stdin, null=options.null,
+                      out=expanded, skip=skip, uris=True)
     bar = None
     try:
-        connected = ray_engine.connect(ray_options)
-        flag = _stop_flag(stop)  # after Ray's start-up, which sets its own signal handlers
+        connected = ray_connect.connect(options.address)
         # The bar counts rows as the driver receives them; there is no count for URIs up front.
-        if options.progress and not options.output_dir and not any(ray_engine.is_uri(i) for i in inputs) \
-                and "-" not in inputs:
-            from batch.inputs import iter_runs
+        if options.progress and stream and "-" not in inputs and not any(map(is_uri, inputs)):
             from batch.progress import ProgressBar
 
             bar = ProgressBar(iter_runs(inputs, recursive=options.recursive, pattern=options.glob, skip=skip))
-        row_format = options.row_format() if stream else None
+        row_format = options.row_format()
         writer = RowWriter(stream, row_format, name=str(output) if output else None) if stream else None
         summary = ray_engine.classify(
-            inputs, model, writer, out_dir=options.output_dir, out_format=options.format or "csv",
-            top_k=options.top_k, invert=options.decoding, recursive=options.recursive, pattern=options.glob,
-            batch_size=options.batch_size, null=options.null, review_below=options.review_below, skip=skip,
-            options=ray_options, advance=bar.advance if bar else (lambda n: None), stop=flag)
+            items, classifier, writer, row_format=row_format, out_dir=options.output_dir, invert=options.decoding,
+            batch_size=options.batch_size, concurrency=options.concurrency,
+            advance=bar.advance if bar else (lambda n: None), stop=stop)
     finally:
-        _end(flag, bar, stream, output)
-        ray_engine.ray.shutdown()
+        _end(bar, stream, output)
+        ray_connect.ray.shutdown()
+    summary.skipped, summary.empty_folders, summary.model = expanded.skipped, expanded.empty, classifier.describe()
     summary.connect_seconds, summary.joined = connected, bool(options.address or os.environ.get("RAY_ADDRESS"))
     summary.cluster_seconds = connected + summary.ready_seconds
     return summary
 
 
-def _end(flag, bar, stream: TextIO | None, output: Path | None) -> None:
-    """What a run undoes however it ends: our signal handlers (when we installed them), the
-    progress bar, the output (closed: a failed close is a failed write)."""
-    if hasattr(flag, "restore"):  # a StopFlag we installed, not the caller's callable
-        flag.restore()
+def _end(bar, stream: TextIO | None, output: Path | None) -> None:
+    """What a run undoes however it ends: the progress bar, the output (closed: a failed close is a failed write)."""
     if bar:
         bar.close()
     _close_rows(stream, output)
 
 
-def _stop_flag(stop):
-    if stop is not None:
-        return stop
-    from batch.stop import StopFlag
+def _load(model: Path):
+    """The run's classifier (batch.classifier.Classifier), loaded and probed once: a model that cannot
+    serve is refused here, before any row. One onnxruntime thread: the local engine runs one call
+    per core side by side, the Ray engine one actor per CPU."""
+    from batch.model import load_classifier
 
-    return StopFlag().install()
+    classifier = load_classifier(model, threads=1, spin=False, probe=False)
+    # The probe runs the model (seconds, for a slow one), where a signal's handler cannot run.
+    interrupts.polled(classifier.probe, cancel=classifier.stop)
+    return classifier
+
+
+def _asked() -> bool:
+    return interrupts.asked() is not None
 
 
 def _freeze_heap() -> None:
@@ -235,7 +241,7 @@ def _named_like(inputs: list[str], output: Path) -> list[str]:
     there already and holds something other than rows (an image or array the user
     keeps there; the walk passes over the output, so it would be lost unread)."""
     from batch.inputs import IMAGE_EXTENSIONS
-    from batch.writer import holds_rows
+    from batch.resume import holds_rows
 
     named = [arg for arg in inputs if arg != "-"]
     suffix = output.suffix.lower()

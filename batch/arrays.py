@@ -14,7 +14,7 @@ from typing import BinaryIO
 import numpy as np
 
 from core.contract import PIXELS
-from core.errors import DigitsError
+from core.errors import DigitsError, first_line
 from core.files import PathError, open_regular
 
 ROW = PIXELS  # bytes of one uint8 digit
@@ -46,8 +46,7 @@ def read_npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
     except ArrayError:
         raise
     except (ValueError, SyntaxError, TypeError, EOFError, UnicodeDecodeError, IndexError) as e:  # IndexError: descr ('|u1',)
-        message = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise ArrayError(f"not a readable .npy file ({message})") from e
+        raise ArrayError(f"not a readable .npy file ({first_line(e, 120)})") from e
     if not all(type(d) is int and d >= 0 for d in shape):
         raise ArrayError(f"shape {shape} in the header: dimensions must be whole numbers >= 0")
     if dtype.hasobject:
@@ -91,6 +90,15 @@ class DigitArray:
 
     def __len__(self) -> int:
         return self.length
+
+    def window(self, first: int, count: int) -> "DigitArray":
+        """This array narrowed to rows first..first+count, read as the whole array is (chunks
+        count from `first`'s row as 0). ArrayError if the file no longer holds them."""
+        if first + count > self.length:
+            raise ArrayError(f"changed while being read: header now says {self.length:,} rows")
+        self.offset += first * ROW * self.dtype.itemsize
+        self.length = count
+        return self
 
     def _raw_chunks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
         """The file's rows, `size` at a time. A file cut short while it is read (it was

@@ -11,10 +11,11 @@ from stat import S_ISREG
 
 import numpy as np
 
+from batch.classifier import Classifier
 from batch.decode import decode_digits
-from batch.model import OnnxClassifier
-from batch.writer import RowFormat
+from batch.formats import RowFormat
 from core.contract import MAX_IMAGE_FILE_BYTES, NUM_CLASSES
+from core.errors import first_line
 from core.files import PathError, open_regular, stderr_muted
 
 READ_AHEAD = 64 * 1024  # one read takes a digit image whole
@@ -24,7 +25,7 @@ READ_AHEAD = 64 * 1024  # one read takes a digit image whole
 class BlockRows:
     """What a block gives the run: its rows' text and the counts for the summary."""
 
-    text: str
+    text: str  # (a parquet RowFormat's rows: a pyarrow table)
     per_label: np.ndarray  # int64 [NUM_CLASSES]: classified rows by label
     failed: int
     review: int  # classified rows under --review-below
@@ -34,7 +35,7 @@ class BlockRows:
         return int(self.per_label.sum())
 
 
-def classify_block(paths: list[str], invert: str, classifier: OnnxClassifier, row_format: RowFormat,
+def classify_block(paths: list[str], invert: str, classifier: Classifier, row_format: RowFormat,
                    out: np.ndarray | None = None, read=None) -> BlockRows:
     """The rows of image files `paths`, in order; a file that cannot be had is an error row.
 
@@ -43,16 +44,24 @@ def classify_block(paths: list[str], invert: str, classifier: OnnxClassifier, ro
     when the model fails on the block."""
     digits, errors = decode_files(paths, invert, out, read)
     probabilities = classifier.predict(digits)
-    failed = sum(e is not None for e in errors)
-    text = row_format.rows(paths, probabilities, errors if failed else None)
+    if not any(e is not None for e in errors):
+        errors = None
+    rows = count_rows(probabilities, errors, row_format)
+    rows.text = row_format.rows(paths, probabilities, errors)
+    return rows
+
+
+def count_rows(probabilities: np.ndarray, errors: list | None, row_format: RowFormat) -> BlockRows:
+    """The counts of a block of rows (its text left empty): classified rows by label, failed
+    rows (errors[i] set), and classified rows under --review-below. The one count of every engine."""
     labels = probabilities.argmax(axis=1)
-    ok = None if not failed else np.array([e is None for e in errors])
+    ok = None if errors is None else np.array([e is None for e in errors], bool)
     per_label = np.bincount(labels if ok is None else labels[ok], minlength=NUM_CLASSES)
     review = 0
     if row_format.review_below is not None:
         under = row_format.under_review(probabilities)
         review = int(under.sum() if ok is None else under[ok].sum())
-    return BlockRows(text, per_label, failed, review)
+    return BlockRows("", per_label, 0 if ok is None else int((~ok).sum()), review)
 
 
 def decode_files(paths: list, invert: str, out: np.ndarray | None = None, read=None
@@ -114,6 +123,21 @@ def read_file(path: str) -> bytes | str:
         return _not_regular(path)
     except OSError as e:
         return f"cannot read: {e.strerror or e}"
+
+
+def read_uri(uri: str) -> bytes | str:
+    """read_file for a URI (s3://..., read with pyarrow: the Ray engine's nodes): the same cap
+    and the same wording."""
+    import pyarrow.fs as pafs
+
+    try:
+        fs, path = pafs.FileSystem.from_uri(uri)
+        with fs.open_input_file(path) as f:
+            if f.size() > MAX_IMAGE_FILE_BYTES:
+                return f"file larger than {MAX_IMAGE_FILE_BYTES // 2**20} MiB"
+            return f.read()
+    except (OSError, ValueError) as e:
+        return f"cannot read: {first_line(e)}"
 
 
 def _not_regular(path: str) -> str:

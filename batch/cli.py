@@ -52,7 +52,7 @@ def classify(
     address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else start a local Ray).")] = None,
     output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="--engine ray: write rows as shards into this folder or URI (csv, jsonl or parquet), not in input order.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default and most: one per CPU of the cluster).")] = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes for images, at most (default: one per usable core: CPU affinity and cgroup quota).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Local engine: worker processes for images, at most (default: one per usable core: CPU affinity and cgroup quota).")] = None,
     review_below: Annotated[Optional[float], typer.Option("--review-below", help="Mark rows whose confidence is under P (0..1) in a review column, and count them in the summary.")] = None,
     summary_json: Annotated[Optional[Path], typer.Option("--summary-json", parser=file_name, metavar="FILE", help="Also write the summary to this file as JSON (items, classified, failed, skipped, kept, seconds, digits/s, per label).")] = None,
 ) -> None:

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
+from core import interrupts
 from core.contract import IMAGE_BLOCK
-from core.errors import UsageError
+from core.errors import UsageError, first_line
 from core.files import FOLDER, MISSING, REGULAR, kind_of
 
 # What OpenCV decodes; other files in a walked folder are skipped, not failed.
@@ -249,7 +250,7 @@ def read_path_list(data: bytes, null: bool = False) -> list[str]:
 
 def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
               stdin: BinaryIO | None = None, null: bool = False, out: Expanded | None = None,
-              skip: Skip | None = None
+              skip: Skip | None = None, uris: bool = False
               ) -> Iterator[Item | ImageRun]:
     """Every named input's items, in input order, as a stream (folders walked in sorted
     order; `-` reads a list of paths from `stdin`, binary, default the process's standard
@@ -258,13 +259,15 @@ def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = N
     folder's consecutive image files come as one ImageRun (a list of their paths)
     rather than an ImageItem each. `out.skipped` and `out.empty` fill as the stream
     goes. Standard input is read here, at once, so that its usage errors come
-    before any row is written."""
+    before any row is written. `uris`: names like s3://... are listed with pyarrow
+    (walk_uri; the Ray engine's nodes read them), not taken as paths."""
     listed = None
     if "-" in inputs:
         if stdin is None and sys.stdin is None:
             raise UsageError("- reads paths from standard input, which is closed")
-        listed = read_path_list((stdin or sys.stdin.buffer).read(), null)
-    return _stream(inputs, listed, recursive, pattern, out if out is not None else Expanded(), skip)
+        with interrupts.raising():  # a read that may wait on its writer, and cannot ask whether to stop
+            listed = read_path_list((stdin or sys.stdin.buffer).read(), null)
+    return _stream(inputs, listed, recursive, pattern, out if out is not None else Expanded(), skip, uris)
 
 
 def iter_inputs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
@@ -277,15 +280,18 @@ def iter_inputs(inputs: list[str], recursive: bool = True, pattern: str | None =
             yield entry
 
 
-def _stream(inputs, listed, recursive, pattern, out: Expanded, skip: Skip | None = None
+def _stream(inputs, listed, recursive, pattern, out: Expanded, skip: Skip | None = None, uris: bool = False
             ) -> Iterator[Item | ImageRun]:
     for arg in inputs:
-        yield from _expand_paths(listed if arg == "-" else [arg], recursive, pattern, out, skip)
+        yield from _expand_paths(listed if arg == "-" else [arg], recursive, pattern, out, skip, uris)
 
 
 def _expand_paths(paths: list[str], recursive: bool, pattern: str | None, out: Expanded,
-                  skip: Skip | None = None) -> Iterator[Item | ImageRun]:
+                  skip: Skip | None = None, uris: bool = False) -> Iterator[Item | ImageRun]:
     for path in paths:
+        if uris and is_uri(path):
+            yield from walk_uri(path, recursive, pattern, out)
+            continue
         kind = kind_of(path)
         if kind == REGULAR:
             yield _named_file(path)
@@ -300,3 +306,54 @@ def _expand_paths(paths: list[str], recursive: bool, pattern: str | None, out: E
             yield ErrorItem(path, "no such file or folder")
         else:
             yield ErrorItem(path, f"is {kind}, not a regular file")
+
+
+def is_uri(text: str) -> bool:
+    """s3://, gs://, hdfs://, file://...: listed and read with pyarrow's filesystems."""
+    return "://" in text
+
+
+def walk_uri(uri: str, recursive: bool, pattern: str | None, out: Expanded) -> Iterator[Item]:
+    """A URI's items, as _walk gives a folder's: a file, or a prefix walked depth first in
+    sorted order, one level listed at a time, so that a listing is never held whole
+    (a folder's files before its subfolders': pyarrow lists a level at a time)."""
+    import pyarrow.fs as pafs
+
+    scheme = uri.split("://", 1)[0]
+    try:
+        fs, root = pafs.FileSystem.from_uri(uri)
+        info = fs.get_file_info(root)
+    except (OSError, ValueError) as e:
+        yield ErrorItem(uri, f"cannot list: {first_line(e)}")
+        return
+    if info.type != pafs.FileType.Directory:
+        yield _uri_file(f"{scheme}://{info.path}") if info.type == pafs.FileType.File else \
+            ErrorItem(uri, "no such file or folder")
+        return
+    stack, found = [root], False
+    while stack:
+        folder = stack.pop()
+        try:
+            listing = sorted(fs.get_file_info(pafs.FileSelector(folder)), key=lambda i: i.base_name)
+        except (OSError, ValueError) as e:
+            yield ErrorItem(f"{scheme}://{folder}", f"cannot list: {first_line(e)}")
+            continue
+        subfolders = []
+        for i in listing:
+            if i.type == pafs.FileType.Directory:
+                subfolders += [i.path] if recursive else []
+            elif i.type == pafs.FileType.File and not (pattern and not fnmatch.fnmatch(i.base_name, pattern)):
+                if _suffix(i.base_name) in IMAGE_EXTENSIONS or i.base_name.lower().endswith(".npy"):
+                    found = True
+                    yield _uri_file(f"{scheme}://{i.path}")
+                else:
+                    out.skipped += 1
+        stack.extend(reversed(subfolders))
+    if not found:
+        out.empty.append(uri)
+
+
+def _uri_file(source: str) -> Item:
+    if source.lower().endswith(".npy"):  # DigitArray reads a file by path: arrays are read from paths every node sees
+        return ErrorItem(source, ".npy arrays are read from local or shared paths, not URIs")
+    return ImageItem(source)

@@ -9,37 +9,24 @@ zero point, which are dequantized here. Imported only for a model path ending in
 """
 
 import contextlib
-import importlib.util
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from batch.scores import check_probabilities, probe_digits
-from core.errors import DigitsError, ModelError
+from batch.classifier import Classifier
+from batch.scores import check_probabilities, in_batches_of, probe_digits
+from core.contract import NUM_CLASSES
+from core.errors import DigitsError, ModelError, first_line, require_extra
 from core.files import require_file, stderr_muted
 
-NUM_CLASSES = 10
 _INT8_SOFTMAX_STEP = 1 / 256
-LITERT_EXTRA = "pip install 'digits[litert]'"
 WANTED = "one input, uint8 [batch,28,28], and one [batch,10] output (a `digits export --tflite` model)"
 
 
-class MissingLiteRtError(DigitsError):
-    """A .tflite model was given, and this install lacks the [litert] extra."""
-
-
 def require_litert(what: str, modules: tuple[str, ...] = ("ai_edge_litert",)) -> None:
-    """MissingLiteRtError unless every module in `modules` can be imported (checked without importing)."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        names = ", ".join(m.replace("_", "-") for m in missing)
-        raise MissingLiteRtError(f"{what} needs the LiteRT extra, which this install lacks (no {names}): {LITERT_EXTRA}")
-
-
-def _reason(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:200] if text else type(e).__name__
+    """core.errors.require_extra for the [litert] extra."""
+    require_extra("litert", what, modules)
 
 
 _announced = False
@@ -64,14 +51,11 @@ def _new_interpreter(content: bytes, threads: int | None):
     return Interpreter(model_content=content, num_threads=threads)
 
 
-class LiteRtClassifier:
-    def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True,
-                 interruptible: bool = True):
-        """`threads`: LiteRT's threads per call (0: its default). `spin` and `interruptible`
-        are taken for OnnxClassifier's signature and have no LiteRT counterpart (a LiteRT
-        call cannot be ended from outside; its calls on digits are short). `probe`: run
-        the model once on the probe digits."""
-        del spin, interruptible
+class LiteRtClassifier(Classifier):
+    def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True):
+        """`threads`: LiteRT's threads per call (0: its default). `spin` is taken for
+        OnnxClassifier's signature and has no LiteRT counterpart. `probe`: run probe() now."""
+        del spin
         require_litert(f"{path}: a .tflite model")
         try:
             require_file(path, "model file")
@@ -98,12 +82,12 @@ class LiteRtClassifier:
         if len(out_shape) != 2 or out_shape[1] != NUM_CLASSES:
             raise ModelError(f"{path}: model gives {np.dtype(self.output['dtype']).name} {out_shape}; needs {WANTED}")
         # A fixed batch (the micro file's 1): fed in slices of exactly that size.
-        self.fixed_batch = shape[0] if shape[0] > 0 else None
+        self.input_shape = (shape[0] if shape[0] > 0 else None, *shape[1:])
         scale, zero_point = self.output["quantization"]
         self.output_scale = np.float32(scale) if scale else None
         self.output_zero_point = np.float32(zero_point)
         if probe:
-            self._probe()
+            self.probe()
 
     def _interpreter(self):
         interpreter = getattr(self._local, "interpreter", None)
@@ -113,24 +97,23 @@ class LiteRtClassifier:
                     interpreter = _new_interpreter(self.content, self.threads or None)
                     interpreter.allocate_tensors()
             except Exception as e:  # LiteRT raises ValueError/RuntimeError for a bad file
-                raise ModelError(f"{self.path}: not a loadable LiteRT model ({_reason(e)})") from e
+                raise ModelError(f"{self.path}: not a loadable LiteRT model ({first_line(e)})") from e
             self._local.interpreter = interpreter
             self._local.batch = None
         return interpreter
 
-    def _probe(self) -> None:
-        """Run the model once on the probe digits (batch.scores.probe_digits), as
-        OnnxClassifier does: a model that loads but cannot run, or whose output breaks
-        the contract, is refused at load."""
+    def probe(self) -> None:
         self.predict(probe_digits())
 
     def stop(self) -> None:
-        """OnnxClassifier.stop's counterpart: LiteRT cannot end a call under way, so the
-        run stops once the calls in hand return."""
+        pass  # LiteRT cannot end a call under way: the run stops once the calls in hand return
 
-    def labels(self, digits: np.ndarray) -> np.ndarray:
-        """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
-        return self.predict(digits).argmax(axis=1)
+    def describe(self) -> str:
+        shape = ",".join(str(d or "batch") for d in self.input_shape)
+        return f"LiteRT: uint8 [{shape}] -> {np.dtype(self.output['dtype']).name} [batch,{NUM_CLASSES}]"
+
+    def forked(self) -> "LiteRtClassifier":
+        return LiteRtClassifier(self.path, threads=1)  # interpreters are per thread, and LiteRT's own are not forked
 
     def predict(self, digits: np.ndarray) -> np.ndarray:
         """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits.
@@ -141,14 +124,9 @@ class LiteRtClassifier:
         feed = np.ascontiguousarray(digits, dtype=np.uint8)
         if len(feed) == 0:
             return np.zeros((0, NUM_CLASSES), np.float32)
-        n = self.fixed_batch
-        if n is not None and len(feed) != n:
-            pad = -len(feed) % n
-            if pad:
-                feed = np.concatenate([feed, np.zeros((pad, 28, 28), np.uint8)])
-            parts = [self._checked(self._run(feed[i : i + n]), n) for i in range(0, len(feed), n)]
-            return self._checked(np.concatenate(parts)[: len(feed) - pad], len(digits))
-        return self._checked(self._run(feed), len(digits))
+        n = self.input_shape[0]
+        run = self._run if n is None else lambda part: self._checked(self._run(part), n)
+        return self._checked(in_batches_of(n, feed, run), len(digits))
 
     def _checked(self, scores: np.ndarray, n: int) -> np.ndarray:
         # An int8 file's softmax is quantized in steps of 1/256 even when its output tensor is
@@ -159,7 +137,7 @@ class LiteRtClassifier:
     def _run(self, feed: np.ndarray) -> np.ndarray:
         interpreter = self._interpreter()
         try:
-            if self.fixed_batch is None and self._local.batch != len(feed):
+            if self.input_shape[0] is None and self._local.batch != len(feed):
                 interpreter.resize_tensor_input(self.input["index"], [len(feed), 28, 28])
                 interpreter.allocate_tensors()
                 self._local.batch = len(feed)
@@ -167,7 +145,7 @@ class LiteRtClassifier:
             interpreter.invoke()
             scores = interpreter.get_tensor(self.output["index"])
         except Exception as e:  # LiteRT's own errors
-            raise ModelError(f"{self.path}: LiteRT failed on a batch of {len(feed)} digits ({_reason(e)})") from e
+            raise ModelError(f"{self.path}: LiteRT failed on a batch of {len(feed)} digits ({first_line(e)})") from e
         if self.output_scale is not None:
             return (scores.astype(np.float32) - self.output_zero_point) * self.output_scale
         return scores.astype(np.float32, copy=False)

@@ -9,22 +9,24 @@ Two kinds of model are taken:
 """
 
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+from batch.classifier import Classifier
 from batch.scores import (
     check_probabilities,
     checked_scores,
     distributions,
+    in_batches_of,
     probe_digits,
     softmax,
 )
+from core import interrupts
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
-from core.errors import DigitsError, ModelError
+from core.errors import DigitsError, ModelError, first_line
 from core.files import require_file
+from core.memory import limit_words
 
 # onnxruntime's telemetry, read when it is first imported: it writes a device id under
 # ~/.cache unasked, and prints a coloured warning when HOME is not writable.
@@ -39,15 +41,15 @@ def _describe(node) -> str:
     return f"{node.name} {node.type} [{dims}]"
 
 
-class OnnxClassifier:
-    def __init__(self, path: Path, threads: int = 0, spin: bool = True, interruptible: bool = True):
+class OnnxClassifier(Classifier):
+    def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True):
         """`threads`: onnxruntime's intra-op threads (0: one per core). `spin`: let idle
-        threads spin-wait; turn it off when other processes need the cores. The model is
-        always probed (three digits, about a millisecond): the probe decides whether its
-        output is probabilities or logits, and a worker must decide as its parent did.
-        `interruptible`: calls from the main thread run beside it, so that Ctrl-C is heard
-        while the model runs (a worker process, which leaves signals to its parent, says no)."""
-        import onnxruntime as ort
+        threads spin-wait; turn it off when other processes need the cores. `probe`: run
+        probe() now; without it, the caller must before any other call (the probe decides
+        whether the output is probabilities or logits, and a worker must decide as its
+        parent did)."""
+        with interrupts.raising():  # an import, which cannot ask whether to stop
+            import onnxruntime as ort
 
         try:
             require_file(path, "model file")
@@ -63,11 +65,9 @@ class OnnxClassifier:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own types for unreadable models
-            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             if _out_of_memory(str(e)):
-                raise ModelError(f"{path}: out of memory loading the model; the memory limit (ulimit -v) is "
-                                 "too low for it") from e
-            raise ModelError(f"{path}: not a loadable ONNX model ({reason})") from e
+                raise ModelError(f"{path}: out of memory loading the model; {limit_words()} is too low for it") from e
+            raise ModelError(f"{path}: not a loadable ONNX model ({first_line(e)})") from e
         self.path = path
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         wanted = (
@@ -88,19 +88,19 @@ class OnnxClassifier:
             raise ModelError(f"{path}: model takes {_describe(self.input)}; needs {wanted}")
         self.output, self.output_type = _pick_output(path, outputs, wanted)
         # A fixed batch size (some converters write [1, 784]): fed in slices of exactly that size.
-        self.fixed_batch = self.input.shape[0] if isinstance(self.input.shape[0], int) and self.input.shape[0] > 0 else None
+        batch = self.input.shape[0] if isinstance(self.input.shape[0], int) and self.input.shape[0] > 0 else None
+        self.input_shape = (batch, *fixed)
         # One set of run options for every call: stop() sets its terminate flag, which
         # ends the calls under way (a slow model must not hold up Ctrl-C).
         self._run_options = ort.RunOptions()
-        self._beside: ThreadPoolExecutor | None = None  # where calls from the main thread run
-        self.interruptible = interruptible
         self.threads = threads
         # What the output holds is decided once, at the probe, for the whole model:
         # `probabilities` (by name, or by its values on the probe), else logits.
         self.logits = False
-        self._probe()
+        if probe:
+            self.probe()
 
-    def _probe(self) -> None:
+    def probe(self) -> None:
         """Run the model once on three digits (blank, full, a gradient): a model that
         loads but cannot run (an operator that fails, an output of another shape or
         not a probability distribution) is refused here, at load, before any row is
@@ -120,9 +120,14 @@ class OnnxClassifier:
         """End the calls under way (they raise ModelError) and any made after."""
         self._run_options.terminate = True
 
-    def labels(self, digits: np.ndarray) -> np.ndarray:
-        """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
-        return self.predict(digits).argmax(axis=1)
+    def describe(self) -> str:
+        return f"onnxruntime: {_describe(self.input)} -> {self.output}{' (logits, softmaxed)' if self.logits else ''}"
+
+    def forked(self) -> "OnnxClassifier":
+        # A one-thread session has no threads of its own, and no call is under way while the
+        # pool forks: nothing a fork could cut in half. A worker then starts in the time of a
+        # fork, not of a session (~35 ms for the MLP).
+        return self if self.threads == 1 else OnnxClassifier(self.path, threads=1, spin=False)
 
     def predict(self, digits: np.ndarray) -> np.ndarray:
         """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits.
@@ -143,51 +148,23 @@ class OnnxClassifier:
         return checked_scores(self.path, scores, n)
 
     def _run(self, feed: np.ndarray) -> np.ndarray:
-        n = self.fixed_batch
-        if n is not None and len(feed) != n:
-            pad = -len(feed) % n
-            if pad:
-                feed = np.concatenate([feed, np.zeros((pad, *feed.shape[1:]), feed.dtype)])
-            parts = [self._checked(self._run_session(feed[i : i + n]), n) for i in range(0, len(feed), n)]
-            return np.concatenate(parts)[: len(feed) - pad]
-        return self._run_session(feed)
+        n = self.input_shape[0]
+        return in_batches_of(n, feed, self._run_session if n is None else
+                             lambda part: self._checked(self._run_session(part), n))
 
     def _run_session(self, feed: np.ndarray) -> np.ndarray:
-        if self.interruptible and threading.current_thread() is threading.main_thread():
-            return self._run_beside(feed)
         try:
             return self.session.run([self.output], {self.input.name: feed}, self._run_options)[0]
         except Exception as e:  # onnxruntime's own error types
             if _out_of_memory(str(e)):
-                raise ModelError(f"{self.path}: out of memory running the model on {len(feed):,} digits; the memory "
-                                 "limit (ulimit -v) is too low (a smaller --batch-size needs less)") from e
-            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-            raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({reason})") from e
-
-
-    def _run_beside(self, feed: np.ndarray) -> np.ndarray:
-        """The call on a thread of its own, waited for in short steps: onnxruntime holds the
-        thread that calls it until the model is done, and Python runs a signal's handler
-        only on the main thread, between steps. When the handler raises (the command's
-        Ctrl-C), the call is ended with the terminate flag rather than waited for."""
-        if self._beside is None:
-            self._beside = ThreadPoolExecutor(1, thread_name_prefix="model")
-        future = self._beside.submit(self._run_session, feed)
-        try:
-            while True:
-                try:
-                    return future.result(timeout=0.1)
-                except TimeoutError:
-                    continue
-        except BaseException:
-            self.stop()
-            raise
+                raise ModelError(f"{self.path}: out of memory running the model on {len(feed):,} digits; "
+                                 f"{limit_words()} is too low (a smaller --batch-size needs less)") from e
+            raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({first_line(e)})") from e
 
 
 def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):
     """The classifier for `path`: LiteRT's for a .tflite file (imported only then), else
-    onnxruntime's. `options`: `interruptible` (both), `probe` (LiteRT's; onnxruntime's
-    always probes)."""
+    onnxruntime's. `options`: `probe` (both)."""
     if str(path).lower().endswith(".tflite"):
         from batch.litert_model import LiteRtClassifier
 

@@ -25,12 +25,13 @@ from itertools import accumulate
 import numpy as np
 
 from batch.arrays import ArrayError, DigitArray
-from batch.block import BlockRows, classify_block
+from batch.block import BlockRows, classify_block, count_rows
+from batch.classifier import Classifier
 from batch.inputs import ErrorItem, ImageItem, ImageRun, Item
-from batch.model import OnnxClassifier
+from batch.resume import Done
 from batch.summary import Summary
-from batch.writer import Done, RowWriter
-from core.contract import IMAGE_BLOCK, NUM_CLASSES
+from batch.writer import RowWriter
+from core.contract import IMAGE_BLOCK
 
 # Fewer images than this are classified in this process: starting workers costs more.
 POOL_THRESHOLD = 4 * IMAGE_BLOCK
@@ -39,7 +40,7 @@ _POLL_SECONDS = 0.1
 
 def classify(
     items: Iterable[Item | ImageRun],
-    classifier: OnnxClassifier,
+    classifier: Classifier,
     writer: RowWriter,
     invert: str = "auto",
     batch_size: int = 1024,
@@ -54,7 +55,7 @@ def classify(
     `items` may be a list or a stream (consumed once, in order). `advance(n)` is
     told of each n items done (progress); `stop()` is asked between blocks and
     while waiting, and ends the run early, leaving every written row whole.
-    `done` (from writer.resume_output, for --resume): sources already in the
+    `done` (from resume.resume_output, for --resume): sources already in the
     output; their items and array rows are passed over, and counted by advance.
     `workers`: processes for image blocks (fewer than 2: none, all in this
     process). `model_calls`: array chunks in the model at once, each on its own
@@ -64,7 +65,7 @@ def classify(
 
 
 class _LocalRun:
-    def __init__(self, classifier: OnnxClassifier, writer: RowWriter, invert: str, batch_size: int, workers: int,
+    def __init__(self, classifier: Classifier, writer: RowWriter, invert: str, batch_size: int, workers: int,
                  model_calls: int, advance: Callable[[int], None], stop: Callable[[], bool]):
         self.classifier, self.writer, self.invert = classifier, writer, invert
         self.batch_size, self.workers, self.model_calls = batch_size, workers, max(1, model_calls)
@@ -192,9 +193,8 @@ class _LocalRun:
             self.writer.write_array_rows(path, first_row, probabilities)
         else:  # --resume: only some rows of this chunk were still to do
             self.writer.write_rows([f"{path}#{i}" for i in rows.tolist()], probabilities)
-        fmt = self.writer.format
-        review = int(fmt.under_review(probabilities).sum()) if fmt.review_below is not None else 0
-        self.summary.add(np.bincount(probabilities.argmax(axis=1), minlength=NUM_CLASSES), 0, review)
+        counts = count_rows(probabilities, None, self.writer.format)
+        self.summary.add(counts.per_label, 0, counts.review)
         self.advance(len(probabilities))
 
     def _predicted(self, work: Iterator) -> Iterator:

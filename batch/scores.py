@@ -19,7 +19,8 @@ def probe_digits() -> np.ndarray:
                      np.tile(np.arange(0, 252, 9, dtype=np.uint8), (IMAGE_SIZE, 1))])
 
 
-# How far a probability distribution computed in float32 may stray from 0..1 and a sum of 1.
+# How far a probability distribution computed in float32 may stray from 0..1 and a sum of 1
+# (a float32 softmax strays ~1e-7): the one rule for the runtimes' outputs and export's Keras scores.
 _SUM_TOLERANCE = 1e-3
 _RANGE_TOLERANCE = 1e-5
 
@@ -81,12 +82,23 @@ def _how_not(scores: np.ndarray) -> str:
             f"digit {worst:,}'s sum to {float(sums[worst]):.9g}")
 
 
+def in_batches_of(n: int | None, feed: np.ndarray, run) -> np.ndarray:
+    """run(feed), for a model whose batch size is fixed at `n` (None: any size): the feed
+    padded with blank digits to a multiple of n, run n at a time, the padding's rows dropped."""
+    if n is None or len(feed) == n:
+        return run(feed)
+    pad = -len(feed) % n
+    if pad:
+        feed = np.concatenate([feed, np.zeros((pad, *feed.shape[1:]), feed.dtype)])
+    return np.concatenate([run(feed[i : i + n]) for i in range(0, len(feed), n)])[: len(feed) - pad]
+
+
 def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def as_probabilities(scores: np.ndarray) -> np.ndarray:
+def probabilities_from(scores: np.ndarray) -> np.ndarray:
     """A model's scores [N, 10] as probabilities: as they are when every row is a
     distribution, else (logits) the softmax of every row. Decided for the whole
     array, not row by row: a logits row that happens to look like a distribution

@@ -20,6 +20,7 @@ class Summary:
     per_label: np.ndarray = field(default_factory=lambda: np.zeros(NUM_CLASSES, np.int64))
     empty_folders: list[str] = field(default_factory=list)  # named folders that held nothing to classify
     workers: int = 0  # worker processes the local engine ran (0: all in this process)
+    model: str = ""  # the classifier's describe(): the runtime, what the model takes and gives
     cluster_seconds: float | None = None  # --engine ray: how long the cluster took to be ready
     # CPU seconds of the whole process up to the run's end, start-up included, and of its
     # worker processes: what limits a run on many cores (make bench differences two runs).
@@ -50,6 +51,6 @@ class Summary:
             "seconds": self.seconds, "digits_per_second": self.digits_per_second,
             "per_label": {str(label): int(count) for label, count in enumerate(self.per_label)},
             "interrupted": self.interrupted, "empty_folders": list(self.empty_folders),
-            "workers": self.workers, "cluster_seconds": self.cluster_seconds,
+            "model": self.model, "workers": self.workers, "cluster_seconds": self.cluster_seconds,
             "cpu_seconds": {"main": round(self.cpu_main, 6), "workers": round(self.cpu_workers, 6)},
         }

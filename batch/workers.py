@@ -33,10 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from batch.block import BlockRows, classify_block, silence_stderr
-from batch.writer import RowFormat
+from batch.classifier import Classifier
+from batch.formats import RowFormat
+from batch.model import load_classifier
 from core.contract import IMAGE_BLOCK, IMAGE_SIZE, NUM_CLASSES
 from core.errors import DigitsError, ModelError
-from core.memory import address_space_limit
+from core.memory import address_space_limit, limit_words
 
 # A slot's paths, NUL-separated and UTF-8 (surrogateescape): a block is cut by the
 # walk before its names pass BLOCK_NAME_CHARS characters (batch/run.py), and a
@@ -69,9 +71,9 @@ class WorkerPool:
     submit(paths) while not full(); take() gives the oldest block back as (paths, BlockRows).
     """
 
-    def __init__(self, workers: int, model: Path, invert: str, row_format: RowFormat, ahead: int = 4):
-        """`model`: the classifier the caller loaded and checked (a one-thread OnnxClassifier
-        is used by the workers as the fork leaves it), or the path of a model each worker loads.
+    def __init__(self, workers: int, model: Classifier | Path, invert: str, row_format: RowFormat, ahead: int = 4):
+        """`model`: the classifier the caller loaded and checked (batch.model.Classifier; each
+        worker uses what its forked() gives), or the path of a model each worker loads.
         `ahead`: blocks queued per worker, so none waits for the parent between blocks.
 
         One worker is started here (WorkersNotStarted if it cannot be); the others one
@@ -104,8 +106,9 @@ class WorkerPool:
         # would hang the process at exit. Finalizers with a priority run before that
         # join. A Finalize runs once: close() goes through it too, so the exit does not
         # close the pipe's number again (by then perhaps another file's).
+        self._kill = [False]  # read by _close when it runs: close(kill=True) sets it
         self._close = multiprocessing.util.Finalize(
-            self, _close, args=(self._tasks, self._results, self._processes, self._reader), exitpriority=0)
+            self, _close, args=(self._tasks, self._results, self._processes, self._reader, self._kill), exitpriority=0)
         try:
             self._start_worker()
         except OSError as e:
@@ -194,7 +197,7 @@ class WorkerPool:
         """Stop the workers: each ends after the block in hand, told by end-of-file; with
         `kill` (the run was interrupted: their blocks' rows will not be written) at once."""
         if kill:
-            self._close._kwargs = {"kill": True}  # the Finalize calls _close with these
+            self._kill[0] = True
         self._close()
 
     def __enter__(self):
@@ -213,10 +216,7 @@ def _not_started(e: OSError) -> WorkersNotStarted:
 def _memory_limit_hint() -> str:
     """Under an address-space limit, the likely reason a worker could not start or died:
     a library's allocation that failed where no Python code sees it."""
-    limit = address_space_limit()
-    if limit is None:
-        return ""
-    return f" (the memory limit (ulimit -v) of {limit // 2**20} MiB is likely too low)"
+    return f" ({limit_words()} is likely too low)" if address_space_limit() is not None else ""
 
 
 def _encoded(paths: list[str]) -> bytes:
@@ -226,11 +226,11 @@ def _encoded(paths: list[str]) -> bytes:
     return "\0".join(paths).encode(_FS_ENCODING, _FS_ERRORS)
 
 
-def _close(tasks: int, connections, processes: list, reader: list, kill: bool = False) -> None:
+def _close(tasks: int, connections, processes: list, reader: list, kill: list[bool]) -> None:
     _TASK_WRITERS.discard(tasks)
     while reader:  # the task pipe's read end, still held for workers not yet started
         os.close(reader.pop())
-    if kill:
+    if kill[0]:
         for process in processes:
             if process.is_alive():
                 process.kill()
@@ -247,23 +247,13 @@ def _close(tasks: int, connections, processes: list, reader: list, kill: bool = 
             process.join()
 
 
-def _classifier(model) -> tuple[object | None, str | None]:
-    """(the worker's classifier, None), or (None, why it could not be had).
-
-    The parent's onnxruntime session is used as the fork left it: a one-thread session
-    has no threads of its own, and no call is under way while the pool forks, so there
-    is nothing a fork could cut in half; a worker then starts in the time of a fork,
-    not of a session (~35 ms for the MLP). Anything else is loaded from its file."""
-    from batch.model import OnnxClassifier, load_classifier
-
-    if isinstance(model, OnnxClassifier) and model.threads == 1:
-        model.interruptible = False  # its helper thread did not survive the fork; signals are the parent's
-        return model, None
+def _classifier(model: Classifier | Path) -> tuple[Classifier | None, str | None]:
+    """(the worker's classifier, None), or (None, why it could not be had): the parent's
+    as the fork left it (Classifier.forked), or the model at a path, loaded here."""
     try:
-        path = model.path if hasattr(model, "path") else model
-        # Probed again: the probe is where a model's output is judged probabilities or
-        # logits, and a worker must judge as its parent did (three digits, a millisecond).
-        return load_classifier(path, threads=1, spin=False, interruptible=False), None
+        if isinstance(model, str | os.PathLike):
+            return load_classifier(model, threads=1, spin=False), None
+        return model.forked(), None
     except DigitsError as e:  # the parent loaded it a moment ago: the file changed, or memory ran out
         return None, str(e)
 

@@ -3,6 +3,6 @@
 contract.py  what a digit and a model are: sizes, class labels, tensor names, block size, caps
 errors.py    errors a user can cause, and the exit code each ends with
 files.py     what a path names, atomic writes, locked outputs
-interrupts.py whether the user asked the program to stop (for the parts that take the signals over)
+interrupts.py Ctrl-C and SIGTERM: the handler records, the loops ask
 memory.py    the address-space limit (ulimit -v) the process runs under
 """

@@ -32,3 +32,25 @@ class DataError(DigitsError):
 
 class ModelError(DigitsError):
     """A model file that cannot be loaded or does not fit the contract."""
+
+
+def first_line(e: BaseException, cap: int = 200) -> str:
+    """How a library's error is quoted inside our one line: the first line of what `e` says
+    (its type's name when it says nothing), at most `cap` characters."""
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:cap]
+
+
+class MissingExtraError(DigitsError):
+    """A command needs packages of an extra (pyproject's optional dependencies) that this install lacks."""
+
+
+def require_extra(extra: str, what: str, modules: tuple[str, ...]) -> None:
+    """MissingExtraError naming `what` and how to install `extra`, unless every module in `modules`
+    can be imported (checked without importing them: TensorFlow takes seconds)."""
+    import importlib.util
+
+    missing = [m.replace("_", "-") for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(f"{what} needs the [{extra}] extra, which this install lacks "
+                                f"(no {', '.join(missing)}): pip install 'digits[{extra}]'")

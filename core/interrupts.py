@@ -1,19 +1,34 @@
-"""Whether the user has asked the program to stop (Ctrl-C or SIGTERM), as the program's
-own signal handler recorded it (digits.cli): the one place every part can ask, whatever
-handler is installed at the moment.
+"""Ctrl-C and SIGTERM: the program's one stop policy.
 
-The handler also raises, to stop whatever is running; but Python swallows what a
-handler raises inside a weakref callback or a __del__ (an import cleaning up its module
-lock, say), and the program would go on as if nothing had been asked. The parts that
-take the signals over for long work (a classify run's stop flag, training's stop
-between batches) ask here first, so a request made before them is not lost.
+The handler only records the first signal; the loops (a classify run, the worker pool,
+training through a Keras callback, the Ray job) ask `asked()` between steps and end
+early with everything they wrote whole. A second signal stops the program at once
+(Interrupted, raised where the program is; the command line exits 130). Raising on the
+first signal is only for a blocking call that cannot ask: an import, ray.init, a read that
+waits on its writer (`raising()`).
 """
 
+import contextlib
+import signal
+import threading
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_POLL_SECONDS = 0.1
 _signals: list[int] = []
+_raising = 0  # depth of raising() sections
 
 
-def record(signum: int) -> None:
+class Interrupted(BaseException):
+    """The user asked the program to stop. A BaseException, so that no library's `except
+    Exception` swallows it on the way out; `finally` blocks (the cleanup of half-written
+    files) still run."""
+
+
+def handle(signum, frame) -> None:
+    """The program's handler for SIGINT and SIGTERM."""
     _signals.append(signum)
+    if len(_signals) > 1 or _raising:
+        raise Interrupted()
 
 
 def asked() -> int | None:
@@ -21,5 +36,79 @@ def asked() -> int | None:
     return _signals[0] if _signals else None
 
 
+def check() -> None:
+    """Interrupted if the user asked to stop: for a step that ends the work when asked."""
+    if _signals:
+        raise Interrupted()
+
+
 def reset() -> None:
     _signals.clear()
+
+
+@contextlib.contextmanager
+def installed():
+    """`handle` for SIGINT and SIGTERM while the block runs (from the main thread; elsewhere
+    signals are not ours to take), the handlers before it restored after. Installed anew
+    (not inside the program's own), it starts and ends with nothing asked."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, handle) for s in SIGNALS}
+    anew = previous[signal.SIGINT] is not handle
+    if anew:
+        reset()
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if anew:
+            reset()
+
+
+@contextlib.contextmanager
+def raising():
+    """The first signal raises Interrupted too, while a call that cannot ask runs (an import,
+    ray.init, a blocking read); asked before, it raises at once. Handlers the call replaced are put back."""
+    global _raising
+    check()
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.getsignal(s) for s in SIGNALS} if main else {}
+    _raising += 1
+    try:
+        yield
+    finally:
+        _raising -= 1
+        for s, handler in previous.items():
+            if signal.getsignal(s) is not handler:
+                signal.signal(s, handler)
+
+
+def polled(function, *args, cancel=lambda: None):
+    """function(*args) on a thread of its own, asking every 0.1 s whether the user asked to
+    stop: a call into C that holds its thread (a model's) cannot ask, and Python runs a
+    handler only between the main thread's steps. When asked: cancel() (which ends the
+    call), then Interrupted."""
+    check()
+    result: list = []
+
+    def run() -> None:
+        try:
+            result.append((True, function(*args)))
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            result.append((False, e))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(_POLL_SECONDS)
+        if _signals and thread.is_alive():
+            cancel()
+            thread.join(1)
+            raise Interrupted()
+    ok, value = result[0]
+    if not ok:
+        raise value
+    return value
+

@@ -6,6 +6,5 @@ trainer/  MNIST in any form -> a Keras model (`digits train`, `digits evaluate`)
 exporter/ Keras -> a self-contained ONNX model, parity-checked (`digits export`, `digits inspect`)
 digits/   the command line and the demo, on top of all of them
 
-Importing this package does nothing: the command's start-up (signals, and under `ulimit -v` the
-watcher process) is in cli.start and cli.main.
+Importing this package does nothing: the command's start-up (streams, signals) is in cli.main.
 """

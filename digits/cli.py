@@ -4,25 +4,12 @@ Command modules import nothing heavy at the top: `digits --help` and
 `digits classify` must never import TensorFlow.
 """
 
+import contextlib
 import errno
 import os
-import signal
 import sys
-import time
 
 from core import interrupts
-
-
-def _interrupted_early(signum, frame) -> None:
-    # Ctrl-C (or SIGTERM) while the program is still importing: nothing has been
-    # written yet, and an exception raised inside an import would surface as a
-    # traceback of whatever module it cut in half. Leave at once, with one line.
-    try:
-        os.write(2, b"digits: interrupted\n")
-    except OSError:  # stderr closed (2>&-): leave all the same
-        pass
-    os._exit(130)
-
 
 # Each command lives with its part and is imported only when it is run (or for the
 # whole program's --help): `digits classify` does not pay for importing the trainer's
@@ -71,54 +58,18 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-class Interrupted(BaseException):
-    """Ctrl-C or SIGTERM. A BaseException of our own, so that no library's `except
-    Exception` (nor Typer's KeyboardInterrupt handling) swallows it on the way out;
-    `finally` blocks, such as the cleanup of half-written files, still run."""
+def _unraisable(previous):
+    """sys.unraisablehook while main() runs, for what Python swallows and would print as
+    "Exception ignored in ..." with a traceback: an Interrupted raised inside a weakref
+    callback or a __del__ (an import cleaning up its module lock; the request stays
+    recorded, and the next step that asks acts on it), or a MemoryError (under `ulimit -v`,
+    a thread that could not start: what failed for want of memory says so in one line)."""
 
+    def hook(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, interrupts.Interrupted | MemoryError):
+            previous(unraisable)
 
-def _interrupt(signum, frame) -> None:
-    interrupts.record(signum)
-    raise Interrupted()
-
-
-class _Unraisable:
-    """sys.unraisablehook while main() runs, for what Python swallows (an exception in a
-    weakref callback, a __del__, a thread that dies as it starts) and would print as
-    "Exception ignored in ..." with a traceback:
-    - an Interrupted (the signal's handler ran inside such a callback: an import cleaning
-      up its module lock) is not printed; the signal is already recorded (core.interrupts),
-      and is delivered again a moment later, from a thread of its own, to be raised where
-      it stops the program; until then the run's stop flag and training's stop act on
-      the record;
-    - a MemoryError (under `ulimit -v`, a thread that could not start) is not printed:
-      what failed for want of memory says so in one line;
-    - anything else goes to the hook that was there before."""
-
-    def __init__(self, previous):
-        self.previous = previous
-        self.active = True
-
-    def __call__(self, unraisable) -> None:
-        if isinstance(unraisable.exc_value, Interrupted):
-            self._deliver_again()
-        elif not isinstance(unraisable.exc_value, MemoryError):
-            self.previous(unraisable)
-
-    def _deliver_again(self) -> None:
-        import _thread
-
-        signum = interrupts.asked()
-
-        def later() -> None:
-            time.sleep(0.005)  # the hook has returned by then
-            if self.active:
-                _thread.interrupt_main(signum)
-
-        try:
-            _thread.start_new_thread(later, ())  # not threading's: its start() would wait here
-        except RuntimeError:  # no thread to be had: the record alone acts
-            pass
+    return hook
 
 
 class _Stdout:
@@ -191,13 +142,17 @@ def _out_of_memory(e: BaseException) -> str | None:
         reason = "cannot start a thread (out of memory or threads)"
     else:
         return None
-    return f"{reason}; the memory limit (ulimit -v) is too low for this program"
+    from core.memory import limit_words
+
+    return f"{reason}; {limit_words()} is too low for this program"
 
 
 # Below this address-space limit (ulimit -v) the libraries fail as they load, in ways
 # no Python code sees: OpenBLAS prints its own line and exits, or a thread it cannot
 # start raises a signal (measured: 80-135 MiB; 140 MiB and up fail as MemoryError or
-# ImportError, which main() turns into one line).
+# ImportError, which main() turns into one line). Above it, a C++ runtime's own abort
+# (an uncaught std::bad_alloc) is the one failure left to the runtime's words: the
+# README's reliability promise says what the user sees then.
 MEMORY_FLOOR = 160 * 2**20
 
 
@@ -211,45 +166,47 @@ def _check_memory_limit() -> None:
                           f"{MEMORY_FLOOR // 2**20} MiB to load its libraries")
 
 
-def _first_steps() -> None:
-    # Until main()'s handling is in place (the imports take a while), Ctrl-C and
-    # SIGTERM end the program at once with one line and exit 130.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupted_early)
-    _standard_streams()
-
-
 def _command_named() -> str | None:
     """The command sys.argv names, or None (--help, a typo: Typer says so)."""
     return sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
 
 
 def start() -> None:
-    """The program as a process starts it (the console script, `python -m digits`):
-    under an address-space limit, watched by a parent that turns a library's fatal
-    end into one line (digits.watcher); then main()."""
-    _first_steps()
-    from digits.watcher import watch
-
-    watch(_command_named())
+    """The program as a process starts it (the console script, `python -m digits`)."""
     main()
 
 
 def main() -> None:
     """The program in this process: the one place user errors become a line on stderr and an exit code."""
-    _first_steps()  # again when called alone (tests, embedding programs); repeating them is harmless
-    # onnxruntime's telemetry (export, evaluate, bench and inspect load it too): files
-    # under ~/.cache written unasked, a coloured warning when HOME is not writable.
-    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    hook = sys.unraisablehook
+    sys.unraisablehook = _unraisable(hook)
+    try:
+        with interrupts.installed():  # first: Ctrl-C at any moment after Python's start-up is ours
+            _run()
+    finally:
+        sys.unraisablehook = hook
+        if isinstance(sys.stdout, _Stdout):
+            sys.stdout = sys.stdout._stream
+
+
+def _run() -> None:
     from core.errors import EXIT_FATAL, EXIT_INTERRUPTED, DigitsError
 
-    interrupts.reset()  # a run of its own, also when tests call main() again in one process
-    hook = sys.unraisablehook = _Unraisable(sys.unraisablehook)
-    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        _check_memory_limit()
+        _standard_streams()
+        with interrupts.raising():  # imports, which cannot ask whether to stop
+            # onnxruntime's telemetry (export, evaluate, bench and inspect load it too): files
+            # under ~/.cache written unasked, a coloured warning when HOME is not writable.
+            os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+            _check_memory_limit()
+            command = _command_named()
+            app = build_app(command)
+        interrupts.check()  # asked where the raise was swallowed (a weakref callback)
         try:
-            build_app(_command_named())()
+            # The loops of classify and train (and the demo's) ask between steps; the other
+            # commands are one blocking call each, which a signal ends as an import's.
+            with contextlib.nullcontext() if command in ("classify", "train", "demo") else interrupts.raising():
+                app()
         finally:
             if sys.stdout is not None:  # what print() left buffered, written while errors can still be told
                 sys.stdout.flush()
@@ -257,7 +214,7 @@ def main() -> None:
         print(f"digits: error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     except SystemExit as e:
-        if e.code in (0, None) and interrupts.asked():  # an interrupt Python swallowed, and nothing stopped
+        if e.code in (0, None) and interrupts.asked():  # asked, and the command ran to its end
             print("digits: interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
         raise
@@ -272,11 +229,3 @@ def main() -> None:
             raise
         print(f"digits: error: {memory}", file=sys.stderr)
         sys.exit(EXIT_FATAL)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        hook.active = False
-        sys.unraisablehook = hook.previous
-        interrupts.reset()  # what this run was asked does not outlive it
-        if isinstance(sys.stdout, _Stdout):
-            sys.stdout = sys.stdout._stream

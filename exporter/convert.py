@@ -17,7 +17,6 @@ from trainer.model import SUPPORTED_INPUTS, check_classifier  # noqa: F401  (one
 
 DEFAULT_OPSET = 18  # the highest opset tf2onnx 1.17 tests
 MIN_OPSET = 14
-DISTRIBUTION_TOLERANCE = 1e-3  # how far from 1 a row of probabilities may sum (float32 softmax: ~1e-7)
 
 
 def as_probabilities(model, scores, where: str):
@@ -34,10 +33,12 @@ def as_probabilities(model, scores, where: str):
     """
     import numpy as np
 
+    from batch.scores import distributions
+
+    if distributions(np.asarray(scores, dtype=np.float32)):  # the rule classify holds every output to
+        return model, False
     scores = np.asarray(scores, dtype=np.float64)
     sums = scores.sum(axis=1)
-    if (scores >= 0).all() and (np.abs(sums - 1) <= DISTRIBUTION_TOLERANCE).all():
-        return model, False
     if scores.min() >= 0 and scores.max() <= 1:
         worst = float(np.abs(sums - 1).max())
         raise ModelError(

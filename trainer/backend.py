@@ -6,26 +6,16 @@ inside the function that needs it, never at module level. Commands that need the
 end in one line naming what to install, not a ModuleNotFoundError.
 """
 
-import importlib.util
 import os
 import sys
 
-from core.errors import DigitsError
-
-TRAIN_EXTRA = "pip install 'digits[train]'"
-
-
-class MissingExtraError(DigitsError):
-    """A command needs packages of an extra that this install does not have."""
+from core import interrupts
+from core.errors import require_extra
 
 
 def require_train_extra(what: str, modules: tuple[str, ...] = ("tensorflow", "keras")) -> None:
-    """MissingExtraError unless every module in `modules` can be imported (checked without importing)."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise MissingExtraError(
-            f"{what} needs the training extra, which this install lacks (no {', '.join(missing)}): {TRAIN_EXTRA}"
-        )
+    """core.errors.require_extra for the [train] extra."""
+    require_extra("train", what, modules)
 
 
 def import_keras():
@@ -42,7 +32,8 @@ def import_keras():
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import keras
+        with interrupts.raising():  # seconds, and an import cannot ask whether to stop
+            import keras
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -16,7 +16,7 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
 
         return load_classifier(model_path).predict(digits)
     if suffix == ".keras":
-        from batch.scores import as_probabilities
+        from batch.scores import probabilities_from
         from trainer.backend import require_train_extra
         from trainer.model import check_classifier, load_keras_model, predict_keras
 
@@ -25,7 +25,7 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
         model = load_keras_model(model_path)
         check_classifier(model, str(model_path))  # what export refuses, evaluate refuses too
         # Logits are scored as their softmax, as `digits export` ships them and classify reads them.
-        return as_probabilities(predict_keras(model, digits))
+        return probabilities_from(predict_keras(model, digits))
     raise ModelError(f"{model_path}: unknown model type '{suffix}'; give a .keras, .onnx or .tflite file")
 
 

@@ -1,9 +1,7 @@
 """Training a Recipe's model (trainer/model.py) on Mnist, with an honest validation split."""
 
 import contextlib
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass
 
@@ -15,41 +13,17 @@ from trainer.data.digitset import stratified_split
 from trainer.model import MODELS, Recipe, build_augmentation, model_input
 
 
-@contextlib.contextmanager
-def stop_between_batches(model):
-    """Ctrl-C or SIGTERM while fitting stops training after the batch in hand; the
-    program's own handler then acts, from plain Python after `fit` has returned.
+def _stop_when_asked(keras):
+    """A Keras callback that ends `fit` after the batch in hand once the user asked to stop
+    (core.interrupts); the caller then raises. Raising from the signal handler inside `fit`
+    corrupted TensorFlow's heap (docs/decisions.md, "Stopping training")."""
 
-    Raising from the signal handler inside `fit` instead corrupted TensorFlow's heap
-    (docs/decisions.md, "Stopping training").
-    """
-    if threading.current_thread() is not threading.main_thread():  # handlers are the main thread's
-        yield
-        return
-    if interrupts.asked() is not None:  # asked before fitting began, and not raised (core.interrupts)
-        signal.raise_signal(interrupts.asked())  # to the program's handler, now, before any batch
-    caught: list[int] = []
+    class StopWhenAsked(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if interrupts.asked() is not None:
+                self.model.stop_training = True
 
-    def defer(signum, frame):
-        caught.append(signum)
-        model.stop_training = True  # Keras checks it after every batch
-
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    for s, handler in previous.items():
-        if handler is not signal.SIG_IGN:  # an ignored signal stays ignored
-            signal.signal(s, defer)
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if caught:  # now as if the signal came at this moment, to the handler it would have met
-        signum = caught[0]
-        handler = previous[signum]
-        if callable(handler):
-            handler(signum, None)
-        else:
-            signal.raise_signal(signum)
+    return StopWhenAsked()
 
 
 @dataclass
@@ -95,15 +69,17 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
             monitor="val_loss", patience=recipe.early_stop, restore_best_weights=True
         )
 
+    interrupts.check()  # asked before fitting began: not one batch
     start = time.perf_counter()
-    with contextlib.redirect_stdout(sys.stderr), stop_between_batches(model):  # Keras prints progress to stdout
+    with contextlib.redirect_stdout(sys.stderr):  # Keras prints progress to stdout
         history = model.fit(
             **training,
             validation_data=validation,
             epochs=recipe.epochs,
             verbose=verbose,
-            callbacks=[stopper] if stopper else None,
+            callbacks=[_stop_when_asked(keras), *([stopper] if stopper else [])],
         )
+    interrupts.check()
     seconds = time.perf_counter() - start
     history = {k: [float(v) for v in values] for k, values in history.history.items()}
     return Trained(

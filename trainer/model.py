@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS
-from core.errors import ModelError
+from core.errors import ModelError, first_line
 from core.files import PathError, require_file
 from trainer.backend import import_keras
 
@@ -128,8 +128,7 @@ def load_keras_model(path: Path):
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # Keras raises many types for a bad file; all mean "not loadable"
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: not a loadable Keras model ({reason[:200]})") from e
+        raise ModelError(f"{path}: not a loadable Keras model ({first_line(e)})") from e
 
 
 def _require_zip(path: Path) -> None:

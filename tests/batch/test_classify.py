@@ -333,7 +333,7 @@ def test_empty_folder_is_said_in_the_summary(exported_onnx, tmp_path):
     assert "0 items, 0 classified, 0 failed, 1 skipped" in result.stderr
 
 
-POOL = ("from batch.workers import WorkerPool\nfrom batch.writer import RowFormat\n"
+POOL = ("from batch.workers import WorkerPool\nfrom batch.formats import RowFormat\n"
         "new_pool = lambda: WorkerPool(2, 'tests/data/mlp.onnx', 'auto', RowFormat())\n")
 
 
@@ -368,7 +368,7 @@ def test_worker_pool_gives_each_block_back_in_order_with_its_errors(exported_onn
     from batch.block import classify_block
     from batch.model import OnnxClassifier
     from batch.workers import WorkerPool
-    from batch.writer import RowFormat
+    from batch.formats import RowFormat
 
     paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 600)]
     too_long = str(tmp_path) + ("/" + "x" * 250) * 20 + "/digit.png"
@@ -394,7 +394,7 @@ def test_a_worker_pool_closes_promptly_while_a_second_pool_is_open(exported_onnx
     second pool's workers (forked later, they held the first pool's task pipe open, so the
     first pool's workers never saw end-of-file and were killed after 5 s each)."""
     from batch.workers import WorkerPool
-    from batch.writer import RowFormat
+    from batch.formats import RowFormat
 
     paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 256)]
     first = WorkerPool(2, exported_onnx, "auto", RowFormat())

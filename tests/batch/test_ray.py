@@ -266,6 +266,20 @@ def test_uris_are_listed_and_read_with_pyarrow(exported_onnx, png_folder, cluste
     assert summary_line(ours.stderr) == "done: 12 items, 10 classified, 2 failed, 0 skipped"
 
 
+def test_the_library_call_reads_the_stdin_it_is_given(exported_onnx, sample, cluster, tmp_path):
+    # The engine once read sys.stdin itself, dropping the `stdin` given to batch.api.classify.
+    np.save(tmp_path / "a.npy", sample.x_test[:5])
+    options = f"ClassifyOptions(engine='ray', address={cluster!r}, output={str(tmp_path / 'rows.csv')!r})"
+    code = ("import io\nfrom batch.api import ClassifyOptions, classify\n"
+            f"summary = classify({str(exported_onnx)!r}, ['-'], {options}, "
+            f"stdin=io.BytesIO({str(tmp_path / 'a.npy').encode()!r}))\n"
+            "print(summary.classified)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            stdin=subprocess.DEVNULL, timeout=300)
+    assert result.stdout.split() == ["5"], result.stderr
+    assert len(rows_of((tmp_path / "rows.csv").read_text())) == 5
+
+
 def test_ctrl_c_stops_the_job_with_whole_rows(exported_onnx, big_npy, cluster, tmp_path):
     out = tmp_path / "rows.csv"
     job = subprocess.Popen([sys.executable, "-m", "digits", "classify", str(exported_onnx), *[str(big_npy)] * 4,

@@ -43,3 +43,9 @@ def test_ray_options_need_engine_ray(exported_onnx, tmp_path):
     assert result.returncode == 2 and "--engine ray" in result.stderr
     result = run_digits("classify", exported_onnx, tmp_path, "--engine", "ray", "--format", "parquet")
     assert result.returncode == 2 and "--output-dir" in result.stderr
+
+
+def test_workers_with_engine_ray_is_refused(exported_onnx, tmp_path):
+    # --workers was silently ignored by the Ray engine, whose actors are set by --concurrency.
+    result = run_digits("classify", exported_onnx, tmp_path, "--engine", "ray", "--workers", "2")
+    assert_one_line_error(result, 2, "--workers", "--concurrency")

@@ -11,7 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from batch.writer import Done, ResumeError, RowFormat, RowWriter, columns, resume_output
+from batch.formats import RowFormat, columns
+from batch.resume import Done, ResumeError, resume_output
+from batch.writer import RowWriter
 
 
 def _probabilities(rows: int, seed: int = 0) -> np.ndarray:

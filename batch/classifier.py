@@ -1,0 +1,41 @@
+"""What a digit classifier offers, whichever runtime runs it: the one interface the
+engines, the workers and the commands take."""
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+
+class Classifier(Protocol):
+    """A digit classifier, whichever runtime runs it: onnxruntime's (OnnxClassifier) or
+    LiteRT's (batch/litert_model.py). Both declare it; the code that runs them takes this."""
+
+    path: Path
+    input_shape: tuple  # what the model takes per call, e.g. (None, 28, 28); None: any batch size
+
+    def predict(self, digits: np.ndarray) -> np.ndarray:
+        """Class probabilities, float32 [N, 10], for a block of uint8 [N, 28, 28] digits, held to
+        the contract on every call; ModelError when the runtime fails or the output breaks it."""
+        ...
+
+    def describe(self) -> str:
+        """One line: the runtime, and what the model takes and gives."""
+        ...
+
+    def probe(self) -> None:
+        """Run the model on batch.scores.probe_digits: a model that loads but cannot run, or
+        whose output breaks the contract, is refused (ModelError) before any row is written."""
+        ...
+
+    def stop(self) -> None:
+        """End the calls under way, where the runtime can (else they run to their end)."""
+        ...
+
+    def forked(self) -> "Classifier":
+        """The classifier a forked worker process uses: this one where the fork leaves it whole."""
+        ...
+
+    def labels(self, digits: np.ndarray) -> np.ndarray:
+        """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
+        return self.predict(digits).argmax(axis=1)

@@ -1,0 +1,111 @@
+"""Joining or starting Ray for `--engine ray`: a cluster's address checked to be Ray's
+before Ray is given it, and Ctrl-C or SIGTERM while Ray starts.
+
+Ray is imported by this module and batch/ray_engine.py only; `batch.api` imports them
+only for `--engine ray`.
+"""
+
+import logging
+import os
+import signal
+import socket
+import time
+
+from core import interrupts
+from core.errors import EXIT_INTERRUPTED, DigitsError, first_line
+from core.files import stderr_muted
+
+try:
+    import ray
+except ImportError as e:  # the `ray` extra is not installed
+    raise DigitsError("--engine ray needs Ray: pip install 'digits[ray]' "
+                      f"(with -c constraints.txt for the tested versions); {e}") from e
+
+# Local starts only: Ray's default object store (30% of memory, on /dev/shm) does
+# not fit a container's small /dev/shm. Only shards and their rows travel; this is plenty.
+LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
+HANDSHAKE_SECONDS = 5.0  # for a cluster address to answer as a gRPC server does
+
+
+class RayEngineError(DigitsError):
+    """Ray could not be started or joined, or the job could not run."""
+
+
+class RayInterrupted(DigitsError):
+    """Ctrl-C or SIGTERM while Ray was starting: what was started has been stopped."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+def connect(address: str | None) -> float:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray; the seconds
+    it took. A Ctrl-C or SIGTERM while Ray starts stops what was started and raises
+    RayInterrupted; nothing of Ray is left running."""
+    import batch as batch_package
+    import core as core_package
+
+    start = time.perf_counter()
+    # Workers import the driver's own code, whatever is installed on the nodes.
+    modules = [os.path.dirname(batch_package.__file__), os.path.dirname(core_package.__file__)]
+    runtime_env = {"py_modules": modules, "excludes": ["__pycache__", "*.pyc"],
+                   # onnxruntime, OpenCV and OpenBLAS in every worker: one thread each.
+                   "env_vars": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}}
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    # Ray's C++ core logs errors straight to stderr. Our stderr is the summary and
+    # `digits: error:` lines only: that core logs fatal errors only, and the line
+    # saying so is printed while `ray.init` runs with stderr muted.
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    kwargs = {"runtime_env": runtime_env, "logging_level": logging.ERROR, "log_to_driver": False,
+              "configure_logging": True}
+    if address:
+        kwargs["address"] = address
+        _handshake(address)
+    else:
+        kwargs.update(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+    try:
+        with stderr_muted(), interrupts.raising():  # ray.init blocks, and cannot ask
+            try:
+                ray.init(**kwargs)
+            except SystemExit as e:  # ray.init sets SIGTERM's handler to sys.exit(15)
+                if e.code != signal.SIGTERM:
+                    raise
+                raise interrupts.Interrupted() from None
+    except interrupts.Interrupted:
+        with stderr_muted():
+            ray.shutdown()  # stops the processes a local start began; a joined cluster runs on
+        raise RayInterrupted("interrupted while Ray was starting; nothing of this run is left running") from None
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        with stderr_muted():
+            ray.shutdown()
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise RayEngineError(f"cannot start or join {where}: {first_line(e)}") from e
+    logging.getLogger("ray").setLevel(logging.ERROR)
+    return time.perf_counter() - start
+
+
+def _handshake(address: str, timeout: float = HANDSHAKE_SECONDS) -> None:
+    """A plain host:port must answer as Ray's GCS does (a gRPC server, HTTP/2) before
+    ray.init is given it: Ray retries a silent or foreign server for minutes, in C++
+    that Ctrl-C and SIGTERM do not reach. We send the HTTP/2 preface and an empty
+    SETTINGS frame; an HTTP/2 server answers with its own SETTINGS frame at once."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return  # "auto", ray://...: Ray resolves those itself
+    host = host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            answer = b""
+            while len(answer) < 9:
+                more = s.recv(9 - len(answer))
+                if not more:
+                    break
+                answer += more
+    except TimeoutError:
+        raise RayEngineError(f"{address} is not a Ray cluster: it did not answer as Ray's GCS server does "
+                             f"within {timeout:g} s") from None
+    except OSError as e:
+        raise RayEngineError(f"cannot reach the Ray cluster at {address}: {e.strerror or e}") from e
+    if len(answer) < 9 or answer[3] != 0x04:  # frame type 4: SETTINGS
+        raise RayEngineError(f"{address} is not a Ray cluster: it does not answer as Ray's GCS server does")

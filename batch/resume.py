@@ -1,0 +1,207 @@
+"""--resume: what an output file already holds, read back so that a run continues it."""
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from batch.formats import RowFormat, columns
+from core.errors import DigitsError
+from core.files import MISSING, REGULAR, PathError, kind_of, open_regular
+
+
+class ResumeError(DigitsError):
+    """An --output file that --resume cannot continue; the message says why."""
+
+
+_ARRAY_ROW = re.compile(r"(.*)#(\d+)", re.DOTALL)
+
+
+@dataclass
+class Done:
+    """What an output file already holds, for --resume: the rows each source has there.
+
+    Sources are matched by what they name, not as typed: `scans/1.png`, `./scans/1.png`
+    and a path through a symlinked folder are one file (the folder's real path and
+    the file's name). Each row in the file answers one occurrence of its source: a
+    file named twice has two rows after an uninterrupted run, so a resumed run
+    passes over as many occurrences as the file holds rows, and classifies the rest.
+    """
+
+    sources: dict[str, int] = field(default_factory=dict)  # key -> rows not yet matched (images, errors)
+    arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # key -> (rows, times in the file)
+    rows: int = 0  # whole rows in the file
+    failed: int = 0  # ... of which error rows
+    header: bool = False  # the csv header is there (jsonl has none)
+    _folders: dict[str, str] = field(default_factory=dict)  # a folder as typed -> its real path
+
+    def key(self, path: str) -> str:
+        """`path` by what it names: its folder's real path (asked once per folder), then its name."""
+        folder, name = os.path.split(path)
+        real = self._folders.get(folder)
+        if real is None:
+            real = self._folders[folder] = os.path.realpath(folder or ".")
+        return os.path.join(real, name)
+
+    def has(self, source: str) -> bool:
+        """Whether `source` (an input, or `path#row` of an array) has a row not yet matched."""
+        match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
+        if match:
+            found = self.arrays.get(self.key(match[1]))
+            if found is not None:
+                rows, times = found
+                at = np.searchsorted(rows, int(match[2]))
+                if at < len(rows) and rows[at] == int(match[2]) and times[at] > 0:
+                    return True
+        return self.sources.get(self.key(source), 0) > 0
+
+    def take(self, source: str) -> bool:
+        """Whether `source` (an image, or an item that failed) has a row not yet matched;
+        if so, that row now answers this occurrence of it."""
+        key = self.key(source)
+        left = self.sources.get(key, 0)
+        if left:
+            self.sources[key] = left - 1
+        return bool(left)
+
+    def array_rows(self, path: str) -> np.ndarray:
+        """Row numbers of the array at `path` that have a row not yet matched, sorted (int64);
+        those rows now answer this occurrence of the array."""
+        found = self.arrays.get(self.key(path))
+        if found is None:
+            return np.zeros(0, np.int64)
+        rows, times = found
+        matched = rows[times > 0]
+        np.subtract(times, 1, out=times, where=times > 0)
+        return matched
+
+
+def holds_rows(path: str | os.PathLike) -> bool:
+    """Whether the file at `path` starts as this program's rows do (csv or jsonl): an
+    earlier run's output, which a new run may write over."""
+    try:
+        with open(open_regular(path), "rb") as f:
+            start = f.read(len(_JSONL_START))
+    except (OSError, PathError):
+        return False
+    return start.startswith(b"source,") or start == _JSONL_START
+
+
+def resumable(path: str | os.PathLike) -> None:
+    """ResumeError unless `path` is a regular file or nothing yet: a FIFO or a device
+    cannot be read back (reading a FIFO it writes itself hung the run forever)."""
+    kind = kind_of(path)
+    if kind not in (REGULAR, MISSING):
+        raise ResumeError(f"{os.fsdecode(path)}: cannot resume: it is {kind}, not a file that keeps its rows")
+
+
+_JSONL_START = b'{"source": '
+
+
+def _ours(record: bytes, row_format: RowFormat) -> bool:
+    """Whether a file's torn first line (no newline) is the start of what this run writes:
+    the header, or a first jsonl row, cut off by a kill."""
+    ours = row_format.header().encode() if row_format.fmt == "csv" else _JSONL_START
+    return ours.startswith(record) or (row_format.fmt == "jsonl" and record.startswith(ours))
+
+
+def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
+    """Read an output file that an earlier run may have left, for --resume.
+
+    Every whole row is kept; a torn last line (the run was killed mid-write) is
+    cut off the file, so appending continues on a line boundary. Only a file
+    that is this run's kind of output is continued: its first line is exactly
+    the header (csv) or a row (jsonl) this run writes, or the start of it (a run
+    killed while writing it). Anything else (other columns, another format, a
+    note with no newline) is refused with ResumeError, untouched. A missing or
+    empty file is an empty one.
+    """
+    done = Done()
+    fmt = row_format.fmt
+    expected = columns(row_format.top_k, row_format.review_below is not None)
+    sources: dict[str, int] = {}
+    arrays: dict[str, list[int]] = {}
+    try:
+        with open(open_regular(path), "rb") as f:
+            good = 0  # the offset just past the last whole row
+            record = b""
+            for number, line in enumerate(f, 1):
+                record += line
+                if not record.endswith(b"\n") or (fmt == "csv" and record.count(b'"') % 2):
+                    continue  # torn (no newline yet), or a quoted field with a newline in it
+                text = record.decode("utf-8", "surrogateescape")
+                if fmt == "csv" and not done.header:
+                    if text.rstrip("\r\n") != ",".join(expected):
+                        raise ResumeError(_other_columns(path, text.rstrip("\r\n").split(","), expected))
+                    done.header = True
+                else:
+                    source, failed = (_csv_row if fmt == "csv" else _jsonl_row)(text, expected, path, number)
+                    match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
+                    if match and not failed:
+                        arrays.setdefault(match[1], []).append(int(match[2]))
+                    else:
+                        sources[source] = sources.get(source, 0) + 1
+                    done.rows += 1
+                    done.failed += failed
+                good += len(record)
+                record = b""
+        if record:  # a torn last line: drop it, if the file is ours
+            if not good and not _ours(record, row_format):
+                raise ResumeError(f"{os.fsdecode(path)}: cannot resume: its first line is not the "
+                                  f"{'header' if fmt == 'csv' else 'first row'} `digits classify` writes; "
+                                  "left as it is (write to another --output)")
+            with open(path, "r+b") as f:
+                f.truncate(good)
+    except FileNotFoundError:
+        return done
+    except PathError as e:
+        raise ResumeError(f"{os.fsdecode(path)}: cannot resume: {e}") from e
+    except OSError as e:
+        raise ResumeError(f"{path}: cannot read the output to resume it ({e.strerror or e})") from e
+    for source, times in sources.items():
+        key = done.key(source)
+        done.sources[key] = done.sources.get(key, 0) + times
+    for source, rows in arrays.items():
+        numbers, times = np.unique(np.array(rows, np.int64), return_counts=True)
+        key = done.key(source)
+        if key in done.arrays:  # the same array typed two ways
+            numbers, times = _merged(done.arrays[key], (numbers, times))
+        done.arrays[key] = (numbers, times)
+    return done
+
+
+def _merged(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    numbers = np.concatenate([a[0], b[0]])
+    times = np.concatenate([a[1], b[1]])
+    unique, where = np.unique(numbers, return_inverse=True)
+    return unique, np.bincount(where, weights=times).astype(np.int64)
+
+
+def _other_columns(path, found: list[str], expected: list[str]) -> str:
+    return (f"{path}: cannot resume: the file's columns are {','.join(found)[:200]!r}, this run writes "
+            f"{','.join(expected)!r} (resume with the --top-k, --review-below and --format of the first run, or write "
+            "to another --output)")
+
+
+def _csv_row(text: str, expected: list[str], path, number: int) -> tuple[str, bool]:
+    fields = next(csv.reader([text])) if '"' in text else text.rstrip("\r\n").split(",")
+    if len(fields) != len(expected):
+        raise ResumeError(f"{path}: cannot resume: line {number} has {len(fields)} fields, not the "
+                          f"{len(expected)} of this run's columns")
+    return fields[0], fields[-1] != ""
+
+
+def _jsonl_row(text: str, expected: list[str], path, number: int) -> tuple[str, bool]:
+    try:
+        row = json.loads(text)
+        source = row["source"]
+    except (ValueError, TypeError, KeyError):
+        raise ResumeError(f"{path}: cannot resume: line {number} is not a jsonl row of `digits classify`") from None
+    if row.get("error") is not None:
+        return source, True
+    if sorted(row) != sorted(expected[:-1]):
+        raise ResumeError(_other_columns(path, list(row), expected[:-1]))
+    return source, False
