@@ -66,18 +66,24 @@ class ClassifyOptions:
 
 
 def classify(model: Path, inputs: list[str], options: ClassifyOptions = ClassifyOptions(), *,
-             stop: Callable[[], bool] | None = None, stdin: BinaryIO | None = None) -> Summary:
+             stop: Callable[[], bool] | None = None, stdin: BinaryIO | None = None,
+             also_writes: dict[str, Path] | None = None) -> Summary:
     """Classify `inputs` (image files, folders, .npy arrays, `-` for a list on `stdin`)
     with the model at `model`, writing one row per digit; returns what the run did.
 
     `stop`: asked between blocks, ends the run early with every written row whole;
     None: Ctrl-C and SIGTERM ask it, for the run's length (from the main thread).
+    `also_writes`: files the caller writes after the run ({"--summary-json": path}),
+    checked with the run's own outputs against every input before anything is written.
     DigitsError (one of its kinds) for anything the caller can fix: a bad model, an
     output that cannot be written or resumed, options that do not go together.
     """
     options.check()
     if options.output is not None and not isinstance(options.output, Path):  # a str is taken too
         options = replace(options, output=Path(options.output))
+    inputs = _with_stdin_list(inputs, options.null, stdin)
+    _check_writes(Path(model), inputs, {"--output": options.output, "--output-dir": options.output_dir,
+                                        **(also_writes or {})})
     if options.engine == "ray":
         return _on_ray(Path(model), inputs, options, stop, stdin)
     return _local(Path(model), inputs, options, stop, stdin)
@@ -104,7 +110,7 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
     if options.resume:
         resumable(output)  # a FIFO would block the open below, then the reading
     # Locked before the rows are read: a second run cannot append to the same file.
-    stream = _open_rows(output, [model, *_named_like(inputs, output)] if output else [], append=options.resume)
+    stream = _open_rows(output, append=options.resume)
     done = None
     if options.resume:
         done = resume_output(output, row_format)  # may cut off a torn last line
@@ -115,7 +121,7 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
         if options.progress:
             from batch.progress import ProgressBar
 
-            bar = ProgressBar(None if "-" in inputs else iter_runs(inputs, recursive=options.recursive,
+            bar = ProgressBar(iter_runs(inputs, recursive=options.recursive,
                                                                    pattern=options.glob, skip=skip))
         writer = RowWriter(stream, row_format, name=str(output) if output else None,
                            header=not (done and done.header))
@@ -143,8 +149,7 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
     from batch.inputs import output_to_skip
 
     output = options.output
-    # Every named input is compared with --output (a listing would need Ray's workers).
-    stream = None if options.output_dir else _open_rows(output, [model, *inputs])
+    stream = None if options.output_dir else _open_rows(output)
     skip = output_to_skip(output) if stream else None  # the walk passes over the output, wherever it lies
     flag = None
     bar = None
@@ -152,8 +157,7 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
         connected = ray_engine.connect(ray_options)
         flag = _stop_flag(stop)  # after Ray's start-up, which sets its own signal handlers
         # The bar counts rows as the driver receives them; there is no count for URIs up front.
-        if options.progress and not options.output_dir and not any(ray_engine.is_uri(i) for i in inputs) \
-                and "-" not in inputs:
+        if options.progress and not options.output_dir and not any(ray_engine.is_uri(i) for i in inputs):
             from batch.inputs import iter_runs
             from batch.progress import ProgressBar
 
@@ -198,15 +202,12 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def _open_rows(output: Path | None, inputs: list, append: bool = False) -> TextIO:
-    """The stream rows go to: `output`, checked not to be one of `inputs` and locked so
-    that a second run on the same file is refused (`append`: kept as it is, for
-    --resume); else standard output."""
+def _open_rows(output: Path | None, append: bool = False) -> TextIO:
+    """The stream rows go to: `output`, locked so that a second run on the same file is
+    refused (`append`: kept as it is, for --resume); else standard output."""
     if output:
-        from core.files import check_output_target, open_output, refuse_overwriting
+        from core.files import open_output
 
-        check_output_target(output)
-        refuse_overwriting(output, inputs)
         return open_output(output, append=append)
     if sys.stdout is None:
         raise UsageError("standard output is closed; give --output")
@@ -221,17 +222,51 @@ def _close_rows(stream: TextIO | None, output: Path | None) -> None:
             stream.close()
 
 
-def _named_like(inputs: list[str], output: Path) -> list[str]:
+def _with_stdin_list(inputs: list[str], null: bool, stdin: BinaryIO | None) -> list[str]:
+    """`inputs` with each `-` replaced by the paths listed on standard input, read here,
+    once, for both engines: so the outputs are checked against them as against named
+    paths, and a list's usage errors come before any row. A listed `-` is the file ./-."""
+    if "-" not in inputs:
+        return inputs
+    from batch.inputs import read_path_list
+
+    if stdin is None and sys.stdin is None:
+        raise UsageError("- reads paths from standard input, which is closed")
+    listed = [os.path.join(".", name) if name == "-" else name
+              for name in read_path_list((stdin or sys.stdin.buffer).read(), null)]
+    return [path for arg in inputs for path in (listed if arg == "-" else [arg])]
+
+
+def _check_writes(model: Path, inputs: list[str], writes: dict[str, Path | str | None]) -> None:
+    """OutputError, before anything is written, when a file the run writes ({option: path})
+    is one it reads, compared by what each names (core.files.same_target): the model, the
+    inputs, and what a walked folder holds; or when two outputs name the same file."""
+    from core.files import OutputError, refuse_overwriting, refuse_same_targets
+
+    writes = {what: path for what, path in writes.items() if path is not None}
+    refuse_same_targets({what: path for what, path in writes.items() if what != "--output-dir"})
+    folder = writes.get("--output-dir")
+    for what, path in writes.items():
+        if what == "--output-dir":
+            continue
+        refuse_overwriting(path, [model, *_named_like(inputs, Path(path), rows=what == "--output")], what)
+        if folder and os.path.realpath(path).startswith(os.path.join(os.path.realpath(folder), "")):
+            raise OutputError(f"{os.fsdecode(path)}: {what} lies inside --output-dir, whose files are the rows")
+
+
+def _named_like(inputs: list[str], output: Path, rows: bool = True) -> list[str]:
     """What the output could overwrite: the named inputs and, when the output is named
     like an image or .npy and lies inside a named folder, the output itself if it is
     there already and holds something other than rows (an image or array the user
-    keeps there; the walk passes over the output, so it would be lost unread)."""
+    keeps there, which the walk would read: or, for --output, which it passes over,
+    so it would be lost unread). `rows`: the output is --output, which may replace
+    an earlier run's rows."""
     from batch.inputs import IMAGE_EXTENSIONS
     from batch.writer import holds_rows
 
     named = [arg for arg in inputs if arg != "-"]
     suffix = output.suffix.lower()
-    if (suffix in IMAGE_EXTENSIONS or suffix == ".npy") and not holds_rows(output):
+    if (suffix in IMAGE_EXTENSIONS or suffix == ".npy") and not (rows and holds_rows(output)):
         target = os.path.realpath(output)
         for arg in named:
             folder = os.path.join(os.path.realpath(arg), "")

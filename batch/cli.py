@@ -72,12 +72,11 @@ def classify(
         invert=invert.value, recursive=recursive, glob=glob, batch_size=batch_size, null=null, resume=resume,
         workers=workers, progress=(progress or sys.stderr.isatty()) and not quiet, engine=engine.value,
         address=address, output_dir=output_dir, concurrency=concurrency)
-    if summary_json:  # checked before the run, not after it
-        from core.files import check_target, refuse_overwriting
+    if summary_json:  # checked before the run, not after it; against the inputs in run()
+        from core.files import check_target
 
         check_target(summary_json)
-        refuse_overwriting(summary_json, [model, *inputs, *([output] if output else [])], "--summary-json")
-    summary = run(model, inputs, options)
+    summary = run(model, inputs, options, also_writes={"--summary-json": summary_json})
     if summary_json:
         _write_summary_json(summary_json, summary)
     if not quiet:

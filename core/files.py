@@ -260,6 +260,27 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
+def same_target(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether `a` and `b` name the same file, by what they name and not as typed: the
+    same inode (hard links, symlinks) or, for names not there yet, the same real path."""
+    if same_file(a, b):
+        return True
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
+
+
+def refuse_same_targets(writes: dict[str, str | os.PathLike]) -> None:
+    """OutputError when two of a run's outputs ({option: path}) name the same file: the
+    second written would replace the first (`-o rows.csv --summary-json rows.csv`)."""
+    named = [(what, path) for what, path in writes.items() if path is not None]
+    for i, (what, path) in enumerate(named):
+        for other, other_path in named[i + 1:]:
+            if same_target(path, other_path):
+                raise OutputError(f"{os.fsdecode(path)}: {what} and {other} name the same file; give each its own")
+
+
 def refuse_overwriting(output: str | os.PathLike, inputs: Iterable[str | os.PathLike], what: str = "output") -> None:
     """OutputError when `output` is the same file as one of `inputs` (hard links and
     symlinks included): writing it would destroy what is being read."""

@@ -176,10 +176,12 @@ def export(
 
 
 def _check_targets(targets: dict[str, Path], keras_path: Path, data: Path | None) -> None:
-    """OutputError when a file to be written is a folder or a device, or is one of the inputs."""
+    """OutputError when a file to be written is a folder or a device, or is one of the inputs
+    (the model, the metrics.json beside it, --data), by what each names."""
+    reads = [keras_path, keras_path.parent / "metrics.json", *([data] if data else [])]
     for target in targets.values():
         check_target(target)
-        refuse_overwriting(target, [keras_path, *([data] if data else [])], what="export")
+        refuse_overwriting(target, reads, what="export")
 
 
 def _variant_line(name: str, check: dict) -> str:

@@ -36,7 +36,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
     from trainer.report import plot_calibration, plot_confusion, plot_history, write_json
 
     dataset = load_mnist(data)
-    out_dir, _lock = _prepare_out_dir(out)
+    out_dir, _lock = _prepare_out_dir(out, data)
     say(f"data: {dataset.source}: {len(dataset.x_train):,} train, {len(dataset.x_test):,} test")
     trained = fit(dataset, recipe, verbose=verbose, summary=say)
 
@@ -78,11 +78,11 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
     return TrainResult(out_dir, {name: out_dir / name for name in ARTEFACTS}, metrics)
 
 
-def _prepare_out_dir(out: Path | None):
-    """The output folder, created, with nothing in the way of the artefacts, and
-    locked against a second run: checked before training, so a bad --out costs no
-    training time."""
-    from core.files import check_target, lock_folder
+def _prepare_out_dir(out: Path | None, data: Path | None = None):
+    """The output folder, created, with nothing in the way of the artefacts (a folder, a
+    device, or the --data file itself), and locked against a second run: checked before
+    training, so a bad --out costs no training time."""
+    from core.files import check_target, lock_folder, refuse_overwriting
 
     out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
     kind = kind_of(out)
@@ -94,6 +94,7 @@ def _prepare_out_dir(out: Path | None):
         raise DigitsError(f"{out}: cannot create the output folder ({e.strerror or e})") from e
     for name in ARTEFACTS:
         check_target(out / name)
+        refuse_overwriting(out / name, [data] if data else [], what="training")
     return out, lock_folder(out)  # held while `train` runs
 
 
