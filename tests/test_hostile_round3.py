@@ -79,3 +79,24 @@ def test_ray_engine_compares_stdin_inputs_with_every_output(exported_onnx, tmp_p
         assert_one_line_error(result, 1, "overwrite an input")
         assert (tmp_path / "data.npy").read_bytes() == before
 
+
+# 3. --resume reads `#<digits>` back as an array's row only for an array --------------------
+
+
+def test_resume_keeps_images_whose_names_end_in_hash_digits(exported_onnx, tmp_path, sample):
+    import cv2
+
+    names = ["scan#1", "page.png#2", "a.npy#3", "plain.png"]
+    for i, name in enumerate(names):
+        ok, png = cv2.imencode(".png", sample.x_test[i])
+        (tmp_path / name).write_bytes(png.tobytes())
+    _arrays(tmp_path, "d.npy")
+    args = ("classify", exported_onnx, *names, "d.npy", "-o", "rows.csv", "-q")
+    first = run_digits(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    written = (tmp_path / "rows.csv").read_text()
+    assert written.count("\n") == 1 + len(names) + 2
+    for _ in range(2):
+        again = run_digits(*args, "--resume", cwd=tmp_path)
+        assert again.returncode == 0, again.stderr
+        assert (tmp_path / "rows.csv").read_text() == written  # nothing classified or appended again
