@@ -73,9 +73,9 @@ def classify(
         workers=workers, progress=(progress or sys.stderr.isatty()) and not quiet, engine=engine.value,
         address=address, output_dir=output_dir, concurrency=concurrency)
     if summary_json:  # checked before the run, not after it; against the inputs in run()
-        from core.files import check_target
+        from core.files import check_atomic_target
 
-        check_target(summary_json)
+        check_atomic_target(summary_json)
     summary = run(model, inputs, options, also_writes={"--summary-json": summary_json})
     if summary_json:
         _write_summary_json(summary_json, summary)

@@ -100,3 +100,83 @@ def test_resume_keeps_images_whose_names_end_in_hash_digits(exported_onnx, tmp_p
         again = run_digits(*args, "--resume", cwd=tmp_path)
         assert again.returncode == 0, again.stderr
         assert (tmp_path / "rows.csv").read_text() == written  # nothing classified or appended again
+
+
+# 4. Atomic writes go through symlinks and stream into special files ------------------------
+
+
+def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path):
+    from core.files import atomic_folder_files, atomic_path
+
+    (tmp_path / "real").mkdir()
+    os.symlink("real/a.json", tmp_path / "a.json")
+    os.symlink("real/b.json", tmp_path / "b.json")  # broken until written
+    (tmp_path / "real" / "a.json").write_text("old")
+    with atomic_path(tmp_path / "a.json") as temp:
+        temp.write_text("new")
+    with atomic_folder_files({"b": tmp_path / "b.json"}) as temps:
+        temps["b"].write_text("set")
+    assert os.path.islink(tmp_path / "a.json") and os.path.islink(tmp_path / "b.json")
+    assert (tmp_path / "real" / "a.json").read_text() == "new"
+    assert (tmp_path / "real" / "b.json").read_text() == "set"
+    assert sorted(os.listdir(tmp_path / "real")) == ["a.json", "b.json"]  # no temporary left
+
+
+def test_atomic_write_to_a_fifo_streams_into_it(tmp_path):
+    import threading
+
+    from core.files import atomic_path
+
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    with atomic_path(fifo) as temp:
+        temp.write_text("streamed")
+    reader.join(timeout=10)
+    assert got == ["streamed"] and fifo.is_fifo()
+    assert os.listdir(tmp_path) == ["pipe.json"]
+
+
+@pytest.mark.parametrize("form", ["/dev/fd/{}", "/proc/self/fd/{}"])
+def test_atomic_write_to_our_own_descriptor_writes_to_it(form, tmp_path):
+    from core.files import atomic_path
+
+    read, write = os.pipe()
+    try:
+        with atomic_path(form.format(write)) as temp:
+            temp.write_text("through the descriptor")
+        os.close(write)
+        assert os.read(read, 100) == b"through the descriptor"
+    finally:
+        os.close(read)
+
+
+def test_summary_json_to_proc_self_stdout_lands_in_the_redirected_file(exported_onnx, tmp_path):
+    """`--summary-json /dev/stdout > s.json`, with /proc/self/fd/1 for /dev/stdout: a rename
+    there would have replaced s.json's inode and lost it from the shell's redirection."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    _arrays(tmp_path, "d.npy")
+    with open(tmp_path / "s.json", "w") as out:
+        result = subprocess.run([sys.executable, "-m", "digits", "classify", str(exported_onnx), "d.npy",
+                                 "-o", "rows.csv", "-q", "--summary-json", "/proc/self/fd/1"],
+                                cwd=tmp_path, stdout=out, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["classified"] == 2
+
+
+def test_export_refuses_a_stream_out_before_any_work(trained_mlp, tmp_path):
+    read, write = os.pipe()
+    try:
+        result = run_digits("export", trained_mlp, "--out", f"/proc/self/fd/{write}", cwd=tmp_path)
+    finally:
+        os.close(read)
+        os.close(write)
+    assert_one_line_error(result, 1, "give a file name")
+    assert not list(tmp_path.iterdir())
