@@ -180,3 +180,21 @@ def test_export_refuses_a_stream_out_before_any_work(trained_mlp, tmp_path):
         os.close(write)
     assert_one_line_error(result, 1, "give a file name")
     assert not list(tmp_path.iterdir())
+
+
+# 6. Every numeric option refuses NaN and values out of range: exit 2, one line --------------
+
+
+@pytest.mark.parametrize("args", [
+    ("train", "--dropout", "nan"), ("train", "--dropout", "inf"), ("train", "--validation-split", "nan"),
+    ("train", "--validation-split", "-0.1"), ("train", "--seed", "-1"), ("train", "--seed", str(2**64)),
+    ("train", "--epochs", str(10**12)), ("train", "--batch-size", str(10**12)), ("train", "--early-stop", "-1"),
+    ("export", "MODEL", "--atol", "nan"), ("export", "MODEL", "--rtol", "inf"), ("export", "MODEL", "--atol", "-1"),
+    ("demo", "--seed", "-1"), ("classify", "MODEL", "x.npy", "--review-below", "nan"),
+    ("classify", "MODEL", "x.npy", "--top-k", "11"), ("classify", "MODEL", "x.npy", "--workers", "0"),
+])
+def test_numeric_options_refuse_nan_and_out_of_range(args, exported_onnx, tmp_path):
+    result = run_digits(*[str(exported_onnx) if a == "MODEL" else a for a in args], cwd=tmp_path)
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.iterdir())  # refused before any work
