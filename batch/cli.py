@@ -80,11 +80,23 @@ def classify(
     if summary_json:
         _write_summary_json(summary_json, summary)
     if not quiet:
-        print(format_summary(summary), file=sys.stderr)
+        _tell(format_summary(summary))
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed or summary.kept_failed:  # as the uninterrupted run would have ended
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _tell(text: str) -> None:
+    """The summary on stderr, if stderr takes it: a full disk or a closed pipe there
+    changes nothing about the rows, which the exit code reports."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):  # ENOSPC, EPIPE; closed or None
+        try:  # what the failed write left buffered would fail again at exit
+            sys.stderr = open(os.devnull, "w")
+        except OSError:
+            pass
 
 
 def _write_summary_json(path: Path, summary) -> None:

@@ -198,3 +198,30 @@ def test_numeric_options_refuse_nan_and_out_of_range(args, exported_onnx, tmp_pa
     assert result.returncode == 2, (result.returncode, result.stderr)
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())  # refused before any work
+
+
+# 9. The exit code says what happened to the rows, whatever stderr can take ----------------
+
+
+@pytest.mark.parametrize("stderr", ["/dev/full", "closed pipe"])
+@pytest.mark.parametrize("inputs, code", [(["d.npy"], 0), (["d.npy", "missing.png"], 3)])
+def test_exit_code_tells_the_rows_when_stderr_cannot_be_written(exported_onnx, tmp_path, stderr, inputs, code):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    _arrays(tmp_path, "d.npy")
+    if stderr == "/dev/full":
+        sink, other = os.open("/dev/full", os.O_WRONLY), None
+    else:
+        other, sink = os.pipe()
+        os.close(other)
+    try:
+        result = subprocess.run([sys.executable, "-m", "digits", "classify", str(exported_onnx), *inputs,
+                                 "-o", "rows.csv"], cwd=tmp_path, stderr=sink, timeout=300,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        os.close(sink)
+    assert result.returncode == code
+    assert (tmp_path / "rows.csv").read_text().count("\n") == 1 + 2 + (code == 3)
