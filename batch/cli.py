@@ -14,6 +14,7 @@ import typer
 
 from core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 from core.files import file_name
+from core.terminal import LINE_LIMIT, printable
 
 
 class InvertMode(StrEnum):
@@ -118,7 +119,7 @@ def format_summary(s) -> str:
         lines.append(f"ray: ready in {s.cluster_seconds:.2f} s ({s.connect_seconds:.2f} s to "
                      f"{'join' if s.joined else 'start'} Ray, {s.ready_seconds:.2f} s for {s.actors} model actors on "
                      f"{s.cpus} CPUs of {nodes} node{'s' if nodes != 1 else ''})")
-    lines += [f"note: {folder}: no image or .npy files to classify" for folder in s.empty_folders]
+    lines += [f"note: {printable(folder, LINE_LIMIT)}: no image or .npy files to classify" for folder in s.empty_folders]
     lines += [f"{head} {s.items:,} items, {s.classified:,} classified, {s.failed:,} failed, "
              f"{s.skipped:,} skipped in {s.seconds:.2f} s ({s.digits_per_second:,.0f} digits/s)",
              f"per label: {labels}"]

@@ -9,6 +9,7 @@ import typer
 
 from core.files import file_name
 from core.options import finite_number
+from core.terminal import LINE_LIMIT, printable, printable_lines
 from exporter.convert import DEFAULT_OPSET, MIN_OPSET
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
 
@@ -40,12 +41,12 @@ def export(
         require_litert("digits export --tflite", ("ai_edge_litert", "tflite_micro"))
     from exporter.export import export as run_export
 
-    def log(message: str) -> None:
-        print(message, file=sys.stderr)
+    def log(message: str) -> None:  # each line made safe: paths and the data source are in them
+        print(printable_lines(message), file=sys.stderr)
 
     result = run_export(model, out, data, opset, atol, rtol, int8, ort, tflite, micro, log=log)
     written = [result.model, result.report, *result.variants.values()]
-    print("wrote " + " ".join(str(p) for p in written))
+    print("wrote " + " ".join(printable(p, LINE_LIMIT) for p in written))
 
 
 def inspect(

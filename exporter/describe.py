@@ -7,6 +7,7 @@ from pathlib import Path
 
 from core.errors import ModelError
 from core.files import PathError, require_file
+from core.terminal import LINE_LIMIT, printable
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
 
@@ -51,18 +52,22 @@ def describe(path: Path) -> dict:
 
 
 def format_description(info: dict) -> str:
+    """describe()'s answer for a terminal: every string from the file through printable()
+    (escapes, long values cut), since a model is untrusted; --json prints it exact."""
+    path = printable(info["path"], LINE_LIMIT)
     if "ops" in info:
-        lines = [f"{info['path']}: {info['bytes']:,} bytes, LiteRT, ops {', '.join(info['ops'])}"]
+        lines = [f"{path}: {info['bytes']:,} bytes, LiteRT, ops {printable(', '.join(info['ops']))}"]
     else:
-        opsets = ", ".join(f"{domain} {version}" for domain, version in info["opset"].items())
-        lines = [f"{info['path']}: {info['bytes']:,} bytes, opset {opsets}, producer {info['producer'] or '?'}"]
+        opsets = printable(", ".join(f"{domain} {version}" for domain, version in info["opset"].items()))
+        lines = [f"{path}: {info['bytes']:,} bytes, opset {opsets}, producer {printable(info['producer'] or '?')}"]
     for kind in ("inputs", "outputs"):
         lines.append(f"{kind}:")
         for v in info[kind]:
             quantization = v.get("quantization")
             scaled = f"  scale {quantization['scale']:g}, zero point {quantization['zero_point']}" if quantization else ""
-            lines.append(f"  {v['name']:<15} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]{scaled}")
+            shape = printable(", ".join(map(str, v["shape"])))
+            lines.append(f"  {printable(v['name']):<15} {printable(v['dtype']):<8} [{shape}]{scaled}")
     lines.append("metadata:")
     for key, value in info["metadata"].items():
-        lines.append(f"  {key}: {value}")
+        lines.append(f"  {printable(key)}: {printable(value)}")
     return "\n".join(lines)

@@ -225,3 +225,81 @@ def test_exit_code_tells_the_rows_when_stderr_cannot_be_written(exported_onnx, t
         os.close(sink)
     assert result.returncode == code
     assert (tmp_path / "rows.csv").read_text().count("\n") == 1 + 2 + (code == 3)
+
+
+# 5. Strings from a model, a data file or a path reach the terminal escaped and cut ---------
+
+HOSTILE = "\x1b]0;owned\x07\x1b[31mred\x1b[2K\rFAKE: all checks passed\n\u202e"
+
+
+def _hostile_model(path, input_name="image", metadata=None) -> None:
+    from onnx import TensorProto, helper
+
+    from tests.conftest import save_graph
+
+    x = helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [None, 5])
+    y = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 5])
+    save_graph(helper.make_graph([helper.make_node("Identity", [input_name], ["probabilities"])], "g", [x], [y]),
+               path)
+    if metadata:
+        import onnx
+
+        model = onnx.load(path)
+        for key, value in metadata.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(model, path)
+
+
+def test_printable_escapes_controls_and_cuts_long_values():
+    from core.terminal import printable
+
+    shown = printable(HOSTILE + "x" * 500)
+    assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or c == "\u202e" for c in shown)
+    assert "\\x1b]0;owned\\x07" in shown and "\\r" in shown and "\\n" in shown
+    assert shown.endswith("more characters)") and len(shown) < 300
+    assert printable("plain text, ünïcode") == "plain text, ünïcode"
+
+
+def test_inspect_escapes_metadata_and_cuts_a_huge_value_but_json_stays_exact(tmp_path):
+    model = tmp_path / "m.onnx"
+    _hostile_model(model, metadata={"note": HOSTILE, "huge": "y" * 5_000_000, HOSTILE: "key"})
+    shown = run_digits("inspect", model)
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout and "\r" not in shown.stdout and "\u202e" not in shown.stdout
+    assert "FAKE" in shown.stdout and len(shown.stdout) < 10_000
+    assert not any(line.startswith("FAKE") for line in shown.stdout.splitlines())
+    exact = run_digits("inspect", model, "--json")
+    metadata = json.loads(exact.stdout)["metadata"]
+    assert metadata["note"] == HOSTILE and len(metadata["huge"]) == 5_000_000
+
+
+def test_a_refused_models_input_name_stays_on_one_escaped_line(tmp_path):
+    model = tmp_path / "m.onnx"
+    _hostile_model(model, input_name="in\nput" + HOSTILE)
+    _arrays(tmp_path, "d.npy")
+    result = run_digits("classify", model, "d.npy", cwd=tmp_path)
+    assert_one_line_error(result, 1, "in\\nput")
+    assert "\x1b" not in result.stderr and "\r" not in result.stderr
+
+
+def test_an_error_naming_a_path_with_a_newline_is_one_line(exported_onnx, tmp_path):
+    folder = tmp_path / "two\nlines"
+    folder.mkdir()
+    result = run_digits("classify", exported_onnx, "x.npy", "-o", str(folder) + "/", cwd=tmp_path)
+    assert_one_line_error(result, 1, "two\\nlines")
+
+
+def test_evaluate_warning_shows_the_models_data_source_escaped(exported_onnx, sample, tmp_path):
+    import onnx
+
+    from trainer.evaluate import seen_test_digits_warning
+
+    model = onnx.load(exported_onnx)
+    for prop in model.metadata_props:
+        if prop.key == "data_source":
+            prop.value = "IDX" + HOSTILE + "z" * 1000
+    onnx.save(model, tmp_path / "m.onnx")
+    warning = seen_test_digits_warning(tmp_path / "m.onnx", sample.source)
+    assert "\x1b" not in warning and "\n" not in warning and "\r" not in warning
+    assert "more characters" in warning

@@ -10,6 +10,7 @@ import typer
 
 from core.errors import UsageError
 from core.options import finite_number
+from core.terminal import LINE_LIMIT, printable, printable_lines
 from trainer.model import CNN_DEFAULTS, MAX_SEED, RECIPE, Recipe
 
 MAX_COUNT = 1_000_000  # epochs, batch size, patience: beyond this a typo, not a plan
@@ -72,7 +73,7 @@ def train(
         early_stop=early_stop,
     )
     progress = 0 if quiet else (1 if sys.stderr.isatty() else 2)
-    say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
+    say = (lambda line: None) if quiet else (lambda line: print(printable_lines(line), file=sys.stderr))
     result = train_and_report(data, out, recipe, verbose=progress, say=say)
     metrics = result.metrics
     stopped = f" (early stop: best epoch {metrics['best_epoch']} of {metrics['epochs_run']})" if recipe.early_stop else ""
@@ -81,7 +82,7 @@ def train(
     calibration = metrics["calibration"]
     print(f"temperature {calibration['temperature']:.3f} (fitted on {calibration['fitted_on']}): "
           f"test ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}")
-    print(f"wrote {result.out_dir}/: " + " ".join(result.artefacts))
+    print(f"wrote {printable(result.out_dir, LINE_LIMIT)}/: " + " ".join(result.artefacts))
 
 
 def evaluate(
@@ -104,7 +105,7 @@ def evaluate(
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    print(f"model: {model}\ndata: {dataset.source}")
+    print(f"model: {printable(model, LINE_LIMIT)}\ndata: {printable(dataset.source, LINE_LIMIT)}")
     print(f"test accuracy {report['test_accuracy']:.4f} (loss {report['test_loss']:.4f}) on {report['test_size']:,} digits")
     print("confusion matrix (rows: true label, columns: predicted):")
     print(format_confusion(report["confusion_matrix"]))
