@@ -303,3 +303,85 @@ def test_evaluate_warning_shows_the_models_data_source_escaped(exported_onnx, sa
     warning = seen_test_digits_warning(tmp_path / "m.onnx", sample.source)
     assert "\x1b" not in warning and "\n" not in warning and "\r" not in warning
     assert "more characters" in warning
+
+
+# 8. web/serve.py serves the page's files only; make web passes its variables as data ------
+
+
+@pytest.fixture
+def page_copy(tmp_path):
+    """web/ copied, with a symlink out of it as one of the page's files and a secret beside them."""
+    import shutil
+
+    from tests.conftest import ROOT
+
+    web = tmp_path / "web"
+    web.mkdir()
+    for name in ("serve.py", "index.html", "digits.js", "style.css"):
+        shutil.copy(ROOT / "web" / name, web / name)
+    (web / "node_modules").symlink_to((ROOT / "web" / "node_modules").resolve())
+    (tmp_path / "secret.txt").write_text("secret")
+    (web / "app.js").symlink_to(tmp_path / "secret.txt")
+    (web / "notes.txt").write_text("not the page's")
+    return web
+
+
+def _serve(web, *args):
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, str(web / "serve.py"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_serve_answers_bad_requests_with_400_and_serves_only_the_page(page_copy):
+    import http.client
+
+    server = _serve(page_copy, "--port", "0")
+    try:
+        port = int(server.stdout.readline().strip().rstrip("/").rsplit(":", 1)[1])
+
+        def status(path: str) -> int:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", path)
+            return connection.getresponse().status
+
+        assert status("/%00") == status("/%ff") == 400
+        assert status("/") == status("/style.css") == status("/node_modules/onnxruntime-web/dist/ort.wasm.min.mjs") \
+            == 200
+        for path in ("/app.js", "/notes.txt", "/serve.py", "/node_modules/", "/node_modules/onnxruntime-web/",
+                     "/node_modules/onnxruntime-web/dist/%2e%2e/package.json", "/model.onnx", "/../secret.txt"):
+            assert status(path) == 404, path
+    finally:
+        server.terminate()
+        _, stderr = server.communicate(timeout=10)
+    assert "Traceback" not in stderr
+
+
+def test_serve_on_a_busy_port_says_so_in_one_line(page_copy):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = _serve(page_copy, "--port", str(taken.getsockname()[1]))
+        _, stderr = server.communicate(timeout=30)
+    assert server.returncode == 1 and stderr.strip().count("\n") == 0 and "in use" in stderr
+
+
+def test_make_web_passes_model_and_port_as_data(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    show = tmp_path / "show-args"
+    show.write_text(f"#!{sys.executable}\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n")
+    show.chmod(0o755)
+    for model in ("my models/m.onnx", "/x; touch PWNED", "`touch PWNED`", "a'b\"c"):
+        result = subprocess.run(["make", "-s", "-C", str(ROOT), "-o", "web-deps", "web", f"PYTHON={show}",
+                                 f"MODEL={model}", "PORT=8123"], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == ["web/serve.py", "--port", "8123", "--model", model]
+    assert not list(tmp_path.glob("PWNED*")) and not list(ROOT.glob("PWNED*"))
