@@ -385,3 +385,36 @@ def test_make_web_passes_model_and_port_as_data(tmp_path):
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout) == ["web/serve.py", "--port", "8123", "--model", model]
     assert not list(tmp_path.glob("PWNED*")) and not list(ROOT.glob("PWNED*"))
+
+
+# 7. A set of artefacts lands in order, its manifest last --------------------------------------
+
+
+def test_a_set_cut_short_between_renames_leaves_its_manifest_unlanded(tmp_path, monkeypatch):
+    import core.files
+    from core.files import atomic_folder_files
+
+    targets = {name: tmp_path / name for name in ("model.onnx", "model.int8.onnx", "model.parity.json")}
+    for path in targets.values():
+        path.write_text("old")
+    real_replace, renames = os.replace, []
+
+    def replace_then_interrupt(source, target):
+        if renames:
+            raise KeyboardInterrupt  # Ctrl-C between the first rename and the second
+        renames.append(target)
+        real_replace(source, target)
+
+    monkeypatch.setattr(core.files.os, "replace", replace_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_folder_files(targets) as temps:
+            for temp in temps.values():
+                temp.write_text("new")
+    assert [p.read_text() for p in targets.values()] == ["new", "old", "old"]  # the manifest is the old one
+    assert sorted(os.listdir(tmp_path)) == sorted(targets)  # no temporary left
+
+
+def test_train_lands_its_manifest_last():
+    from trainer.training import ARTEFACTS  # the order they land (test_trained_micro checks the hashes)
+
+    assert ARTEFACTS[-1] == "metrics.json"

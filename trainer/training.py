@@ -14,7 +14,9 @@ from core.errors import DigitsError
 from core.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
 from trainer.model import Recipe
 
-ARTEFACTS = ("model.keras", "history.json", "history.png", "metrics.json", "confusion.png", "calibration.png")
+# In the order they land; metrics.json last: it names the sha256 of each of the others, so a
+# set cut short between renames (Ctrl-C) is told by its old metrics.json not matching them.
+ARTEFACTS = ("model.keras", "history.json", "history.png", "confusion.png", "calibration.png", "metrics.json")
 
 
 @dataclass
@@ -64,17 +66,19 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     )
     metrics.update(_calibration(trained, test_probs, dataset.y_test))
-    # All or none: each is written under a temporary name, and all are moved
-    # into place (atomically, one by one) only once every one was written whole.
+    # None lands unless every one was written whole; then each is renamed into place in
+    # ARTEFACTS' order, metrics.json (the set's manifest) last.
     with atomic_folder_files({name: out_dir / name for name in ARTEFACTS}) as temp:
         trained.model.save(temp["model.keras"])
-        # Names the model these metrics describe: export applies their temperature only to it.
-        metrics["model_sha256"] = hashlib.sha256(temp["model.keras"].read_bytes()).hexdigest()
         write_json(temp["history.json"], trained.history)
-        write_json(temp["metrics.json"], metrics)
         plot_history(trained.history, temp["history.png"])
         plot_confusion(metrics["confusion_matrix"], temp["confusion.png"])
         plot_calibration(metrics["calibration"], temp["calibration.png"])
+        # Names the model these metrics describe: export applies their temperature only to it.
+        metrics["model_sha256"] = hashlib.sha256(temp["model.keras"].read_bytes()).hexdigest()
+        metrics["artefacts_sha256"] = {name: hashlib.sha256(temp[name].read_bytes()).hexdigest()
+                                       for name in ARTEFACTS if name != "metrics.json"}
+        write_json(temp["metrics.json"], metrics)
     return TrainResult(out_dir, {name: out_dir / name for name in ARTEFACTS}, metrics)
 
 

@@ -5,6 +5,7 @@ run reaches the calibrated graph; TFLite Micro once crashed on it (an int8 LOG i
 kernel for). Two epochs on the sample: the chain, not the accuracy, is under test.
 """
 
+import hashlib
 import json
 
 import numpy as np
@@ -52,3 +53,14 @@ def test_micro_int8_tflite_on_a_calibrated_trained_model(kind, sample_npz, sampl
     # 5,000 digits: 0.034 vs 0.055 for the MLP, 0.041 vs 0.045 for the CNN; softmax(log(p)/T)
     # gave 0.056 and 0.077, and 0.19 on the issue's model).
     assert np.abs(int8_tflite - float_onnx).max() <= 1.25 * np.abs(int8_onnx - float_onnx).max()
+
+    # Each set's manifest, landed last, names every other file of the set by its sha256.
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert sorted(metrics["artefacts_sha256"]) == sorted(
+        ["model.keras", "history.json", "history.png", "confusion.png", "calibration.png"])
+    for name, digest in {**metrics["artefacts_sha256"], **report["files_sha256"]}.items():
+        assert hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() == digest, name
+    assert len(report["files_sha256"]) == 7  # onnx, int8 onnx, tflite, int8 tflite, micro tflite, .cc, .h
+    assert "names this very file" in run_digits("inspect", tmp_path / "model.int8.tflite").stdout
+    (tmp_path / "model.onnx").write_bytes((tmp_path / "model.int8.onnx").read_bytes())  # a set cut short
+    assert "names another file" in run_digits("inspect", tmp_path / "model.onnx").stdout
