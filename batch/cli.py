@@ -14,6 +14,7 @@ import typer
 
 from core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 from core.files import file_name
+from core.terminal import LINE_LIMIT, printable
 
 
 class InvertMode(StrEnum):
@@ -73,20 +74,31 @@ def classify(
         invert=invert.value, recursive=recursive, glob=glob, batch_size=batch_size, null=null, resume=resume,
         workers=workers, clean=clean, progress=(progress or sys.stderr.isatty()) and not quiet, engine=engine.value,
         address=address, output_dir=output_dir, concurrency=concurrency)
-    if summary_json:  # checked before the run, not after it
-        from core.files import check_target, refuse_overwriting
+    if summary_json:  # checked before the run, not after it; against the inputs in run()
+        from core.files import check_atomic_target
 
-        check_target(summary_json)
-        refuse_overwriting(summary_json, [model, *inputs, *([output] if output else [])], "--summary-json")
-    summary = run(model, inputs, options)
+        check_atomic_target(summary_json)
+    summary = run(model, inputs, options, also_writes={"--summary-json": summary_json})
     if summary_json:
         _write_summary_json(summary_json, summary)
     if not quiet:
-        print(format_summary(summary), file=sys.stderr)
+        _tell(format_summary(summary))
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.failed or summary.kept_failed:  # as the uninterrupted run would have ended
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+def _tell(text: str) -> None:
+    """The summary on stderr, if stderr takes it: a full disk or a closed pipe there
+    changes nothing about the rows, which the exit code reports."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except (OSError, ValueError, AttributeError):  # ENOSPC, EPIPE; closed or None
+        try:  # what the failed write left buffered would fail again at exit
+            sys.stderr = open(os.devnull, "w")
+        except OSError:
+            pass
 
 
 def _write_summary_json(path: Path, summary) -> None:
@@ -108,7 +120,7 @@ def format_summary(s) -> str:
         lines.append(f"ray: ready in {s.cluster_seconds:.2f} s ({s.connect_seconds:.2f} s to "
                      f"{'join' if s.joined else 'start'} Ray, {s.ready_seconds:.2f} s for {s.actors} model actors on "
                      f"{s.cpus} CPUs of {nodes} node{'s' if nodes != 1 else ''})")
-    lines += [f"note: {folder}: no image or .npy files to classify" for folder in s.empty_folders]
+    lines += [f"note: {printable(folder, LINE_LIMIT)}: no image or .npy files to classify" for folder in s.empty_folders]
     lines += [f"{head} {s.items:,} items, {s.classified:,} classified, {s.failed:,} failed, "
              f"{s.skipped:,} skipped in {s.seconds:.2f} s ({s.digits_per_second:,.0f} digits/s)",
              f"per label: {labels}"]

@@ -17,7 +17,10 @@ class ResumeError(DigitsError):
     """An --output file that --resume cannot continue; the message says why."""
 
 
-_ARRAY_ROW = re.compile(r"(.*)#(\d+)", re.DOTALL)
+# An array's row is `PATH#N`, and an array is a file whose name ends in .npy (batch/inputs.py),
+# so only such a PATH is an array's: an image named `scan#1` or `page.png#2` is its own source.
+# An image named `a.npy#2` (named, not walked: a walk takes it for neither) is matched as the row.
+_ARRAY_ROW = re.compile(r"(.*\.npy)#(\d+)", re.DOTALL | re.IGNORECASE)
 
 
 @dataclass
@@ -65,17 +68,20 @@ class Done:
         left = self.sources.get(key, 0)
         if left:
             self.sources[key] = left - 1
-        return bool(left)
+            return True
+        match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
+        return bool(match) and self.has(source) and bool(self.array_rows(match[1], int(match[2])).size)
 
-    def array_rows(self, path: str) -> np.ndarray:
-        """Row numbers of the array at `path` that have a row not yet matched, sorted (int64);
-        those rows now answer this occurrence of the array."""
+    def array_rows(self, path: str, only: int | None = None) -> np.ndarray:
+        """Row numbers of the array at `path` (`only`: just that row) that have a row not yet
+        matched, sorted (int64); those rows now answer this occurrence of the array."""
         found = self.arrays.get(self.key(path))
         if found is None:
             return np.zeros(0, np.int64)
         rows, times = found
-        matched = rows[times > 0]
-        np.subtract(times, 1, out=times, where=times > 0)
+        which = (times > 0) if only is None else (times > 0) & (rows == only)
+        matched = rows[which]
+        np.subtract(times, 1, out=times, where=which)
         return matched
 
 

@@ -20,6 +20,7 @@ Only the standard library: batch/ (the runtime) stands on this module.
 
 import errno
 import os
+import re
 import stat
 import sys
 from collections.abc import Iterable, Iterator
@@ -166,10 +167,62 @@ def file_name(value: str | os.PathLike) -> Path:
 
 
 def check_target(path: Path) -> None:
-    """OutputError unless `path` can be a file we replace: not a folder, not a device."""
+    """OutputError unless `path` can be a file we replace: a file, nothing yet, or a
+    symlink to either; not a folder, a device or FIFO, nor an open stream such as
+    /dev/stdout (a set of files cannot be streamed)."""
     kind = kind_of(path)
-    if kind not in (REGULAR, MISSING):
+    if kind not in (REGULAR, MISSING, "a broken symlink"):  # a link is written through (written_through)
         raise OutputError(f"{path}: is {_a(kind)}; give a file name to write to")
+    if stream_fd(path) is not None:
+        raise OutputError(f"{path}: names an open stream, not a file; give a file name to write to")
+
+
+_STREAM_LINK = re.compile(r"/dev/std(in|out|err)|/dev/fd/(\d+)|/proc/(self|thread-self|\d+)/fd/(\d+)")
+_STREAMS = {"in": 0, "out": 1, "err": 2}
+
+
+def stream_fd(path: str | os.PathLike) -> int | None:
+    """The descriptor of this process that `path` names through /dev/stdout, /dev/fd/N or
+    /proc/self/fd/N (followed through symlinks), else None. Such a name is one of our own
+    open files, which is written as a stream: renaming over it replaced /dev/stdout, and
+    resolving it (`> s.json`) names a file the shell holds open."""
+    name = os.fspath(path)
+    for _ in range(40):  # the kernel's own limit on a chain of links
+        match = _STREAM_LINK.fullmatch(os.path.normpath(name))
+        if match and match[3] not in (None, "self", "thread-self", str(os.getpid())):
+            return None  # another process's descriptor: not ours to write
+        if match:
+            return _STREAMS[match[1]] if match[1] else int(match[2] or match[4])
+        try:
+            name = os.path.join(os.path.dirname(name), os.readlink(name))
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def check_atomic_target(target: Path) -> bool:
+    """Whether atomic_path(target) streams (True: one of our open streams, a FIFO, a
+    character device) or replaces a file (False: a file, nothing yet, or a symlink to
+    either, even a broken one); OutputError for anything else."""
+    kind = kind_of(target)
+    if stream_fd(target) is not None or kind in (_KIND_NAMES[stat.S_IFIFO], _KIND_NAMES[stat.S_IFCHR]):
+        return True
+    check_target(target)
+    written_through(target)
+    return False
+
+
+def written_through(target: str | os.PathLike) -> Path:
+    """The file an atomic write of `target` replaces: `target`, or the file a symlink at
+    `target` names (written through, so the link stays a link). OutputError for a link
+    into /proc, whose names are not files to replace."""
+    target = Path(target)
+    if not os.path.islink(target):
+        return target
+    real = Path(os.path.realpath(target))
+    if real.parts[1:2] == ("proc",):
+        raise OutputError(f"{target}: links into /proc ({real}); give a file name to write to")
+    return real
 
 
 def temp_beside(target: Path) -> Path:
@@ -184,17 +237,26 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 
     The temporary file sits beside the target (same file system, so the rename is
     atomic), is fsynced before the rename and its folder after it. On any failure,
-    Ctrl-C included, it is removed and the target is untouched. OSError from the
-    write, the sync or the rename becomes write_error(target)."""
+    Ctrl-C included, it is removed and the target is untouched. OutputError from the
+    write, the sync or the rename (write_error(target)).
+
+    A symlink is written through: the file it names is replaced, the link stays. A FIFO,
+    a character device or one of our open streams (/dev/stdout) is never renamed over:
+    what was written is copied into it as a stream once the block ends. Anything else
+    that is not a file (a folder, a block device, a socket) is refused."""
     target = Path(target)
-    check_target(target)
-    temp = temp_beside(target)
+    if check_atomic_target(target):
+        with _streamed(target, stream_fd(target)) as temp:
+            yield temp
+        return
+    real = written_through(target)
+    temp = temp_beside(real)
     try:
         with writing(target):
             yield temp
             _fsync(temp)
-            os.replace(temp, target)
-            _fsync_folder(target.parent)
+            os.replace(temp, real)
+            _fsync_folder(real.parent)
     finally:
         try:
             temp.unlink(missing_ok=True)
@@ -203,12 +265,41 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextmanager
+def _streamed(target: Path, fd: int | None) -> Iterator[Path]:
+    """A temporary file (in the system's temporary folder) whose bytes are written to the
+    stream `target` (our descriptor `fd`, or the FIFO or device opened for writing) when
+    the block succeeds."""
+    import tempfile
+
+    handle, name = tempfile.mkstemp(suffix=target.suffix, prefix=".digits-")
+    os.close(handle)
+    temp = Path(name)
+    try:
+        with writing(target):
+            yield temp
+            data = temp.read_bytes()
+            if fd is not None:
+                write_all(fd, data)
+            else:
+                out = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    write_all(out, data)
+                finally:
+                    os.close(out)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+@contextmanager
 def atomic_folder_files(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
-    """Several artefacts written together: {key: temporary path}; all are moved into
-    place only if the block succeeds, each one atomically; none on failure."""
+    """Several artefacts written together: {key: temporary path}. None lands unless the
+    block succeeds; then each is moved into place atomically, in the dict's order, so the
+    last one (a manifest naming the others) lands only after all of them. Symlinks are
+    written through; streams, devices and FIFOs are refused (check_target)."""
     for target in targets.values():
-        check_target(target)
-    temps = {key: temp_beside(target) for key, target in targets.items()}
+        check_target(target)  # written_through checks the links
+    reals = {key: written_through(target) for key, target in targets.items()}
+    temps = {key: temp_beside(real) for key, real in reals.items()}
     try:
         try:
             yield temps
@@ -221,8 +312,8 @@ def atomic_folder_files(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
                 _fsync(temps[key])
         for key, target in targets.items():
             with writing(target):
-                os.replace(temps[key], target)
-        for folder in {t.parent for t in targets.values()}:
+                os.replace(temps[key], reals[key])
+        for folder in {real.parent for real in reals.values()}:
             _fsync_folder(folder)
     finally:
         for temp in temps.values():
@@ -258,6 +349,27 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return os.path.samefile(a, b)
     except (OSError, ValueError):
         return False
+
+
+def same_target(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether `a` and `b` name the same file, by what they name and not as typed: the
+    same inode (hard links, symlinks) or, for names not there yet, the same real path."""
+    if same_file(a, b):
+        return True
+    try:
+        return os.path.realpath(a) == os.path.realpath(b)
+    except (OSError, ValueError):
+        return False
+
+
+def refuse_same_targets(writes: dict[str, str | os.PathLike]) -> None:
+    """OutputError when two of a run's outputs ({option: path}) name the same file: the
+    second written would replace the first (`-o rows.csv --summary-json rows.csv`)."""
+    named = [(what, path) for what, path in writes.items() if path is not None]
+    for i, (what, path) in enumerate(named):
+        for other, other_path in named[i + 1:]:
+            if same_target(path, other_path):
+                raise OutputError(f"{os.fsdecode(path)}: {what} and {other} name the same file; give each its own")
 
 
 def refuse_overwriting(output: str | os.PathLike, inputs: Iterable[str | os.PathLike], what: str = "output") -> None:

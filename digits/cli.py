@@ -211,7 +211,9 @@ def _run() -> None:
             if sys.stdout is not None:  # what print() left buffered, written while errors can still be told
                 sys.stdout.flush()
     except DigitsError as e:
-        print(f"digits: error: {e}", file=sys.stderr)
+        from core.terminal import LINE_LIMIT, printable
+
+        print(f"digits: error: {printable(e, LINE_LIMIT)}", file=sys.stderr)  # paths and model names in it
         sys.exit(e.exit_code)
     except SystemExit as e:
         if e.code in (0, None) and interrupts.asked():  # asked, and the command ran to its end

@@ -23,7 +23,7 @@ import typer
 from core.contract import PROBABILITIES
 from core.errors import DigitsError
 from core.files import atomic_path, writing
-from trainer.model import RECIPE
+from trainer.model import MAX_SEED, RECIPE
 
 
 def _digits(*args) -> subprocess.CompletedProcess:
@@ -68,8 +68,8 @@ def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, arra
 def demo(
     out: Annotated[Path, typer.Option(readable=False, help="Folder for everything the demo makes.")] = Path("runs/demo"),
     data: Annotated[Optional[Path], typer.Option(readable=False, help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)")] = None,
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (default: the seed's recipe).")] = RECIPE.epochs,
-    seed: Annotated[int, typer.Option(help="Seeds the training split, weights and dropout.")] = RECIPE.seed,
+    epochs: Annotated[int, typer.Option(min=1, max=1_000_000, help="Training epochs (default: the seed's recipe).")] = RECIPE.epochs,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seeds the training split, weights and dropout.")] = RECIPE.seed,
 ) -> None:
     """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
     from trainer.backend import require_train_extra

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from core.files import file_name
+from core.options import finite_number
+from core.terminal import LINE_LIMIT, printable, printable_lines
 from exporter.convert import DEFAULT_OPSET, MIN_OPSET
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
 
@@ -17,8 +19,8 @@ def export(
     out: Annotated[Path, typer.Option(parser=file_name, metavar="FILE", help="Where to write the ONNX model.")] = Path("model.onnx"),
     data: Annotated[Optional[Path], typer.Option(readable=False, help="Real digits for the parity check (any `digits train --data` form) (default: the trainer's default source)")] = None,
     opset: Annotated[int, typer.Option(min=MIN_OPSET, max=DEFAULT_OPSET, help="ONNX opset.")] = DEFAULT_OPSET,
-    atol: Annotated[float, typer.Option(min=0.0, help="Absolute tolerance on the probabilities.")] = DEFAULT_ATOL,
-    rtol: Annotated[float, typer.Option(min=0.0, help="Relative tolerance on the probabilities.")] = DEFAULT_RTOL,
+    atol: Annotated[float, typer.Option(parser=finite_number("--atol", 0.0, 1.0), help="Absolute tolerance on the probabilities.")] = DEFAULT_ATOL,
+    rtol: Annotated[float, typer.Option(parser=finite_number("--rtol", 0.0, 1.0), help="Relative tolerance on the probabilities.")] = DEFAULT_RTOL,
     int8: Annotated[bool, typer.Option("--int8", help="Also write MODEL.int8.onnx (static int8, calibrated on --data), checked against the float model, across batches and against the onnx reference.")] = False,
     ort: Annotated[bool, typer.Option("--ort", help="Also write MODEL.ort for ONNX Runtime Mobile, checked to give the same labels.")] = False,
     tflite: Annotated[bool, typer.Option("--tflite", help="Also write MODEL.tflite for LiteRT (and MODEL.int8.tflite with --int8), checked with LiteRT's interpreter. Needs the [litert] extra.")] = False,
@@ -39,12 +41,12 @@ def export(
         require_litert("digits export --tflite", ("ai_edge_litert", "tflite_micro"))
     from exporter.export import export as run_export
 
-    def log(message: str) -> None:
-        print(message, file=sys.stderr)
+    def log(message: str) -> None:  # each line made safe: paths and the data source are in them
+        print(printable_lines(message), file=sys.stderr)
 
     result = run_export(model, out, data, opset, atol, rtol, int8, ort, tflite, micro, log=log)
     written = [result.model, result.report, *result.variants.values()]
-    print("wrote " + " ".join(str(p) for p in written))
+    print("wrote " + " ".join(printable(p, LINE_LIMIT) for p in written))
 
 
 def inspect(

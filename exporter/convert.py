@@ -53,23 +53,45 @@ def as_probabilities(model, scores, where: str):
     return wrapped, True
 
 
-def with_temperature(model, temperature: float):
-    """`model` followed by temperature scaling: softmax(log(p) / T), which equals
-    softmax(logits / T) (trainer/calibrate.py says why), so labels are unchanged and the
-    probabilities are those the trainer calibrated. In memory only, for conversion and
-    the parity check: the Lambda layer is never saved."""
+def logits_of(model):
+    """A Keras model, sharing `model`'s weights, whose output is `model`'s scores before
+    its last softmax: the logits, the one tensor every calibrated output is computed from.
+
+    A last Softmax (or Activation("softmax")) layer gives its input; a last layer with a
+    softmax activation (the seed's Dense) is applied again with a linear activation; a
+    model as_probabilities wrapped ends in a Softmax, so its logits are the model's own
+    outputs. A softmax that cannot be taken apart (inside a custom layer) gives
+    log(probabilities), which is the logits shifted by a constant per digit; int8 and
+    TFLite Micro then have a LOG to run, which only that rare model pays for."""
     keras = import_keras()
+    last = model.layers[-1] if model.layers else None
+    config = last.get_config() if last is not None else {}
+    if isinstance(last, (keras.layers.Softmax, keras.layers.Activation)) and config.get("activation", "softmax") == "softmax":
+        return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
+    if config.get("activation") == "softmax":
+        linear = type(last).from_config({**config, "activation": "linear", "name": f"{last.name}_logits"})
+        logits = linear(last.input)
+        linear.set_weights(last.get_weights())
+        return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
     from keras import ops
 
     from trainer.calibrate import TINY
 
-    def scale(p):
-        return ops.softmax(ops.log(ops.maximum(p, float(TINY))) / float(temperature), axis=-1)
+    log_p = keras.layers.Lambda(lambda p: ops.log(ops.maximum(p, float(TINY))), name="log_probabilities")
+    return keras.Model(model.inputs, log_p(model.outputs[0]), name=f"{model.name}_logits")
 
-    return keras.Sequential(
-        [keras.Input(shape=tuple(model.inputs[0].shape[1:])), model, keras.layers.Lambda(scale, name="temperature")],
-        name=f"{model.name}_calibrated",
-    )
+
+def with_temperature(model, temperature: float):
+    """`model` with its probabilities calibrated: softmax(logits / T), T applied to the
+    logits before the softmax (logits_of), so no LOG op is needed and TFLite Micro's int8
+    kernels run it. Equals trainer/calibrate.py's softmax(log(p) / T) (its docstring says
+    why); T is positive, so labels are unchanged. In memory only, for conversion and the
+    parity check."""
+    keras = import_keras()
+    logits = logits_of(model)
+    scaled = keras.layers.Rescaling(1.0 / float(temperature), name="temperature")(logits.outputs[0])
+    probabilities = keras.layers.Softmax(name=PROBABILITIES)(scaled)
+    return keras.Model(logits.inputs, probabilities, name=f"{model.name}_calibrated")
 
 
 def keras_to_onnx(model, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET):

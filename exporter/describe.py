@@ -2,11 +2,13 @@
 
 An .onnx file is read with onnx alone; a .tflite file with LiteRT alone."""
 
+import json
 import os
 from pathlib import Path
 
 from core.errors import ModelError
 from core.files import PathError, require_file
+from core.terminal import LINE_LIMIT, printable
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
 
@@ -24,7 +26,7 @@ def describe(path: Path) -> dict:
         require_litert(f"{path}: inspecting a .tflite model")  # before litert_file imports flatbuffers
         from exporter.litert_file import describe_tflite
 
-        return describe_tflite(path)
+        return {**describe_tflite(path), "parity_report": parity_report_check(path)}
     import onnx
 
     try:
@@ -47,22 +49,50 @@ def describe(path: Path) -> dict:
         "inputs": [_value_info(v) for v in model.graph.input],
         "outputs": [_value_info(v) for v in model.graph.output],
         "metadata": {p.key: p.value for p in model.metadata_props},
+        "parity_report": parity_report_check(path),
     }
 
 
+REPORTED = (".int8.onnx", ".micro.tflite", ".int8.tflite", ".onnx", ".ort", ".tflite")  # export's names
+
+
+def parity_report_check(path: Path) -> str | None:
+    """What the parity report of the export that wrote `path` (MODEL.parity.json, the set's
+    manifest, landed last) says of this file: "verified" (it names this file's sha256),
+    "another file" (an export cut short between renames left this file beside an older
+    report), or None (no report, or one that predates the hashes)."""
+    from exporter.metadata import sha256_of
+
+    name = Path(path).name
+    stem = next((name[: -len(s)] for s in REPORTED if name.endswith(s) and len(name) > len(s)), None)
+    try:
+        files = json.loads(Path(path).with_name(f"{stem}.parity.json").read_text())["files_sha256"]
+        return "verified" if files[name] == sha256_of(path) else "another file"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def format_description(info: dict) -> str:
+    """describe()'s answer for a terminal: every string from the file through printable()
+    (escapes, long values cut), since a model is untrusted; --json prints it exact."""
+    path = printable(info["path"], LINE_LIMIT)
     if "ops" in info:
-        lines = [f"{info['path']}: {info['bytes']:,} bytes, LiteRT, ops {', '.join(info['ops'])}"]
+        lines = [f"{path}: {info['bytes']:,} bytes, LiteRT, ops {printable(', '.join(info['ops']))}"]
     else:
-        opsets = ", ".join(f"{domain} {version}" for domain, version in info["opset"].items())
-        lines = [f"{info['path']}: {info['bytes']:,} bytes, opset {opsets}, producer {info['producer'] or '?'}"]
+        opsets = printable(", ".join(f"{domain} {version}" for domain, version in info["opset"].items()))
+        lines = [f"{path}: {info['bytes']:,} bytes, opset {opsets}, producer {printable(info['producer'] or '?')}"]
     for kind in ("inputs", "outputs"):
         lines.append(f"{kind}:")
         for v in info[kind]:
             quantization = v.get("quantization")
             scaled = f"  scale {quantization['scale']:g}, zero point {quantization['zero_point']}" if quantization else ""
-            lines.append(f"  {v['name']:<15} {v['dtype']:<8} [{', '.join(map(str, v['shape']))}]{scaled}")
+            shape = printable(", ".join(map(str, v["shape"])))
+            lines.append(f"  {printable(v['name']):<15} {printable(v['dtype']):<8} [{shape}]{scaled}")
+    if info.get("parity_report"):
+        said = ("names this very file" if info["parity_report"] == "verified"
+                else "names another file of this name (an export cut short?): export again")
+        lines.append(f"parity report: {said}")
     lines.append("metadata:")
     for key, value in info["metadata"].items():
-        lines.append(f"  {key}: {value}")
+        lines.append(f"  {printable(key)}: {printable(value)}")
     return "\n".join(lines)

@@ -1,10 +1,11 @@
 """One export, start to finish: nothing lands at --out unless every check passed.
 
 Every file is written beside its destination under a temporary name, checked,
-and only then moved into place (core.files.atomic_folder_files), so a failed or
-interrupted export leaves no model a user could mistake for a verified one. The
-parity report is the exception: it is evidence either way, so it lands (atomically,
-core.files.atomic_path) even when a check failed.
+and only then moved into place (core.files.atomic_folder_files), so a failed
+export leaves no model a user could mistake for a verified one. They land in a fixed
+order, the parity report last: it names each file's sha256, so a file beside a report
+that does not name it (Ctrl-C between two renames) is told (`digits inspect` says it).
+A failed check's report is evidence: it lands alone (core.files.atomic_path).
 """
 
 import json
@@ -29,7 +30,7 @@ from exporter.convert import (
     keras_to_onnx,
     with_temperature,
 )
-from exporter.metadata import export_metadata, set_metadata, training_temperature
+from exporter.metadata import export_metadata, set_metadata, sha256_of, training_temperature
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity
 
 VARIANTS = ("int8", "ort", "tflite", "int8_tflite", "micro_tflite", "micro_cc", "micro_h")
@@ -107,6 +108,9 @@ def export(
     if softmax_added:
         log(f"{keras_path}: the model gives logits, not probabilities: the export adds a softmax")
     temperature = training_temperature(keras_path)
+    if temperature is None and (keras_path.parent / "metrics.json").is_file():
+        log(f"{keras_path}: the metrics.json beside it names no temperature for this very file "
+            "(another model's, or a train cut short): exported without one")
     if temperature is not None and temperature != 1.0:
         model = with_temperature(model, temperature)
         log(f"{keras_path}: temperature {temperature:g} from metrics.json: the graph gives calibrated probabilities")
@@ -127,9 +131,11 @@ def export(
 
     with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
-    # The models land together when the block ends, and only if it ends without an
-    # exception; their temporary names keep the suffix (onnxruntime tells .ort from .onnx by it).
-    with atomic_folder_files({key: path for key, path in targets.items() if key != "report"}) as temps:
+    # The files land when the block ends, and only if it ends without an exception, the
+    # report last (it names each file's sha256: the set's manifest); their temporary names
+    # keep the suffix (onnxruntime tells .ort from .onnx by it).
+    models = {key: path for key, path in targets.items() if key != "report"}
+    with atomic_folder_files({**models, "report": targets["report"]}) as temps:
         try:
             # A variant is made only while every check before it passed: a failed export stops early.
             onnx.save(onnx_model, temps["model"])
@@ -161,11 +167,13 @@ def export(
         log(report.table())
         for name, check in report.checks.items():
             log(_variant_line(name, check))
-        # The report is evidence either way: it lands even when the check failed.
-        with atomic_path(targets["report"]) as report_temp:
-            report_temp.write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        if not report.passed:
+        if not report.passed:  # the report is evidence: it lands alone, no model with it
+            with atomic_path(targets["report"]) as report_temp:
+                report_temp.write_text(json.dumps(report.to_json(), indent=2) + "\n")
             raise ParityError(report, str(out))
+        report.context["files_sha256"] = {path.name: sha256_of(temps[key]) for key, path in models.items()}
+        with writing(targets["report"]):
+            temps["report"].write_text(json.dumps(report.to_json(), indent=2) + "\n")
 
     return Exported(
         model=out,
@@ -176,10 +184,12 @@ def export(
 
 
 def _check_targets(targets: dict[str, Path], keras_path: Path, data: Path | None) -> None:
-    """OutputError when a file to be written is a folder or a device, or is one of the inputs."""
+    """OutputError when a file to be written is a folder or a device, or is one of the inputs
+    (the model, the metrics.json beside it, --data), by what each names."""
+    reads = [keras_path, keras_path.parent / "metrics.json", *([data] if data else [])]
     for target in targets.values():
         check_target(target)
-        refuse_overwriting(target, [keras_path, *([data] if data else [])], what="export")
+        refuse_overwriting(target, reads, what="export")
 
 
 def _variant_line(name: str, check: dict) -> str:

@@ -9,7 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from core.errors import UsageError
-from trainer.model import CNN_DEFAULTS, RECIPE, Recipe
+from core.options import finite_number
+from core.terminal import LINE_LIMIT, printable, printable_lines
+from trainer.model import CNN_DEFAULTS, MAX_SEED, RECIPE, Recipe
+
+MAX_COUNT = 1_000_000  # epochs, batch size, patience: beyond this a typo, not a plan
 
 DataOption = Annotated[
     Optional[Path],
@@ -33,13 +37,13 @@ def train(
     data: DataOption = None,
     out: Annotated[Optional[Path], typer.Option(readable=False, help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
     model: Annotated[ModelChoice, typer.Option(help="mlp: the seed's 784-256-128-64-10 MLP; cnn: keras.io's small convnet.")] = ModelChoice.mlp,
-    epochs: Annotated[Optional[int], typer.Option(min=1, show_default=False, help=f"Passes over the training digits. [default: {RECIPE.epochs} for mlp, {CNN_DEFAULTS['epochs']} for cnn]")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, help="Digits per gradient step.")] = RECIPE.batch_size,
-    validation_split: Annotated[float, typer.Option(min=0.0, max=0.9, help="Fraction of training digits held out for validation (stratified, shuffled); the temperature is fitted on them.")] = RECIPE.validation_split,
-    dropout: Annotated[Optional[float], typer.Option(min=0.0, max=0.9, show_default=False, help=f"Dropout rate. [default: {RECIPE.dropout} after each hidden layer for mlp, {CNN_DEFAULTS['dropout']} before the last layer for cnn]")] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_COUNT, show_default=False, help=f"Passes over the training digits. [default: {RECIPE.epochs} for mlp, {CNN_DEFAULTS['epochs']} for cnn]")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_COUNT, help="Digits per gradient step.")] = RECIPE.batch_size,
+    validation_split: Annotated[float, typer.Option(parser=finite_number("--validation-split", 0.0, 0.9), help="Fraction of training digits held out for validation (stratified, shuffled); the temperature is fitted on them.")] = RECIPE.validation_split,
+    dropout: Annotated[Optional[float], typer.Option(parser=finite_number("--dropout", 0.0, 0.9), show_default=False, help=f"Dropout rate. [default: {RECIPE.dropout} after each hidden layer for mlp, {CNN_DEFAULTS['dropout']} before the last layer for cnn]")] = None,
     augment: Annotated[bool, typer.Option("--augment", help="Train on randomly shifted, rotated and zoomed digits (the saved model holds none of it).")] = False,
-    early_stop: Annotated[int, typer.Option(min=0, metavar="PATIENCE", help="Stop when validation loss has not improved for PATIENCE epochs, and keep the best epoch's weights. 0: off.")] = RECIPE.early_stop,
-    seed: Annotated[int, typer.Option(help="Seeds the split, the weights and dropout: same seed + same data = same model.")] = RECIPE.seed,
+    early_stop: Annotated[int, typer.Option(min=0, max=MAX_COUNT, metavar="PATIENCE", help="Stop when validation loss has not improved for PATIENCE epochs, and keep the best epoch's weights. 0: off.")] = RECIPE.early_stop,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seeds the split, the weights and dropout: same seed + same data = same model.")] = RECIPE.seed,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No model summary or per-epoch progress.")] = False,
 ) -> None:
     """Train the seed's MLP (784-256-128-64-10, dropout, Adam), or a small CNN, and write its model and reports.
@@ -69,7 +73,7 @@ def train(
         early_stop=early_stop,
     )
     progress = 0 if quiet else (1 if sys.stderr.isatty() else 2)
-    say = (lambda line: None) if quiet else (lambda line: print(line, file=sys.stderr))
+    say = (lambda line: None) if quiet else (lambda line: print(printable_lines(line), file=sys.stderr))
     result = train_and_report(data, out, recipe, verbose=progress, say=say)
     metrics = result.metrics
     stopped = f" (early stop: best epoch {metrics['best_epoch']} of {metrics['epochs_run']})" if recipe.early_stop else ""
@@ -78,7 +82,7 @@ def train(
     calibration = metrics["calibration"]
     print(f"temperature {calibration['temperature']:.3f} (fitted on {calibration['fitted_on']}): "
           f"test ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}")
-    print(f"wrote {result.out_dir}/: " + " ".join(result.artefacts))
+    print(f"wrote {printable(result.out_dir, LINE_LIMIT)}/: " + " ".join(result.artefacts))
 
 
 def evaluate(
@@ -101,7 +105,7 @@ def evaluate(
     if as_json:
         print(json.dumps(report, indent=2))
         return
-    print(f"model: {model}\ndata: {dataset.source}")
+    print(f"model: {printable(model, LINE_LIMIT)}\ndata: {printable(dataset.source, LINE_LIMIT)}")
     print(f"test accuracy {report['test_accuracy']:.4f} (loss {report['test_loss']:.4f}) on {report['test_size']:,} digits")
     print("confusion matrix (rows: true label, columns: predicted):")
     print(format_confusion(report["confusion_matrix"]))

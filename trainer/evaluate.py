@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import ModelError
+from core.terminal import LINE_LIMIT, printable
 
 
 def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
@@ -53,8 +54,11 @@ def seen_test_digits_warning(model_path: Path, data_source: str) -> str | None:
     other data: the sample's 1,000 test digits are MNIST *training* digits, which a model
     trained on full MNIST has seen, so its score on them overstates it."""
     trained_on = training_source(model_path)
+    if not isinstance(trained_on, str):  # a metrics.json or metadata someone else wrote
+        trained_on = None if trained_on is None else str(trained_on)
     if not data_source.startswith(SAMPLE_SOURCE) or not trained_on or trained_on.startswith(SAMPLE_SOURCE):
         return None
+    model_path, trained_on = printable(model_path, LINE_LIMIT), printable(trained_on)  # from the model: untrusted
     return (
         f"warning: {model_path} was trained on {trained_on}; the bundled sample's test digits are MNIST "
         f"training digits, which a model trained on MNIST has seen: this score overstates it (use the genuine "

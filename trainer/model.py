@@ -36,6 +36,7 @@ class Recipe:
 
 
 RECIPE = Recipe()
+MAX_SEED = 2**31 - 1  # seeds numpy (below 2**32), TensorFlow and the augmentation layers (seed + 2) alike
 
 # The CNN's own defaults where they differ from the seed's: keras.io's dropout, and the
 # epochs chosen on full MNIST's validation split (docs/decisions.md), where validation

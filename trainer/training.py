@@ -14,7 +14,9 @@ from core.errors import DigitsError
 from core.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
 from trainer.model import Recipe
 
-ARTEFACTS = ("model.keras", "history.json", "history.png", "metrics.json", "confusion.png", "calibration.png")
+# In the order they land; metrics.json last: it names the sha256 of each of the others, so a
+# set cut short between renames (Ctrl-C) is told by its old metrics.json not matching them.
+ARTEFACTS = ("model.keras", "history.json", "history.png", "confusion.png", "calibration.png", "metrics.json")
 
 
 @dataclass
@@ -36,7 +38,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
     from trainer.report import plot_calibration, plot_confusion, plot_history, write_json
 
     dataset = load_mnist(data)
-    out_dir, _lock = _prepare_out_dir(out)
+    out_dir, _lock = _prepare_out_dir(out, data)
     say(f"data: {dataset.source}: {len(dataset.x_train):,} train, {len(dataset.x_test):,} test")
     trained = fit(dataset, recipe, verbose=verbose, summary=say)
 
@@ -64,25 +66,27 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     )
     metrics.update(_calibration(trained, test_probs, dataset.y_test))
-    # All or none: each is written under a temporary name, and all are moved
-    # into place (atomically, one by one) only once every one was written whole.
+    # None lands unless every one was written whole; then each is renamed into place in
+    # ARTEFACTS' order, metrics.json (the set's manifest) last.
     with atomic_folder_files({name: out_dir / name for name in ARTEFACTS}) as temp:
         trained.model.save(temp["model.keras"])
-        # Names the model these metrics describe: export applies their temperature only to it.
-        metrics["model_sha256"] = hashlib.sha256(temp["model.keras"].read_bytes()).hexdigest()
         write_json(temp["history.json"], trained.history)
-        write_json(temp["metrics.json"], metrics)
         plot_history(trained.history, temp["history.png"])
         plot_confusion(metrics["confusion_matrix"], temp["confusion.png"])
         plot_calibration(metrics["calibration"], temp["calibration.png"])
+        # Names the model these metrics describe: export applies their temperature only to it.
+        metrics["model_sha256"] = hashlib.sha256(temp["model.keras"].read_bytes()).hexdigest()
+        metrics["artefacts_sha256"] = {name: hashlib.sha256(temp[name].read_bytes()).hexdigest()
+                                       for name in ARTEFACTS if name != "metrics.json"}
+        write_json(temp["metrics.json"], metrics)
     return TrainResult(out_dir, {name: out_dir / name for name in ARTEFACTS}, metrics)
 
 
-def _prepare_out_dir(out: Path | None):
-    """The output folder, created, with nothing in the way of the artefacts, and
-    locked against a second run: checked before training, so a bad --out costs no
-    training time."""
-    from core.files import check_target, lock_folder
+def _prepare_out_dir(out: Path | None, data: Path | None = None):
+    """The output folder, created, with nothing in the way of the artefacts (a folder, a
+    device, or the --data file itself), and locked against a second run: checked before
+    training, so a bad --out costs no training time."""
+    from core.files import check_target, lock_folder, refuse_overwriting
 
     out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
     kind = kind_of(out)
@@ -94,6 +98,7 @@ def _prepare_out_dir(out: Path | None):
         raise DigitsError(f"{out}: cannot create the output folder ({e.strerror or e})") from e
     for name in ARTEFACTS:
         check_target(out / name)
+        refuse_overwriting(out / name, [data] if data else [], what="training")
     return out, lock_folder(out)  # held while `train` runs
 
 
