@@ -17,7 +17,7 @@ import numpy as np
 
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS
 from core.errors import ModelError, first_line
-from core.files import PathError, require_file
+from core.paths import PathError, require_file
 from trainer.backend import import_keras
 
 
