@@ -53,7 +53,6 @@ def describe(path: Path) -> dict:
     }
 
 
-REPORTED = (".int8.onnx", ".micro.tflite", ".int8.tflite", ".onnx", ".ort", ".tflite")  # export's names
 
 
 def parity_report_check(path: Path) -> str | None:
@@ -61,10 +60,11 @@ def parity_report_check(path: Path) -> str | None:
     manifest, landed last) says of this file: "verified" (it names this file's sha256),
     "another file" (an export cut short between renames left this file beside an older
     report), or None (no report, or one that predates the hashes)."""
-    from exporter.metadata import sha256_of
+    from exporter.metadata import SUFFIXES, sha256_of
 
     name = Path(path).name
-    stem = next((name[: -len(s)] for s in REPORTED if name.endswith(s) and len(name) > len(s)), None)
+    suffixes = sorted(SUFFIXES.values(), key=len, reverse=True)  # .int8.onnx before .onnx
+    stem = next((name[: -len(s)] for s in suffixes if name.endswith(s) and len(name) > len(s)), None)
     try:
         files = json.loads(Path(path).with_name(f"{stem}.parity.json").read_text())["files_sha256"]
         return "verified" if files[name] == sha256_of(path) else "another file"

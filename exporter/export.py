@@ -25,13 +25,9 @@ from exporter.convert import (
     keras_to_onnx,
     with_temperature,
 )
-from exporter.metadata import export_metadata, set_metadata, sha256_of, training_temperature
+from exporter.metadata import SUFFIXES, export_metadata, set_metadata, sha256_of, training_temperature
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity, keras_answers
 
-# Each file an export may write, in the order they are made and land: its key names its target,
-# its temporary file and its check in MODEL.parity.json ("model": the parity check, the report's head).
-SUFFIXES = {"model": ".onnx", "int8": ".int8.onnx", "ort": ".ort", "tflite": ".tflite", "int8_tflite": ".int8.tflite",
-            "micro": ".micro.tflite", "micro_cc": ".micro.cc", "micro_h": ".micro.h", "report": ".parity.json"}
 PARITY_DIGITS = 2000  # real digits compared on every export (test digits first)
 MICRO_CHECK_DIGITS = 1000  # TFLite Micro against LiteRT: at least this many of the parity digits
 # The int8 model's accuracy is measured on the test digits alone.
@@ -49,10 +45,9 @@ class Exported:
 
 @dataclass
 class Job:
-    """What the variants share, made once per export: the final Keras model, Keras's answers on
-    the parity digits (parity.keras_answers), the converted files, and where each file goes."""
+    """What the variants share, made once per export: Keras's answers on the parity digits
+    (parity.keras_answers), the converted files, and where each file goes."""
 
-    keras_model: object
     onnx_model: object
     metadata: dict
     dataset: object
@@ -77,7 +72,8 @@ def plan(out: Path, int8: bool, ort: bool, tflite: bool, micro: bool) -> dict[st
     """The files an export writes, by key (SUFFIXES), the report last."""
     wanted = {"int8": int8, "ort": ort, "tflite": tflite, "int8_tflite": tflite and int8,
               "micro": micro, "micro_cc": micro, "micro_h": micro}
-    return {key: sibling(out, suffix) for key, suffix in SUFFIXES.items() if wanted.get(key, True)}
+    return {key: out if key == "model" else sibling(out, suffix) for key, suffix in SUFFIXES.items()
+            if wanted.get(key, True)}
 
 
 def export(
@@ -176,7 +172,7 @@ def _convert(keras_path: Path, data: Path | None, opset: int, atol: float, rtol:
         metadata["temperature"] = repr(temperature)
     set_metadata(onnx_model, metadata)
     onnx.checker.check_model(onnx_model, full_check=True)
-    job = Job(model, onnx_model, metadata, dataset, [], atol, rtol, targets)
+    job = Job(onnx_model, metadata, dataset, [], atol, rtol, targets)
     if "tflite" in targets:
         from exporter.litert import convert_all
 
