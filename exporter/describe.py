@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from core.errors import ModelError
-from core.paths import PathError, require_file
+from core.paths import require_file
 from core.terminal import LINE_LIMIT, printable
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
@@ -29,10 +29,7 @@ def describe(path: Path) -> dict:
         return {**describe_tflite(path), "parity_report": parity_report_check(path)}
     import onnx
 
-    try:
-        require_file(path, "model file")
-    except PathError as e:
-        raise ModelError(str(e)) from e
+    require_file(path, "model file", ModelError)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError and others for a non-ONNX file
