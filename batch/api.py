@@ -225,7 +225,7 @@ def _open_rows(output: Path | None, append: bool = False) -> TextIO:
 
 def _close_rows(stream: TextIO | None, output: Path | None) -> None:
     if output and stream:
-        from core.paths import writing
+        from core.files import writing
 
         with writing(output):  # a failed close is a failed write
             stream.close()
@@ -249,9 +249,9 @@ def _with_stdin_list(inputs: list[str], null: bool, stdin: BinaryIO | None) -> l
 
 def _check_writes(model: Path, inputs: list[str], writes: dict[str, Path | str | None]) -> None:
     """OutputError, before anything is written, when a file the run writes ({option: path})
-    is one it reads, compared by what each names (core.paths.same_target): the model, the
+    is one it reads, compared by what each names (core.files.same_target): the model, the
     inputs, and what a walked folder holds; or when two outputs name the same file."""
-    from core.paths import OutputError, refuse_overwriting, refuse_same_targets
+    from core.files import OutputError, refuse_overwriting, refuse_same_targets
 
     writes = {what: path for what, path in writes.items() if path is not None}
     refuse_same_targets({what: path for what, path in writes.items() if what != "--output-dir"})

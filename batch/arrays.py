@@ -15,7 +15,7 @@ import numpy as np
 
 from core.contract import PIXELS
 from core.errors import DigitsError, first_line
-from core.paths import PathError, open_regular
+from core.files import PathError, open_regular
 
 ROW = PIXELS  # bytes of one uint8 digit
 SCAN_ROWS = 65_536  # rows per read when checking float arrays for range and NaN

@@ -16,8 +16,7 @@ from batch.decode import decode_digits
 from batch.formats import RowFormat
 from core.contract import MAX_IMAGE_FILE_BYTES, NUM_CLASSES
 from core.errors import first_line
-from core.files import stderr_muted
-from core.paths import PathError, open_regular
+from core.files import PathError, open_regular, stderr_muted
 
 READ_AHEAD = 64 * 1024  # one read takes a digit image whole
 

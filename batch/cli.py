@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
-from core.paths import file_name
+from core.files import file_name
 from core.terminal import LINE_LIMIT, printable
 
 

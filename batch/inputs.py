@@ -2,7 +2,7 @@
 
 Named files and folders (walked in sorted order, so runs repeat), `-` for a
 list of paths on standard input (one per line, or NUL-separated). What a path
-names is decided by core.paths.kind_of: FIFOs, devices and sockets become error
+names is decided by core.files.kind_of: FIFOs, devices and sockets become error
 items, never reads that block. Every named thing yields at least one item:
 what cannot be found or opened becomes an error item, never a silent gap.
 Files in a walked folder that are not images or .npy by extension are only
@@ -21,7 +21,7 @@ from typing import BinaryIO
 from core import interrupts
 from core.contract import IMAGE_BLOCK
 from core.errors import UsageError, first_line
-from core.paths import FOLDER, MISSING, REGULAR, kind_of
+from core.files import FOLDER, MISSING, REGULAR, kind_of
 
 # What OpenCV decodes; other files in a walked folder are skipped, not failed.
 IMAGE_EXTENSIONS = frozenset(

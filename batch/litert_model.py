@@ -18,8 +18,7 @@ from batch.classifier import Classifier
 from batch.scores import check_probabilities, in_batches_of, probe_digits
 from core.contract import NUM_CLASSES
 from core.errors import ModelError, first_line, require_extra
-from core.files import stderr_muted
-from core.paths import require_file
+from core.files import require_file, stderr_muted
 
 _INT8_SOFTMAX_STEP = 1 / 256
 WANTED = "one input, uint8 [batch,28,28], and one [batch,10] output (a `digits export --tflite` model)"

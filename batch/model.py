@@ -25,8 +25,8 @@ from batch.scores import (
 from core import interrupts
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
 from core.errors import ModelError, first_line
+from core.files import require_file
 from core.memory import limit_words
-from core.paths import require_file
 
 # onnxruntime's telemetry, read when it is first imported: it writes a device id under
 # ~/.cache unasked, and prints a coloured warning when HOME is not writable.

@@ -10,7 +10,7 @@ import numpy as np
 
 from batch.formats import RowFormat, columns
 from core.errors import DigitsError
-from core.paths import MISSING, REGULAR, PathError, kind_of, open_regular
+from core.files import MISSING, REGULAR, PathError, kind_of, open_regular
 
 
 class ResumeError(DigitsError):

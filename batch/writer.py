@@ -4,7 +4,7 @@ Each block of rows goes out in one write and is flushed, so a reader, or an
 interrupted run, sees complete lines only. Blocks go straight to the file
 descriptor (core.files.write_all), every byte of them, whatever signal arrives
 meanwhile. A write that fails (a full disk) cuts the file back to its last whole
-row and raises the error the user sees (core.paths.write_error).
+row and raises the error the user sees (core.files.write_error).
 """
 
 import os
@@ -74,7 +74,7 @@ class RowWriter:
         """A write failed (full disk, /dev/full, a closed pipe): cut a regular file back to
         its last whole row, send whatever the stream still buffers to /dev/null (so
         closing it cannot write half a row later), and say what happened."""
-        from core.paths import write_error
+        from core.files import write_error
 
         try:
             fd = self.stream.fileno()

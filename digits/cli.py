@@ -97,7 +97,7 @@ class _Stdout:
 
 
 def _stdout_failed(e: OSError) -> Exception:
-    from core.paths import write_error
+    from core.files import write_error
 
     try:  # what the stream still buffers goes nowhere: the exit's flush cannot fail again
         null = os.open(os.devnull, os.O_WRONLY)

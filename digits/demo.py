@@ -22,8 +22,7 @@ import typer
 
 from core.contract import PROBABILITIES
 from core.errors import DigitsError
-from core.files import atomic_path
-from core.paths import writing
+from core.files import atomic_path, writing
 from trainer.model import MAX_SEED, RECIPE
 
 

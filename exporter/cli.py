@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from core.files import file_name
 from core.options import finite_number
-from core.paths import file_name
 from core.terminal import LINE_LIMIT, printable, printable_lines
 from exporter.convert import DEFAULT_OPSET, MIN_OPSET
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from core.errors import ModelError
-from core.paths import require_file
+from core.files import require_file
 from core.terminal import LINE_LIMIT, printable
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}

@@ -16,8 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import DataError, UsageError
-from core.files import atomic_folder_files, atomic_path
-from core.paths import check_target, refuse_overwriting, write_error, writing
+from core.files import atomic_folder_files, atomic_path, check_target, refuse_overwriting, write_error, writing
 from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx, with_temperature
 from exporter.metadata import SUFFIXES, export_metadata, set_metadata, sha256_of, training_temperature
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity, keras_answers

@@ -33,7 +33,7 @@ def models_to_bench(paths: list[Path]) -> tuple[dict[str, Path], Path | None]:
     A model's .int8.onnx beside it joins the comparison without being named.
     """
     from core.errors import ModelError
-    from core.paths import require_file
+    from core.files import require_file
     from exporter.export import sibling
 
     onnx_models: dict[str, Path] = {}

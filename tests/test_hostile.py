@@ -99,8 +99,7 @@ def test_export_out_is_checked_before_any_work(trained_mlp, small_npz, tmp_path)
 
 
 def test_atomic_path_leaves_the_old_file_or_the_new_one(tmp_path):
-    from core.files import atomic_path
-    from core.paths import OutputError
+    from core.files import OutputError, atomic_path
 
     target = tmp_path / "model.onnx"
     target.write_bytes(b"old")

@@ -17,7 +17,7 @@ import numpy as np
 
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS
 from core.errors import ModelError, first_line
-from core.paths import require_file
+from core.files import require_file
 from trainer.backend import import_keras
 
 

@@ -11,8 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from core.errors import DigitsError
-from core.files import atomic_folder_files
-from core.paths import FOLDER, MISSING, REGULAR, kind_of
+from core.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
 from trainer.model import Recipe
 
 # In the order they land; metrics.json last: it names the sha256 of each of the others, so a
@@ -87,8 +86,7 @@ def _prepare_out_dir(out: Path | None, data: Path | None = None):
     """The output folder, created, with nothing in the way of the artefacts (a folder, a
     device, or the --data file itself), and locked against a second run: checked before
     training, so a bad --out costs no training time."""
-    from core.files import lock_folder
-    from core.paths import check_target, refuse_overwriting
+    from core.files import check_target, lock_folder, refuse_overwriting
 
     out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
     kind = kind_of(out)

@@ -1,12 +1,11 @@
-"""core.files and core.paths on their own: what a path names, and atomic writes."""
+"""core.files on its own: what a path names, and atomic writes."""
 
 import os
 import socket
 
 import pytest
 
-from core.files import atomic_path
-from core.paths import FOLDER, MISSING, REGULAR, kind_of, require_file
+from core.files import FOLDER, MISSING, REGULAR, atomic_path, kind_of, require_file
 
 
 def test_kind_of_names_every_kind_of_path(tmp_path):

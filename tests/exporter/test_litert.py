@@ -224,7 +224,6 @@ def test_a_small_cnn_goes_through_every_litert_file(tmp_path, sample, sample_npz
     import keras
 
     import trainer.model
-
     from batch.litert_model import LiteRtClassifier
     from exporter.export import export
     from trainer.model import predict_keras

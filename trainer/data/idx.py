@@ -16,7 +16,7 @@ import numpy as np
 
 from core.contract import MAX_DATA_FILE_BYTES
 from core.errors import DataError
-from core.paths import MISSING, PathError, kind_of, require_file
+from core.files import MISSING, PathError, kind_of, require_file
 from trainer.data.digitset import Mnist, check_images, check_labels
 
 UBYTE = 0x08

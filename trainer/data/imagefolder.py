@@ -17,7 +17,7 @@ from batch.decode import ImageError, decode_digit
 from batch.inputs import is_image_path
 from core.contract import CLASS_LABELS
 from core.errors import DataError
-from core.paths import PathError, open_regular
+from core.files import PathError, open_regular
 from trainer.data.digitset import SPLIT_SEED, TEST_FRACTION, Mnist, split_off_test
 
 CLASS_DIRS = list(CLASS_LABELS)  # a class's folder is named by its label

@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from core.errors import DataError
-from core.paths import FOLDER, MISSING, REGULAR, kind_of
+from core.files import FOLDER, MISSING, REGULAR, kind_of
 from trainer.data.digitset import Mnist
 from trainer.data.idx import find_idx_files, load_idx_folder
 from trainer.data.imagefolder import is_image_folder, load_image_folder
