@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from batch.cores import MAX_WORKERS
 from core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 from core.files import file_name
 from core.terminal import LINE_LIMIT, printable
@@ -53,7 +54,7 @@ def classify(
     address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else start a local Ray).")] = None,
     output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="--engine ray: write rows as shards into this folder or URI (csv, jsonl or parquet), not in input order.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default and most: one per CPU of the cluster).")] = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Local engine: worker processes for images, at most (default: one per usable core: CPU affinity and cgroup quota).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, max=MAX_WORKERS, help="Local engine: worker processes for images, at most (default: one per usable core: CPU affinity and cgroup quota).")] = None,
     review_below: Annotated[Optional[float], typer.Option("--review-below", help="Mark rows whose confidence is under P (0..1) in a review column, and count them in the summary.")] = None,
     summary_json: Annotated[Optional[Path], typer.Option("--summary-json", parser=file_name, metavar="FILE", help="Also write the summary to this file as JSON (items, classified, failed, skipped, kept, seconds, digits/s, per label).")] = None,
 ) -> None:
@@ -102,12 +103,11 @@ def _tell(text: str) -> None:
 
 
 def _write_summary_json(path: Path, summary) -> None:
-    import json
 
-    from core.files import atomic_path
+    from core.files import atomic_path, json_text
 
     with atomic_path(path) as temp:
-        temp.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        temp.write_text(json_text(summary.to_dict()))
 
 
 def format_summary(s) -> str:

@@ -34,6 +34,7 @@ import numpy as np
 
 from batch.block import BlockRows, classify_block, silence_stderr
 from batch.classifier import Classifier
+from batch.cores import MAX_WORKERS
 from batch.formats import RowFormat
 from batch.model import load_classifier
 from core.contract import IMAGE_BLOCK, IMAGE_SIZE, NUM_CLASSES
@@ -82,8 +83,8 @@ class WorkerPool:
         by the time of all 64). A worker that cannot be started for want of processes or
         file descriptors leaves the pool at the size it has."""
         self._context = multiprocessing.get_context("fork")
-        self._wanted, self._serving = workers, (model, invert, row_format)
-        self.capacity = workers * ahead
+        self._wanted, self._serving = min(workers, MAX_WORKERS), (model, invert, row_format)
+        self.capacity = self._wanted * ahead  # the shared mapping: what the run may use, not any number asked
         # MAP_SHARED and anonymous: the parent writes paths, the workers read them. Pages
         # are only resident once touched, and a slot's area is mostly never touched.
         try:

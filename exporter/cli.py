@@ -1,13 +1,12 @@
 """`digits export` and `digits inspect`."""
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from core.files import file_name
+from core.files import file_name, json_text
 from core.options import finite_number
 from core.terminal import LINE_LIMIT, printable, printable_lines
 from exporter.convert import DEFAULT_OPSET, MIN_OPSET
@@ -57,7 +56,7 @@ def inspect(
     from exporter.describe import describe, format_description
 
     info = describe(model)
-    print(json.dumps(info, indent=2) if as_json else format_description(info))
+    print(json_text(info).rstrip("\n") if as_json else format_description(info))
 
 
 def bench(
@@ -68,4 +67,4 @@ def bench(
     from exporter.throughput import format_table, measure, models_to_bench
 
     results = measure(*models_to_bench(models))
-    print(json.dumps(results, indent=2) if as_json else format_table(results))
+    print(json_text(results).rstrip("\n") if as_json else format_table(results))

@@ -8,7 +8,6 @@ that does not name it (Ctrl-C between two renames) is told (`digits inspect` say
 A failed check's report is evidence: it lands alone (core.files.atomic_path).
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from core.files import (
     atomic_folder_files,
     atomic_path,
     check_target,
+    json_text,
     refuse_overwriting,
     write_error,
     writing,
@@ -169,11 +169,11 @@ def export(
             log(_variant_line(name, check))
         if not report.passed:  # the report is evidence: it lands alone, no model with it
             with atomic_path(targets["report"]) as report_temp:
-                report_temp.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+                report_temp.write_text(json_text(report.to_json()))
             raise ParityError(report, str(out))
         report.context["files_sha256"] = {path.name: sha256_of(temps[key]) for key, path in models.items()}
         with writing(targets["report"]):
-            temps["report"].write_text(json.dumps(report.to_json(), indent=2) + "\n")
+            temps["report"].write_text(json_text(report.to_json()))
 
     return Exported(
         model=out,
