@@ -22,7 +22,9 @@ COMMANDS = {
     "bench": ("exporter.cli", "bench"),
     "classify": ("batch.cli", "classify"),
     "demo": ("digits.demo", "demo"),
+    "models": ("digits.catalog", "models"),
 }
+
 
 
 def build_app(only: str | None = None):
