@@ -5,7 +5,7 @@ and where); `digits.cli.main` prints the message as one line and exits with the
 code. Anything else escaping is a bug and keeps its traceback.
 """
 
-# Exit codes, documented in the README.
+# Exit codes, documented in the README and docs/reliability.md.
 EXIT_OK = 0
 EXIT_FATAL = 1  # bad input file, unusable model, output not writable
 EXIT_USAGE = 2  # Typer/Click usage errors
