@@ -9,7 +9,19 @@ from core.contract import NUM_CLASSES
 
 
 def write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    """`payload` as strict JSON: a NaN or infinity (an empty calibration bin, a loss that
+    diverged) is written as null, which every reader takes (Node's JSON.parse refuses NaN)."""
+    path.write_text(json.dumps(_finite(payload), indent=2, allow_nan=False) + "\n")
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def plot_history(history: dict, path: Path) -> None:
