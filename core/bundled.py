@@ -20,7 +20,10 @@ def model_path(text: str | Path) -> Path:
     `cnn.int8`, `mlp.int8`: model.int8.onnx), else `text` as given, for the loader to say
     what is wrong with it."""
     path = Path(text)
-    if path.exists() or path.is_symlink():
+    try:
+        if path.exists() or path.is_symlink():
+            return path
+    except (OSError, ValueError):  # a folder we may not enter, a name too long: the loader says so
         return path
     name, int8 = (str(text)[: -len(INT8)], True) if str(text).endswith(INT8) else (str(text), False)
     bundled = FOLDER / name / ("model.int8.onnx" if int8 else "model.onnx")

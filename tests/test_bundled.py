@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import cv2
 import pytest
@@ -46,6 +47,7 @@ def test_a_name_is_a_bundled_model_unless_a_path_of_that_name_exists(tmp_path, m
     assert model_path("mlp") == FOLDER / "mlp" / "model.onnx"
     assert model_path("mlp.int8") == FOLDER / "mlp" / "model.int8.onnx"
     assert model_path("resnet").name == "resnet"  # not bundled: left for the loader to refuse
+    assert model_path("x" * 5000) == Path("x" * 5000)  # a name too long to stat: left to the loader too
     (tmp_path / "mlp").write_bytes(b"mine")
     assert model_path("mlp") == tmp_path.joinpath("mlp").relative_to(tmp_path)
 
