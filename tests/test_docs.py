@@ -55,6 +55,8 @@ def blocks() -> list[Block]:
 
 def _param(block: Block):
     marks = [pytest.mark.slow, pytest.mark.tf] if TRAINS.search(block.text) else []
+    if "--engine ray" in block.text:
+        marks += [pytest.mark.slow, pytest.mark.ray]
     return pytest.param(block, marks=marks, id=block.id)
 
 
@@ -97,6 +99,7 @@ def workspace(tmp_path, small, sample, request) -> Path:
         (tmp_path / "runs" / "mine").mkdir()
         for name in ("model.keras", "metrics.json"):
             shutil.copyfile(trained.parent / name, tmp_path / "runs" / "mine" / name)
+    (tmp_path / "examples").symlink_to(ROOT / "examples")  # examples/node, its node_modules from make
     (tmp_path / "bin").mkdir()
     shim = tmp_path / "bin" / "digits"
     shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m digits "$@"\n')
