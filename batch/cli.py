@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from batch.cores import MAX_WORKERS
+from core.bundled import model_path
 from core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 from core.files import file_name
 from core.terminal import LINE_LIMIT, printable
@@ -36,7 +37,7 @@ class Engine(StrEnum):
 
 
 def classify(
-    model: Annotated[Path, typer.Argument(readable=False, help="An .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255; or a .tflite file from `digits export --tflite` (needs the [litert] extra).")],
+    model: Annotated[Path, typer.Argument(readable=False, parser=model_path, help="A bundled model's name (cnn, mlp: digits models), or an .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255; or a .tflite file from `digits export --tflite` (needs the [litert] extra).")],
     inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="Image files, folders, .npy arrays ((N,28,28) or (N,784), uint8 or float 0..1), or - to read paths from stdin.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", parser=file_name, metavar="FILE", help="Write rows here as they are classified (default: stdout)")] = None,
     fmt: Annotated[Optional[OutputFormat], typer.Option("--format", help="Row format (default: from the --output name (.jsonl -> jsonl), else csv)")] = None,

@@ -2,7 +2,8 @@
 
 The run's own process walks the inputs, hands out blocks and writes the rows
 that come back, in order; everything per image happens in the workers, each
-with its own one-thread onnxruntime session (batch/block.py: classify_block).
+with the parent's one-thread model session as the fork leaves it (a session with more
+threads, or a LiteRT model, is loaded in the worker; batch/block.py: classify_block).
 
 How a block travels: the parent writes its paths into a slot of an anonymous
 shared mapping and puts the slot's number on a task pipe that all workers read;

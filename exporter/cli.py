@@ -6,6 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from core.bundled import model_path
 from core.files import file_name, json_text
 from core.options import finite_number
 from core.terminal import LINE_LIMIT, printable, printable_lines
@@ -49,7 +50,7 @@ def export(
 
 
 def inspect(
-    model: Annotated[Path, typer.Argument(readable=False, help="An .onnx model.")],
+    model: Annotated[Path, typer.Argument(readable=False, parser=model_path, help="An .onnx model, or a bundled model's name (cnn, mlp).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show an ONNX model's inputs, outputs, opset, size and metadata."""
@@ -60,7 +61,7 @@ def inspect(
 
 
 def bench(
-    models: Annotated[list[Path], typer.Argument(readable=False, help="An .onnx model (its .int8.onnx beside it is included), and optionally its .keras model for comparison.")],
+    models: Annotated[list[Path], typer.Argument(readable=False, parser=model_path, help="An .onnx model or a bundled model's name (its .int8.onnx beside it is included), and optionally its .keras model for comparison.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print digits/s as JSON.")] = False,
 ) -> None:
     """Measure throughput (digits/s) at batch sizes 1, 64, 1,024 and 8,192, side by side."""

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from core.bundled import model_path
 from core.errors import UsageError
 from core.files import json_text
 from core.options import finite_number
@@ -88,7 +89,7 @@ def train(
 
 
 def evaluate(
-    model: Annotated[Path, typer.Argument(readable=False, help="A .keras model, or an .onnx or .tflite model (no TensorFlow needed; .tflite needs the [litert] extra).")],
+    model: Annotated[Path, typer.Argument(readable=False, parser=model_path, help="A .keras model, a bundled model's name (cnn, mlp), or an .onnx or .tflite model (no TensorFlow needed; .tflite needs the [litert] extra).")],
     data: DataOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:

@@ -65,12 +65,12 @@ def test_node_refuses_a_bad_model_in_one_line(edge_digits, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_the_readmes_node_example_runs(edge_models, tmp_path):
+def test_the_docs_node_example_runs(edge_models, tmp_path):
     import re
 
     from tests.conftest import ROOT
 
-    (example,) = re.findall(r"```js\n(const ort = require.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    (example,) = re.findall(r"```js\n(const ort = require.*?)```", (ROOT / "docs" / "export.md").read_text(), flags=re.S)
     (tmp_path / "model.onnx").symlink_to(edge_models["onnx"])
     (tmp_path / "example.js").write_text(example)
     require(NODE_EXAMPLE / "node_modules" / "onnxruntime-node", "run `make node-deps` (npm ci in examples/node)")
