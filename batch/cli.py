@@ -12,6 +12,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from batch.cores import MAX_WORKERS
+from core.bundled import model_path
 from core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 from core.files import file_name
 from core.terminal import LINE_LIMIT, printable
@@ -35,7 +37,7 @@ class Engine(StrEnum):
 
 
 def classify(
-    model: Annotated[Path, typer.Argument(readable=False, help="An .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255; or a .tflite file from `digits export --tflite` (needs the [litert] extra).")],
+    model: Annotated[Path, typer.Argument(readable=False, parser=model_path, help="A bundled model's name (cnn, mlp: digits models), or an .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255; or a .tflite file from `digits export --tflite` (needs the [litert] extra).")],
     inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="Image files, folders, .npy arrays ((N,28,28) or (N,784), uint8 or float 0..1), or - to read paths from stdin.")],
     output: Annotated[Optional[Path], typer.Option("--output", "-o", parser=file_name, metavar="FILE", help="Write rows here as they are classified (default: stdout)")] = None,
     fmt: Annotated[Optional[OutputFormat], typer.Option("--format", help="Row format (default: from the --output name (.jsonl -> jsonl), else csv)")] = None,
@@ -53,7 +55,7 @@ def classify(
     address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else start a local Ray).")] = None,
     output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="--engine ray: write rows as shards into this folder or URI (csv, jsonl or parquet), not in input order.")] = None,
     concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default and most: one per CPU of the cluster).")] = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, help="Local engine: worker processes for images, at most (default: one per usable core: CPU affinity and cgroup quota).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, max=MAX_WORKERS, help="Local engine: worker processes for images, at most (default: one per usable core: CPU affinity and cgroup quota).")] = None,
     review_below: Annotated[Optional[float], typer.Option("--review-below", help="Mark rows whose confidence is under P (0..1) in a review column, and count them in the summary.")] = None,
     summary_json: Annotated[Optional[Path], typer.Option("--summary-json", parser=file_name, metavar="FILE", help="Also write the summary to this file as JSON (items, classified, failed, skipped, kept, seconds, digits/s, per label).")] = None,
 ) -> None:
@@ -102,12 +104,11 @@ def _tell(text: str) -> None:
 
 
 def _write_summary_json(path: Path, summary) -> None:
-    import json
 
-    from core.files import atomic_path
+    from core.files import atomic_path, json_text
 
     with atomic_path(path) as temp:
-        temp.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+        temp.write_text(json_text(summary.to_dict()))
 
 
 def format_summary(s) -> str:

@@ -87,7 +87,8 @@ def decode_digits(blobs: Sequence[bytes | str], invert: str = "auto",
 
     A blob that is a str is an error already known (the file could not be read).
     errors[i] is why blob i failed (digit i is then all zeros), None when it did not.
-    `out`, when given, is the uint8 [N, 28, 28] array to fill (shared memory).
+    `out`, when given, is the uint8 [N, 28, 28] array to fill (a worker reuses one
+    private buffer for all its blocks).
 
     The hot path of folder runs. A 28x28 PNG decodes in about ten microseconds,
     so the Python around it counts (docs/decisions.md): a PNG whose header says 28x28 (no pixel cap to check) and

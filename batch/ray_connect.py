@@ -12,14 +12,13 @@ import socket
 import time
 
 from core import interrupts
-from core.errors import EXIT_INTERRUPTED, DigitsError, first_line
+from core.errors import EXIT_INTERRUPTED, DigitsError, first_line, install_command
 from core.files import stderr_muted
 
 try:
     import ray
 except ImportError as e:  # the `ray` extra is not installed
-    raise DigitsError("--engine ray needs Ray: pip install 'digits[ray]' "
-                      f"(with -c constraints.txt for the tested versions); {e}") from e
+    raise DigitsError(f"--engine ray needs Ray: {install_command('ray')}; {e}") from e
 
 # Local starts only: Ray's default object store (30% of memory, on /dev/shm) does
 # not fit a container's small /dev/shm. Only shards and their rows travel; this is plenty.

@@ -33,7 +33,9 @@ from batch.summary import Summary
 from batch.writer import RowWriter
 from core.contract import IMAGE_BLOCK
 
-# Fewer images than this are classified in this process: starting workers costs more.
+# Workers start once this many images are waiting, counted in whole blocks (4 blocks of
+# IMAGE_BLOCK: 769 images make 4 and start them); fewer are classified in this process,
+# where starting workers would cost more.
 POOL_THRESHOLD = 4 * IMAGE_BLOCK
 _POLL_SECONDS = 0.1
 
@@ -116,8 +118,8 @@ class _LocalRun:
             self.waiting.append(paths)
             if self.workers < 2 or len(self.waiting) * IMAGE_BLOCK < POOL_THRESHOLD:
                 return
-            # Enough images to repay starting workers; imported only now, so that
-            # runs without many images never load multiprocessing.
+            # Enough images to repay starting workers (batch.workers is already imported
+            # by _blocks, for BLOCK_NAME_CHARS: what a run with few images saves is the forks).
             from batch.workers import WorkerPool
 
             self.pool = WorkerPool(self.workers, self.classifier, self.invert, self.writer.format)

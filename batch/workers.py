@@ -2,7 +2,8 @@
 
 The run's own process walks the inputs, hands out blocks and writes the rows
 that come back, in order; everything per image happens in the workers, each
-with its own one-thread onnxruntime session (batch/block.py: classify_block).
+with the parent's one-thread model session as the fork leaves it (a session with more
+threads, or a LiteRT model, is loaded in the worker; batch/block.py: classify_block).
 
 How a block travels: the parent writes its paths into a slot of an anonymous
 shared mapping and puts the slot's number on a task pipe that all workers read;
@@ -34,6 +35,7 @@ import numpy as np
 
 from batch.block import BlockRows, classify_block, silence_stderr
 from batch.classifier import Classifier
+from batch.cores import MAX_WORKERS
 from batch.formats import RowFormat
 from batch.model import load_classifier
 from core.contract import IMAGE_BLOCK, IMAGE_SIZE, NUM_CLASSES
@@ -82,8 +84,8 @@ class WorkerPool:
         by the time of all 64). A worker that cannot be started for want of processes or
         file descriptors leaves the pool at the size it has."""
         self._context = multiprocessing.get_context("fork")
-        self._wanted, self._serving = workers, (model, invert, row_format)
-        self.capacity = workers * ahead
+        self._wanted, self._serving = min(workers, MAX_WORKERS), (model, invert, row_format)
+        self.capacity = self._wanted * ahead  # the shared mapping: what the run may use, not any number asked
         # MAP_SHARED and anonymous: the parent writes paths, the workers read them. Pages
         # are only resident once touched, and a slot's area is mostly never touched.
         try:

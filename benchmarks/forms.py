@@ -1,7 +1,7 @@
 """Digits as forms deliver them, and how well the committed models read them, before and after
 decode's form cleaning (batch/forms.py).
 
-    python benchmarks/forms.py                 # the README's table: MNIST t10k digits, 1,000 per kind
+    python benchmarks/forms.py                 # docs/classify.md's table: MNIST t10k digits, 1,000 per kind
     python benchmarks/forms.py --time          # per-image decode cost, 64x64 and 256x256, with and without cleaning
 
 Each kind is the same genuine t10k digits (digits the committed models never saw in training),

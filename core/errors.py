@@ -5,7 +5,7 @@ and where); `digits.cli.main` prints the message as one line and exits with the
 code. Anything else escaping is a bug and keeps its traceback.
 """
 
-# Exit codes, documented in the README.
+# Exit codes, documented in the README and docs/reliability.md.
 EXIT_OK = 0
 EXIT_FATAL = 1  # bad input file, unusable model, output not writable
 EXIT_USAGE = 2  # Typer/Click usage errors
@@ -45,6 +45,12 @@ class MissingExtraError(DigitsError):
     """A command needs packages of an extra (pyproject's optional dependencies) that this install lacks."""
 
 
+def install_command(extra: str) -> str:
+    """The command that installs `extra` from the clone (the project is not on PyPI, so
+    `pip install 'digits[extra]'` would name someone else's package)."""
+    return f"pip install -c constraints.txt '.[{extra}]' (in the clone)"
+
+
 def require_extra(extra: str, what: str, modules: tuple[str, ...]) -> None:
     """MissingExtraError naming `what` and how to install `extra`, unless every module in `modules`
     can be imported (checked without importing them: TensorFlow takes seconds)."""
@@ -53,4 +59,4 @@ def require_extra(extra: str, what: str, modules: tuple[str, ...]) -> None:
     missing = [m.replace("_", "-") for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise MissingExtraError(f"{what} needs the [{extra}] extra, which this install lacks "
-                                f"(no {', '.join(missing)}): pip install 'digits[{extra}]'")
+                                f"(no {', '.join(missing)}): {install_command(extra)}")

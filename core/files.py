@@ -156,6 +156,25 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
         raise write_error(path, e) from e
 
 
+def json_text(payload: object) -> str:
+    """`payload` as strict JSON (indented, one trailing newline), which JSON.parse and jq
+    read: a NaN or infinity (an empty reliability bin's mean) becomes null, never the bare
+    `NaN` Python's json writes by default."""
+    import json
+    import math
+
+    def strict(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: strict(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(item) for item in value]
+        return value
+
+    return json.dumps(strict(payload), indent=2, allow_nan=False) + "\n"
+
+
 def file_name(value: str | os.PathLike) -> Path:
     """An option naming a file to write (`--output`, `--out`), parsed: a name that ends in
     a path separator names a folder, and is refused here. Path() drops the slash, so

@@ -22,7 +22,9 @@ COMMANDS = {
     "bench": ("exporter.cli", "bench"),
     "classify": ("batch.cli", "classify"),
     "demo": ("digits.demo", "demo"),
+    "models": ("digits.catalog", "models"),
 }
+
 
 
 def build_app(only: str | None = None):
@@ -152,7 +154,7 @@ def _out_of_memory(e: BaseException) -> str | None:
 # start raises a signal (measured: 80-135 MiB; 140 MiB and up fail as MemoryError or
 # ImportError, which main() turns into one line). Above it, a C++ runtime's own abort
 # (an uncaught std::bad_alloc) is the one failure left to the runtime's words: the
-# README's reliability promise says what the user sees then.
+# reliability promise (docs/reliability.md) says what the user sees then.
 MEMORY_FLOOR = 160 * 2**20
 
 

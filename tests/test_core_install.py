@@ -38,7 +38,7 @@ def test_training_commands_name_the_extra(tmp_path, small_npz, args, what):
     (tmp_path / "model.keras").write_bytes(b"not checked: the extra is missing first")
     args = [tmp_path / a if a == "model.keras" else a for a in args]
     result = run_without_training_stack(*args, "--data", small_npz)
-    assert_one_line_error(result, 1, what, "pip install 'digits[train]'")
+    assert_one_line_error(result, 1, what, "pip install -c constraints.txt '.[train]'")
 
 
 def test_classify_needs_no_training_stack(exported_onnx, small, tmp_path):

@@ -24,6 +24,13 @@ def test_demo_runs_every_step_and_reports(tmp_path, sample_npz, sample):
         assert (out / name).exists(), name
         assert str(out / name) in table
     assert len(list((out / "test-digits").glob("*.png"))) == len(sample.x_test)
+    # Every file it wrote is listed, with its size, and none is empty.
+    for path in out.rglob("*"):
+        if path.is_file() and path.parent.name != "test-digits":
+            assert path.stat().st_size > 0 and f"{path}  (" in table, path
+    assert f"{out / 'test-digits'}  ({len(sample.x_test):,} PNGs)" in table
+    key_width = len("accuracy: ONNX, PNG folder")  # the longest key: every line has a value after it
+    assert all(line[key_width:].strip() for line in table.splitlines()), table
     # The PNG folder and the array are the same digits: the same labels, row for row.
     with open(out / "predictions-png.csv") as a, open(out / "predictions-npy.csv") as b:
         assert [r["label"] for r in csv.DictReader(a)] == [r["label"] for r in csv.DictReader(b)]

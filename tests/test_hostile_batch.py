@@ -344,7 +344,7 @@ def test_a_closed_pipe_on_stdout_is_one_line_in_every_command(exported_onnx, sma
     assert stderr.splitlines() == ["digits: error: standard output: cannot write (the reader closed it (broken pipe))"]
 
 
-# A C++ runtime that ends the process itself (the README's one exception): its own words, nothing of ours.
+# A C++ runtime that ends the process itself (docs/reliability.md's one exception): its own words, nothing of ours.
 RUNTIME_ABORTS = {-signal.SIGABRT: ["terminate called after throwing an instance of 'std::bad_alloc'",
                                     "  what():  std::bad_alloc"],
                   127: ["cannot allocate memory for thread-local data: ABORT"]}

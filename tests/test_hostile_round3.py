@@ -418,3 +418,103 @@ def test_train_lands_its_manifest_last():
     from trainer.training import ARTEFACTS  # the order they land (test_trained_micro checks the hashes)
 
     assert ARTEFACTS[-1] == "metrics.json"
+
+
+# 10. Smaller defects ----------------------------------------------------------------------
+
+
+def _strict_json(text: str):
+    def refuse(constant):
+        raise ValueError(f"bare {constant} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_text_writes_nan_and_infinity_as_null():
+    from core.files import json_text
+
+    text = json_text({"bins": [float("nan"), 0.5], "inf": float("inf"), "nested": ({"x": float("-inf")},)})
+    assert _strict_json(text) == {"bins": [None, 0.5], "inf": None, "nested": [{"x": None}]}
+
+
+@pytest.mark.slow
+@pytest.mark.tf
+def test_training_on_one_class_warns_and_metrics_json_is_strict(small, tmp_path):
+    """One class: every reliability bin but the top one is empty (NaN), and the model scores 1.0."""
+    from tests.conftest import write_npz
+    from trainer.data import Mnist
+
+    keep_train, keep_test = small.y_train == 3, small.y_test == 3
+    data = write_npz(Mnist(small.x_train[keep_train], small.y_train[keep_train], small.x_test[keep_test],
+                           small.y_test[keep_test], "threes"), tmp_path / "threes.npz")
+    result = run_digits("train", "--data", data, "--out", tmp_path / "run", "--epochs", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "warning: the training digits hold no 0, 1, 2, 4, 5, 6, 7, 8, 9 (1 of 10 classes)" in result.stderr
+    metrics = _strict_json((tmp_path / "run" / "metrics.json").read_text())
+    assert None in metrics["calibration"]["reliability_before"]["confidence"]  # the empty bins, as null
+    assert len(metrics["warnings"]) == 2
+
+
+def test_a_npy_header_expression_gives_the_same_error_row_every_run(exported_onnx, tmp_path):
+    np.save(tmp_path / "six.npy", np.zeros((6, 28, 28), np.uint8))
+    raw = (tmp_path / "six.npy").read_bytes()
+    header_length = int.from_bytes(raw[8:10], "little")
+    header = raw[10:10 + header_length].replace(b"(6, 28, 28)", b"(2*3,28,28)")
+    (tmp_path / "expr.npy").write_bytes(raw[:10] + header.ljust(header_length - 1) + b"\n" + raw[10 + header_length:])
+    first, second = (run_digits("classify", exported_onnx, "expr.npy", "-q", cwd=tmp_path) for _ in range(2))
+    assert first.returncode == 3 and first.stdout == second.stdout
+    assert "object at 0x" not in first.stdout and "BinOp" in first.stdout
+
+
+def test_workers_beyond_the_cap_are_a_usage_error_and_the_cap_runs(exported_onnx, tmp_path, sample):
+    """--workers 99999 sized the workers' shared mapping for 99999 (100 GiB) and failed."""
+    import cv2
+
+    from batch.cores import MAX_WORKERS
+
+    result = run_digits("classify", exported_onnx, "x.npy", "--workers", "99999", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    for i in range(1100):  # enough images to start the pool (batch/run.py's POOL_THRESHOLD)
+        cv2.imwrite(str(tmp_path / f"{i:04}.png"), sample.x_test[i % 100])
+    result = run_digits("classify", exported_onnx, ".", "--workers", str(MAX_WORKERS), "-q", "-o", "rows.csv",
+                        "--summary-json", "s.json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "rows.csv").read_text().count("\n") == 1101
+    assert json.loads((tmp_path / "s.json").read_text())["workers"] > 1  # the pool ran
+
+
+def test_a_cgroup_v1_quota_on_our_own_cgroup_is_read(tmp_path):
+    from batch.cores import _cgroup_quota
+
+    own = tmp_path / "cgroup"
+    own.write_text("12:pids:/user.slice\n4:cpu,cpuacct:/docker/abc\n0::/\n")
+    folder = tmp_path / "fs" / "cpu,cpuacct" / "docker" / "abc"
+    folder.mkdir(parents=True)
+    (folder / "cpu.cfs_quota_us").write_text("150000\n")
+    (folder / "cpu.cfs_period_us").write_text("100000\n")
+    (tmp_path / "fs" / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("-1\n")  # the root: no cap
+    (tmp_path / "fs" / "cpu,cpuacct" / "cpu.cfs_period_us").write_text("100000\n")
+    assert _cgroup_quota(str(own), str(tmp_path / "fs")) == 1.5
+    v2 = tmp_path / "v2"
+    (v2 / "user.slice" / "run").mkdir(parents=True)
+    (v2 / "user.slice" / "cpu.max").write_text("50000 100000\n")  # a parent's cap holds too
+    (v2 / "user.slice" / "run" / "cpu.max").write_text("max 100000\n")
+    own.write_text("0::/user.slice/run\n")
+    assert _cgroup_quota(str(own), str(v2)) == 0.5
+
+
+def test_stdin_that_is_a_folder_ends_before_anything_is_written_as_documented(exported_onnx, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    folder = os.open(tmp_path, os.O_RDONLY)
+    try:
+        result = subprocess.run([sys.executable, "-m", "digits", "classify", str(exported_onnx), "-", "-o", "rows.csv"],
+                                stdin=folder, cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        os.close(folder)
+    assert result.returncode == 1 and "<stdin> is a directory" in result.stderr  # README, "Standard streams"
+    assert not (tmp_path / "rows.csv").exists()

@@ -1,6 +1,5 @@
 """`digits train` and `digits evaluate`: parse, call the trainer, report."""
 
-import json
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -8,7 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from core.bundled import model_path
 from core.errors import UsageError
+from core.files import json_text
 from core.options import finite_number
 from core.terminal import LINE_LIMIT, printable, printable_lines
 from trainer.model import CNN_DEFAULTS, MAX_SEED, RECIPE, Recipe
@@ -76,6 +77,8 @@ def train(
     say = (lambda line: None) if quiet else (lambda line: print(printable_lines(line), file=sys.stderr))
     result = train_and_report(data, out, recipe, verbose=progress, say=say)
     metrics = result.metrics
+    for warning in result.warnings:  # even with --quiet: the model is not what it seems
+        print(warning, file=sys.stderr)
     stopped = f" (early stop: best epoch {metrics['best_epoch']} of {metrics['epochs_run']})" if recipe.early_stop else ""
     print(f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}) "
           f"on {metrics['test_size']:,} digits; trained in {metrics['train_seconds']:.1f} s{stopped}")
@@ -86,7 +89,7 @@ def train(
 
 
 def evaluate(
-    model: Annotated[Path, typer.Argument(readable=False, help="A .keras model, or an .onnx or .tflite model (no TensorFlow needed; .tflite needs the [litert] extra).")],
+    model: Annotated[Path, typer.Argument(readable=False, parser=model_path, help="A .keras model, a bundled model's name (cnn, mlp), or an .onnx or .tflite model (no TensorFlow needed; .tflite needs the [litert] extra).")],
     data: DataOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -103,7 +106,7 @@ def evaluate(
     report = {"model": str(model), "data_source": dataset.source}
     report.update(score(predict_file(model, dataset.x_test), dataset.y_test))
     if as_json:
-        print(json.dumps(report, indent=2))
+        print(json_text(report).rstrip("\n"))
         return
     print(f"model: {printable(model, LINE_LIMIT)}\ndata: {printable(dataset.source, LINE_LIMIT)}")
     print(f"test accuracy {report['test_accuracy']:.4f} (loss {report['test_loss']:.4f}) on {report['test_size']:,} digits")

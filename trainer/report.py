@@ -1,15 +1,15 @@
 """A training run's artefacts: history.json/.png, metrics.json, confusion.png."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from core.contract import NUM_CLASSES
+from core.files import json_text
 
 
 def write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path.write_text(json_text(payload))  # strict: an empty bin's NaN is null
 
 
 def plot_history(history: dict, path: Path) -> None:

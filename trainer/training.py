@@ -24,6 +24,7 @@ class TrainResult:
     out_dir: Path
     artefacts: dict[str, Path]  # name -> path, every file of ARTEFACTS
     metrics: dict  # what metrics.json holds: accuracy, loss, per class, calibration, sizes, timings
+    warnings: list[str]  # what the user must know about the run (also in metrics.json)
 
 
 def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbose: int = 0,
@@ -66,6 +67,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     )
     metrics.update(_calibration(trained, test_probs, dataset.y_test))
+    metrics["warnings"] = missing_classes_warnings(dataset.y_train, dataset.y_test)
     # None lands unless every one was written whole; then each is renamed into place in
     # ARTEFACTS' order, metrics.json (the set's manifest) last.
     with atomic_folder_files({name: out_dir / name for name in ARTEFACTS}) as temp:
@@ -79,7 +81,26 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         metrics["artefacts_sha256"] = {name: hashlib.sha256(temp[name].read_bytes()).hexdigest()
                                        for name in ARTEFACTS if name != "metrics.json"}
         write_json(temp["metrics.json"], metrics)
-    return TrainResult(out_dir, {name: out_dir / name for name in ARTEFACTS}, metrics)
+    return TrainResult(out_dir, {name: out_dir / name for name in ARTEFACTS}, metrics, metrics["warnings"])
+
+
+def missing_classes_warnings(train_labels, test_labels) -> list[str]:
+    """A line for training or test digits that lack some of the 10 classes: a model trained
+    on one class scores 1.0000 on test digits of that class and can answer nothing else."""
+    import numpy as np
+
+    from core.contract import NUM_CLASSES
+
+    lines = []
+    for what, labels in (("training", train_labels), ("test", test_labels)):
+        present = set(np.unique(labels).tolist())
+        missing = [c for c in range(NUM_CLASSES) if c not in present]
+        if missing:
+            lines.append(f"warning: the {what} digits hold no {', '.join(map(str, missing))} "
+                         f"({len(present)} of {NUM_CLASSES} classes): "
+                         + ("the model never learns them" if what == "training" else
+                            "the test accuracy says nothing about them"))
+    return lines
 
 
 def _prepare_out_dir(out: Path | None, data: Path | None = None):

@@ -292,9 +292,27 @@ function readError(e) {
   return new ArrayError(`cannot read: ${STRERROR[e.code] ?? e.message}`);
 }
 
+/** The path as bytes when argv named a file whose name is not UTF-8: Node decodes argv with
+ * U+FFFD for each bad byte, and the bytes are lost; the one entry of the file's folder whose
+ * name decodes to the same text is the file meant (as Python, which keeps the bytes, reads it).
+ * Only the last component is looked up. Any other path is returned as it is. */
+function byteName(path) {
+  if (!path.includes("\uFFFD")) return path;
+  const slash = path.lastIndexOf("/");
+  const folder = slash < 0 ? "." : path.slice(0, slash + 1) || "/";
+  const name = path.slice(slash + 1);
+  try {
+    const found = fs.readdirSync(folder, { encoding: "buffer" }).filter((entry) => entry.toString("utf8") === name);
+    return found.length === 1 ? Buffer.concat([Buffer.from(slash < 0 ? "" : folder), found[0]]) : path;
+  } catch {
+    return path;
+  }
+}
+
 /** Open an .npy of digits: checks what the path is, the header and the file's length; reads no rows.
  * The open never blocks (a FIFO), and the check is made on the opened file, as digits.files.open_regular. */
-function openDigits(path) {
+function openDigits(named) {
+  const path = byteName(named);
   let fd;
   try {
     fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);

@@ -302,8 +302,20 @@ def _linked_pngs(folder, small, count: int, distinct: int = 50, size: int = 0):
     return paths
 
 
+@pytest.mark.parametrize("images, workers", [(768, 0), (769, 2)])
+def test_workers_start_at_four_blocks(exported_onnx, small, tmp_path, images, workers):
+    """docs/classify.md: 768 images (3 blocks of 256) stay in the run's own process; 769 make a
+    fourth block and start the workers."""
+    _linked_pngs(tmp_path / "many", small, images)
+    summary = tmp_path / "summary.json"
+    result = run_digits("classify", exported_onnx, tmp_path / "many", "--workers", "2", "-q",
+                        "--summary-json", summary)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(summary.read_text())["workers"] == workers
+
+
 def test_worker_pool_keeps_input_order(exported_onnx, small, tmp_path):
-    """Over 1,024 images the worker processes decode; the rows still come in input order."""
+    """With enough images, worker processes read, decode and classify; the rows still come in input order."""
     paths = _linked_pngs(tmp_path / "many", small, 3000)
     result = run_digits("classify", exported_onnx, tmp_path / "many")
     assert result.returncode == 0, result.stderr

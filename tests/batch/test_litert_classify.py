@@ -45,7 +45,7 @@ def test_without_the_extra_one_line_names_it(command, digits_npy, small_npz, tmp
     more = {"classify": [digits_npy], "inspect": [], "evaluate": ["--data", small_npz]}[command]
     result = subprocess.run([sys.executable, "-c", HIDE_LITERT, command, model, *more],
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert_one_line_error(result, 1, str(model), "pip install 'digits[litert]'")
+    assert_one_line_error(result, 1, str(model), "pip install -c constraints.txt '.[litert]'")
     assert result.stdout == ""
 
 

@@ -2,7 +2,7 @@
 EXIF orientation tag, dark ink on grey paper. Each variant must score at least 0.95x the same
 digits scanned clean, with the committed model; and clean MNIST digits must not lose accuracy.
 
-`python -m tests.batch.test_photos` prints the table (the measurement behind the README's numbers).
+`python -m tests.batch.test_photos` prints the table (the measurement behind docs/classify.md's numbers).
 """
 
 import cv2

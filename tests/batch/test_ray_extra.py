@@ -34,7 +34,7 @@ def test_engine_ray_without_the_extra_names_it(exported_onnx, sample, tmp_path):
             f"sys.argv = ['digits', 'classify', {str(exported_onnx)!r}, {str(array)!r}, '--engine', 'ray']\n"
             "main()\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert_one_line_error(result, 1, "--engine ray", "digits[ray]")
+    assert_one_line_error(result, 1, "--engine ray", "pip install -c constraints.txt '.[ray]'")
     assert result.stdout == ""
 
 

@@ -65,12 +65,12 @@ def test_node_refuses_a_bad_model_in_one_line(edge_digits, tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_the_readmes_node_example_runs(edge_models, tmp_path):
+def test_the_docs_node_example_runs(edge_models, tmp_path):
     import re
 
     from tests.conftest import ROOT
 
-    (example,) = re.findall(r"```js\n(const ort = require.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    (example,) = re.findall(r"```js\n(const ort = require.*?)```", (ROOT / "docs" / "export.md").read_text(), flags=re.S)
     (tmp_path / "model.onnx").symlink_to(edge_models["onnx"])
     (tmp_path / "example.js").write_text(example)
     require(NODE_EXAMPLE / "node_modules" / "onnxruntime-node", "run `make node-deps` (npm ci in examples/node)")
@@ -231,3 +231,26 @@ def test_node_formats_numbers_as_python(tmp_path):
 
     expected = [f"{x:.6g} {t}" for x, t in zip(values, _texts(_fixed6(values)))]
     assert result.stdout.splitlines() == expected
+
+
+def test_node_reads_a_file_whose_name_is_not_utf8(edge_models, edge_digits, tmp_path):
+    """Node decodes argv with U+FFFD for bytes that are not UTF-8; Python keeps them. Both classify the file."""
+    _, digits, _ = edge_digits
+    name = os.fsencode(tmp_path) + b"/caf\xe9.npy"
+    np.save(os.fsdecode(name), digits[:20])
+    require(NODE_EXAMPLE / "node_modules" / "onnxruntime-node", "run `make node-deps` (npm ci in examples/node)")
+    node = subprocess.run([b"node", os.fsencode(NODE_EXAMPLE / "classify.js"), os.fsencode(edge_models["onnx"]), name,
+                           b"--top-k", b"10"],
+                          capture_output=True, timeout=300)
+    assert node.returncode == 0, node.stderr
+    _, labels, _ = parse_rows(node.stdout.decode("utf-8", "replace"))
+    import sys
+
+    from tests.conftest import ROOT
+
+    python = subprocess.run([sys.executable, "-m", "digits", "classify", edge_models["onnx"], os.fsdecode(name),
+                             "--top-k", "10", "-q"], capture_output=True, cwd=ROOT, timeout=300)
+    assert python.returncode == 0, python.stderr
+    _, python_labels, _ = parse_rows(python.stdout.decode("utf-8", "replace"))
+    assert len(labels) == 20
+    np.testing.assert_array_equal(labels, python_labels)

@@ -173,7 +173,7 @@ def test_a_digit_drawn_with_the_mouse_gets_its_label(page, edge_models, edge_dig
         page.wait_for_function(f"document.getElementById('drawn-label').textContent === '{wanted}'", timeout=5000)
         bars = page.eval_on_selector_all("#bars .bar", "bars => bars.map(b => Number(b.dataset.probability))")
         assert len(bars) == 10 and abs(sum(bars) - 1) < 1e-3 and int(np.argmax(bars)) == wanted
-    if os.environ.get("DIGITS_WEB_SCREENSHOT"):  # how docs/web.png is taken (README "Edge runtimes")
+    if os.environ.get("DIGITS_WEB_SCREENSHOT"):  # how docs/web.png is taken (docs/edge.md)
         page.set_input_files("#image-files", [str(p) for p in other_forms(digits[300:304], tmp_path)])
         page.wait_for_function("document.getElementById('files-status').dataset.done === 'true'")
         page.screenshot(path=str(ROOT / os.environ["DIGITS_WEB_SCREENSHOT"]), full_page=True)

@@ -84,3 +84,24 @@ def test_coverage_table_counts_accepted_digits_and_their_errors():
     assert rows[0.9]["accepted"] == 3 and rows[0.9]["errors"] == 1
     assert rows[0.95]["accepted"] == 2 and rows[0.95]["error_rate"] == 0.5
     assert rows[0.995]["accepted"] == 0 and rows[0.995]["error_rate"] == 0.0
+
+
+def test_metrics_json_is_strict_json(tmp_path):
+    """Empty confidence bins are NaN in memory; metrics.json writes them as null, which
+    Node's JSON.parse takes (it refuses NaN)."""
+    import json
+
+    from trainer.report import write_json
+
+    probabilities, labels = overconfident(200, 2.0)
+    bins = reliability(probabilities, labels)
+    assert np.isnan(bins["confidence"]).any()  # some bins are empty: the case this guards
+    write_json(tmp_path / "metrics.json", {"calibration": bins, "test_loss": float("inf")})
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in strict JSON")
+
+    written = json.loads((tmp_path / "metrics.json").read_text(), parse_constant=refuse)
+    assert written["test_loss"] is None and None in written["calibration"]["confidence"]
+    filled = [c for c in written["calibration"]["confidence"] if c is not None]
+    assert filled == [c for c in bins["confidence"] if not np.isnan(c)]

