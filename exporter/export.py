@@ -1,11 +1,11 @@
 """One export, start to finish: nothing lands at --out unless every check passed.
 
 Every file is written beside its destination under a temporary name, checked,
-and only then moved into place (core.files.atomic_folder_files), so a failed
+and only then moved into place (core.atomic.atomic_folder_files), so a failed
 export leaves no model a user could mistake for a verified one. They land in a fixed
 order, the parity report last: it names each file's sha256, so a file beside a report
 that does not name it (Ctrl-C between two renames) is told (`digits inspect` says it).
-A failed check's report is evidence: it lands alone (core.files.atomic_path).
+A failed check's report is evidence: it lands alone (core.atomic.atomic_path).
 """
 
 from dataclasses import dataclass, field
@@ -13,12 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_folder_files, atomic_path, check_target, json_text
 from core.errors import DataError, UsageError
 from core.files import (
-    atomic_folder_files,
-    atomic_path,
-    check_target,
-    json_text,
     refuse_overwriting,
     write_error,
     writing,
