@@ -77,7 +77,7 @@ def classify(
         workers=workers, clean=clean, progress=(progress or sys.stderr.isatty()) and not quiet, engine=engine.value,
         address=address, output_dir=output_dir, concurrency=concurrency)
     if summary_json:  # checked before the run, not after it; against the inputs in run()
-        from core.files import check_atomic_target
+        from core.atomic import check_atomic_target
 
         check_atomic_target(summary_json)
     summary = run(model, inputs, options, also_writes={"--summary-json": summary_json})
@@ -105,7 +105,7 @@ def _tell(text: str) -> None:
 
 def _write_summary_json(path: Path, summary) -> None:
 
-    from core.files import atomic_path, json_text
+    from core.atomic import atomic_path, json_text
 
     with atomic_path(path) as temp:
         temp.write_text(json_text(summary.to_dict()))

@@ -20,9 +20,10 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
+from core.atomic import atomic_path
 from core.contract import PROBABILITIES
 from core.errors import DigitsError
-from core.files import atomic_path, writing
+from core.files import writing
 from trainer.model import MAX_SEED, RECIPE
 
 

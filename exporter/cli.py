@@ -6,8 +6,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from core.atomic import json_text
 from core.bundled import model_path
-from core.files import file_name, json_text
+from core.files import file_name
 from core.options import finite_number
 from core.terminal import LINE_LIMIT, printable, printable_lines
 from exporter.convert import DEFAULT_OPSET, MIN_OPSET

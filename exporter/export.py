@@ -4,9 +4,9 @@ export() plans the files, converts (every file's bytes that a converter makes, b
 check, so a refusal is quick), then runs the variants in order, each writing its file and
 giving its check (exporter.parity.Check). Every file is written beside its destination under
 a temporary name and moved into place only if every check passed
-(core.files.atomic_folder_files), the parity report last: it names each file's sha256, so a
+(core.atomic.atomic_folder_files), the parity report last: it names each file's sha256, so a
 file beside a report that does not name it (Ctrl-C between two renames) is told (`digits
-inspect` says it). A failed check's report is evidence: it lands alone (core.files.atomic_path).
+inspect` says it). A failed check's report is evidence: it lands alone (core.atomic.atomic_path).
 """
 
 from dataclasses import dataclass, field
@@ -14,16 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_folder_files, atomic_path, check_target, json_text
 from core.errors import DataError, UsageError
-from core.files import (
-    atomic_folder_files,
-    atomic_path,
-    check_target,
-    json_text,
-    refuse_overwriting,
-    write_error,
-    writing,
-)
+from core.files import refuse_overwriting, write_error, writing
 from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx, with_temperature
 from exporter.metadata import SUFFIXES, export_metadata, set_metadata, sha256_of, training_temperature
 from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity, keras_answers

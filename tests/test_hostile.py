@@ -99,7 +99,8 @@ def test_export_out_is_checked_before_any_work(trained_mlp, small_npz, tmp_path)
 
 
 def test_atomic_path_leaves_the_old_file_or_the_new_one(tmp_path):
-    from core.files import OutputError, atomic_path
+    from core.atomic import atomic_path
+    from core.files import OutputError
 
     target = tmp_path / "model.onnx"
     target.write_bytes(b"old")

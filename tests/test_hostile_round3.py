@@ -106,7 +106,7 @@ def test_resume_keeps_images_whose_names_end_in_hash_digits(exported_onnx, tmp_p
 
 
 def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path):
-    from core.files import atomic_folder_files, atomic_path
+    from core.atomic import atomic_folder_files, atomic_path
 
     (tmp_path / "real").mkdir()
     os.symlink("real/a.json", tmp_path / "a.json")
@@ -125,7 +125,7 @@ def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path):
 def test_atomic_write_to_a_fifo_streams_into_it(tmp_path):
     import threading
 
-    from core.files import atomic_path
+    from core.atomic import atomic_path
 
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
@@ -141,7 +141,7 @@ def test_atomic_write_to_a_fifo_streams_into_it(tmp_path):
 
 @pytest.mark.parametrize("form", ["/dev/fd/{}", "/proc/self/fd/{}"])
 def test_atomic_write_to_our_own_descriptor_writes_to_it(form, tmp_path):
-    from core.files import atomic_path
+    from core.atomic import atomic_path
 
     read, write = os.pipe()
     try:
@@ -391,8 +391,8 @@ def test_make_web_passes_model_and_port_as_data(tmp_path):
 
 
 def test_a_set_cut_short_between_renames_leaves_its_manifest_unlanded(tmp_path, monkeypatch):
-    import core.files
-    from core.files import atomic_folder_files
+    import core.atomic
+    from core.atomic import atomic_folder_files
 
     targets = {name: tmp_path / name for name in ("model.onnx", "model.int8.onnx", "model.parity.json")}
     for path in targets.values():
@@ -405,7 +405,7 @@ def test_a_set_cut_short_between_renames_leaves_its_manifest_unlanded(tmp_path, 
         renames.append(target)
         real_replace(source, target)
 
-    monkeypatch.setattr(core.files.os, "replace", replace_then_interrupt)
+    monkeypatch.setattr(core.atomic.os, "replace", replace_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         with atomic_folder_files(targets) as temps:
             for temp in temps.values():
@@ -431,7 +431,7 @@ def _strict_json(text: str):
 
 
 def test_json_text_writes_nan_and_infinity_as_null():
-    from core.files import json_text
+    from core.atomic import json_text
 
     text = json_text({"bins": [float("nan"), 0.5], "inf": float("inf"), "nested": ({"x": float("-inf")},)})
     assert _strict_json(text) == {"bins": [None, 0.5], "inf": None, "nested": [{"x": None}]}

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from core.atomic import json_text
 from core.bundled import model_path
 from core.errors import UsageError
-from core.files import json_text
 from core.options import finite_number
 from core.terminal import LINE_LIMIT, printable, printable_lines
 from trainer.model import CNN_DEFAULTS, MAX_SEED, RECIPE, Recipe

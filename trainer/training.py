@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from core.atomic import atomic_folder_files
 from core.errors import DigitsError
-from core.files import FOLDER, MISSING, REGULAR, atomic_folder_files, kind_of
+from core.files import FOLDER, MISSING, REGULAR, kind_of
 from trainer.model import Recipe
 
 # In the order they land; metrics.json last: it names the sha256 of each of the others, so a
@@ -107,7 +108,8 @@ def _prepare_out_dir(out: Path | None, data: Path | None = None):
     """The output folder, created, with nothing in the way of the artefacts (a folder, a
     device, or the --data file itself), and locked against a second run: checked before
     training, so a bad --out costs no training time."""
-    from core.files import check_target, lock_folder, refuse_overwriting
+    from core.atomic import check_target
+    from core.files import lock_folder, refuse_overwriting
 
     out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
     kind = kind_of(out)

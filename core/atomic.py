@@ -1,0 +1,222 @@
+"""Files written whole: the one place for how an artefact reaches its path.
+
+- `atomic_path(target)` is how every artefact (models, reports, plots, arrays) is
+  written: under a hidden temporary name beside the target, flushed to disk (fsync),
+  then renamed over the target (os.replace), and removed on any failure. A crash, a full
+  disk or Ctrl-C leaves the old file or the new one, never half. A symlink is written
+  through; a FIFO, a device or one of our own streams (/dev/stdout) is written as a
+  stream, never renamed over.
+- `atomic_folder_files(targets)` lands a set of files, in order, its manifest last.
+- `json_text` is the strict JSON every artefact and --json output is written as.
+
+Only the standard library, as core/files.py.
+"""
+
+import os
+import re
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from core.files import FOLDER, MISSING, REGULAR, OutputError, kind_of, write_all, write_error, writing
+
+
+def json_text(payload: object) -> str:
+    """`payload` as strict JSON (indented, one trailing newline), which JSON.parse and jq
+    read: a NaN or infinity (an empty reliability bin's mean) becomes null, never the bare
+    `NaN` Python's json writes by default."""
+    import json
+    import math
+
+    def strict(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {key: strict(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [strict(item) for item in value]
+        return value
+
+    return json.dumps(strict(payload), indent=2, allow_nan=False) + "\n"
+
+
+def check_target(path: Path) -> None:
+    """OutputError unless `path` can be a file we replace: a file, nothing yet, or a
+    symlink to either; not a folder, a device or FIFO, nor an open stream such as
+    /dev/stdout (a set of files cannot be streamed)."""
+    kind = kind_of(path)
+    if kind not in (REGULAR, MISSING, "a broken symlink"):  # a link is written through (written_through)
+        raise OutputError(f"{path}: is {'a folder' if kind == FOLDER else kind}; give a file name to write to")
+    if stream_fd(path) is not None:
+        raise OutputError(f"{path}: names an open stream, not a file; give a file name to write to")
+
+
+_STREAM_LINK = re.compile(r"/dev/std(in|out|err)|/dev/fd/(\d+)|/proc/(self|thread-self|\d+)/fd/(\d+)")
+_STREAMS = {"in": 0, "out": 1, "err": 2}
+
+
+def stream_fd(path: str | os.PathLike) -> int | None:
+    """The descriptor of this process that `path` names through /dev/stdout, /dev/fd/N or
+    /proc/self/fd/N (followed through symlinks), else None. Such a name is one of our own
+    open files, which is written as a stream: renaming over it replaced /dev/stdout, and
+    resolving it (`> s.json`) names a file the shell holds open."""
+    name = os.fspath(path)
+    for _ in range(40):  # the kernel's own limit on a chain of links
+        match = _STREAM_LINK.fullmatch(os.path.normpath(name))
+        if match and match[3] not in (None, "self", "thread-self", str(os.getpid())):
+            return None  # another process's descriptor: not ours to write
+        if match:
+            return _STREAMS[match[1]] if match[1] else int(match[2] or match[4])
+        try:
+            name = os.path.join(os.path.dirname(name), os.readlink(name))
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def check_atomic_target(target: Path) -> bool:
+    """Whether atomic_path(target) streams (True: one of our open streams, a FIFO, a
+    character device) or replaces a file (False: a file, nothing yet, or a symlink to
+    either, even a broken one); OutputError for anything else."""
+    try:
+        mode = os.stat(target).st_mode
+    except (OSError, ValueError):
+        mode = 0
+    if stream_fd(target) is not None or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+        return True
+    check_target(target)
+    written_through(target)
+    return False
+
+
+def written_through(target: str | os.PathLike) -> Path:
+    """The file an atomic write of `target` replaces: `target`, or the file a symlink at
+    `target` names (written through, so the link stays a link). OutputError for a link
+    into /proc, whose names are not files to replace."""
+    target = Path(target)
+    if not os.path.islink(target):
+        return target
+    real = Path(os.path.realpath(target))
+    if real.parts[1:2] == ("proc",):
+        raise OutputError(f"{target}: links into /proc ({real}); give a file name to write to")
+    return real
+
+
+def temp_beside(target: Path) -> Path:
+    """A hidden name in the target's folder that keeps its suffix (Keras, matplotlib and
+    onnxruntime pick the format from it)."""
+    return target.with_name(f".{target.stem}.partial-{os.urandom(4).hex()}{target.suffix}")
+
+
+@contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Yields a temporary path to write; on success it replaces `target` whole.
+
+    The temporary file sits beside the target (same file system, so the rename is
+    atomic), is fsynced before the rename and its folder after it. On any failure,
+    Ctrl-C included, it is removed and the target is untouched. OutputError from the
+    write, the sync or the rename (write_error(target)).
+
+    A symlink is written through: the file it names is replaced, the link stays. A FIFO,
+    a character device or one of our open streams (/dev/stdout) is never renamed over:
+    what was written is copied into it as a stream once the block ends. Anything else
+    that is not a file (a folder, a block device, a socket) is refused."""
+    target = Path(target)
+    if check_atomic_target(target):
+        with _streamed(target, stream_fd(target)) as temp:
+            yield temp
+        return
+    real = written_through(target)
+    temp = temp_beside(real)
+    try:
+        with writing(target):
+            yield temp
+            _fsync(temp)
+            os.replace(temp, real)
+            _fsync_folder(real.parent)
+    finally:
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+@contextmanager
+def _streamed(target: Path, fd: int | None) -> Iterator[Path]:
+    """A temporary file (in the system's temporary folder) whose bytes are written to the
+    stream `target` (our descriptor `fd`, or the FIFO or device opened for writing) when
+    the block succeeds."""
+    import tempfile
+
+    handle, name = tempfile.mkstemp(suffix=target.suffix, prefix=".digits-")
+    os.close(handle)
+    temp = Path(name)
+    try:
+        with writing(target):
+            yield temp
+            data = temp.read_bytes()
+            if fd is not None:
+                write_all(fd, data)
+            else:
+                out = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    write_all(out, data)
+                finally:
+                    os.close(out)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder_files(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
+    """Several artefacts written together: {key: temporary path}. None lands unless the
+    block succeeds; then each is moved into place atomically, in the dict's order, so the
+    last one (a manifest naming the others) lands only after all of them. Symlinks are
+    written through; streams, devices and FIFOs are refused (check_target)."""
+    for target in targets.values():
+        check_target(target)  # written_through checks the links
+    reals = {key: written_through(target) for key, target in targets.items()}
+    temps = {key: temp_beside(real) for key, real in reals.items()}
+    try:
+        try:
+            yield temps
+        except OSError as e:  # name the artefact, not its temporary name
+            failed = {str(temp): targets[key] for key, temp in temps.items()}.get(
+                os.fsdecode(e.filename) if e.filename else "", next(iter(targets.values())).parent)
+            raise write_error(failed, e) from e
+        for key, target in targets.items():
+            with writing(target):
+                _fsync(temps[key])
+        for key, target in targets.items():
+            with writing(target):
+                os.replace(temps[key], reals[key])
+        for folder in {real.parent for real in reals.values()}:
+            _fsync_folder(folder)
+    finally:
+        for temp in temps.values():
+            try:
+                temp.unlink(missing_ok=True)
+            except OSError:
+                pass
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return  # a folder we cannot open for syncing: the rename is still atomic
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems do not sync folders; nothing to do about it
+    finally:
+        os.close(fd)
