@@ -110,7 +110,9 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
     from batch.writer import RowWriter
 
     classifier = _load(model)
-    _freeze_heap()
+    # What is loaded by now (numpy, onnxruntime, OpenCV) lives until the process ends: the cyclic
+    # collector need not scan it again, and forked workers share those pages untouched.
+    gc.freeze()
     cores = usable_cores()
     expanded = Expanded()
     output = options.output
@@ -207,13 +209,6 @@ def _load(model: Path):
 
 def _asked() -> bool:
     return interrupts.asked() is not None
-
-
-def _freeze_heap() -> None:
-    """Everything loaded by now (numpy, onnxruntime, OpenCV) lives until the process
-    ends; gc.freeze() keeps the cyclic collector from scanning it again, in the run
-    and on the way out, and forked workers share those pages untouched."""
-    gc.freeze()
 
 
 def _open_rows(output: Path | None, append: bool = False) -> TextIO:

@@ -100,6 +100,18 @@ def _list_folder(folder: str) -> tuple[list[str], dict[str, object]] | str:
     return names, special
 
 
+def _open_folder(path: str, skip: "Skip | None") -> "_Folder | ErrorItem":
+    """The folder to walk, or an ErrorItem saying why it cannot be listed (or is gone since)."""
+    listing = _list_folder(path)
+    if isinstance(listing, str):
+        return ErrorItem(path, listing)
+    try:
+        folder_id = _folder_id(path)
+    except OSError as e:  # gone, or changed, since it was listed
+        return ErrorItem(path, e.strerror or str(e))
+    return _Folder(path, *_without(listing, folder_id, skip), folder_id)
+
+
 def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded, skip: "Skip | None" = None
           ) -> Iterator[Item | ImageRun]:
     """Depth first, sorted, with an explicit stack: folders may nest deeper than
@@ -107,17 +119,11 @@ def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded, skip: 
     is its own ancestor (a link to a sibling folder is walked like any folder).
     Consecutive image files come out as one ImageRun, anything else as an item, as
     the walk reaches them. `skip`: a file the walk passes over (the run's own output)."""
-    listing = _list_folder(root)
-    if isinstance(listing, str):
-        yield ErrorItem(root, listing)
+    top = _open_folder(root, skip)
+    if isinstance(top, ErrorItem):
+        yield top
         return
-    try:
-        root_id = _folder_id(root)
-    except OSError as e:  # gone since it was listed
-        yield ErrorItem(root, e.strerror or str(e))
-        return
-    stack = [_Folder(root, *_without(listing, root_id, skip), root_id)]
-    ancestors = {root_id}
+    stack, ancestors = [top], {top.id}
     while stack:
         folder = stack[-1]
         if folder.at == len(folder.names):
@@ -140,22 +146,14 @@ def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded, skip: 
             yield ErrorItem(path, f"is {kind_of(path)}" if kind.errno == errno.ELOOP else kind.strerror or str(kind))
             continue
         if kind is _FOLDER:
-            if not recursive:
-                continue
-            try:
-                sub_id = _folder_id(path)
-            except OSError as e:  # gone, or changed, since it was listed
-                yield ErrorItem(path, e.strerror or str(e))
-                continue
-            if sub_id in ancestors:
-                yield ErrorItem(path, "symlink loop: links back to a folder that contains it")
-                continue
-            sub_listing = _list_folder(path)
-            if isinstance(sub_listing, str):
-                yield ErrorItem(path, sub_listing)
-                continue
-            stack.append(_Folder(path, *_without(sub_listing, sub_id, skip), sub_id))
-            ancestors.add(sub_id)
+            sub = _open_folder(path, skip) if recursive else None
+            if isinstance(sub, _Folder) and sub.id in ancestors:
+                sub = ErrorItem(path, "symlink loop: links back to a folder that contains it")
+            if isinstance(sub, ErrorItem):
+                yield sub
+            elif sub is not None:
+                stack.append(sub)
+                ancestors.add(sub.id)
             continue
         if pattern and not fnmatch.fnmatch(name, pattern):
             continue

@@ -17,7 +17,7 @@ import numpy as np
 from batch.classifier import Classifier
 from batch.scores import check_probabilities, in_batches_of, probe_digits
 from core.contract import NUM_CLASSES
-from core.errors import DigitsError, ModelError, first_line, require_extra
+from core.errors import ModelError, first_line, require_extra
 from core.files import require_file, stderr_muted
 
 _INT8_SOFTMAX_STEP = 1 / 256
@@ -57,10 +57,7 @@ class LiteRtClassifier(Classifier):
         OnnxClassifier's signature and has no LiteRT counterpart. `probe`: run probe() now."""
         del spin
         require_litert(f"{path}: a .tflite model")
-        try:
-            require_file(path, "model file")
-        except DigitsError as e:
-            raise ModelError(str(e)) from e
+        require_file(path, "model file", ModelError)
         self.path = path
         self.threads = threads
         try:

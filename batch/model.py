@@ -24,7 +24,7 @@ from batch.scores import (
 )
 from core import interrupts
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
-from core.errors import DigitsError, ModelError, first_line
+from core.errors import ModelError, first_line
 from core.files import require_file
 from core.memory import limit_words
 
@@ -51,10 +51,7 @@ class OnnxClassifier(Classifier):
         with interrupts.raising():  # an import, which cannot ask whether to stop
             import onnxruntime as ort
 
-        try:
-            require_file(path, "model file")
-        except DigitsError as e:
-            raise ModelError(str(e)) from e
+        require_file(path, "model file", ModelError)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         # Fatal messages only: an error onnxruntime logs is raised to us as well, and

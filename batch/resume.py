@@ -167,6 +167,11 @@ def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
         raise ResumeError(f"{os.fsdecode(path)}: cannot resume: {e}") from e
     except OSError as e:
         raise ResumeError(f"{path}: cannot read the output to resume it ({e.strerror or e})") from e
+    return _tallied(done, sources, arrays)
+
+
+def _tallied(done: Done, sources: dict[str, int], arrays: dict[str, list[int]]) -> Done:
+    """`done` with the rows read per source and per array row, keyed by what each names (Done.key)."""
     for source, times in sources.items():
         key = done.key(source)
         done.sources[key] = done.sources.get(key, 0) + times

@@ -73,20 +73,20 @@ def kind_of(path: str | os.PathLike) -> str:
         return "not a valid path (it holds a NUL byte)"
 
 
-def require_file(path: str | os.PathLike, what: str = "file") -> None:
-    """PathError unless `path` is a regular file (after symlinks) that this process can
-    open for reading, saying what it is instead or why it cannot be read. Asked before
-    a library reads it: onnxruntime reported an unreadable model as "system error
-    number 13", onnx as "PermissionError"."""
+def require_file(path: str | os.PathLike, what: str = "file", error: type[DigitsError] = PathError) -> None:
+    """`error` (PathError; ModelError for a model file) unless `path` is a regular file (after
+    symlinks) that this process can open for reading, saying what it is instead or why it cannot
+    be read. Asked before a library reads it: onnxruntime reported an unreadable model as
+    "system error number 13", onnx as "PermissionError"."""
     kind = kind_of(path)
     if kind == MISSING:
-        raise PathError(f"{os.fsdecode(path)}: no such {what}")
+        raise error(f"{os.fsdecode(path)}: no such {what}")
     if kind != REGULAR:
-        raise PathError(f"{os.fsdecode(path)}: is {_a(kind)}, not a {what}")
+        raise error(f"{os.fsdecode(path)}: is {_a(kind)}, not a {what}")
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
     except OSError as e:
-        raise PathError(f"{os.fsdecode(path)}: cannot read the {what} ({_reason(e)})") from e
+        raise error(f"{os.fsdecode(path)}: cannot read the {what} ({_reason(e)})") from e
 
 
 def _reason(e: OSError) -> str:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from core.errors import ModelError
-from core.files import PathError, require_file
+from core.files import require_file
 from core.terminal import LINE_LIMIT, printable
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
@@ -29,10 +29,7 @@ def describe(path: Path) -> dict:
         return {**describe_tflite(path), "parity_report": parity_report_check(path)}
     import onnx
 
-    try:
-        require_file(path, "model file")
-    except PathError as e:
-        raise ModelError(str(e)) from e
+    require_file(path, "model file", ModelError)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf raises DecodeError and others for a non-ONNX file
@@ -53,7 +50,6 @@ def describe(path: Path) -> dict:
     }
 
 
-REPORTED = (".int8.onnx", ".micro.tflite", ".int8.tflite", ".onnx", ".ort", ".tflite")  # export's names
 
 
 def parity_report_check(path: Path) -> str | None:
@@ -61,10 +57,11 @@ def parity_report_check(path: Path) -> str | None:
     manifest, landed last) says of this file: "verified" (it names this file's sha256),
     "another file" (an export cut short between renames left this file beside an older
     report), or None (no report, or one that predates the hashes)."""
-    from exporter.metadata import sha256_of
+    from exporter.metadata import SUFFIXES, sha256_of
 
     name = Path(path).name
-    stem = next((name[: -len(s)] for s in REPORTED if name.endswith(s) and len(name) > len(s)), None)
+    suffixes = sorted(SUFFIXES.values(), key=len, reverse=True)  # .int8.onnx before .onnx
+    stem = next((name[: -len(s)] for s in suffixes if name.endswith(s) and len(name) > len(s)), None)
     try:
         files = json.loads(Path(path).with_name(f"{stem}.parity.json").read_text())["files_sha256"]
         return "verified" if files[name] == sha256_of(path) else "another file"

@@ -1,11 +1,12 @@
 """One export, start to finish: nothing lands at --out unless every check passed.
 
-Every file is written beside its destination under a temporary name, checked,
-and only then moved into place (core.atomic.atomic_folder_files), so a failed
-export leaves no model a user could mistake for a verified one. They land in a fixed
-order, the parity report last: it names each file's sha256, so a file beside a report
-that does not name it (Ctrl-C between two renames) is told (`digits inspect` says it).
-A failed check's report is evidence: it lands alone (core.atomic.atomic_path).
+export() plans the files, converts (every file's bytes that a converter makes, before any
+check, so a refusal is quick), then runs the variants in order, each writing its file and
+giving its check (exporter.parity.Check). Every file is written beside its destination under
+a temporary name and moved into place only if every check passed
+(core.atomic.atomic_folder_files), the parity report last: it names each file's sha256, so a
+file beside a report that does not name it (Ctrl-C between two renames) is told (`digits
+inspect` says it). A failed check's report is evidence: it lands alone (core.atomic.atomic_path).
 """
 
 from dataclasses import dataclass, field
@@ -15,22 +16,11 @@ import numpy as np
 
 from core.atomic import atomic_folder_files, atomic_path, check_target, json_text
 from core.errors import DataError, UsageError
-from core.files import (
-    refuse_overwriting,
-    write_error,
-    writing,
-)
-from exporter.convert import (
-    DEFAULT_OPSET,
-    as_probabilities,
-    check_classifier,
-    keras_to_onnx,
-    with_temperature,
-)
-from exporter.metadata import export_metadata, set_metadata, sha256_of, training_temperature
-from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity
+from core.files import refuse_overwriting, write_error, writing
+from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx, with_temperature
+from exporter.metadata import SUFFIXES, export_metadata, set_metadata, sha256_of, training_temperature
+from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity, keras_answers
 
-VARIANTS = ("int8", "ort", "tflite", "int8_tflite", "micro_tflite", "micro_cc", "micro_h")
 PARITY_DIGITS = 2000  # real digits compared on every export (test digits first)
 MICRO_CHECK_DIGITS = 1000  # TFLite Micro against LiteRT: at least this many of the parity digits
 # The int8 model's accuracy is measured on the test digits alone.
@@ -38,7 +28,7 @@ MICRO_CHECK_DIGITS = 1000  # TFLite Micro against LiteRT: at least this many of 
 
 @dataclass
 class Exported:
-    """Where everything went: the model, its report, and any variants."""
+    """Where everything went: the model, its report (and its JSON), and any variants."""
 
     model: Path
     report: Path
@@ -46,9 +36,37 @@ class Exported:
     variants: dict[str, Path] = field(default_factory=dict)
 
 
+@dataclass
+class Job:
+    """What the variants share, made once per export: Keras's answers on the parity digits
+    (parity.keras_answers), the converted files, and where each file goes."""
+
+    onnx_model: object
+    metadata: dict
+    dataset: object
+    answers: list
+    atol: float
+    rtol: float
+    targets: dict[str, Path]
+    litert: object = None  # exporter.litert.LiteRtFiles with --tflite
+    temps: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def digits(self) -> np.ndarray:
+        return self.answers[0][1]  # the real digits, the parity's first case
+
+
 def sibling(out: Path, suffix: str) -> Path:
     """model.onnx -> model.int8.onnx, model.parity.json, model.ort ..."""
     return out.with_name(out.name.removesuffix(".onnx") + suffix)
+
+
+def plan(out: Path, int8: bool, ort: bool, tflite: bool, micro: bool) -> dict[str, Path]:
+    """The files an export writes, by key (SUFFIXES), the report last."""
+    wanted = {"int8": int8, "ort": ort, "tflite": tflite, "int8_tflite": tflite and int8,
+              "micro": micro, "micro_cc": micro, "micro_h": micro}
+    return {key: out if key == "model" else sibling(out, suffix) for key, suffix in SUFFIXES.items()
+            if wanted.get(key, True)}
 
 
 def export(
@@ -70,35 +88,62 @@ def export(
     needs both (its check compares against MODEL.int8.tflite), writes MODEL.micro.tflite,
     .micro.cc and .micro.h. Raises UsageError (micro without tflite and int8), ModelError
     (bad input model, or an op TFLite Micro lacks), DataError (bad --data), ParityError
-    (the checks failed; the report is still written) or DigitsError (unwritable).
+    (a check failed; the report is still written) or DigitsError (unwritable).
     """
-    import onnx
-
     if micro and not (tflite and int8):
         raise UsageError("--micro needs --tflite and --int8: the micro model is checked against MODEL.int8.tflite")
+    targets = plan(out, int8, ort, tflite, micro)
+    _check_targets(targets, keras_path, data)  # before any work: a bad --out costs nothing
+    job = _convert(keras_path, data, opset, atol, rtol, targets, log)
+
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+    # The files land when the block ends, and only if it ends without an exception, the report
+    # last; their temporary names keep the suffix (onnxruntime tells .ort from .onnx by it).
+    with atomic_folder_files(targets) as job.temps:
+        checks = {}
+        try:
+            for key, variant in VARIANTS.items():  # a variant is made only while every check before it passed
+                if key in targets:
+                    checks[key] = variant(job)
+                    if not checks[key].passed:
+                        break
+        except OSError as e:  # a full disk while writing a model: named by --out, the export's name
+            raise write_error(out, e) from e
+        parity = checks.pop("model")
+        log(parity.table())
+        for check in checks.values():
+            log(check.line())
+        report = {**parity.to_json(), **{key: check.to_json() for key, check in checks.items()},
+                  "data_source": job.dataset.source, "opset": opset}
+        failed = next((check for check in (parity, *checks.values()) if not check.passed), None)
+        report["passed"] = failed is None
+        if failed:  # the report is evidence: it lands alone, no model with it
+            with atomic_path(targets["report"]) as report_temp:
+                report_temp.write_text(json_text(report))
+            raise ParityError(failed, str(out))
+        report["files_sha256"] = {path.name: sha256_of(job.temps[key]) for key, path in targets.items()
+                                  if key != "report"}
+        with writing(targets["report"]):
+            job.temps["report"].write_text(json_text(report))
+    variants = {key: path for key, path in targets.items() if key not in ("model", "report")}
+    return Exported(model=out, report=targets["report"], parity=report, variants=variants)
+
+
+def _convert(keras_path: Path, data: Path | None, opset: int, atol: float, rtol: float,
+             targets: dict[str, Path], log) -> Job:
+    """Load the model and the digits, make it give (calibrated) probabilities, convert it to
+    ONNX (and LiteRT with --tflite), and take Keras's answers on the parity digits."""
+    import onnx
 
     from trainer.data import load_mnist
     from trainer.model import load_keras_model, predict_keras
-
-    targets = {"model": out, "report": sibling(out, ".parity.json")}
-    if int8:
-        targets["int8"] = sibling(out, ".int8.onnx")
-    if ort:
-        targets["ort"] = sibling(out, ".ort")
-    if tflite:
-        targets["tflite"] = sibling(out, ".tflite")
-        if int8:
-            targets["int8_tflite"] = sibling(out, ".int8.tflite")
-    if micro:
-        for key, suffix in (("micro_tflite", ".micro.tflite"), ("micro_cc", ".micro.cc"), ("micro_h", ".micro.h")):
-            targets[key] = sibling(out, suffix)
-    _check_targets(targets, keras_path, data)  # before any work: a bad --out costs nothing
 
     model = load_keras_model(keras_path)
     input_shape = check_classifier(model, str(keras_path))
     dataset = load_mnist(data, notice=log)
     digits = np.concatenate([dataset.x_test, dataset.x_train])[:PARITY_DIGITS]
-    if micro and len(digits) < MICRO_CHECK_DIGITS:
+    if "micro" in targets and len(digits) < MICRO_CHECK_DIGITS:
         raise DataError(f"{dataset.source}: {len(digits):,} digits; the --micro check needs at least "
                         f"{MICRO_CHECK_DIGITS:,} (test and training digits together)")
     model, softmax_added = as_probabilities(model, predict_keras(model, digits), str(keras_path))
@@ -120,64 +165,15 @@ def export(
         metadata["temperature"] = repr(temperature)
     set_metadata(onnx_model, metadata)
     onnx.checker.check_model(onnx_model, full_check=True)
-    if tflite:
+    job = Job(onnx_model, metadata, dataset, [], atol, rtol, targets)
+    if "tflite" in targets:
         from exporter.litert import convert_all
 
         # Converted before any check: a model the converter or TFLite Micro refuses costs no check time.
-        litert_files = convert_all(model, input_shape, dataset.x_train, metadata, int8, micro, str(keras_path))
-
-    with writing(out):
-        out.parent.mkdir(parents=True, exist_ok=True)
-    # The files land when the block ends, and only if it ends without an exception, the
-    # report last (it names each file's sha256: the set's manifest); their temporary names
-    # keep the suffix (onnxruntime tells .ort from .onnx by it).
-    models = {key: path for key, path in targets.items() if key != "report"}
-    with atomic_folder_files({**models, "report": targets["report"]}) as temps:
-        try:
-            # A variant is made only while every check before it passed: a failed export stops early.
-            onnx.save(onnx_model, temps["model"])
-            report = check_parity(model, temps["model"], digits, atol, rtol)
-            report.context.update(data_source=dataset.source, opset=opset)
-            if report.passed and int8:
-                from exporter.quantize import QUANTIZATION, calibration_digits, check_int8, quantize_int8
-
-                # Calibrated on training digits; checked on the test digits and the parity digits.
-                quantize_int8(temps["model"], temps["int8"], calibration_digits(dataset.x_train))
-                int8_model = onnx.load(temps["int8"])
-                set_metadata(int8_model, {**metadata, "quantization": QUANTIZATION})
-                onnx.save(int8_model, temps["int8"])
-                report.checks["int8"] = check_int8(
-                    temps["model"], temps["int8"], dataset.x_test, dataset.y_test, real=digits, atol=atol, rtol=rtol
-                )
-            if report.passed and ort:
-                from exporter.ort_format import check_ort, convert_to_ort
-
-                convert_to_ort(temps["model"], temps["ort"])
-                report.checks["ort"] = check_ort(temps["model"], temps["ort"], digits)
-            if report.passed and tflite:
-                from exporter.litert import check_all
-
-                check_all(litert_files, temps, model, dataset, digits, atol, rtol, report,
-                          header_name=targets["micro_h"].name if micro else "")
-        except OSError as e:  # a full disk while writing a model: named by --out, the export's name
-            raise write_error(out, e) from e
-        log(report.table())
-        for name, check in report.checks.items():
-            log(_variant_line(name, check))
-        if not report.passed:  # the report is evidence: it lands alone, no model with it
-            with atomic_path(targets["report"]) as report_temp:
-                report_temp.write_text(json_text(report.to_json()))
-            raise ParityError(report, str(out))
-        report.context["files_sha256"] = {path.name: sha256_of(temps[key]) for key, path in models.items()}
-        with writing(targets["report"]):
-            temps["report"].write_text(json_text(report.to_json()))
-
-    return Exported(
-        model=out,
-        report=targets["report"],
-        parity=report.to_json(),
-        variants={k: v for k, v in targets.items() if k in VARIANTS},
-    )
+        job.litert = convert_all(model, input_shape, dataset.x_train, metadata, "int8_tflite" in targets,
+                                 "micro" in targets, str(keras_path))
+    job.answers = keras_answers(model, digits)
+    return job
 
 
 def _check_targets(targets: dict[str, Path], keras_path: Path, data: Path | None) -> None:
@@ -189,16 +185,65 @@ def _check_targets(targets: dict[str, Path], keras_path: Path, data: Path | None
         refuse_overwriting(target, reads, what="export")
 
 
-def _variant_line(name: str, check: dict) -> str:
-    mark = "✓" if check["passed"] else "✗"
-    if name in ("tflite", "int8_tflite", "micro"):
-        from exporter.litert import variant_line
+def _model(job: Job):
+    import onnx
 
-        return variant_line(name, check)
-    if name == "int8":
-        return (
-            f"[{mark}] int8: labels agree {check['label_agreement']:.2%}, accuracy {check['float_accuracy']:.4f} -> "
-            f"{check['int8_accuracy']:.4f}, weights {check['weight_ratio']:.0%} of float (file {check['size_ratio']:.0%}); alone vs in a batch: "
-            f"{check['batch_max_abs_diff']:.2e}, onnxruntime vs reference: {check['reference_max_abs_diff']:.2e}"
-        )
-    return f"[{mark}] ort: labels agree {check['label_agreement']:.2%} with the .onnx model"
+    onnx.save(job.onnx_model, job.temps["model"])
+    return check_parity(job.answers, job.temps["model"], job.atol, job.rtol)
+
+
+def _int8(job: Job):
+    import onnx
+
+    from exporter.quantize import QUANTIZATION, calibration_digits, check_int8, quantize_int8
+
+    temps = job.temps  # calibrated on training digits; checked on the test digits and the parity digits
+    quantize_int8(temps["model"], temps["int8"], calibration_digits(job.dataset.x_train))
+    int8_model = onnx.load(temps["int8"])
+    set_metadata(int8_model, {**job.metadata, "quantization": QUANTIZATION})
+    onnx.save(int8_model, temps["int8"])
+    return check_int8(temps["model"], temps["int8"], job.dataset.x_test, job.dataset.y_test,
+                      real=job.digits, atol=job.atol, rtol=job.rtol)
+
+
+def _ort(job: Job):
+    from exporter.ort_format import check_ort, convert_to_ort
+
+    convert_to_ort(job.temps["model"], job.temps["ort"])
+    return check_ort(job.temps["model"], job.temps["ort"], job.digits)
+
+
+def _tflite(job: Job):
+    from exporter.litert_check import check_tflite
+
+    job.temps["tflite"].write_bytes(job.litert.float)
+    return check_tflite(job.answers, job.temps["tflite"], job.atol, job.rtol)
+
+
+def _int8_tflite(job: Job):
+    from exporter.litert_check import check_tflite_int8
+
+    temps = job.temps
+    temps["int8_tflite"].write_bytes(job.litert.int8)
+    return check_tflite_int8(temps["tflite"], temps["int8_tflite"], job.dataset.x_test, job.dataset.y_test,
+                             job.digits, job.atol, job.rtol)
+
+
+def _micro(job: Job):
+    """The micro file, checked in TFLite Micro, and its C source (.micro.cc includes .micro.h by its final name)."""
+    from exporter.micro import c_source, check_micro, measure_arena, op_names, output_quantization
+
+    content, temps = job.litert.micro, job.temps
+    temps["micro"].write_bytes(content)
+    arena = measure_arena(content, job.digits[0])
+    check = check_micro(temps["micro"], temps["int8_tflite"], job.digits, arena)
+    source, header = c_source(content, job.targets["micro_h"].name, arena, op_names(content),
+                              output_quantization(content))
+    temps["micro_cc"].write_text(source)
+    temps["micro_h"].write_text(header)
+    return check
+
+
+# The checked files, in the order they are made: each writes its temporary file(s) and gives its check.
+VARIANTS = {"model": _model, "int8": _int8, "ort": _ort, "tflite": _tflite, "int8_tflite": _int8_tflite,
+            "micro": _micro}

@@ -13,41 +13,28 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.parity import ParityReport, judge, parity_inputs
-from exporter.quantize import alone_and_in_a_crowd, int8_failures, int8_gates
+from core.contract import LABEL, PROBABILITIES
+from exporter.parity import Check, ParityReport, check_against_keras
+from exporter.quantize import int8_check
 
-RUNTIME = "litert"
 
-
-def check_tflite(keras_model, tflite_path: Path, real: np.ndarray, atol: float, rtol: float) -> dict:
-    """The float .tflite against Keras: ParityReport's JSON with 'passed' (and 'failure')."""
+def check_tflite(answers: list, tflite_path: Path, atol: float, rtol: float) -> ParityReport:
+    """The float .tflite against Keras's `answers` (parity.keras_answers), as the ONNX model is judged."""
     from batch.litert_model import LiteRtClassifier
-    from trainer.model import predict_keras
 
     classifier = LiteRtClassifier(tflite_path)
-    report = ParityReport(atol=atol, rtol=rtol)
-    for case, digits in parity_inputs(real):
-        keras_probs = predict_keras(keras_model, digits, batch_size=len(digits))
+
+    def run(digits: np.ndarray) -> dict:
         probs = classifier.predict(digits)
-        report.cases.append(judge(case, RUNTIME, keras_probs, probs, probs.argmax(1), atol, rtol))
-    check = report.to_json()
-    if not report.passed:
-        check["failure"] = report.first_failure()
-    return check
+        return {PROBABILITIES: probs, LABEL: probs.argmax(1)}
+
+    return check_against_keras(answers, run, "litert", atol, rtol, name="tflite")
 
 
 def check_tflite_int8(float_path: Path, int8_path: Path, digits: np.ndarray, truth: np.ndarray,
-                      real: np.ndarray, atol: float, rtol: float) -> dict:
+                      real: np.ndarray, atol: float, rtol: float) -> Check:
     """The int8 .tflite against the float one, and alone against in a crowd, as check_int8 does for ONNX."""
     from batch.litert_model import LiteRtClassifier
 
-    float_labels = LiteRtClassifier(float_path).labels(digits)
-    int8 = LiteRtClassifier(int8_path)
-    alone, crowd = alone_and_in_a_crowd(int8, real)
-    check = int8_gates(float_labels, int8.labels(digits), truth, alone, crowd, float_path, int8_path)
-    check["size_ratio"] = check["int8_bytes"] / check["float_bytes"]
-    failures = int8_failures(check, alone, crowd, atol, rtol, "model.tflite", size="size_ratio")
-    check["passed"] = not failures
-    if failures:
-        check["failure"] = "; ".join(failures)
-    return check
+    return int8_check("int8_tflite", LiteRtClassifier(float_path), LiteRtClassifier(int8_path),
+                      (float_path, int8_path), digits, truth, real, atol, rtol, "model.tflite")

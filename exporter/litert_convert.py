@@ -18,7 +18,6 @@ labels and input contract as TFLite Metadata, its buffers 16-byte aligned.
 
 import contextlib
 import io
-import os
 import sys
 import warnings
 
@@ -93,16 +92,9 @@ def _check_raw_input(content: bytes, where: str) -> None:
 def _quiet():
     """The converter prints 'Saved artifact at ...' on stdout and MLIR notes on fd 2, and warns
     that the uint8 input has no statistics (it needs none: scale 1, checked after)."""
+    from core.files import stderr_muted
+
     sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    with stderr_muted(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield

@@ -100,6 +100,7 @@ def _with_label_file(content: bytes, labels: str) -> bytes:
 
 def model_metadata(description: str, contract: str, classes: int) -> bytes:
     """A ModelMetadata flatbuffer: one subgraph, the image input, the probabilities output with labels.txt."""
+    # Long by design: a flatbuffer is built leaves first, so the schema's tables are read here in one pass.
     b = flatbuffers.Builder(1024)
 
     def table(fields: list[tuple[int, str, object]]) -> int:

@@ -18,6 +18,10 @@ INPUT_CONTRACT = (
     f"{INPUT_NAME}: uint8 [batch, {IMAGE_SIZE}, {IMAGE_SIZE}], {DIGIT_FORM} "
     f"Outputs: {PROBABILITIES} float32 [batch, {NUM_CLASSES}] (softmax), {LABEL} int64 [batch] (argmax)."
 )
+# Each file an export may write, in the order they are made and land: its key names its target,
+# its temporary file and its check in MODEL.parity.json ("model": the parity check, the report's head).
+SUFFIXES = {"model": ".onnx", "int8": ".int8.onnx", "ort": ".ort", "tflite": ".tflite", "int8_tflite": ".int8.tflite",
+            "micro": ".micro.tflite", "micro_cc": ".micro.cc", "micro_h": ".micro.h", "report": ".parity.json"}
 
 
 def sha256_of(path: Path) -> str:

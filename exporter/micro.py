@@ -18,6 +18,7 @@ import numpy as np
 
 from core.errors import ModelError
 from exporter.litert_file import op_names
+from exporter.parity import Check
 
 MIN_LABEL_AGREEMENT = 0.995  # TFLite Micro vs LiteRT on the int8 file, labels
 ARENA_ALIGNMENT = 16
@@ -92,7 +93,7 @@ def run_micro(content: bytes, digits: np.ndarray, arena: int) -> np.ndarray:
     return (np.asarray(rows, dtype=np.float32) - zero_point) * scale
 
 
-def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: int) -> dict:
+def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: int) -> Check:
     """TFLite Micro on the micro file against LiteRT on model.int8.tflite (labels at least 99.5%
     equal; export gives it at least 1,000 digits), and against LiteRT on the micro file itself."""
     from batch.litert_model import LiteRtClassifier
@@ -101,7 +102,7 @@ def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: in
     micro = run_micro(content, digits, arena)
     int8 = LiteRtClassifier(int8_path).predict(digits)
     same_file = LiteRtClassifier(micro_path).predict(digits)
-    check = {
+    n = {
         "samples": int(len(digits)),
         "label_agreement": float((micro.argmax(1) == int8.argmax(1)).mean()),
         "litert_label_agreement": float((micro.argmax(1) == same_file.argmax(1)).mean()),
@@ -110,11 +111,11 @@ def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: in
         "ops": op_names(content),
         "bytes": len(content),
     }
-    check["passed"] = check["label_agreement"] >= MIN_LABEL_AGREEMENT
-    if not check["passed"]:
-        check["failure"] = (f"TFLite Micro's labels agree with LiteRT's on model.int8.tflite for "
-                            f"{check['label_agreement']:.2%} < {MIN_LABEL_AGREEMENT:.1%} of {len(digits):,} digits")
-    return check
+    failures = [] if n["label_agreement"] >= MIN_LABEL_AGREEMENT else [
+        f"TFLite Micro's labels agree with LiteRT's on model.int8.tflite for "
+        f"{n['label_agreement']:.2%} < {MIN_LABEL_AGREEMENT:.1%} of {len(digits):,} digits"]
+    return Check("micro", n, failures, f"TFLite Micro vs LiteRT's int8 labels agree {n['label_agreement']:.2%} on "
+                 f"{len(digits):,} digits; arena {arena:,} bytes; ops {', '.join(n['ops'])}")
 
 
 # MicroMutableOpResolver's method for an op is its name in CamelCase (CONV_2D: AddConv2D),

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from exporter.parity import Check
+
 
 def convert_to_ort(onnx_path: Path, ort_path: Path) -> None:
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
@@ -23,12 +25,11 @@ def convert_to_ort(onnx_path: Path, ort_path: Path) -> None:
         shutil.move(Path(tmp, "out", "model.ort"), ort_path)
 
 
-def check_ort(onnx_path: Path, ort_path: Path, digits: np.ndarray) -> dict:
+def check_ort(onnx_path: Path, ort_path: Path, digits: np.ndarray) -> Check:
     """The .ort file must load and give the .onnx model's labels."""
     from batch.model import OnnxClassifier
 
     agreement = float((OnnxClassifier(onnx_path).labels(digits) == OnnxClassifier(ort_path).labels(digits)).mean())
-    check = {"samples": int(len(digits)), "label_agreement": agreement, "passed": agreement == 1.0}
-    if agreement != 1.0:
-        check["failure"] = f"labels agree with the .onnx model on {agreement:.2%}"
-    return check
+    failures = [] if agreement == 1.0 else [f"labels agree with the .onnx model on {agreement:.2%}"]
+    return Check("ort", {"samples": int(len(digits)), "label_agreement": agreement}, failures,
+                 f"labels agree {agreement:.2%} with the .onnx model")

@@ -2,26 +2,57 @@
 
 Compared the way Hugging Face Optimum and NVIDIA Polygraphy do: per output,
 max absolute, max relative and mean absolute difference. The check passes when
-np.allclose(onnx, keras, atol, rtol) holds for the probabilities and the labels
+np.allclose(runtime, keras, atol, rtol) holds for every float output and the labels
 agree on every input, except where Keras's own top two probabilities are within
 that same tolerance of each other: there the label is a tie that any
 floating-point difference may break, and another CPU may break it otherwise. Inputs:
 real digits plus the edges a deployment meets (blank, saturated, noise, a batch of 1,
 a batch of 4,096). onnx's own reference evaluator gives a second, independent opinion
 on part of the real digits.
+
+Every check of an export (this one, and each variant's) gives a Check: `passed`,
+`failure`, `line()` for the console and `to_json()` for MODEL.parity.json.
 """
 
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from core.contract import IMAGE_SIZE, INPUT_NAME, LABEL, OUTPUT_NAMES, PROBABILITIES
+from core.contract import IMAGE_SIZE, INPUT_NAME, LABEL, PROBABILITIES
 from core.errors import EXIT_CHECK_FAILED, DigitsError
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
 REFERENCE_SAMPLES = 300  # the pure-numpy reference evaluator is slow; a few hundred suffice
 EDGE_SEED = 0
+# Each float output a graph may give, and Keras's answer for it from Keras's probabilities.
+# A runtime's output named here is held to atol/rtol; one it does not give is not compared.
+FLOAT_OUTPUTS = {PROBABILITIES: lambda probabilities: probabilities}
+
+
+@dataclass
+class Check:
+    """One variant's verdict: its numbers (as MODEL.parity.json holds them), the gates
+    that failed in words, and the console line's text after the variant's name."""
+
+    name: str
+    numbers: dict
+    failures: list[str]
+    summary: str
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def failure(self) -> str:
+        return "; ".join(self.failures)
+
+    def line(self) -> str:
+        return f"[{'✓' if self.passed else '✗'}] {self.name}: {self.summary}"
+
+    def to_json(self) -> dict:
+        return {**self.numbers, "passed": self.passed, **({"failure": self.failure} if self.failures else {})}
 
 
 @dataclass
@@ -39,36 +70,46 @@ class CaseResult:
     case: str
     runtime: str
     samples: int
-    probabilities: OutputDiff
-    label: OutputDiff
+    outputs: dict[str, OutputDiff]  # each float output the runtime gives, and the label
     label_agreement: float
     label_ties: int  # labels that differ where Keras's top two are within tolerance
-    close: bool  # np.allclose on the probabilities
+    close: bool  # np.allclose on every float output
     passed: bool  # close, and every label agrees or is such a tie
 
     @property
     def labels_ok(self) -> bool:
         return round((1.0 - self.label_agreement) * self.samples) == self.label_ties
 
+    def to_json(self) -> dict:
+        head = {"case": self.case, "runtime": self.runtime, "samples": self.samples}
+        tail = {k: getattr(self, k) for k in ("label_agreement", "label_ties", "close", "passed")}
+        return {**head, **{name: asdict(diff) for name, diff in self.outputs.items()}, **tail}
+
 
 @dataclass
 class ParityReport:
+    """A runtime against Keras on every case: a Check, whose JSON is MODEL.parity.json's head."""
+
     atol: float
     rtol: float
+    name: str = "parity"
     cases: list[CaseResult] = field(default_factory=list)
-    checks: dict = field(default_factory=dict)  # variant checks (int8, ort), each with "passed"
-    context: dict = field(default_factory=dict)  # data_source, opset: written to the report as is
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.cases) and all(v["passed"] for v in self.checks.values())
+        return all(c.passed for c in self.cases)
 
     @property
     def samples(self) -> int:
         return sum(c.samples for c in self.cases)
 
+    @property
+    def output_names(self) -> list[str]:
+        """The outputs every case compared: the float ones, then the label."""
+        return [name for name in self.cases[0].outputs if all(name in c.outputs for c in self.cases)]
+
     def output(self, name: str) -> dict:
-        diffs = [getattr(c, name) for c in self.cases]
+        diffs = [c.outputs[name] for c in self.cases]
         weights = np.array([c.samples for c in self.cases], dtype=np.float64)
         return {
             "max_abs_diff": max(d.max_abs_diff for d in diffs),
@@ -87,56 +128,58 @@ class ParityReport:
             "atol": self.atol,
             "rtol": self.rtol,
             "samples": self.samples,
-            "outputs": {PROBABILITIES: self.output("probabilities"), LABEL: self.output("label")},
+            "outputs": {name: self.output(name) for name in self.output_names},
             "label_agreement": self.label_agreement,
-            "cases": [asdict(c) for c in self.cases],
-            **self.checks,
-            **self.context,
+            "cases": [c.to_json() for c in self.cases],
+            **({} if self.passed else {"failure": self.failure}),
         }
 
     def table(self) -> str:
         header = f"{'case':<22}{'runtime':<16}{'samples':>8}{'max abs':>11}{'max rel':>11}{'mean abs':>11}{'labels':>9}  ok"
         lines = [header, "-" * len(header)]
         for c in self.cases:
-            p = c.probabilities
+            p = c.outputs[PROBABILITIES]
             lines.append(
                 f"{c.case:<22}{c.runtime:<16}{c.samples:>8}{p.max_abs_diff:>11.2e}{p.max_rel_diff:>11.2e}"
                 f"{p.mean_abs_diff:>11.2e}{c.label_agreement:>9.2%}  {'✓' if c.passed else '✗'}"
             )
-        probs = self.output("probabilities")
         close = all(c.close for c in self.cases)
-        lines.append(
-            f"[{'✓' if close else '✗'}] probabilities: max abs diff {probs['max_abs_diff']:.2e} "
-            f"(atol {self.atol:g}, rtol {self.rtol:g})"
-        )
+        for name in self.output_names[:-1]:
+            lines.append(f"[{'✓' if close else '✗'}] {name}: max abs diff {self.output(name)['max_abs_diff']:.2e} "
+                         f"(atol {self.atol:g}, rtol {self.rtol:g})")
         ties = sum(c.label_ties for c in self.cases)
         labels_ok = all(c.labels_ok for c in self.cases)
         lines.append(f"[{'✓' if labels_ok else '✗'}] label: agreement {self.label_agreement:.2%}"
                      + (f" ({ties} differing labels are ties within tolerance)" if ties else ""))
         return "\n".join(lines)
 
-    def first_failure(self) -> str:
+    def line(self) -> str:
+        """One line: how far from Keras, on how many inputs (the table says it per case)."""
+        probs = self.output(PROBABILITIES)
+        return (f"[{'✓' if self.passed else '✗'}] {self.name}: vs Keras on {self.samples:,} inputs: max abs diff "
+                f"{probs['max_abs_diff']:.2e} (atol {self.atol:g}), labels agree {self.label_agreement:.2%}")
+
+    @property
+    def failure(self) -> str:
         for c in self.cases:
             if not c.passed:
                 return (
-                    f"probabilities differ by up to {c.probabilities.max_abs_diff:.2e} (atol {self.atol:g}, "
+                    f"probabilities differ by up to {c.outputs[PROBABILITIES].max_abs_diff:.2e} (atol {self.atol:g}, "
                     f"rtol {self.rtol:g}) and labels agree on {c.label_agreement:.2%} "
                     f"of '{c.case}' ({c.runtime})"
                 )
-        for name, check in self.checks.items():
-            if not check["passed"]:
-                return f"{name}: {check['failure']}"
-        return "no failure"
+        return ""
 
 
 class ParityError(DigitsError):
-    """The exported model does not give Keras's answers; carries the report."""
+    """An export's check failed; carries the check."""
 
     exit_code = EXIT_CHECK_FAILED
 
-    def __init__(self, report: ParityReport, where: str):
-        self.report = report
-        super().__init__(f"{where}: parity check failed: {report.first_failure()}; nothing exported")
+    def __init__(self, check, where: str):
+        self.check = check
+        what = "" if check.name == "parity" else f"{check.name}: "
+        super().__init__(f"{where}: parity check failed: {what}{check.failure}; nothing exported")
 
 
 def compare(reference: np.ndarray, candidate: np.ndarray, atol: float) -> OutputDiff:
@@ -151,26 +194,24 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float) -> Output
     )
 
 
-def judge(case: str, runtime: str, keras_probs: np.ndarray, onnx_probs: np.ndarray,
-          onnx_labels: np.ndarray, atol: float, rtol: float) -> CaseResult:
+def judge(case: str, runtime: str, keras_probs: np.ndarray, answers: dict[str, np.ndarray],
+          atol: float, rtol: float) -> CaseResult:
+    """A runtime's `answers` (output name -> array; LABEL required) against Keras's
+    probabilities: each FLOAT_OUTPUTS output the runtime gives within atol/rtol of
+    Keras's, and every label equal but for ties."""
     keras_labels = keras_probs.argmax(axis=1)
-    differ = keras_labels != onnx_labels
-    agreement = float(1.0 - differ.mean())
+    differ = keras_labels != answers[LABEL]
     top_two = np.sort(keras_probs, axis=1)[:, -2:]
     tie = top_two[:, 1] - top_two[:, 0] <= atol + rtol * top_two[:, 1]
     ties = int((differ & tie).sum())
-    close = bool(np.allclose(onnx_probs, keras_probs, atol=atol, rtol=rtol))
-    return CaseResult(
-        case=case,
-        runtime=runtime,
-        samples=len(keras_probs),
-        probabilities=compare(keras_probs, onnx_probs, atol),
-        label=compare(keras_labels, onnx_labels, atol),
-        label_agreement=agreement,
-        label_ties=ties,
-        close=close,
-        passed=close and ties == int(differ.sum()),
-    )
+    outputs, close = {}, True
+    for name, expected in FLOAT_OUTPUTS.items():
+        if name in answers:
+            outputs[name] = compare(expected(keras_probs), answers[name], atol)
+            close = close and bool(np.allclose(answers[name], expected(keras_probs), atol=atol, rtol=rtol))
+    outputs[LABEL] = compare(keras_labels, answers[LABEL], atol)
+    return CaseResult(case, runtime, len(keras_probs), outputs, float(1.0 - differ.mean()), ties, close,
+                      passed=close and ties == int(differ.sum()))
 
 
 def parity_inputs(real: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -188,25 +229,36 @@ def parity_inputs(real: np.ndarray) -> list[tuple[str, np.ndarray]]:
     ]
 
 
-def check_parity(keras_model, onnx_path, real: np.ndarray, atol: float = DEFAULT_ATOL,
-                 rtol: float = DEFAULT_RTOL) -> ParityReport:
-    """Run Keras, onnxruntime and onnx's reference evaluator; return the full report."""
+def keras_answers(keras_model, real: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(case, digits, Keras's probabilities) for each of parity_inputs(real), each case predicted
+    as one batch: computed once per export, shared by every check against Keras."""
+    from trainer.model import predict_keras
+
+    return [(case, digits, predict_keras(keras_model, digits, batch_size=len(digits)))
+            for case, digits in parity_inputs(real)]
+
+
+def check_against_keras(answers: list, run, runtime: str, atol: float, rtol: float,
+                        name: str = "parity") -> ParityReport:
+    """`run(digits)` -> {output name: array}, judged against Keras's `answers` (keras_answers) on every case."""
+    report = ParityReport(atol=atol, rtol=rtol, name=name)
+    report.cases = [judge(case, runtime, keras_probs, run(digits), atol, rtol) for case, digits, keras_probs in answers]
+    return report
+
+
+def check_parity(answers: list, onnx_path, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> ParityReport:
+    """onnxruntime on every case and onnx's reference evaluator on the first real digits, against
+    Keras's `answers` (keras_answers): every output the graph gives, by its name."""
     import onnx
     import onnxruntime as ort
     from onnx.reference import ReferenceEvaluator
 
-    from trainer.model import predict_keras
-
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    report = ParityReport(atol=atol, rtol=rtol)
-    for case, digits in parity_inputs(real):
-        keras_probs = predict_keras(keras_model, digits, batch_size=len(digits))
-        probs, labels = session.run(list(OUTPUT_NAMES), {INPUT_NAME: digits})
-        report.cases.append(judge(case, "onnxruntime", keras_probs, probs, labels, atol, rtol))
-
-    subset = real[:REFERENCE_SAMPLES]
+    names = [o.name for o in session.get_outputs()]
+    report = check_against_keras(answers, lambda x: dict(zip(names, session.run(names, {INPUT_NAME: x}))),
+                                 "onnxruntime", atol, rtol)
+    _, real, keras_probs = answers[0]
     evaluator = ReferenceEvaluator(onnx.load(str(onnx_path)))
-    probs, labels = evaluator.run(list(OUTPUT_NAMES), {INPUT_NAME: subset})
-    keras_probs = predict_keras(keras_model, subset, batch_size=len(subset))
-    report.cases.append(judge("real digits", "onnx reference", keras_probs, probs, labels, atol, rtol))
+    reference = dict(zip(names, evaluator.run(names, {INPUT_NAME: real[:REFERENCE_SAMPLES]})))
+    report.cases.append(judge("real digits", "onnx reference", keras_probs[:REFERENCE_SAMPLES], reference, atol, rtol))
     return report

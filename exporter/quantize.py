@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from core.contract import IMAGE_SIZE, INPUT_NAME, PROBABILITIES
-from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
+from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, Check
 
 MIN_LABEL_AGREEMENT = 0.99
 MAX_ACCURACY_DROP_POINTS = 0.5
@@ -104,12 +104,6 @@ def weight_bytes(path: Path) -> int:
     return sum(numpy_helper.to_array(t).nbytes for t in onnx.load(path).graph.initializer)
 
 
-def _probabilities(path: Path, digits: np.ndarray) -> np.ndarray:
-    from batch.model import OnnxClassifier
-
-    return OnnxClassifier(path).predict(digits)
-
-
 def alone_and_in_a_crowd(model, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities, float32 [N, 10], of each digit run alone, and of the same digits in
     one large batch with uniform noise mixed in (noise widens any range taken from the batch).
@@ -123,45 +117,49 @@ def alone_and_in_a_crowd(model, digits: np.ndarray) -> tuple[np.ndarray, np.ndar
     return alone, crowd
 
 
-def int8_gates(float_labels: np.ndarray, int8_labels: np.ndarray, truth: np.ndarray, alone: np.ndarray,
-               crowd: np.ndarray, float_path: Path, int8_path: Path) -> dict:
-    """What every int8 check reports, ONNX and LiteRT alike: label agreement with the float
-    model, accuracy of both against `truth`, the files' sizes, and each digit alone against
-    in a crowd (alone_and_in_a_crowd)."""
+def int8_check(name: str, float_model, int8_model, paths: tuple[Path, Path], digits: np.ndarray, truth: np.ndarray,
+               real: np.ndarray, atol: float, rtol: float, float_name: str, weight_ratio: float | None = None) -> Check:
+    """What every int8 check judges, ONNX and LiteRT alike: labels on `digits` against the
+    float model's, accuracy of both against `truth`, size (the weights' `weight_ratio` where
+    given, else the files'), and each of the `real` digits alone against in a crowd.
+    `float_model`, `int8_model`: classifiers (labels, predict) of the files at `paths`."""
+    float_labels, int8_labels = float_model.labels(digits), int8_model.labels(digits)
+    alone, crowd = alone_and_in_a_crowd(int8_model, real)
     float_accuracy = float((float_labels == truth).mean())
     int8_accuracy = float((int8_labels == truth).mean())
-    return {
+    n = {
         "samples": int(len(float_labels)),
         "label_agreement": float((float_labels == int8_labels).mean()),
         "float_accuracy": float_accuracy,
         "int8_accuracy": int8_accuracy,
         "accuracy_drop_points": round((float_accuracy - int8_accuracy) * 100, 4),
-        "float_bytes": os.path.getsize(float_path),
-        "int8_bytes": os.path.getsize(int8_path),
+        "float_bytes": os.path.getsize(paths[0]),
+        "int8_bytes": os.path.getsize(paths[1]),
         "consistency_samples": int(len(alone)),
         "batch_label_agreement": float((alone.argmax(1) == crowd.argmax(1)).mean()),
         "batch_max_abs_diff": float(np.abs(alone - crowd).max(initial=0.0)),
     }
-
-
-def int8_failures(check: dict, alone: np.ndarray, crowd: np.ndarray, atol: float, rtol: float, float_name: str,
-                  size: str) -> list[str]:
-    """The gates of int8_gates' check that failed, in words. `size`: the check's key for
-    the size ratio judged (weight_ratio: the weights; size_ratio: the whole file)."""
+    n["size_ratio"] = n["int8_bytes"] / n["float_bytes"]
+    size_text = f"size {n['size_ratio']:.0%}"
+    if weight_ratio is not None:
+        n["weight_ratio"] = weight_ratio
+        size_text = f"weights {weight_ratio:.0%} of float (file {n['size_ratio']:.0%})"
     failures = []
-    if check["label_agreement"] < MIN_LABEL_AGREEMENT:
-        failures.append(f"labels agree with {float_name} on {check['label_agreement']:.2%} < {MIN_LABEL_AGREEMENT:.0%}")
-    if check["accuracy_drop_points"] > MAX_ACCURACY_DROP_POINTS:
-        failures.append(f"accuracy drops {check['accuracy_drop_points']:.2f} points > {MAX_ACCURACY_DROP_POINTS}")
-    if check[size] > MAX_SIZE_RATIO:
-        what = "weights are" if size == "weight_ratio" else "file is"
-        failures.append(f"{what} {check[size]:.0%} of {float_name}'s > {MAX_SIZE_RATIO:.0%}")
-    if check["batch_label_agreement"] < 1.0 or not np.allclose(alone, crowd, atol=atol, rtol=rtol):
+    if n["label_agreement"] < MIN_LABEL_AGREEMENT:
+        failures.append(f"labels agree with {float_name} on {n['label_agreement']:.2%} < {MIN_LABEL_AGREEMENT:.0%}")
+    if n["accuracy_drop_points"] > MAX_ACCURACY_DROP_POINTS:
+        failures.append(f"accuracy drops {n['accuracy_drop_points']:.2f} points > {MAX_ACCURACY_DROP_POINTS}")
+    if (weight_ratio if weight_ratio is not None else n["size_ratio"]) > MAX_SIZE_RATIO:
+        what, ratio = ("weights are", weight_ratio) if weight_ratio is not None else ("file is", n["size_ratio"])
+        failures.append(f"{what} {ratio:.0%} of {float_name}'s > {MAX_SIZE_RATIO:.0%}")
+    if n["batch_label_agreement"] < 1.0 or not np.allclose(alone, crowd, atol=atol, rtol=rtol):
         failures.append(
             f"a digit alone and in a batch of {len(crowd) + 256:,} differ (labels agree "
-            f"{check['batch_label_agreement']:.2%}, probabilities by up to {check['batch_max_abs_diff']:.2e})"
+            f"{n['batch_label_agreement']:.2%}, probabilities by up to {n['batch_max_abs_diff']:.2e})"
         )
-    return failures
+    summary = (f"labels agree {n['label_agreement']:.2%} with {float_name}, accuracy {float_accuracy:.4f} -> "
+               f"{int8_accuracy:.4f}, {size_text}; alone vs in a batch: {n['batch_max_abs_diff']:.2e}")
+    return Check(name, n, failures, summary)
 
 
 def reference_probabilities(path: Path, digits: np.ndarray) -> np.ndarray:
@@ -174,36 +172,29 @@ def reference_probabilities(path: Path, digits: np.ndarray) -> np.ndarray:
 
 
 def check_int8(float_path: Path, int8_path: Path, digits: np.ndarray, truth: np.ndarray,
-               real: np.ndarray | None = None, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> dict:
-    """The int8 model against the float one (labels on `digits`, accuracy against `truth`,
-    size of the weights) and against itself: on the `real` digits (default `digits`), each digit alone
-    gives what it gives in a large batch (every label equal, probabilities within
-    atol/rtol), and onnxruntime gives what onnx's reference evaluator gives (every label
-    equal, probabilities as close as the module docstring says)."""
+               real: np.ndarray | None = None, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> Check:
+    """The int8 .onnx against the float one (int8_check: labels on `digits`, accuracy against `truth`,
+    size of the weights; each of the `real` digits, default `digits`, alone as in a large batch),
+    and onnxruntime against onnx's reference evaluator on the `real` digits (every label equal,
+    probabilities as close as the module docstring says)."""
+    from batch.model import OnnxClassifier
+
     real = digits if real is None else real
-    float_labels = _probabilities(float_path, digits).argmax(1)
-    int8_labels = _probabilities(int8_path, digits).argmax(1)
-    alone, crowd = alone_and_in_a_crowd(int8_path, real)
-    runtime = _probabilities(int8_path, real)
-    reference = reference_probabilities(int8_path, real)
-    check = {
-        "quantization": QUANTIZATION,
-        **int8_gates(float_labels, int8_labels, truth, alone, crowd, float_path, int8_path),
-        "reference_label_agreement": float((runtime.argmax(1) == reference.argmax(1)).mean()),
-        "reference_max_abs_diff": float(np.abs(runtime - reference).max(initial=0.0)),
-        "reference_close": float(np.isclose(runtime, reference, atol=atol, rtol=rtol).all(axis=1).mean()),
-    }
-    check["size_ratio"] = check["int8_bytes"] / check["float_bytes"]
-    check["weight_ratio"] = weight_bytes(int8_path) / weight_bytes(float_path)
-    failures = int8_failures(check, alone, crowd, atol, rtol, "the float model", size="weight_ratio")
-    if (check["reference_label_agreement"] < 1.0 or check["reference_close"] < REFERENCE_MIN_CLOSE
-            or check["reference_max_abs_diff"] > REFERENCE_MAX_DIFF):
-        failures.append(
+    int8 = OnnxClassifier(int8_path)
+    check = int8_check("int8", OnnxClassifier(float_path), int8, (float_path, int8_path), digits, truth, real,
+                       atol, rtol, "the float model", weight_ratio=weight_bytes(int8_path) / weight_bytes(float_path))
+    runtime, reference = int8.predict(real), reference_probabilities(int8_path, real)
+    n = check.numbers
+    n["quantization"] = QUANTIZATION
+    n["reference_label_agreement"] = float((runtime.argmax(1) == reference.argmax(1)).mean())
+    n["reference_max_abs_diff"] = float(np.abs(runtime - reference).max(initial=0.0))
+    n["reference_close"] = float(np.isclose(runtime, reference, atol=atol, rtol=rtol).all(axis=1).mean())
+    if (n["reference_label_agreement"] < 1.0 or n["reference_close"] < REFERENCE_MIN_CLOSE
+            or n["reference_max_abs_diff"] > REFERENCE_MAX_DIFF):
+        check.failures.append(
             f"onnxruntime and the onnx reference evaluator differ (labels agree "
-            f"{check['reference_label_agreement']:.2%}, {check['reference_close']:.2%} of digits within atol, "
-            f"probabilities by up to {check['reference_max_abs_diff']:.2e})"
+            f"{n['reference_label_agreement']:.2%}, {n['reference_close']:.2%} of digits within atol, "
+            f"probabilities by up to {n['reference_max_abs_diff']:.2e})"
         )
-    check["passed"] = not failures
-    if failures:
-        check["failure"] = "; ".join(failures)
+    check.summary += f", onnxruntime vs reference: {n['reference_max_abs_diff']:.2e}"
     return check

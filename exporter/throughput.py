@@ -33,16 +33,13 @@ def models_to_bench(paths: list[Path]) -> tuple[dict[str, Path], Path | None]:
     A model's .int8.onnx beside it joins the comparison without being named.
     """
     from core.errors import ModelError
-    from core.files import PathError, require_file
+    from core.files import require_file
     from exporter.export import sibling
 
     onnx_models: dict[str, Path] = {}
     keras_path = None
     for path in paths:
-        try:
-            require_file(path, "model file")
-        except PathError as e:
-            raise ModelError(str(e)) from e
+        require_file(path, "model file", ModelError)
         if path.suffix == ".keras":
             keras_path = path
         elif path.suffix in (".onnx", ".ort"):

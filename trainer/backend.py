@@ -27,15 +27,8 @@ def import_keras():
     # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN and CPU-feature
     # notes) goes straight to file descriptor 2 and ignores TF_CPP_MIN_LOG_LEVEL
     # since TF 2.20: hide fd 2 for the import only. Python errors still raise.
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        with interrupts.raising():  # seconds, and an import cannot ask whether to stop
-            import keras
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    from core.files import stderr_muted
+
+    with stderr_muted(), interrupts.raising():  # seconds, and an import cannot ask whether to stop
+        import keras
     return keras

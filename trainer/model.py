@@ -17,7 +17,7 @@ import numpy as np
 
 from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS
 from core.errors import ModelError, first_line
-from core.files import PathError, require_file
+from core.files import require_file
 from trainer.backend import import_keras
 
 
@@ -119,10 +119,7 @@ def model_input(digits: np.ndarray, input_shape: tuple) -> np.ndarray:
 
 def load_keras_model(path: Path):
     """Load a .keras file with safe mode on: no code from Lambda layers runs."""
-    try:
-        require_file(path, "model file")  # a FIFO or folder is named, not read
-    except PathError as e:
-        raise ModelError(str(e)) from e
+    require_file(path, "model file", ModelError)  # a FIFO or folder is named, not read
     if not str(path).lower().endswith((".h5", ".hdf5")):
         _require_zip(path)
     keras = import_keras()

@@ -41,10 +41,10 @@ def test_onnxruntime_and_the_reference_evaluator_agree_on_the_int8_model(any_edg
 def test_the_int8_check_passes_the_shipped_variant(any_edge_models, sample, edge_digits):
     _, digits, _ = edge_digits
     check = check_int8(any_edge_models["onnx"], any_edge_models["int8"], sample.x_test, sample.y_test, real=digits)
-    assert check["passed"], check
-    assert check["weight_ratio"] <= 0.35 and check["accuracy_drop_points"] <= 0.5
-    assert check["batch_label_agreement"] == check["reference_label_agreement"] == 1.0
-    assert check["consistency_samples"] == 2000
+    assert check.passed, check.failure
+    assert check.numbers["weight_ratio"] <= 0.35 and check.numbers["accuracy_drop_points"] <= 0.5
+    assert check.numbers["batch_label_agreement"] == check.numbers["reference_label_agreement"] == 1.0
+    assert check.numbers["consistency_samples"] == 2000
 
 
 def test_the_int8_check_refuses_dynamic_quantization(edge_models, sample, edge_digits, tmp_path):
@@ -55,9 +55,9 @@ def test_the_int8_check_refuses_dynamic_quantization(edge_models, sample, edge_d
     dynamic = tmp_path / "model.int8.onnx"
     quantize_dynamic(edge_models["onnx"], dynamic, weight_type=QuantType.QInt8, per_channel=True)
     check = check_int8(edge_models["onnx"], dynamic, sample.x_test, sample.y_test, real=digits)
-    assert check["passed"] is False
-    assert "a digit alone and in a batch of 2,256 differ" in check["failure"], check["failure"]
-    assert check["batch_max_abs_diff"] > 1e-3
+    assert check.passed is False
+    assert "a digit alone and in a batch of 2,256 differ" in check.failure, check.failure
+    assert check.numbers["batch_max_abs_diff"] > 1e-3
 
 
 @pytest.mark.tf

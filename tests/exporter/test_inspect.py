@@ -110,9 +110,9 @@ def test_int8_check_refuses_labels_that_disagree(exported_onnx, skewed_int8, sam
     int8_labels = OnnxClassifier(skewed_int8).labels(sample.x_test)
     # Judged against its own labels, the int8 model loses no accuracy: only agreement can fail it.
     check = check_int8(exported_onnx, skewed_int8, sample.x_test, int8_labels)
-    assert check["label_agreement"] < 0.99 and check["accuracy_drop_points"] <= 0
-    assert check["passed"] is False
-    assert "labels agree with the float model" in check["failure"] and "accuracy" not in check["failure"]
+    assert check.numbers["label_agreement"] < 0.99 and check.numbers["accuracy_drop_points"] <= 0
+    assert check.passed is False
+    assert "labels agree with the float model" in check.failure and "accuracy" not in check.failure
 
 
 def test_int8_check_refuses_an_accuracy_drop(exported_onnx, skewed_int8, sample):
@@ -129,15 +129,15 @@ def test_int8_check_refuses_an_accuracy_drop(exported_onnx, skewed_int8, sample)
     chosen = np.concatenate([np.flatnonzero(~differ & clear)[:992], np.flatnonzero(differ & clear)[:8]])
     assert len(chosen) == 1000
     check = check_int8(exported_onnx, skewed_int8, digits[chosen], float_labels[chosen])
-    assert check["label_agreement"] == pytest.approx(0.992)
-    assert check["accuracy_drop_points"] == pytest.approx(0.8)
-    assert check["passed"] is False
-    assert "accuracy drops 0.80 points" in check["failure"] and "labels agree" not in check["failure"]
+    assert check.numbers["label_agreement"] == pytest.approx(0.992)
+    assert check.numbers["accuracy_drop_points"] == pytest.approx(0.8)
+    assert check.passed is False
+    assert "accuracy drops 0.80 points" in check.failure and "labels agree" not in check.failure
 
 
 def test_int8_check_refuses_a_model_that_is_not_smaller(exported_onnx, small):
     from exporter.quantize import check_int8
 
     check = check_int8(exported_onnx, exported_onnx, small.x_test, small.y_test)
-    assert check["label_agreement"] == 1.0 and check["accuracy_drop_points"] == 0
-    assert check["passed"] is False and "weights are 100% of the float model's" in check["failure"]
+    assert check.numbers["label_agreement"] == 1.0 and check.numbers["accuracy_drop_points"] == 0
+    assert check.passed is False and "weights are 100% of the float model's" in check.failure

@@ -46,7 +46,7 @@ def test_every_file_is_written_and_checked(exported):
     assert int8["batch_label_agreement"] == 1.0 and int8["consistency_samples"] == 2000
     assert micro["passed"] and micro["samples"] >= 1000 and micro["label_agreement"] >= 0.995
     assert micro["ops"] == ["QUANTIZE", "MUL", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
-    for line in ("[✓] tflite:", "[✓] int8 tflite:", "[✓] micro:"):
+    for line in ("[✓] tflite:", "[✓] int8_tflite:", "[✓] micro:"):
         assert line in result.stderr
 
 
@@ -220,9 +220,10 @@ def test_a_failed_litert_check_exits_4_and_leaves_no_model(trained_mlp, small_np
     assert json.loads(out.with_name("m.parity.json").read_text())["tflite"]["passed"] is False
 
 
-def test_a_small_cnn_goes_through_every_litert_file(tmp_path, sample, sample_npz):
+def test_a_small_cnn_goes_through_every_litert_file(tmp_path, sample, sample_npz, monkeypatch):
     import keras
 
+    import trainer.model
     from batch.litert_model import LiteRtClassifier
     from exporter.export import export
     from trainer.model import predict_keras
@@ -239,9 +240,14 @@ def test_a_small_cnn_goes_through_every_litert_file(tmp_path, sample, sample_npz
     cnn.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
     cnn.fit(sample.x_train[..., None] / 255.0, sample.y_train, epochs=3, batch_size=64, verbose=0)
     cnn.save(tmp_path / "cnn.keras")
+    calls = []
+    monkeypatch.setattr(trainer.model, "predict_keras", lambda model, digits, **kw: calls.append(len(digits))
+                        or predict_keras(model, digits, **kw))
     result = export(tmp_path / "cnn.keras", tmp_path / "cnn.onnx", data=sample_npz, int8=True, tflite=True,
                     micro=True, log=lambda _: None)
     assert result.parity["passed"], result.parity
+    # Keras answers once: the probe for logits, then each parity case, shared by the ONNX and LiteRT checks.
+    assert calls == [2000, 2000, 4, 4, 256, 1, 4096]
     assert {"CONV_2D", "MAX_POOL_2D", "FULLY_CONNECTED"} <= set(result.parity["micro"]["ops"])
     probs = LiteRtClassifier(tmp_path / "cnn.tflite").predict(sample.x_test[:50])
     np.testing.assert_allclose(probs, predict_keras(cnn, sample.x_test[:50]), atol=1e-5, rtol=1e-5)
