@@ -99,7 +99,7 @@ def digit_scores(probabilities: np.ndarray) -> np.ndarray:
     model to give a non-digit) is 0 and a certain one is 1. The exported graph's
     `digit_score` output is the same sum (exporter/convert.py)."""
     top = probabilities.max(axis=1).astype(np.float32)
-    return np.clip((top - np.float32(1 / NUM_CLASSES)) * np.float32(NUM_CLASSES / (NUM_CLASSES - 1)), 0, 1)
+    return (top - np.float32(1 / NUM_CLASSES)) * np.float32(NUM_CLASSES / (NUM_CLASSES - 1))
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:

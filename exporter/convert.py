@@ -8,9 +8,11 @@ glue code in any runtime:
     image          uint8   [batch, 28, 28]  white digit on black
     probabilities  float32 [batch, 10]
     label          int64   [batch]          argmax of probabilities
+    digit_score    float32 [batch]          (max probability - 0.1) / 0.9: 0 like no digit, 1 a sure one
+                                            (batch.scores.digit_scores; ReduceMax, Sub, Mul: no LOG)
 """
 
-from core.contract import IMAGE_SIZE, INPUT_NAME, LABEL, OUTPUT_NAMES, PROBABILITIES
+from core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, LABEL, NUM_CLASSES, OUTPUT_NAMES, PROBABILITIES
 from core.errors import ModelError
 from trainer.backend import import_keras
 from trainer.model import SUPPORTED_INPUTS, check_classifier  # noqa: F401  (one check for evaluate and export)
@@ -107,6 +109,7 @@ def keras_to_onnx(model, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSE
         return {
             PROBABILITIES: probabilities,
             LABEL: tf.argmax(probabilities, axis=1, output_type=tf.int64),
+            DIGIT_SCORE: (tf.reduce_max(probabilities, axis=1) - 1 / NUM_CLASSES) * (NUM_CLASSES / (NUM_CLASSES - 1)),
         }
 
     onnx_model, _ = tf2onnx.convert.from_function(

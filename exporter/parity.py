@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from core.contract import IMAGE_SIZE, INPUT_NAME, LABEL, OUTPUT_NAMES, PROBABILITIES
+from core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, LABEL, OUTPUT_NAMES, PROBABILITIES
 from core.errors import EXIT_CHECK_FAILED, DigitsError
 
 DEFAULT_ATOL = 1e-5
@@ -43,8 +43,9 @@ class CaseResult:
     label: OutputDiff
     label_agreement: float
     label_ties: int  # labels that differ where Keras's top two are within tolerance
-    close: bool  # np.allclose on the probabilities
+    close: bool  # np.allclose on the probabilities (and the digit_score, where there is one)
     passed: bool  # close, and every label agrees or is such a tie
+    digit_score: OutputDiff | None = None  # against batch.scores.digit_scores of Keras's probabilities
 
     @property
     def labels_ok(self) -> bool:
@@ -87,7 +88,9 @@ class ParityReport:
             "atol": self.atol,
             "rtol": self.rtol,
             "samples": self.samples,
-            "outputs": {PROBABILITIES: self.output("probabilities"), LABEL: self.output("label")},
+            "outputs": {PROBABILITIES: self.output("probabilities"), LABEL: self.output("label"),
+                        **({DIGIT_SCORE: self.output("digit_score")} if self.cases and all(
+                            c.digit_score for c in self.cases) else {})},
             "label_agreement": self.label_agreement,
             "cases": [asdict(c) for c in self.cases],
             **self.checks,
@@ -109,6 +112,9 @@ class ParityReport:
             f"[{'✓' if close else '✗'}] probabilities: max abs diff {probs['max_abs_diff']:.2e} "
             f"(atol {self.atol:g}, rtol {self.rtol:g})"
         )
+        if self.cases and all(c.digit_score for c in self.cases):
+            scores = self.output("digit_score")
+            lines.append(f"[{'✓' if close else '✗'}] digit_score: max abs diff {scores['max_abs_diff']:.2e}")
         ties = sum(c.label_ties for c in self.cases)
         labels_ok = all(c.labels_ok for c in self.cases)
         lines.append(f"[{'✓' if labels_ok else '✗'}] label: agreement {self.label_agreement:.2%}"
@@ -152,7 +158,9 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float) -> Output
 
 
 def judge(case: str, runtime: str, keras_probs: np.ndarray, onnx_probs: np.ndarray,
-          onnx_labels: np.ndarray, atol: float, rtol: float) -> CaseResult:
+          onnx_labels: np.ndarray, atol: float, rtol: float, onnx_scores: np.ndarray | None = None) -> CaseResult:
+    """The case's verdict; `onnx_scores`, the model's digit_score, is held to the same
+    tolerance against the score Keras's probabilities give."""
     keras_labels = keras_probs.argmax(axis=1)
     differ = keras_labels != onnx_labels
     agreement = float(1.0 - differ.mean())
@@ -160,6 +168,13 @@ def judge(case: str, runtime: str, keras_probs: np.ndarray, onnx_probs: np.ndarr
     tie = top_two[:, 1] - top_two[:, 0] <= atol + rtol * top_two[:, 1]
     ties = int((differ & tie).sum())
     close = bool(np.allclose(onnx_probs, keras_probs, atol=atol, rtol=rtol))
+    score_diff = None
+    if onnx_scores is not None:
+        from batch.scores import digit_scores
+
+        keras_scores = digit_scores(keras_probs)
+        score_diff = compare(keras_scores, onnx_scores, atol)
+        close = close and bool(np.allclose(onnx_scores, keras_scores, atol=atol, rtol=rtol))
     return CaseResult(
         case=case,
         runtime=runtime,
@@ -170,6 +185,7 @@ def judge(case: str, runtime: str, keras_probs: np.ndarray, onnx_probs: np.ndarr
         label_ties=ties,
         close=close,
         passed=close and ties == int(differ.sum()),
+        digit_score=score_diff,
     )
 
 
@@ -201,12 +217,12 @@ def check_parity(keras_model, onnx_path, real: np.ndarray, atol: float = DEFAULT
     report = ParityReport(atol=atol, rtol=rtol)
     for case, digits in parity_inputs(real):
         keras_probs = predict_keras(keras_model, digits, batch_size=len(digits))
-        probs, labels = session.run(list(OUTPUT_NAMES), {INPUT_NAME: digits})
-        report.cases.append(judge(case, "onnxruntime", keras_probs, probs, labels, atol, rtol))
+        probs, labels, scores = session.run(list(OUTPUT_NAMES), {INPUT_NAME: digits})
+        report.cases.append(judge(case, "onnxruntime", keras_probs, probs, labels, atol, rtol, scores))
 
     subset = real[:REFERENCE_SAMPLES]
     evaluator = ReferenceEvaluator(onnx.load(str(onnx_path)))
-    probs, labels = evaluator.run(list(OUTPUT_NAMES), {INPUT_NAME: subset})
+    probs, labels, scores = evaluator.run(list(OUTPUT_NAMES), {INPUT_NAME: subset})
     keras_probs = predict_keras(keras_model, subset, batch_size=len(subset))
-    report.cases.append(judge("real digits", "onnx reference", keras_probs, probs, labels, atol, rtol))
+    report.cases.append(judge("real digits", "onnx reference", keras_probs, probs, labels, atol, rtol, scores))
     return report
