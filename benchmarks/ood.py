@@ -162,22 +162,25 @@ def scores(model, fit_digits, fit_labels, images_by_set: dict) -> dict:
         out["max-softmax"][name] = np.exp(top[:, 0] - lse)
         out["max-logit"][name] = top[:, 0]
         out["energy"][name] = lse
-        d = feats[:, None, :] - means[None]
-        out["mahalanobis"][name] = -np.einsum("nci,ij,ncj->nc", d, precision, d).min(1)
+        # (f - mu)' P (f - mu) expanded: [N, D] @ [D, D] once, not per class.
+        fp = feats @ precision
+        distance = (fp * feats).sum(1, keepdims=True) - 2 * fp @ means.T + np.einsum("ci,ij,cj->c", means, precision, means)
+        out["mahalanobis"][name] = -distance.min(1)
         out.setdefault("_labels", {})[name] = logits.argmax(1)
         out.setdefault("_logits", {})[name] = logits
     return out
 
 
-def with_digit_score(results: dict, validation_labels: np.ndarray) -> dict:
-    """`results` with `digit_score`: what the exported graph gives, (max p - 0.1) / 0.9 of the
-    probabilities calibrated with the temperature fitted on the validation digits, as `digits train` does."""
+def with_calibrated(results: dict, validation_labels: np.ndarray) -> dict:
+    """`results` with `calibrated max-softmax`: (max p - 0.1) / 0.9 of the probabilities calibrated
+    with the temperature fitted on the validation digits, as `digits train` fits it. (digit_score
+    is the same of the probabilities before temperature: the max-softmax rows.)"""
     from batch.scores import digit_scores, softmax
     from trainer.calibrate import apply_temperature, fit_temperature
 
     logits = results.pop("_logits")
     temperature = fit_temperature(softmax(logits["validation"]), validation_labels)
-    results["digit_score"] = {name: digit_scores(apply_temperature(softmax(z), temperature)).astype(np.float64)
+    results["calibrated max-softmax"] = {name: digit_scores(apply_temperature(softmax(z), temperature)).astype(np.float64)
                               for name, z in logits.items()}
     return results
 
@@ -243,7 +246,7 @@ def main() -> None:
             images = {"validation": trained.validation_digits, "t10k": data.x_test, **sets, "fonts": font_digits}
             # Mahalanobis's class means and covariance: 20,000 training digits (some are validation's; no t10k).
             results = scores(trained.model, data.x_train[:20000], data.y_train[:20000], images)
-            results = with_digit_score(results, trained.validation_labels)
+            results = with_calibrated(results, trained.validation_labels)
             tag = f"{kind} {epochs} ep, outliers {share:g} ({seconds:.1f} s/epoch)"
             for line in table(tag, results, data.y_test, names):
                 print(line, flush=True)

@@ -72,7 +72,7 @@ def training_digit_threshold(keras_path: Path) -> dict[str, str]:
         metrics = json.loads((keras_path.parent / "metrics.json").read_text())
         scored = metrics["digit_score"]
         threshold, method = scored["threshold"], scored["method"]
-        if metrics["model_sha256"] != sha256_of(keras_path) or training_temperature(keras_path) is None:
+        if metrics["model_sha256"] != sha256_of(keras_path):
             return {}
     except (OSError, ValueError, KeyError, TypeError):
         return {}

@@ -158,9 +158,9 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float) -> Output
 
 
 def judge(case: str, runtime: str, keras_probs: np.ndarray, onnx_probs: np.ndarray,
-          onnx_labels: np.ndarray, atol: float, rtol: float, onnx_scores: np.ndarray | None = None) -> CaseResult:
-    """The case's verdict; `onnx_scores`, the model's digit_score, is held to the same
-    tolerance against the score Keras's probabilities give."""
+          onnx_labels: np.ndarray, atol: float, rtol: float, scores: tuple | None = None) -> CaseResult:
+    """The case's verdict; `scores` (Keras's digit_score, the model's) are held to the
+    probabilities' tolerance."""
     keras_labels = keras_probs.argmax(axis=1)
     differ = keras_labels != onnx_labels
     agreement = float(1.0 - differ.mean())
@@ -169,10 +169,8 @@ def judge(case: str, runtime: str, keras_probs: np.ndarray, onnx_probs: np.ndarr
     ties = int((differ & tie).sum())
     close = bool(np.allclose(onnx_probs, keras_probs, atol=atol, rtol=rtol))
     score_diff = None
-    if onnx_scores is not None:
-        from batch.scores import digit_scores
-
-        keras_scores = digit_scores(keras_probs)
+    if scores is not None:
+        keras_scores, onnx_scores = scores
         score_diff = compare(keras_scores, onnx_scores, atol)
         close = close and bool(np.allclose(onnx_scores, keras_scores, atol=atol, rtol=rtol))
     return CaseResult(
@@ -211,18 +209,28 @@ def check_parity(keras_model, onnx_path, real: np.ndarray, atol: float = DEFAULT
     import onnxruntime as ort
     from onnx.reference import ReferenceEvaluator
 
-    from trainer.model import predict_keras
+    from batch.scores import digit_scores
+    from exporter.convert import with_scores
+    from trainer.model import model_input
+
+    scored = with_scores(keras_model)
+
+    def keras_answers(digits):  # (calibrated probabilities, digit_score) in one pass
+        x = model_input(digits, tuple(keras_model.inputs[0].shape))
+        probs, as_trained = scored.predict(x, batch_size=len(digits), verbose=0)
+        return np.asarray(probs, np.float32), digit_scores(np.asarray(as_trained, np.float32))
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     report = ParityReport(atol=atol, rtol=rtol)
     for case, digits in parity_inputs(real):
-        keras_probs = predict_keras(keras_model, digits, batch_size=len(digits))
+        keras_probs, keras_scores = keras_answers(digits)
         probs, labels, scores = session.run(list(OUTPUT_NAMES), {INPUT_NAME: digits})
-        report.cases.append(judge(case, "onnxruntime", keras_probs, probs, labels, atol, rtol, scores))
+        report.cases.append(judge(case, "onnxruntime", keras_probs, probs, labels, atol, rtol, (keras_scores, scores)))
 
     subset = real[:REFERENCE_SAMPLES]
     evaluator = ReferenceEvaluator(onnx.load(str(onnx_path)))
     probs, labels, scores = evaluator.run(list(OUTPUT_NAMES), {INPUT_NAME: subset})
-    keras_probs = predict_keras(keras_model, subset, batch_size=len(subset))
-    report.cases.append(judge("real digits", "onnx reference", keras_probs, probs, labels, atol, rtol, scores))
+    keras_probs, keras_scores = keras_answers(subset)
+    report.cases.append(judge("real digits", "onnx reference", keras_probs, probs, labels, atol, rtol,
+                              (keras_scores, scores)))
     return report

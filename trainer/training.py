@@ -129,7 +129,7 @@ def _prepare_out_dir(out: Path | None, data: Path | None = None):
 def _calibration(trained, test_probs, test_labels, outliers: float) -> dict:
     """metrics.json's `calibration` (the temperature fitted on the validation digits),
     `accepted_at_confidence` (the calibrated model on the test digits) and `digit_score`
-    (its threshold, fitted on the calibrated validation digits)."""
+    (its threshold, fitted on the validation digits)."""
     from trainer.calibrate import apply_temperature, calibration_report, coverage_table, digit_score_report
     from trainer.model import predict_keras
 
@@ -139,5 +139,5 @@ def _calibration(trained, test_probs, test_labels, outliers: float) -> dict:
     return {
         "calibration": report,
         "accepted_at_confidence": coverage_table(calibrated, test_labels),
-        "digit_score": digit_score_report(apply_temperature(val_probs, temperature), calibrated, outliers),
+        "digit_score": digit_score_report(val_probs, test_probs, outliers),
     }
