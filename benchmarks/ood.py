@@ -200,6 +200,26 @@ def table(tag: str, results: dict, t10k_labels: np.ndarray, sets: list[str]) -> 
     return lines
 
 
+def stored_threshold_row(folder: Path, data, sets: dict, names: list[str], font_labels) -> str:
+    """One table row: a trained model's digit_score at the threshold its metrics.json stores."""
+    from batch.scores import digit_scores
+    from trainer.model import load_keras_model, predict_keras
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    model = load_keras_model(folder / "model.keras")
+    threshold = metrics["digit_score"]["threshold"]
+    t10k = predict_keras(model, data.x_test)
+    digits = digit_scores(t10k)
+    cells = []
+    for name in names:
+        scores = digit_scores(predict_keras(model, sets[name]))
+        cells.append(f"{auroc(digits, scores):.3f} / {(scores >= threshold).mean():.1%}")
+    fonts = (predict_keras(model, sets["fonts"]).argmax(1) == font_labels).mean()
+    tag = f"{metrics['model']} {metrics['epochs_run']} ep, outliers {metrics.get('outliers', 0):g}"
+    return (f"| {tag} | {threshold:.4f} | " + " | ".join(cells)
+            + f" | {(digits < threshold).mean():.2%} | {(t10k.argmax(1) == data.y_test).mean():.4f} | {fonts:.3f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="mlp,cnn")
@@ -208,6 +228,8 @@ def main() -> None:
     parser.add_argument("--outliers", default="0,0.5", help="outlier shares to train with, comma-separated")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/digits-ood"))
     parser.add_argument("--sets-only", action="store_true", help="build the sets, save a preview, stop")
+    parser.add_argument("--trained", type=Path, action="append", default=[],
+                        help="a `digits train` folder: measure its model at its stored threshold, train nothing")
     args = parser.parse_args()
 
     from trainer.data import load_mnist
@@ -233,6 +255,13 @@ def main() -> None:
         Image.fromarray(grid).resize((20 * 56, len(sets) * 56)).save(args.cache / "sets.png")
         return
     names = list(sets)
+    if args.trained:
+        print("| model | threshold | " + " | ".join(f"{s}: AUROC / accepted" for s in names)
+              + " | t10k rejected | t10k accuracy | font digits accuracy |")
+        print("|---|---|" + "---|" * len(names) + "---|---|---|")
+        for folder in args.trained:
+            print(stored_threshold_row(folder, data, {**sets, "fonts": font_digits}, names, font_labels), flush=True)
+        return
     print("| model | score | " + " | ".join(f"{s}: AUROC / accepted" for s in names)
           + " | t10k rejected | t10k accuracy |")
     print("|---|---|" + "---|" * len(names) + "---|---|")
