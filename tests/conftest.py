@@ -142,9 +142,8 @@ def trained_mlp(sample, tmp_path_factory) -> Path:
     A 3-epoch model on 600 digits, as this fixture once was, gave nearly uniform
     probabilities, and int8 agreement fell to 95.5% on another machine.
     """
-    import json
-
     import hashlib
+    import json
 
     from trainer.calibrate import digit_score_report
     from trainer.fit import train
