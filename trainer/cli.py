@@ -54,7 +54,8 @@ def train(
     calibration.png to --out. A temperature fitted on the validation digits calibrates
     the probabilities (digits export puts it in the graph); metrics.json gives the
     calibration error before and after, and the error among digits accepted at several
-    confidence thresholds.
+    confidence thresholds. Generated non-digits (--outliers) teach the model to say "no
+    digit"; the digit_score threshold that keeps 99% of the validation digits is in metrics.json.
     """
     from trainer.backend import require_train_extra
 
