@@ -93,6 +93,15 @@ def in_batches_of(n: int | None, feed: np.ndarray, run) -> np.ndarray:
     return np.concatenate([run(feed[i : i + n]) for i in range(0, len(feed), n)])[: len(feed) - pad]
 
 
+def digit_scores(probabilities: np.ndarray) -> np.ndarray:
+    """float32 [N] in 0..1, higher = more like a digit: each row's largest probability,
+    rescaled so that a uniform row (like no digit, which outlier exposure trains the
+    model to give a non-digit) is 0 and a certain one is 1. The exported graph's
+    `digit_score` output is the same sum (exporter/convert.py)."""
+    top = probabilities.max(axis=1).astype(np.float32)
+    return (top - np.float32(1 / NUM_CLASSES)) * np.float32(NUM_CLASSES / (NUM_CLASSES - 1))
+
+
 def softmax(scores: np.ndarray) -> np.ndarray:
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)

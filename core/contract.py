@@ -2,7 +2,8 @@
 
 One canonical form of digits flows everywhere: uint8 arrays [N, 28, 28], white
 ink on black, and int labels 0-9. An exported model takes exactly that as its
-input `image` and gives `probabilities` [N, 10] and `label` [N].
+input `image` and gives `probabilities` [N, 10], `label` [N] and `digit_score` [N]
+(0..1, how much like a digit; models exported before it give the first two only).
 """
 
 IMAGE_SIZE = 28  # an MNIST digit is IMAGE_SIZE x IMAGE_SIZE pixels
@@ -14,7 +15,8 @@ CLASS_LABELS = tuple(str(digit) for digit in range(NUM_CLASSES))
 INPUT_NAME = "image"
 PROBABILITIES = "probabilities"
 LABEL = "label"
-OUTPUT_NAMES = (PROBABILITIES, LABEL)
+DIGIT_SCORE = "digit_score"
+OUTPUT_NAMES = (PROBABILITIES, LABEL, DIGIT_SCORE)
 
 # Images per unit of work: a decode-and-classify task in a worker process, a Ray
 # shard's inner step, and a run of paths from a folder's walk.

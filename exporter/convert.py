@@ -8,9 +8,12 @@ glue code in any runtime:
     image          uint8   [batch, 28, 28]  white digit on black
     probabilities  float32 [batch, 10]
     label          int64   [batch]          argmax of probabilities
+    digit_score    float32 [batch]          (max probability before temperature - 0.1) / 0.9: 0 like no
+                                            digit, 1 a sure one (batch.scores.digit_scores; Softmax,
+                                            ReduceMax, Sub, Mul: no LOG)
 """
 
-from core.contract import IMAGE_SIZE, INPUT_NAME, LABEL, OUTPUT_NAMES, PROBABILITIES
+from core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, LABEL, NUM_CLASSES, OUTPUT_NAMES, PROBABILITIES
 from core.errors import ModelError
 from trainer.backend import import_keras
 from trainer.model import SUPPORTED_INPUTS, check_classifier  # noqa: F401  (one check for evaluate and export)
@@ -94,19 +97,35 @@ def with_temperature(model, temperature: float):
     return keras.Model(logits.inputs, probabilities, name=f"{model.name}_calibrated")
 
 
+def with_scores(model):
+    """A Keras model giving [probabilities, probabilities before temperature] from one pass:
+    the second from the input of with_temperature's layer, else the probabilities themselves.
+    digit_score is computed from the second (trainer/calibrate.py's digit_score_report says why)."""
+    keras = import_keras()
+    try:
+        logits = model.get_layer("temperature").input
+    except ValueError:  # no temperature: the probabilities are as trained
+        return keras.Model(model.inputs, [model.outputs[0], model.outputs[0]], name=f"{model.name}_scored")
+    raw = keras.layers.Softmax(name="before_temperature")(logits)
+    return keras.Model(model.inputs, [model.outputs[0], raw], name=f"{model.name}_scored")
+
+
 def keras_to_onnx(model, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSET):
     """Convert `model` (taking pixels/255 in `input_shape`) to an onnx.ModelProto with the contract above."""
     import_keras()
     import tensorflow as tf
     import tf2onnx
 
+    scored = with_scores(model)
+
     @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE], tf.uint8, name=INPUT_NAME)])
     def digit_classifier(image):
         pixels = tf.reshape(tf.cast(image, tf.float32) / 255.0, [-1, *input_shape])
-        probabilities = model(pixels, training=False)
+        probabilities, as_trained = scored(pixels, training=False)
         return {
             PROBABILITIES: probabilities,
             LABEL: tf.argmax(probabilities, axis=1, output_type=tf.int64),
+            DIGIT_SCORE: (tf.reduce_max(as_trained, axis=1) - 1 / NUM_CLASSES) * (NUM_CLASSES / (NUM_CLASSES - 1)),
         }
 
     onnx_model, _ = tf2onnx.convert.from_function(

@@ -68,6 +68,23 @@ def training_temperature(keras_path: Path) -> float | None:
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
+def training_digit_threshold(keras_path: Path) -> dict[str, str]:
+    """`digit_score_method` and `digit_score_threshold` (the score at which `digits train`
+    kept 99% of the validation digits), from the metrics.json that names this very file
+    (as training_temperature); {} for any other model: its score has no fitted threshold."""
+    try:
+        metrics = json.loads((keras_path.parent / "metrics.json").read_text())
+        scored = metrics["digit_score"]
+        threshold, method = scored["threshold"], scored["method"]
+        if metrics["model_sha256"] != sha256_of(keras_path):
+            return {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        return {}
+    return {"digit_score_method": str(method), "digit_score_threshold": repr(float(threshold))}
+
+
 def export_metadata(keras_path: Path) -> dict[str, str]:
     import keras
     import onnx
@@ -78,6 +95,7 @@ def export_metadata(keras_path: Path) -> dict[str, str]:
         "class_labels": json.dumps(list(CLASS_LABELS)),
         "input_contract": INPUT_CONTRACT,
         **training_metrics(keras_path),
+        **training_digit_threshold(keras_path),
         "source_model": keras_path.name,
         "source_sha256": sha256_of(keras_path),
         "keras_version": keras.__version__,

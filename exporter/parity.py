@@ -18,16 +18,16 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from core.contract import IMAGE_SIZE, INPUT_NAME, LABEL, PROBABILITIES
+from core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, LABEL, PROBABILITIES
 from core.errors import EXIT_CHECK_FAILED, DigitsError
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
 REFERENCE_SAMPLES = 300  # the pure-numpy reference evaluator is slow; a few hundred suffice
 EDGE_SEED = 0
-# Each float output a graph may give, and Keras's answer for it from Keras's probabilities.
-# A runtime's output named here is held to atol/rtol; one it does not give is not compared.
-FLOAT_OUTPUTS = {PROBABILITIES: lambda probabilities: probabilities}
+# The float outputs a graph may give; Keras answers each (keras_answers). A runtime's output
+# named here is held to atol/rtol; one it does not give is not compared.
+FLOAT_OUTPUTS = (PROBABILITIES, DIGIT_SCORE)
 
 
 @dataclass
@@ -194,21 +194,22 @@ def compare(reference: np.ndarray, candidate: np.ndarray, atol: float) -> Output
     )
 
 
-def judge(case: str, runtime: str, keras_probs: np.ndarray, answers: dict[str, np.ndarray],
+def judge(case: str, runtime: str, keras: dict[str, np.ndarray], answers: dict[str, np.ndarray],
           atol: float, rtol: float) -> CaseResult:
-    """A runtime's `answers` (output name -> array; LABEL required) against Keras's
-    probabilities: each FLOAT_OUTPUTS output the runtime gives within atol/rtol of
-    Keras's, and every label equal but for ties."""
+    """A runtime's `answers` (output name -> array; LABEL required) against Keras's (output
+    name -> array; PROBABILITIES required): each FLOAT_OUTPUTS output both give within
+    atol/rtol of Keras's, and every label equal but for ties."""
+    keras_probs = keras[PROBABILITIES]
     keras_labels = keras_probs.argmax(axis=1)
     differ = keras_labels != answers[LABEL]
     top_two = np.sort(keras_probs, axis=1)[:, -2:]
     tie = top_two[:, 1] - top_two[:, 0] <= atol + rtol * top_two[:, 1]
     ties = int((differ & tie).sum())
     outputs, close = {}, True
-    for name, expected in FLOAT_OUTPUTS.items():
-        if name in answers:
-            outputs[name] = compare(expected(keras_probs), answers[name], atol)
-            close = close and bool(np.allclose(answers[name], expected(keras_probs), atol=atol, rtol=rtol))
+    for name in FLOAT_OUTPUTS:
+        if name in answers and name in keras:
+            outputs[name] = compare(keras[name], answers[name], atol)
+            close = close and bool(np.allclose(answers[name], keras[name], atol=atol, rtol=rtol))
     outputs[LABEL] = compare(keras_labels, answers[LABEL], atol)
     return CaseResult(case, runtime, len(keras_probs), outputs, float(1.0 - differ.mean()), ties, close,
                       passed=close and ties == int(differ.sum()))
@@ -229,20 +230,28 @@ def parity_inputs(real: np.ndarray) -> list[tuple[str, np.ndarray]]:
     ]
 
 
-def keras_answers(keras_model, real: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(case, digits, Keras's probabilities) for each of parity_inputs(real), each case predicted
-    as one batch: computed once per export, shared by every check against Keras."""
-    from trainer.model import predict_keras
+def keras_answers(keras_model, real: np.ndarray) -> list[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
+    """(case, digits, Keras's outputs: probabilities and digit_score) for each of parity_inputs(real),
+    each case predicted as one batch: computed once per export, shared by every check against Keras."""
+    from batch.scores import digit_scores
+    from exporter.convert import with_scores
+    from trainer.model import model_input
 
-    return [(case, digits, predict_keras(keras_model, digits, batch_size=len(digits)))
-            for case, digits in parity_inputs(real)]
+    scored = with_scores(keras_model)  # calibrated probabilities, and those before temperature
+    answers = []
+    for case, digits in parity_inputs(real):
+        x = model_input(digits, tuple(keras_model.inputs[0].shape))
+        probs, as_trained = scored.predict(x, batch_size=len(digits), verbose=0)
+        answers.append((case, digits, {PROBABILITIES: np.asarray(probs, np.float32),
+                                       DIGIT_SCORE: digit_scores(np.asarray(as_trained, np.float32))}))
+    return answers
 
 
 def check_against_keras(answers: list, run, runtime: str, atol: float, rtol: float,
                         name: str = "parity") -> ParityReport:
     """`run(digits)` -> {output name: array}, judged against Keras's `answers` (keras_answers) on every case."""
     report = ParityReport(atol=atol, rtol=rtol, name=name)
-    report.cases = [judge(case, runtime, keras_probs, run(digits), atol, rtol) for case, digits, keras_probs in answers]
+    report.cases = [judge(case, runtime, keras, run(digits), atol, rtol) for case, digits, keras in answers]
     return report
 
 
@@ -257,8 +266,9 @@ def check_parity(answers: list, onnx_path, atol: float = DEFAULT_ATOL, rtol: flo
     names = [o.name for o in session.get_outputs()]
     report = check_against_keras(answers, lambda x: dict(zip(names, session.run(names, {INPUT_NAME: x}))),
                                  "onnxruntime", atol, rtol)
-    _, real, keras_probs = answers[0]
+    _, real, keras = answers[0]
     evaluator = ReferenceEvaluator(onnx.load(str(onnx_path)))
     reference = dict(zip(names, evaluator.run(names, {INPUT_NAME: real[:REFERENCE_SAMPLES]})))
-    report.cases.append(judge("real digits", "onnx reference", keras_probs[:REFERENCE_SAMPLES], reference, atol, rtol))
+    first = {name: values[:REFERENCE_SAMPLES] for name, values in keras.items()}
+    report.cases.append(judge("real digits", "onnx reference", first, reference, atol, rtol))
     return report

@@ -142,8 +142,10 @@ def trained_mlp(sample, tmp_path_factory) -> Path:
     A 3-epoch model on 600 digits, as this fixture once was, gave nearly uniform
     probabilities, and int8 agreement fell to 95.5% on another machine.
     """
+    import hashlib
     import json
 
+    from trainer.calibrate import digit_score_report
     from trainer.fit import train
     from trainer.metrics import score
     from trainer.model import Recipe, predict_keras
@@ -151,8 +153,11 @@ def trained_mlp(sample, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("mlp")
     trained = train(sample, Recipe(epochs=FIXTURE_EPOCHS, seed=TEST_SEED), verbose=0, summary=lambda _: None)
     trained.model.save(folder / "model.keras")
-    metrics = score(predict_keras(trained.model, sample.x_test), sample.y_test)
+    test_probs = predict_keras(trained.model, sample.x_test)
+    metrics = score(test_probs, sample.y_test)
     metrics["data_source"] = sample.source
+    metrics["digit_score"] = digit_score_report(predict_keras(trained.model, trained.validation_digits), test_probs, 0.5)
+    metrics["model_sha256"] = hashlib.sha256((folder / "model.keras").read_bytes()).hexdigest()
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder / "model.keras"
 

@@ -319,7 +319,7 @@ def test_logits_get_a_softmax_and_sigmoids_are_refused(small, small_npz, tmp_pat
     assert result.returncode == 0, result.stderr
     assert "adds a softmax" in result.stderr
     session = ort.InferenceSession(str(tmp_path / "logits.onnx"))
-    probabilities, labels = session.run(None, {"image": small.x_test[:50]})
+    probabilities, labels = session.run(["probabilities", "label"], {"image": small.x_test[:50]})
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5) and probabilities.min() >= 0
     assert (probabilities.argmax(axis=1) == labels).all()
     metadata = {p.key: p.value for p in onnx.load(tmp_path / "logits.onnx").metadata_props}

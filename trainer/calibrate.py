@@ -15,6 +15,9 @@ TINY = np.finfo(np.float32).tiny  # log(0) would be -inf: a probability that und
 T_RANGE = (0.05, 20.0)  # searched on a log scale; a fitted T at either end says the model is odd
 ECE_BINS = 15  # equal-width confidence bins, as Guo et al. report ECE
 THRESHOLDS = (0.5, 0.8, 0.9, 0.95, 0.99)
+DIGITS_KEPT = 0.99  # the digit_score threshold keeps this share of the validation digits
+DIGIT_SCORE_METHOD = ("outlier exposure (trainer/outliers.py); digit_score = (max probability before temperature - 0.1)"
+                      " / 0.9, a digit when digit_score >= threshold")
 
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -91,6 +94,26 @@ def coverage_table(probabilities: np.ndarray, labels: np.ndarray, thresholds=THR
             "error_rate": errors / n if n else 0.0,
         })
     return rows
+
+
+def digit_score_report(val_probs: np.ndarray, test_probs: np.ndarray, outliers: float) -> dict:
+    """metrics.json's `digit_score`: the threshold (fitted on the validation digits'
+    probabilities as trained, before temperature: the score DIGITS_KEPT of them reach) and
+    the share of the test digits it rejects. Without validation digits the threshold is 0.
+
+    Before temperature, because the temperature fitted for the labels' confidence (0.4 for
+    the CNN trained with outliers) sharpens non-digits too: docs/decisions.md, "Is it a digit?"."""
+    from batch.scores import digit_scores
+
+    threshold = float(np.quantile(digit_scores(val_probs), 1 - DIGITS_KEPT)) if len(val_probs) else 0.0
+    return {
+        "method": DIGIT_SCORE_METHOD if outliers else "max probability before temperature (no outliers in training)",
+        "outliers_per_digit": outliers,
+        "threshold": round(threshold, 6),
+        "fitted_on": f"validation split ({len(val_probs):,} digits): keeps {DIGITS_KEPT:.0%}" if len(val_probs)
+        else "nothing (no validation split): threshold 0",
+        "test_rejected": float((digit_scores(test_probs) < threshold).mean()),
+    }
 
 
 def calibration_report(val_probs: np.ndarray, val_labels: np.ndarray,

@@ -43,6 +43,7 @@ def train(
     validation_split: Annotated[float, typer.Option(parser=finite_number("--validation-split", 0.0, 0.9), help="Fraction of training digits held out for validation (stratified, shuffled); the temperature is fitted on them.")] = RECIPE.validation_split,
     dropout: Annotated[Optional[float], typer.Option(parser=finite_number("--dropout", 0.0, 0.9), show_default=False, help=f"Dropout rate. [default: {RECIPE.dropout} after each hidden layer for mlp, {CNN_DEFAULTS['dropout']} before the last layer for cnn]")] = None,
     augment: Annotated[bool, typer.Option("--augment", help="Train on randomly shifted, rotated and zoomed digits (the saved model holds none of it).")] = False,
+    outliers: Annotated[float, typer.Option(parser=finite_number("--outliers", 0.0, 4.0), help="Generated non-digits per training digit, taught as 'no digit' (outlier exposure): what digit_score learns from. 0: off.")] = RECIPE.outliers,
     early_stop: Annotated[int, typer.Option(min=0, max=MAX_COUNT, metavar="PATIENCE", help="Stop when validation loss has not improved for PATIENCE epochs, and keep the best epoch's weights. 0: off.")] = RECIPE.early_stop,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seeds the split, the weights and dropout: same seed + same data = same model.")] = RECIPE.seed,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No model summary or per-epoch progress.")] = False,
@@ -53,7 +54,8 @@ def train(
     calibration.png to --out. A temperature fitted on the validation digits calibrates
     the probabilities (digits export puts it in the graph); metrics.json gives the
     calibration error before and after, and the error among digits accepted at several
-    confidence thresholds.
+    confidence thresholds. Generated non-digits (--outliers) teach the model to say "no
+    digit"; the digit_score threshold that keeps 99% of the validation digits is in metrics.json.
     """
     from trainer.backend import require_train_extra
 
@@ -72,6 +74,7 @@ def train(
         model=model.value,
         augment=augment,
         early_stop=early_stop,
+        outliers=outliers,
     )
     progress = 0 if quiet else (1 if sys.stderr.isatty() else 2)
     say = (lambda line: None) if quiet else (lambda line: print(printable_lines(line), file=sys.stderr))
@@ -85,6 +88,9 @@ def train(
     calibration = metrics["calibration"]
     print(f"temperature {calibration['temperature']:.3f} (fitted on {calibration['fitted_on']}): "
           f"test ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}")
+    scored = metrics["digit_score"]
+    print(f"digit_score threshold {scored['threshold']:.4f} ({scored['fitted_on']}): "
+          f"rejects {scored['test_rejected']:.2%} of the test digits")
     print(f"wrote {printable(result.out_dir, LINE_LIMIT)}/: " + " ".join(result.artefacts))
 
 

@@ -58,10 +58,11 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
     x = model_input(data.x_train, shape)
     y = keras.utils.to_categorical(data.y_train, NUM_CLASSES)
     validation = (x[val_idx], y[val_idx]) if len(val_idx) else None
+    digits, onehot = _with_outliers(data.x_train[fit_idx], y[fit_idx], recipe)
     training = (
-        _augmented(data.x_train[fit_idx], y[fit_idx], shape, recipe)
+        _augmented(digits, onehot, shape, recipe)
         if recipe.augment
-        else {"x": x[fit_idx], "y": y[fit_idx], "batch_size": recipe.batch_size}
+        else {"x": model_input(digits, shape), "y": onehot, "batch_size": recipe.batch_size}
     )
     stopper = None
     if recipe.early_stop:
@@ -93,6 +94,24 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
         epochs_run=len(history["loss"]),
         best_epoch=stopper.best_epoch + 1 if stopper and stopper.best_weights is not None else None,
     )
+
+
+def _with_outliers(digits, onehot, recipe: Recipe):
+    """The training digits and their one-hot targets, followed by recipe.outliers x as many
+    generated non-digits whose target is uniform (0.1 for each class). Cross-entropy
+    against uniform is outlier exposure's loss term (Hendrycks et al. 2019): with half as
+    many outliers as digits it weighs 0.5 beside the digits' loss, as in the paper.
+    Keras's training `accuracy` then counts the outliers too (as wrong): validation has none."""
+    import numpy as np
+
+    from trainer.outliers import make_outliers
+
+    count = int(round(len(digits) * recipe.outliers))
+    if not count:
+        return digits, onehot
+    outliers = make_outliers(count, digits, recipe.seed)
+    uniform = np.full((count, NUM_CLASSES), 1 / NUM_CLASSES, onehot.dtype)
+    return np.concatenate([digits, outliers]), np.concatenate([onehot, uniform])
 
 
 def _augmented(digits, onehot, shape: tuple, recipe: Recipe) -> dict:

@@ -33,6 +33,7 @@ class Recipe:
     model: str = "mlp"  # a key of MODELS
     augment: bool = False  # random shifts, rotations and zoom of the training digits
     early_stop: int = 0  # stop after this many epochs without a better validation loss; 0: off
+    outliers: float = 0.5  # generated non-digits per training digit, taught as uniform (trainer/outliers.py); 0: off
 
 
 RECIPE = Recipe()

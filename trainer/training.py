@@ -54,6 +54,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         data_source=dataset.source,
         model=recipe.model,
         augment=recipe.augment,
+        outliers=recipe.outliers,
         train_size=trained.train_size,
         validation_size=trained.validation_size,
         epochs=recipe.epochs,
@@ -67,7 +68,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         seconds_per_epoch=round(trained.train_seconds / max(trained.epochs_run, 1), 3),
         versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     )
-    metrics.update(_calibration(trained, test_probs, dataset.y_test))
+    metrics.update(_calibration(trained, test_probs, dataset.y_test, recipe.outliers))
     metrics["warnings"] = missing_classes_warnings(dataset.y_train, dataset.y_test)
     # None lands unless every one was written whole; then each is renamed into place in
     # ARTEFACTS' order, metrics.json (the set's manifest) last.
@@ -125,15 +126,18 @@ def _prepare_out_dir(out: Path | None, data: Path | None = None):
     return out, lock_folder(out)  # held while `train` runs
 
 
-def _calibration(trained, test_probs, test_labels) -> dict:
-    """metrics.json's `calibration` (the temperature fitted on the validation digits) and
-    `accepted_at_confidence` (the calibrated model on the test digits)."""
-    from trainer.calibrate import apply_temperature, calibration_report, coverage_table
+def _calibration(trained, test_probs, test_labels, outliers: float) -> dict:
+    """metrics.json's `calibration` (the temperature fitted on the validation digits),
+    `accepted_at_confidence` (the calibrated model on the test digits) and `digit_score`
+    (its threshold, fitted on the validation digits)."""
+    from trainer.calibrate import apply_temperature, calibration_report, coverage_table, digit_score_report
     from trainer.model import predict_keras
 
     val_probs = predict_keras(trained.model, trained.validation_digits) if trained.validation_size else test_probs[:0]
     temperature, report = calibration_report(val_probs, trained.validation_labels, test_probs, test_labels)
+    calibrated = apply_temperature(test_probs, temperature)
     return {
         "calibration": report,
-        "accepted_at_confidence": coverage_table(apply_temperature(test_probs, temperature), test_labels),
+        "accepted_at_confidence": coverage_table(calibrated, test_labels),
+        "digit_score": digit_score_report(val_probs, test_probs, outliers),
     }

@@ -37,8 +37,9 @@ def test_graph_contract(exported, trained_mlp):
     assert image.type.tensor_type.elem_type == onnx.TensorProto.UINT8
     dims = image.type.tensor_type.shape.dim
     assert dims[0].dim_param == "batch" and [d.dim_value for d in dims[1:]] == [28, 28]
-    assert [o.name for o in model.graph.output] == ["probabilities", "label"]
+    assert [o.name for o in model.graph.output] == ["probabilities", "label", "digit_score"]
     assert model.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert model.graph.output[2].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {18}
     metadata = {p.key: p.value for p in model.metadata_props}
     assert METADATA_KEYS <= metadata.keys()
@@ -48,6 +49,9 @@ def test_graph_contract(exported, trained_mlp):
     assert model.producer_name == "tf2onnx" and model.producer_version == "1.17.0"  # not "1.17.0 None"
     assert float(metadata["test_accuracy"]) == metrics["test_accuracy"]
     assert metadata["source_sha256"] == hashlib.sha256(trained_mlp.read_bytes()).hexdigest()
+    # The threshold `digits train` fitted on the validation digits travels with the model.
+    assert float(metadata["digit_score_threshold"]) == metrics["digit_score"]["threshold"]
+    assert metadata["digit_score_method"] == metrics["digit_score"]["method"]
 
 
 def test_onnx_gives_keras_answers_on_any_batch(exported, trained_mlp, small):
@@ -55,10 +59,13 @@ def test_onnx_gives_keras_answers_on_any_batch(exported, trained_mlp, small):
     session = ort.InferenceSession(str(out))
     keras_model = load_keras_model(trained_mlp)
     for n in (1, 7, 200):
-        probs, labels = session.run(None, {"image": small.x_test[:n]})
-        assert probs.shape == (n, 10) and labels.shape == (n,)
+        probs, labels, scores = session.run(None, {"image": small.x_test[:n]})
+        assert probs.shape == (n, 10) and labels.shape == (n,) and scores.shape == (n,)
         np.testing.assert_allclose(probs, predict_keras(keras_model, small.x_test[:n]), atol=1e-5, rtol=1e-5)
         np.testing.assert_array_equal(labels, probs.argmax(axis=1))
+        # digit_score: the largest probability of the model as trained (before temperature), rescaled.
+        as_trained = predict_keras(keras_model, small.x_test[:n]).max(axis=1)
+        np.testing.assert_allclose(scores, (as_trained - 0.1) / 0.9, atol=1e-5)
 
 
 def test_parity_report_and_variants(exported, small):
@@ -69,7 +76,8 @@ def test_parity_report_and_variants(exported, small):
     assert report["samples"] >= 2000 + 4096
     # Labels agree, but for ties within tolerance that another CPU may break otherwise.
     assert report["label_agreement"] >= 0.999
-    for output in ("probabilities", "label"):
+    assert report["outputs"]["digit_score"]["max_abs_diff"] < 1e-5
+    for output in ("probabilities", "label", "digit_score"):
         assert {"max_abs_diff", "max_rel_diff", "mean_abs_diff"} <= report["outputs"][output].keys()
     assert report["outputs"]["probabilities"]["max_abs_diff"] < 1e-5
     cases = {(c["case"], c["runtime"]) for c in report["cases"]}
@@ -104,7 +112,8 @@ def test_committed_test_model_has_the_contract_of_a_fresh_export(exported, expor
     fresh, committed = describe(exported[0]), describe(exported_onnx)
     assert committed["inputs"] == fresh["inputs"] and committed["outputs"] == fresh["outputs"]
     assert committed["opset"] == fresh["opset"]
-    assert committed["metadata"].keys() == fresh["metadata"].keys()
+    # temperature: the committed model was made by `digits train`, which fits one; the fixture fits none.
+    assert committed["metadata"].keys() - {"temperature"} == fresh["metadata"].keys()
 
 
 def test_bench_with_keras_adds_its_column(exported, trained_mlp):

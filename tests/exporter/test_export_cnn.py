@@ -46,9 +46,11 @@ def test_cnn_graph_applies_the_trained_temperature(cnn_export, sample):
     metadata = {p.key: p.value for p in onnx.load(out).metadata_props}
     assert float(metadata["temperature"]) == temperature != 1.0
     keras_probs = predict_keras(load_keras_model(folder / "model.keras"), sample.x_test)
-    probs, labels = ort.InferenceSession(str(out)).run(None, {"image": sample.x_test})
+    probs, labels, scores = ort.InferenceSession(str(out)).run(None, {"image": sample.x_test})
     np.testing.assert_allclose(probs, apply_temperature(keras_probs, temperature), atol=1e-5, rtol=1e-5)
     np.testing.assert_array_equal(labels, keras_probs.argmax(1))  # the labels are the model's own
+    # digit_score is taken before the temperature: the largest probability as trained, rescaled.
+    np.testing.assert_allclose(scores, (keras_probs.max(1) - 0.1) / 0.9, atol=1e-5)
     # The exported model's calibration error is the one the trainer reported for it.
     from trainer.calibrate import reliability
 

@@ -49,6 +49,9 @@ def test_train_writes_every_artefact(tmp_path, small_npz):
     assert calibration["validation_loss_after"] <= calibration["validation_loss_before"]
     assert [row["p"] for row in metrics["accepted_at_confidence"]] == [0.5, 0.8, 0.9, 0.95, 0.99]
     assert all(0 <= row["coverage"] <= 1 and row["errors"] <= row["accepted"] for row in metrics["accepted_at_confidence"])
+    scored = metrics["digit_score"]  # trained with outliers by default; threshold fitted on the 120 validation digits
+    assert metrics["outliers"] == 0.5 and "outlier exposure" in scored["method"]
+    assert 0 < scored["threshold"] < 1 and 0 <= scored["test_rejected"] <= 0.2
     assert "temperature" in result.stdout and "test ECE" in result.stdout
 
     history = json.loads((out / "history.json").read_text())
