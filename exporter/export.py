@@ -115,7 +115,8 @@ def export(
     onnx_model = keras_to_onnx(model, input_shape, opset)
     metadata = export_metadata(keras_path)
     if softmax_added:
-        metadata["softmax_added"] = "the Keras model gives logits; probabilities = softmax(logits), added by digits export"
+        metadata["softmax_added"] = (
+            "the Keras model gives logits; probabilities = softmax(logits), added by digits export")
     if temperature is not None:
         metadata["temperature"] = repr(temperature)
     set_metadata(onnx_model, metadata)
@@ -198,7 +199,8 @@ def _variant_line(name: str, check: dict) -> str:
     if name == "int8":
         return (
             f"[{mark}] int8: labels agree {check['label_agreement']:.2%}, accuracy {check['float_accuracy']:.4f} -> "
-            f"{check['int8_accuracy']:.4f}, weights {check['weight_ratio']:.0%} of float (file {check['size_ratio']:.0%}); alone vs in a batch: "
+            f"{check['int8_accuracy']:.4f}, weights {check['weight_ratio']:.0%} of float "
+            f"(file {check['size_ratio']:.0%}); alone vs in a batch: "
             f"{check['batch_max_abs_diff']:.2e}, onnxruntime vs reference: {check['reference_max_abs_diff']:.2e}"
         )
     return f"[{mark}] ort: labels agree {check['label_agreement']:.2%} with the .onnx model"
