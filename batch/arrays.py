@@ -46,7 +46,8 @@ def read_npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
             raise ArrayError(f"unknown .npy format version {major}.{minor}")
     except ArrayError:
         raise
-    except (ValueError, SyntaxError, TypeError, EOFError, UnicodeDecodeError, IndexError) as e:  # IndexError: descr ('|u1',)
+    except (ValueError, SyntaxError, TypeError, EOFError, UnicodeDecodeError, IndexError) as e:
+        # IndexError: descr ('|u1',)
         # ast's "<ast.BinOp object at 0x7f...>" for a header expression (2*3, 28, 28): an
         # address differs on every run, and two runs' rows would differ.
         message = re.sub(r" object at 0x[0-9a-fA-F]+", "", first_line(e, 120))

@@ -37,27 +37,82 @@ class Engine(StrEnum):
 
 
 def classify(
-    model: Annotated[Path, typer.Argument(readable=False, parser=model_path, help="A bundled model's name (cnn, mlp: digits models), or an .onnx model: from `digits export`, or a float classifier taking [batch,784] or [batch,28,28(,1)] pixels/255; or a .tflite file from `digits export --tflite` (needs the [litert] extra).")],
-    inputs: Annotated[list[str], typer.Argument(metavar="INPUT...", help="Image files, folders, .npy arrays ((N,28,28) or (N,784), uint8 or float 0..1), or - to read paths from stdin.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", parser=file_name, metavar="FILE", help="Write rows here as they are classified (default: stdout)")] = None,
-    fmt: Annotated[Optional[OutputFormat], typer.Option("--format", help="Row format (default: from the --output name (.jsonl -> jsonl), else csv)")] = None,
-    top_k: Annotated[Optional[int], typer.Option("--top-k", min=1, max=10, help="Also give the K most likely labels and their probabilities.")] = None,
-    invert: Annotated[InvertMode, typer.Option(help="Invert images to white-on-black: auto judges from the border (from the whole image, when it is cleaned).")] = InvertMode.auto,
-    clean: Annotated[bool, typer.Option("--clean/--no-clean", help="Take form artefacts out of images before fitting the digit: printed lines (boxes, grid cells, base lines, comb ticks), specks, cut neighbours at the edge. --no-clean for images that are already clean crops.")] = True,
+    model: Annotated[Path, typer.Argument(
+        readable=False, parser=model_path,
+        help="A bundled model's name (cnn, mlp: digits models), or an .onnx model: from `digits export`, or a float "
+        "classifier taking [batch,784] or [batch,28,28(,1)] pixels/255; or a .tflite file from `digits export "
+        "--tflite` (needs the [litert] extra).",
+    )],
+    inputs: Annotated[list[str], typer.Argument(
+        metavar="INPUT...",
+        help="Image files, folders, .npy arrays ((N,28,28) or (N,784), uint8 or float 0..1), or - to read paths from "
+        "stdin.",
+    )],
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", parser=file_name, metavar="FILE",
+        help="Write rows here as they are classified (default: stdout)",
+    )] = None,
+    fmt: Annotated[Optional[OutputFormat], typer.Option(
+        "--format",
+        help="Row format (default: from the --output name (.jsonl -> jsonl), else csv)",
+    )] = None,
+    top_k: Annotated[Optional[int], typer.Option(
+        "--top-k", min=1, max=10,
+        help="Also give the K most likely labels and their probabilities.",
+    )] = None,
+    invert: Annotated[InvertMode, typer.Option(
+        help="Invert images to white-on-black: auto judges from the border (from the whole image, when it is cleaned).",
+    )] = InvertMode.auto,
+    clean: Annotated[bool, typer.Option(
+        "--clean/--no-clean",
+        help="Take form artefacts out of images before fitting the digit: printed lines (boxes, grid cells, base "
+        "lines, comb ticks), specks, cut neighbours at the edge. --no-clean for images that are already clean crops.",
+    )] = True,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")] = True,
     glob: Annotated[Optional[str], typer.Option(help="Only files in folders whose name matches, e.g. '*.png'.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=65536, help="Digits per onnxruntime call.")] = 1024,
-    null: Annotated[bool, typer.Option("--null", "-0", help="With -, the list on stdin is NUL-separated (find -print0), as xargs -0 reads it.")] = False,
-    progress: Annotated[bool, typer.Option("--progress", help="Show a progress bar even when stderr is not a terminal.")] = False,
+    null: Annotated[bool, typer.Option(
+        "--null", "-0",
+        help="With -, the list on stdin is NUL-separated (find -print0), as xargs -0 reads it.",
+    )] = False,
+    progress: Annotated[bool, typer.Option(
+        "--progress",
+        help="Show a progress bar even when stderr is not a terminal.",
+    )] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no summary.")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run: keep the rows already in --output, classify only the inputs without one, append.")] = False,
-    engine: Annotated[Engine, typer.Option(help="local: this process and its decode workers; ray: a Ray cluster (needs the [ray] extra).")] = Engine.local,
-    address: Annotated[Optional[str], typer.Option(help="--engine ray: the cluster to join (default: RAY_ADDRESS, else start a local Ray).")] = None,
-    output_dir: Annotated[Optional[str], typer.Option("--output-dir", help="--engine ray: write rows as shards into this folder or URI (csv, jsonl or parquet), not in input order.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(min=1, help="--engine ray: model actors, one CPU each (default and most: one per CPU of the cluster).")] = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, max=MAX_WORKERS, help="Local engine: worker processes for images, at most (default: one per usable core: CPU affinity and cgroup quota).")] = None,
-    review_below: Annotated[Optional[float], typer.Option("--review-below", help="Mark rows whose confidence is under P (0..1) in a review column, and count them in the summary.")] = None,
-    summary_json: Annotated[Optional[Path], typer.Option("--summary-json", parser=file_name, metavar="FILE", help="Also write the summary to this file as JSON (items, classified, failed, skipped, kept, seconds, digits/s, per label).")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume",
+        help="Continue an interrupted run: keep the rows already in --output, classify only the inputs without one, "
+        "append.",
+    )] = False,
+    engine: Annotated[Engine, typer.Option(
+        help="local: this process and its decode workers; ray: a Ray cluster (needs the [ray] extra).",
+    )] = Engine.local,
+    address: Annotated[Optional[str], typer.Option(
+        help="--engine ray: the cluster to join (default: RAY_ADDRESS, else start a local Ray).",
+    )] = None,
+    output_dir: Annotated[Optional[str], typer.Option(
+        "--output-dir",
+        help="--engine ray: write rows as shards into this folder or URI (csv, jsonl or parquet), not in input order.",
+    )] = None,
+    concurrency: Annotated[Optional[int], typer.Option(
+        min=1,
+        help="--engine ray: model actors, one CPU each (default and most: one per CPU of the cluster).",
+    )] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        min=1, max=MAX_WORKERS,
+        help="Local engine: worker processes for images, at most (default: one per usable core: CPU affinity and "
+        "cgroup quota).",
+    )] = None,
+    review_below: Annotated[Optional[float], typer.Option(
+        "--review-below",
+        help="Mark rows whose confidence is under P (0..1) in a review column, and count them in the summary.",
+    )] = None,
+    summary_json: Annotated[Optional[Path], typer.Option(
+        "--summary-json", parser=file_name, metavar="FILE",
+        help="Also write the summary to this file as JSON (items, classified, failed, skipped, kept, seconds, "
+        "digits/s, per label).",
+    )] = None,
 ) -> None:
     """Classify digit images and .npy arrays with onnxruntime: one row per digit, in input order.
 
@@ -121,7 +176,8 @@ def format_summary(s) -> str:
         lines.append(f"ray: ready in {s.cluster_seconds:.2f} s ({s.connect_seconds:.2f} s to "
                      f"{'join' if s.joined else 'start'} Ray, {s.ready_seconds:.2f} s for {s.actors} model actors on "
                      f"{s.cpus} CPUs of {nodes} node{'s' if nodes != 1 else ''})")
-    lines += [f"note: {printable(folder, LINE_LIMIT)}: no image or .npy files to classify" for folder in s.empty_folders]
+    lines += [f"note: {printable(folder, LINE_LIMIT)}: no image or .npy files to classify"
+              for folder in s.empty_folders]
     lines += [f"{head} {s.items:,} items, {s.classified:,} classified, {s.failed:,} failed, "
              f"{s.skipped:,} skipped in {s.seconds:.2f} s ({s.digits_per_second:,.0f} digits/s)",
              f"per label: {labels}"]

@@ -156,7 +156,9 @@ class OnnxClassifier(Classifier):
             if _out_of_memory(str(e)):
                 raise ModelError(f"{self.path}: out of memory running the model on {len(feed):,} digits; "
                                  f"{limit_words()} is too low (a smaller --batch-size needs less)") from e
-            raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({first_line(e)})") from e
+            raise ModelError(
+                f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({first_line(e)})"
+            ) from e
 
 
 def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):

@@ -184,7 +184,8 @@ def classify(items: Iterable[Item | ImageRun], classifier: Classifier, writer: R
              concurrency: int | None = None, advance: Callable[[int], None] = lambda n: None,
              stop: Callable[[], bool] = lambda: False) -> RaySummary:
     """Classify every item (batch.inputs.iter_runs, with URIs) on the Ray that ray_connect
-    joined or started, with the model `classifier` was loaded and probed from. Rows go to `writer` in input order, or as shard files `part-NNNNNN.<format>` into
+    joined or started, with the model `classifier` was loaded and probed from. Rows go to
+    `writer` in input order, or as shard files `part-NNNNNN.<format>` into
     `out_dir` (a local or shared folder, which must be empty or new, or a URI prefix),
     in `row_format` (csv, jsonl or parquet). `concurrency`: model actors, one CPU each
     (default and most: one per CPU of the cluster). `advance(n)`: n more rows are done;

@@ -67,7 +67,8 @@ def main() -> None:
     report = {}
     for name, probs in results.items():
         diff = np.abs(probs.astype(np.float64) - truth[: len(probs)])
-        report[name] = {"max_abs_vs_float64": float(diff.max()), "labels_agree": float((probs.argmax(1) == truth[: len(probs)].argmax(1)).mean())}
+        report[name] = {"max_abs_vs_float64": float(diff.max()),
+                        "labels_agree": float((probs.argmax(1) == truth[: len(probs)].argmax(1)).mean())}
     names = [n for n in results if n != "onnx reference (numpy)"]
     pairwise = max(float(np.abs(results[a] - results[b]).max()) for a in names for b in names)
     top = np.sort(truth, axis=1)

@@ -40,7 +40,11 @@ const fs = require("fs");
   const run = (p, k) => session.run({ image: new ort.Tensor("uint8", p, [k, 28, 28]) }, ["probabilities"]);
   const { probabilities } = await run(pixels, n);
   const batch = [], single = [];
-  for (let r = 0; r < repeats; r++) { const t = performance.now(); await run(pixels, n); batch.push(n / (performance.now() - t) * 1000); }
+  for (let r = 0; r < repeats; r++) {
+    const t = performance.now();
+    await run(pixels, n);
+    batch.push(n / (performance.now() - t) * 1000);
+  }
   for (let r = 0; r < 5; r++) {
     const t = performance.now();
     for (let i = 0; i < singles; i++) await run(pixels.subarray(i * 784, (i + 1) * 784), 1);
@@ -57,7 +61,11 @@ BROWSER_BENCH = """async ([model, digits, repeats, singles]) => {
   const n = pixels.length / 784;
   const { probabilities } = await classifier.classify(pixels, n);
   const batch = [], single = [];
-  for (let r = 0; r < repeats; r++) { const t = performance.now(); await classifier.classify(pixels, n); batch.push(n / (performance.now() - t) * 1000); }
+  for (let r = 0; r < repeats; r++) {
+    const t = performance.now();
+    await classifier.classify(pixels, n);
+    batch.push(n / (performance.now() - t) * 1000);
+  }
   for (let r = 0; r < 5; r++) {
     const t = performance.now();
     for (let i = 0; i < singles; i++) await classifier.classify(pixels.slice(i * 784, (i + 1) * 784), 1);
@@ -94,7 +102,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp, "digits.u8")
         raw.write_bytes(digits.tobytes())
-        server = subprocess.Popen([sys.executable, str(ROOT / "web" / "serve.py"), "--port", "0"], stdout=subprocess.PIPE, text=True)
+        server = subprocess.Popen([sys.executable, str(ROOT / "web" / "serve.py"), "--port", "0"],
+                                  stdout=subprocess.PIPE, text=True)
         url = server.stdout.readline().split()[-1]
         playwright = sync_playwright().start()
         try:
@@ -103,7 +112,8 @@ def main() -> None:
                 "--disable-component-update", "--disable-sync", "--no-first-run"])
             page = browser.new_page()
             files = {"digits": raw, **models}
-            page.route("**/fixtures/**", lambda route: route.fulfill(path=str(files[route.request.url.split("/fixtures/")[1]])))
+            page.route("**/fixtures/**",
+                       lambda route: route.fulfill(path=str(files[route.request.url.split("/fixtures/")[1]])))
             page.goto(url)
             version = browser.version
             for name, path in models.items():

@@ -77,7 +77,8 @@ def per_digit_us(path: Path, digits: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
-    parser.add_argument("--data", type=Path, default=None, help="MNIST in any `digits train --data` form (default: the bundled sample)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="MNIST in any `digits train --data` form (default: the bundled sample)")
     args = parser.parse_args()
     from trainer.data import load_mnist
     from trainer.data.sample import load_sample
@@ -88,7 +89,8 @@ def main() -> None:
     float_probs = OnnxClassifier(args.model).predict(real)
     float_accuracy = float((OnnxClassifier(args.model).labels(data.x_test) == data.y_test).mean())
     print(f"float model: {args.model}, accuracy {float_accuracy:.4f}, {per_digit_us(args.model, real):.2f} us/digit")
-    print(f"{'variant':<48}{'size':>6}{'accuracy':>10}{'agree':>8}  {'alone vs batch':<18}{'ORT vs reference':<30}{'us/digit':>9}")
+    print(f"{'variant':<48}{'size':>6}{'accuracy':>10}{'agree':>8}  "
+          f"{'alone vs batch':<18}{'ORT vs reference':<30}{'us/digit':>9}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, write in variants(calibration_digits(data.x_train)).items():
             out = Path(tmp, "variant.onnx")
@@ -100,7 +102,8 @@ def main() -> None:
             reference = reference_probabilities(out, real)
             far = int((~np.isclose(probs, reference, atol=1e-5, rtol=0).all(axis=1)).sum())
             batch = f"{int((alone.argmax(1) != crowd.argmax(1)).sum())} lab, {np.abs(alone - crowd).max():.1e}"
-            ref = f"{int((probs.argmax(1) != reference.argmax(1)).sum())} lab, {np.abs(probs - reference).max():.1e}, {far} >1e-5"
+            ref = (f"{int((probs.argmax(1) != reference.argmax(1)).sum())} lab, "
+                   f"{np.abs(probs - reference).max():.1e}, {far} >1e-5")
             print(f"{name:<48}{os.path.getsize(out) / os.path.getsize(args.model):>6.0%}{accuracy:>10.4f}"
                   f"{(probs.argmax(1) == float_probs.argmax(1)).mean():>8.2%}  {batch:<18}{ref:<30}"
                   f"{per_digit_us(out, real):>9.2f}")

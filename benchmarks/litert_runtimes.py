@@ -74,7 +74,8 @@ def main() -> None:
     rows.append(("model.micro.tflite", "TFLite Micro (tflite-micro)", len(micro),
                  float((probabilities.argmax(1) == reference.argmax(1)).mean()),
                  float(np.abs(probabilities - reference).max()), *speed))
-    print(f"{'model':<20}{'runtime':<30}{'bytes':>10}{'labels':>9}{'max abs diff':>14}{'digits/s (2,000)':>18}{'digits/s (1)':>14}")
+    print(f"{'model':<20}{'runtime':<30}{'bytes':>10}{'labels':>9}{'max abs diff':>14}"
+          f"{'digits/s (2,000)':>18}{'digits/s (1)':>14}")
     for name, runtime, size, agree, diff, batch, single in rows:
         print(f"{name:<20}{runtime:<30}{size:>10,}{agree:>9.2%}{diff:>14.1e}{batch:>18,.0f}{single:>14,.0f}")
 

@@ -164,7 +164,8 @@ def scores(model, fit_digits, fit_labels, images_by_set: dict) -> dict:
         out["energy"][name] = lse
         # (f - mu)' P (f - mu) expanded: [N, D] @ [D, D] once, not per class.
         fp = feats @ precision
-        distance = (fp * feats).sum(1, keepdims=True) - 2 * fp @ means.T + np.einsum("ci,ij,cj->c", means, precision, means)
+        centres = np.einsum("ci,ij,cj->c", means, precision, means)
+        distance = (fp * feats).sum(1, keepdims=True) - 2 * fp @ means.T + centres
         out["mahalanobis"][name] = -distance.min(1)
         out.setdefault("_labels", {})[name] = logits.argmax(1)
         out.setdefault("_logits", {})[name] = logits
@@ -180,8 +181,8 @@ def with_calibrated(results: dict, validation_labels: np.ndarray) -> dict:
 
     logits = results.pop("_logits")
     temperature = fit_temperature(softmax(logits["validation"]), validation_labels)
-    results["calibrated max-softmax"] = {name: digit_scores(apply_temperature(softmax(z), temperature)).astype(np.float64)
-                              for name, z in logits.items()}
+    results["calibrated max-softmax"] = {
+        name: digit_scores(apply_temperature(softmax(z), temperature)).astype(np.float64) for name, z in logits.items()}
     return results
 
 

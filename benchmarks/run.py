@@ -61,7 +61,8 @@ def prepare() -> dict:
              "pngs_200k": WORK / "pngs_200k"}
     sample = load_sample()
     if not paths["npz"].exists():
-        np.savez(paths["npz"], x_train=sample.x_train, y_train=sample.y_train, x_test=sample.x_test, y_test=sample.y_test)
+        np.savez(paths["npz"], x_train=sample.x_train, y_train=sample.y_train,
+                 x_test=sample.x_test, y_test=sample.y_test)
     if not paths["model"].exists():
         run(DIGITS + ["train", "--data", paths["npz"], "--epochs", "10", "--out", paths["model"].parent, "--quiet"])
     if not paths["onnx"].exists():
@@ -99,7 +100,8 @@ def bench_train(p: dict) -> list[dict]:
         return float(run([PY, PEERS / "keras_train.py", p["npz"], epochs]).stdout.split()[-1])
 
     a, b = alternate(ours, peer, 7)  # fit times vary ~10% run to run here: 7 pairs for a steady median
-    return [row("train: model.fit time, 4,000 digits x 20 epochs", a, b, "s", "digits train / plain Keras script", "<=", 1.1)]
+    return [row("train: model.fit time, 4,000 digits x 20 epochs", a, b, "s",
+                "digits train / plain Keras script", "<=", 1.1)]
 
 
 def bench_classify_npy(p: dict) -> list[dict]:
@@ -109,8 +111,10 @@ def bench_classify_npy(p: dict) -> list[dict]:
     a, b = alternate(ours, ort_peer, 9)
     c, d = alternate(ours, keras_peer, 3)
     return [
-        row("classify 100k-digit .npy (whole process)", a, b, "s", "digits classify / plain onnxruntime script", "<=", 1.1),
-        row("classify 100k-digit .npy (whole process)", d, c, "s", "plain Keras predict script / digits classify", ">=", 8.0),
+        row("classify 100k-digit .npy (whole process)", a, b, "s",
+            "digits classify / plain onnxruntime script", "<=", 1.1),
+        row("classify 100k-digit .npy (whole process)", d, c, "s",
+            "plain Keras predict script / digits classify", ">=", 8.0),
     ]
 
 
@@ -293,7 +297,8 @@ def main() -> int:
         rows += bench(paths)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    machine = f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.machine()}"
+    machine = (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+               f"{platform.system()} {platform.machine()}")
     if only:  # a part of the table: printed, never written over the whole one in results.md
         print(f"Measured {date.today()} on {machine}.\n\n" + table(rows))
         return 0 if all(r["ok"] is not False for r in rows) else 1

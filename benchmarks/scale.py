@@ -38,7 +38,8 @@ def main() -> int:
     args = parser.parse_args()
     pngs = WORK / "pngs"
     if not pngs.is_dir():
-        raise SystemExit("benchmarks/.work/pngs is missing: run `make bench` (or `python benchmarks/run.py --prepare`) first")
+        raise SystemExit("benchmarks/.work/pngs is missing: "
+                         "run `make bench` (or `python benchmarks/run.py --prepare`) first")
     usable = sorted(os.sched_getaffinity(0))
     folder = link_folder(pngs, WORK / f"scale_{args.files}", args.files)[0]
     print(f"{args.files:,} 28x28 PNGs, {args.model.name}; {len(usable)} usable cores; medians of {args.repeats}\n")

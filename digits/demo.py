@@ -67,10 +67,22 @@ def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, arra
 
 
 def demo(
-    out: Annotated[Path, typer.Option(readable=False, help="Folder for everything the demo makes.")] = Path("runs/demo"),
-    data: Annotated[Optional[Path], typer.Option(readable=False, help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)")] = None,
-    epochs: Annotated[int, typer.Option(min=1, max=1_000_000, help="Training epochs (default: the seed's recipe).")] = RECIPE.epochs,
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seeds the training split, weights and dropout.")] = RECIPE.seed,
+    out: Annotated[Path, typer.Option(
+        readable=False,
+        help="Folder for everything the demo makes.",
+    )] = Path("runs/demo"),
+    data: Annotated[Optional[Path], typer.Option(
+        readable=False,
+        help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)",
+    )] = None,
+    epochs: Annotated[int, typer.Option(
+        min=1, max=1_000_000,
+        help="Training epochs (default: the seed's recipe).",
+    )] = RECIPE.epochs,
+    seed: Annotated[int, typer.Option(
+        min=0, max=MAX_SEED,
+        help="Seeds the training split, weights and dropout.",
+    )] = RECIPE.seed,
 ) -> None:
     """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
     from trainer.backend import require_train_extra
@@ -126,7 +138,8 @@ def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epoc
         ("accuracy: ONNX, .npy", f"{results['npy']:.4f}  (digits classify)"),
         ("accuracy: ONNX int8", f"{results['int8']:.4f}"),
         ("parity Keras vs ONNX", f"max abs diff {probs['max_abs_diff']:.2e} over {parity['samples']:,} inputs, "
-                                 f"labels agree {parity['label_agreement']:.2%}: {'passed' if parity['passed'] else 'FAILED'}"),
+                                 f"labels agree {parity['label_agreement']:.2%}: "
+                                 f"{'passed' if parity['passed'] else 'FAILED'}"),
         ("parity float vs int8", f"labels agree {parity['int8']['label_agreement']:.2%}"),
         ("model sizes", f"model.keras {(train_dir / 'model.keras').stat().st_size / 1e6:.2f} MB, "
                         f"model.onnx {model_onnx.stat().st_size / 1e6:.2f} MB, "

@@ -17,15 +17,43 @@ from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
 
 def export(
     model: Annotated[Path, typer.Argument(readable=False, help="The .keras model to export (loaded in safe mode).")],
-    out: Annotated[Path, typer.Option(parser=file_name, metavar="FILE", help="Where to write the ONNX model.")] = Path("model.onnx"),
-    data: Annotated[Optional[Path], typer.Option(readable=False, help="Real digits for the parity check (any `digits train --data` form) (default: the trainer's default source)")] = None,
+    out: Annotated[Path, typer.Option(
+        parser=file_name, metavar="FILE",
+        help="Where to write the ONNX model.",
+    )] = Path("model.onnx"),
+    data: Annotated[Optional[Path], typer.Option(
+        readable=False,
+        help="Real digits for the parity check (any `digits train --data` form) (default: the trainer's default "
+        "source)",
+    )] = None,
     opset: Annotated[int, typer.Option(min=MIN_OPSET, max=DEFAULT_OPSET, help="ONNX opset.")] = DEFAULT_OPSET,
-    atol: Annotated[float, typer.Option(parser=finite_number("--atol", 0.0, 1.0), help="Absolute tolerance on the probabilities.")] = DEFAULT_ATOL,
-    rtol: Annotated[float, typer.Option(parser=finite_number("--rtol", 0.0, 1.0), help="Relative tolerance on the probabilities.")] = DEFAULT_RTOL,
-    int8: Annotated[bool, typer.Option("--int8", help="Also write MODEL.int8.onnx (static int8, calibrated on --data), checked against the float model, across batches and against the onnx reference.")] = False,
-    ort: Annotated[bool, typer.Option("--ort", help="Also write MODEL.ort for ONNX Runtime Mobile, checked to give the same labels.")] = False,
-    tflite: Annotated[bool, typer.Option("--tflite", help="Also write MODEL.tflite for LiteRT (and MODEL.int8.tflite with --int8), checked with LiteRT's interpreter. Needs the [litert] extra.")] = False,
-    micro: Annotated[bool, typer.Option("--micro", help="Also write MODEL.micro.tflite, .micro.cc and .micro.h for TensorFlow Lite Micro (batch 1, int8), checked in TFLite Micro's interpreter against MODEL.int8.tflite. Needs --tflite --int8.")] = False,
+    atol: Annotated[float, typer.Option(
+        parser=finite_number("--atol", 0.0, 1.0),
+        help="Absolute tolerance on the probabilities.",
+    )] = DEFAULT_ATOL,
+    rtol: Annotated[float, typer.Option(
+        parser=finite_number("--rtol", 0.0, 1.0),
+        help="Relative tolerance on the probabilities.",
+    )] = DEFAULT_RTOL,
+    int8: Annotated[bool, typer.Option(
+        "--int8",
+        help="Also write MODEL.int8.onnx (static int8, calibrated on --data), checked against the float model, across "
+        "batches and against the onnx reference.",
+    )] = False,
+    ort: Annotated[bool, typer.Option(
+        "--ort",
+        help="Also write MODEL.ort for ONNX Runtime Mobile, checked to give the same labels.",
+    )] = False,
+    tflite: Annotated[bool, typer.Option(
+        "--tflite",
+        help="Also write MODEL.tflite for LiteRT (and MODEL.int8.tflite with --int8), checked with LiteRT's "
+        "interpreter. Needs the [litert] extra.",
+    )] = False,
+    micro: Annotated[bool, typer.Option(
+        "--micro",
+        help="Also write MODEL.micro.tflite, .micro.cc and .micro.h for TensorFlow Lite Micro (batch 1, int8), "
+        "checked in TFLite Micro's interpreter against MODEL.int8.tflite. Needs --tflite --int8.",
+    )] = False,
 ) -> None:
     """Export a Keras digit classifier to a self-contained ONNX model, proving parity with Keras.
 
@@ -51,7 +79,10 @@ def export(
 
 
 def inspect(
-    model: Annotated[Path, typer.Argument(readable=False, parser=model_path, help="An .onnx model, or a bundled model's name (cnn, mlp).")],
+    model: Annotated[Path, typer.Argument(
+        readable=False, parser=model_path,
+        help="An .onnx model, or a bundled model's name (cnn, mlp).",
+    )],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show an ONNX model's inputs, outputs, opset, size and metadata."""
@@ -62,7 +93,11 @@ def inspect(
 
 
 def bench(
-    models: Annotated[list[Path], typer.Argument(readable=False, parser=model_path, help="An .onnx model or a bundled model's name (its .int8.onnx beside it is included), and optionally its .keras model for comparison.")],
+    models: Annotated[list[Path], typer.Argument(
+        readable=False, parser=model_path,
+        help="An .onnx model or a bundled model's name (its .int8.onnx beside it is included), and optionally its "
+        ".keras model for comparison.",
+    )],
     as_json: Annotated[bool, typer.Option("--json", help="Print digits/s as JSON.")] = False,
 ) -> None:
     """Measure throughput (digits/s) at batch sizes 1, 64, 1,024 and 8,192, side by side."""

@@ -69,7 +69,8 @@ def logits_of(model):
     keras = import_keras()
     last = model.layers[-1] if model.layers else None
     config = last.get_config() if last is not None else {}
-    if isinstance(last, (keras.layers.Softmax, keras.layers.Activation)) and config.get("activation", "softmax") == "softmax":
+    if (isinstance(last, (keras.layers.Softmax, keras.layers.Activation))
+            and config.get("activation", "softmax") == "softmax"):
         return keras.Model(model.inputs, last.input, name=f"{model.name}_logits")
     if config.get("activation") == "softmax":
         linear = type(last).from_config({**config, "activation": "linear", "name": f"{last.name}_logits"})

@@ -82,7 +82,8 @@ def format_description(info: dict) -> str:
         lines.append(f"{kind}:")
         for v in info[kind]:
             quantization = v.get("quantization")
-            scaled = f"  scale {quantization['scale']:g}, zero point {quantization['zero_point']}" if quantization else ""
+            scaled = (f"  scale {quantization['scale']:g}, zero point {quantization['zero_point']}"
+                      if quantization else "")
             shape = printable(", ".join(map(str, v["shape"])))
             lines.append(f"  {printable(v['name']):<15} {printable(v['dtype']):<8} [{shape}]{scaled}")
     if info.get("parity_report"):

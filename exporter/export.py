@@ -160,7 +160,8 @@ def _convert(keras_path: Path, data: Path | None, opset: int, atol: float, rtol:
     onnx_model = keras_to_onnx(model, input_shape, opset)
     metadata = export_metadata(keras_path)
     if softmax_added:
-        metadata["softmax_added"] = "the Keras model gives logits; probabilities = softmax(logits), added by digits export"
+        metadata["softmax_added"] = ("the Keras model gives logits; probabilities = softmax(logits), "
+                                     "added by digits export")
     if temperature is not None:
         metadata["temperature"] = repr(temperature)
     set_metadata(onnx_model, metadata)

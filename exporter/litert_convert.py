@@ -12,8 +12,9 @@ Keras model's input are inside, as in the ONNX graph:
 
 The converter is given a Keras model wrapping the user's (Rescaling 1/255, then
 Reshape): `from_keras_model` freezes its weights, which the int8 calibrator needs
-(what else was tried: docs/decisions.md, "Converting"). Then the file is finished here: tensors named `image` and `probabilities`, the class
-labels and input contract as TFLite Metadata, its buffers 16-byte aligned.
+(what else was tried: docs/decisions.md, "Converting"). Then the file is finished here:
+tensors named `image` and `probabilities`, the class labels and input contract as
+TFLite Metadata, its buffers 16-byte aligned.
 """
 
 import contextlib
@@ -68,7 +69,8 @@ def keras_to_tflite(model, input_shape: tuple[int, ...], kind: str, calibration:
         with _quiet():
             content = converter.convert()
     except Exception as e:  # the converter's ConverterError and friends
-        lines = [line for line in str(e).splitlines() if "error:" in line] or str(e).strip().splitlines() or [type(e).__name__]
+        lines = ([line for line in str(e).splitlines() if "error:" in line]
+                 or str(e).strip().splitlines() or [type(e).__name__])
         raise ModelError(f"{where}: cannot convert to a {kind} LiteRT model ({lines[0].strip()[:200]})") from e
     if integer:
         _check_raw_input(content, where)

@@ -21,7 +21,8 @@ def convert_to_ort(onnx_path: Path, ort_path: Path) -> None:
         shutil.copyfile(onnx_path, source)
         logging.getLogger("ort_format_model.utils").setLevel(logging.WARNING)
         with contextlib.redirect_stdout(io.StringIO()):  # it narrates each step on stdout
-            convert_onnx_models_to_ort(source, output_dir=Path(tmp, "out"), optimization_styles=[OptimizationStyle.Fixed])
+            convert_onnx_models_to_ort(source, output_dir=Path(tmp, "out"),
+                                       optimization_styles=[OptimizationStyle.Fixed])
         shutil.move(Path(tmp, "out", "model.ort"), ort_path)
 
 

@@ -135,7 +135,8 @@ class ParityReport:
         }
 
     def table(self) -> str:
-        header = f"{'case':<22}{'runtime':<16}{'samples':>8}{'max abs':>11}{'max rel':>11}{'mean abs':>11}{'labels':>9}  ok"
+        header = (f"{'case':<22}{'runtime':<16}{'samples':>8}{'max abs':>11}{'max rel':>11}{'mean abs':>11}"
+                  f"{'labels':>9}  ok")
         lines = [header, "-" * len(header)]
         for c in self.cases:
             p = c.outputs[PROBABILITIES]

@@ -40,7 +40,8 @@ REFERENCE_MAX_DIFF = 0.05  # one step off at a requantization moved a digit by 7
 # The layers with weights: the MLP's MatMuls and a CNN's convolutions. Bias, ReLU, pooling and
 # softmax stay float, as the measured variants chose for the MLP (docs/decisions.md).
 QUANTIZED_OPS = ("MatMul", "Conv")
-QUANTIZATION = "int8 static QDQ: MatMul and Conv, per-channel s8 weights (reduce_range), u8 activations calibrated on real digits"
+QUANTIZATION = ("int8 static QDQ: MatMul and Conv, per-channel s8 weights (reduce_range), "
+                "u8 activations calibrated on real digits")
 
 
 def calibration_digits(train: np.ndarray, n: int = CALIBRATION_DIGITS) -> np.ndarray:

@@ -156,7 +156,8 @@ def trained_mlp(sample, tmp_path_factory) -> Path:
     test_probs = predict_keras(trained.model, sample.x_test)
     metrics = score(test_probs, sample.y_test)
     metrics["data_source"] = sample.source
-    metrics["digit_score"] = digit_score_report(predict_keras(trained.model, trained.validation_digits), test_probs, 0.5)
+    validation_probs = predict_keras(trained.model, trained.validation_digits)
+    metrics["digit_score"] = digit_score_report(validation_probs, test_probs, 0.5)
     metrics["model_sha256"] = hashlib.sha256((folder / "model.keras").read_bytes()).hexdigest()
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder / "model.keras"

@@ -117,7 +117,8 @@ def test_atomic_path_leaves_the_old_file_or_the_new_one(tmp_path):
 
 def test_closed_standard_streams(exported_onnx, small, tmp_path):
     np.save(tmp_path / "a.npy", small.x_test[:2])
-    for inputs, words in (("- <&-", "standard input, which is closed"), (f"{tmp_path / 'a.npy'} >&-", "standard output is closed")):
+    for inputs, words in (("- <&-", "standard input, which is closed"),
+                          (f"{tmp_path / 'a.npy'} >&-", "standard output is closed")):
         command = f"exec {sys.executable} -m digits classify {exported_onnx} {inputs}"
         result = subprocess.run(["sh", "-c", command], capture_output=True, text=True, cwd=ROOT, timeout=120)
         assert_one_line_error(result, 2, words)
@@ -216,8 +217,8 @@ def test_outputs_never_overwrite_inputs(exported_onnx, small, tmp_path):
     before = array.read_bytes()
     assert_one_line_error(run_digits("classify", exported_onnx, array, "--output", array), 1, "overwrite an input")
     os.link(array, tmp_path / "hard.csv")  # another name for the same file
-    assert_one_line_error(run_digits("classify", exported_onnx, tmp_path / "hard.csv", "--output", tmp_path / "hard.csv"),
-                          1, "overwrite an input")
+    hard = tmp_path / "hard.csv"
+    assert_one_line_error(run_digits("classify", exported_onnx, hard, "--output", hard), 1, "overwrite an input")
     assert array.read_bytes() == before
 
 
@@ -263,7 +264,8 @@ def _float_model(path, batch, logits=False, seed=0):
     nodes = [helper.make_node("MatMul", ["pixels", "w"], ["scores" if logits else "z"])]
     if not logits:
         nodes.append(helper.make_node("Softmax", ["z"], ["scores"]))
-    graph = helper.make_graph(nodes, "plain", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 784])],
+    graph = helper.make_graph(nodes, "plain",
+                              [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 784])],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 10])],
                               [numpy_helper.from_array(weights, "w")])
     save_graph(graph, path)

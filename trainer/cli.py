@@ -36,16 +36,49 @@ class ModelChoice(StrEnum):
 
 def train(
     data: DataOption = None,
-    out: Annotated[Optional[Path], typer.Option(readable=False, help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
-    model: Annotated[ModelChoice, typer.Option(help="mlp: the seed's 784-256-128-64-10 MLP; cnn: keras.io's small convnet.")] = ModelChoice.mlp,
-    epochs: Annotated[Optional[int], typer.Option(min=1, max=MAX_COUNT, show_default=False, help=f"Passes over the training digits. [default: {RECIPE.epochs} for mlp, {CNN_DEFAULTS['epochs']} for cnn]")] = None,
-    batch_size: Annotated[int, typer.Option(min=1, max=MAX_COUNT, help="Digits per gradient step.")] = RECIPE.batch_size,
-    validation_split: Annotated[float, typer.Option(parser=finite_number("--validation-split", 0.0, 0.9), help="Fraction of training digits held out for validation (stratified, shuffled); the temperature is fitted on them.")] = RECIPE.validation_split,
-    dropout: Annotated[Optional[float], typer.Option(parser=finite_number("--dropout", 0.0, 0.9), show_default=False, help=f"Dropout rate. [default: {RECIPE.dropout} after each hidden layer for mlp, {CNN_DEFAULTS['dropout']} before the last layer for cnn]")] = None,
-    augment: Annotated[bool, typer.Option("--augment", help="Train on randomly shifted, rotated and zoomed digits (the saved model holds none of it).")] = False,
-    outliers: Annotated[float, typer.Option(parser=finite_number("--outliers", 0.0, 4.0), help="Generated non-digits per training digit, taught as 'no digit' (outlier exposure): what digit_score learns from. 0: off.")] = RECIPE.outliers,
-    early_stop: Annotated[int, typer.Option(min=0, max=MAX_COUNT, metavar="PATIENCE", help="Stop when validation loss has not improved for PATIENCE epochs, and keep the best epoch's weights. 0: off.")] = RECIPE.early_stop,
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seeds the split, the weights and dropout: same seed + same data = same model.")] = RECIPE.seed,
+    out: Annotated[Optional[Path], typer.Option(
+        readable=False,
+        help="Folder for the model and reports (default: runs/<timestamp>/)",
+    )] = None,
+    model: Annotated[ModelChoice, typer.Option(
+        help="mlp: the seed's 784-256-128-64-10 MLP; cnn: keras.io's small convnet.",
+    )] = ModelChoice.mlp,
+    epochs: Annotated[Optional[int], typer.Option(
+        min=1, max=MAX_COUNT, show_default=False,
+        help=f"Passes over the training digits. [default: {RECIPE.epochs} for mlp, {CNN_DEFAULTS['epochs']} for cnn]",
+    )] = None,
+    batch_size: Annotated[int, typer.Option(
+        min=1, max=MAX_COUNT,
+        help="Digits per gradient step.",
+    )] = RECIPE.batch_size,
+    validation_split: Annotated[float, typer.Option(
+        parser=finite_number("--validation-split", 0.0, 0.9),
+        help="Fraction of training digits held out for validation (stratified, shuffled); the temperature is fitted "
+        "on them.",
+    )] = RECIPE.validation_split,
+    dropout: Annotated[Optional[float], typer.Option(
+        parser=finite_number("--dropout", 0.0, 0.9), show_default=False,
+        help=f"Dropout rate. [default: {RECIPE.dropout} after each hidden layer for mlp, {CNN_DEFAULTS['dropout']} "
+        "before the last layer for cnn]",
+    )] = None,
+    augment: Annotated[bool, typer.Option(
+        "--augment",
+        help="Train on randomly shifted, rotated and zoomed digits (the saved model holds none of it).",
+    )] = False,
+    early_stop: Annotated[int, typer.Option(
+        min=0, max=MAX_COUNT, metavar="PATIENCE",
+        help="Stop when validation loss has not improved for PATIENCE epochs, and keep the best epoch's weights. 0: "
+        "off.",
+    )] = RECIPE.early_stop,
+    seed: Annotated[int, typer.Option(
+        min=0, max=MAX_SEED,
+        help="Seeds the split, the weights and dropout: same seed + same data = same model.",
+    )] = RECIPE.seed,
+    outliers: Annotated[float, typer.Option(
+        parser=finite_number("--outliers", 0.0, 4.0),
+        help="Generated non-digits per training digit, taught as 'no digit' (outlier exposure): what "
+        "digit_score learns from. 0: off.",
+    )] = RECIPE.outliers,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No model summary or per-epoch progress.")] = False,
 ) -> None:
     """Train the seed's MLP (784-256-128-64-10, dropout, Adam), or a small CNN, and write its model and reports.
@@ -82,20 +115,22 @@ def train(
     metrics = result.metrics
     for warning in result.warnings:  # even with --quiet: the model is not what it seems
         print(warning, file=sys.stderr)
-    stopped = f" (early stop: best epoch {metrics['best_epoch']} of {metrics['epochs_run']})" if recipe.early_stop else ""
+    stopped = (f" (early stop: best epoch {metrics['best_epoch']} of {metrics['epochs_run']})"
+               if recipe.early_stop else "")
     print(f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}) "
           f"on {metrics['test_size']:,} digits; trained in {metrics['train_seconds']:.1f} s{stopped}")
     calibration = metrics["calibration"]
     print(f"temperature {calibration['temperature']:.3f} (fitted on {calibration['fitted_on']}): "
           f"test ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}")
-    scored = metrics["digit_score"]
-    print(f"digit_score threshold {scored['threshold']:.4f} ({scored['fitted_on']}): "
-          f"rejects {scored['test_rejected']:.2%} of the test digits")
     print(f"wrote {printable(result.out_dir, LINE_LIMIT)}/: " + " ".join(result.artefacts))
 
 
 def evaluate(
-    model: Annotated[Path, typer.Argument(readable=False, parser=model_path, help="A .keras model, a bundled model's name (cnn, mlp), or an .onnx or .tflite model (no TensorFlow needed; .tflite needs the [litert] extra).")],
+    model: Annotated[Path, typer.Argument(
+        readable=False, parser=model_path,
+        help="A .keras model, a bundled model's name (cnn, mlp), or an .onnx or .tflite model (no TensorFlow needed; "
+        ".tflite needs the [litert] extra).",
+    )],
     data: DataOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
@@ -115,6 +150,7 @@ def evaluate(
         print(json_text(report).rstrip("\n"))
         return
     print(f"model: {printable(model, LINE_LIMIT)}\ndata: {printable(dataset.source, LINE_LIMIT)}")
-    print(f"test accuracy {report['test_accuracy']:.4f} (loss {report['test_loss']:.4f}) on {report['test_size']:,} digits")
+    print(f"test accuracy {report['test_accuracy']:.4f} (loss {report['test_loss']:.4f}) "
+          f"on {report['test_size']:,} digits")
     print("confusion matrix (rows: true label, columns: predicted):")
     print(format_confusion(report["confusion_matrix"]))

@@ -21,8 +21,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 PAGE = ("index.html", "app.js", "digits.js", "style.css")
 ORT_DIST = "/node_modules/onnxruntime-web/dist/"  # digits.js loads onnxruntime-web from here
-TYPES = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript", ".onnx": "application/octet-stream",
-         ".ort": "application/octet-stream", ".css": "text/css", ".html": "text/html; charset=utf-8"}
+TYPES = {".wasm": "application/wasm", ".mjs": "text/javascript", ".js": "text/javascript",
+         ".onnx": "application/octet-stream", ".ort": "application/octet-stream", ".css": "text/css",
+         ".html": "text/html; charset=utf-8"}
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):

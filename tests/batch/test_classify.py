@@ -202,7 +202,8 @@ def test_unusable_model_and_output_are_fatal(exported_onnx, small, tmp_path):
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, 32, 32])])
     wrong = tmp_path / "cifar.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), wrong)
-    assert_one_line_error(run_digits("classify", wrong, array), 1, "cifar.onnx", "model takes x tensor(float) [N,3,32,32]")
+    assert_one_line_error(run_digits("classify", wrong, array), 1, "cifar.onnx",
+                          "model takes x tensor(float) [N,3,32,32]")
     junk = tmp_path / "junk.onnx"
     junk.write_text("not onnx")
     assert_one_line_error(run_digits("classify", junk, array), 1, "junk.onnx", "not a loadable ONNX model")
@@ -378,9 +379,9 @@ def test_worker_pool_gives_each_block_back_in_order_with_its_errors(exported_onn
     as the rows classify_block makes in this process; a path too long for the OS gets the
     OS's reason."""
     from batch.block import classify_block
+    from batch.formats import RowFormat
     from batch.model import OnnxClassifier
     from batch.workers import WorkerPool
-    from batch.formats import RowFormat
 
     paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 600)]
     too_long = str(tmp_path) + ("/" + "x" * 250) * 20 + "/digit.png"
@@ -405,8 +406,8 @@ def test_a_worker_pool_closes_promptly_while_a_second_pool_is_open(exported_onnx
     """An embedding program with two pools open: closing the first must not wait for the
     second pool's workers (forked later, they held the first pool's task pipe open, so the
     first pool's workers never saw end-of-file and were killed after 5 s each)."""
-    from batch.workers import WorkerPool
     from batch.formats import RowFormat
+    from batch.workers import WorkerPool
 
     paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 256)]
     first = WorkerPool(2, exported_onnx, "auto", RowFormat())

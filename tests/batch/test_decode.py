@@ -75,7 +75,8 @@ def test_blank_image_is_all_black():
         (b"this is not an image at all", "not a decodable image"),
         (b"GIF89a\x10\x00\x10\x00 but no image data", "not a decodable image"),
         (png(np.zeros((40, 40), np.uint8))[:60], "not a decodable image"),
-        (cv2.imencode(".jpg", np.zeros((40, 40), np.uint8))[1].tobytes()[:200], "truncated"),  # cut inside its headers: the decoder says corrupt or truncated
+        # cut inside its headers: the decoder says corrupt or truncated
+        (cv2.imencode(".jpg", np.zeros((40, 40), np.uint8))[1].tobytes()[:200], "truncated"),
     ],
     ids=["empty", "unknown", "corrupt-gif", "truncated-png", "truncated-jpeg"],
 )

@@ -524,7 +524,8 @@ def _model_failing_above_the_probe(path) -> None:
     nodes = [helper.make_node("Reshape", ["pixels", "two"], ["flat"]),
              helper.make_node("MatMul", ["flat", "w"], ["z"]),
              helper.make_node("Softmax", ["z"], ["scores"])]
-    graph = helper.make_graph(nodes, "two-only", [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 784])],
+    graph = helper.make_graph(nodes, "two-only",
+                              [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, ["n", 784])],
                               [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 10])],
                               [numpy_helper.from_array(weights, "w"),
                                numpy_helper.from_array(np.array([PROBE_DIGITS, 784], np.int64), "two")])

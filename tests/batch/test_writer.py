@@ -100,7 +100,8 @@ def test_a_failed_write_cuts_the_file_back_to_its_last_whole_row(tmp_path, monke
 def test_resume_reads_whole_rows_and_cuts_a_torn_line(tmp_path):
     path = tmp_path / "rows.csv"
     fmt = RowFormat("csv")
-    text = fmt.header() + fmt.rows(["a.png", "b.png"], _probabilities(2)) + fmt.array_rows("x.npy", 0, _probabilities(3))
+    text = fmt.header() + fmt.rows(["a.png", "b.png"], _probabilities(2))
+    text += fmt.array_rows("x.npy", 0, _probabilities(3))
     text += fmt.failed("c.png", "empty file")
     path.write_text(text + "d.png,3,0.9")  # torn: no newline
     done = resume_output(path, fmt)

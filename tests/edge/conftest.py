@@ -97,8 +97,8 @@ def web_server(edge_models):
     import sys
 
     require(WEB / "node_modules" / "onnxruntime-web", "run `make web-deps` (npm ci in web/)")
-    server = subprocess.Popen([sys.executable, str(WEB / "serve.py"), "--port", "0", "--model", str(edge_models["onnx"])],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen([sys.executable, str(WEB / "serve.py"), "--port", "0",
+                               "--model", str(edge_models["onnx"])], stdout=subprocess.PIPE, text=True)
     try:
         line = server.stdout.readline()
         assert "http://127.0.0.1:" in line, line

@@ -70,7 +70,8 @@ def test_the_docs_node_example_runs(edge_models, tmp_path):
 
     from tests.conftest import ROOT
 
-    (example,) = re.findall(r"```js\n(const ort = require.*?)```", (ROOT / "docs" / "export.md").read_text(), flags=re.S)
+    (example,) = re.findall(r"```js\n(const ort = require.*?)```", (ROOT / "docs" / "export.md").read_text(),
+                            flags=re.S)
     (tmp_path / "model.onnx").symlink_to(edge_models["onnx"])
     (tmp_path / "example.js").write_text(example)
     require(NODE_EXAMPLE / "node_modules" / "onnxruntime-node", "run `make node-deps` (npm ci in examples/node)")
@@ -118,7 +119,8 @@ def _hostile_arrays(folder, digits) -> list:
     raw("subarray-of-nothing", f"{{'descr': ('|u1', ()), 'fortran_order': False, {shape}}}")
     raw("python2-longs", "{'descr': '|u1', 'fortran_order': False, 'shape': (3L, 28L, 28L), }")
     raw("hex-and-underscores", "{'descr': '|u1', 'fortran_order': False, 'shape': (0x3, 2_8, +28,), }")
-    raw("comments-quotes-concat", '{"descr": "|" \'u1\',  # a comment\n "fortran_order": False, "shape": ((3), 28, 28)}')
+    raw("comments-quotes-concat",
+        '{"descr": "|" \'u1\',  # a comment\n "fortran_order": False, "shape": ((3), 28, 28)}')
     raw("duplicate-key", f"{{'descr': '<f8', 'descr': '|u1', 'fortran_order': False, {shape}}}")
     raw("escapes", f"{{'descr': '\\x7cu\\061', 'fortran_order': False, {shape}}}")
     raw("version-2", f"{{'descr': '|u1', 'fortran_order': False, {shape}}}", version=(2, 0))

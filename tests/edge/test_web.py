@@ -23,7 +23,9 @@ CLASSIFY_IN_PAGE = """async ([model, digits]) => {
   const { labels, probabilities } = await classifier.classify(pixels, pixels.length / 784);
   const ms = performance.now() - start;
   const alone = [];  // the first 100 digits again, one at a time, as the drawing pad sends them
-  for (let i = 0; i < 100; i++) alone.push(...(await classifier.classify(pixels.slice(i * 784, (i + 1) * 784), 1)).probabilities);
+  for (let i = 0; i < 100; i++) {
+    alone.push(...(await classifier.classify(pixels.slice(i * 784, (i + 1) * 784), 1)).probabilities);
+  }
   return { labels: Array.from(labels, Number), probabilities: Array.from(probabilities), alone, ms };
 }"""
 
@@ -117,7 +119,8 @@ def test_dropping_files_gives_a_table_and_the_csv_of_digits_classify(page, any_e
     with page.expect_download() as download:
         page.click("#download")
     rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
-    table = [[cell.inner_text() for cell in row.query_selector_all("td")] for row in page.query_selector_all("#results tbody tr")]
+    table = [[cell.inner_text() for cell in row.query_selector_all("td")]
+             for row in page.query_selector_all("#results tbody tr")]
     assert [[r["source"], r["label"], r["confidence"], r["error"]] for r in rows] == table
     # As digits classify writes it, 1.000000 included (issue 21, class 27): never "1".
     assert all(re.fullmatch(r"[01]\.\d{6}", r["confidence"]) for r in rows if not r["error"]), table
@@ -164,7 +167,8 @@ def test_a_digit_drawn_with_the_mouse_gets_its_label(page, edge_models, edge_dig
     page.wait_for_function("document.getElementById('model-status').dataset.model === \"the demo's model.onnx\"")
     for wanted in (3, 7, 2):
         # A test digit of that class that the model gets right and is sure of, traced stroke by stroke.
-        i = next(i for i in range(1000) if labels[i] == wanted and probs[i].argmax() == wanted and probs[i].max() > 0.99)
+        i = next(i for i in range(1000)
+                 if labels[i] == wanted and probs[i].argmax() == wanted and probs[i].max() > 0.99)
         runs = ink_runs(digits[i])
         page.click("#clear")
         trace(page, runs[: len(runs) // 2])
@@ -207,7 +211,8 @@ def test_a_folder_and_dropped_files_are_classified(page, edge_models, edge_digit
     (folder / "notes.txt").write_text("not an image")
     page.click("#demo-model")
     page.wait_for_function("document.getElementById('model-status').dataset.model !== undefined")
-    python = {str(Path(r["source"]).relative_to(tmp_path)): r["label"] for r in classify_rows(edge_models["onnx"], folder)}
+    python = {str(Path(r["source"]).relative_to(tmp_path)): r["label"]
+              for r in classify_rows(edge_models["onnx"], folder)}
 
     page.set_input_files("#image-folder", str(folder))
     page.wait_for_function("document.getElementById('files-status').dataset.done === 'true'")

@@ -43,7 +43,8 @@ def test_exported_metadata_names_no_local_path(tmp_path, small):
     assert not any("private" in s or str(tmp_path) in s for s in sources)
     # A metrics.json written before this rule still exports without the path.
     (tmp_path / "metrics.json").write_text(json.dumps({"test_accuracy": 0.9, "data_source": f"IDX files in {idx}"}))
-    assert training_metrics(tmp_path / "model.keras") == {"test_accuracy": "0.9", "data_source": "IDX files in mnist-idx"}
+    assert training_metrics(tmp_path / "model.keras") == {"test_accuracy": "0.9",
+                                                          "data_source": "IDX files in mnist-idx"}
 
 
 def test_evaluate_onnx_scores_without_tensorflow(exported_onnx, small, small_npz):

@@ -41,7 +41,8 @@ def test_every_file_is_written_and_checked(exported):
     tflite, int8, micro = report["tflite"], report["int8_tflite"], report["micro"]
     assert tflite["passed"] and tflite["outputs"]["probabilities"]["max_abs_diff"] < 1e-5
     cases = {(c["case"], c["runtime"]) for c in tflite["cases"]}
-    assert {("real digits", "litert"), ("all 255", "litert"), ("batch of 1", "litert"), ("batch of 4,096", "litert")} <= cases
+    assert {("real digits", "litert"), ("all 255", "litert"), ("batch of 1", "litert"),
+            ("batch of 4,096", "litert")} <= cases
     assert int8["passed"] and int8["label_agreement"] >= 0.99 and int8["size_ratio"] <= 0.35
     assert int8["batch_label_agreement"] == 1.0 and int8["consistency_samples"] == 2000
     assert micro["passed"] and micro["samples"] >= 1000 and micro["label_agreement"] >= 0.995
@@ -162,7 +163,8 @@ int main(int, char** argv) {{
   Resolver resolver;
   if (DigitsAddOps(resolver) != kTfLiteOk) return 2;
   for (const auto& op : resolver.added) printf("%s ", op.c_str());
-  printf("\\n%d %zu %d\\n", int(reinterpret_cast<uintptr_t>(g_digits_model) % 16), kDigitsTensorArenaSize, kDigitsOpCount);
+  printf("\\n%d %zu %d\\n", int(reinterpret_cast<uintptr_t>(g_digits_model) % 16),
+         kDigitsTensorArenaSize, kDigitsOpCount);
   FILE* f = fopen(argv[1], "wb");
   fwrite(g_digits_model, 1, g_digits_model_len, f);
   return fclose(f);

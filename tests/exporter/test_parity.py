@@ -17,21 +17,24 @@ def _answers(probs, labels):
 def test_labels_that_differ_only_on_a_tie_within_tolerance_pass():
     keras = _probs([0.5, 0.5 - 2e-6] + [0.0] * 8, [0.9, 0.1] + [0.0] * 8)
     onnx = keras + _probs([-1e-6, 1e-6] + [0.0] * 8, [0.0] * 10)  # the tie breaks the other way
-    case = judge("real digits", "onnxruntime", {PROBABILITIES: keras}, _answers(onnx, onnx.argmax(axis=1)), atol=1e-5, rtol=1e-5)
+    case = judge("real digits", "onnxruntime", {PROBABILITIES: keras}, _answers(onnx, onnx.argmax(axis=1)),
+                 atol=1e-5, rtol=1e-5)
     assert case.close and case.label_agreement == 0.5 and case.label_ties == 1 and case.passed
 
 
 def test_a_label_that_differs_without_a_tie_fails():
     keras = _probs([0.5, 0.4] + [0.0] * 8)
     onnx = keras.copy()
-    case = judge("real digits", "onnxruntime", {PROBABILITIES: keras}, _answers(onnx, np.array([1])), atol=1e-5, rtol=1e-5)
+    case = judge("real digits", "onnxruntime", {PROBABILITIES: keras}, _answers(onnx, np.array([1])),
+                 atol=1e-5, rtol=1e-5)
     assert case.close and case.label_ties == 0 and not case.passed
 
 
 def test_probabilities_beyond_tolerance_fail():
     keras = _probs([0.6, 0.4] + [0.0] * 8)
     onnx = keras + _probs([-1e-3, 1e-3] + [0.0] * 8)
-    case = judge("real digits", "onnxruntime", {PROBABILITIES: keras}, _answers(onnx, onnx.argmax(axis=1)), atol=1e-5, rtol=1e-5)
+    case = judge("real digits", "onnxruntime", {PROBABILITIES: keras}, _answers(onnx, onnx.argmax(axis=1)),
+                 atol=1e-5, rtol=1e-5)
     assert not case.close and not case.passed and case.outputs[PROBABILITIES].max_abs_diff > 9e-4
 
 

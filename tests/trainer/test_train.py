@@ -48,7 +48,8 @@ def test_train_writes_every_artefact(tmp_path, small_npz):
     assert calibration["temperature"] > 0 and calibration["fitted_on"] == "validation split (120 digits)"
     assert calibration["validation_loss_after"] <= calibration["validation_loss_before"]
     assert [row["p"] for row in metrics["accepted_at_confidence"]] == [0.5, 0.8, 0.9, 0.95, 0.99]
-    assert all(0 <= row["coverage"] <= 1 and row["errors"] <= row["accepted"] for row in metrics["accepted_at_confidence"])
+    assert all(0 <= row["coverage"] <= 1 and row["errors"] <= row["accepted"]
+               for row in metrics["accepted_at_confidence"])
     scored = metrics["digit_score"]  # trained with outliers by default; threshold fitted on the 120 validation digits
     assert metrics["outliers"] == 0.5 and "outlier exposure" in scored["method"]
     assert 0 < scored["threshold"] < 1 and 0 <= scored["test_rejected"] <= 0.2
@@ -99,7 +100,8 @@ def test_early_stop_restores_the_best_epochs_weights(small):
     # The weights are the best epoch's: their validation loss is the best one, not the last.
     _, val_idx = stratified_split(small.y_train, recipe.validation_split, recipe.seed)
     probs = predict_keras(trained.model, small.x_train[val_idx])
-    loss = float(keras.losses.categorical_crossentropy(keras.utils.to_categorical(small.y_train[val_idx], 10), probs).numpy().mean())
+    truth = keras.utils.to_categorical(small.y_train[val_idx], 10)
+    loss = float(keras.losses.categorical_crossentropy(truth, probs).numpy().mean())
     assert loss == pytest.approx(val_loss[best], rel=1e-4)
     assert loss < val_loss[-1]
 
@@ -124,8 +126,10 @@ def test_cnn_with_augmentation_trains_and_holds_no_augmentation(tmp_path, small_
     # Trained on moved digits, it saved and exported exactly the network the plain run did.
     import keras
 
-    layers = {n: [type(layer).__name__ for layer in keras.saving.load_model(runs[n] / "model.keras").layers] for n in runs}
-    assert layers["augmented"] == layers["plain"] == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dropout", "Dense"]
+    layers = {n: [type(layer).__name__ for layer in keras.saving.load_model(runs[n] / "model.keras").layers]
+              for n in runs}
+    assert layers["augmented"] == layers["plain"] == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten",
+                                                      "Dropout", "Dense"]
     ops = {n: sorted(node.op_type for node in onnx.load(runs[n] / "model.onnx").graph.node) for n in runs}
     assert ops["augmented"] == ops["plain"] and "Conv" in ops["plain"]
     assert not any("Random" in op or "Transform" in op for op in ops["augmented"])

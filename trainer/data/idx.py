@@ -109,5 +109,6 @@ def load_idx_folder(folder: Path) -> Mnist:
         y_test=check_labels(y_test, len(x_test), f"{files['test_labels']} (for {files['test_images'].name})"),
         # The form and the file names, never the folder: the source travels into metrics.json
         # and from there into every exported model's metadata, which must not carry a local path.
-        source=f"IDX files ({', '.join(files[k].name for k in ('train_images', 'train_labels', 'test_images', 'test_labels'))})",
+        source="IDX files ("
+        f"{', '.join(files[k].name for k in ('train_images', 'train_labels', 'test_images', 'test_labels'))})",
     )

@@ -31,7 +31,8 @@ def _stray_folders(root: Path, expected: tuple[str, ...]) -> list[str]:
     """Visible folders in `root` other than `expected` (hidden ones, such as
     .ipynb_checkpoints, are a tool's, not a class)."""
     try:
-        return sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in expected and not p.name.startswith("."))
+        return sorted(p.name for p in root.iterdir()
+                      if p.is_dir() and p.name not in expected and not p.name.startswith("."))
     except OSError as e:
         raise DataError(f"{root}: cannot list ({e.strerror or e})") from e
 
@@ -109,7 +110,8 @@ def load_image_folder(folder: Path) -> Mnist:
             y_train=y_train,
             x_test=_read_images(test_paths),
             y_test=y_test,
-            source=f"image folder {folder.resolve().name} (train/, test/)",  # a name, not a local path (idx.py says why)
+            # a name, not a local path (idx.py says why)
+            source=f"image folder {folder.resolve().name} (train/, test/)",
         )
     paths, labels = _list_class_files(folder)
     return split_off_test(

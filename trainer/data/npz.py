@@ -50,10 +50,12 @@ def _read_member(path: Path, key: str, member: str) -> np.ndarray:
                 declared = math.prod(shape) * dtype.itemsize
                 # a zip bomb may be honest about its size; full MNIST's largest array is 47 MB
                 if declared > MAX_DATA_FILE_BYTES:
-                    raise DataError(f"{where}: {declared:,} bytes; more than {MAX_DATA_FILE_BYTES // 2**30} GiB is not MNIST")
+                    raise DataError(
+                        f"{where}: {declared:,} bytes; more than {MAX_DATA_FILE_BYTES // 2**30} GiB is not MNIST")
                 if declared != info.file_size - header:
                     raise DataError(
-                        f"{where}: header says {shape} {dtype} = {declared:,} bytes, archive holds {info.file_size - header:,}"
+                        f"{where}: header says {shape} {dtype} = {declared:,} bytes, "
+                        f"archive holds {info.file_size - header:,}"
                     )
                 data = f.read(declared)
     except DataError:
