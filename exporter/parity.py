@@ -236,15 +236,13 @@ def keras_answers(keras_model, real: np.ndarray) -> list[tuple[str, np.ndarray, 
     each case predicted as one batch: computed once per export, shared by every check against Keras."""
     from batch.scores import digit_scores
     from exporter.convert import with_scores
-    from trainer.model import model_input
+    from trainer.model import predict_keras
 
     scored = with_scores(keras_model)  # calibrated probabilities, and those before temperature
     answers = []
     for case, digits in parity_inputs(real):
-        x = model_input(digits, tuple(keras_model.inputs[0].shape))
-        probs, as_trained = scored.predict(x, batch_size=len(digits), verbose=0)
-        answers.append((case, digits, {PROBABILITIES: np.asarray(probs, np.float32),
-                                       DIGIT_SCORE: digit_scores(np.asarray(as_trained, np.float32))}))
+        probs, as_trained = predict_keras(scored, digits, batch_size=len(digits))
+        answers.append((case, digits, {PROBABILITIES: probs, DIGIT_SCORE: digit_scores(as_trained)}))
     return answers
 
 
