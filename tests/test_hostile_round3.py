@@ -171,6 +171,7 @@ def test_summary_json_to_proc_self_stdout_lands_in_the_redirected_file(exported_
     assert json.loads((tmp_path / "s.json").read_text())["classified"] == 2
 
 
+@pytest.mark.tf
 def test_export_refuses_a_stream_out_before_any_work(trained_mlp, tmp_path):
     read, write = os.pipe()
     try:
