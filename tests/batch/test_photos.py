@@ -102,7 +102,10 @@ def test_rotated_and_grey_paper_digits_score_as_clean_ones(sample):
     assert clean >= 0.9, scores
     for name, accuracy in scores.items():
         assert accuracy >= 0.95 * clean, (name, scores)
-    assert scores["MNIST 28x28 PNG"] >= 0.95  # the committed model's 0.9500: contrast normalisation costs nothing
+    from batch.model import OnnxClassifier
+
+    raw = float((OnnxClassifier(str(COMMITTED_MODEL)).predict(sample.x_test).argmax(axis=1) == sample.y_test).mean())
+    assert scores["MNIST 28x28 PNG"] == raw  # the arrays' own accuracy: contrast normalisation costs nothing
 
 
 def test_contrast_normalisation_leaves_mnist_digits_alone(sample):
