@@ -73,6 +73,7 @@ def test_digits_models_lists_accuracy_and_size():
 
 
 @pytest.mark.slow
+@pytest.mark.tf  # builds the wheel with --no-build-isolation: the setuptools of the full install (.venv-core has none)
 def test_the_wheel_carries_the_models_and_classifies_with_them(tmp_path, scans):
     """`pip install .` then `digits classify mlp <folder>`: the wheel, unpacked as pip
     installs it, run from another folder with no checkout on the path."""
