@@ -232,7 +232,6 @@ def test_a_folder_and_dropped_files_are_classified(page, edge_models, edge_digit
 
 def test_to_mnist_in_the_browser_turns_photos_upright_and_normalises_contrast(page, edge_models, edge_digits, tmp_path):
     """Issue 21, class 7: EXIF-rotated JPEGs and dark ink on grey paper, in the browser as in batch/decode.py."""
-    from batch.decode import decode_digit
     from tests.batch.test_photos import ORIENTATIONS, grey_paper, jpeg, png, scan
 
     _, digits, labels = edge_digits
@@ -240,12 +239,7 @@ def test_to_mnist_in_the_browser_turns_photos_upright_and_normalises_contrast(pa
     for i, digit in enumerate(digits[:120]):
         blobs += [jpeg(scan(digit), ORIENTATIONS[i % 7]), jpeg(scan(digit, 200, 40), ORIENTATIONS[(i + 3) % 7]),
                   png(grey_paper(digit))]
-    files = tmp_path / "files.bin"
-    files.write_bytes(b"".join(blobs))
-    page.fixtures.update({"model": edge_models["onnx"], "files": files})
-    result = page.evaluate(TO_MNIST_IN_PAGE, ["fixtures/model", "fixtures/files", [len(b) for b in blobs]])
-    browser = np.array(result["pixels"], np.uint8).reshape(-1, 28, 28)
-    reference = np.stack([decode_digit(b) for b in blobs])
+    result, browser, reference = _to_mnist_in_page(page, edge_models["onnx"], blobs, tmp_path)
     # The two JPEG decoders (Chromium's, OpenCV's) may round a few pixels differently.
     assert np.abs(browser.astype(int) - reference).max() <= 2
     assert (np.abs(browser.astype(int) - reference) <= 1).all(axis=(1, 2)).mean() >= 0.97
@@ -257,22 +251,28 @@ def test_to_mnist_in_the_browser_turns_photos_upright_and_normalises_contrast(pa
     assert np.mean(np.array(result["labels"]) == python_labels) >= 0.97
 
 
+def _to_mnist_in_page(page, model, blobs: list[bytes], tmp_path):
+    """(the page's result, its 28x28 digits, decode_digit's) for image files `blobs`, through toMnist in the page."""
+    from batch.decode import decode_digit
+
+    files = tmp_path / "files.bin"
+    files.write_bytes(b"".join(blobs))
+    page.fixtures.update({"model": model, "files": files})
+    result = page.evaluate(TO_MNIST_IN_PAGE, ["fixtures/model", "fixtures/files", [len(b) for b in blobs]])
+    browser = np.array(result["pixels"], np.uint8).reshape(-1, 28, 28)
+    return result, browser, np.stack([decode_digit(b) for b in blobs])
+
+
 def test_to_mnist_in_the_browser_cleans_form_images_as_batch_decode_does(page, edge_models, edge_digits, tmp_path):
     """Issue 28: digits in boxes, grid cells, on base lines and comb fields, with specks, and
     empty fields (benchmarks/forms.py), as PNGs: the browser's 28x28 digits are decode's."""
-    from batch.decode import decode_digit
     from batch.model import OnnxClassifier
     from benchmarks.forms import EMPTY, KINDS, form_set
 
     _, digits, _ = edge_digits
     kinds = [k for k in KINDS + EMPTY if k != "JPEG quality 30"]  # lossless: the same pixels in both
     blobs = [b for k in kinds for b in form_set(k, digits[:30], seed=28)]
-    files = tmp_path / "files.bin"
-    files.write_bytes(b"".join(blobs))
-    page.fixtures.update({"model": edge_models["onnx"], "files": files})
-    result = page.evaluate(TO_MNIST_IN_PAGE, ["fixtures/model", "fixtures/files", [len(b) for b in blobs]])
-    browser = np.array(result["pixels"], np.uint8).reshape(-1, 28, 28)
-    reference = np.stack([decode_digit(b) for b in blobs])
+    result, browser, reference = _to_mnist_in_page(page, edge_models["onnx"], blobs, tmp_path)
     # Equal but where a small digit is enlarged: digits.js's bilinear differs by one level there.
     assert np.abs(browser.astype(int) - reference).max() <= 1
     assert (browser == reference).all(axis=(1, 2)).mean() >= 0.97
