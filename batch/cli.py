@@ -127,8 +127,8 @@ def classify(
 ) -> None:
     """Classify digit images and .npy arrays with onnxruntime: one row per digit, in input order.
 
-    Exit codes: 0 all classified; 3 some items failed (their rows carry an error; the rest
-    are written); 1 fatal (model unusable, output not writable); 2 usage; 130 interrupted.
+    Exit codes: 0 all classified (images that are not digits included); 3 some items failed (their
+    rows carry an error; the rest are written); 1 fatal (model unusable, output not writable); 2 usage; 130 interrupted.
     """
     # numpy's and OpenCV's OpenBLAS each start a thread per core at import, which spin
     # between calls; classify makes no BLAS calls worth a thread, and its cores go to
