@@ -12,10 +12,10 @@ from stat import S_ISREG
 import numpy as np
 
 from batch.classifier import Classifier
-from batch.decode import blank_digits, decode_digits
+from batch.decode import decode_digits
 from batch.formats import RowFormat
 from batch.scores import Predicted, predicted
-from core.contract import MAX_IMAGE_FILE_BYTES, NUM_CLASSES
+from core.contract import IMAGE_SIZE, MAX_IMAGE_FILE_BYTES, NUM_CLASSES
 from core.errors import first_line
 from core.files import PathError, open_regular, stderr_muted
 
@@ -31,7 +31,7 @@ class BlockRows:
     failed: int
     review: int  # classified rows under --review-below
     not_digits: int = 0  # rows whose digit_score is under the model's threshold (not blank)
-    blank: int = 0  # rows with no ink (batch.decode.blank_digits)
+    blank: int = 0  # rows with no ink (blank_digits)
 
     @property
     def classified(self) -> int:
@@ -41,6 +41,20 @@ class BlockRows:
     def rows(self) -> int:
         """Every row the block wrote."""
         return self.classified + self.failed + self.not_digits + self.blank
+
+
+_PAGE_AT = (4 * IMAGE_SIZE - 4 - 1) // 2  # the lower median of a 28x28 digit's border pixels
+
+
+def blank_digits(digits: np.ndarray) -> np.ndarray:
+    """bool [N]: the uint8 [N, 28, 28] digits with no ink, nothing brighter than their page (the
+    border's lower median, batch.decode.page_level's): what decoding's normalise_contrast leaves as
+    it is for want of ink, and what an empty form box becomes (zeros, forms.remove_artefacts).
+    Decoding stretches anything brighter than the page to full ink, so this is the one rule, for
+    images and arrays alike."""
+    border = np.concatenate([digits[:, 0], digits[:, -1], digits[:, 1:-1, 0], digits[:, 1:-1, -1]], axis=1)
+    page = np.partition(border, _PAGE_AT, axis=1)[:, _PAGE_AT]
+    return digits.reshape(len(digits), -1).max(axis=1, initial=0) <= page
 
 
 def predict(classifier: Classifier, digits: np.ndarray) -> Predicted:

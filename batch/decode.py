@@ -149,17 +149,6 @@ _BORDER = 4 * IMAGE_SIZE - 4  # border pixels of a 28x28 digit
 _DARK_BORDER = (_BORDER - (_BORDER - 1) // 2) * (BLACK_PAGE + 1)
 
 
-def blank_digits(digits: np.ndarray) -> np.ndarray:
-    """bool [N]: the uint8 [N, 28, 28] digits with no ink, nothing brighter than their page
-    (the border's lower median, page_level's): what normalise_contrast leaves as it is for want of
-    ink, and what an empty form box becomes (all zeros, forms.remove_artefacts). Anything brighter
-    than the page was stretched to full ink by decoding, so this is the one rule, for images and arrays."""
-    border = np.concatenate([digits[:, 0], digits[:, -1], digits[:, 1:-1, 0], digits[:, 1:-1, -1]], axis=1)
-    k = (_BORDER - 1) // 2
-    page = np.partition(border, k, axis=1)[:, k]
-    return digits.reshape(len(digits), -1).max(axis=1, initial=0) <= page
-
-
 def _border_sums(digits: np.ndarray) -> np.ndarray:
     """The sum of each uint8 [N, 28, 28] digit's border pixels: int64 [N]."""
     return (digits[:, 0].sum(axis=1, dtype=np.int64) + digits[:, -1].sum(axis=1, dtype=np.int64)

@@ -124,7 +124,7 @@ class Predicted:
 
     probabilities: np.ndarray  # float32 [N, 10]
     scores: np.ndarray | None = None  # float32 [N] digit_score, 0..1; None: the model gives none
-    blank: np.ndarray | None = None  # bool [N]: no ink (batch.decode.blank_digits); None: none blank
+    blank: np.ndarray | None = None  # bool [N]: no ink (batch.block.blank_digits); None: none blank
     below: np.ndarray | None = None  # bool [N]: not blank, digit_score under the model's threshold; None: none
 
     @property

@@ -11,7 +11,8 @@ import onnxruntime as ort
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from batch.decode import blank_digits, decode_digit
+from batch.block import blank_digits
+from batch.decode import decode_digit
 from batch.formats import NOT_A_DIGIT, RowFormat
 from batch.scores import Predicted
 from tests.conftest import COMMITTED_CNN, COMMITTED_MODEL, assert_one_line_error, run_digits
