@@ -186,3 +186,19 @@ def test_resume_keeps_rejected_rows_and_refuses_other_columns(mixed, tmp_path):
     assert "(0 failed)" in again.stderr
     marked = run_digits("classify", COMMITTED_MODEL, mixed, "--output", out, "--resume")
     assert_one_line_error(marked, 1, "cannot resume", "--not-digits")
+
+
+@pytest.mark.parametrize("not_digits", ["mark", "reject", "keep"])
+def test_array_rows_fast_path_writes_what_rows_writes(not_digits):
+    """An array's csv rows, assembled as bytes in numpy, are the general path's rows, with the added columns."""
+    rng = np.random.default_rng(1)
+    probabilities = rng.dirichlet(np.full(10, 0.3), 1500).astype(np.float32)
+    block = Predicted(probabilities, rng.random(1500).astype(np.float32), rng.random(1500) < 0.1,
+                      rng.random(1500) < 0.1)
+    fmt = RowFormat("csv", review_below=0.7, scored=True, not_digits=not_digits)
+    fast = fmt.array_rows("x/a.npy", 995, block)
+    assert fast == fmt.rows([f"x/a.npy#{i}" for i in range(995, 2495)], block)
+    rows = rows_of(fmt.header() + fast)
+    assert [r["digit_score"] for r in rows] == [f"{s:.6f}" if e == "" else "" for s, e in
+                                                 zip(block.scores.tolist(), (r["error"] for r in rows))]
+    assert sum(r["error"] == NOT_A_DIGIT for r in rows) == (block.not_digit.sum() if not_digits == "reject" else 0)
