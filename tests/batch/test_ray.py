@@ -178,7 +178,7 @@ def test_stdin_list_and_sharded_parquet_output(exported_onnx, png_folder, sample
     assert summary_line(ours.stderr) == summary_line(local.stderr)
     table = pads.dataset(shards, format="parquet").to_table()
     assert table.column_names == ["source", "label", "confidence", "label_1", "prob_1", "label_2", "prob_2",
-                                  "error"]
+                                  "digit_score", "not_digit", "error"]
     written = {r["source"]: r for r in table.to_pylist()}
     expected = rows_of(local.stdout)
     assert len(written) == len(expected) == 100 + 1 + 500 + 1  # 00000-00099, 00007-empty, rows, missing
@@ -189,6 +189,8 @@ def test_stdin_list_and_sharded_parquet_output(exported_onnx, png_folder, sample
         if row["label"]:
             assert abs(got["confidence"] - float(row["confidence"])) <= 1e-6
             assert got["label_2"] == int(row["label_2"])
+            assert abs(got["digit_score"] - float(row["digit_score"])) <= 1e-6
+        assert got["not_digit"] == (None if row["error"] else row["not_digit"] == "1")
 
 
 def _descendants(pid: int) -> list[int]:
