@@ -74,7 +74,7 @@ class WorkerPool:
     """
 
     def __init__(self, workers: int, model: Classifier | Path, invert: str, row_format: RowFormat, ahead: int = 4):
-        """`model`: the classifier the caller loaded and checked (batch.model.Classifier; each
+        """`model`: the classifier the caller loaded and checked (batch.classifier.Classifier; each
         worker uses what its forked() gives), or the path of a model each worker loads.
         `ahead`: blocks queued per worker, so none waits for the parent between blocks.
 
