@@ -55,7 +55,7 @@ def test_micro_int8_tflite_on_a_calibrated_trained_model(kind, sample_npz, sampl
     assert np.abs(int8_tflite - float_onnx).max() <= 1.25 * np.abs(int8_onnx - float_onnx).max()
 
     # digit_score in every LiteRT file: the float file's as the ONNX model's, the int8 files' within
-    # INT8_SCORE_ATOL (measured on these 5,000 digits: up to 0.014 for the MLP, 0.012 for the CNN);
+    # INT8_SCORE_ATOL (measured on these 5,000 digits, seed 0: up to 0.016 for the MLP, 0.014 for the CNN);
     # the micro header says which output it is and the threshold metrics.json holds.
     from batch.litert_model import LiteRtClassifier
     from exporter.litert_check import INT8_SCORE_ATOL
