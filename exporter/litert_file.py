@@ -145,30 +145,22 @@ def model_metadata(description: str, contract: str, classes: int, score: bool = 
     label_file = table([(0, "offset", label_name), (1, "offset", label_text), (2, "byte", _TENSOR_AXIS_LABELS)])
 
     # The input: a grayscale image, raw bytes (no normalization: it is inside the model).
+    def tensor(name: str, text: str, content: int, high: float, files: list[int]) -> int:
+        """A TensorMetadata: name 0, description 1, content 3, stats 5 (0..high), associated files 6."""
+        name_at, text_at, stats_at = b.CreateString(name), b.CreateString(text), stats(0.0, high)
+        fields = [(0, "offset", name_at), (1, "offset", text_at), (3, "offset", content), (5, "offset", stats_at)]
+        return table(fields + ([(6, "offset", vector(files))] if files else []))
+
+    def feature() -> int:  # Content: FeatureProperties, which has no fields
+        return table([(0, "uint8", _FEATURE_PROPERTIES), (1, "offset", _empty_table(b))])
+
     image_properties = table([(0, "byte", _GRAYSCALE)])  # ImageProperties: color_space
-    image_content = table([(0, "uint8", _IMAGE_PROPERTIES), (1, "offset", image_properties)])
-    image_name, image_text = b.CreateString(INPUT_NAME), b.CreateString(contract)
-    image_stats = stats(0.0, 255.0)
-    image = table([(0, "offset", image_name), (1, "offset", image_text), (3, "offset", image_content),
-                   (5, "offset", image_stats)])
-
-    feature_properties = _empty_table(b)  # FeatureProperties has no fields
-    output_content = table([(0, "uint8", _FEATURE_PROPERTIES), (1, "offset", feature_properties)])
-    output_name = b.CreateString(PROBABILITIES)
-    output_text = b.CreateString(f"Probability of each of the {classes} classes (softmax); the label is the argmax")
-    output_stats = stats(0.0, 1.0)
-    output_files = vector([label_file])
-    output = table([(0, "offset", output_name), (1, "offset", output_text), (3, "offset", output_content),
-                    (5, "offset", output_stats), (6, "offset", output_files)])
-
-    described = [output]
+    image = tensor(INPUT_NAME, contract, table([(0, "uint8", _IMAGE_PROPERTIES), (1, "offset", image_properties)]),
+                   255.0, [])
+    described = [tensor(PROBABILITIES, f"Probability of each of the {classes} classes (softmax); the label is "
+                        "the argmax", feature(), 1.0, [label_file])]
     if score:
-        score_name = b.CreateString(DIGIT_SCORE)
-        score_text = b.CreateString(SCORE_DESCRIPTION)
-        score_content = table([(0, "uint8", _FEATURE_PROPERTIES), (1, "offset", _empty_table(b))])
-        score_stats = stats(0.0, 1.0)
-        described.append(table([(0, "offset", score_name), (1, "offset", score_text), (3, "offset", score_content),
-                                (5, "offset", score_stats)]))
+        described.append(tensor(DIGIT_SCORE, SCORE_DESCRIPTION, feature(), 1.0, []))
     inputs, outputs = vector([image]), vector(described)
     subgraph = table([(2, "offset", inputs), (3, "offset", outputs)])  # SubGraphMetadata
     subgraphs = vector([subgraph])
