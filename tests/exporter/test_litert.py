@@ -291,3 +291,35 @@ def test_inspect_shows_a_tflite_files_contract_and_metadata(exported, tmp_path):
     garbage = tmp_path / "garbage.tflite"
     garbage.write_bytes(b"\x00" * 100)
     assert_one_line_error(run_digits("inspect", garbage), 1, str(garbage), "not a loadable LiteRT model")
+
+
+def test_a_tflite_file_without_digit_score_still_classifies(exported, real_digits, tmp_path):
+    """A file exported before the score (probabilities only) gives no score and the same probabilities;
+    outputs that cannot be told apart are refused in one line."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from batch.litert_model import LiteRtClassifier
+    from core.errors import ModelError
+
+    out, _ = exported
+    both = LiteRtClassifier(out.with_name("m.tflite"))
+
+    def rewritten(name, keep):
+        model = schema.ModelT.InitFromPackedBuf(bytearray(out.with_name("m.tflite").read_bytes()), 0)
+        graph = model.subgraphs[0]
+        graph.outputs = keep(graph)
+        model.signatureDefs = []
+        builder = flatbuffers.Builder(0)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        (tmp_path / name).write_bytes(bytes(builder.Output()))
+        return tmp_path / name
+
+    old = LiteRtClassifier(rewritten("old.tflite", lambda g: [i for i in g.outputs if len(g.tensors[i].shape) == 2]))
+    probabilities, scores = old.scored(real_digits[:50])
+    assert scores is None and old.threshold is None and "digit_score" not in old.describe()
+    np.testing.assert_array_equal(probabilities, both.predict(real_digits[:50]))
+    assert both.threshold is not None and "digit_score (not a digit under" in both.describe()
+    twice = rewritten("twice.tflite", lambda g: [*g.outputs, *g.outputs])
+    with pytest.raises(ModelError, match="needs one input, uint8"):
+        LiteRtClassifier(twice)
