@@ -77,7 +77,8 @@ class LiteRtClassifier(Classifier):
         if len(inputs) != 1:
             raise ModelError(f"{path}: model has {len(inputs)} inputs; needs {WANTED}")
         self.input = inputs[0]
-        self.output, self.score_output = _pick_outputs(path, outputs)
+        self.output, self.score = _pick_outputs(path, outputs)  # the tensors' details
+        self.score_output = None if self.score is None else self.score["name"]  # as OnnxClassifier's: a name or None
         shape = [int(d) for d in self.input["shape_signature"]]
         if self.input["dtype"] != np.uint8 or shape[1:] != [28, 28]:
             raise ModelError(f"{path}: model takes {np.dtype(self.input['dtype']).name} {shape}; needs {WANTED}")
@@ -131,7 +132,8 @@ class LiteRtClassifier(Classifier):
         file has none), from one call per batch; ModelError as predict."""
         feed = np.ascontiguousarray(digits, dtype=np.uint8)
         if len(feed) == 0:
-            return np.zeros((0, NUM_CLASSES), np.float32), None if self.score_output is None else np.zeros(0)
+            empty = np.zeros((0, NUM_CLASSES + 1), np.float32)
+            return empty[:, :NUM_CLASSES], None if self.score_output is None else empty[:, NUM_CLASSES]
         n = self.input_shape[0]
         # Probabilities and score as one [N, 11] array, so that in_batches_of's slicing carries both.
         raw = in_batches_of(n, feed, self._run)
@@ -156,13 +158,13 @@ class LiteRtClassifier(Classifier):
             interpreter.set_tensor(self.input["index"], feed)
             interpreter.invoke()
             scores = interpreter.get_tensor(self.output["index"])
-            digit_score = None if self.score_output is None else interpreter.get_tensor(self.score_output["index"])
+            digit_score = None if self.score_output is None else interpreter.get_tensor(self.score["index"])
         except Exception as e:  # LiteRT's own errors
             raise ModelError(f"{self.path}: LiteRT failed on a batch of {len(feed)} digits ({first_line(e)})") from e
         scores = checked_scores(self.path, _dequantized(scores, self.output), len(feed))
         if digit_score is None:
             return scores
-        digit_score = _dequantized(digit_score, self.score_output).reshape(-1)
+        digit_score = _dequantized(digit_score, self.score).reshape(-1)
         if len(digit_score) != len(feed) or not np.isfinite(digit_score).all():
             raise ModelError(f"{self.path}: model gave {len(digit_score):,} digit scores, some not finite, or not "
                              f"one per digit, for {len(feed):,} digits")

@@ -276,7 +276,7 @@ def describe_tflite(path) -> dict:
         "bytes": len(classifier.content),
         "ops": op_names(classifier.content),
         "inputs": [tensor(classifier.input)],
-        "outputs": [tensor(classifier.output)] + ([tensor(classifier.score_output)] if classifier.score_output else []),
+        "outputs": [tensor(classifier.output)] + ([tensor(classifier.score)] if classifier.score else []),
         "metadata": {**metadata.get("provenance", {}), **({"labels.txt": " ".join(metadata["labels"])}
                                                           if "labels" in metadata else {})},
     }
