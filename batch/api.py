@@ -30,6 +30,7 @@ class ClassifyOptions:
     format: Literal["csv", "jsonl", "parquet"] | None = None  # None: from the output's name, else csv
     top_k: int = 0  # also give the K most likely labels and their probabilities
     review_below: float | None = None  # mark rows whose confidence is under this
+    not_digits: Literal["mark", "reject", "keep"] = "mark"  # what rows that are not digits get (batch/formats.py)
     invert: Literal["auto", "always", "never"] = "auto"
     clean: bool = True  # take form artefacts out of images (batch/forms.py); False: --no-clean
     recursive: bool = True
@@ -53,6 +54,8 @@ class ClassifyOptions:
 
     def check(self) -> None:
         """UsageError for options that do not go together."""
+        if self.not_digits not in ("mark", "reject", "keep"):
+            raise UsageError(f"--not-digits {self.not_digits}: give mark, reject or keep")
         if self.review_below is not None and not 0 < self.review_below <= 1:
             raise UsageError(f"--review-below {self.review_below:g}: give a confidence between 0 and 1")
         if self.engine == "ray":
@@ -69,11 +72,13 @@ class ClassifyOptions:
         if self.resume and not self.output:
             raise UsageError("--resume needs --output FILE: the rows to resume are read from it")
 
-    def row_format(self):
+    def row_format(self, classifier=None):
+        """The rows' RowFormat; with a digit_score column when `classifier` gives one."""
         from batch.formats import RowFormat, format_for
 
         fmt = self.format or format_for(str(self.output) if self.output else None)
-        return RowFormat(fmt, self.top_k, self.review_below)
+        scored = classifier is not None and classifier.score_output is not None
+        return RowFormat(fmt, self.top_k, self.review_below, scored, self.not_digits)
 
 
 def classify(model: Path, inputs: list[str], options: ClassifyOptions = ClassifyOptions(), *,
@@ -119,7 +124,7 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
     skip = output_to_skip(output)  # the walk passes over the output, wherever it lies
     items = iter_runs(inputs, recursive=options.recursive, pattern=options.glob, stdin=stdin, null=options.null,
                       out=expanded, skip=skip)
-    row_format = options.row_format()
+    row_format = options.row_format(classifier)
     if options.resume:
         resumable(output)  # a FIFO would block the open below, then the reading
     # Locked before the rows are read: a second run cannot append to the same file.
@@ -173,7 +178,7 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
             from batch.progress import ProgressBar
 
             bar = ProgressBar(iter_runs(inputs, recursive=options.recursive, pattern=options.glob, skip=skip))
-        row_format = options.row_format()
+        row_format = options.row_format(classifier)
         writer = RowWriter(stream, row_format, name=str(output) if output else None) if stream else None
         summary = ray_engine.classify(
             items, classifier, writer, row_format=row_format, out_dir=options.output_dir, invert=options.decoding,

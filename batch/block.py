@@ -14,7 +14,8 @@ import numpy as np
 from batch.classifier import Classifier
 from batch.decode import decode_digits
 from batch.formats import RowFormat
-from core.contract import MAX_IMAGE_FILE_BYTES, NUM_CLASSES
+from batch.scores import Predicted, predicted
+from core.contract import IMAGE_SIZE, MAX_IMAGE_FILE_BYTES, NUM_CLASSES
 from core.errors import first_line
 from core.files import PathError, open_regular, stderr_muted
 
@@ -26,13 +27,41 @@ class BlockRows:
     """What a block gives the run: its rows' text and the counts for the summary."""
 
     text: str  # (a parquet RowFormat's rows: a pyarrow table)
-    per_label: np.ndarray  # int64 [NUM_CLASSES]: classified rows by label
+    per_label: np.ndarray  # int64 [NUM_CLASSES]: classified rows (digits) by label
     failed: int
     review: int  # classified rows under --review-below
+    not_digits: int = 0  # rows whose digit_score is under the model's threshold (not blank)
+    blank: int = 0  # rows with no ink (blank_digits)
 
     @property
     def classified(self) -> int:
         return int(self.per_label.sum())
+
+    @property
+    def rows(self) -> int:
+        """Every row the block wrote."""
+        return self.classified + self.failed + self.not_digits + self.blank
+
+
+_PAGE_AT = (4 * IMAGE_SIZE - 4 - 1) // 2  # the lower median of a 28x28 digit's border pixels
+
+
+def blank_digits(digits: np.ndarray) -> np.ndarray:
+    """bool [N]: the uint8 [N, 28, 28] digits with no ink, nothing brighter than their page (the
+    border's lower median, batch.decode.page_level's): what decoding's normalise_contrast leaves as
+    it is for want of ink, and what an empty form box becomes (zeros, forms.remove_artefacts).
+    Decoding stretches anything brighter than the page to full ink, so this is the one rule, for
+    images and arrays alike."""
+    border = np.concatenate([digits[:, 0], digits[:, -1], digits[:, 1:-1, 0], digits[:, 1:-1, -1]], axis=1)
+    page = np.partition(border, _PAGE_AT, axis=1)[:, _PAGE_AT]
+    return digits.reshape(len(digits), -1).max(axis=1, initial=0) <= page
+
+
+def predict(classifier: Classifier, digits: np.ndarray) -> Predicted:
+    """The model's probabilities and digit_score for uint8 [N, 28, 28] digits, and which are blank or
+    under the model's threshold: what every engine makes a block's rows and counts from."""
+    probabilities, scores = classifier.scored(digits)
+    return predicted(probabilities, scores, classifier.threshold, blank_digits(digits))
 
 
 def classify_block(paths: list[str], invert: str, classifier: Classifier, row_format: RowFormat,
@@ -43,25 +72,30 @@ def classify_block(paths: list[str], invert: str, classifier: Classifier, row_fo
     a path's bytes are had (default read_file; the Ray engine also reads URIs). ModelError
     when the model fails on the block."""
     digits, errors = decode_files(paths, invert, out, read)
-    probabilities = classifier.predict(digits)
+    block = predict(classifier, digits)
     if not any(e is not None for e in errors):
         errors = None
-    rows = count_rows(probabilities, errors, row_format)
-    rows.text = row_format.rows(paths, probabilities, errors)
+    rows = count_rows(block, errors, row_format)
+    rows.text = row_format.rows(paths, block, errors)
     return rows
 
 
-def count_rows(probabilities: np.ndarray, errors: list | None, row_format: RowFormat) -> BlockRows:
-    """The counts of a block of rows (its text left empty): classified rows by label, failed
-    rows (errors[i] set), and classified rows under --review-below. The one count of every engine."""
-    labels = probabilities.argmax(axis=1)
-    ok = None if errors is None else np.array([e is None for e in errors], bool)
-    per_label = np.bincount(labels if ok is None else labels[ok], minlength=NUM_CLASSES)
+def count_rows(block: Predicted, errors: list | None, row_format: RowFormat) -> BlockRows:
+    """The counts of a block of rows (its text left empty): failed rows (errors[i] set); of the
+    others, blank ones, ones under the model's digit_score threshold (not digits), and the rest,
+    the digits, by label, and those under --review-below. The same whatever --not-digits says.
+    The one count of every engine."""
+    probabilities = block.probabilities
+    ok = np.ones(len(probabilities), bool) if errors is None else np.array([e is None for e in errors], bool)
+    none = np.zeros(len(probabilities), bool)
+    blank = ok & (none if block.blank is None else block.blank)
+    below = ok & (none if block.below is None else block.below)
+    digit = ok & ~blank & ~below
+    per_label = np.bincount(probabilities.argmax(axis=1)[digit], minlength=NUM_CLASSES)
     review = 0
     if row_format.review_below is not None:
-        under = row_format.under_review(probabilities)
-        review = int(under.sum() if ok is None else under[ok].sum())
-    return BlockRows("", per_label, 0 if ok is None else int((~ok).sum()), review)
+        review = int((row_format.under_review(probabilities) & digit).sum())
+    return BlockRows("", per_label, int((~ok).sum()), review, int(below.sum()), int(blank.sum()))
 
 
 def decode_files(paths: list, invert: str, out: np.ndarray | None = None, read=None

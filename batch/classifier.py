@@ -13,11 +13,18 @@ class Classifier(Protocol):
 
     path: Path
     input_shape: tuple  # what the model takes per call, e.g. (None, 28, 28); None: any batch size
+    score_output: str | None = None  # the model's digit_score output; None: it gives none
+    # digit_score under this: not a digit (the model's metadata, digit_score_threshold); None: no threshold
+    threshold: float | None = None
 
     def predict(self, digits: np.ndarray) -> np.ndarray:
         """Class probabilities, float32 [N, 10], for a block of uint8 [N, 28, 28] digits, held to
         the contract on every call; ModelError when the runtime fails or the output breaks it."""
         ...
+
+    def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predict's probabilities, float32 [N] digit_score in 0..1 or None when the model gives none)."""
+        return self.predict(digits), None
 
     def describe(self) -> str:
         """One line: the runtime, and what the model takes and gives."""

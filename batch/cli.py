@@ -31,6 +31,12 @@ class OutputFormat(StrEnum):
     parquet = "parquet"  # --engine ray --output-dir only
 
 
+class NotDigits(StrEnum):
+    mark = "mark"
+    reject = "reject"
+    keep = "keep"
+
+
 class Engine(StrEnum):
     local = "local"
     ray = "ray"
@@ -108,16 +114,21 @@ def classify(
         "--review-below",
         help="Mark rows whose confidence is under P (0..1) in a review column, and count them in the summary.",
     )] = None,
+    not_digits: Annotated[NotDigits, typer.Option(
+        "--not-digits",
+        help="Rows that are not digits (blank, or the model's digit_score under its threshold): mark them in a "
+        "not_digit column, reject them (empty label, 'not a digit' in error; not a failure), or keep them as they are.",
+    )] = NotDigits.mark,
     summary_json: Annotated[Optional[Path], typer.Option(
         "--summary-json", parser=file_name, metavar="FILE",
-        help="Also write the summary to this file as JSON (items, classified, failed, skipped, kept, seconds, "
-        "digits/s, per label).",
+        help="Also write the summary to this file as JSON (items, classified, not_digits, blank, failed, skipped, "
+        "kept, seconds, digits/s, per label).",
     )] = None,
 ) -> None:
     """Classify digit images and .npy arrays with onnxruntime: one row per digit, in input order.
 
-    Exit codes: 0 all classified; 3 some items failed (their rows carry an error; the rest
-    are written); 1 fatal (model unusable, output not writable); 2 usage; 130 interrupted.
+    Exit codes: 0 all classified (images that are not digits included); 3 some items failed (their
+    rows carry an error; the rest are written); 1 fatal (model unusable, output not writable); 2 usage; 130 interrupted.
     """
     # numpy's and OpenCV's OpenBLAS each start a thread per core at import, which spin
     # between calls; classify makes no BLAS calls worth a thread, and its cores go to
@@ -128,6 +139,7 @@ def classify(
 
     options = ClassifyOptions(
         output=output, format=fmt.value if fmt else None, top_k=top_k or 0, review_below=review_below,
+        not_digits=not_digits.value,
         invert=invert.value, recursive=recursive, glob=glob, batch_size=batch_size, null=null, resume=resume,
         workers=workers, clean=clean, progress=(progress or sys.stderr.isatty()) and not quiet, engine=engine.value,
         address=address, output_dir=output_dir, concurrency=concurrency)
@@ -181,6 +193,8 @@ def format_summary(s) -> str:
     lines += [f"{head} {s.items:,} items, {s.classified:,} classified, {s.failed:,} failed, "
              f"{s.skipped:,} skipped in {s.seconds:.2f} s ({s.digits_per_second:,.0f} digits/s)",
              f"per label: {labels}"]
+    if s.not_digits or s.blank:
+        lines.append(f"not digits: {s.not_digits:,} under the model's digit_score threshold, {s.blank:,} blank")
     if s.review:
         lines.append(f"to review: {s.review:,} rows under the --review-below confidence")
     if s.kept:

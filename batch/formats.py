@@ -1,9 +1,11 @@
 """Result rows: how a block of them reads, in csv, jsonl or parquet.
 
 Columns: source, label, confidence (6 decimals), then label_1, prob_1 ...
-label_K, prob_K with --top-k K, then review with --review-below P, then error
-(empty unless the item could not be read; its label and confidence are then
-empty). csv and jsonl rows are text, whole lines, streamed (batch/writer.py);
+label_K, prob_K with --top-k K, then review with --review-below P, then
+digit_score (6 decimals) when the model gives one, then not_digit with
+--not-digits mark, then error (empty unless the item could not be read, or is
+"not a digit" with --not-digits reject; its label and scores are then empty).
+csv and jsonl rows are text, whole lines, streamed (batch/writer.py);
 parquet rows are a pyarrow table, gathered into one file per shard (the Ray
 engine's --output-dir).
 """
@@ -16,9 +18,12 @@ from typing import Literal
 
 import numpy as np
 
+from batch.scores import Predicted
 from core.contract import NUM_CLASSES
 
 Format = Literal["csv", "jsonl", "parquet"]
+NotDigits = Literal["mark", "reject", "keep"]
+NOT_A_DIGIT = "not a digit"  # a rejected row's error (--not-digits reject): not a failure
 
 
 def format_for(path: str | None) -> Format:
@@ -78,9 +83,10 @@ def _texts(ascii_rows: np.ndarray) -> list[str]:
     return np.ascontiguousarray(ascii_rows).view(f"S{ascii_rows.shape[1]}").ravel().astype(str).tolist()
 
 
-def _array_rows_csv(path: str, start: int, labels: np.ndarray, confidence: np.ndarray) -> str:
-    """csv rows `path#i,label,confidence,` for consecutive rows i from `start`, assembled as bytes
-    in numpy: ~20x faster than formatting each row in Python."""
+def _array_rows_csv(path: str, start: int, labels: np.ndarray, confidence: np.ndarray, tail: np.ndarray) -> str:
+    """csv rows `path#i,label,confidence<tail>,` for consecutive rows i from `start`, assembled as bytes
+    in numpy: ~20x faster than formatting each row in Python. `tail`: uint8 [N, W], the added columns."""
+    extra = tail.shape[1]
     prefix = np.frombuffer((path + "#").encode("utf-8", "surrogateescape"), np.uint8)
     blocks = []
     first, end = start, start + len(labels)
@@ -88,28 +94,28 @@ def _array_rows_csv(path: str, start: int, labels: np.ndarray, confidence: np.nd
         width = len(str(first))
         last = min(end, 10**width)
         rows = slice(first - start, last - start)
-        block = np.empty((last - first, len(prefix) + width + 13), np.uint8)
+        block = np.empty((last - first, len(prefix) + width + 13 + extra), np.uint8)
         block[:, : len(prefix)] = prefix
         _digits_into(block[:, len(prefix) : len(prefix) + width], np.arange(first, last))
         at = len(prefix) + width
-        block[:, at] = block[:, at + 2] = block[:, at + 11] = ord(",")
+        block[:, at] = block[:, at + 2] = block[:, at + 11 + extra] = ord(",")
         block[:, at + 1] = 48 + labels[rows]
         block[:, at + 3 : at + 11] = confidence[rows]
-        block[:, at + 12] = ord("\n")
+        block[:, at + 11 : at + 11 + extra] = tail[rows]
+        block[:, at + 12 + extra] = ord("\n")
         blocks.append(block.tobytes())
         first = last
     return b"".join(blocks).decode("utf-8", "surrogateescape")
 
 
-def columns(top_k: int, review: bool = False) -> list[str]:
-    """The csv header's columns for --top-k K (and --review-below: `review`). A jsonl row has
-    the same keys, except that `error` is only in a failed row."""
+def columns(top_k: int, review: bool = False, scored: bool = False, mark: bool = False) -> list[str]:
+    """The csv header's columns for --top-k K (and --review-below: `review`; a model with a digit_score:
+    `scored`; --not-digits mark: `mark`). A jsonl row has the same keys, except that `error` is only
+    in a failed (or rejected) row."""
     names = ["source", "label", "confidence"]
     for k in range(1, top_k + 1):
         names += [f"label_{k}", f"prob_{k}"]
-    if review:
-        names.append("review")
-    return names + ["error"]
+    return names + ["review"] * review + ["digit_score"] * scored + ["not_digit"] * mark + ["error"]
 
 
 class RowFormat:
@@ -117,32 +123,87 @@ class RowFormat:
     whichever process makes it (the run's own, a worker, a Ray actor), so rows are
     byte-identical however the work is spread."""
 
-    def __init__(self, fmt: Format = "csv", top_k: int = 0, review_below: float | None = None):
+    def __init__(self, fmt: Format = "csv", top_k: int = 0, review_below: float | None = None,
+                 scored: bool = False, not_digits: NotDigits = "keep"):
         """`review_below`: rows whose confidence, as written (6 decimals), is under it get
-        review 1 (jsonl: true), others 0 (false); None: no review column."""
+        review 1 (jsonl: true), others 0 (false); None: no review column. `scored`: the model
+        gives a digit_score, written in its column. `not_digits` (--not-digits): mark gives a
+        not_digit column, 1 (jsonl: true) for a blank digit or one under the model's threshold;
+        reject writes such a row as an error row saying NOT_A_DIGIT; keep writes it as any other."""
         self.fmt, self.top_k, self.review_below = fmt, top_k, review_below
+        self.scored, self.not_digits = scored, not_digits
+        self.mark = not_digits == "mark"
         # Compared as the written micro-units, so a row reading 0.900000 is never under 0.9.
         self._review_micro = None if review_below is None else int(round(review_below * 1e6))
-        self._empty = "," * (2 + 2 * top_k + (review_below is not None))  # a failed row's empty fields
+        # a failed row's empty fields
+        self._empty = "," * (2 + 2 * top_k + (review_below is not None) + scored + self.mark)
+
+    def columns(self) -> list[str]:
+        return columns(self.top_k, self.review_below is not None, self.scored, self.mark)
 
     def header(self) -> str:
-        return ",".join(columns(self.top_k, self.review_below is not None)) + "\n" if self.fmt == "csv" else ""
+        return ",".join(self.columns()) + "\n" if self.fmt == "csv" else ""
 
     def under_review(self, probabilities: np.ndarray) -> np.ndarray:
         """bool [N]: the rows whose confidence, as written, is under --review-below."""
         return _micro(probabilities.max(axis=1)) < self._review_micro
 
-    def rows(self, sources: Sequence[str], probabilities: np.ndarray,
+    def _tail(self, predicted: Predicted) -> np.ndarray:
+        """The added columns of csv rows (review, digit_score, not_digit) as ASCII: uint8 [N, W]."""
+        parts = []
+        if self._review_micro is not None:
+            parts.append(_flag(self.under_review(predicted.probabilities)))
+        if self.scored:
+            parts.append(np.column_stack([np.full(len(predicted.probabilities), ord(","), np.uint8),
+                                          _fixed6(_scores(predicted))]))
+        if self.mark:
+            parts.append(_flag(predicted.not_digit))
+        return np.concatenate(parts, axis=1) if parts else np.zeros((len(predicted.probabilities), 0), np.uint8)
+
+    def _json_tails(self, predicted: Predicted) -> list[str]:
+        """The added keys of jsonl rows (review, digit_score, not_digit), one text per row."""
+        n = len(predicted.probabilities)
+        tails = [""] * n
+        if self._review_micro is not None:
+            tails = [t + (', "review": true' if r else ', "review": false')
+                     for t, r in zip(tails, self.under_review(predicted.probabilities).tolist())]
+        if self.scored:
+            tails = [f'{t}, "digit_score": {v}' for t, v in zip(tails, _texts(_fixed6(_scores(predicted))))]
+        if self.mark:
+            tails = [t + (', "not_digit": true' if r else ', "not_digit": false')
+                     for t, r in zip(tails, predicted.not_digit.tolist())]
+        return tails
+
+    def _rejected(self, predicted: Predicted, errors: Sequence[str | None] | None) -> Sequence[str | None] | None:
+        """`errors`, with NOT_A_DIGIT for every row that --not-digits reject leaves without a label."""
+        if self.not_digits != "reject":
+            return errors
+        not_digit = predicted.not_digit
+        if not not_digit.any():
+            return errors
+        errors = [None] * len(not_digit) if errors is None else errors
+        return [NOT_A_DIGIT if no and e is None else e for no, e in zip(not_digit.tolist(), errors)]
+
+    def rows(self, sources: Sequence[str], predicted: "Predicted | np.ndarray",
              errors: Sequence[str | None] | None = None) -> str:
-        """One row per source; where errors[i] is set, row i is a failure and its probabilities are ignored."""
+        """One row per source; where errors[i] is set, row i is a failure and its probabilities are
+        ignored. `predicted`: a Predicted, or the probabilities alone (no score, nothing blank)."""
+        if not isinstance(predicted, Predicted):
+            predicted = Predicted(predicted)
+        errors = self._rejected(predicted, errors)
         if self.fmt == "parquet":
-            return self._table(sources, probabilities, errors)
+            return self._table(sources, predicted, errors)
+        probabilities = predicted.probabilities
         labels, confidence_text = _best(probabilities)
         labels, confidence = labels.tolist(), _texts(confidence_text)
-        review = self.under_review(probabilities).tolist() if self._review_micro is not None else None
-        if errors is None and not self.top_k and review is None and self.fmt == "csv":
+        if self.fmt == "csv":
+            tail = self._tail(predicted)
+            tails = _texts(tail) if tail.shape[1] else [""] * len(labels)
+        else:
+            tails = self._json_tails(predicted)
+        if errors is None and not self.top_k and self.fmt == "csv":
             # The common case: no per-row branching.
-            return "".join(map("{},{},{},\n".format, _csv_fields(sources), labels, confidence))
+            return "".join(map("{},{},{}{},\n".format, _csv_fields(sources), labels, confidence, tails))
         if self.top_k:
             order = np.argsort(-probabilities, axis=1, kind="stable")[:, : self.top_k]
             top_probs = np.take_along_axis(probabilities, order, axis=1).tolist()
@@ -155,29 +216,28 @@ class RowFormat:
                 continue
             if self.fmt == "csv":
                 extra = "".join(f",{lab},{p:.6g}" for lab, p in zip(order[i], top_probs[i])) if self.top_k else ""
-                if review is not None:
-                    extra += ",1" if review[i] else ",0"
-                lines.append(f"{_csv_field(source)},{labels[i]},{confidence[i]}{extra},\n")
+                lines.append(f"{_csv_field(source)},{labels[i]},{confidence[i]}{extra}{tails[i]},\n")
             else:
                 extra = "".join(
                     f', "label_{k}": {lab}, "prob_{k}": {p:.6g}'
                     for k, (lab, p) in enumerate(zip(order[i], top_probs[i]), 1)
                 ) if self.top_k else ""
-                if review is not None:
-                    extra += ', "review": true' if review[i] else ', "review": false'
                 lines.append(f'{{"source": {json.dumps(source)}, "label": {labels[i]}, '
-                             f'"confidence": {confidence[i]}{extra}}}\n')
+                             f'"confidence": {confidence[i]}{extra}{tails[i]}}}\n')
         return "".join(lines)
 
-    def array_rows(self, path: str, start: int, probabilities: np.ndarray) -> str:
+    def array_rows(self, path: str, start: int, predicted: "Predicted | np.ndarray") -> str:
         """Rows `path#start` ... for consecutive rows of one array: the hot path for large arrays."""
-        if self.top_k or self.fmt != "csv" or self.review_below is not None or _CSV_SPECIAL.search(path):
-            return self.rows([f"{path}#{i}" for i in range(start, start + len(probabilities))], probabilities)
-        return _array_rows_csv(path, start, *_best(probabilities))
+        if not isinstance(predicted, Predicted):
+            predicted = Predicted(predicted)
+        if (self.top_k or self.fmt != "csv" or _CSV_SPECIAL.search(path)
+                or (self.not_digits == "reject" and predicted.not_digit.any())):
+            return self.rows([f"{path}#{i}" for i in range(start, start + len(predicted.probabilities))], predicted)
+        return _array_rows_csv(path, start, *_best(predicted.probabilities), self._tail(predicted))
 
     def failed(self, source: str, error: str) -> str:
         if self.fmt == "parquet":
-            return self._table([source], np.zeros((1, NUM_CLASSES), np.float32), [error])
+            return self._table([source], Predicted(np.zeros((1, NUM_CLASSES), np.float32)), [error])
         if self.fmt == "csv":
             return f"{_csv_field(source)}{self._empty},{_csv_field(error)}\n"
         return json.dumps({"source": source, "label": None, "confidence": None, "error": error}) + "\n"
@@ -192,13 +252,15 @@ class RowFormat:
         import pyarrow.parquet as pq
 
         sink = io.BytesIO()
-        pq.write_table(pa.concat_tables(parts or [self._table([], np.zeros((0, NUM_CLASSES), np.float32))]), sink)
+        empty = Predicted(np.zeros((0, NUM_CLASSES), np.float32))
+        pq.write_table(pa.concat_tables(parts or [self._table([], empty, None)]), sink)
         return sink.getvalue()
 
-    def _table(self, sources: Sequence[str], probabilities: np.ndarray, errors: Sequence[str | None] | None):
+    def _table(self, sources: Sequence[str], predicted: Predicted, errors: Sequence[str | None] | None):
         """The rows as a pyarrow table: the csv columns, a failed row's label and scores null."""
         import pyarrow as pa
 
+        probabilities = predicted.probabilities
         errors = list(errors) if errors is not None else [None] * len(sources)
         failed = np.array([e is not None for e in errors], dtype=bool)
         labels = probabilities.argmax(axis=1)
@@ -216,8 +278,24 @@ class RowFormat:
                 table[f"prob_{k + 1}"] = pa.array(top[:, k], mask=failed)
         if self.review_below is not None:
             table["review"] = pa.array(self.under_review(probabilities), mask=failed)
+        if self.scored:
+            table["digit_score"] = pa.array(_scores(predicted).astype(np.float64), mask=failed)
+        if self.mark:
+            table["not_digit"] = pa.array(predicted.not_digit, mask=failed)
         table["error"] = pa.array(errors, pa.string())
         return pa.table(table)
+
+
+def _flag(values: np.ndarray) -> np.ndarray:
+    """bool [N] -> ',1' / ',0' as ASCII: uint8 [N, 2]."""
+    out = np.full((len(values), 2), ord(","), np.uint8)
+    out[:, 1] = 48 + values.astype(np.uint8)
+    return out
+
+
+def _scores(predicted: Predicted) -> np.ndarray:
+    """The block's digit scores; zeros for rows of a block that has none (a failed row's, never written)."""
+    return predicted.scores if predicted.scores is not None else np.zeros(len(predicted.probabilities), np.float32)
 
 
 def _utf8(text: str) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from batch.classifier import Classifier
 from batch.scores import (
     check_probabilities,
+    checked_digit_scores,
     checked_scores,
     distributions,
     in_batches_of,
@@ -23,7 +24,7 @@ from batch.scores import (
     softmax,
 )
 from core import interrupts
-from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
+from core.contract import DIGIT_SCORE, IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
 from core.errors import ModelError, first_line
 from core.files import require_file
 from core.memory import limit_words
@@ -84,6 +85,10 @@ class OnnxClassifier(Classifier):
         else:
             raise ModelError(f"{path}: model takes {_describe(self.input)}; needs {wanted}")
         self.output, self.output_type = _pick_output(path, outputs, wanted)
+        # digit_score: an exported model's own output, and the threshold `digits train` fitted for it.
+        self.score_output = DIGIT_SCORE if self.exported and any(o.name == DIGIT_SCORE for o in outputs) else None
+        self.threshold = _threshold(path, self.session) if self.score_output else None
+        self._fetch = [self.output] if self.score_output is None else [self.output, self.score_output]
         # A fixed batch size (some converters write [1, 784]): fed in slices of exactly that size.
         batch = self.input.shape[0] if isinstance(self.input.shape[0], int) and self.input.shape[0] > 0 else None
         self.input_shape = (batch, *fixed)
@@ -104,9 +109,10 @@ class OnnxClassifier(Classifier):
         written. A model whose output is not named `probabilities` and whose values
         on the probe are not distributions gives logits, and gets a softmax."""
         probe = probe_digits()
-        scores = self._checked(self._run(self._feed(probe)), len(probe))
+        raw = self._run(self._feed(probe))
+        scores = self._checked(raw if self.score_output is None else raw[:, :NUM_CLASSES], len(probe))
         self.logits = self.output != PROBABILITIES and not distributions(scores)
-        self._probabilities(scores)
+        self.scored(probe)
 
     def _feed(self, digits: np.ndarray) -> np.ndarray:
         if self.exported:
@@ -118,7 +124,10 @@ class OnnxClassifier(Classifier):
         self._run_options.terminate = True
 
     def describe(self) -> str:
-        return f"onnxruntime: {_describe(self.input)} -> {self.output}{' (logits, softmaxed)' if self.logits else ''}"
+        score = "" if self.score_output is None else f", {self.score_output}" + (
+            "" if self.threshold is None else f" (not a digit under {self.threshold:.6f})")
+        logits = " (logits, softmaxed)" if self.logits else ""
+        return f"onnxruntime: {_describe(self.input)} -> {self.output}{logits}{score}"
 
     def forked(self) -> "OnnxClassifier":
         # A one-thread session has no threads of its own, and no call is under way while the
@@ -134,7 +143,16 @@ class OnnxClassifier(Classifier):
         distribution (0..1, summing to 1) once logits have had their softmax.
         ModelError when onnxruntime fails on them (the model's reason included) or
         the output breaks the contract: the model is wrong, not the digits."""
-        return self._probabilities(self._checked(self._run(self._feed(digits)), len(digits)))
+        return self.scored(digits)[0]
+
+    def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predict's probabilities, the model's digit_score float32 [N] in 0..1, or None when it has
+        none), from one model call; both held to the contract."""
+        raw = self._run(self._feed(digits))
+        if self.score_output is None:
+            return self._probabilities(self._checked(raw, len(digits))), None
+        scores = checked_digit_scores(self.path, raw[:, NUM_CLASSES], len(digits))
+        return self._probabilities(self._checked(raw[:, :NUM_CLASSES], len(digits))), scores
 
     def _probabilities(self, scores: np.ndarray) -> np.ndarray:
         if self.logits:
@@ -146,12 +164,12 @@ class OnnxClassifier(Classifier):
 
     def _run(self, feed: np.ndarray) -> np.ndarray:
         n = self.input_shape[0]
-        return in_batches_of(n, feed, self._run_session if n is None else
+        return in_batches_of(n, feed, self._run_session if n is None or self.score_output else
                              lambda part: self._checked(self._run_session(part), n))
 
     def _run_session(self, feed: np.ndarray) -> np.ndarray:
         try:
-            return self.session.run([self.output], {self.input.name: feed}, self._run_options)[0]
+            outputs = self.session.run(self._fetch, {self.input.name: feed}, self._run_options)
         except Exception as e:  # onnxruntime's own error types
             if _out_of_memory(str(e)):
                 raise ModelError(f"{self.path}: out of memory running the model on {len(feed):,} digits; "
@@ -159,6 +177,13 @@ class OnnxClassifier(Classifier):
             raise ModelError(
                 f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({first_line(e)})"
             ) from e
+        if self.score_output is None:
+            return outputs[0]
+        # One array, so that the fixed-batch slicing (in_batches_of) carries the scores along: [N, 11].
+        probabilities, scores = np.asarray(outputs[0]), checked_digit_scores(self.path, outputs[1], len(feed))
+        if probabilities.shape != (len(feed), NUM_CLASSES):
+            return checked_scores(self.path, probabilities, len(feed))  # raises, saying what it gave
+        return np.column_stack([probabilities.astype(np.float32, copy=False), scores])
 
 
 def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):
@@ -169,6 +194,20 @@ def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):
 
         return LiteRtClassifier(path, threads=threads, spin=spin, **options)
     return OnnxClassifier(path, threads=threads, spin=spin, **options)
+
+
+def _threshold(path, session) -> float | None:
+    """The model's digit_score_threshold (exporter/metadata.py), or None when it has none."""
+    text = session.get_modelmeta().custom_metadata_map.get("digit_score_threshold")
+    if text is None:
+        return None
+    try:
+        threshold = float(text)
+    except ValueError:
+        threshold = -1.0
+    if not 0 <= threshold <= 1:
+        raise ModelError(f"{path}: metadata digit_score_threshold {text[:40]!r} is not a number in 0..1")
+    return threshold
 
 
 def _out_of_memory(message: str) -> bool:

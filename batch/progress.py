@@ -13,7 +13,7 @@ class ProgressBar:
     def __init__(self, entries):
         """`entries`: a second iter_runs over the inputs, for the total (it costs a walk of
         the names, nothing held; arrays count by rows, read from their headers); None: no
-        total (stdin can be read only once, URIs are not listed up front)."""
+        total, a bar that counts up."""
         total = None if entries is None else 0  # no total: a bar that counts up
         for entry in entries or ():
             if isinstance(entry, list):  # a run of images

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from batch.arrays import SCAN_ROWS, ArrayError, DigitArray
-from batch.block import BlockRows, classify_block, count_rows, read_file, read_uri
+from batch.block import BlockRows, classify_block, count_rows, predict, read_file, read_uri
 from batch.classifier import Classifier
 from batch.formats import RowFormat
 from batch.inputs import ArrayItem, ErrorItem, ImageRun, Item, is_uri
@@ -115,23 +115,23 @@ def _classify_shard(shard: list[tuple], classifier: Classifier, row_format: RowF
         for i in range(0, len(images), IMAGE_BLOCK):
             block = classify_block(images[i : i + IMAGE_BLOCK], invert, classifier, row_format, read=read)
             parts.append(block.text)
-            counts.add(block.per_label, block.failed, block.review)
+            counts.add(block)
         images.clear()
         if entry[0] == "array":
             _, path, first, row_count = entry
             try:
                 for start, digits in DigitArray(where(path)).window(first, row_count).chunks(batch_size):
-                    probabilities = classifier.predict(digits)
-                    parts.append(row_format.array_rows(path, first + start, probabilities))
-                    block = count_rows(probabilities, None, row_format)
-                    counts.add(block.per_label, 0, block.review)
+                    predicted = predict(classifier, digits)
+                    parts.append(row_format.array_rows(path, first + start, predicted))
+                    counts.add(count_rows(predicted, None, row_format))
             except ArrayError as e:  # changed or cut short since it was listed: the rows before stay
                 parts.append(row_format.failed(path, str(e)))
                 counts.failed += 1
         elif entry[0] == "error":
             parts.append(row_format.failed(entry[1], entry[2]))
             counts.failed += 1
-    return BlockRows(row_format.join(parts, header), counts.per_label, counts.failed, counts.review)
+    return BlockRows(row_format.join(parts, header), counts.per_label, counts.failed, counts.review,
+                     counts.not_digits, counts.blank)
 
 
 class ShardWorker:
@@ -278,8 +278,8 @@ def _run_shards(actors: list, shards: Iterator[list[tuple]], writer: RowWriter |
             raise RayEngineError(f"the Ray job failed on the shard from {shard_first}: {_cause(e)}") from None
         if writer is not None:
             writer.write(rows.text.decode("utf-8", "surrogateescape"))
-        summary.add(rows.per_label, rows.failed, rows.review)
-        advance(rows.classified + rows.failed)
+        summary.add(rows)
+        advance(rows.rows)
 
     for index, shard in enumerate(shards):
         if stop():

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from batch.formats import RowFormat, columns
+from batch.formats import NOT_A_DIGIT, RowFormat
 from core.errors import DigitsError
 from core.files import MISSING, REGULAR, PathError, kind_of, open_regular
 
@@ -127,7 +127,7 @@ def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
     """
     done = Done()
     fmt = row_format.fmt
-    expected = columns(row_format.top_k, row_format.review_below is not None)
+    expected = row_format.columns()
     sources: dict[str, int] = {}
     arrays: dict[str, list[int]] = {}
     try:
@@ -193,8 +193,8 @@ def _merged(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) 
 
 def _other_columns(path, found: list[str], expected: list[str]) -> str:
     return (f"{path}: cannot resume: the file's columns are {','.join(found)[:200]!r}, this run writes "
-            f"{','.join(expected)!r} (resume with the --top-k, --review-below and --format of the first run, or write "
-            "to another --output)")
+            f"{','.join(expected)!r} (resume with the model, --top-k, --review-below, --not-digits and --format of "
+            "the first run, or write to another --output)")
 
 
 def _csv_row(text: str, expected: list[str], path, number: int) -> tuple[str, bool]:
@@ -202,7 +202,7 @@ def _csv_row(text: str, expected: list[str], path, number: int) -> tuple[str, bo
     if len(fields) != len(expected):
         raise ResumeError(f"{path}: cannot resume: line {number} has {len(fields)} fields, not the "
                           f"{len(expected)} of this run's columns")
-    return fields[0], fields[-1] != ""
+    return fields[0], fields[-1] not in ("", NOT_A_DIGIT)
 
 
 def _jsonl_row(text: str, expected: list[str], path, number: int) -> tuple[str, bool]:
@@ -212,7 +212,7 @@ def _jsonl_row(text: str, expected: list[str], path, number: int) -> tuple[str, 
     except (ValueError, TypeError, KeyError):
         raise ResumeError(f"{path}: cannot resume: line {number} is not a jsonl row of `digits classify`") from None
     if row.get("error") is not None:
-        return source, True
+        return source, row["error"] != NOT_A_DIGIT
     if sorted(row) != sorted(expected[:-1]):
         raise ResumeError(_other_columns(path, list(row), expected[:-1]))
     return source, False

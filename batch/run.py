@@ -25,7 +25,7 @@ from itertools import accumulate
 import numpy as np
 
 from batch.arrays import ArrayError, DigitArray
-from batch.block import BlockRows, classify_block, count_rows
+from batch.block import BlockRows, classify_block, count_rows, predict
 from batch.classifier import Classifier
 from batch.inputs import ErrorItem, ImageItem, ImageRun, Item
 from batch.resume import Done
@@ -156,7 +156,7 @@ class _LocalRun:
 
     def _write_block(self, n: int, rows: BlockRows) -> None:
         self.writer.write(rows.text)
-        self.summary.add(rows.per_label, rows.failed, rows.review)
+        self.summary.add(rows)
         self.advance(n)
 
     def _in_thread(self, function, *args):
@@ -182,25 +182,24 @@ class _LocalRun:
             array = DigitArray(path)
             work = _array_work(array, self.batch_size, self.stop, done.array_rows(path) if done else None,
                                self.advance)
-            for first_row, probabilities, rows in self._predicted(work):
-                self._write_array_rows(path, first_row, probabilities, rows)
+            for first_row, block, rows in self._predicted(work):
+                self._write_array_rows(path, first_row, block, rows)
         except ArrayError as e:
             # A bad header or bad float values are found before the first block, so the
             # array gets this one row; a file cut short while being read keeps every row
             # before the cut, and this row says where it was.
             self._failed(path, str(e))
 
-    def _write_array_rows(self, path: str, first_row: int, probabilities: np.ndarray, rows: np.ndarray | None):
+    def _write_array_rows(self, path: str, first_row: int, block, rows: np.ndarray | None):
         if rows is None:
-            self.writer.write_array_rows(path, first_row, probabilities)
+            self.writer.write_array_rows(path, first_row, block)
         else:  # --resume: only some rows of this chunk were still to do
-            self.writer.write_rows([f"{path}#{i}" for i in rows.tolist()], probabilities)
-        counts = count_rows(probabilities, None, self.writer.format)
-        self.summary.add(counts.per_label, 0, counts.review)
-        self.advance(len(probabilities))
+            self.writer.write_rows([f"{path}#{i}" for i in rows.tolist()], block)
+        self.summary.add(count_rows(block, None, self.writer.format))
+        self.advance(len(block.probabilities))
 
     def _predicted(self, work: Iterator) -> Iterator:
-        """(tag, probabilities, extra) for each (tag, digits, extra) of `work`, in order,
+        """(tag, block.Predicted, extra) for each (tag, digits, extra) of `work`, in order,
         with up to model_calls pieces in the model at once, each on its own thread
         (onnxruntime releases the GIL while it runs, so they run side by side while
         this thread reads the next chunk and writes rows). At most model_calls + 1
@@ -209,7 +208,7 @@ class _LocalRun:
         pending: deque = deque()
         try:
             for tag, digits, extra in work:
-                pending.append((tag, self._model_thread.submit(self.classifier.predict, digits), extra))
+                pending.append((tag, self._model_thread.submit(predict, self.classifier, digits), extra))
                 if len(pending) > self.model_calls:
                     result = self._result(pending.popleft())
                     if result is None:

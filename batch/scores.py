@@ -3,6 +3,8 @@ each row a probability distribution. Shared by every classifier (onnxruntime's,
 LiteRT's), so each model call is held to the same rule; numpy over the block.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from core.contract import IMAGE_SIZE, NUM_CLASSES
@@ -114,3 +116,45 @@ def probabilities_from(scores: np.ndarray) -> np.ndarray:
     is still a logit."""
     scores = scores.astype(np.float32, copy=False)
     return scores if distributions(scores) else softmax(scores)
+
+
+@dataclass
+class Predicted:
+    """A block of digits as the model and the blank rule see them: what a block's rows are made from."""
+
+    probabilities: np.ndarray  # float32 [N, 10]
+    scores: np.ndarray | None = None  # float32 [N] digit_score, 0..1; None: the model gives none
+    blank: np.ndarray | None = None  # bool [N]: no ink (batch.block.blank_digits); None: none blank
+    below: np.ndarray | None = None  # bool [N]: not blank, digit_score under the model's threshold; None: none
+
+    @property
+    def not_digit(self) -> np.ndarray:
+        """bool [N]: blank or under the threshold: the rows --not-digits marks or rejects."""
+        n = len(self.probabilities)
+        blank = np.zeros(n, bool) if self.blank is None else self.blank
+        return blank if self.below is None else blank | self.below
+
+
+def predicted(probabilities: np.ndarray, scores: np.ndarray | None, threshold: float | None,
+              blank: np.ndarray | None) -> Predicted:
+    """The Predicted of a block: a digit is below when its digit_score, as written (6 decimals), is under
+    `threshold` (None: the model has no threshold, nothing is below) and it is not blank."""
+    below = None
+    if scores is not None and threshold is not None:
+        below = np.rint(scores.astype(np.float64) * 1e6) < round(threshold * 1e6)
+        if blank is not None:
+            below &= ~blank
+    return Predicted(probabilities, scores, blank, below)
+
+
+def checked_digit_scores(path, scores, n: int) -> np.ndarray:
+    """A model's digit_score output for `n` digits as float32 [n] in 0..1; ModelError unless it
+    has that shape and is finite (values a float32 hair outside 0..1 are clipped)."""
+    scores = np.asarray(scores)
+    if scores.shape != (n,):
+        raise ModelError(f"{path}: model gave a digit_score of shape {list(scores.shape)} for {n:,} digits; "
+                         f"needs [{n}], one score per digit")
+    scores = scores.astype(np.float32, copy=False)
+    if not np.isfinite(scores).all():
+        raise ModelError(f"{path}: model gave NaN or infinite digit scores")
+    return np.clip(scores, 0.0, 1.0)

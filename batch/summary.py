@@ -9,8 +9,10 @@ from core.contract import NUM_CLASSES
 
 @dataclass
 class Summary:
-    classified: int = 0
+    classified: int = 0  # digits: rows given a label, not blank nor under the digit_score threshold
     failed: int = 0
+    not_digits: int = 0  # rows whose digit_score is under the model's threshold (--not-digits)
+    blank: int = 0  # rows with no ink: not digits, whatever the model
     skipped: int = 0  # files in walked folders that are neither images nor .npy
     seconds: float = 0.0  # the run's own time: from the first item to the last row, start-up excluded
     interrupted: bool = False
@@ -30,23 +32,27 @@ class Summary:
     @property
     def items(self) -> int:
         """Rows this run wrote (kept rows not counted)."""
-        return self.classified + self.failed
+        return self.classified + self.not_digits + self.blank + self.failed
 
     @property
     def digits_per_second(self) -> float:
-        return self.classified / self.seconds if self.seconds > 0 else 0.0
+        """Rows the model ran on (digits or not) per second."""
+        return (self.classified + self.not_digits + self.blank) / self.seconds if self.seconds > 0 else 0.0
 
-    def add(self, per_label: np.ndarray, failed: int, review: int = 0) -> None:
-        """Count a block of rows: per_label holds its classified rows by label."""
-        self.per_label += per_label
-        self.classified += int(per_label.sum())
-        self.failed += failed
-        self.review += review
+    def add(self, rows) -> None:
+        """Count a block of rows (a batch.block.BlockRows): its per_label holds its classified rows by label."""
+        self.per_label += rows.per_label
+        self.classified += int(rows.per_label.sum())
+        self.failed += rows.failed
+        self.review += rows.review
+        self.not_digits += rows.not_digits
+        self.blank += rows.blank
 
     def to_dict(self) -> dict:
         """The summary as JSON-ready values (`digits classify --summary-json`)."""
         return {
-            "items": self.items, "classified": self.classified, "failed": self.failed, "skipped": self.skipped,
+            "items": self.items, "classified": self.classified, "not_digits": self.not_digits, "blank": self.blank,
+            "failed": self.failed, "skipped": self.skipped,
             "kept": self.kept, "kept_failed": self.kept_failed, "review": self.review,
             "seconds": self.seconds, "digits_per_second": self.digits_per_second,
             "per_label": {str(label): int(count) for label, count in enumerate(self.per_label)},

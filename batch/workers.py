@@ -49,9 +49,9 @@ BLOCK_NAME_CHARS = 64 * 1024
 _PATH_AREA = 4 * BLOCK_NAME_CHARS + 4
 _TASK = 4  # bytes: a slot number
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsencode's
-# A result: slot, status, failed, review, then the per-label counts; then the rows' text
-# (status OK) or the reason the block failed (status FAILED).
-_RESULT = struct.Struct(f"<4i{NUM_CLASSES}q")
+# A result: slot, status, failed, review, not digits, blank, then the per-label counts; then the
+# rows' text (status OK) or the reason the block failed (status FAILED).
+_RESULT = struct.Struct(f"<6i{NUM_CLASSES}q")
 _OK, _FAILED = 0, 1
 _POLL_SECONDS = 0.1  # how often a wait for results looks whether the run was asked to stop
 # The task pipes' write ends of this process's open pools: a worker closes them all (one
@@ -74,7 +74,7 @@ class WorkerPool:
     """
 
     def __init__(self, workers: int, model: Classifier | Path, invert: str, row_format: RowFormat, ahead: int = 4):
-        """`model`: the classifier the caller loaded and checked (batch.model.Classifier; each
+        """`model`: the classifier the caller loaded and checked (batch.classifier.Classifier; each
         worker uses what its forked() gives), or the path of a model each worker loads.
         `ahead`: blocks queued per worker, so none waits for the parent between blocks.
 
@@ -179,11 +179,11 @@ class WorkerPool:
         self._queue.popleft()
         self._free.append(slot)
         message = memoryview(self._done.pop(slot))
-        _, status, failed, review, *per_label = _RESULT.unpack_from(message)
+        _, status, failed, review, not_digits, blank, *per_label = _RESULT.unpack_from(message)
         text = bytes(message[_RESULT.size :]).decode("utf-8", "surrogateescape")
         if status == _FAILED:
             raise ModelError(text)
-        return paths, BlockRows(text, np.array(per_label, np.int64), failed, review)
+        return paths, BlockRows(text, np.array(per_label, np.int64), failed, review, not_digits, blank)
 
     def _died(self, paths: list, worker: int | None = None) -> WorkerDied:
         """`worker`: the one whose result pipe ended; None: the task pipe has no reader left."""
@@ -290,7 +290,7 @@ def _serve(task_read: int, results, inherited, paths_memory, model, invert: str,
     digits = np.zeros((IMAGE_BLOCK, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     if failure is None:
         _warm_up(classifier, invert, row_format, digits)
-    no_counts = [0] * NUM_CLASSES
+    no_counts = [0] * (4 + NUM_CLASSES)  # failed, review, not digits, blank, per label
     while True:
         try:
             task = os.read(task_read, _TASK)
@@ -306,12 +306,13 @@ def _serve(task_read: int, results, inherited, paths_memory, model, invert: str,
             if failure is not None:
                 raise ModelError(failure)
             rows = classify_block(paths, invert, classifier, row_format, out=digits[: len(paths)])
-            message = (_RESULT.pack(slot, _OK, rows.failed, rows.review, *rows.per_label.tolist())
+            message = (_RESULT.pack(slot, _OK, rows.failed, rows.review, rows.not_digits, rows.blank,
+                                    *rows.per_label.tolist())
                        + rows.text.encode("utf-8", "surrogateescape"))
         except DigitsError as e:
-            message = _RESULT.pack(slot, _FAILED, 0, 0, *no_counts) + str(e).encode("utf-8", "surrogateescape")
+            message = _RESULT.pack(slot, _FAILED, *no_counts) + str(e).encode("utf-8", "surrogateescape")
         except MemoryError:
-            message = _RESULT.pack(slot, _FAILED, 0, 0, *no_counts) + (
+            message = _RESULT.pack(slot, _FAILED, *no_counts) + (
                 f"a worker process ran out of memory classifying {paths[0]} ... {paths[-1]}"
                 f"{_memory_limit_hint()}").encode("utf-8", "surrogateescape")
         try:

@@ -1,10 +1,10 @@
 """`digits models`: the bundled models (core/bundled.py), with their accuracy and size."""
 
-import json
 from typing import Annotated
 
 import typer
 
+from core.atomic import json_text
 from core.bundled import listing
 from core.terminal import LINE_LIMIT, printable
 
@@ -13,7 +13,7 @@ def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON."
     """List the bundled models; a name goes where a model path goes (digits classify cnn scans/)."""
     found = listing()
     if as_json:
-        print(json.dumps(found, indent=2))
+        print(json_text(found).rstrip("\n"))
         return
     print(f"{'name':<6}{'test accuracy':>15}{'int8':>8}{'model.onnx':>12}{'model.int8.onnx':>17}  folder")
     for m in found:

@@ -1,6 +1,6 @@
 """The exporter: a Keras digit classifier -> a self-contained, parity-checked ONNX model.
 
-convert.py   Keras -> ONNX graph (uint8 image in, probabilities + label out)
+convert.py   Keras -> ONNX graph (uint8 image in; probabilities, label and digit_score out)
 metadata.py  what a deployer reads from the file
 parity.py    Keras vs onnxruntime (and onnx's reference evaluator): numbers, pass/fail
 quantize.py  the int8 variant and its own check

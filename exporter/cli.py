@@ -1,4 +1,4 @@
-"""`digits export` and `digits inspect`."""
+"""`digits export`, `digits inspect` and `digits bench`."""
 
 import sys
 from pathlib import Path
@@ -81,11 +81,11 @@ def export(
 def inspect(
     model: Annotated[Path, typer.Argument(
         readable=False, parser=model_path,
-        help="An .onnx model, or a bundled model's name (cnn, mlp).",
+        help="An .onnx or .tflite model (.tflite needs the [litert] extra), or a bundled model's name (cnn, mlp).",
     )],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Show an ONNX model's inputs, outputs, opset, size and metadata."""
+    """Show a model's inputs, outputs, opset (ONNX) or ops (LiteRT), size and metadata."""
     from exporter.describe import describe, format_description
 
     info = describe(model)

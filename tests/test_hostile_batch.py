@@ -55,9 +55,9 @@ def test_sigterm_while_rows_go_to_a_slow_pipe_loses_no_row(exported_onnx, tmp_pa
             sent = True
     assert process.wait(timeout=60) == EXIT_INTERRUPTED, process.stderr.read()
     lines = b"".join(chunks).decode().splitlines()
-    assert lines[0] == "source,label,confidence,error"
+    assert lines[0] == "source,label,confidence,digit_score,not_digit,error"
     rows = [line.split(",") for line in lines[1:]]
-    assert rows and all(len(row) == 4 for row in rows)  # no two rows glued into one line
+    assert rows and all(len(row) == 6 for row in rows)  # no two rows glued into one line
     numbers = [int(row[0].rpartition("#")[2]) for row in rows]
     assert numbers == list(range(len(numbers)))  # none missing from the middle
 
@@ -252,7 +252,7 @@ def test_resume_matches_what_paths_name_not_how_they_are_typed(exported_onnx, sm
         out.write_text("".join(lines[:11] + lines[35:45]))  # 10 images and 10 array rows done
         result = run_digits("classify", exported_onnx, typed, "-o", out, "--resume", cwd=tmp_path)
         assert result.returncode == 0, result.stderr
-        assert "40 classified" in result.stderr, (typed, result.stderr)
+        assert "40 items" in result.stderr, (typed, result.stderr)
         assert len(out.read_text().splitlines()) == 61
 
 

@@ -1,4 +1,4 @@
-"""Scoring a saved model (.keras or .onnx) on a data set's test digits."""
+"""Scoring a saved model (.keras, .onnx or .tflite) on a data set's test digits."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""A training run's artefacts: history.json/.png, metrics.json, confusion.png."""
+"""A training run's artefacts: history.json/.png, metrics.json, confusion.png, calibration.png."""
 
 from pathlib import Path
 

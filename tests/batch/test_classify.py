@@ -75,7 +75,7 @@ def test_top_k_and_jsonl(exported_onnx, small, tmp_path):
     np.save(array, small.x_test[:6])
     rows = rows_of(run_digits("classify", exported_onnx, array, "--top-k", "3").stdout)
     assert list(rows[0]) == ["source", "label", "confidence", "label_1", "prob_1", "label_2", "prob_2",
-                             "label_3", "prob_3", "error"]
+                             "label_3", "prob_3", "digit_score", "not_digit", "error"]
     probs = ort.InferenceSession(str(exported_onnx)).run(["probabilities"], {"image": small.x_test[:6]})[0]
     for row, p in zip(rows, probs):
         top = np.argsort(-p)[:3]
@@ -88,7 +88,8 @@ def test_top_k_and_jsonl(exported_onnx, small, tmp_path):
     assert result.returncode == 0 and result.stdout == ""
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 6 and lines[0]["source"] == f"{array}#0"
-    assert set(lines[0]) == {"source", "label", "confidence", "label_1", "prob_1", "label_2", "prob_2"}
+    assert set(lines[0]) == {"source", "label", "confidence", "label_1", "prob_1", "label_2", "prob_2",
+                             "digit_score", "not_digit"}
     assert [r["label"] for r in lines] == probs.argmax(axis=1).tolist()
 
 
@@ -516,9 +517,12 @@ def test_rows_are_byte_identical_for_any_number_of_workers(exported_onnx, mixed_
     rows = rows_of(outputs[0].decode())
     assert len(rows) == 2600 + 30 and sum(r["error"] != "" for r in rows) == 4
     assert [s["workers"] for s in summaries[:2]] == [0, 2]
+    not_digits = sum(r["not_digit"] == "1" for r in rows)
+    assert 0 < not_digits < 30  # real digits: this model doubts a few (its threshold keeps 99% of them)
     for s in summaries:
-        assert (s["items"], s["classified"], s["failed"], s["skipped"]) == (2630, 2626, 4, 1)
-        assert sum(s["per_label"].values()) == 2626 and not s["interrupted"]
+        assert (s["items"], s["classified"], s["not_digits"] + s["blank"], s["failed"], s["skipped"]) == \
+            (2630, 2626 - not_digits, not_digits, 4, 1)
+        assert sum(s["per_label"].values()) == 2626 - not_digits and not s["interrupted"]
 
 
 def test_summary_json_holds_what_the_summary_line_says(exported_onnx, digit_folder, tmp_path):
@@ -543,9 +547,10 @@ def test_review_below_marks_rows_under_the_threshold_as_written(exported_onnx, s
                         "--summary-json", tmp_path / "s.json")
     assert result.returncode == 3, result.stderr
     rows = rows_of(result.stdout)
-    assert list(rows[0]) == ["source", "label", "confidence", "review", "error"]
+    assert list(rows[0]) == ["source", "label", "confidence", "review", "digit_score", "not_digit", "error"]
     assert all(r["review"] == ("1" if float(r["confidence"]) < 0.9 else "0") for r in rows[:200])
-    under = sum(r["review"] == "1" for r in rows[:200])
+    # A not-digit row keeps its review column, but is counted as not a digit, not as to review.
+    under = sum(r["review"] == "1" and r["not_digit"] == "0" for r in rows[:200])
     assert 0 < under < 200  # this model is unsure of some of these digits, sure of most
     assert rows[200]["review"] == "" and rows[200]["error"]
     assert json.loads((tmp_path / "s.json").read_text())["review"] == under

@@ -152,7 +152,7 @@ def test_resume_fills_rows_missing_from_the_middle_of_an_array(exported_onnx, jo
     assert result.returncode == 0, result.stderr
     final = out.read_text().splitlines(keepends=True)
     assert final[0] == header and sorted(final[1:]) == sorted(rows)
-    assert f"{len(rows) - len(kept):,} classified" in result.stderr
+    assert f"{len(rows) - len(kept):,} items" in result.stderr
 
 
 @pytest.mark.slow
