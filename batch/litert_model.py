@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from batch.classifier import Classifier
-from batch.scores import check_probabilities, checked_scores, in_batches_of, probe_digits
+from batch.scores import check_probabilities, checked_digit_scores, checked_scores, in_batches_of, probe_digits
 from core.contract import DIGIT_SCORE, NUM_CLASSES, PROBABILITIES
 from core.errors import ModelError, first_line, require_extra
 from core.files import require_file, stderr_muted
@@ -140,7 +140,7 @@ class LiteRtClassifier(Classifier):
         probabilities = self._checked(raw[:, :NUM_CLASSES], len(digits))
         if self.score_output is None:
             return probabilities, None
-        return probabilities, np.clip(raw[:, NUM_CLASSES], 0.0, 1.0)  # a quantized score strays a step
+        return probabilities, raw[:, NUM_CLASSES]
 
     def _checked(self, scores: np.ndarray, n: int) -> np.ndarray:
         # An int8 file's softmax is quantized in steps of 1/256 even when its output tensor is
@@ -164,11 +164,9 @@ class LiteRtClassifier(Classifier):
         scores = checked_scores(self.path, _dequantized(scores, self.output), len(feed))
         if digit_score is None:
             return scores
-        digit_score = _dequantized(digit_score, self.score).reshape(-1)
-        if len(digit_score) != len(feed) or not np.isfinite(digit_score).all():
-            raise ModelError(f"{self.path}: model gave {len(digit_score):,} digit scores, some not finite, or not "
-                             f"one per digit, for {len(feed):,} digits")
-        return np.column_stack([scores, digit_score])
+        # [batch] for any batch, the same rule as the ONNX model's (clipped: a quantized score strays a step).
+        return np.column_stack([scores, checked_digit_scores(self.path, _dequantized(digit_score, self.score),
+                                                             len(feed))])
 
 
 def _dequantized(values: np.ndarray, details: dict) -> np.ndarray:
