@@ -3,7 +3,8 @@
 //   import { load, toMnist } from "./digits.js";
 //   const classifier = await load("model.onnx");          // a URL, or the file's ArrayBuffer
 //   const pixels = toMnist(ctx.getImageData(0, 0, w, h)); // any image -> Uint8Array(784)
-//   const { labels, probabilities } = await classifier.classify(pixels, 1);
+//   const { labels, probabilities, scores } = await classifier.classify(pixels, 1);
+//   classifier.isDigit(scores[0]);                          // digit_score at or above the model's threshold
 //
 // toMnist is batch/decode.py in JavaScript, step for step, so that an image gets here the
 // digit that `digits classify` gives it: upright by its EXIF orientation (decodeImage: the
@@ -57,9 +58,11 @@ export async function load(model) {
     if (!response.ok) throw new ModelError(`${model}: ${response.status} ${response.statusText}`);
     bytes = await response.arrayBuffer();
   }
+  bytes = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  const threshold = Number(modelMetadata(bytes).digit_score_threshold); // read before the session takes the bytes
   let session;
   try {
-    session = await ort.InferenceSession.create(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+    session = await ort.InferenceSession.create(bytes);
   } catch (e) {
     throw new ModelError(`not a loadable ONNX model (${String(e.message ?? e).split("\n")[0].slice(0, 200)})`);
   }
@@ -69,24 +72,86 @@ export async function load(model) {
         "`digits export` model (input image uint8 [batch,28,28], outputs probabilities and label)",
     );
   }
-  return new Classifier(ort, session);
+  return new Classifier(ort, session, threshold >= 0 && threshold <= 1 ? threshold : null);
 }
 
 export class Classifier {
-  constructor(ort, session) {
+  constructor(ort, session, threshold = null) {
     this.ort = ort;
     this.session = session;
+    this.scored = session.outputNames.includes("digit_score");
+    // digit_score under this is not a digit: the threshold `digits train` fitted, from the model's metadata.
+    this.threshold = this.scored ? threshold : null;
   }
 
-  /** n white-on-black digits (Uint8Array n*784, row by row) -> {labels: BigInt64Array n, probabilities: Float32Array n*10}. */
+  /** n white-on-black digits (Uint8Array n*784, row by row) -> {labels: BigInt64Array n, probabilities:
+   * Float32Array n*10, scores: Float32Array n (digit_score, 0..1), or null for a model without one}. */
   async classify(pixels, n) {
     if (!(pixels instanceof Uint8Array) || pixels.length !== n * MNIST_SIZE * MNIST_SIZE) {
       throw new RangeError(`classify: expected a Uint8Array of ${n} x 784 pixels`);
     }
     const image = new this.ort.Tensor("uint8", pixels, [n, MNIST_SIZE, MNIST_SIZE]);
-    const { probabilities, label } = await this.session.run({ image });
-    return { labels: label.data, probabilities: probabilities.data };
+    const { probabilities, label, digit_score: score } = await this.session.run({ image });
+    const scores = score ? score.data.map((v) => Math.min(1, Math.max(0, v))) : null;
+    return { labels: label.data, probabilities: probabilities.data, scores };
   }
+
+  /** Whether a digit_score is a digit's: not under the threshold, both as `digits classify` writes
+   * them (6 decimals); true when the model has no threshold (nothing to judge by). */
+  isDigit(score) {
+    return this.threshold === null || micros(score) >= micros(this.threshold);
+  }
+}
+
+/** x * 1e6 rounded as numpy's rint (ties to even): a value as its 6 printed decimals. */
+function micros(x) {
+  const scaled = x * 1e6;
+  const micro = Math.round(scaled);
+  return micro - scaled === 0.5 && micro % 2 !== 0 ? micro - 1 : micro;
+}
+
+/** An ONNX file's metadata_props (ModelProto field 14, entries of key 1 and value 2) as an object;
+ * {} for an .ort file (a flatbuffer, "ORTM" at byte 4) or bytes that are no protobuf. onnxruntime-web
+ * does not expose them, and only the top level is walked: the graph is skipped whole. */
+export function modelMetadata(bytes) {
+  const found = {};
+  if (String.fromCharCode(...bytes.subarray(4, 8)) === "ORTM") return found;
+  const text = new TextDecoder();
+  for (const [field, from, to] of protobufFields(bytes, 0, bytes.length) ?? []) {
+    if (field !== 14) continue;
+    const entry = Object.fromEntries((protobufFields(bytes, from, to) ?? []).map(([f, a, b]) => [f, bytes.subarray(a, b)]));
+    if (entry[1]) found[text.decode(entry[1])] = entry[2] ? text.decode(entry[2]) : "";
+  }
+  return found;
+}
+
+/** [field, start, end] of each length-delimited field of the protobuf message bytes[start..end), or null. */
+function protobufFields(bytes, start, end) {
+  const fields = [];
+  let at = start;
+  const varint = () => {
+    let value = 0;
+    for (let shift = 1; at < end; shift *= 128) {
+      const byte = bytes[at++];
+      value += (byte & 0x7f) * shift;
+      if (byte < 0x80) return value;
+    }
+    return NaN;
+  };
+  while (at < end) {
+    const key = varint();
+    const wire = key % 8;
+    if (wire === 0) varint();
+    else if (wire === 1) at += 8;
+    else if (wire === 5) at += 4;
+    else if (wire === 2) {
+      const length = varint();
+      fields.push([Math.floor(key / 8), at, at + length]);
+      at += length;
+    } else return null;
+    if (Number.isNaN(key)) return null;
+  }
+  return at === end ? fields : null;
 }
 
 /** Decode an image file (a Blob) into a canvas ImageData: upright by its EXIF orientation, as
