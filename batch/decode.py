@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from batch.forms import page_levels, remove_artefacts
+from batch.forms import page_levels, remove_artefacts, thicken
 from batch.imagesize import image_size
 from core.contract import IMAGE_SIZE, MAX_IMAGE_PIXELS
 from core.errors import DigitsError
@@ -369,6 +369,8 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> n
     rows = np.flatnonzero((gray > peak * INK_FRACTION).any(axis=1))
     cols = np.flatnonzero((gray > peak * INK_FRACTION).any(axis=0))
     ink = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    if form:  # a finer pen than MNIST's, widened
+        ink = thicken(ink, peak * INK_FRACTION, DIGIT_BOX / max(ink.shape))
 
     h, w = ink.shape
     scale = DIGIT_BOX / max(h, w)
