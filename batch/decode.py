@@ -125,22 +125,29 @@ def decode_digits(blobs: Sequence[bytes | str], invert: str = "auto",
             errors[i] = str(e)
             digits[i] = 0
     if plain:
-        whole = len(plain) == len(blobs)  # the usual case: no copy of the block
-        index = np.arange(len(blobs)) if whole else np.array(plain)
-        block = digits if whole else digits[index]
-        border = _border_sums(block)
-        if invert != "never":
-            light = np.ones(len(index), bool) if invert == "always" else border > 127.5 * _BORDER
-            digits[index[light]] = 255 - block[light]
-            border[light] = 255 * _BORDER - border[light]
-            block = digits if whole else digits[index]
-        # Contrast, for the whole block at once. A border summing under _DARK_BORDER has a
-        # median of at most BLACK_PAGE; with full ink too (MNIST's own digits, nearly every
-        # clean scan) the digit is left as it is. Only the others pay for normalise_contrast.
-        as_is = (border < _DARK_BORDER) & (block.reshape(len(block), -1).max(axis=1) >= FULL_INK)
-        for i in index[~as_is]:
-            digits[i] = normalise_contrast(digits[i])
+        _invert_and_stretch(digits, plain, invert)
     return digits, errors
+
+
+def _invert_and_stretch(digits: np.ndarray, plain: list[int], invert: str) -> None:
+    """decode_digits' fast path, finished in place for the digits at indices `plain` of uint8
+    [N, 28, 28] `digits`: inverted as --invert `invert` says (auto: by each one's border sum), then
+    contrast normalised."""
+    whole = len(plain) == len(digits)  # the usual case: no copy of the block
+    index = np.arange(len(digits)) if whole else np.array(plain)
+    block = digits if whole else digits[index]
+    border = _border_sums(block)
+    if invert != "never":
+        light = np.ones(len(index), bool) if invert == "always" else border > 127.5 * _BORDER
+        digits[index[light]] = 255 - block[light]
+        border[light] = 255 * _BORDER - border[light]
+        block = digits if whole else digits[index]
+    # Contrast, for the whole block at once. A border summing under _DARK_BORDER has a
+    # median of at most BLACK_PAGE; with full ink too (MNIST's own digits, nearly every
+    # clean scan) the digit is left as it is. Only the others pay for normalise_contrast.
+    as_is = (border < _DARK_BORDER) & (block.reshape(len(block), -1).max(axis=1) >= FULL_INK)
+    for i in index[~as_is]:
+        digits[i] = normalise_contrast(digits[i])
 
 
 _BORDER = 4 * IMAGE_SIZE - 4  # border pixels of a 28x28 digit
