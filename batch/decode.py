@@ -7,8 +7,8 @@ contrast normalised: the page (the border's median) to 0, the brightest ink to
 255, as MNIST's digits are. Anything that is not already a 28x28 digit has its
 form artefacts taken out (batch/forms.py; judged by the whole image rather than
 the border; not with clean=False, --no-clean) and is then brought to MNIST's form
-with LeCun's recipe: crop to the ink, fit into 20x20 keeping the aspect ratio,
-and centre by the centre of mass in a 28x28 field.
+with LeCun's recipe: crop to the ink (a finer pen's strokes then widened, with clean),
+fit into 20x20 keeping the aspect ratio, and centre by the centre of mass in a 28x28 field.
 web/digits.js does each step the same way.
 """
 
@@ -90,12 +90,11 @@ def decode_digits(blobs: Sequence[bytes | str], invert: str = "auto",
     `out`, when given, is the uint8 [N, 28, 28] array to fill (a worker reuses one
     private buffer for all its blocks).
 
-    The hot path of folder runs. A 28x28 PNG decodes in about ten microseconds,
-    so the Python around it counts (docs/decisions.md): a PNG whose header says 28x28 (no pixel cap to check) and
-    that decodes to 8-bit grayscale, the MNIST form, goes straight into the
-    block, and the border check for --invert auto is one numpy pass over the
-    whole block rather than four sums per image. Anything else takes
-    decode_digit's general path.
+    The hot path of folder runs. A 28x28 PNG decodes in about ten microseconds, so the Python
+    around it counts (docs/decisions.md): a PNG whose header says 28x28 (no pixel cap to check)
+    and that decodes to 8-bit grayscale, the MNIST form, goes straight into the block, and the
+    border check for --invert auto is one numpy pass over the whole block rather than four sums
+    per image (_invert_and_stretch). Anything else takes decode_digit's general path.
     """
     invert, clean = invert.removesuffix(NO_CLEAN), not invert.endswith(NO_CLEAN)
     digits = np.zeros((len(blobs), IMAGE_SIZE, IMAGE_SIZE), np.uint8) if out is None else out
@@ -130,9 +129,8 @@ def decode_digits(blobs: Sequence[bytes | str], invert: str = "auto",
 
 
 def _invert_and_stretch(digits: np.ndarray, plain: list[int], invert: str) -> None:
-    """decode_digits' fast path, finished in place for the digits at indices `plain` of uint8
-    [N, 28, 28] `digits`: inverted as --invert `invert` says (auto: by each one's border sum), then
-    contrast normalised."""
+    """decode_digits' fast path, finished in place for the digits at indices `plain` of uint8 [N, 28, 28]
+    `digits`: inverted as --invert `invert` says (auto: by each one's border sum), then contrast normalised."""
     whole = len(plain) == len(digits)  # the usual case: no copy of the block
     index = np.arange(len(digits)) if whole else np.array(plain)
     block = digits if whole else digits[index]
@@ -358,7 +356,8 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> n
     taken as already MNIST-style and passes through; a blank image becomes all zeros.
     Any other image is, with `clean`, judged light or dark and given its page level from
     the whole image's grey levels (forms.page_levels: a grid cell's border is all lines), and
-    has its form artefacts taken out (batch/forms.py) before it is cropped: an empty box is blank.
+    has its form artefacts taken out (batch/forms.py) before it is cropped: an empty box is blank;
+    once cropped, a finer pen's strokes are widened to about MNIST's (forms.thicken).
     """
     form = clean and gray.shape != (IMAGE_SIZE, IMAGE_SIZE)
     median, low, high = page_levels(gray) if form else (0, 0, 0)
@@ -373,12 +372,10 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> n
     peak = int(gray.max())
     if peak == 0:
         return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-    rows = np.flatnonzero((gray > peak * INK_FRACTION).any(axis=1))
-    cols = np.flatnonzero((gray > peak * INK_FRACTION).any(axis=0))
-    ink = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    left, top, w, h = cv2.boundingRect((gray > peak * INK_FRACTION).view(np.uint8))
+    ink = gray[top : top + h, left : left + w]
     if form:  # a finer pen than MNIST's, widened
         ink = thicken(ink, peak * INK_FRACTION, DIGIT_BOX / max(ink.shape))
-
     h, w = ink.shape
     scale = DIGIT_BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # cv2 wants (w, h)
