@@ -77,14 +77,19 @@ def remove_artefacts(gray: np.ndarray, level: float) -> np.ndarray:
     a line darker than the digit changes nothing). All of it lines: zeros."""
     h, w = gray.shape
     ink = cv2.threshold(gray, level, 1, cv2.THRESH_BINARY)[1]
-    rows, across = long_runs(ink, line_run(w), True)
-    cols, down = long_runs(ink, line_run(h), False)
-    lined = bool(len(rows) or len(cols))
-    rest = ink.copy() if lined else ink
-    rest[rows] &= 1 - across
-    rest[:, cols] &= 1 - down
     # Pieces are labelled within the box holding them: the page around costs nothing.
-    left, top, width, height = cv2.boundingRect(rest)
+    left, top, width, height = cv2.boundingRect(ink)
+    rows = cols = np.zeros(0, np.intp)
+    if width >= line_run(w) or height >= line_run(h):  # else no line fits: a digit framed as MNIST frames it
+        rows, across = long_runs(ink, line_run(w), True)
+        cols, down = long_runs(ink, line_run(h), False)
+    lined = bool(len(rows) or len(cols))
+    rest = ink
+    if lined:
+        rest = ink.copy()
+        rest[rows] &= 1 - across
+        rest[:, cols] &= 1 - down
+        left, top, width, height = cv2.boundingRect(rest)
     if width == 0:  # nothing but lines
         return np.zeros_like(gray)
     box = rest[top : top + height, left : left + width]
