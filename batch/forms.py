@@ -30,7 +30,8 @@ KEEP_SHARE = 0.1  # another piece of ink stays if its area is at least this shar
 NEAR = 0.1  # ... and its box is at most this share of the image's larger side from the digit's box
 EDGE_WEIGHT = 0.5  # a piece touching the image's edge counts this much of its area when choosing the digit
 DUST = 0.001  # a piece under this share of the image's area is dust, never the digit
-# A stroke's width at MNIST's 20x20 fit, as stroke_width measures it: t10k's own 28x28 digits measure 2.4 (median).
+# A stroke's width at MNIST's 20x20 fit, as stroke_width measures it: t10k's own 28x28 digits measure 2.4
+# (median); 2.5 read a finer pen best among 2.0-3.0 (docs/decisions.md).
 MNIST_STROKE = 2.5
 _RIM = np.ones((3, 3), np.uint8)
 
@@ -135,8 +136,8 @@ def stroke_width(ink: np.ndarray) -> float:
 def thicken(ink: np.ndarray, threshold: float, scale: float) -> np.ndarray:
     """uint8 [h, w] white ink on 0, cropped to what is brighter than `threshold`, to be fit at
     `scale` -> its strokes widened by `grow` pixels (a square max filter, grow + 1 wide; the array
-    grows with them) to about MNIST_STROKE after that fit, or `ink` itself when they are short of
-    it by under half a pixel. A finer pen's strokes, fit, are thinner and fainter than MNIST's,
+    grows with them) to about MNIST_STROKE after that fit; `ink` itself when they are at most half
+    a pixel short of it, or wider. A finer pen's strokes, fit, are thinner and fainter than MNIST's,
     and the MLP reads them worse (docs/decisions.md); a heavier pen is left as it is."""
     grow = round(MNIST_STROKE / scale - stroke_width((ink > threshold).view(np.uint8)))
     if grow < 1:
