@@ -30,9 +30,9 @@ KEEP_SHARE = 0.1  # another piece of ink stays if its area is at least this shar
 NEAR = 0.1  # ... and its box is at most this share of the image's larger side from the digit's box
 EDGE_WEIGHT = 0.5  # a piece touching the image's edge counts this much of its area when choosing the digit
 DUST = 0.001  # a piece under this share of the image's area is dust, never the digit
-# A stroke's width at MNIST's 20x20 fit, as stroke_width measures it: t10k's own 28x28 digits measure 2.4
-# (median); 2.5 read a finer pen best among 2.0-3.0 (docs/decisions.md).
-MNIST_STROKE = 2.5
+# Strokes finer than this at MNIST's 20x20 fit, as stroke_width measures them, are widened to it: a little
+# under t10k's own digits (median 2.4), as 2.5 read a finer pen better but digits in fonts worse (docs/decisions.md).
+MNIST_STROKE = 2.25
 _RIM = np.ones((3, 3), np.uint8)
 
 

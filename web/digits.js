@@ -31,7 +31,7 @@ export const KEEP_SHARE = 0.1;
 export const NEAR = 0.1;
 export const EDGE_WEIGHT = 0.5;
 export const DUST = 0.001;
-export const MNIST_STROKE = 2.5;
+export const MNIST_STROKE = 2.25;
 
 const ORT_DIST = new URL("./node_modules/onnxruntime-web/dist/", import.meta.url);
 
