@@ -518,8 +518,8 @@ function strokeWidth(mask, width, height) {
 }
 
 /** forms.thicken: [pixels, width, height] of the cropped digit `ink` with its strokes widened by
- * `grow` pixels to about MNIST_STROKE at `scale`, or `ink` as it is when they are short of it by
- * under half a pixel. OpenCV's (grow + 1)-square max filter on the array grown by `grow` (as
+ * `grow` pixels to about MNIST_STROKE at `scale`; `ink` as it is when they are at most half a
+ * pixel short of it, or wider. OpenCV's (grow + 1)-square max filter on the array grown by `grow` (as
  * forms.thicken pads it): output pixel p is the maximum of input p - grow .. p, along rows, then columns. */
 function thicken(ink, width, height, threshold, scale) {
   const mask = ink.map((v) => (v > threshold ? 1 : 0));
