@@ -15,7 +15,8 @@
 // bilinear to enlarge, as cv2.resize) and placed so that the centre of mass lands on
 // (14, 14). Before the crop, form artefacts are taken out as batch/forms.py takes them out
 // (printed lines, comb ticks, specks, cut neighbours; toMnist's `clean`, --no-clean there), with
-// the same morphology and connected components in plain JavaScript, giving OpenCV's results.
+// the same morphology and connected components in plain JavaScript, giving OpenCV's results,
+// and a finer pen's strokes are widened after the crop (forms.thicken).
 // onnxruntime-web is imported on first load(), so toMnist needs nothing but this file.
 
 export const MNIST_SIZE = 28;
@@ -31,6 +32,7 @@ export const KEEP_SHARE = 0.1;
 export const NEAR = 0.1;
 export const EDGE_WEIGHT = 0.5;
 export const DUST = 0.001;
+export const MNIST_STROKE = 2.25;
 
 const ORT_DIST = new URL("./node_modules/onnxruntime-web/dist/", import.meta.url);
 
@@ -284,11 +286,12 @@ export function toMnist(image, invert = "auto", clean = true) {
       }
     }
   }
-  const h = bottom - top + 1;
-  const w = right - left + 1;
-  const ink = new Uint8Array(h * w);
+  let h = bottom - top + 1;
+  let w = right - left + 1;
+  let ink = new Uint8Array(h * w);
   for (let y = 0; y < h; y++) ink.set(gray.subarray((top + y) * width + left, (top + y) * width + left + w), y * w);
   gray = null;
+  if (form) [ink, w, h] = thicken(ink, w, h, threshold, DIGIT_BOX / Math.max(h, w)); // a finer pen, widened
 
   const scale = DIGIT_BOX / Math.max(h, w);
   const bw = Math.max(1, roundHalfEven(w * scale));
@@ -559,6 +562,52 @@ export function removeArtefacts(gray, width, height) {
     }
   }
   return out;
+}
+
+/** forms.stroke_width: 2 x ink area / edge pixels (ink with page among its 8 neighbours, the
+ * outside counted as page) of a 0/1 mask with some ink. */
+function strokeWidth(mask, width, height) {
+  let area = 0, edge = 0;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (!mask[y * width + x]) continue;
+      area++;
+      let inner = y > 0 && y < height - 1 && x > 0 && x < width - 1;
+      for (let dy = -1; dy <= 1 && inner; dy++) {
+        for (let dx = -1; dx <= 1 && inner; dx++) inner = mask[(y + dy) * width + x + dx] === 1;
+      }
+      if (!inner) edge++;
+    }
+  }
+  return (2 * area) / edge;
+}
+
+/** forms.thicken: [pixels, width, height] of the cropped digit `ink` with its strokes widened by
+ * `grow` pixels to about MNIST_STROKE at `scale`; `ink` as it is when they are at most half a
+ * pixel short of it, or wider. OpenCV's (grow + 1)-square max filter on the array grown by `grow` (as
+ * forms.thicken pads it): output pixel p is the maximum of input p - grow .. p, along rows, then columns. */
+function thicken(ink, width, height, threshold, scale) {
+  const mask = ink.map((v) => (v > threshold ? 1 : 0));
+  const grow = roundHalfEven(MNIST_STROKE / scale - strokeWidth(mask, width, height));
+  if (grow < 1) return [ink, width, height];
+  const [w, h] = [width + grow, height + grow];
+  const across = new Uint8Array(height * w);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < w; x++) {
+      let peak = 0;
+      for (let i = Math.max(0, x - grow); i <= Math.min(width - 1, x); i++) peak = Math.max(peak, ink[y * width + i]);
+      across[y * w + x] = peak;
+    }
+  }
+  const out = new Uint8Array(h * w);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      let peak = 0;
+      for (let i = Math.max(0, y - grow); i <= Math.min(height - 1, y); i++) peak = Math.max(peak, across[i * w + x]);
+      out[y * w + x] = peak;
+    }
+  }
+  return [out, w, h];
 }
 
 /** The rows (alongRows) or columns of `mask` holding any of its pixels, in order. */
