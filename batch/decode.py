@@ -7,8 +7,8 @@ contrast normalised: the page (the border's median) to 0, the brightest ink to
 255, as MNIST's digits are. Anything that is not already a 28x28 digit has its
 form artefacts taken out (batch/forms.py; judged by the whole image rather than
 the border; not with clean=False, --no-clean) and is then brought to MNIST's form
-with LeCun's recipe: crop to the ink, fit into 20x20 keeping the aspect ratio,
-and centre by the centre of mass in a 28x28 field.
+with LeCun's recipe: crop to the ink (a finer pen's strokes then widened, with clean),
+fit into 20x20 keeping the aspect ratio, and centre by the centre of mass in a 28x28 field.
 web/digits.js does each step the same way.
 """
 
@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from batch.forms import page_levels, remove_artefacts
+from batch.forms import page_levels, remove_artefacts, thicken
 from batch.imagesize import image_size
 from core.contract import IMAGE_SIZE, MAX_IMAGE_PIXELS
 from core.errors import DigitsError
@@ -90,12 +90,11 @@ def decode_digits(blobs: Sequence[bytes | str], invert: str = "auto",
     `out`, when given, is the uint8 [N, 28, 28] array to fill (a worker reuses one
     private buffer for all its blocks).
 
-    The hot path of folder runs. A 28x28 PNG decodes in about ten microseconds,
-    so the Python around it counts (docs/decisions.md): a PNG whose header says 28x28 (no pixel cap to check) and
-    that decodes to 8-bit grayscale, the MNIST form, goes straight into the
-    block, and the border check for --invert auto is one numpy pass over the
-    whole block rather than four sums per image. Anything else takes
-    decode_digit's general path.
+    The hot path of folder runs. A 28x28 PNG decodes in about ten microseconds, so the Python
+    around it counts (docs/decisions.md): a PNG whose header says 28x28 (no pixel cap to check)
+    and that decodes to 8-bit grayscale, the MNIST form, goes straight into the block, and the
+    border check for --invert auto is one numpy pass over the whole block rather than four sums
+    per image (_invert_and_stretch). Anything else takes decode_digit's general path.
     """
     invert, clean = invert.removesuffix(NO_CLEAN), not invert.endswith(NO_CLEAN)
     digits = np.zeros((len(blobs), IMAGE_SIZE, IMAGE_SIZE), np.uint8) if out is None else out
@@ -125,22 +124,28 @@ def decode_digits(blobs: Sequence[bytes | str], invert: str = "auto",
             errors[i] = str(e)
             digits[i] = 0
     if plain:
-        whole = len(plain) == len(blobs)  # the usual case: no copy of the block
-        index = np.arange(len(blobs)) if whole else np.array(plain)
-        block = digits if whole else digits[index]
-        border = _border_sums(block)
-        if invert != "never":
-            light = np.ones(len(index), bool) if invert == "always" else border > 127.5 * _BORDER
-            digits[index[light]] = 255 - block[light]
-            border[light] = 255 * _BORDER - border[light]
-            block = digits if whole else digits[index]
-        # Contrast, for the whole block at once. A border summing under _DARK_BORDER has a
-        # median of at most BLACK_PAGE; with full ink too (MNIST's own digits, nearly every
-        # clean scan) the digit is left as it is. Only the others pay for normalise_contrast.
-        as_is = (border < _DARK_BORDER) & (block.reshape(len(block), -1).max(axis=1) >= FULL_INK)
-        for i in index[~as_is]:
-            digits[i] = normalise_contrast(digits[i])
+        _invert_and_stretch(digits, plain, invert)
     return digits, errors
+
+
+def _invert_and_stretch(digits: np.ndarray, plain: list[int], invert: str) -> None:
+    """decode_digits' fast path, finished in place for the digits at indices `plain` of uint8 [N, 28, 28]
+    `digits`: inverted as --invert `invert` says (auto: by each one's border sum), then contrast normalised."""
+    whole = len(plain) == len(digits)  # the usual case: no copy of the block
+    index = np.arange(len(digits)) if whole else np.array(plain)
+    block = digits if whole else digits[index]
+    border = _border_sums(block)
+    if invert != "never":
+        light = np.ones(len(index), bool) if invert == "always" else border > 127.5 * _BORDER
+        digits[index[light]] = 255 - block[light]
+        border[light] = 255 * _BORDER - border[light]
+        block = digits if whole else digits[index]
+    # Contrast, for the whole block at once. A border summing under _DARK_BORDER has a
+    # median of at most BLACK_PAGE; with full ink too (MNIST's own digits, nearly every
+    # clean scan) the digit is left as it is. Only the others pay for normalise_contrast.
+    as_is = (border < _DARK_BORDER) & (block.reshape(len(block), -1).max(axis=1) >= FULL_INK)
+    for i in index[~as_is]:
+        digits[i] = normalise_contrast(digits[i])
 
 
 _BORDER = 4 * IMAGE_SIZE - 4  # border pixels of a 28x28 digit
@@ -351,7 +356,8 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> n
     taken as already MNIST-style and passes through; a blank image becomes all zeros.
     Any other image is, with `clean`, judged light or dark and given its page level from
     the whole image's grey levels (forms.page_levels: a grid cell's border is all lines), and
-    has its form artefacts taken out (batch/forms.py) before it is cropped: an empty box is blank.
+    has its form artefacts taken out (batch/forms.py) before it is cropped: an empty box is blank;
+    once cropped, a finer pen's strokes are widened to about MNIST's (forms.thicken).
     """
     form = clean and gray.shape != (IMAGE_SIZE, IMAGE_SIZE)
     median, low, high = page_levels(gray) if form else (0, 0, 0)
@@ -366,10 +372,10 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> n
     peak = int(gray.max())
     if peak == 0:
         return np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-    rows = np.flatnonzero((gray > peak * INK_FRACTION).any(axis=1))
-    cols = np.flatnonzero((gray > peak * INK_FRACTION).any(axis=0))
-    ink = gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-
+    left, top, w, h = cv2.boundingRect((gray > peak * INK_FRACTION).view(np.uint8))
+    ink = gray[top : top + h, left : left + w]
+    if form:  # a finer pen than MNIST's, widened
+        ink = thicken(ink, peak * INK_FRACTION, DIGIT_BOX / max(ink.shape))
     h, w = ink.shape
     scale = DIGIT_BOX / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # cv2 wants (w, h)

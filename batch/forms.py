@@ -13,7 +13,9 @@ digit is cropped and fitted (batch/decode.py), the classic form-processing ones:
    KEEP_SHARE of the digit's area, lies within NEAR of the digit's box and does not touch
    the edge; a thin piece standing on a line's end is a comb field's tick and goes too, and
    a piece under DUST of the image's area is dust, never the digit;
-4. what was taken out is cleared with its faint rim (one pixel around it).
+4. what was taken out is cleared with its faint rim (one pixel around it);
+5. a finer pen than MNIST's: once cropped, the digit's strokes are widened to about MNIST's
+   (thicken; decode calls it after the crop).
 
 A digit's own strokes stay: MNIST's digits fill at most 20/28 of their field, short of
 LINE_RUN (a digit cropped tighter than that, say a 1 as tall as its image, wants --no-clean).
@@ -28,6 +30,9 @@ KEEP_SHARE = 0.1  # another piece of ink stays if its area is at least this shar
 NEAR = 0.1  # ... and its box is at most this share of the image's larger side from the digit's box
 EDGE_WEIGHT = 0.5  # a piece touching the image's edge counts this much of its area when choosing the digit
 DUST = 0.001  # a piece under this share of the image's area is dust, never the digit
+# Strokes finer than this at MNIST's 20x20 fit, as stroke_width measures them, are widened to it: a little
+# under t10k's own digits (median 2.4), as 2.5 read a finer pen better but digits in fonts worse (docs/decisions.md).
+MNIST_STROKE = 2.25
 _RIM = np.ones((3, 3), np.uint8)
 
 
@@ -73,25 +78,32 @@ def remove_artefacts(gray: np.ndarray, level: float) -> np.ndarray:
     a line darker than the digit changes nothing). All of it lines: zeros."""
     h, w = gray.shape
     ink = cv2.threshold(gray, level, 1, cv2.THRESH_BINARY)[1]
-    rows, across = long_runs(ink, line_run(w), True)
-    cols, down = long_runs(ink, line_run(h), False)
-    lined = bool(len(rows) or len(cols))
-    rest = ink.copy() if lined else ink
-    rest[rows] &= 1 - across
-    rest[:, cols] &= 1 - down
     # Pieces are labelled within the box holding them: the page around costs nothing.
-    left, top, width, height = cv2.boundingRect(rest)
+    left, top, width, height = cv2.boundingRect(ink)
+    rows = cols = np.zeros(0, np.intp)
+    if width >= line_run(w) or height >= line_run(h):  # else no line fits: a digit framed as MNIST frames it
+        rows, across = long_runs(ink, line_run(w), True)
+        cols, down = long_runs(ink, line_run(h), False)
+    lined = bool(len(rows) or len(cols))
+    rest = ink
+    if lined:
+        rest = ink.copy()
+        rest[rows] &= 1 - across
+        rest[:, cols] &= 1 - down
+        left, top, width, height = cv2.boundingRect(rest)
     if width == 0:  # nothing but lines
         return np.zeros_like(gray)
     box = rest[top : top + height, left : left + width]
     # 16-bit labels where they cannot run out: OpenCV's statistics are twice as fast on them.
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(box, connectivity=8,
-                                                           ltype=cv2.CV_16U if box.size < 1 << 16 else cv2.CV_32S)
-    if len(stats) == 2 and not lined:  # one piece, no lines: the digit alone, or dust alone
-        return gray if stats[1, 4] >= DUST * h * w else np.zeros_like(gray)
+    ltype = cv2.CV_16U if box.size < 1 << 16 else cv2.CV_32S
+    # No lines: most such images are one piece, and OpenCV 5's labelling alone costs an eighth
+    # of its labelling with statistics on large images (docs/decisions.md).
+    if not lined and cv2.connectedComponents(box, connectivity=8, ltype=ltype)[0] == 2:
+        return gray if cv2.countNonZero(box) >= DUST * h * w else np.zeros_like(gray)  # the digit, or dust alone
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(box, connectivity=8, ltype=ltype)
     x, y, bw, bh, area = stats[1:, 0] + left, stats[1:, 1] + top, stats[1:, 2], stats[1:, 3], stats[1:, 4]
     part = area >= DUST * h * w  # what could be the digit or a piece of it
-    if len(rows):
+    if len(rows) and (part & (bw <= 2 * len(rows) + 1)).any():  # a piece as thin as a line could be: a tick?
         part &= ~_ticks(rows, across, x, y, bw, bh)
     if not part.any():  # nothing but lines and dust: an empty box or cell
         return np.zeros_like(gray)
@@ -105,11 +117,34 @@ def remove_artefacts(gray: np.ndarray, level: float) -> np.ndarray:
     if kept.all() and not lined:
         return gray
     kept_ink = np.zeros_like(ink)
-    kept_ink[top : top + height, left : left + width] = np.concatenate([[0], kept]).astype(np.uint8)[labels]
+    kept_ink[top : top + height, left : left + width] = np.take(np.concatenate([[0], kept]).astype(np.uint8), labels)
     cleared = cv2.dilate(ink & ~kept_ink, _RIM) & ~kept_ink
     out = gray.copy()
     out[cleared.view(bool)] = 0
     return out
+
+
+def stroke_width(ink: np.ndarray) -> float:
+    """uint8 0/1 `ink` (not empty) -> its strokes' mean width in pixels: 2 x area / edge pixels (ink
+    with page among its 8 neighbours, the outside counted as page), as a stroke w wide and L long
+    has area wL and 2L edge pixels. Strokes 1 or 2 pixels wide both measure 2."""
+    area = cv2.countNonZero(ink)
+    inner = cv2.countNonZero(cv2.erode(ink, _RIM, borderType=cv2.BORDER_CONSTANT, borderValue=0))
+    return 2 * area / (area - inner)
+
+
+def thicken(ink: np.ndarray, threshold: float, scale: float) -> np.ndarray:
+    """uint8 [h, w] white ink on 0, cropped to what is brighter than `threshold`, to be fit at
+    `scale` -> its strokes widened by `grow` pixels (a square max filter, grow + 1 wide; the array
+    grows with them) to about MNIST_STROKE after that fit; `ink` itself when they are at most half
+    a pixel short of it, or wider. A finer pen's strokes, fit, are thinner and fainter than MNIST's,
+    and the MLP reads them worse (docs/decisions.md); a heavier pen is left as it is."""
+    grow = round(MNIST_STROKE / scale - stroke_width((ink > threshold).view(np.uint8)))
+    if grow < 1:
+        return ink
+    after = (grow + 1) // 2  # OpenCV's anchor: the filter reaches this far right and down, grow - after left and up
+    padded = cv2.copyMakeBorder(ink, grow - after, after, grow - after, after, cv2.BORDER_CONSTANT, value=0)
+    return cv2.dilate(padded, np.ones((grow + 1, grow + 1), np.uint8))
 
 
 def _frame(lines: np.ndarray, size: int) -> tuple[int, int]:

@@ -1,27 +1,32 @@
-"""A LiteRT (.tflite) digit classifier behind OnnxClassifier's call: uint8 [N, 28, 28] -> float32 [N, 10].
+"""A LiteRT (.tflite) digit classifier behind OnnxClassifier's call: uint8 [N, 28, 28] -> float32 [N, 10],
+and the model's digit_score [N] where it has one.
 
 It runs the files `digits export --tflite` writes (model.tflite, model.int8.tflite,
 model.micro.tflite) with `ai-edge-litert`'s interpreter, the `[litert]` extra; no
 TensorFlow. Those files take uint8 [batch, 28, 28] (the micro file a batch of 1)
-and give [batch, 10] probabilities, as float32 or as int8/uint8 with a scale and
-zero point, which are dequantized here. Imported only for a model path ending in
+and give [batch, 10] probabilities and [batch] digit_score (a file exported before
+the score: probabilities only), as float32 or as int8 with a scale and zero point,
+which are dequantized here. Outputs are told apart by name, else by shape. Imported only for a model path ending in
 .tflite, so the ONNX path never loads LiteRT.
 """
 
 import contextlib
+import json
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from batch.classifier import Classifier
-from batch.scores import check_probabilities, in_batches_of, probe_digits
-from core.contract import NUM_CLASSES
+from batch.scores import check_probabilities, checked_digit_scores, checked_scores, in_batches_of, probe_digits
+from core.contract import DIGIT_SCORE, NUM_CLASSES, PROBABILITIES
 from core.errors import ModelError, first_line, require_extra
 from core.files import require_file, stderr_muted
 
 _INT8_SOFTMAX_STEP = 1 / 256
-WANTED = "one input, uint8 [batch,28,28], and one [batch,10] output (a `digits export --tflite` model)"
+WANTED = ("one input, uint8 [batch,28,28], and a [batch,10] output, with or without a [batch] digit_score "
+          "(a `digits export --tflite` model)")
+PROVENANCE = "digits_export"  # the metadata entry exporter/litert_file.py writes: the export's metadata as JSON
 
 
 def require_litert(what: str, modules: tuple[str, ...] = ("ai_edge_litert",)) -> None:
@@ -69,20 +74,20 @@ class LiteRtClassifier(Classifier):
         self._local = threading.local()
         interpreter = self._interpreter()
         inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelError(f"{path}: model has {len(inputs)} inputs and {len(outputs)} outputs; needs {WANTED}")
-        self.input, self.output = inputs[0], outputs[0]
+        if len(inputs) != 1:
+            raise ModelError(f"{path}: model has {len(inputs)} inputs; needs {WANTED}")
+        self.input = inputs[0]
+        self.output, self.score = _pick_outputs(path, outputs)  # the tensors' details
+        self.score_output = None if self.score is None else self.score["name"]  # as OnnxClassifier's: a name or None
         shape = [int(d) for d in self.input["shape_signature"]]
         if self.input["dtype"] != np.uint8 or shape[1:] != [28, 28]:
             raise ModelError(f"{path}: model takes {np.dtype(self.input['dtype']).name} {shape}; needs {WANTED}")
-        out_shape = [int(d) for d in self.output["shape_signature"]]
-        if len(out_shape) != 2 or out_shape[1] != NUM_CLASSES:
-            raise ModelError(f"{path}: model gives {np.dtype(self.output['dtype']).name} {out_shape}; needs {WANTED}")
         # A fixed batch (the micro file's 1): fed in slices of exactly that size.
         self.input_shape = (shape[0] if shape[0] > 0 else None, *shape[1:])
-        scale, zero_point = self.output["quantization"]
+        scale, _ = self.output["quantization"]
         self.output_scale = np.float32(scale) if scale else None
-        self.output_zero_point = np.float32(zero_point)
+        # digit_score under this is not a digit: the threshold `digits train` fitted, None when the file has none.
+        self.threshold = _threshold(path, self.content) if self.score_output else None
         if probe:
             self.probe()
 
@@ -107,7 +112,9 @@ class LiteRtClassifier(Classifier):
 
     def describe(self) -> str:
         shape = ",".join(str(d or "batch") for d in self.input_shape)
-        return f"LiteRT: uint8 [{shape}] -> {np.dtype(self.output['dtype']).name} [batch,{NUM_CLASSES}]"
+        score = "" if self.score_output is None else f", {DIGIT_SCORE}" + (
+            "" if self.threshold is None else f" (not a digit under {self.threshold:.6f})")
+        return f"LiteRT: uint8 [{shape}] -> {np.dtype(self.output['dtype']).name} [batch,{NUM_CLASSES}]{score}"
 
     def forked(self) -> "LiteRtClassifier":
         return LiteRtClassifier(self.path, threads=1)  # interpreters are per thread, and LiteRT's own are not forked
@@ -118,12 +125,22 @@ class LiteRtClassifier(Classifier):
         ModelError when LiteRT fails on them (its reason included), or when the output
         breaks the contract (batch.scores.check_probabilities, as for an ONNX model; a
         quantized output may stray by its scale)."""
+        return self.scored(digits)[0]
+
+    def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(predict's probabilities, the model's digit_score float32 [N] in 0..1, or None when the
+        file has none), from one call per batch; ModelError as predict."""
         feed = np.ascontiguousarray(digits, dtype=np.uint8)
         if len(feed) == 0:
-            return np.zeros((0, NUM_CLASSES), np.float32)
+            empty = np.zeros((0, NUM_CLASSES + 1), np.float32)
+            return empty[:, :NUM_CLASSES], None if self.score_output is None else empty[:, NUM_CLASSES]
         n = self.input_shape[0]
-        run = self._run if n is None else lambda part: self._checked(self._run(part), n)
-        return self._checked(in_batches_of(n, feed, run), len(digits))
+        # Probabilities and score as one [N, 11] array, so that in_batches_of's slicing carries both.
+        raw = in_batches_of(n, feed, self._run)
+        probabilities = self._checked(raw[:, :NUM_CLASSES], len(digits))
+        if self.score_output is None:
+            return probabilities, None
+        return probabilities, raw[:, NUM_CLASSES]
 
     def _checked(self, scores: np.ndarray, n: int) -> np.ndarray:
         # An int8 file's softmax is quantized in steps of 1/256 even when its output tensor is
@@ -141,8 +158,69 @@ class LiteRtClassifier(Classifier):
             interpreter.set_tensor(self.input["index"], feed)
             interpreter.invoke()
             scores = interpreter.get_tensor(self.output["index"])
+            digit_score = None if self.score_output is None else interpreter.get_tensor(self.score["index"])
         except Exception as e:  # LiteRT's own errors
             raise ModelError(f"{self.path}: LiteRT failed on a batch of {len(feed)} digits ({first_line(e)})") from e
-        if self.output_scale is not None:
-            return (scores.astype(np.float32) - self.output_zero_point) * self.output_scale
-        return scores.astype(np.float32, copy=False)
+        scores = checked_scores(self.path, _dequantized(scores, self.output), len(feed))
+        if digit_score is None:
+            return scores
+        # [batch] for any batch, the same rule as the ONNX model's (clipped: a quantized score strays a step).
+        return np.column_stack([scores, checked_digit_scores(self.path, _dequantized(digit_score, self.score),
+                                                             len(feed))])
+
+
+def _dequantized(values: np.ndarray, details: dict) -> np.ndarray:
+    """float32 values of an output tensor: (value - zero point) * scale where it is quantized."""
+    scale, zero_point = details["quantization"]
+    if scale:
+        return (values.astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+    return values.astype(np.float32, copy=False)
+
+
+def _pick_outputs(path, outputs: list[dict]) -> tuple[dict, dict | None]:
+    """(the probabilities' output, the digit_score output or None): by name (`digits export` names
+    them), else the one [batch, 10] output and a [batch] one. ModelError for any other set."""
+    def shape(o):
+        return [int(d) for d in o["shape_signature"]]
+
+    def gives():
+        return "; ".join(f"{o['name']} {np.dtype(o['dtype']).name} {shape(o)}" for o in outputs)
+
+    probabilities = ([o for o in outputs if o["name"] == PROBABILITIES]
+                     or [o for o in outputs if len(shape(o)) == 2 and shape(o)[1] == NUM_CLASSES])
+    scores = [o for o in outputs if o["name"] == DIGIT_SCORE] or [o for o in outputs if len(shape(o)) == 1]
+    if len(probabilities) != 1 or len(scores) > 1 or len(outputs) != len(probabilities) + len(scores):
+        raise ModelError(f"{path}: model gives {gives()}; needs {WANTED}")
+    if len(shape(probabilities[0])) != 2 or shape(probabilities[0])[1] != NUM_CLASSES or (
+            scores and len(shape(scores[0])) != 1):
+        raise ModelError(f"{path}: model gives {gives()}; needs {WANTED}")
+    return probabilities[0], (scores[0] if scores else None)
+
+
+def provenance(content: bytes) -> dict:
+    """The export's metadata a .tflite file carries (its `digits_export` entry), {} when it has none."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    try:
+        model = schema.Model.GetRootAs(content, 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if entry.Name().decode() == PROVENANCE:
+                return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+    except (ValueError, UnicodeDecodeError, AttributeError):  # a file from elsewhere: no provenance to read
+        return {}
+    return {}
+
+
+def _threshold(path, content: bytes) -> float | None:
+    """The file's digit_score_threshold (exporter/metadata.py), None when it has none."""
+    text = provenance(content).get("digit_score_threshold")
+    if text is None:
+        return None
+    try:
+        threshold = float(text)
+    except (TypeError, ValueError):
+        threshold = -1.0
+    if not 0 <= threshold <= 1:
+        raise ModelError(f"{path}: metadata digit_score_threshold {str(text)[:40]!r} is not a number in 0..1")
+    return threshold

@@ -238,8 +238,9 @@ def _micro(job: Job):
     temps["micro"].write_bytes(content)
     arena = measure_arena(content, job.digits[0])
     check = check_micro(temps["micro"], temps["int8_tflite"], job.digits, arena)
+    threshold = job.metadata.get("digit_score_threshold")
     source, header = c_source(content, job.targets["micro_h"].name, arena, op_names(content),
-                              output_quantization(content))
+                              output_quantization(content), None if threshold is None else float(threshold))
     temps["micro_cc"].write_text(source)
     temps["micro_h"].write_text(header)
     return check

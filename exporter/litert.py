@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.contract import IMAGE_SIZE, INPUT_NAME, NUM_CLASSES, PROBABILITIES
+from core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, NUM_CLASSES, PROBABILITIES
 from exporter.litert_convert import keras_to_tflite
 from exporter.litert_file import finish
 from exporter.metadata import DIGIT_FORM
@@ -20,15 +20,18 @@ INT8_QUANTIZATION = ("full integer (TFLITE_BUILTINS_INT8): int8 weights and acti
 
 def _contract(batch: str, output: str) -> str:
     return (f"{INPUT_NAME}: uint8 [{batch}, {IMAGE_SIZE}, {IMAGE_SIZE}], {DIGIT_FORM} "
-            f"Output: {PROBABILITIES} {output} [{batch}, {NUM_CLASSES}]")
+            f"Outputs: {PROBABILITIES} {output} [{batch}, {NUM_CLASSES}]")
 
 
-CONTRACTS = {  # the file's input_contract: the ONNX model's input, its own output
-    "float": f"{_contract('batch', 'float32')} (softmax); the label is the argmax.",
-    "int8": f"{_contract('batch', 'float32')} (softmax, in steps of 1/256); the label is the argmax.",
+_SCORE = f"{DIGIT_SCORE} [{{batch}}], 0..1, higher = more like a digit"
+CONTRACTS = {  # the file's input_contract: the ONNX model's input, its own outputs
+    "float": f"{_contract('batch', 'float32')} (softmax), the label is the argmax; "
+             f"{_SCORE.format(batch='batch')} (float32).",
+    "int8": f"{_contract('batch', 'float32')} (softmax, in steps of 1/256), the label is the argmax; "
+            f"{_SCORE.format(batch='batch')} (float32, in steps of about 1/256).",
     "micro": f"{_contract('1', 'int8')}, quantized: "
-             "probability = (value - zero point) * scale, as the tensor says (1/256 and -128 for a softmax); "
-             "the label is the argmax.",
+             "probability = (value - zero point) * scale, as the tensor says (1/256 and -128 for a softmax), "
+             f"the label is the argmax; {_SCORE.format(batch='1')} (int8, quantized as the tensor says).",
 }
 DESCRIPTIONS = {
     "float": "MNIST digit classifier: float32 weights, dynamic batch",

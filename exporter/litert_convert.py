@@ -24,8 +24,9 @@ import warnings
 
 import numpy as np
 
-from core.contract import IMAGE_SIZE, INPUT_NAME
+from core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, NUM_CLASSES
 from core.errors import ModelError
+from exporter.convert import with_scores
 from trainer.backend import import_keras
 
 KINDS = ("float", "int8", "micro")
@@ -46,7 +47,8 @@ def keras_to_tflite(model, input_shape: tuple[int, ...], kind: str, calibration:
     image = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE), batch_size=1 if kind == "micro" else None,
                         dtype="float32" if integer else "uint8", name=INPUT_NAME)
     pixels = keras.layers.Reshape(input_shape)(keras.layers.Rescaling(1 / 255.0)(image))
-    wrapper = keras.Model(image, model(pixels), name="digits")
+    probabilities, as_trained = with_scores(model)(pixels)
+    wrapper = keras.Model(image, [probabilities, score_layers(as_trained)], name="digits")
 
     converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
     if integer:
@@ -75,6 +77,18 @@ def keras_to_tflite(model, input_shape: tuple[int, ...], kind: str, calibration:
     if integer:
         _check_raw_input(content, where)
     return content
+
+
+def score_layers(as_trained):
+    """digit_score [batch] from the probabilities before temperature, as the ONNX graph computes it
+    (exporter/convert.py): REDUCE_MAX, then (top - 1/10) * 10/9 as one Rescaling (MUL, ADD), ops
+    TFLite Micro runs at int8."""
+    keras = import_keras()
+    from keras import ops
+
+    top = keras.layers.Lambda(lambda p: ops.max(p, axis=1), name="top_probability")(as_trained)
+    ratio = NUM_CLASSES / (NUM_CLASSES - 1)
+    return keras.layers.Rescaling(ratio, offset=-ratio / NUM_CLASSES, name=DIGIT_SCORE)(top)
 
 
 def _check_raw_input(content: bytes, where: str) -> None:

@@ -29,13 +29,15 @@ import flatbuffers
 import numpy as np
 from flatbuffers.table import Table
 
-from core.contract import INPUT_NAME, PROBABILITIES
+from core.contract import DIGIT_SCORE, INPUT_NAME, PROBABILITIES
 
 METADATA_NAME = "TFLITE_METADATA"
 PROVENANCE_NAME = "digits_export"
 METADATA_IDENTIFIER = b"M001"
 MIN_PARSER_VERSION = "1.0.0"  # only fields of metadata schema 1.0.0 are written
 LABEL_FILE = "labels.txt"
+SCORE_DESCRIPTION = ("How much the image looks like a digit, 0..1 (max probability before temperature - 0.1) / 0.9; "
+                     "not a digit under the provenance's digit_score_threshold")
 
 # metadata_schema.fbs enums
 _IMAGE_PROPERTIES, _FEATURE_PROPERTIES = 2, 1  # ContentProperties union
@@ -49,16 +51,22 @@ def finish(content: bytes, metadata: dict[str, str], description: str) -> bytes:
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(content), 0)
     graph = model.subgraphs[0]
-    (input_index,), (output_index,) = graph.inputs, graph.outputs
-    graph.tensors[input_index].name = INPUT_NAME.encode()
-    graph.tensors[output_index].name = PROBABILITIES.encode()
+    (input_index,) = graph.inputs
+    # The converter names outputs output_0, output_1 in an order of its own: told apart by rank.
+    names = {input_index: INPUT_NAME.encode()}
+    names.update({i: (PROBABILITIES if len(graph.tensors[i].shape) == 2 else DIGIT_SCORE).encode()
+                  for i in graph.outputs})
+    for index, name in names.items():
+        graph.tensors[index].name = name
+    # probabilities first: output 0, as before the score, so a board's output(0) keeps its meaning.
+    graph.outputs = sorted(graph.outputs, key=lambda i: names[i] != PROBABILITIES.encode())
     for signature in model.signatureDefs or []:
-        signature.inputs[0].name = INPUT_NAME.encode()
-        signature.outputs[0].name = PROBABILITIES.encode()
+        for entry in [*signature.inputs, *signature.outputs]:
+            entry.name = names[entry.tensorIndex]
 
     labels = json.loads(metadata["class_labels"])
     entries = {
-        METADATA_NAME: model_metadata(description, metadata["input_contract"], len(labels)),
+        METADATA_NAME: model_metadata(description, metadata["input_contract"], len(labels), len(graph.outputs) > 1),
         PROVENANCE_NAME: json.dumps(metadata, sort_keys=True).encode(),
     }
     model.metadata = [m for m in model.metadata or [] if m.name.decode() not in entries]
@@ -98,8 +106,9 @@ def _with_label_file(content: bytes, labels: str) -> bytes:
     return stream.getvalue()
 
 
-def model_metadata(description: str, contract: str, classes: int) -> bytes:
-    """A ModelMetadata flatbuffer: one subgraph, the image input, the probabilities output with labels.txt."""
+def model_metadata(description: str, contract: str, classes: int, score: bool = True) -> bytes:
+    """A ModelMetadata flatbuffer: one subgraph, the image input, the probabilities output with
+    labels.txt, and (`score`) the digit_score output, in the graph's order."""
     # Long by design: a flatbuffer is built leaves first, so the schema's tables are read here in one pass.
     b = flatbuffers.Builder(1024)
 
@@ -136,23 +145,23 @@ def model_metadata(description: str, contract: str, classes: int) -> bytes:
     label_file = table([(0, "offset", label_name), (1, "offset", label_text), (2, "byte", _TENSOR_AXIS_LABELS)])
 
     # The input: a grayscale image, raw bytes (no normalization: it is inside the model).
+    def tensor(name: str, text: str, content: int, high: float, files: list[int]) -> int:
+        """A TensorMetadata: name 0, description 1, content 3, stats 5 (0..high), associated files 6."""
+        name_at, text_at, stats_at = b.CreateString(name), b.CreateString(text), stats(0.0, high)
+        fields = [(0, "offset", name_at), (1, "offset", text_at), (3, "offset", content), (5, "offset", stats_at)]
+        return table(fields + ([(6, "offset", vector(files))] if files else []))
+
+    def feature() -> int:  # Content: FeatureProperties, which has no fields
+        return table([(0, "uint8", _FEATURE_PROPERTIES), (1, "offset", _empty_table(b))])
+
     image_properties = table([(0, "byte", _GRAYSCALE)])  # ImageProperties: color_space
-    image_content = table([(0, "uint8", _IMAGE_PROPERTIES), (1, "offset", image_properties)])
-    image_name, image_text = b.CreateString(INPUT_NAME), b.CreateString(contract)
-    image_stats = stats(0.0, 255.0)
-    image = table([(0, "offset", image_name), (1, "offset", image_text), (3, "offset", image_content),
-                   (5, "offset", image_stats)])
-
-    feature_properties = _empty_table(b)  # FeatureProperties has no fields
-    output_content = table([(0, "uint8", _FEATURE_PROPERTIES), (1, "offset", feature_properties)])
-    output_name = b.CreateString(PROBABILITIES)
-    output_text = b.CreateString(f"Probability of each of the {classes} classes (softmax); the label is the argmax")
-    output_stats = stats(0.0, 1.0)
-    output_files = vector([label_file])
-    output = table([(0, "offset", output_name), (1, "offset", output_text), (3, "offset", output_content),
-                    (5, "offset", output_stats), (6, "offset", output_files)])
-
-    inputs, outputs = vector([image]), vector([output])
+    image = tensor(INPUT_NAME, contract, table([(0, "uint8", _IMAGE_PROPERTIES), (1, "offset", image_properties)]),
+                   255.0, [])
+    described = [tensor(PROBABILITIES, f"Probability of each of the {classes} classes (softmax); the label is "
+                        "the argmax", feature(), 1.0, [label_file])]
+    if score:
+        described.append(tensor(DIGIT_SCORE, SCORE_DESCRIPTION, feature(), 1.0, []))
+    inputs, outputs = vector([image]), vector(described)
     subgraph = table([(2, "offset", inputs), (3, "offset", outputs)])  # SubGraphMetadata
     subgraphs = vector([subgraph])
     name, text = b.CreateString("digits"), b.CreateString(description)
@@ -267,7 +276,7 @@ def describe_tflite(path) -> dict:
         "bytes": len(classifier.content),
         "ops": op_names(classifier.content),
         "inputs": [tensor(classifier.input)],
-        "outputs": [tensor(classifier.output)],
+        "outputs": [tensor(classifier.output)] + ([tensor(classifier.score)] if classifier.score else []),
         "metadata": {**metadata.get("provenance", {}), **({"labels.txt": " ".join(metadata["labels"])}
                                                           if "labels" in metadata else {})},
     }

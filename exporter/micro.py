@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.contract import DIGIT_SCORE, PROBABILITIES
 from core.errors import ModelError
+from exporter.litert_check import score_agreement, score_failures
 from exporter.litert_file import op_names
 from exporter.parity import Check
 
@@ -79,18 +81,37 @@ def measure_arena(content: bytes, digit: np.ndarray, where: str = "model") -> in
     return arena
 
 
-def run_micro(content: bytes, digits: np.ndarray, arena: int) -> np.ndarray:
-    """Probabilities float32 [N, 10], one TFLite Micro inference per digit (uint8 [N, 28, 28])."""
+def micro_outputs(content: bytes, interpreter) -> dict[str, dict]:
+    """{"probabilities": ..., "digit_score": ...}: each output's index, shape, and int8 (scale, zero
+    point). TFLite Micro keeps no tensor names, so they are told apart by shape ([1, 10], [1]);
+    a file exported before the score has probabilities only."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    found = {}
+    for index in range(schema.Model.GetRootAs(content, 0).Subgraphs(0).OutputsLength()):
+        details = interpreter.get_output_details(index)
+        shape = [int(d) for d in details["shape"]]
+        quantization = details["quantization_parameters"]
+        found[PROBABILITIES if len(shape) == 2 else DIGIT_SCORE] = {
+            "index": index, "shape": shape, "dtype": np.dtype(details["dtype"]).name,
+            "scale": float(quantization["scales"][0]), "zero_point": int(quantization["zero_points"][0])}
+    return found
+
+
+def run_micro(content: bytes, digits: np.ndarray, arena: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(probabilities float32 [N, 10], digit_score float32 [N] or None), one TFLite Micro inference
+    per digit (uint8 [N, 28, 28]), dequantized."""
     interpreter = micro_interpreter(content, arena)
-    out = interpreter.get_output_details(0)
-    scale = np.float32(out["quantization_parameters"]["scales"][0])
-    zero_point = np.float32(out["quantization_parameters"]["zero_points"][0])
-    rows = []
+    outputs = micro_outputs(content, interpreter)
+    rows = {name: [] for name in outputs}
     for digit in np.ascontiguousarray(digits, dtype=np.uint8):
         interpreter.set_input(digit[None], 0)
         interpreter.invoke()
-        rows.append(interpreter.get_output(0)[0])
-    return (np.asarray(rows, dtype=np.float32) - zero_point) * scale
+        for name, out in outputs.items():
+            rows[name].append(interpreter.get_output(out["index"])[0])
+    values = {name: (np.asarray(rows[name], np.float32) - np.float32(out["zero_point"])) * np.float32(out["scale"])
+              for name, out in outputs.items()}
+    return values[PROBABILITIES], values.get(DIGIT_SCORE)
 
 
 def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: int) -> Check:
@@ -99,14 +120,15 @@ def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: in
     from batch.litert_model import LiteRtClassifier
 
     content = Path(micro_path).read_bytes()
-    micro = run_micro(content, digits, arena)
-    int8 = LiteRtClassifier(int8_path).predict(digits)
+    micro, micro_score = run_micro(content, digits, arena)
+    int8, int8_score = LiteRtClassifier(int8_path).scored(digits)
     same_file = LiteRtClassifier(micro_path).predict(digits)
     n = {
         "samples": int(len(digits)),
         "label_agreement": float((micro.argmax(1) == int8.argmax(1)).mean()),
         "litert_label_agreement": float((micro.argmax(1) == same_file.argmax(1)).mean()),
         "litert_max_abs_diff": float(np.abs(micro - same_file).max(initial=0.0)),
+        **score_agreement(micro_score, int8_score),
         "arena_bytes": arena,
         "ops": op_names(content),
         "bytes": len(content),
@@ -114,6 +136,7 @@ def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: in
     failures = [] if n["label_agreement"] >= MIN_LABEL_AGREEMENT else [
         f"TFLite Micro's labels agree with LiteRT's on model.int8.tflite for "
         f"{n['label_agreement']:.2%} < {MIN_LABEL_AGREEMENT:.1%} of {len(digits):,} digits"]
+    failures += score_failures(n, "TFLite Micro's", "LiteRT's on model.int8.tflite")
     return Check("micro", n, failures, f"TFLite Micro vs LiteRT's int8 labels agree {n['label_agreement']:.2%} on "
                  f"{len(digits):,} digits; arena {arena:,} bytes; ops {', '.join(n['ops'])}")
 
@@ -132,23 +155,39 @@ def _add_call(op: str) -> str:
     return _ADD_CALLS.get(op) or "Add" + "".join(p if p[0].isdigit() else p.capitalize() for p in op.split("_"))
 
 
-def output_quantization(content: bytes) -> tuple[float, int]:
-    """(scale, zero point) of the micro model's int8 output."""
-    details = micro_interpreter(content, max(len(content) * 10, 1 << 20)).get_output_details(0)
-    quantization = details["quantization_parameters"]
-    return float(quantization["scales"][0]), int(quantization["zero_points"][0])
+def output_quantization(content: bytes) -> dict[str, dict]:
+    """micro_outputs of the micro model: each output's index, shape and int8 (scale, zero point)."""
+    return micro_outputs(content, micro_interpreter(content, max(len(content) * 10, 1 << 20)))
+
+
+def _score_lines(score: dict | None, threshold: float | None) -> str:
+    if score is None:
+        return ""
+    lines = f"""
+
+// Output {score["index"]}, digit_score: int8 {score["shape"]}, 0 like no digit .. 1 a sure one;
+// score = (interpreter.output(kDigitsScoreOutput)->data.int8[0] - kDigitsScoreZeroPoint) * kDigitsScoreScale.
+constexpr int kDigitsScoreOutput = {score["index"]};
+constexpr float kDigitsScoreScale = {score["scale"]!r}f;
+constexpr int kDigitsScoreZeroPoint = {score["zero_point"]};"""
+    if threshold is not None:
+        lines += ("\n// Not a digit when score < kDigitsScoreThreshold (fitted by `digits train`: keeps 99% of its "
+                  f"validation digits).\nconstexpr float kDigitsScoreThreshold = {threshold!r}f;")
+    return lines
 
 
 def c_source(content: bytes, header_name: str, arena: int, ops: list[str],
-             output: tuple[float, int]) -> tuple[str, str]:
+             outputs: dict[str, dict], threshold: float | None = None) -> tuple[str, str]:
     """(model.micro.cc, model.micro.h): the file as a 16-byte-aligned C array, the arena size
-    TFLite Micro measured, the ops a MicroMutableOpResolver needs, and the output's
-    (scale, zero point)."""
+    TFLite Micro measured, the ops a MicroMutableOpResolver needs, and each output's index and
+    (scale, zero point) (output_quantization), with the digit_score threshold where the model has one."""
     guard = re.sub(r"\W", "_", header_name).upper() + "_"
     adds = "\n".join(f"  if ((status = resolver.{_add_call(op)}()) != ok) return status;" for op in ops)
+    probabilities = outputs[PROBABILITIES]
     header = f"""// Written by `digits export --micro`: the digit classifier for TensorFlow Lite Micro.
 // Input: uint8 [1, 28, 28], one MNIST-style digit, white (255) ink on black (0), row by row.
-// Output: int8 [1, 10]; probability of class d = (output[d] - kDigitsOutputZeroPoint) * kDigitsOutputScale.
+// Output {probabilities["index"]}, probabilities: int8 {probabilities["shape"]};
+// probability of class d = (output[d] - kDigitsOutputZeroPoint) * kDigitsOutputScale.
 #ifndef {guard}
 #define {guard}
 
@@ -162,8 +201,10 @@ extern const unsigned int {ARRAY_NAME}_len;
 // scratch buffers on top: leave headroom, or measure on the board with a RecordingMicroAllocator.
 constexpr size_t kDigitsTensorArenaSize = {arena};
 
-constexpr float kDigitsOutputScale = {output[0]!r}f;
-constexpr int kDigitsOutputZeroPoint = {output[1]};
+constexpr int kDigitsProbabilitiesOutput = {probabilities["index"]};
+constexpr float kDigitsOutputScale = {probabilities["scale"]!r}f;
+constexpr int kDigitsOutputZeroPoint = {probabilities["zero_point"]};
+{_score_lines(outputs.get(DIGIT_SCORE), threshold)}
 
 // The ops the model uses ({", ".join(ops)}): a tflite::MicroMutableOpResolver<kDigitsOpCount>
 // registers them with DigitsAddOps(resolver), which returns kTfLiteOk or the first failure.

@@ -61,6 +61,7 @@ function clearPad() {
   ink.fillRect(0, 0, pad.width, pad.height);
   $("drawn-label").textContent = "–";
   $("drawn-confidence").textContent = "";
+  showScore(null);
   seen.clearRect(0, 0, 28, 28);
   renderBars(null);
 }
@@ -122,11 +123,32 @@ async function classifyPad() {
     $("drawn-confidence").textContent = "load a model first";
     return;
   }
-  const { labels, probabilities } = await classifier.classify(digit, 1);
+  const { labels, probabilities, scores } = await classifier.classify(digit, 1);
   const label = Number(labels[0]);
-  $("drawn-label").textContent = String(label);
+  const score = scores ? scores[0] : null;
+  $("drawn-label").textContent = score === null || classifier.isDigit(score) ? String(label) : "?";
   $("drawn-confidence").textContent = `${(probabilities[label] * 100).toFixed(1)}%`;
+  showScore(score);
   renderBars(probabilities);
+}
+
+/** The drawn image's digit_score, and "not a digit" under the model's threshold (nothing for a model
+ * without the score). data-score holds the score unrounded, data-digit the verdict. */
+function showScore(score) {
+  const shown = $("drawn-score");
+  shown.className = "status";
+  shown.dataset.score = score === null ? "" : String(score);
+  shown.dataset.digit = score === null ? "" : String(classifier.isDigit(score));
+  if (score === null) {
+    shown.textContent = "";
+    return;
+  }
+  const threshold = classifier.threshold === null ? "" : ` (a digit from ${fixed6(classifier.threshold)})`;
+  shown.textContent = `digit score ${fixed6(score)}${threshold}`;
+  if (!classifier.isDigit(score)) {
+    shown.className = "status error";
+    shown.textContent = `not a digit: ${shown.textContent}`;
+  }
 }
 
 function renderBars(probabilities) {
@@ -192,31 +214,47 @@ async function classifyFiles(entries) {
     let k = 0;
     block.forEach(({ path }, j) => {
       if (decoded[j].error) {
-        rows.push({ source: path, label: "", confidence: "", error: decoded[j].error });
+        rows.push({ source: path, label: "", confidence: "", digit_score: "", not_digit: "", error: decoded[j].error });
         return;
       }
       const probs = result.probabilities.subarray(k * 10, k * 10 + 10);
-      const label = Number(result.labels[k++]);
-      rows.push({ source: path, label: String(label), confidence: fixed6(probs[label]), error: "" });
+      const label = Number(result.labels[k]);
+      const row = { source: path, label: String(label), confidence: fixed6(probs[label]), error: "" };
+      if (result.scores) {
+        // A blank image (no ink left) is never a digit, whatever its score, as in `digits classify`.
+        const blank = !decoded[j].digit.some((v) => v > 0);
+        row.digit_score = fixed6(result.scores[k]);
+        row.not_digit = blank || !classifier.isDigit(result.scores[k]) ? "1" : "0";
+      }
+      k += 1;
+      rows.push(row);
     });
     status.textContent = `${rows.length} of ${images.length} images…`;
   }
+  const head = $("results").tHead.rows[0];
+  head.replaceChildren(...columns().map((name) => Object.assign(document.createElement("th"), { textContent: name })));
   for (const row of rows) {
     const tr = body.insertRow();
-    for (const key of ["source", "label", "confidence", "error"]) tr.insertCell().textContent = row[key];
+    for (const key of columns()) tr.insertCell().textContent = row[key];
   }
   const failed = rows.filter((r) => r.error).length;
-  status.textContent = `done: ${rows.length} images, ${rows.length - failed} classified, ${failed} failed, ` +
+  const notDigits = classifier.scored ? `, ${rows.filter((r) => r.not_digit === "1").length} not digits` : "";
+  status.textContent = `done: ${rows.length} images, ${rows.length - failed} classified, ${failed} failed${notDigits}, ` +
     `${skipped} skipped (not images) in ${Math.round(performance.now() - start)} ms`;
   status.dataset.done = "true";
   $("download").disabled = rows.length === 0;
 }
 
-/** The CSV `digits classify` writes: source,label,confidence,error. */
+/** The columns `digits classify` writes: digit_score and not_digit (its --not-digits mark) for a model with a score. */
+function columns() {
+  return ["source", "label", "confidence", ...(classifier?.scored ? ["digit_score", "not_digit"] : []), "error"];
+}
+
+/** The CSV `digits classify` writes, in columns(). */
 function toCsv() {
   const field = (text) => (/[,"\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text);
-  return "source,label,confidence,error\n" +
-    rows.map((r) => [r.source, r.label, r.confidence, r.error].map(field).join(",") + "\n").join("");
+  return columns().join(",") + "\n" +
+    rows.map((r) => columns().map((key) => field(r[key])).join(",") + "\n").join("");
 }
 
 function downloadCsv() {

@@ -3,7 +3,8 @@
 //   import { load, toMnist } from "./digits.js";
 //   const classifier = await load("model.onnx");          // a URL, or the file's ArrayBuffer
 //   const pixels = toMnist(ctx.getImageData(0, 0, w, h)); // any image -> Uint8Array(784)
-//   const { labels, probabilities } = await classifier.classify(pixels, 1);
+//   const { labels, probabilities, scores } = await classifier.classify(pixels, 1);
+//   classifier.isDigit(scores[0]);                          // digit_score at or above the model's threshold
 //
 // toMnist is batch/decode.py in JavaScript, step for step, so that an image gets here the
 // digit that `digits classify` gives it: upright by its EXIF orientation (decodeImage: the
@@ -14,7 +15,8 @@
 // bilinear to enlarge, as cv2.resize) and placed so that the centre of mass lands on
 // (14, 14). Before the crop, form artefacts are taken out as batch/forms.py takes them out
 // (printed lines, comb ticks, specks, cut neighbours; toMnist's `clean`, --no-clean there), with
-// the same morphology and connected components in plain JavaScript, giving OpenCV's results.
+// the same morphology and connected components in plain JavaScript, giving OpenCV's results,
+// and a finer pen's strokes are widened after the crop (forms.thicken).
 // onnxruntime-web is imported on first load(), so toMnist needs nothing but this file.
 
 export const MNIST_SIZE = 28;
@@ -30,6 +32,7 @@ export const KEEP_SHARE = 0.1;
 export const NEAR = 0.1;
 export const EDGE_WEIGHT = 0.5;
 export const DUST = 0.001;
+export const MNIST_STROKE = 2.25;
 
 const ORT_DIST = new URL("./node_modules/onnxruntime-web/dist/", import.meta.url);
 
@@ -57,9 +60,11 @@ export async function load(model) {
     if (!response.ok) throw new ModelError(`${model}: ${response.status} ${response.statusText}`);
     bytes = await response.arrayBuffer();
   }
+  bytes = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  const threshold = Number(modelMetadata(bytes).digit_score_threshold); // read before the session takes the bytes
   let session;
   try {
-    session = await ort.InferenceSession.create(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+    session = await ort.InferenceSession.create(bytes);
   } catch (e) {
     throw new ModelError(`not a loadable ONNX model (${String(e.message ?? e).split("\n")[0].slice(0, 200)})`);
   }
@@ -69,24 +74,86 @@ export async function load(model) {
         "`digits export` model (input image uint8 [batch,28,28], outputs probabilities and label)",
     );
   }
-  return new Classifier(ort, session);
+  return new Classifier(ort, session, threshold >= 0 && threshold <= 1 ? threshold : null);
 }
 
 export class Classifier {
-  constructor(ort, session) {
+  constructor(ort, session, threshold = null) {
     this.ort = ort;
     this.session = session;
+    this.scored = session.outputNames.includes("digit_score");
+    // digit_score under this is not a digit: the threshold `digits train` fitted, from the model's metadata.
+    this.threshold = this.scored ? threshold : null;
   }
 
-  /** n white-on-black digits (Uint8Array n*784, row by row) -> {labels: BigInt64Array n, probabilities: Float32Array n*10}. */
+  /** n white-on-black digits (Uint8Array n*784, row by row) -> {labels: BigInt64Array n, probabilities:
+   * Float32Array n*10, scores: Float32Array n (digit_score, 0..1), or null for a model without one}. */
   async classify(pixels, n) {
     if (!(pixels instanceof Uint8Array) || pixels.length !== n * MNIST_SIZE * MNIST_SIZE) {
       throw new RangeError(`classify: expected a Uint8Array of ${n} x 784 pixels`);
     }
     const image = new this.ort.Tensor("uint8", pixels, [n, MNIST_SIZE, MNIST_SIZE]);
-    const { probabilities, label } = await this.session.run({ image });
-    return { labels: label.data, probabilities: probabilities.data };
+    const { probabilities, label, digit_score: score } = await this.session.run({ image });
+    const scores = score ? score.data.map((v) => Math.min(1, Math.max(0, v))) : null;
+    return { labels: label.data, probabilities: probabilities.data, scores };
   }
+
+  /** Whether a digit_score is a digit's: not under the threshold, both as `digits classify` writes
+   * them (6 decimals); true when the model has no threshold (nothing to judge by). */
+  isDigit(score) {
+    return this.threshold === null || micros(score) >= micros(this.threshold);
+  }
+}
+
+/** x * 1e6 rounded as numpy's rint (ties to even): a value as its 6 printed decimals. */
+function micros(x) {
+  const scaled = x * 1e6;
+  const micro = Math.round(scaled);
+  return micro - scaled === 0.5 && micro % 2 !== 0 ? micro - 1 : micro;
+}
+
+/** An ONNX file's metadata_props (ModelProto field 14, entries of key 1 and value 2) as an object;
+ * {} for an .ort file (a flatbuffer, "ORTM" at byte 4) or bytes that are no protobuf. onnxruntime-web
+ * does not expose them, and only the top level is walked: the graph is skipped whole. */
+export function modelMetadata(bytes) {
+  const found = {};
+  if (String.fromCharCode(...bytes.subarray(4, 8)) === "ORTM") return found;
+  const text = new TextDecoder();
+  for (const [field, from, to] of protobufFields(bytes, 0, bytes.length) ?? []) {
+    if (field !== 14) continue;
+    const entry = Object.fromEntries((protobufFields(bytes, from, to) ?? []).map(([f, a, b]) => [f, bytes.subarray(a, b)]));
+    if (entry[1]) found[text.decode(entry[1])] = entry[2] ? text.decode(entry[2]) : "";
+  }
+  return found;
+}
+
+/** [field, start, end] of each length-delimited field of the protobuf message bytes[start..end), or null. */
+function protobufFields(bytes, start, end) {
+  const fields = [];
+  let at = start;
+  const varint = () => {
+    let value = 0;
+    for (let shift = 1; at < end; shift *= 128) {
+      const byte = bytes[at++];
+      value += (byte & 0x7f) * shift;
+      if (byte < 0x80) return value;
+    }
+    return NaN;
+  };
+  while (at < end) {
+    const key = varint();
+    const wire = key % 8;
+    if (wire === 0) varint();
+    else if (wire === 1) at += 8;
+    else if (wire === 5) at += 4;
+    else if (wire === 2) {
+      const length = varint();
+      fields.push([Math.floor(key / 8), at, at + length]);
+      at += length;
+    } else return null;
+    if (Number.isNaN(key)) return null;
+  }
+  return at === end ? fields : null;
 }
 
 /** Decode an image file (a Blob) into a canvas ImageData: upright by its EXIF orientation, as
@@ -219,11 +286,12 @@ export function toMnist(image, invert = "auto", clean = true) {
       }
     }
   }
-  const h = bottom - top + 1;
-  const w = right - left + 1;
-  const ink = new Uint8Array(h * w);
+  let h = bottom - top + 1;
+  let w = right - left + 1;
+  let ink = new Uint8Array(h * w);
   for (let y = 0; y < h; y++) ink.set(gray.subarray((top + y) * width + left, (top + y) * width + left + w), y * w);
   gray = null;
+  if (form) [ink, w, h] = thicken(ink, w, h, threshold, DIGIT_BOX / Math.max(h, w)); // a finer pen, widened
 
   const scale = DIGIT_BOX / Math.max(h, w);
   const bw = Math.max(1, roundHalfEven(w * scale));
@@ -494,6 +562,52 @@ export function removeArtefacts(gray, width, height) {
     }
   }
   return out;
+}
+
+/** forms.stroke_width: 2 x ink area / edge pixels (ink with page among its 8 neighbours, the
+ * outside counted as page) of a 0/1 mask with some ink. */
+function strokeWidth(mask, width, height) {
+  let area = 0, edge = 0;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (!mask[y * width + x]) continue;
+      area++;
+      let inner = y > 0 && y < height - 1 && x > 0 && x < width - 1;
+      for (let dy = -1; dy <= 1 && inner; dy++) {
+        for (let dx = -1; dx <= 1 && inner; dx++) inner = mask[(y + dy) * width + x + dx] === 1;
+      }
+      if (!inner) edge++;
+    }
+  }
+  return (2 * area) / edge;
+}
+
+/** forms.thicken: [pixels, width, height] of the cropped digit `ink` with its strokes widened by
+ * `grow` pixels to about MNIST_STROKE at `scale`; `ink` as it is when they are at most half a
+ * pixel short of it, or wider. OpenCV's (grow + 1)-square max filter on the array grown by `grow` (as
+ * forms.thicken pads it): output pixel p is the maximum of input p - grow .. p, along rows, then columns. */
+function thicken(ink, width, height, threshold, scale) {
+  const mask = ink.map((v) => (v > threshold ? 1 : 0));
+  const grow = roundHalfEven(MNIST_STROKE / scale - strokeWidth(mask, width, height));
+  if (grow < 1) return [ink, width, height];
+  const [w, h] = [width + grow, height + grow];
+  const across = new Uint8Array(height * w);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < w; x++) {
+      let peak = 0;
+      for (let i = Math.max(0, x - grow); i <= Math.min(width - 1, x); i++) peak = Math.max(peak, ink[y * width + i]);
+      across[y * w + x] = peak;
+    }
+  }
+  const out = new Uint8Array(h * w);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      let peak = 0;
+      for (let i = Math.max(0, y - grow); i <= Math.min(height - 1, y); i++) peak = Math.max(peak, across[i * w + x]);
+      out[y * w + x] = peak;
+    }
+  }
+  return [out, w, h];
 }
 
 /** The rows (alongRows) or columns of `mask` holding any of its pixels, in order. */

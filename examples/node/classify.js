@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 "use strict";
 // Classify .npy arrays of digits with a `digits export` model (.onnx, .int8.onnx or .ort) in
-// onnxruntime-node, printing the CSV rows `digits classify` prints for the same arrays.
+// onnxruntime-node, printing the CSV rows `digits classify` prints for the same arrays, with
+// the model's digit_score column where it has that output (0..1, higher = more like a digit).
 //
 //   node classify.js MODEL INPUT.npy... [--top-k K] [--batch-size N]
 //
@@ -97,7 +98,9 @@ async function main(argv) {
   const { topK, batchSize, positional } = parseArgs(argv);
   const [modelPath, ...inputs] = positional;
   const session = await loadModel(modelPath);
-  await write(rows.header(topK));
+  const scored = session.outputNames.includes("digit_score");
+  const fetched = scored ? ["probabilities", "digit_score"] : ["probabilities"];
+  await write(rows.header(topK, scored));
   let failed = 0;
   for (const path of inputs) {
     let array;
@@ -106,8 +109,9 @@ async function main(argv) {
       for (const [first, pixels] of blocks(array, batchSize)) {
         const n = pixels.length / ROW;
         const image = new ort.Tensor("uint8", pixels, [n, 28, 28]);
-        const { probabilities } = await session.run({ image }, ["probabilities"]);
-        await write(rows.arrayRows(path, first, probabilities.data, n, topK));
+        const out = await session.run({ image }, fetched);
+        const scores = scored ? out.digit_score.data : null;
+        await write(rows.arrayRows(path, first, out.probabilities.data, n, topK, scores));
       }
     } catch (e) {
       // A file that cannot be read mid-way (EIO ...) fails its own row, as in the Python
@@ -115,7 +119,7 @@ async function main(argv) {
       const reason = e instanceof ArrayError ? e.message : e.syscall === "read" ? `cannot read: ${e.message}` : null;
       if (reason === null) throw e;
       failed += 1;
-      await write(rows.failedRow(path, reason, topK));
+      await write(rows.failedRow(path, reason, topK, scored));
     }
   }
   return failed ? 3 : 0;

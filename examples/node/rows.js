@@ -1,7 +1,7 @@
 "use strict";
 // Result rows in the CSV that `digits classify` writes (batch/writer.py): source, label,
-// confidence, [label_1, prob_1 ... label_K, prob_K], error. The confidence with 6 decimals,
-// the top-k probabilities as Python's "{:.6g}".
+// confidence, [label_1, prob_1 ... label_K, prob_K], [digit_score], error. The confidence and
+// digit_score with 6 decimals, the top-k probabilities as Python's "{:.6g}".
 
 const SPECIAL = /[,"\r\n]/;
 
@@ -61,14 +61,16 @@ function stripZeros(text) {
   return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
 }
 
-function header(topK) {
+function header(topK, scored = false) {
   const columns = ["source", "label", "confidence"];
   for (let k = 1; k <= topK; k++) columns.push(`label_${k}`, `prob_${k}`);
+  if (scored) columns.push("digit_score");
   return columns.concat(["error"]).join(",") + "\n";
 }
 
-/** Rows for `n` digits whose probabilities (Float32Array n*10) start at row `first` of `path`. */
-function arrayRows(path, first, probabilities, n, topK) {
+/** Rows for `n` digits whose probabilities (Float32Array n*10) start at row `first` of `path`;
+ * `scores` (Float32Array n, the model's digit_score) or null for a model without one. */
+function arrayRows(path, first, probabilities, n, topK, scores = null) {
   let out = "";
   for (let i = 0; i < n; i++) {
     const p = probabilities.subarray(i * 10, i * 10 + 10);
@@ -76,13 +78,15 @@ function arrayRows(path, first, probabilities, n, topK) {
     const order = [...p.keys()].sort((a, b) => p[b] - p[a] || a - b);
     let extra = "";
     for (let k = 0; k < topK; k++) extra += `,${order[k]},${g6(p[order[k]])}`;
+    // Clipped to 0..1 as the Python runner clips it: float32 arithmetic strays a hair outside.
+    if (scores) extra += `,${fixed6(Math.min(1, Math.max(0, scores[i])))}`;
     out += `${csvField(`${path}#${first + i}`)},${order[0]},${fixed6(p[order[0]])}${extra},\n`;
   }
   return out;
 }
 
-function failedRow(source, error, topK) {
-  return `${csvField(source)}${",".repeat(2 + 2 * topK)},${csvField(error)}\n`;
+function failedRow(source, error, topK, scored = false) {
+  return `${csvField(source)}${",".repeat(2 + 2 * topK + (scored ? 1 : 0))},${csvField(error)}\n`;
 }
 
 module.exports = { csvField, fixed6, g6, header, arrayRows, failedRow };

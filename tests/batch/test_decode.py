@@ -248,9 +248,11 @@ def test_an_empty_box_cell_or_comb_is_blank_as_a_blank_page_is():
 
 
 @pytest.mark.parametrize("side", [64, 256])
-def test_a_clean_digits_own_long_strokes_survive(side, sample):
+def test_a_clean_digits_own_long_strokes_survive(side, sample, monkeypatch):
     """Every 1, 4 and 7 of the sample's test digits, alone on the page as MNIST frames them (the
-    digit up to 20/28 of the side): no stroke is taken for a line, and no label changes."""
+    digit up to 20/28 of the side): no stroke is taken for a line, and taking artefacts out (pen
+    width left as it is) changes no label."""
+    import batch.decode
     from batch.decode import NO_CLEAN, decode_digits
     from batch.forms import line_run, long_runs
     from batch.model import OnnxClassifier
@@ -263,8 +265,39 @@ def test_a_clean_digits_own_long_strokes_survive(side, sample):
         assert not len(long_runs(ink, line_run(side), True)[0]) and not len(long_runs(ink, line_run(side), False)[0])
     blobs = [png(p) for p in pages]
     model = OnnxClassifier(COMMITTED_CNN)
+    monkeypatch.setattr(batch.decode, "thicken", lambda ink, threshold, scale: ink)
     cleaned, raw = decode_digits(blobs)[0], decode_digits(blobs, "auto" + NO_CLEAN)[0]
     np.testing.assert_array_equal(model.predict(cleaned).argmax(1), model.predict(raw).argmax(1))
+
+
+def test_a_finer_pen_is_widened_to_mnists_strokes_and_a_heavier_one_left(sample, monkeypatch):
+    """A finer pen's digits (benchmarks/forms.py) come out with more of MNIST's ink: at least 0.7 of
+    the median 28x28 digit's sum, where --no-clean's have under 0.65. A heavier pen's are not widened."""
+    import batch.decode
+    from batch.decode import NO_CLEAN, decode_digits
+    from benchmarks.forms import form_set
+
+    digits = sample.x_test[:200]
+    mnist = np.median(digits.sum(axis=(1, 2)))
+    finer, heavier = form_set("finer pen", digits, seed=28), form_set("heavier pen", digits, seed=28)
+    assert np.median(decode_digits(finer)[0].sum(axis=(1, 2))) >= 0.7 * mnist
+    assert np.median(decode_digits(finer, "auto" + NO_CLEAN)[0].sum(axis=(1, 2))) < 0.65 * mnist
+    cleaned = decode_digits(heavier)[0]
+    monkeypatch.setattr(batch.decode, "thicken", lambda ink, threshold, scale: ink)
+    np.testing.assert_array_equal(cleaned, decode_digits(heavier)[0])
+
+
+def test_stroke_width_and_thicken():
+    from batch.forms import MNIST_STROKE, stroke_width, thicken
+
+    bar = np.zeros((6, 52), np.uint8)
+    bar[1:5, 1:51] = 1  # 4 rows of 50: 200 pixels, all but 2 x 48 of them on the edge
+    assert stroke_width(bar) == 2 * 200 / 104
+    thin = np.full((1, 50), 200, np.uint8)  # measures 2; at this scale MNIST's is 5 wide: 3 more, 1 up and 2 down
+    widened = thicken(thin, 51, MNIST_STROKE / 5)
+    np.testing.assert_array_equal(widened, np.full((4, 53), 200, np.uint8))
+    wide = bar * 200  # 3.8 wide where MNIST's would be 3.4: left as it is
+    assert thicken(wide, 51, MNIST_STROKE / 3.4) is wide
 
 
 def test_the_28x28_fast_path_is_untouched_by_cleaning(sample):

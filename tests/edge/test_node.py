@@ -22,9 +22,30 @@ def node_classify(*args) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def comparable(node_text: str, python_text: str) -> tuple[list[list[str]], list[list[str]]]:
+    """Both CSVs' rows (header first) over the columns both print, in Node's order. Node prints the
+    model's digit_score; `digits classify` prints it too where its digit_score column has landed, and
+    a not_digit column (--not-digits mark, its default) that the Node example does not."""
+    node, python = (list(csv.reader(io.StringIO(text))) for text in (node_text, python_text))
+    shared = [c for c in node[0] if c in python[0]]
+    assert set(node[0]) - set(shared) <= {"digit_score"} and set(python[0]) - set(shared) <= {"not_digit"}
+
+    def pick(rows):
+        return [[row[rows[0].index(c)] for c in shared] for row in rows]
+
+    return pick(node), pick(python)
+
+
+def python_digit_scores(model: Path, digits: np.ndarray) -> np.ndarray:
+    """The model's digit_score output, float32 [N], in Python's onnxruntime."""
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(model)).run(["digit_score"], {"image": digits})[0]
+
+
 @pytest.mark.parametrize("variant", ["onnx", "int8", "ort"])
 def test_node_gives_the_python_runners_rows(variant, any_edge_models, edge_digits):
-    npy, _, _ = edge_digits
+    npy, digits, _ = edge_digits
     edge_models = any_edge_models
     node = node_classify(edge_models[variant], npy, "--top-k", "10")
     assert node.returncode == 0, node.stderr
@@ -35,9 +56,16 @@ def test_node_gives_the_python_runners_rows(variant, any_edge_models, edge_digit
     np.testing.assert_array_equal(node_labels, py_labels)
     np.testing.assert_allclose(node_probs, py_probs, atol=1e-5, rtol=0)
     # Same columns, same number formatting: the header and the plain rows match as text.
-    assert node.stdout.splitlines()[0] == python.splitlines()[0]
+    node_table, python_table = comparable(node.stdout, python)
+    assert node_table[0] == python_table[0]
+    # digit_score: Python's, within the parity tolerance (and printed as `digits classify` prints it).
+    scores = np.array([float(r["digit_score"]) for r in csv.DictReader(io.StringIO(node.stdout))])
+    np.testing.assert_allclose(scores, python_digit_scores(edge_models[variant], digits), atol=1e-5, rtol=0)
+    if "digit_score" in python.splitlines()[0].split(","):
+        assert [r[node_table[0].index("digit_score")] for r in node_table] == [
+            r[python_table[0].index("digit_score")] for r in python_table]
     plain = node_classify(edge_models[variant], npy)
-    assert plain.stdout.splitlines()[0] == "source,label,confidence,error"
+    assert plain.stdout.splitlines()[0] == "source,label,confidence,digit_score,error"
     assert [line.split(",")[:2] for line in plain.stdout.splitlines()[1:]] == [
         [f"{npy}#{i}", str(label)] for i, label in enumerate(py_labels)]
 
@@ -51,8 +79,9 @@ def test_node_reads_flat_and_float_arrays_and_reports_bad_ones(edge_models, edge
     node = node_classify(edge_models["onnx"], flat, floats, bad)
     expected = run_digits("classify", edge_models["onnx"], flat, floats, bad, "--quiet")
     assert node.returncode == expected.returncode == 3, node.stderr
-    assert node.stdout == expected.stdout
-    assert node.stdout.splitlines()[-1] == f'{bad},,,"shape (3, 32, 32): expected (N, 28, 28) or (N, 784)"'
+    node_table, python_table = comparable(node.stdout, expected.stdout)
+    assert node_table == python_table
+    assert node.stdout.splitlines()[-1] == f'{bad},,,,"shape (3, 32, 32): expected (N, 28, 28) or (N, 784)"'
 
 
 def test_node_refuses_a_bad_model_in_one_line(edge_digits, tmp_path):
@@ -180,7 +209,7 @@ def test_node_accepts_and_refuses_the_arrays_python_does(edge_digits, tmp_path):
     python = run_digits("classify", COMMITTED_MODEL, *files, "--top-k", "3", "--batch-size", "2", "--quiet")
     assert node.returncode == python.returncode == 3, node.stderr + python.stderr
     assert "Traceback" not in python.stderr and node.stderr == ""
-    node_rows, python_rows_ = (list(csv.reader(io.StringIO(r.stdout))) for r in (node, python))
+    node_rows, python_rows_ = comparable(node.stdout, python.stdout)
     assert [r[0] for r in node_rows] == [r[0] for r in python_rows_]  # same digits, same failures, same order
     worded_by_numpy = ("not a readable .npy file (", "dtype ")
     for n, p in zip(node_rows, python_rows_):
@@ -205,7 +234,7 @@ def test_node_survives_a_closed_pipe_and_a_fifo(edge_digits, tmp_path):
     head = subprocess.run(f"node {NODE_EXAMPLE / 'classify.js'} {COMMITTED_MODEL} {many} | head -1; "
                           "echo ${PIPESTATUS[0]} >&2", shell=True, executable="/bin/bash",
                           capture_output=True, text=True, timeout=120)
-    assert head.stdout == "source,label,confidence,error\n"
+    assert head.stdout == "source,label,confidence,digit_score,error\n"
     message, code = head.stderr.strip().splitlines()
     assert message == "digits-node: error: standard output: cannot write (the reader closed it (broken pipe))"
     assert code == "1"
@@ -213,8 +242,8 @@ def test_node_survives_a_closed_pipe_and_a_fifo(edge_digits, tmp_path):
     os.mkfifo(fifo)
     node = node_classify(COMMITTED_MODEL, fifo, folder, many)  # its timeout fails the test if it blocks
     assert node.returncode == 3 and node.stderr == ""
-    assert node.stdout.splitlines()[1:3] == [f'{fifo},,,"is a FIFO (named pipe), not a regular file"',
-                                             f'{folder},,,"is a folder, not a regular file"']
+    assert node.stdout.splitlines()[1:3] == [f'{fifo},,,,"is a FIFO (named pipe), not a regular file"',
+                                             f'{folder},,,,"is a folder, not a regular file"']
     assert len(node.stdout.splitlines()) == 3 + 20_000
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from exporter.litert import CONTRACTS
+from exporter.litert_check import INT8_SCORE_ATOL
 from tests.conftest import assert_one_line_error, run_digits, run_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.tf]
@@ -15,6 +16,7 @@ pytest.importorskip("ai_edge_litert")
 pytest.importorskip("tflite_micro")
 
 FILES = ("m.tflite", "m.int8.tflite", "m.micro.tflite")
+OPS = ["QUANTIZE", "MUL", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX", "REDUCE_MAX", "ADD"]  # the last two: digit_score
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,10 @@ def test_every_file_is_written_and_checked(exported):
     assert int8["passed"] and int8["label_agreement"] >= 0.99 and int8["size_ratio"] <= 0.35
     assert int8["batch_label_agreement"] == 1.0 and int8["consistency_samples"] == 2000
     assert micro["passed"] and micro["samples"] >= 1000 and micro["label_agreement"] >= 0.995
-    assert micro["ops"] == ["QUANTIZE", "MUL", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    assert micro["ops"] == OPS
+    # digit_score: the float file as close to Keras as the probabilities; the int8 files within INT8_SCORE_ATOL.
+    assert tflite["outputs"]["digit_score"]["max_abs_diff"] < 1e-5
+    assert int8["digit_score_max_abs_diff"] <= INT8_SCORE_ATOL and micro["digit_score_max_abs_diff"] <= INT8_SCORE_ATOL
     for line in ("[✓] tflite:", "[✓] int8_tflite:", "[✓] micro:"):
         assert line in result.stderr
 
@@ -63,20 +68,24 @@ def test_contract_and_metadata(exported, trained_mlp):
                                            ("m.micro.tflite", "micro", 1, np.int8)):
         content = out.with_name(name).read_bytes()
         interpreter = Interpreter(model_content=content)
-        (image,), (probabilities,) = interpreter.get_input_details(), interpreter.get_output_details()
+        (image,), outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        probabilities, score = sorted(outputs, key=lambda o: o["name"] != "probabilities")
         assert image["name"] == "image" and image["dtype"] == np.uint8
         assert list(image["shape_signature"]) == [batch, 28, 28]
         assert probabilities["name"] == "probabilities" and probabilities["dtype"] == output_type
         assert list(probabilities["shape_signature"]) == [batch, 10]
+        assert score["name"] == "digit_score" and score["dtype"] == output_type
+        assert list(score["shape_signature"]) == [batch]
         if name != "m.tflite":
             assert image["quantization"] == (1.0, 0)  # raw bytes in
         signature = interpreter.get_signature_list()["serving_default"]
-        assert signature == {"inputs": ["image"], "outputs": ["probabilities"]}
+        assert signature["inputs"] == ["image"] and sorted(signature["outputs"]) == ["digit_score", "probabilities"]
         metadata = read_metadata(content)
         assert metadata["labels"] == [str(d) for d in range(10)]
         contract = {"name": "image", "description": CONTRACTS[kind], "associated_files": []}
         assert metadata["model"]["inputs"][0] == contract
         assert metadata["model"]["outputs"][0]["associated_files"] == ["labels.txt"]
+        assert [o["name"] for o in metadata["model"]["outputs"]] == ["probabilities", "digit_score"]
         assert metadata["provenance"]["source_sha256"] == sha256_of(trained_mlp)
         assert metadata["provenance"]["input_contract"] == CONTRACTS[kind]
         # Buffers 16-byte aligned within the file, as TFLite Micro reads them in place.
@@ -115,6 +124,10 @@ def test_classify_gives_the_onnx_rows_on_2000_real_digits(exported, real_digits,
         if name == "m.tflite":
             assert (answers[name] == labels).all()
             np.testing.assert_allclose([r["confidence"] for r in got], confidence, atol=1e-5)
+        if "digit_score" in onnx_rows[0]:  # classify's column, where that branch has landed
+            tolerance = 1e-5 if name == "m.tflite" else INT8_SCORE_ATOL
+            np.testing.assert_allclose([r["digit_score"] for r in got], [r["digit_score"] for r in onnx_rows],
+                                       atol=tolerance)
         else:  # full integer: the export's gate against the float model
             assert (answers[name] == labels).mean() >= 0.99, name
     assert (answers["m.micro.tflite"] == answers["m.int8.tflite"]).mean() >= 0.995
@@ -127,13 +140,14 @@ def test_tflite_micro_agrees_with_litert(exported, real_digits):
     out, _ = exported
     content = out.with_name("m.micro.tflite").read_bytes()
     arena = measure_arena(content, real_digits[0])
-    micro = run_micro(content, real_digits, arena)
-    litert = LiteRtClassifier(out.with_name("m.micro.tflite")).predict(real_digits)
+    micro, micro_score = run_micro(content, real_digits, arena)
+    litert, litert_score = LiteRtClassifier(out.with_name("m.micro.tflite")).scored(real_digits)
     int8 = LiteRtClassifier(out.with_name("m.int8.tflite")).predict(real_digits)
     assert (micro.argmax(1) == int8.argmax(1)).mean() >= 0.995
     assert (micro.argmax(1) == litert.argmax(1)).mean() >= 0.995
     # Both interpreters' int8 kernels: at most a few quantization steps (1/256) apart.
     assert np.abs(micro - litert).max() <= 8 / 256
+    assert micro_score.shape == (len(real_digits),) and np.abs(micro_score - litert_score).max() <= 8 / 256
     assert f"kDigitsTensorArenaSize = {arena};" in out.with_name("m.micro.h").read_text()
 
 
@@ -146,7 +160,8 @@ def test_micro_c_source_compiles_and_holds_the_file(exported, tmp_path):
     methods = "\n".join(
         f'  TfLiteStatus {call}() {{ added.push_back("{op}"); return kTfLiteOk; }}'
         for op, call in (("QUANTIZE", "AddQuantize"), ("MUL", "AddMul"), ("RESHAPE", "AddReshape"),
-                         ("FULLY_CONNECTED", "AddFullyConnected"), ("SOFTMAX", "AddSoftmax"))
+                         ("FULLY_CONNECTED", "AddFullyConnected"), ("SOFTMAX", "AddSoftmax"),
+                         ("REDUCE_MAX", "AddReduceMax"), ("ADD", "AddAdd"))
     )
     (tmp_path / "main.cc").write_text(f"""
 #include <cstdint>
@@ -177,6 +192,9 @@ int main(int, char** argv) {{
     ops, numbers = printed.stdout.splitlines()
     assert ops.split() == report["ops"]
     assert numbers.split() == ["0", str(report["arena_bytes"]), str(len(report["ops"]))]
+    header = out.with_name("m.micro.h").read_text()  # which output is which, for the C user
+    assert "constexpr int kDigitsProbabilitiesOutput = 0;" in header
+    assert "constexpr int kDigitsScoreOutput = 1;" in header
     assert (tmp_path / "array.bin").read_bytes() == out.with_name("m.micro.tflite").read_bytes()
 
 
@@ -209,8 +227,10 @@ def test_a_failed_litert_check_exits_4_and_leaves_no_model(trained_mlp, small_np
     real_run = litert_model.LiteRtClassifier._run
 
     def tampered(self, feed):  # the float file's answers, each moved one class on (still distributions:
-        probabilities = real_run(self, feed)  # a file whose outputs are not is refused when it is loaded)
-        return np.roll(probabilities, 1, axis=1) if self.output_scale is None else probabilities
+        answers = real_run(self, feed)  # a file whose outputs are not is refused when it is loaded);
+        if self.output_scale is None:  # its digit_score, the last column, left as it is
+            answers[:, :10] = np.roll(answers[:, :10], 1, axis=1)
+        return answers
 
     monkeypatch.setattr(litert_model.LiteRtClassifier, "_run", tampered)
     out = tmp_path / "m.onnx"
@@ -260,13 +280,46 @@ def test_inspect_shows_a_tflite_files_contract_and_metadata(exported, tmp_path):
     result = run_digits("inspect", out.with_name("m.micro.tflite"), "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
-    assert info["ops"] == ["QUANTIZE", "MUL", "RESHAPE", "FULLY_CONNECTED", "SOFTMAX"]
+    assert info["ops"] == OPS
     assert info["inputs"] == [{"name": "image", "dtype": "uint8", "shape": [1, 28, 28],
                                "quantization": {"scale": 1.0, "zero_point": 0}}]
     assert info["outputs"][0]["dtype"] == "int8" and info["outputs"][0]["shape"] == [1, 10]
+    assert info["outputs"][1]["name"] == "digit_score" and info["outputs"][1]["shape"] == [1]
     assert info["metadata"]["litert_format"] == "micro" and info["metadata"]["labels.txt"] == "0 1 2 3 4 5 6 7 8 9"
     text = run_digits("inspect", out.with_name("m.tflite")).stdout
     assert "image           uint8    [batch, 28, 28]" in text and "input_contract: image: uint8" in text
     garbage = tmp_path / "garbage.tflite"
     garbage.write_bytes(b"\x00" * 100)
     assert_one_line_error(run_digits("inspect", garbage), 1, str(garbage), "not a loadable LiteRT model")
+
+
+def test_a_tflite_file_without_digit_score_still_classifies(exported, real_digits, tmp_path):
+    """A file exported before the score (probabilities only) gives no score and the same probabilities;
+    outputs that cannot be told apart are refused in one line."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    from batch.litert_model import LiteRtClassifier
+    from core.errors import ModelError
+
+    out, _ = exported
+    both = LiteRtClassifier(out.with_name("m.tflite"))
+
+    def rewritten(name, keep):
+        model = schema.ModelT.InitFromPackedBuf(bytearray(out.with_name("m.tflite").read_bytes()), 0)
+        graph = model.subgraphs[0]
+        graph.outputs = keep(graph)
+        model.signatureDefs = []
+        builder = flatbuffers.Builder(0)
+        builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+        (tmp_path / name).write_bytes(bytes(builder.Output()))
+        return tmp_path / name
+
+    old = LiteRtClassifier(rewritten("old.tflite", lambda g: [i for i in g.outputs if len(g.tensors[i].shape) == 2]))
+    probabilities, scores = old.scored(real_digits[:50])
+    assert scores is None and old.threshold is None and "digit_score" not in old.describe()
+    np.testing.assert_array_equal(probabilities, both.predict(real_digits[:50]))
+    assert both.threshold is not None and "digit_score (not a digit under" in both.describe()
+    twice = rewritten("twice.tflite", lambda g: [*g.outputs, *g.outputs])
+    with pytest.raises(ModelError, match="needs one input, uint8"):
+        LiteRtClassifier(twice)
