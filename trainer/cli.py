@@ -41,7 +41,7 @@ def train(
         help="Folder for the model and reports (default: runs/<timestamp>/)",
     )] = None,
     model: Annotated[ModelChoice, typer.Option(
-        help="mlp: the seed's 784-256-128-64-10 MLP; cnn: keras.io's small convnet.",
+        help="mlp: the seed's 784-256-128-64-10 MLP; cnn: a small convnet (augmented, decaying learning rate).",
     )] = ModelChoice.mlp,
     epochs: Annotated[Optional[int], typer.Option(
         min=1, max=MAX_COUNT, show_default=False,
@@ -59,12 +59,13 @@ def train(
     dropout: Annotated[Optional[float], typer.Option(
         parser=finite_number("--dropout", 0.0, 0.9), show_default=False,
         help=f"Dropout rate. [default: {RECIPE.dropout} after each hidden layer for mlp, {CNN_DEFAULTS['dropout']} "
-        "before the last layer for cnn]",
+        "before each dense layer for cnn]",
     )] = None,
-    augment: Annotated[bool, typer.Option(
-        "--augment",
-        help="Train on randomly shifted, rotated and zoomed digits (the saved model holds none of it).",
-    )] = False,
+    augment: Annotated[Optional[bool], typer.Option(
+        "--augment/--no-augment", show_default=False,
+        help="Train on randomly shifted, rotated and zoomed digits (the saved model holds none of it). "
+        "[default: off for mlp, on for cnn]",
+    )] = None,
     early_stop: Annotated[int, typer.Option(
         min=0, max=MAX_COUNT, metavar="PATIENCE",
         help="Stop when validation loss has not improved for PATIENCE epochs, and keep the best epoch's weights. 0: "
@@ -97,7 +98,8 @@ def train(
     require_train_extra("digits train", ("tensorflow", "keras", "matplotlib"))
     from trainer.training import train_and_report
 
-    defaults = CNN_DEFAULTS if model == ModelChoice.cnn else {"epochs": RECIPE.epochs, "dropout": RECIPE.dropout}
+    defaults = CNN_DEFAULTS if model == ModelChoice.cnn else {
+        "epochs": RECIPE.epochs, "dropout": RECIPE.dropout, "augment": RECIPE.augment, "decay": RECIPE.decay}
     recipe = Recipe(
         epochs=epochs or defaults["epochs"],
         batch_size=batch_size,
@@ -105,7 +107,8 @@ def train(
         dropout=defaults["dropout"] if dropout is None else dropout,
         seed=seed,
         model=model.value,
-        augment=augment,
+        augment=defaults["augment"] if augment is None else augment,
+        decay=defaults["decay"],
         early_stop=early_stop,
         outliers=outliers,
     )

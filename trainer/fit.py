@@ -78,7 +78,7 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
             validation_data=validation,
             epochs=recipe.epochs,
             verbose=verbose,
-            callbacks=[_stop_when_asked(keras), *([stopper] if stopper else [])],
+            callbacks=[_stop_when_asked(keras), *([stopper] if stopper else []), *_decay(keras, recipe.decay)],
         )
     interrupts.check()
     seconds = time.perf_counter() - start
@@ -94,6 +94,13 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
         epochs_run=len(history["loss"]),
         best_epoch=stopper.best_epoch + 1 if stopper and stopper.best_weights is not None else None,
     )
+
+
+def _decay(keras, factor: float) -> list:
+    """A callback that sets the learning rate to Adam's 1e-3 x factor**epoch; none for a constant rate."""
+    if factor == 1.0:
+        return []
+    return [keras.callbacks.LearningRateScheduler(lambda epoch: 1e-3 * factor**epoch)]
 
 
 def _with_outliers(digits, onehot, recipe: Recipe):

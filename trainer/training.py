@@ -54,6 +54,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         data_source=dataset.source,
         model=recipe.model,
         augment=recipe.augment,
+        decay=recipe.decay,
         outliers=recipe.outliers,
         train_size=trained.train_size,
         validation_size=trained.validation_size,
