@@ -7,15 +7,18 @@ B: the same walk (batch/inputs.py, cut into blocks as batch/run.py cuts them), t
    parent's classifier as the fork leaves it (Classifier.forked, as the workers do), `imap`
    (ordered) over the blocks calling `classify_block`, the parent writing each block's rows in
    order with the same RowWriter.
+C: as B with a concurrent.futures.ProcessPoolExecutor (fork, the same initializer), 4 blocks per
+   worker submitted ahead: the stdlib pool that reports a killed worker (BrokenProcessPool), where
+   multiprocessing.Pool loses its block and can hang (docs/decisions.md, issue 25).
 
-Each run is its own process (this script with --child), so both pay the same start-up, imports,
-walk and model load. Runs alternate A, B, B, A ... on a 200,000-file folder (the steady state)
+Each run is its own process (this script with --child), so all pay the same start-up, imports,
+walk and model load. Runs alternate A B C, C B A ... on a 200,000-file folder (the steady state)
 and on its first 10,000 files. Reported: medians of wall seconds, digits/s, and the run's own
 process's CPU microseconds per image (RUSAGE_SELF in the child; its workers' from
 RUSAGE_CHILDREN), and the projected 16-core speedup `make bench` computes: min(16 / whole-run
 ratio, 1 / main-process ratio), each CPU per image against one core's decode loop
 (benchmarks/peers/decode_loop.py), start-up differenced out (200,000 minus 10,000 files;
-the loop's 10,000 minus 2,000). Before timing, B's rows must equal A's byte for byte on
+the loop's 10,000 minus 2,000). Before timing, B's and C's rows must equal A's byte for byte on
 2,000 files.
 
     python benchmarks/pool_ab.py [--n 200000] [--short 10000] [--reps 5] [--folder /tmp/pool_ab]
@@ -37,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import PY, ROOT, decode_loop, link_folder  # noqa: E402
 
 MODEL = ROOT / "tests" / "data" / "mlp.onnx"
-CHECKED = 2000  # files whose rows A and B must give byte for byte
+CHECKED = 2000  # files whose rows A, B and C must give byte for byte
+VARIANTS = {"A": "custom (batch/workers.py)", "B": "multiprocessing.Pool imap", "C": "ProcessPoolExecutor"}
 
 
 def make_pngs(folder: Path, n: int) -> Path:
@@ -73,7 +77,8 @@ def run_custom(model: Path, folder: Path) -> int:
     return classify(model, [str(folder)], ClassifyOptions()).workers
 
 
-def run_plain(model: Path, folder: Path) -> int:
+def run_plain(model: Path, folder: Path, executor: bool = False) -> int:
+    """B (`executor`: C, a concurrent.futures.ProcessPoolExecutor, IMAGE_BLOCK blocks 4 per worker ahead)."""
     import multiprocessing
 
     from batch.api import ClassifyOptions
@@ -90,8 +95,21 @@ def run_plain(model: Path, folder: Path) -> int:
     writer = RowWriter(sys.stdout, row_format)
     blocks = _blocks(iter_runs([str(folder)], out=Expanded()), None)
     workers = usable_cores()
-    context = multiprocessing.get_context("fork")
-    pool = context.Pool(workers, initializer=_init_worker, initargs=(classifier, options.decoding, row_format))
+    context, init = multiprocessing.get_context("fork"), (classifier, options.decoding, row_format)
+    if executor:
+        from collections import deque
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=init) as pool:
+            ahead: deque = deque()
+            for block in blocks:
+                ahead.append(pool.submit(_classify, block))
+                if len(ahead) >= 4 * workers:
+                    writer.write(ahead.popleft().result().text)
+            for future in ahead:
+                writer.write(future.result().text)
+        return workers
+    pool = context.Pool(workers, initializer=_init_worker, initargs=init)
     for rows in pool.imap(_classify, blocks):
         writer.write(rows.text)
     pool.close()
@@ -123,7 +141,7 @@ def _classify(paths):
 
 
 def child(variant: str, folder: Path, result: Path) -> None:
-    workers = (run_custom if variant == "A" else run_plain)(MODEL, folder)
+    workers = run_custom(MODEL, folder) if variant == "A" else run_plain(MODEL, folder, executor=variant == "C")
     sys.stdout.flush()
     own, workers_usage = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     result.write_text(json.dumps({"workers": workers, "cpu_main": own.ru_utime + own.ru_stime,
@@ -150,16 +168,16 @@ def run_child(variant: str, folder: Path, out) -> dict:
 
 
 def check_same_rows(folder: Path, work: Path) -> None:
-    """B's rows are A's, byte for byte, on `folder`; SystemExit if not."""
+    """B's and C's rows are A's, byte for byte, on `folder`; SystemExit if not."""
     texts = {}
-    for variant in "AB":
+    for variant in VARIANTS:
         path = work / f"rows_{variant}.csv"
         with open(path, "wb") as out:
             run_child(variant, folder, out)
         texts[variant] = path.read_bytes()
     rows = texts["A"].count(b"\n") - 1
-    if texts["A"] != texts["B"] or rows != CHECKED:
-        raise SystemExit(f"B's rows differ from A's on {folder} (A: {rows} rows; see {work}/rows_[AB].csv)")
+    if texts["A"] != texts["B"] or texts["A"] != texts["C"] or rows != CHECKED:
+        raise SystemExit(f"rows differ from A's on {folder} (A: {rows} rows; see {work}/rows_[ABC].csv)")
     print(f"rows identical on {CHECKED:,} files ({len(texts['A']):,} bytes)")
 
 
@@ -181,11 +199,11 @@ def main() -> int:
                                                   args.short)[0]}
     checked = link_folder(big, args.folder / f"png_{args.n}_first_{CHECKED}", CHECKED)[0]
     check_same_rows(checked, args.folder)
-    runs: dict = {(v, n): [] for v in "AB" for n in sizes}
+    runs: dict = {(v, n): [] for v in VARIANTS for n in sizes}
     loops = []
     for rep in range(args.reps):
         for n, folder in sizes.items():
-            for variant in "AB" if rep % 2 == 0 else "BA":  # A B, then B A: drift falls on both alike
+            for variant in VARIANTS if rep % 2 == 0 else VARIANTS[::-1]:  # ABC, then CBA: drift falls on all alike
                 runs[variant, n].append(run_child(variant, folder, subprocess.DEVNULL))
         short_loop, small_loop = decode_loop(sizes[args.short]), decode_loop(checked)
         loops.append((short_loop["cpu"] - small_loop["cpu"]) / (args.short - CHECKED))
@@ -196,7 +214,7 @@ def main() -> int:
           f"(`python benchmarks/pool_ab.py --n {args.n} --short {args.short} --reps {args.reps}`)\n")
     print("| pool | files | wall s | digits/s | main CPU us/image | workers CPU us/image |")
     print("|---|---|---|---|---|---|")
-    for variant, name in (("A", "custom (batch/workers.py)"), ("B", "multiprocessing.Pool")):
+    for variant, name in VARIANTS.items():
         for n in sizes:
             r = runs[variant, n]
             wall = statistics.median(x["wall"] for x in r)
@@ -207,7 +225,7 @@ def main() -> int:
           f"({loop * 1e6:.1f} us/image):\n")
     print("| pool | main CPU us/image | whole run CPU us/image | projected 16-core speedup |")
     print("|---|---|---|---|")
-    for variant, name in (("A", "custom (batch/workers.py)"), ("B", "multiprocessing.Pool")):
+    for variant, name in VARIANTS.items():
         extra = args.n - args.short
         main_cpu = [(b["cpu_main"] - s["cpu_main"]) / extra for b, s in zip(runs[variant, args.n],
                                                                                runs[variant, args.short])]
