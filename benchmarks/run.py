@@ -195,19 +195,33 @@ def bench_cores(p: dict) -> list[dict]:
     ]
 
 
-def bench_cnn(p: dict) -> list[dict]:
-    """The committed CNN (tests/data/cnn.onnx) beside the committed MLP, on the same inputs:
-    classify rates, start-up excluded (shown for reference: the CNN does ~20x the MLP's
-    arithmetic per digit)."""
-    models = {"MLP": ROOT / "tests" / "data" / "mlp.onnx", "CNN": ROOT / "tests" / "data" / "cnn.onnx"}
-    rows, median = [], statistics.median
-    for name, inputs in (("10,000 PNGs", [p["pngs"]]), ("100k-digit .npy", [p["npy"]])):
-        rates = {k: [] for k in models}
+def bench_models(p: dict) -> list[dict]:
+    """The bundled models (digits/models: `make pretrained`), float and int8, beside the bundled
+    float MLP on the same inputs: classify rates, start-up excluded. Each row's name gives the
+    file's size and its t10k accuracy from the model's parity report (digits export --data
+    data/mnist), so the table holds accuracy, speed and size together."""
+    sys.path.insert(0, str(ROOT))
+    from core.bundled import listing
+
+    files, rows, median = {}, [], statistics.median
+    for m in listing():
+        folder = Path(m["folder"])
+        files[f"{m['name']} float"] = (folder / "model.onnx", m["bytes"], m["test_accuracy"])
+        files[f"{m['name']} int8"] = (folder / "model.int8.onnx", m["int8_bytes"], m["int8_test_accuracy"])
+    peer = "mlp float"
+    for name, inputs, keys in (("100k-digit .npy", [p["npy"]], list(files)), ("10,000 PNGs", [p["pngs"]],
+                                                                              ["cnn float", peer])):
+        rates = {k: [] for k in keys}
         for _ in range(5):
-            for k, model in models.items():
-                rates[k].append(classify(model, inputs)["digits_per_second"])
-        rows.append(row(f"classify {name} with the CNN (rate, start-up excluded)", median(rates["CNN"]),
-                        median(rates["MLP"]), "digits/s", "CNN / MLP (tests/data/*.onnx)", None, None))
+            for k in keys:
+                rates[k].append(classify(files[k][0], inputs)["digits_per_second"])
+        for k in keys:
+            if k != peer:
+                path, size, accuracy = files[k]
+                rows.append(row(f"classify {name}, bundled {k} ({size / 1e6:.2f} MB, t10k {accuracy:.4f}): rate, "
+                                "start-up excluded", median(rates[k]), median(rates[peer]), "digits/s",
+                                f"{k} / mlp float ({files[peer][1] / 1e6:.2f} MB, t10k {files[peer][2]:.4f})",
+                                None, None))
     return rows
 
 
@@ -289,7 +303,7 @@ def main() -> int:
     run([PY, __file__, "--prepare"])
     paths = prepare()
     rows = []
-    benches = (bench_train, bench_classify_npy, bench_classify_pngs, bench_cores, bench_cnn, bench_memory,
+    benches = (bench_train, bench_classify_npy, bench_classify_pngs, bench_cores, bench_models, bench_memory,
                bench_startup, bench_onnx_vs_keras, bench_ray)
     only = [b for b in benches if b.__name__ in sys.argv[1:]]  # `benchmarks/run.py bench_cores`: one row set
     for bench in only or benches:
