@@ -15,9 +15,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO, Literal, TextIO
 
-from batch.summary import Summary
-from core import interrupts
-from core.errors import UsageError
+from digits.batch.summary import Summary
+from digits.core import interrupts
+from digits.core.errors import UsageError
 
 Engine = Literal["local", "ray"]
 
@@ -48,7 +48,7 @@ class ClassifyOptions:
     @property
     def decoding(self) -> str:
         """How images are decoded, as the engines pass it on to batch.decode.decode_digits."""
-        from batch.decode import NO_CLEAN
+        from digits.batch.decode import NO_CLEAN
 
         return self.invert if self.clean else self.invert + NO_CLEAN
 
@@ -74,7 +74,7 @@ class ClassifyOptions:
 
     def row_format(self, classifier=None):
         """The rows' RowFormat; with a digit_score column when `classifier` gives one."""
-        from batch.formats import RowFormat, format_for
+        from digits.batch.formats import RowFormat, format_for
 
         fmt = self.format or format_for(str(self.output) if self.output else None)
         scored = classifier is not None and classifier.score_output is not None
@@ -108,11 +108,11 @@ def classify(model: Path, inputs: list[str], options: ClassifyOptions = Classify
 
 
 def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
-    from batch.cores import usable_cores
-    from batch.inputs import Expanded, iter_runs, output_to_skip
-    from batch.resume import resumable, resume_output
-    from batch.run import classify as run
-    from batch.writer import RowWriter
+    from digits.batch.cores import usable_cores
+    from digits.batch.inputs import Expanded, iter_runs, output_to_skip
+    from digits.batch.resume import resumable, resume_output
+    from digits.batch.run import classify as run
+    from digits.batch.writer import RowWriter
 
     classifier = _load(model)
     # What is loaded by now (numpy, onnxruntime, OpenCV) lives until the process ends: the cyclic
@@ -136,7 +136,7 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
     bar = None
     try:
         if options.progress:
-            from batch.progress import ProgressBar
+            from digits.batch.progress import ProgressBar
 
             bar = ProgressBar(iter_runs(inputs, recursive=options.recursive,
                                                                    pattern=options.glob, skip=skip))
@@ -159,9 +159,9 @@ def _cpu_seconds(who: int) -> float:
 
 def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
     with interrupts.raising():  # Ray's import takes seconds
-        from batch import ray_connect, ray_engine  # one line naming the extra when Ray is not installed
-    from batch.inputs import Expanded, is_uri, iter_runs, output_to_skip
-    from batch.writer import RowWriter
+        from digits.batch import ray_connect, ray_engine  # one line naming the extra when Ray is not installed
+    from digits.batch.inputs import Expanded, is_uri, iter_runs, output_to_skip
+    from digits.batch.writer import RowWriter
 
     classifier = _load(model)  # validated once, before Ray starts; the actors get its file
     output = options.output
@@ -175,7 +175,7 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
         connected = ray_connect.connect(options.address)
         # The bar counts rows as the driver receives them; there is no count for URIs up front.
         if options.progress and stream and not any(map(is_uri, inputs)):
-            from batch.progress import ProgressBar
+            from digits.batch.progress import ProgressBar
 
             bar = ProgressBar(iter_runs(inputs, recursive=options.recursive, pattern=options.glob, skip=skip))
         row_format = options.row_format(classifier)
@@ -204,7 +204,7 @@ def _load(model: Path):
     """The run's classifier (batch.classifier.Classifier), loaded and probed once: a model that cannot
     serve is refused here, before any row. One onnxruntime thread: the local engine runs one call
     per core side by side, the Ray engine one actor per CPU."""
-    from batch.model import load_classifier
+    from digits.batch.model import load_classifier
 
     classifier = load_classifier(model, threads=1, spin=False, probe=False)
     # The probe runs the model (seconds, for a slow one), where a signal's handler cannot run.
@@ -220,7 +220,7 @@ def _open_rows(output: Path | None, append: bool = False) -> TextIO:
     """The stream rows go to: `output`, locked so that a second run on the same file is
     refused (`append`: kept as it is, for --resume); else standard output."""
     if output:
-        from core.files import open_output
+        from digits.core.files import open_output
 
         return open_output(output, append=append)
     if sys.stdout is None:
@@ -230,7 +230,7 @@ def _open_rows(output: Path | None, append: bool = False) -> TextIO:
 
 def _close_rows(stream: TextIO | None, output: Path | None) -> None:
     if output and stream:
-        from core.files import writing
+        from digits.core.files import writing
 
         with writing(output):  # a failed close is a failed write
             stream.close()
@@ -242,7 +242,7 @@ def _with_stdin_list(inputs: list[str], null: bool, stdin: BinaryIO | None) -> l
     paths, and a list's usage errors come before any row. A listed `-` is the file ./-."""
     if "-" not in inputs:
         return inputs
-    from batch.inputs import read_path_list
+    from digits.batch.inputs import read_path_list
 
     if stdin is None and sys.stdin is None:
         raise UsageError("- reads paths from standard input, which is closed")
@@ -256,7 +256,7 @@ def _check_writes(model: Path, inputs: list[str], writes: dict[str, Path | str |
     """OutputError, before anything is written, when a file the run writes ({option: path})
     is one it reads, compared by what each names (core.files.same_target): the model, the
     inputs, and what a walked folder holds; or when two outputs name the same file."""
-    from core.files import OutputError, refuse_overwriting, refuse_same_targets
+    from digits.core.files import OutputError, refuse_overwriting, refuse_same_targets
 
     writes = {what: path for what, path in writes.items() if path is not None}
     refuse_same_targets({what: path for what, path in writes.items() if what != "--output-dir"})
@@ -276,8 +276,8 @@ def _named_like(inputs: list[str], output: Path, rows: bool = True) -> list[str]
     keeps there, which the walk would read: or, for --output, which it passes over,
     so it would be lost unread). `rows`: the output is --output, which may replace
     an earlier run's rows."""
-    from batch.inputs import IMAGE_EXTENSIONS
-    from batch.resume import holds_rows
+    from digits.batch.inputs import IMAGE_EXTENSIONS
+    from digits.batch.resume import holds_rows
 
     named = [arg for arg in inputs if arg != "-"]
     suffix = output.suffix.lower()

@@ -14,9 +14,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from core.contract import PIXELS
-from core.errors import DigitsError, first_line
-from core.files import PathError, open_regular
+from digits.core.contract import PIXELS
+from digits.core.errors import DigitsError, first_line
+from digits.core.files import PathError, open_regular
 
 ROW = PIXELS  # bytes of one uint8 digit
 SCAN_ROWS = 65_536  # rows per read when checking float arrays for range and NaN

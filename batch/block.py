@@ -11,13 +11,13 @@ from stat import S_ISREG
 
 import numpy as np
 
-from batch.classifier import Classifier
-from batch.decode import decode_digits
-from batch.formats import RowFormat
-from batch.scores import Predicted, predicted
-from core.contract import IMAGE_SIZE, MAX_IMAGE_FILE_BYTES, NUM_CLASSES
-from core.errors import first_line
-from core.files import PathError, open_regular, stderr_muted
+from digits.batch.classifier import Classifier
+from digits.batch.decode import decode_digits
+from digits.batch.formats import RowFormat
+from digits.batch.scores import Predicted, predicted
+from digits.core.contract import IMAGE_SIZE, MAX_IMAGE_FILE_BYTES, NUM_CLASSES
+from digits.core.errors import first_line
+from digits.core.files import PathError, open_regular, stderr_muted
 
 READ_AHEAD = 64 * 1024  # one read takes a digit image whole
 

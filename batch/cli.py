@@ -12,11 +12,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from batch.cores import MAX_WORKERS
-from core.bundled import model_path
-from core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
-from core.files import file_name
-from core.terminal import LINE_LIMIT, printable
+from digits.batch.cores import MAX_WORKERS
+from digits.core.bundled import model_path
+from digits.core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
+from digits.core.files import file_name
+from digits.core.terminal import LINE_LIMIT, printable
 
 
 class InvertMode(StrEnum):
@@ -42,6 +42,7 @@ class Engine(StrEnum):
     ray = "ray"
 
 
+# Long by design: Typer reads each option, its help and its check from this signature.
 def classify(
     model: Annotated[Path, typer.Argument(
         readable=False, parser=model_path,
@@ -134,8 +135,8 @@ def classify(
     # between calls; classify makes no BLAS calls worth a thread, and its cores go to
     # the workers and onnxruntime (docs/decisions.md). Set before numpy is first imported.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from batch.api import ClassifyOptions
-    from batch.api import classify as run
+    from digits.batch.api import ClassifyOptions
+    from digits.batch.api import classify as run
 
     options = ClassifyOptions(
         output=output, format=fmt.value if fmt else None, top_k=top_k or 0, review_below=review_below,
@@ -144,7 +145,7 @@ def classify(
         workers=workers, clean=clean, progress=(progress or sys.stderr.isatty()) and not quiet, engine=engine.value,
         address=address, output_dir=output_dir, concurrency=concurrency)
     if summary_json:  # checked before the run, not after it; against the inputs in run()
-        from core.atomic import check_atomic_target
+        from digits.core.atomic import check_atomic_target
 
         check_atomic_target(summary_json)
     summary = run(model, inputs, options, also_writes={"--summary-json": summary_json})
@@ -172,7 +173,7 @@ def _tell(text: str) -> None:
 
 def _write_summary_json(path: Path, summary) -> None:
 
-    from core.atomic import atomic_path, json_text
+    from digits.core.atomic import atomic_path, json_text
 
     with atomic_path(path) as temp:
         temp.write_text(json_text(summary.to_dict()))

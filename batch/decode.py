@@ -20,10 +20,10 @@ from typing import Literal
 
 import numpy as np
 
-from batch.forms import page_levels, remove_artefacts, thicken
-from batch.imagesize import image_size
-from core.contract import IMAGE_SIZE, MAX_IMAGE_PIXELS
-from core.errors import DigitsError
+from digits.batch.forms import page_levels, remove_artefacts, thicken
+from digits.batch.imagesize import image_size
+from digits.core.contract import IMAGE_SIZE, MAX_IMAGE_PIXELS
+from digits.core.errors import DigitsError
 
 # Decompression-bomb cap, checked against the image's header before OpenCV
 # allocates anything (batch/imagesize.py). OpenCV's own cap is set too, as a

@@ -18,8 +18,8 @@ from typing import Literal
 
 import numpy as np
 
-from batch.scores import Predicted
-from core.contract import NUM_CLASSES
+from digits.batch.scores import Predicted
+from digits.core.contract import NUM_CLASSES
 
 Format = Literal["csv", "jsonl", "parquet"]
 NotDigits = Literal["mark", "reject", "keep"]

@@ -18,10 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from core import interrupts
-from core.contract import IMAGE_BLOCK
-from core.errors import UsageError, first_line
-from core.files import FOLDER, MISSING, REGULAR, kind_of
+from digits.core import interrupts
+from digits.core.contract import IMAGE_BLOCK
+from digits.core.errors import UsageError, first_line
+from digits.core.files import FOLDER, MISSING, REGULAR, kind_of
 
 # What OpenCV decodes; other files in a walked folder are skipped, not failed.
 IMAGE_EXTENSIONS = frozenset(

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from batch.classifier import Classifier
-from batch.scores import check_probabilities, checked_digit_scores, checked_scores, in_batches_of, probe_digits
-from core.contract import DIGIT_SCORE, NUM_CLASSES, PROBABILITIES
-from core.errors import ModelError, first_line, require_extra
-from core.files import require_file, stderr_muted
+from digits.batch.classifier import Classifier
+from digits.batch.scores import check_probabilities, checked_digit_scores, checked_scores, in_batches_of, probe_digits
+from digits.core.contract import DIGIT_SCORE, NUM_CLASSES, PROBABILITIES
+from digits.core.errors import ModelError, first_line, require_extra
+from digits.core.files import require_file, stderr_muted
 
 _INT8_SOFTMAX_STEP = 1 / 256
 WANTED = ("one input, uint8 [batch,28,28], and a [batch,10] output, with or without a [batch] digit_score "

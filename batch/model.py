@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from batch.classifier import Classifier
-from batch.scores import (
+from digits.batch.classifier import Classifier
+from digits.batch.scores import (
     check_probabilities,
     checked_digit_scores,
     checked_scores,
@@ -23,11 +23,11 @@ from batch.scores import (
     probe_digits,
     softmax,
 )
-from core import interrupts
-from core.contract import DIGIT_SCORE, IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
-from core.errors import ModelError, first_line
-from core.files import require_file
-from core.memory import limit_words
+from digits.core import interrupts
+from digits.core.contract import DIGIT_SCORE, IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
+from digits.core.errors import ModelError, first_line
+from digits.core.files import require_file
+from digits.core.memory import limit_words
 
 # onnxruntime's telemetry, read when it is first imported: it writes a device id under
 # ~/.cache unasked, and prints a coloured warning when HOME is not writable.
@@ -190,7 +190,7 @@ def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):
     """The classifier for `path`: LiteRT's for a .tflite file (imported only then), else
     onnxruntime's. `options`: `probe` (both)."""
     if str(path).lower().endswith(".tflite"):
-        from batch.litert_model import LiteRtClassifier
+        from digits.batch.litert_model import LiteRtClassifier
 
         return LiteRtClassifier(path, threads=threads, spin=spin, **options)
     return OnnxClassifier(path, threads=threads, spin=spin, **options)

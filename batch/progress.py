@@ -5,8 +5,8 @@ import time
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from batch.arrays import ArrayError, DigitArray
-from batch.inputs import ArrayItem
+from digits.batch.arrays import ArrayError, DigitArray
+from digits.batch.inputs import ArrayItem
 
 
 class ProgressBar:

@@ -7,13 +7,15 @@ only for `--engine ray`.
 
 import logging
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 
-from core import interrupts
-from core.errors import EXIT_INTERRUPTED, DigitsError, first_line, install_command
-from core.files import stderr_muted
+from digits.core import interrupts
+from digits.core.errors import EXIT_INTERRUPTED, DigitsError, first_line, install_command
+from digits.core.files import stderr_muted
 
 try:
     import ray
@@ -40,16 +42,14 @@ def connect(address: str | None) -> float:
     """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray; the seconds
     it took. A Ctrl-C or SIGTERM while Ray starts stops what was started and raises
     RayInterrupted; nothing of Ray is left running."""
-    import batch as batch_package
-    import core as core_package
-
     start = time.perf_counter()
-    # Workers import the driver's own code, whatever is installed on the nodes.
-    modules = [os.path.dirname(batch_package.__file__), os.path.dirname(core_package.__file__)]
-    runtime_env = {"py_modules": modules, "excludes": ["__pycache__", "*.pyc"],
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _handshake(address)
+    staging = tempfile.TemporaryDirectory(prefix="digits-ray-")
+    runtime_env = {"py_modules": [_package_for_workers(staging.name)], "excludes": ["__pycache__", "*.pyc"],
                    # onnxruntime, OpenCV and OpenBLAS in every worker: one thread each.
                    "env_vars": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}}
-    address = address or os.environ.get("RAY_ADDRESS") or None
     # Ray's C++ core logs errors straight to stderr. Our stderr is the summary and
     # `digits: error:` lines only: that core logs fatal errors only, and the line
     # saying so is printed while `ray.init` runs with stderr muted.
@@ -58,7 +58,6 @@ def connect(address: str | None) -> float:
               "configure_logging": True}
     if address:
         kwargs["address"] = address
-        _handshake(address)
     else:
         kwargs.update(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
     try:
@@ -78,8 +77,25 @@ def connect(address: str | None) -> float:
             ray.shutdown()
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise RayEngineError(f"cannot start or join {where}: {first_line(e)}") from e
+    finally:
+        staging.cleanup()  # ray.init has uploaded it
     logging.getLogger("ray").setLevel(logging.ERROR)
     return time.perf_counter() - start
+
+
+def _package_for_workers(folder: str) -> str:
+    """A `digits` package under `folder` holding a copy of the driver's core/ and batch/, all
+    that workers import: they run the driver's own code, whatever is installed on the nodes."""
+    import digits.batch as batch_package
+    import digits.core as core_package
+
+    package = os.path.join(folder, "digits")
+    os.mkdir(package)
+    open(os.path.join(package, "__init__.py"), "w").close()
+    for part in (batch_package, core_package):
+        shutil.copytree(os.path.dirname(part.__file__), os.path.join(package, part.__name__.rpartition(".")[2]),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return package
 
 
 def _handshake(address: str, timeout: float = HANDSHAKE_SECONDS) -> None:

@@ -25,17 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from batch.arrays import SCAN_ROWS, ArrayError, DigitArray
-from batch.block import BlockRows, classify_block, count_rows, predict, read_file, read_uri
-from batch.classifier import Classifier
-from batch.formats import RowFormat
-from batch.inputs import ArrayItem, ErrorItem, ImageRun, Item, is_uri
-from batch.model import load_classifier
-from batch.ray_connect import RayEngineError, ray
-from batch.summary import Summary
-from batch.writer import RowWriter
-from core.contract import IMAGE_BLOCK
-from core.errors import first_line
+from digits.batch.arrays import SCAN_ROWS, ArrayError, DigitArray
+from digits.batch.block import BlockRows, classify_block, count_rows, predict, read_file, read_uri
+from digits.batch.classifier import Classifier
+from digits.batch.formats import RowFormat
+from digits.batch.inputs import ArrayItem, ErrorItem, ImageRun, Item, is_uri
+from digits.batch.model import load_classifier
+from digits.batch.ray_connect import RayEngineError, ray
+from digits.batch.summary import Summary
+from digits.batch.writer import RowWriter
+from digits.core.contract import IMAGE_BLOCK
+from digits.core.errors import first_line
 
 SHARD_IMAGES = 2048  # image paths per shard
 SHARD_ROWS = 8192  # array rows per shard

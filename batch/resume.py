@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from batch.formats import NOT_A_DIGIT, RowFormat
-from core.errors import DigitsError
-from core.files import MISSING, REGULAR, PathError, kind_of, open_regular
+from digits.batch.formats import NOT_A_DIGIT, RowFormat
+from digits.core.errors import DigitsError
+from digits.core.files import MISSING, REGULAR, PathError, kind_of, open_regular
 
 
 class ResumeError(DigitsError):

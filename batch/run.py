@@ -24,14 +24,14 @@ from itertools import accumulate
 
 import numpy as np
 
-from batch.arrays import ArrayError, DigitArray
-from batch.block import BlockRows, classify_block, count_rows, predict
-from batch.classifier import Classifier
-from batch.inputs import ErrorItem, ImageItem, ImageRun, Item
-from batch.resume import Done
-from batch.summary import Summary
-from batch.writer import RowWriter
-from core.contract import IMAGE_BLOCK
+from digits.batch.arrays import ArrayError, DigitArray
+from digits.batch.block import BlockRows, classify_block, count_rows, predict
+from digits.batch.classifier import Classifier
+from digits.batch.inputs import ErrorItem, ImageItem, ImageRun, Item
+from digits.batch.resume import Done
+from digits.batch.summary import Summary
+from digits.batch.writer import RowWriter
+from digits.core.contract import IMAGE_BLOCK
 
 # Workers start once this many images are waiting, counted in whole blocks (4 blocks of
 # IMAGE_BLOCK: 769 images make 4 and start them); fewer are classified in this process,
@@ -120,7 +120,7 @@ class _LocalRun:
                 return
             # Enough images to repay starting workers (batch.workers is already imported
             # by _blocks, for BLOCK_NAME_CHARS: what a run with few images saves is the forks).
-            from batch.workers import WorkerPool
+            from digits.batch.workers import WorkerPool
 
             self.pool = WorkerPool(self.workers, self.classifier, self.invert, self.writer.format)
             for waiting in self.waiting:
@@ -261,7 +261,7 @@ def _blocks(entries: Iterable[Item | ImageRun], done: Done | None):
     With `done`, images and errors that already have a row are left out, and
     counted: an int is yielded for each run of them (for the progress bar).
     """
-    from batch.workers import BLOCK_NAME_CHARS
+    from digits.batch.workers import BLOCK_NAME_CHARS
 
     images: list[str] = []
     passed = 0

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.contract import IMAGE_SIZE, NUM_CLASSES
-from core.errors import ModelError
+from digits.core.contract import IMAGE_SIZE, NUM_CLASSES
+from digits.core.errors import ModelError
 
 PROBE_DIGITS = 3  # digits every model is run on when it is loaded
 

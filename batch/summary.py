@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.contract import NUM_CLASSES
+from digits.core.contract import NUM_CLASSES
 
 
 @dataclass

@@ -33,14 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from batch.block import BlockRows, classify_block, silence_stderr
-from batch.classifier import Classifier
-from batch.cores import MAX_WORKERS
-from batch.formats import RowFormat
-from batch.model import load_classifier
-from core.contract import IMAGE_BLOCK, IMAGE_SIZE, NUM_CLASSES
-from core.errors import DigitsError, ModelError
-from core.memory import address_space_limit, limit_words
+from digits.batch.block import BlockRows, classify_block, silence_stderr
+from digits.batch.classifier import Classifier
+from digits.batch.cores import MAX_WORKERS
+from digits.batch.formats import RowFormat
+from digits.batch.model import load_classifier
+from digits.core.contract import IMAGE_BLOCK, IMAGE_SIZE, NUM_CLASSES
+from digits.core.errors import DigitsError, ModelError
+from digits.core.memory import address_space_limit, limit_words
 
 # A slot's paths, NUL-separated and UTF-8 (surrogateescape): a block is cut by the
 # walk before its names pass BLOCK_NAME_CHARS characters (batch/run.py), and a
@@ -267,7 +267,7 @@ def _warm_up(classifier, invert: str, row_format: RowFormat, digits: np.ndarray)
     for that on its first block."""
     import cv2
 
-    from batch.decode import decode_digits
+    from digits.batch.decode import decode_digits
 
     blank = cv2.imencode(".png", digits[0])[1].tobytes()
     try:

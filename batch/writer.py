@@ -14,8 +14,8 @@ from typing import TextIO
 
 import numpy as np
 
-from batch.formats import RowFormat
-from core.files import write_all
+from digits.batch.formats import RowFormat
+from digits.core.files import write_all
 
 
 def _descriptor(stream: TextIO) -> tuple[int | None, bool, int]:
@@ -74,7 +74,7 @@ class RowWriter:
         """A write failed (full disk, /dev/full, a closed pipe): cut a regular file back to
         its last whole row, send whatever the stream still buffers to /dev/null (so
         closing it cannot write half a row later), and say what happened."""
-        from core.files import write_error
+        from digits.core.files import write_error
 
         try:
             fd = self.stream.fileno()

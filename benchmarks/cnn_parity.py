@@ -31,11 +31,11 @@ def main() -> None:
     import onnxruntime as ort
     from onnx.reference import ReferenceEvaluator
 
-    from core.contract import IMAGE_SIZE, INPUT_NAME, PROBABILITIES
-    from exporter.metadata import training_temperature
-    from trainer.calibrate import apply_temperature
-    from trainer.data import load_mnist
-    from trainer.model import MODELS, load_keras_model, predict_keras
+    from digits.core.contract import IMAGE_SIZE, INPUT_NAME, PROBABILITIES
+    from digits.exporter.metadata import training_temperature
+    from digits.trainer.calibrate import apply_temperature
+    from digits.trainer.data import load_mnist
+    from digits.trainer.model import MODELS, load_keras_model, predict_keras
 
     data = load_mnist(args.data)
     rng = np.random.default_rng(0)

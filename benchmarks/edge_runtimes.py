@@ -22,9 +22,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from batch.model import OnnxClassifier  # noqa: E402
-from exporter.export import sibling  # noqa: E402
-from trainer.data.sample import load_sample  # noqa: E402
+from digits.batch.model import OnnxClassifier  # noqa: E402
+from digits.exporter.export import sibling  # noqa: E402
+from digits.trainer.data.sample import load_sample  # noqa: E402
 
 REPEATS = 7
 SINGLES = 200

@@ -115,7 +115,7 @@ def form_set(kind: str, digits: np.ndarray, seed: int = 0, side: int = 0) -> lis
 
 
 def t10k(count: int) -> tuple[np.ndarray, np.ndarray]:
-    from trainer.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+    from digits.trainer.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
     folder = ROOT / "data" / "mnist"
     return (read_idx(folder / "t10k-images-idx3-ubyte", IMAGES_MAGIC)[:count],
@@ -123,8 +123,8 @@ def t10k(count: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy_table(count: int) -> None:
-    from batch.decode import NO_CLEAN, decode_digits
-    from batch.model import OnnxClassifier
+    from digits.batch.decode import NO_CLEAN, decode_digits
+    from digits.batch.model import OnnxClassifier
 
     digits, labels = t10k(count)
     models = {name: OnnxClassifier(ROOT / "tests" / "data" / f"{name}.onnx") for name in ("cnn", "mlp")}
@@ -148,7 +148,7 @@ def accuracy_table(count: int) -> None:
 
 def cost(reps: int) -> None:
     """Median microseconds per image, cleaning and not, interleaved so that both see the same machine."""
-    from batch.decode import decode_digit
+    from digits.batch.decode import decode_digit
 
     digits, _ = t10k(100)
     order = np.random.default_rng(0)

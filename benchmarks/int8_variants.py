@@ -23,9 +23,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from batch.model import OnnxClassifier  # noqa: E402
-from core.contract import IMAGE_SIZE  # noqa: E402
-from exporter.quantize import (  # noqa: E402
+from digits.batch.model import OnnxClassifier  # noqa: E402
+from digits.core.contract import IMAGE_SIZE  # noqa: E402
+from digits.exporter.quantize import (  # noqa: E402
     alone_and_in_a_crowd,
     calibration_digits,
     calibration_reader,
@@ -80,8 +80,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None,
                         help="MNIST in any `digits train --data` form (default: the bundled sample)")
     args = parser.parse_args()
-    from trainer.data import load_mnist
-    from trainer.data.sample import load_sample
+    from digits.trainer.data import load_mnist
+    from digits.trainer.data.sample import load_sample
 
     logging.getLogger().setLevel(logging.ERROR)
     data = load_mnist(args.data, notice=lambda _: None) if args.data else load_sample()

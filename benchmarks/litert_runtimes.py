@@ -20,9 +20,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from batch.model import load_classifier  # noqa: E402
-from exporter.export import sibling  # noqa: E402
-from trainer.data.sample import load_sample  # noqa: E402
+from digits.batch.model import load_classifier  # noqa: E402
+from digits.exporter.export import sibling  # noqa: E402
+from digits.trainer.data.sample import load_sample  # noqa: E402
 
 REPEATS = 7
 SINGLES = 200
@@ -44,7 +44,7 @@ def rates(predict, digits: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def main() -> None:
-    from exporter.micro import measure_arena, micro_interpreter
+    from digits.exporter.micro import measure_arena, micro_interpreter
 
     onnx_path = Path(sys.argv[1])
     sample = load_sample()

@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from batch.decode import to_mnist  # noqa: E402
+from digits.batch.decode import to_mnist  # noqa: E402
 
 EVAL_FONTS = ("caveat", "indie-flower", "shadows-into-light", "patrick-hand", "kalam", "homemade-apple")
 NEAR_LETTERS = "ACEFHKMNPRTUVWXYkmnruvwx"
@@ -139,7 +139,7 @@ def scores(model, fit_digits, fit_labels, images_by_set: dict) -> dict:
     means and one shared covariance of the penultimate features of `fit_digits`."""
     import keras
 
-    from trainer.model import model_input
+    from digits.trainer.model import model_input
 
     last = model.layers[-1]
     features_model = keras.Model(model.inputs, model.layers[-2].output)
@@ -176,8 +176,8 @@ def with_calibrated(results: dict, validation_labels: np.ndarray) -> dict:
     """`results` with `calibrated max-softmax`: (max p - 0.1) / 0.9 of the probabilities calibrated
     with the temperature fitted on the validation digits, as `digits train` fits it. (digit_score
     is the same of the probabilities before temperature: the max-softmax rows.)"""
-    from batch.scores import digit_scores, softmax
-    from trainer.calibrate import apply_temperature, fit_temperature
+    from digits.batch.scores import digit_scores, softmax
+    from digits.trainer.calibrate import apply_temperature, fit_temperature
 
     logits = results.pop("_logits")
     temperature = fit_temperature(softmax(logits["validation"]), validation_labels)
@@ -203,8 +203,8 @@ def table(tag: str, results: dict, t10k_labels: np.ndarray, sets: list[str]) -> 
 
 def stored_threshold_row(folder: Path, data, sets: dict, names: list[str], font_labels) -> str:
     """One table row: a trained model's digit_score at the threshold its metrics.json stores."""
-    from batch.scores import digit_scores
-    from trainer.model import load_keras_model, predict_keras
+    from digits.batch.scores import digit_scores
+    from digits.trainer.model import load_keras_model, predict_keras
 
     metrics = json.loads((folder / "metrics.json").read_text())
     model = load_keras_model(folder / "model.keras")
@@ -233,9 +233,9 @@ def main() -> None:
                         help="a `digits train` folder: measure its model at its stored threshold, train nothing")
     args = parser.parse_args()
 
-    from trainer.data import load_mnist
-    from trainer.fit import train
-    from trainer.model import CNN_DEFAULTS, RECIPE, Recipe
+    from digits.trainer.data import load_mnist
+    from digits.trainer.fit import train
+    from digits.trainer.model import CNN_DEFAULTS, RECIPE, Recipe
 
     data = load_mnist(ROOT / "data" / "mnist")
     started = time.perf_counter()

@@ -55,7 +55,7 @@ def make_pngs(folder: Path, n: int) -> Path:
     import cv2
     import numpy as np
 
-    from trainer.data.idx import load_idx_folder
+    from digits.trainer.data.idx import load_idx_folder
 
     mnist = load_idx_folder(ROOT / "data" / "mnist")
     digits = np.concatenate([mnist.x_test, mnist.x_train])
@@ -72,7 +72,7 @@ def make_pngs(folder: Path, n: int) -> Path:
 
 
 def run_custom(model: Path, folder: Path) -> int:
-    from batch.api import ClassifyOptions, classify
+    from digits.batch.api import ClassifyOptions, classify
 
     return classify(model, [str(folder)], ClassifyOptions()).workers
 
@@ -81,12 +81,12 @@ def run_plain(model: Path, folder: Path, executor: bool = False) -> int:
     """B (`executor`: C, a concurrent.futures.ProcessPoolExecutor, IMAGE_BLOCK blocks 4 per worker ahead)."""
     import multiprocessing
 
-    from batch.api import ClassifyOptions
-    from batch.cores import usable_cores
-    from batch.inputs import Expanded, iter_runs
-    from batch.model import load_classifier
-    from batch.run import _blocks  # the run's own cut: blocks of IMAGE_BLOCK paths, names within a slot
-    from batch.writer import RowWriter
+    from digits.batch.api import ClassifyOptions
+    from digits.batch.cores import usable_cores
+    from digits.batch.inputs import Expanded, iter_runs
+    from digits.batch.model import load_classifier
+    from digits.batch.run import _blocks  # the run's own cut: blocks of IMAGE_BLOCK paths, names within a slot
+    from digits.batch.writer import RowWriter
 
     options = ClassifyOptions()
     classifier = load_classifier(model, threads=1, spin=False)  # loaded and probed, as api._load does
@@ -123,8 +123,8 @@ _worker: tuple = ()
 def _init_worker(classifier, invert, row_format) -> None:
     import numpy as np
 
-    from batch.block import silence_stderr
-    from core.contract import IMAGE_BLOCK, IMAGE_SIZE
+    from digits.batch.block import silence_stderr
+    from digits.core.contract import IMAGE_BLOCK, IMAGE_SIZE
 
     global _worker
     silence_stderr()
@@ -132,7 +132,7 @@ def _init_worker(classifier, invert, row_format) -> None:
 
 
 def _classify(paths):
-    from batch.block import classify_block
+    from digits.batch.block import classify_block
 
     if not isinstance(paths, list):
         raise SystemExit(f"not a block of image paths: {paths!r}")  # the folder holds PNGs only

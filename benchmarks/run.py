@@ -53,7 +53,7 @@ def prepare() -> dict:
     """A trained and exported model, the sample as .npz, a 100k and a 1M array, 10k PNGs, a 200k-file folder."""
     import cv2
 
-    from trainer.data.sample import load_sample
+    from digits.trainer.data.sample import load_sample
 
     WORK.mkdir(exist_ok=True)
     paths = {"npz": WORK / "sample.npz", "model": WORK / "run" / "model.keras", "onnx": WORK / "model.onnx",
@@ -203,7 +203,7 @@ def bench_models(p: dict) -> list[dict]:
     file's size and its t10k accuracy from the model's parity report (digits export --data
     data/mnist), so the table holds accuracy, speed and size together."""
     sys.path.insert(0, str(ROOT))
-    from core.bundled import listing
+    from digits.core.bundled import listing
 
     files, rows, median = {}, [], statistics.median
     for m in listing():

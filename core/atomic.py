@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from core.files import FOLDER, MISSING, REGULAR, OutputError, kind_of, write_all, write_error, writing
+from digits.core.files import FOLDER, MISSING, REGULAR, OutputError, kind_of, write_all, write_error, writing
 
 
 def json_text(payload: object) -> str:

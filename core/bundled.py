@@ -9,7 +9,8 @@ package-data puts it), never the `digits` package imported: the floor stays a fl
 import json
 from pathlib import Path
 
-FOLDER = Path(__file__).resolve().parent.parent / "digits" / "models"
+_ABOVE = Path(__file__).resolve().parent.parent  # installed: the digits package; in a clone: the clone
+FOLDER = _ABOVE / "models" if (_ABOVE / "models").is_dir() else _ABOVE / "digits" / "models"
 NAMES = ("cnn", "mlp")
 INT8 = ".int8"  # `mlp.int8`: the bundled model's int8 variant
 

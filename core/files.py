@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
-from core.errors import DigitsError
+from digits.core.errors import DigitsError
 
 REGULAR, FOLDER, MISSING = "file", "folder", "missing"
 # flock's answers on file systems that cannot lock: write without the lock there.

@@ -8,7 +8,7 @@ options are parsed here; integer options use Typer's min= and max=, which hold.
 import math
 from collections.abc import Callable
 
-from core.errors import UsageError
+from digits.core.errors import UsageError
 
 
 def finite_number(option: str, low: float, high: float) -> Callable[[str], float]:

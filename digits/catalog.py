@@ -4,9 +4,9 @@ from typing import Annotated
 
 import typer
 
-from core.atomic import json_text
-from core.bundled import listing
-from core.terminal import LINE_LIMIT, printable
+from digits.core.atomic import json_text
+from digits.core.bundled import listing
+from digits.core.terminal import LINE_LIMIT, printable
 
 
 def models(as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False) -> None:

@@ -9,18 +9,18 @@ import errno
 import os
 import sys
 
-from core import interrupts
+from digits.core import interrupts
 
 # Each command lives with its part and is imported only when it is run (or for the
 # whole program's --help): `digits classify` does not pay for importing the trainer's
 # and the exporter's command modules (docs/decisions.md).
 COMMANDS = {
-    "train": ("trainer.cli", "train"),
-    "evaluate": ("trainer.cli", "evaluate"),
-    "export": ("exporter.cli", "export"),
-    "inspect": ("exporter.cli", "inspect"),
-    "bench": ("exporter.cli", "bench"),
-    "classify": ("batch.cli", "classify"),
+    "train": ("digits.trainer.cli", "train"),
+    "evaluate": ("digits.trainer.cli", "evaluate"),
+    "export": ("digits.exporter.cli", "export"),
+    "inspect": ("digits.exporter.cli", "inspect"),
+    "bench": ("digits.exporter.cli", "bench"),
+    "classify": ("digits.batch.cli", "classify"),
     "demo": ("digits.demo", "demo"),
     "models": ("digits.catalog", "models"),
 }
@@ -99,7 +99,7 @@ class _Stdout:
 
 
 def _stdout_failed(e: OSError) -> Exception:
-    from core.files import write_error
+    from digits.core.files import write_error
 
     try:  # what the stream still buffers goes nowhere: the exit's flush cannot fail again
         null = os.open(os.devnull, os.O_WRONLY)
@@ -144,7 +144,7 @@ def _out_of_memory(e: BaseException) -> str | None:
         reason = "cannot start a thread (out of memory or threads)"
     else:
         return None
-    from core.memory import limit_words
+    from digits.core.memory import limit_words
 
     return f"{reason}; {limit_words()} is too low for this program"
 
@@ -159,8 +159,8 @@ MEMORY_FLOOR = 160 * 2**20
 
 
 def _check_memory_limit() -> None:
-    from core.errors import DigitsError
-    from core.memory import address_space_limit
+    from digits.core.errors import DigitsError
+    from digits.core.memory import address_space_limit
 
     limit = address_space_limit()
     if limit is not None and limit < MEMORY_FLOOR:
@@ -192,7 +192,7 @@ def main() -> None:
 
 
 def _run() -> None:
-    from core.errors import EXIT_FATAL, EXIT_INTERRUPTED, DigitsError
+    from digits.core.errors import EXIT_FATAL, EXIT_INTERRUPTED, DigitsError
 
     try:
         _standard_streams()
@@ -213,7 +213,7 @@ def _run() -> None:
             if sys.stdout is not None:  # what print() left buffered, written while errors can still be told
                 sys.stdout.flush()
     except DigitsError as e:
-        from core.terminal import LINE_LIMIT, printable
+        from digits.core.terminal import LINE_LIMIT, printable
 
         print(f"digits: error: {printable(e, LINE_LIMIT)}", file=sys.stderr)  # paths and model names in it
         sys.exit(e.exit_code)

@@ -20,11 +20,11 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from core.atomic import atomic_path
-from core.contract import PROBABILITIES
-from core.errors import DigitsError
-from core.files import writing
-from trainer.model import MAX_SEED, RECIPE
+from digits.core.atomic import atomic_path
+from digits.core.contract import PROBABILITIES
+from digits.core.errors import DigitsError
+from digits.core.files import writing
+from digits.trainer.model import MAX_SEED, RECIPE
 
 
 def _digits(*args) -> subprocess.CompletedProcess:
@@ -85,7 +85,7 @@ def demo(
     )] = RECIPE.seed,
 ) -> None:
     """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
-    from trainer.backend import require_train_extra
+    from digits.trainer.backend import require_train_extra
 
     require_train_extra("digits demo", ("tensorflow", "keras", "tf2onnx", "matplotlib"))
     print(run_demo(out, data, epochs, seed))
@@ -106,7 +106,7 @@ def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epoc
     parity = json.loads((out / "model.parity.json").read_text())
 
     # The same held-out digits the trainer scored (same source, same fixed split).
-    from trainer.data import load_mnist
+    from digits.trainer.data import load_mnist
 
     data = load_mnist(data_path, notice=lambda _: None)
     png_dir, npy = out / "test-digits", out / "test-digits.npy"
@@ -118,7 +118,7 @@ def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epoc
     _digits("classify", model_onnx, npy, "--output", npy_rows, "--summary-json", npy_summary)
     png_rate, npy_rate = (json.loads(p.read_text())["digits_per_second"] for p in (png_summary, npy_summary))
 
-    from batch.model import OnnxClassifier
+    from digits.batch.model import OnnxClassifier
 
     int8_labels = OnnxClassifier(out / "model.int8.onnx").labels(data.x_test)
     results = {

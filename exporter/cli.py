@@ -6,15 +6,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from core.atomic import json_text
-from core.bundled import model_path
-from core.files import file_name
-from core.options import finite_number
-from core.terminal import LINE_LIMIT, printable, printable_lines
-from exporter.convert import DEFAULT_OPSET, MIN_OPSET
-from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
+from digits.core.atomic import json_text
+from digits.core.bundled import model_path
+from digits.core.files import file_name
+from digits.core.options import finite_number
+from digits.core.terminal import LINE_LIMIT, printable, printable_lines
+from digits.exporter.convert import DEFAULT_OPSET, MIN_OPSET
+from digits.exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL
 
 
+# Long by design: Typer reads each option, its help and its check from this signature.
 def export(
     model: Annotated[Path, typer.Argument(readable=False, help="The .keras model to export (loaded in safe mode).")],
     out: Annotated[Path, typer.Option(
@@ -61,14 +62,14 @@ def export(
     onnxruntime are compared on real and edge-case digits; the model is written only if they
     agree (exit 4 otherwise, with MODEL.parity.json saying by how much).
     """
-    from trainer.backend import require_train_extra
+    from digits.trainer.backend import require_train_extra
 
     require_train_extra("digits export", ("tensorflow", "keras", "tf2onnx"))
     if tflite or micro:
-        from batch.litert_model import require_litert
+        from digits.batch.litert_model import require_litert
 
         require_litert("digits export --tflite", ("ai_edge_litert", "tflite_micro"))
-    from exporter.export import export as run_export
+    from digits.exporter.export import export as run_export
 
     def log(message: str) -> None:  # each line made safe: paths and the data source are in them
         print(printable_lines(message), file=sys.stderr)
@@ -86,7 +87,7 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Show a model's inputs, outputs, opset (ONNX) or ops (LiteRT), size and metadata."""
-    from exporter.describe import describe, format_description
+    from digits.exporter.describe import describe, format_description
 
     info = describe(model)
     print(json_text(info).rstrip("\n") if as_json else format_description(info))
@@ -101,7 +102,7 @@ def bench(
     as_json: Annotated[bool, typer.Option("--json", help="Print digits/s as JSON.")] = False,
 ) -> None:
     """Measure throughput (digits/s) at batch sizes 1, 64, 1,024 and 8,192, side by side."""
-    from exporter.throughput import format_table, measure, models_to_bench
+    from digits.exporter.throughput import format_table, measure, models_to_bench
 
     results = measure(*models_to_bench(models))
     print(json_text(results).rstrip("\n") if as_json else format_table(results))

@@ -13,10 +13,10 @@ glue code in any runtime:
                                             ReduceMax, Sub, Mul: no LOG)
 """
 
-from core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, LABEL, NUM_CLASSES, OUTPUT_NAMES, PROBABILITIES
-from core.errors import ModelError
-from trainer.backend import import_keras
-from trainer.model import SUPPORTED_INPUTS, check_classifier  # noqa: F401  (one check for evaluate and export)
+from digits.core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, LABEL, NUM_CLASSES, OUTPUT_NAMES, PROBABILITIES
+from digits.core.errors import ModelError
+from digits.trainer.backend import import_keras
+from digits.trainer.model import SUPPORTED_INPUTS, check_classifier  # noqa: F401  (one check for evaluate and export)
 
 DEFAULT_OPSET = 18  # the highest opset tf2onnx 1.17 tests
 MIN_OPSET = 14
@@ -36,7 +36,7 @@ def as_probabilities(model, scores, where: str):
     """
     import numpy as np
 
-    from batch.scores import distributions
+    from digits.batch.scores import distributions
 
     if distributions(np.asarray(scores, dtype=np.float32)):  # the rule classify holds every output to
         return model, False
@@ -79,7 +79,7 @@ def logits_of(model):
         return keras.Model(model.inputs, logits, name=f"{model.name}_logits")
     from keras import ops
 
-    from trainer.calibrate import TINY
+    from digits.trainer.calibrate import TINY
 
     log_p = keras.layers.Lambda(lambda p: ops.log(ops.maximum(p, float(TINY))), name="log_probabilities")
     return keras.Model(model.inputs, log_p(model.outputs[0]), name=f"{model.name}_logits")

@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from core.errors import ModelError
-from core.files import require_file
-from core.terminal import LINE_LIMIT, printable
+from digits.core.errors import ModelError
+from digits.core.files import require_file
+from digits.core.terminal import LINE_LIMIT, printable
 
 ELEM_TYPES = {1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 10: "float16", 11: "float64"}
 
@@ -21,10 +21,10 @@ def _value_info(value) -> dict:
 
 def describe(path: Path) -> dict:
     if str(path).lower().endswith(".tflite"):
-        from batch.litert_model import require_litert
+        from digits.batch.litert_model import require_litert
 
         require_litert(f"{path}: inspecting a .tflite model")  # before litert_file imports flatbuffers
-        from exporter.litert_file import describe_tflite
+        from digits.exporter.litert_file import describe_tflite
 
         return {**describe_tflite(path), "parity_report": parity_report_check(path)}
     import onnx
@@ -57,7 +57,7 @@ def parity_report_check(path: Path) -> str | None:
     manifest, landed last) says of this file: "verified" (it names this file's sha256),
     "another file" (an export cut short between renames left this file beside an older
     report), or None (no report, or one that predates the hashes)."""
-    from exporter.metadata import SUFFIXES, sha256_of
+    from digits.exporter.metadata import SUFFIXES, sha256_of
 
     name = Path(path).name
     suffixes = sorted(SUFFIXES.values(), key=len, reverse=True)  # .int8.onnx before .onnx

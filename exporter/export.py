@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from core.atomic import atomic_folder_files, atomic_path, check_target, json_text
-from core.errors import DataError, UsageError
-from core.files import refuse_overwriting, write_error, writing
-from exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx, with_temperature
-from exporter.metadata import SUFFIXES, export_metadata, set_metadata, sha256_of, training_temperature
-from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity, keras_answers
+from digits.core.atomic import atomic_folder_files, atomic_path, check_target, json_text
+from digits.core.errors import DataError, UsageError
+from digits.core.files import refuse_overwriting, write_error, writing
+from digits.exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx, with_temperature
+from digits.exporter.metadata import SUFFIXES, export_metadata, set_metadata, sha256_of, training_temperature
+from digits.exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity, keras_answers
 
 PARITY_DIGITS = 2000  # real digits compared on every export (test digits first)
 MICRO_CHECK_DIGITS = 1000  # TFLite Micro against LiteRT: at least this many of the parity digits
@@ -136,8 +136,8 @@ def _convert(keras_path: Path, data: Path | None, opset: int, atol: float, rtol:
     ONNX (and LiteRT with --tflite), and take Keras's answers on the parity digits."""
     import onnx
 
-    from trainer.data import load_mnist
-    from trainer.model import load_keras_model, predict_keras
+    from digits.trainer.data import load_mnist
+    from digits.trainer.model import load_keras_model, predict_keras
 
     model = load_keras_model(keras_path)
     input_shape = check_classifier(model, str(keras_path))
@@ -168,7 +168,7 @@ def _convert(keras_path: Path, data: Path | None, opset: int, atol: float, rtol:
     onnx.checker.check_model(onnx_model, full_check=True)
     job = Job(onnx_model, metadata, dataset, [], atol, rtol, targets)
     if "tflite" in targets:
-        from exporter.litert import convert_all
+        from digits.exporter.litert import convert_all
 
         # Converted before any check: a model the converter or TFLite Micro refuses costs no check time.
         job.litert = convert_all(model, input_shape, dataset.x_train, metadata, "int8_tflite" in targets,
@@ -196,7 +196,7 @@ def _model(job: Job):
 def _int8(job: Job):
     import onnx
 
-    from exporter.quantize import QUANTIZATION, calibration_digits, check_int8, quantize_int8
+    from digits.exporter.quantize import QUANTIZATION, calibration_digits, check_int8, quantize_int8
 
     temps = job.temps  # calibrated on training digits; checked on the test digits and the parity digits
     quantize_int8(temps["model"], temps["int8"], calibration_digits(job.dataset.x_train))
@@ -208,21 +208,21 @@ def _int8(job: Job):
 
 
 def _ort(job: Job):
-    from exporter.ort_format import check_ort, convert_to_ort
+    from digits.exporter.ort_format import check_ort, convert_to_ort
 
     convert_to_ort(job.temps["model"], job.temps["ort"])
     return check_ort(job.temps["model"], job.temps["ort"], job.digits)
 
 
 def _tflite(job: Job):
-    from exporter.litert_check import check_tflite
+    from digits.exporter.litert_check import check_tflite
 
     job.temps["tflite"].write_bytes(job.litert.float)
     return check_tflite(job.answers, job.temps["tflite"], job.atol, job.rtol)
 
 
 def _int8_tflite(job: Job):
-    from exporter.litert_check import check_tflite_int8
+    from digits.exporter.litert_check import check_tflite_int8
 
     temps = job.temps
     temps["int8_tflite"].write_bytes(job.litert.int8)
@@ -232,7 +232,7 @@ def _int8_tflite(job: Job):
 
 def _micro(job: Job):
     """The micro file, checked in TFLite Micro, and its C source (.micro.cc includes .micro.h by its final name)."""
-    from exporter.micro import c_source, check_micro, measure_arena, op_names, output_quantization
+    from digits.exporter.micro import c_source, check_micro, measure_arena, op_names, output_quantization
 
     content, temps = job.litert.micro, job.temps
     temps["micro"].write_bytes(content)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, NUM_CLASSES, PROBABILITIES
-from exporter.litert_convert import keras_to_tflite
-from exporter.litert_file import finish
-from exporter.metadata import DIGIT_FORM
-from exporter.quantize import calibration_digits
+from digits.core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, NUM_CLASSES, PROBABILITIES
+from digits.exporter.litert_convert import keras_to_tflite
+from digits.exporter.litert_file import finish
+from digits.exporter.metadata import DIGIT_FORM
+from digits.exporter.quantize import calibration_digits
 
 INT8_QUANTIZATION = ("full integer (TFLITE_BUILTINS_INT8): int8 weights and activations calibrated on real "
                      "digits; uint8 input with scale 1 and zero point 0 (the raw bytes)")
@@ -65,7 +65,7 @@ def convert_all(model, input_shape, train: np.ndarray, metadata: dict, int8: boo
     if int8:
         files.int8 = make("int8")
     if micro:
-        from exporter.micro import micro_interpreter
+        from digits.exporter.micro import micro_interpreter
 
         files.micro = make("micro")
         micro_interpreter(files.micro, max(len(files.micro) * 10, 1 << 20), where)  # names a missing op

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.contract import DIGIT_SCORE, LABEL, PROBABILITIES
-from exporter.parity import Check, ParityReport, check_against_keras
-from exporter.quantize import int8_check
+from digits.core.contract import DIGIT_SCORE, LABEL, PROBABILITIES
+from digits.exporter.parity import Check, ParityReport, check_against_keras
+from digits.exporter.quantize import int8_check
 
 # How far an int8 file's digit_score may stray from the float file's, and TFLite Micro's from LiteRT's
 # (both quantized in steps of ~1/256, from a softmax quantized so): up to 0.016 measured, on the MLP
@@ -25,7 +25,7 @@ INT8_SCORE_ATOL = 0.05
 
 def check_tflite(answers: list, tflite_path: Path, atol: float, rtol: float) -> ParityReport:
     """The float .tflite against Keras's `answers` (parity.keras_answers), as the ONNX model is judged."""
-    from batch.litert_model import LiteRtClassifier
+    from digits.batch.litert_model import LiteRtClassifier
 
     classifier = LiteRtClassifier(tflite_path)
 
@@ -39,7 +39,7 @@ def check_tflite(answers: list, tflite_path: Path, atol: float, rtol: float) -> 
 def check_tflite_int8(float_path: Path, int8_path: Path, digits: np.ndarray, truth: np.ndarray,
                       real: np.ndarray, atol: float, rtol: float) -> Check:
     """The int8 .tflite against the float one, and alone against in a crowd, as check_int8 does for ONNX."""
-    from batch.litert_model import LiteRtClassifier
+    from digits.batch.litert_model import LiteRtClassifier
 
     float_model, int8_model = LiteRtClassifier(float_path), LiteRtClassifier(int8_path)
     check = int8_check("int8_tflite", float_model, int8_model, (float_path, int8_path), digits, truth, real,

@@ -24,10 +24,10 @@ import warnings
 
 import numpy as np
 
-from core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, NUM_CLASSES
-from core.errors import ModelError
-from exporter.convert import with_scores
-from trainer.backend import import_keras
+from digits.core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, NUM_CLASSES
+from digits.core.errors import ModelError
+from digits.exporter.convert import with_scores
+from digits.trainer.backend import import_keras
 
 KINDS = ("float", "int8", "micro")
 CALIBRATION_BATCH = 100
@@ -108,7 +108,7 @@ def _check_raw_input(content: bytes, where: str) -> None:
 def _quiet():
     """The converter prints 'Saved artifact at ...' on stdout and MLIR notes on fd 2, and warns
     that the uint8 input has no statistics (it needs none: scale 1, checked after)."""
-    from core.files import stderr_muted
+    from digits.core.files import stderr_muted
 
     sys.stdout.flush()
     with stderr_muted(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():

@@ -29,7 +29,7 @@ import flatbuffers
 import numpy as np
 from flatbuffers.table import Table
 
-from core.contract import DIGIT_SCORE, INPUT_NAME, PROBABILITIES
+from digits.core.contract import DIGIT_SCORE, INPUT_NAME, PROBABILITIES
 
 METADATA_NAME = "TFLITE_METADATA"
 PROVENANCE_NAME = "digits_export"
@@ -255,7 +255,7 @@ def describe_tflite(path) -> dict:
     (a dynamic batch as "batch"), and the metadata digits export wrote (LiteRT only)."""
     from pathlib import Path
 
-    from batch.litert_model import LiteRtClassifier
+    from digits.batch.litert_model import LiteRtClassifier
 
     classifier = LiteRtClassifier(Path(path))  # the same load errors as classify
 

@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.contract import CLASS_LABELS, IMAGE_SIZE, INPUT_NAME, LABEL, NUM_CLASSES, PROBABILITIES
+from digits.core.contract import CLASS_LABELS, IMAGE_SIZE, INPUT_NAME, LABEL, NUM_CLASSES, PROBABILITIES
 
 # LeCun's recipe, as batch/decode.py applies it to an image of any size.
 DIGIT_FORM = (

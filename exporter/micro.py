@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from core.contract import DIGIT_SCORE, PROBABILITIES
-from core.errors import ModelError
-from exporter.litert_check import score_agreement, score_failures
-from exporter.litert_file import op_names
-from exporter.parity import Check
+from digits.core.contract import DIGIT_SCORE, PROBABILITIES
+from digits.core.errors import ModelError
+from digits.exporter.litert_check import score_agreement, score_failures
+from digits.exporter.litert_file import op_names
+from digits.exporter.parity import Check
 
 MIN_LABEL_AGREEMENT = 0.995  # TFLite Micro vs LiteRT on the int8 file, labels
 ARENA_ALIGNMENT = 16
@@ -117,7 +117,7 @@ def run_micro(content: bytes, digits: np.ndarray, arena: int) -> tuple[np.ndarra
 def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: int) -> Check:
     """TFLite Micro on the micro file against LiteRT on model.int8.tflite (labels at least 99.5%
     equal; export gives it at least 1,000 digits), and against LiteRT on the micro file itself."""
-    from batch.litert_model import LiteRtClassifier
+    from digits.batch.litert_model import LiteRtClassifier
 
     content = Path(micro_path).read_bytes()
     micro, micro_score = run_micro(content, digits, arena)

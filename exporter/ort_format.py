@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from exporter.parity import Check
+from digits.exporter.parity import Check
 
 
 def convert_to_ort(onnx_path: Path, ort_path: Path) -> None:
@@ -28,7 +28,7 @@ def convert_to_ort(onnx_path: Path, ort_path: Path) -> None:
 
 def check_ort(onnx_path: Path, ort_path: Path, digits: np.ndarray) -> Check:
     """The .ort file must load and give the .onnx model's labels."""
-    from batch.model import OnnxClassifier
+    from digits.batch.model import OnnxClassifier
 
     agreement = float((OnnxClassifier(onnx_path).labels(digits) == OnnxClassifier(ort_path).labels(digits)).mean())
     failures = [] if agreement == 1.0 else [f"labels agree with the .onnx model on {agreement:.2%}"]

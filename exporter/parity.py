@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, LABEL, PROBABILITIES
-from core.errors import EXIT_CHECK_FAILED, DigitsError
+from digits.core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, LABEL, PROBABILITIES
+from digits.core.errors import EXIT_CHECK_FAILED, DigitsError
 
 DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
@@ -234,9 +234,9 @@ def parity_inputs(real: np.ndarray) -> list[tuple[str, np.ndarray]]:
 def keras_answers(keras_model, real: np.ndarray) -> list[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
     """(case, digits, Keras's outputs: probabilities and digit_score) for each of parity_inputs(real),
     each case predicted as one batch: computed once per export, shared by every check against Keras."""
-    from batch.scores import digit_scores
-    from exporter.convert import with_scores
-    from trainer.model import predict_keras
+    from digits.batch.scores import digit_scores
+    from digits.exporter.convert import with_scores
+    from digits.trainer.model import predict_keras
 
     scored = with_scores(keras_model)  # calibrated probabilities, and those before temperature
     answers = []

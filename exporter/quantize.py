@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.contract import IMAGE_SIZE, INPUT_NAME, PROBABILITIES
-from exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, Check
+from digits.core.contract import IMAGE_SIZE, INPUT_NAME, PROBABILITIES
+from digits.exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, Check
 
 MIN_LABEL_AGREEMENT = 0.99
 MAX_ACCURACY_DROP_POINTS = 0.5
@@ -109,7 +109,7 @@ def alone_and_in_a_crowd(model, digits: np.ndarray) -> tuple[np.ndarray, np.ndar
     """Probabilities, float32 [N, 10], of each digit run alone, and of the same digits in
     one large batch with uniform noise mixed in (noise widens any range taken from the batch).
     `model`: a classifier (anything with predict), or the path of an .onnx model."""
-    from batch.model import OnnxClassifier
+    from digits.batch.model import OnnxClassifier
 
     classifier = model if hasattr(model, "predict") else OnnxClassifier(model)
     noise = np.random.default_rng(CROWD_SEED).integers(0, 256, size=(256, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
@@ -178,7 +178,7 @@ def check_int8(float_path: Path, int8_path: Path, digits: np.ndarray, truth: np.
     size of the weights; each of the `real` digits, default `digits`, alone as in a large batch),
     and onnxruntime against onnx's reference evaluator on the `real` digits (every label equal,
     probabilities as close as the module docstring says)."""
-    from batch.model import OnnxClassifier
+    from digits.batch.model import OnnxClassifier
 
     real = digits if real is None else real
     int8 = OnnxClassifier(int8_path)

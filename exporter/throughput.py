@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.contract import IMAGE_SIZE
+from digits.core.contract import IMAGE_SIZE
 
 BATCH_SIZES = (1, 64, 1024, 8192)
 MIN_SECONDS = 0.3  # per model and batch size: enough repeats for a stable median
@@ -32,9 +32,9 @@ def models_to_bench(paths: list[Path]) -> tuple[dict[str, Path], Path | None]:
 
     A model's .int8.onnx beside it joins the comparison without being named.
     """
-    from core.errors import ModelError
-    from core.files import require_file
-    from exporter.export import sibling
+    from digits.core.errors import ModelError
+    from digits.core.files import require_file
+    from digits.exporter.export import sibling
 
     onnx_models: dict[str, Path] = {}
     keras_path = None
@@ -56,7 +56,7 @@ def models_to_bench(paths: list[Path]) -> tuple[dict[str, Path], Path | None]:
 
 def measure(models: dict[str, Path], keras_path: Path | None, batch_sizes=BATCH_SIZES, seed: int = 0) -> dict:
     """{model name: {batch size: digits/s}} for each ONNX model and, given, the Keras model."""
-    from batch.model import OnnxClassifier
+    from digits.batch.model import OnnxClassifier
 
     rng = np.random.default_rng(seed)
     digits = rng.integers(0, 256, size=(max(batch_sizes), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
@@ -70,8 +70,8 @@ def measure(models: dict[str, Path], keras_path: Path | None, batch_sizes=BATCH_
             for b in batch_sizes
         }
     if keras_path is not None:
-        from trainer.backend import require_train_extra
-        from trainer.model import check_classifier, load_keras_model, model_input
+        from digits.trainer.backend import require_train_extra
+        from digits.trainer.model import check_classifier, load_keras_model, model_input
 
         require_train_extra("benchmarking a .keras model")
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainer.data import Mnist
-from trainer.data.sample import load_sample
+from digits.trainer.data import Mnist
+from digits.trainer.data.sample import load_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SEED = int(os.environ.get("DIGITS_TEST_SEED", "0"))
@@ -145,10 +145,10 @@ def trained_mlp(sample, tmp_path_factory) -> Path:
     import hashlib
     import json
 
-    from trainer.calibrate import digit_score_report
-    from trainer.fit import train
-    from trainer.metrics import score
-    from trainer.model import Recipe, predict_keras
+    from digits.trainer.calibrate import digit_score_report
+    from digits.trainer.fit import train
+    from digits.trainer.metrics import score
+    from digits.trainer.model import Recipe, predict_keras
 
     folder = tmp_path_factory.mktemp("mlp")
     trained = train(sample, Recipe(epochs=FIXTURE_EPOCHS, seed=TEST_SEED), verbose=0, summary=lambda _: None)

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from core.bundled import FOLDER, NAMES, listing, model_path
+from digits.core.bundled import FOLDER, NAMES, listing, model_path
 from tests.conftest import ROOT, run_digits
 
 
@@ -84,9 +84,9 @@ def test_the_wheel_carries_the_models_and_classifies_with_them(tmp_path, scans):
 
     # Built from a copy: setuptools builds in the tree it is given (build/, *.egg-info).
     source = tmp_path / "source"
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
-    for package in {p.split(".")[0] for p in packages}:
-        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    setup = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    for folder in {"digits", *setup["package-dir"].values()}:
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     for file in ("pyproject.toml", "README.md"):
         shutil.copyfile(ROOT / file, source / file)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
@@ -97,6 +97,8 @@ def test_the_wheel_carries_the_models_and_classifies_with_them(tmp_path, scans):
     for name in listing():
         assert f"digits/models/{name['name']}/model.onnx" in names
     assert not any(n.startswith(("tests/", "runs/", "data/")) for n in names)
+    # Under the project's name only: no top-level core/ or batch/ beside other packages' modules.
+    assert {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")} == {"digits"}
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     env = {"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([sys.executable, "-m", "digits", "classify", "mlp", scans, "--quiet"],

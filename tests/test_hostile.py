@@ -99,8 +99,8 @@ def test_export_out_is_checked_before_any_work(trained_mlp, small_npz, tmp_path)
 
 
 def test_atomic_path_leaves_the_old_file_or_the_new_one(tmp_path):
-    from core.atomic import atomic_path
-    from core.files import OutputError
+    from digits.core.atomic import atomic_path
+    from digits.core.files import OutputError
 
     target = tmp_path / "model.onnx"
     target.write_bytes(b"old")
@@ -231,7 +231,7 @@ def test_export_never_overwrites_its_input(trained_mlp, tmp_path):
 
 
 def test_a_second_run_on_the_same_output_is_refused(exported_onnx, small, tmp_path):
-    from core.files import open_output
+    from digits.core.files import open_output
 
     array = tmp_path / "a.npy"
     np.save(array, small.x_test[:5])
@@ -246,7 +246,7 @@ def test_a_second_run_on_the_same_output_is_refused(exported_onnx, small, tmp_pa
 
 @pytest.mark.tf
 def test_a_second_train_into_the_same_folder_is_refused(small_npz, tmp_path):
-    from core.files import lock_folder
+    from digits.core.files import lock_folder
 
     lock = lock_folder(tmp_path)  # a training run in progress
     result = run_digits("train", "--data", small_npz, "--epochs", "1", "--out", tmp_path)
@@ -303,7 +303,7 @@ def test_a_model_that_fails_when_run_is_refused_at_load(small, tmp_path):
 
 
 def _keras_model(path, last_activation):
-    from trainer.backend import import_keras
+    from digits.trainer.backend import import_keras
 
     keras = import_keras()
     keras.utils.set_random_seed(0)
@@ -543,7 +543,7 @@ def test_image_folder_with_a_misnamed_class(exported_onnx, small, tmp_path):
 @pytest.mark.tf
 @pytest.mark.parametrize("shape, classes, outputs", [((28, 28, 3), 10, 1), ((784,), 5, 1), ((784,), 10, 2)])
 def test_evaluate_refuses_what_export_refuses(small_npz, tmp_path, shape, classes, outputs):
-    from trainer.backend import import_keras
+    from digits.trainer.backend import import_keras
 
     keras = import_keras()
     inputs = keras.Input(shape=shape)

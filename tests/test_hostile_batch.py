@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from core.errors import EXIT_INTERRUPTED
+from digits.core.errors import EXIT_INTERRUPTED
 from tests.conftest import ROOT, assert_one_line_error, run_digits, save_graph
 
 
@@ -182,11 +182,11 @@ def test_an_array_truncated_while_read_keeps_the_rows_before_the_cut(exported_on
     rows are read (the run asks `stop` before each chunk: that is where it is cut).
     Chunks already in the model (two calls side by side) lost their rows, up to
     2 x --batch-size, and the error row named another cut than the last row."""
-    from batch.formats import RowFormat
-    from batch.inputs import ArrayItem
-    from batch.model import OnnxClassifier
-    from batch.run import classify
-    from batch.writer import RowWriter
+    from digits.batch.formats import RowFormat
+    from digits.batch.inputs import ArrayItem
+    from digits.batch.model import OnnxClassifier
+    from digits.batch.run import classify
+    from digits.batch.writer import RowWriter
 
     array = tmp_path / "a.npy"
     digits = np.tile(small.x_test, (40, 1, 1))[:8000]

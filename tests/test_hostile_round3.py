@@ -106,7 +106,7 @@ def test_resume_keeps_images_whose_names_end_in_hash_digits(exported_onnx, tmp_p
 
 
 def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path):
-    from core.atomic import atomic_folder_files, atomic_path
+    from digits.core.atomic import atomic_folder_files, atomic_path
 
     (tmp_path / "real").mkdir()
     os.symlink("real/a.json", tmp_path / "a.json")
@@ -125,7 +125,7 @@ def test_atomic_write_through_a_symlink_keeps_the_link(tmp_path):
 def test_atomic_write_to_a_fifo_streams_into_it(tmp_path):
     import threading
 
-    from core.atomic import atomic_path
+    from digits.core.atomic import atomic_path
 
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
@@ -141,7 +141,7 @@ def test_atomic_write_to_a_fifo_streams_into_it(tmp_path):
 
 @pytest.mark.parametrize("form", ["/dev/fd/{}", "/proc/self/fd/{}"])
 def test_atomic_write_to_our_own_descriptor_writes_to_it(form, tmp_path):
-    from core.atomic import atomic_path
+    from digits.core.atomic import atomic_path
 
     read, write = os.pipe()
     try:
@@ -253,7 +253,7 @@ def _hostile_model(path, input_name="image", metadata=None) -> None:
 
 
 def test_printable_escapes_controls_and_cuts_long_values():
-    from core.terminal import printable
+    from digits.core.terminal import printable
 
     shown = printable(HOSTILE + "x" * 500)
     assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or c == "\u202e" for c in shown)
@@ -294,7 +294,7 @@ def test_an_error_naming_a_path_with_a_newline_is_one_line(exported_onnx, tmp_pa
 def test_evaluate_warning_shows_the_models_data_source_escaped(exported_onnx, sample, tmp_path):
     import onnx
 
-    from trainer.evaluate import seen_test_digits_warning
+    from digits.trainer.evaluate import seen_test_digits_warning
 
     model = onnx.load(exported_onnx)
     for prop in model.metadata_props:
@@ -392,8 +392,8 @@ def test_make_web_passes_model_and_port_as_data(tmp_path):
 
 
 def test_a_set_cut_short_between_renames_leaves_its_manifest_unlanded(tmp_path, monkeypatch):
-    import core.atomic
-    from core.atomic import atomic_folder_files
+    from digits.core import atomic as atomic_module
+    from digits.core.atomic import atomic_folder_files
 
     targets = {name: tmp_path / name for name in ("model.onnx", "model.int8.onnx", "model.parity.json")}
     for path in targets.values():
@@ -406,7 +406,7 @@ def test_a_set_cut_short_between_renames_leaves_its_manifest_unlanded(tmp_path, 
         renames.append(target)
         real_replace(source, target)
 
-    monkeypatch.setattr(core.atomic.os, "replace", replace_then_interrupt)
+    monkeypatch.setattr(atomic_module.os, "replace", replace_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         with atomic_folder_files(targets) as temps:
             for temp in temps.values():
@@ -416,7 +416,7 @@ def test_a_set_cut_short_between_renames_leaves_its_manifest_unlanded(tmp_path, 
 
 
 def test_train_lands_its_manifest_last():
-    from trainer.training import ARTEFACTS  # the order they land (test_trained_micro checks the hashes)
+    from digits.trainer.training import ARTEFACTS  # the order they land (test_trained_micro checks the hashes)
 
     assert ARTEFACTS[-1] == "metrics.json"
 
@@ -432,7 +432,7 @@ def _strict_json(text: str):
 
 
 def test_json_text_writes_nan_and_infinity_as_null():
-    from core.atomic import json_text
+    from digits.core.atomic import json_text
 
     text = json_text({"bins": [float("nan"), 0.5], "inf": float("inf"), "nested": ({"x": float("-inf")},)})
     assert _strict_json(text) == {"bins": [None, 0.5], "inf": None, "nested": [{"x": None}]}
@@ -443,7 +443,7 @@ def test_json_text_writes_nan_and_infinity_as_null():
 def test_training_on_one_class_warns_and_metrics_json_is_strict(small, tmp_path):
     """One class: every reliability bin but the top one is empty (NaN), and the model scores 1.0."""
     from tests.conftest import write_npz
-    from trainer.data import Mnist
+    from digits.trainer.data import Mnist
 
     keep_train, keep_test = small.y_train == 3, small.y_test == 3
     data = write_npz(Mnist(small.x_train[keep_train], small.y_train[keep_train], small.x_test[keep_test],
@@ -471,7 +471,7 @@ def test_workers_beyond_the_cap_are_a_usage_error_and_the_cap_runs(exported_onnx
     """--workers 99999 sized the workers' shared mapping for 99999 (100 GiB) and failed."""
     import cv2
 
-    from batch.cores import MAX_WORKERS
+    from digits.batch.cores import MAX_WORKERS
 
     result = run_digits("classify", exported_onnx, "x.npy", "--workers", "99999", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -485,7 +485,7 @@ def test_workers_beyond_the_cap_are_a_usage_error_and_the_cap_runs(exported_onnx
 
 
 def test_a_cgroup_v1_quota_on_our_own_cgroup_is_read(tmp_path):
-    from batch.cores import _cgroup_quota
+    from digits.batch.cores import _cgroup_quota
 
     own = tmp_path / "cgroup"
     own.write_text("12:pids:/user.slice\n4:cpu,cpuacct:/docker/abc\n0::/\n")

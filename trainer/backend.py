@@ -9,8 +9,8 @@ end in one line naming what to install, not a ModuleNotFoundError.
 import os
 import sys
 
-from core import interrupts
-from core.errors import require_extra
+from digits.core import interrupts
+from digits.core.errors import require_extra
 
 
 def require_train_extra(what: str, modules: tuple[str, ...] = ("tensorflow", "keras")) -> None:
@@ -27,7 +27,7 @@ def import_keras():
     # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN and CPU-feature
     # notes) goes straight to file descriptor 2 and ignores TF_CPP_MIN_LOG_LEVEL
     # since TF 2.20: hide fd 2 for the import only. Python errors still raise.
-    from core.files import stderr_muted
+    from digits.core.files import stderr_muted
 
     with stderr_muted(), interrupts.raising():  # seconds, and an import cannot ask whether to stop
         import keras

@@ -103,7 +103,7 @@ def digit_score_report(val_probs: np.ndarray, test_probs: np.ndarray, outliers: 
 
     Before temperature, because the temperature fitted for the labels' confidence (0.4 for
     the CNN trained with outliers) sharpens non-digits too: docs/decisions.md, "Is it a digit?"."""
-    from batch.scores import digit_scores
+    from digits.batch.scores import digit_scores
 
     threshold = float(np.quantile(digit_scores(val_probs), 1 - DIGITS_KEPT)) if len(val_probs) else 0.0
     return {

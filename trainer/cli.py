@@ -7,12 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-from core.atomic import json_text
-from core.bundled import model_path
-from core.errors import UsageError
-from core.options import finite_number
-from core.terminal import LINE_LIMIT, printable, printable_lines
-from trainer.model import CNN_DEFAULTS, MAX_SEED, RECIPE, Recipe
+from digits.core.atomic import json_text
+from digits.core.bundled import model_path
+from digits.core.errors import UsageError
+from digits.core.options import finite_number
+from digits.core.terminal import LINE_LIMIT, printable, printable_lines
+from digits.trainer.model import CNN_DEFAULTS, MAX_SEED, RECIPE, Recipe
 
 MAX_COUNT = 1_000_000  # epochs, batch size, patience: beyond this a typo, not a plan
 
@@ -34,6 +34,7 @@ class ModelChoice(StrEnum):
     cnn = "cnn"
 
 
+# Long by design: Typer reads each option, its help and its check from this signature.
 def train(
     data: DataOption = None,
     out: Annotated[Optional[Path], typer.Option(
@@ -91,12 +92,12 @@ def train(
     confidence thresholds. Generated non-digits (--outliers) teach the model to say "no
     digit"; the digit_score threshold that keeps 99% of the validation digits is in metrics.json.
     """
-    from trainer.backend import require_train_extra
+    from digits.trainer.backend import require_train_extra
 
     if early_stop and validation_split == 0:
         raise UsageError("--early-stop watches the validation loss: give a --validation-split above 0")
     require_train_extra("digits train", ("tensorflow", "keras", "matplotlib"))
-    from trainer.training import train_and_report
+    from digits.trainer.training import train_and_report
 
     defaults = CNN_DEFAULTS if model == ModelChoice.cnn else {
         "epochs": RECIPE.epochs, "dropout": RECIPE.dropout, "augment": RECIPE.augment, "decay": RECIPE.decay}
@@ -138,10 +139,10 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Score a model on the test digits: accuracy, loss and the confusion matrix."""
-    from trainer.data import load_mnist
-    from trainer.evaluate import predict_file, seen_test_digits_warning
-    from trainer.metrics import score
-    from trainer.report import format_confusion
+    from digits.trainer.data import load_mnist
+    from digits.trainer.evaluate import predict_file, seen_test_digits_warning
+    from digits.trainer.metrics import score
+    from digits.trainer.report import format_confusion
 
     dataset = load_mnist(data)
     warning = seen_test_digits_warning(model, dataset.source)

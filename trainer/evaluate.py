@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ModelError
-from core.terminal import LINE_LIMIT, printable
+from digits.core.errors import ModelError
+from digits.core.terminal import LINE_LIMIT, printable
 
 
 def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
@@ -13,13 +13,13 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
     (onnxruntime only) or a .tflite model (LiteRT only); TensorFlow is imported for .keras alone."""
     suffix = model_path.suffix.lower()
     if suffix in (".onnx", ".tflite"):
-        from batch.model import load_classifier
+        from digits.batch.model import load_classifier
 
         return load_classifier(model_path).predict(digits)
     if suffix == ".keras":
-        from batch.scores import probabilities_from
-        from trainer.backend import require_train_extra
-        from trainer.model import check_classifier, load_keras_model, predict_keras
+        from digits.batch.scores import probabilities_from
+        from digits.trainer.backend import require_train_extra
+        from digits.trainer.model import check_classifier, load_keras_model, predict_keras
 
         require_train_extra("evaluating a .keras model")
 

@@ -5,12 +5,12 @@ import sys
 import time
 from dataclasses import dataclass
 
-from core import interrupts
-from core.contract import NUM_CLASSES
-from trainer.backend import import_keras
-from trainer.data import Mnist
-from trainer.data.digitset import stratified_split
-from trainer.model import MODELS, Recipe, build_augmentation, model_input
+from digits.core import interrupts
+from digits.core.contract import NUM_CLASSES
+from digits.trainer.backend import import_keras
+from digits.trainer.data import Mnist
+from digits.trainer.data.digitset import stratified_split
+from digits.trainer.model import MODELS, Recipe, build_augmentation, model_input
 
 
 def _stop_when_asked(keras):
@@ -111,7 +111,7 @@ def _with_outliers(digits, onehot, recipe: Recipe):
     Keras's training `accuracy` then counts the outliers too (as wrong): validation has none."""
     import numpy as np
 
-    from trainer.outliers import make_outliers
+    from digits.trainer.outliers import make_outliers
 
     count = int(round(len(digits) * recipe.outliers))
     if not count:

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from core.contract import NUM_CLASSES
+from digits.core.contract import NUM_CLASSES
 
 EPSILON = 1e-7  # Keras clips probabilities the same way in its cross-entropy
 

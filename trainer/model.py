@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS
-from core.errors import ModelError, first_line
-from core.files import require_file
-from trainer.backend import import_keras
+from digits.core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS
+from digits.core.errors import ModelError, first_line
+from digits.core.files import require_file
+from digits.trainer.backend import import_keras
 
 
 @dataclass(frozen=True)

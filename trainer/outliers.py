@@ -11,8 +11,8 @@ each other. Each is brought to MNIST's form as `digits classify` brings an image
 
 import numpy as np
 
-from batch.decode import to_mnist
-from core.contract import IMAGE_SIZE
+from digits.batch.decode import to_mnist
+from digits.core.contract import IMAGE_SIZE
 
 CANVAS = 84  # drawn at 3x MNIST's side, then fitted to 28x28 as a decoded image is
 # Letters in Pillow's built-in font (Aileron, a sans serif) that do not read as a digit.

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.atomic import json_text
-from core.contract import NUM_CLASSES
+from digits.core.atomic import json_text
+from digits.core.contract import NUM_CLASSES
 
 
 def write_json(path: Path, payload: dict) -> None:

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from core.atomic import atomic_folder_files
-from core.errors import DigitsError
-from core.files import FOLDER, MISSING, REGULAR, kind_of
-from trainer.model import Recipe
+from digits.core.atomic import atomic_folder_files
+from digits.core.errors import DigitsError
+from digits.core.files import FOLDER, MISSING, REGULAR, kind_of
+from digits.trainer.model import Recipe
 
 # In the order they land; metrics.json last: it names the sha256 of each of the others, so a
 # set cut short between renames (Ctrl-C) is told by its old metrics.json not matching them.
@@ -33,11 +33,11 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
     """Load the data, train `recipe`'s model, score it on the test digits, fit its
     temperature, and write ARTEFACTS to `out` (default runs/<timestamp>/), all or none.
     `verbose`: Keras's progress (0 none, 1 bar, 2 a line per epoch); `say`: progress lines."""
-    from trainer.data import load_mnist
-    from trainer.fit import train as fit
-    from trainer.metrics import score
-    from trainer.model import predict_keras
-    from trainer.report import plot_calibration, plot_confusion, plot_history, write_json
+    from digits.trainer.data import load_mnist
+    from digits.trainer.fit import train as fit
+    from digits.trainer.metrics import score
+    from digits.trainer.model import predict_keras
+    from digits.trainer.report import plot_calibration, plot_confusion, plot_history, write_json
 
     dataset = load_mnist(data)
     out_dir, _lock = _prepare_out_dir(out, data)
@@ -92,7 +92,7 @@ def missing_classes_warnings(train_labels, test_labels) -> list[str]:
     on one class scores 1.0000 on test digits of that class and can answer nothing else."""
     import numpy as np
 
-    from core.contract import NUM_CLASSES
+    from digits.core.contract import NUM_CLASSES
 
     lines = []
     for what, labels in (("training", train_labels), ("test", test_labels)):
@@ -110,8 +110,8 @@ def _prepare_out_dir(out: Path | None, data: Path | None = None):
     """The output folder, created, with nothing in the way of the artefacts (a folder, a
     device, or the --data file itself), and locked against a second run: checked before
     training, so a bad --out costs no training time."""
-    from core.atomic import check_target
-    from core.files import lock_folder, refuse_overwriting
+    from digits.core.atomic import check_target
+    from digits.core.files import lock_folder, refuse_overwriting
 
     out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
     kind = kind_of(out)
@@ -131,8 +131,8 @@ def _calibration(trained, test_probs, test_labels, outliers: float) -> dict:
     """metrics.json's `calibration` (the temperature fitted on the validation digits),
     `accepted_at_confidence` (the calibrated model on the test digits) and `digit_score`
     (its threshold, fitted on the validation digits)."""
-    from trainer.calibrate import apply_temperature, calibration_report, coverage_table, digit_score_report
-    from trainer.model import predict_keras
+    from digits.trainer.calibrate import apply_temperature, calibration_report, coverage_table, digit_score_report
+    from digits.trainer.model import predict_keras
 
     val_probs = predict_keras(trained.model, trained.validation_digits) if trained.validation_size else test_probs[:0]
     temperature, report = calibration_report(val_probs, trained.validation_labels, test_probs, test_labels)

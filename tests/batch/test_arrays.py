@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batch.arrays import ArrayError, DigitArray
+from digits.batch.arrays import ArrayError, DigitArray
 
 
 def test_uint8_and_float_arrays_give_the_same_digits_in_chunks(tmp_path, small):

@@ -138,7 +138,7 @@ def test_bad_items_get_error_rows_and_exit_3(exported_onnx, small, tmp_path):
 
 
 def test_permission_denied_is_an_error_row(monkeypatch, tmp_path):
-    from batch import block
+    from digits.batch import block
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
@@ -347,7 +347,7 @@ def test_empty_folder_is_said_in_the_summary(exported_onnx, tmp_path):
     assert "0 items, 0 classified, 0 failed, 1 skipped" in result.stderr
 
 
-POOL = ("from batch.workers import WorkerPool\nfrom batch.formats import RowFormat\n"
+POOL = ("from digits.batch.workers import WorkerPool\nfrom digits.batch.formats import RowFormat\n"
         "new_pool = lambda: WorkerPool(2, 'tests/data/mlp.onnx', 'auto', RowFormat())\n")
 
 
@@ -379,10 +379,10 @@ def test_worker_pool_gives_each_block_back_in_order_with_its_errors(exported_onn
     """The pool on its own: blocks come back in submission order whichever worker took them,
     as the rows classify_block makes in this process; a path too long for the OS gets the
     OS's reason."""
-    from batch.block import classify_block
-    from batch.formats import RowFormat
-    from batch.model import OnnxClassifier
-    from batch.workers import WorkerPool
+    from digits.batch.block import classify_block
+    from digits.batch.formats import RowFormat
+    from digits.batch.model import OnnxClassifier
+    from digits.batch.workers import WorkerPool
 
     paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 600)]
     too_long = str(tmp_path) + ("/" + "x" * 250) * 20 + "/digit.png"
@@ -407,8 +407,8 @@ def test_a_worker_pool_closes_promptly_while_a_second_pool_is_open(exported_onnx
     """An embedding program with two pools open: closing the first must not wait for the
     second pool's workers (forked later, they held the first pool's task pipe open, so the
     first pool's workers never saw end-of-file and were killed after 5 s each)."""
-    from batch.formats import RowFormat
-    from batch.workers import WorkerPool
+    from digits.batch.formats import RowFormat
+    from digits.batch.workers import WorkerPool
 
     paths = [str(p) for p in _linked_pngs(tmp_path / "many", small, 256)]
     first = WorkerPool(2, exported_onnx, "auto", RowFormat())
@@ -440,7 +440,7 @@ def test_a_closed_worker_pool_leaves_files_opened_after_it_alone(tmp_path):
 def test_a_run_stopped_early_as_a_library_call_writes_an_in_order_prefix(exported_onnx, small, tmp_path):
     """batch.api.classify with a stop callable: the run ends early, says so, and what it
     wrote is whole rows, a prefix of the uninterrupted run's, in input order."""
-    from batch.api import ClassifyOptions, classify
+    from digits.batch.api import ClassifyOptions, classify
 
     _linked_pngs(tmp_path / "many", small, 3000)
     whole = classify(exported_onnx, [str(tmp_path / "many")], ClassifyOptions(output=tmp_path / "all.csv"))
@@ -460,7 +460,7 @@ def test_workers_that_cannot_start_for_want_of_files_say_so_and_the_program_ends
     waiting at exit forever."""
     script = POOL + """
 import os, resource
-from batch.workers import WorkersNotStarted
+from digits.batch.workers import WorkersNotStarted
 free = os.open(os.devnull, os.O_RDONLY); os.close(free)
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 said = set()
@@ -565,7 +565,7 @@ def test_review_below_outside_0_1_is_a_usage_error(exported_onnx, digit_folder):
 
 
 def test_workers_default_to_the_usable_cores_and_a_quota_caps_them(monkeypatch):
-    from batch import cores
+    from digits.batch import cores
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3, 4, 5, 6, 7})
     monkeypatch.setattr(cores, "_cgroup_quota", lambda: None)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from batch.decode import ImageError, decode_digit, to_mnist
+from digits.batch.decode import ImageError, decode_digit, to_mnist
 
 
 def png(image: np.ndarray) -> bytes:
@@ -112,7 +112,7 @@ def test_pixel_cap_holds_when_cv2_was_imported_first():
     code = (
         "import cv2, resource, sys\n"  # cv2 first: OpenCV's own cap is now its 1 Gpx default
         "from tests.batch.test_decode import _png_header_claiming\n"
-        "from batch.decode import ImageError, decode_digit\n"
+        "from digits.batch.decode import ImageError, decode_digit\n"
         "bomb = _png_header_claiming(8000, 6000)\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "try:\n    decode_digit(bomb)\nexcept ImageError as e:\n    print(e)\n"
@@ -128,7 +128,7 @@ def test_pixel_cap_holds_when_cv2_was_imported_first():
 
 @pytest.mark.parametrize("ext", [".png", ".jpg", ".bmp", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".gif"])
 def test_header_size_is_read_for_every_accepted_format(ext, sample):
-    from batch.imagesize import image_size
+    from digits.batch.imagesize import image_size
 
     page = cv2.resize(255 - sample.x_test[0], (37, 23))
     if ext == ".gif":
@@ -155,7 +155,7 @@ def test_header_size_is_read_for_every_accepted_format(ext, sample):
 def test_the_28x28_png_fast_path_decodes_as_the_general_path(pixels, invert, border):
     """A 28x28 grayscale PNG goes straight into its block (and --invert auto is one numpy pass
     over the block); byte for byte the digit decode_digit gives for the same file."""
-    from batch.decode import decode_digit, decode_digits
+    from digits.batch.decode import decode_digit, decode_digits
 
     if border is not None:  # a light or dark page, so that --invert auto decides both ways
         pixels = pixels.copy()
@@ -183,7 +183,7 @@ def on_paper(digit: np.ndarray, side: int = 64, field: int = 48) -> np.ndarray:
 def alone_and(draw, digits: np.ndarray, side: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(alone, with the artefact, with it under --no-clean): each digit decoded from a PNG on paper, and on
     the same paper after draw(image) adds a form's artefacts."""
-    from batch.decode import NO_CLEAN, decode_digits
+    from digits.batch.decode import NO_CLEAN, decode_digits
 
     plain = [on_paper(d, side) for d in digits]
     marked = [draw(p.copy()) for p in plain]
@@ -220,7 +220,7 @@ def test_boxes_grid_lines_and_specks_apart_from_the_digit_are_taken_out(draw, sa
 def test_a_base_line_under_the_digit_is_taken_out(sample):
     """The line touches the digit (it is written on it): the digit loses the pixels it shares with
     the line, and keeps its label with the committed CNN."""
-    from batch.model import OnnxClassifier
+    from digits.batch.model import OnnxClassifier
     from tests.conftest import COMMITTED_CNN
 
     digits, labels = sample.x_test[:300], sample.y_test[:300]
@@ -252,10 +252,10 @@ def test_a_clean_digits_own_long_strokes_survive(side, sample, monkeypatch):
     """Every 1, 4 and 7 of the sample's test digits, alone on the page as MNIST frames them (the
     digit up to 20/28 of the side): no stroke is taken for a line, and taking artefacts out (pen
     width left as it is) changes no label."""
-    import batch.decode
-    from batch.decode import NO_CLEAN, decode_digits
-    from batch.forms import line_run, long_runs
-    from batch.model import OnnxClassifier
+    from digits.batch import decode as decode_module
+    from digits.batch.decode import NO_CLEAN, decode_digits
+    from digits.batch.forms import line_run, long_runs
+    from digits.batch.model import OnnxClassifier
     from tests.conftest import COMMITTED_CNN
 
     digits = sample.x_test[np.isin(sample.y_test, (1, 4, 7))]
@@ -265,7 +265,7 @@ def test_a_clean_digits_own_long_strokes_survive(side, sample, monkeypatch):
         assert not len(long_runs(ink, line_run(side), True)[0]) and not len(long_runs(ink, line_run(side), False)[0])
     blobs = [png(p) for p in pages]
     model = OnnxClassifier(COMMITTED_CNN)
-    monkeypatch.setattr(batch.decode, "thicken", lambda ink, threshold, scale: ink)
+    monkeypatch.setattr(decode_module, "thicken", lambda ink, threshold, scale: ink)
     cleaned, raw = decode_digits(blobs)[0], decode_digits(blobs, "auto" + NO_CLEAN)[0]
     np.testing.assert_array_equal(model.predict(cleaned).argmax(1), model.predict(raw).argmax(1))
 
@@ -273,8 +273,8 @@ def test_a_clean_digits_own_long_strokes_survive(side, sample, monkeypatch):
 def test_a_finer_pen_is_widened_to_mnists_strokes_and_a_heavier_one_left(sample, monkeypatch):
     """A finer pen's digits (benchmarks/forms.py) come out with more of MNIST's ink: at least 0.7 of
     the median 28x28 digit's sum, where --no-clean's have under 0.65. A heavier pen's are not widened."""
-    import batch.decode
-    from batch.decode import NO_CLEAN, decode_digits
+    from digits.batch import decode as decode_module
+    from digits.batch.decode import NO_CLEAN, decode_digits
     from benchmarks.forms import form_set
 
     digits = sample.x_test[:200]
@@ -283,12 +283,12 @@ def test_a_finer_pen_is_widened_to_mnists_strokes_and_a_heavier_one_left(sample,
     assert np.median(decode_digits(finer)[0].sum(axis=(1, 2))) >= 0.7 * mnist
     assert np.median(decode_digits(finer, "auto" + NO_CLEAN)[0].sum(axis=(1, 2))) < 0.65 * mnist
     cleaned = decode_digits(heavier)[0]
-    monkeypatch.setattr(batch.decode, "thicken", lambda ink, threshold, scale: ink)
+    monkeypatch.setattr(decode_module, "thicken", lambda ink, threshold, scale: ink)
     np.testing.assert_array_equal(cleaned, decode_digits(heavier)[0])
 
 
 def test_stroke_width_and_thicken():
-    from batch.forms import MNIST_STROKE, stroke_width, thicken
+    from digits.batch.forms import MNIST_STROKE, stroke_width, thicken
 
     bar = np.zeros((6, 52), np.uint8)
     bar[1:5, 1:51] = 1  # 4 rows of 50: 200 pixels, all but 2 x 48 of them on the edge
@@ -302,7 +302,7 @@ def test_stroke_width_and_thicken():
 
 def test_the_28x28_fast_path_is_untouched_by_cleaning(sample):
     """MNIST's own 28x28 PNGs, and 28x28 images by the general path, are never cleaned."""
-    from batch.decode import NO_CLEAN, decode_digits
+    from digits.batch.decode import NO_CLEAN, decode_digits
 
     digits = sample.x_test[:200]
     blobs = [png(d) for d in digits]
@@ -313,8 +313,8 @@ def test_the_28x28_fast_path_is_untouched_by_cleaning(sample):
 
 
 def test_no_clean_reaches_the_decoder_from_the_command_line(sample, tmp_path):
-    from batch.decode import decode_digit
-    from batch.model import OnnxClassifier
+    from digits.batch.decode import decode_digit
+    from digits.batch.model import OnnxClassifier
     from tests.conftest import COMMITTED_CNN, run_digits
 
     for i, d in enumerate(sample.x_test[:30]):

@@ -2,7 +2,7 @@
 
 import os
 
-from batch.inputs import RUN, ArrayItem, ErrorItem, ImageItem, iter_inputs, iter_runs
+from digits.batch.inputs import RUN, ArrayItem, ErrorItem, ImageItem, iter_inputs, iter_runs
 
 
 def test_a_folder_gives_sorted_items_with_subfolders_walked_in_place(tmp_path):

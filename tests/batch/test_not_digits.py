@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from batch.block import blank_digits
-from batch.decode import decode_digit
-from batch.formats import NOT_A_DIGIT, RowFormat
-from batch.scores import Predicted
+from digits.batch.block import blank_digits
+from digits.batch.decode import decode_digit
+from digits.batch.formats import NOT_A_DIGIT, RowFormat
+from digits.batch.scores import Predicted
 from tests.conftest import COMMITTED_CNN, COMMITTED_MODEL, assert_one_line_error, run_digits
 
 MODELS = {"mlp": COMMITTED_MODEL, "cnn": COMMITTED_CNN}

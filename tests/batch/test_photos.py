@@ -8,7 +8,7 @@ digits scanned clean, with the committed model; and clean MNIST digits must not 
 import cv2
 import numpy as np
 
-from batch.decode import _UPRIGHT, decode_digits, exif_orientation, upright
+from digits.batch.decode import _UPRIGHT, decode_digits, exif_orientation, upright
 from tests.conftest import COMMITTED_MODEL
 
 SCALE = 4  # a "scan": the digit at 112x112, as a phone photo of a written digit is larger than MNIST
@@ -61,7 +61,7 @@ def variants(digits: np.ndarray) -> dict[str, list[bytes]]:
 
 
 def accuracies(digits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    from batch.model import OnnxClassifier
+    from digits.batch.model import OnnxClassifier
 
     model = OnnxClassifier(str(COMMITTED_MODEL))
     scores = {}
@@ -102,7 +102,7 @@ def test_rotated_and_grey_paper_digits_score_as_clean_ones(sample):
     assert clean >= 0.9, scores
     for name, accuracy in scores.items():
         assert accuracy >= 0.95 * clean, (name, scores)
-    from batch.model import OnnxClassifier
+    from digits.batch.model import OnnxClassifier
 
     raw = float((OnnxClassifier(str(COMMITTED_MODEL)).predict(sample.x_test).argmax(axis=1) == sample.y_test).mean())
     assert scores["MNIST 28x28 PNG"] == raw  # the arrays' own accuracy: contrast normalisation costs nothing
@@ -119,7 +119,7 @@ def test_contrast_normalisation_leaves_mnist_digits_alone(sample):
 
 
 if __name__ == "__main__":
-    from trainer.data.sample import load_sample
+    from digits.trainer.data.sample import load_sample
 
     data = load_sample()
     for name, accuracy in accuracies(data.x_test, data.y_test).items():
@@ -128,7 +128,7 @@ if __name__ == "__main__":
 
 def test_a_mixed_block_gives_each_image_what_decode_digit_gives_it(sample):
     """decode_digits' block-wide fast path (28x28 PNGs) and the general path, interleaved, in every --invert mode."""
-    from batch.decode import decode_digit
+    from digits.batch.decode import decode_digit
 
     digits = sample.x_test[:40]
     blobs = []

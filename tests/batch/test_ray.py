@@ -275,7 +275,7 @@ def test_the_library_call_reads_the_stdin_it_is_given(exported_onnx, sample, clu
     # The engine once read sys.stdin itself, dropping the `stdin` given to batch.api.classify.
     np.save(tmp_path / "a.npy", sample.x_test[:5])
     options = f"ClassifyOptions(engine='ray', address={cluster!r}, output={str(tmp_path / 'rows.csv')!r})"
-    code = ("import io\nfrom batch.api import ClassifyOptions, classify\n"
+    code = ("import io\nfrom digits.batch.api import ClassifyOptions, classify\n"
             f"summary = classify({str(exported_onnx)!r}, ['-'], {options}, "
             f"stdin=io.BytesIO({str(tmp_path / 'a.npy').encode()!r}))\n"
             "print(summary.items)\n")
@@ -523,7 +523,7 @@ def _model_failing_above_the_probe(path) -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from batch.scores import PROBE_DIGITS
+    from digits.batch.scores import PROBE_DIGITS
 
     weights = np.random.default_rng(0).normal(size=(784, 10)).astype(np.float32)
     nodes = [helper.make_node("Reshape", ["pixels", "two"], ["flat"]),

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from batch.formats import RowFormat, columns
-from batch.resume import Done, ResumeError, resume_output
-from batch.writer import RowWriter
+from digits.batch.formats import RowFormat, columns
+from digits.batch.resume import Done, ResumeError, resume_output
+from digits.batch.writer import RowWriter
 
 
 def _probabilities(rows: int, seed: int = 0) -> np.ndarray:
@@ -79,7 +79,7 @@ def test_review_compares_the_confidence_as_written():
 
 
 def test_a_failed_write_cuts_the_file_back_to_its_last_whole_row(tmp_path, monkeypatch):
-    import batch.writer
+    from digits.batch import writer as writer_module
 
     path = tmp_path / "rows.csv"
     stream = open(path, "w", encoding="utf-8")
@@ -91,7 +91,7 @@ def test_a_failed_write_cuts_the_file_back_to_its_last_whole_row(tmp_path, monke
         os.write(fd, data[:10])  # part of it reached the file, then the disk filled
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(batch.writer, "write_all", refuse)  # blocks go to the descriptor
+    monkeypatch.setattr(writer_module, "write_all", refuse)  # blocks go to the descriptor
     with pytest.raises(Exception, match="no space left"):
         writer.write_rows(["b.png"], _probabilities(1))
     assert path.read_bytes() == whole

@@ -5,8 +5,8 @@ import socket
 
 import pytest
 
-from core.atomic import atomic_path
-from core.files import FOLDER, MISSING, REGULAR, kind_of, require_file
+from digits.core.atomic import atomic_path
+from digits.core.files import FOLDER, MISSING, REGULAR, kind_of, require_file
 
 
 def test_kind_of_names_every_kind_of_path(tmp_path):

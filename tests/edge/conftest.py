@@ -33,8 +33,8 @@ def edge_digits(sample, tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]
 
 def with_variants(float_model: Path, sample, folder: Path) -> dict[str, Path]:
     """{"onnx", "int8", "ort"}: the exported float model and its two variants, made as the export makes them."""
-    from exporter.ort_format import convert_to_ort
-    from exporter.quantize import calibration_digits, quantize_int8
+    from digits.exporter.ort_format import convert_to_ort
+    from digits.exporter.quantize import calibration_digits, quantize_int8
 
     models = {"onnx": folder / "model.onnx", "int8": folder / "model.int8.onnx", "ort": folder / "model.ort"}
     shutil.copyfile(float_model, models["onnx"])

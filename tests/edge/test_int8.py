@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from batch.model import OnnxClassifier
-from exporter.parity import DEFAULT_ATOL
-from exporter.quantize import check_int8, reference_probabilities
+from digits.batch.model import OnnxClassifier
+from digits.exporter.parity import DEFAULT_ATOL
+from digits.exporter.quantize import check_int8, reference_probabilities
 
 pytestmark = pytest.mark.slow
 
@@ -65,13 +65,13 @@ def test_export_fails_closed_when_the_int8_variant_depends_on_the_batch(trained_
                                                                        monkeypatch, capsys):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    import exporter.quantize
+    from digits.exporter import quantize as quantize_module
     from tests.conftest import run_main
 
     def dynamic(float_path, int8_path, calibration):
         quantize_dynamic(float_path, int8_path, weight_type=QuantType.QInt8, per_channel=True)
 
-    monkeypatch.setattr(exporter.quantize, "quantize_int8", dynamic)
+    monkeypatch.setattr(quantize_module, "quantize_int8", dynamic)
     out = tmp_path / "model.onnx"
     code, _, err = run_main(["export", trained_mlp, "--out", out, "--data", small_npz, "--int8", "--ort"], capsys)
     assert code == 4, err

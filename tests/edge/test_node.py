@@ -258,7 +258,7 @@ def test_node_formats_numbers_as_python(tmp_path):
     result = subprocess.run(["node", "-e", script, str(NODE_EXAMPLE / "rows.js")], input=json.dumps(values.tolist()),
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    from batch.formats import _fixed6, _texts
+    from digits.batch.formats import _fixed6, _texts
 
     expected = [f"{x:.6g} {t}" for x, t in zip(values, _texts(_fixed6(values)))]
     assert result.stdout.splitlines() == expected

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from batch.model import OnnxClassifier
+from digits.batch.model import OnnxClassifier
 from tests.conftest import ROOT, run_digits
 
 pytestmark = pytest.mark.slow
@@ -125,7 +125,7 @@ def classify_rows(model: Path, *inputs) -> list[dict]:
 
 
 def test_to_mnist_in_the_browser_agrees_with_digits_classify_on_image_files(page, edge_models, edge_digits, tmp_path):
-    from batch.decode import decode_digit
+    from digits.batch.decode import decode_digit
 
     _, digits, _ = edge_digits
     paths = other_forms(digits[:200], tmp_path)
@@ -292,7 +292,7 @@ def test_to_mnist_in_the_browser_turns_photos_upright_and_normalises_contrast(pa
 
 def _to_mnist_in_page(page, model, blobs: list[bytes], tmp_path):
     """(the page's result, its 28x28 digits, decode_digit's) for image files `blobs`, through toMnist in the page."""
-    from batch.decode import decode_digit
+    from digits.batch.decode import decode_digit
 
     files = tmp_path / "files.bin"
     files.write_bytes(b"".join(blobs))
@@ -305,7 +305,7 @@ def _to_mnist_in_page(page, model, blobs: list[bytes], tmp_path):
 def test_to_mnist_in_the_browser_cleans_form_images_as_batch_decode_does(page, edge_models, edge_digits, tmp_path):
     """Issue 28: digits in boxes, grid cells, on base lines and comb fields, with specks, and
     empty fields (benchmarks/forms.py), as PNGs: the browser's 28x28 digits are decode's."""
-    from batch.model import OnnxClassifier
+    from digits.batch.model import OnnxClassifier
     from benchmarks.forms import EMPTY, KINDS, form_set
 
     _, digits, _ = edge_digits
@@ -324,7 +324,7 @@ def test_to_mnist_in_the_browser_cleans_form_images_as_batch_decode_does(page, e
 def test_the_page_shows_the_digit_score_and_says_not_a_digit(page, edge_models, edge_digits, tmp_path):
     """Issue 24: a drawn digit's score is Python's on the pixels the page shows; a drawn letter or scribble,
     and dropped letters, scribbles and a blank page, are "not a digit" under the model's threshold."""
-    from batch.decode import decode_digit
+    from digits.batch.decode import decode_digit
 
     _, digits, labels = edge_digits
     threshold = model_threshold(edge_models["onnx"])

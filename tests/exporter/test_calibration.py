@@ -4,8 +4,8 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
-from core.contract import INPUT_NAME
-from exporter.quantize import calibration_reader
+from digits.core.contract import INPUT_NAME
+from digits.exporter.quantize import calibration_reader
 
 
 def test_reader_gives_every_digit_once_as_uint8_batches_of_the_input():

@@ -8,9 +8,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from exporter.export import export
+from digits.exporter.export import export
 from tests.conftest import assert_one_line_error, run_digits, run_main
-from trainer.model import load_keras_model, predict_keras
+from digits.trainer.model import load_keras_model, predict_keras
 
 pytestmark = [pytest.mark.slow, pytest.mark.tf]
 
@@ -107,7 +107,7 @@ def test_evaluate_onnx_matches_keras(exported, trained_mlp, small_npz):
 
 def test_committed_test_model_has_the_contract_of_a_fresh_export(exported, exported_onnx):
     """The core tier's model (tests/data/mlp.onnx) must stay what `digits export` makes."""
-    from exporter.describe import describe
+    from digits.exporter.describe import describe
 
     fresh, committed = describe(exported[0]), describe(exported_onnx)
     assert committed["inputs"] == fresh["inputs"] and committed["outputs"] == fresh["outputs"]
@@ -117,7 +117,7 @@ def test_committed_test_model_has_the_contract_of_a_fresh_export(exported, expor
 
 
 def test_bench_with_keras_adds_its_column(exported, trained_mlp):
-    from exporter.throughput import format_table, measure, models_to_bench
+    from digits.exporter.throughput import format_table, measure, models_to_bench
 
     out, _ = exported
     onnx_models, keras_path = models_to_bench([out, trained_mlp])
@@ -148,7 +148,7 @@ def test_small_cnn_exports(tmp_path, small_npz, small):
 
 
 def test_tampered_export_fails_with_exit_4_and_leaves_no_model(trained_mlp, small_npz, tmp_path, monkeypatch, capsys):
-    from exporter import export as export_module
+    from digits.exporter import export as export_module
 
     real_convert = export_module.keras_to_onnx
 
@@ -205,9 +205,9 @@ def test_unbuilt_and_truncated_keras_models_are_one_line(tmp_path, small_npz, sa
     """Issue 21, classes 20 and 26: every command that loads a .keras file says what is wrong with it."""
     import keras
 
-    from core.errors import ModelError
-    from trainer.evaluate import predict_file
-    from trainer.model import check_classifier, load_keras_model
+    from digits.core.errors import ModelError
+    from digits.trainer.evaluate import predict_file
+    from digits.trainer.model import check_classifier, load_keras_model
 
     unbuilt = tmp_path / "unbuilt.keras"
     keras.Sequential([keras.layers.Dense(10, activation="softmax")]).save(unbuilt)

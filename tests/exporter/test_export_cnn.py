@@ -12,8 +12,8 @@ import onnxruntime as ort
 import pytest
 
 from tests.conftest import TEST_SEED, run_digits
-from trainer.calibrate import apply_temperature
-from trainer.model import load_keras_model, predict_keras
+from digits.trainer.calibrate import apply_temperature
+from digits.trainer.model import load_keras_model, predict_keras
 
 pytestmark = [pytest.mark.slow, pytest.mark.tf]
 
@@ -52,7 +52,7 @@ def test_cnn_graph_applies_the_trained_temperature(cnn_export, sample):
     # digit_score is taken before the temperature: the largest probability as trained, rescaled.
     np.testing.assert_allclose(scores, (keras_probs.max(1) - 0.1) / 0.9, atol=1e-5)
     # The exported model's calibration error is the one the trainer reported for it.
-    from trainer.calibrate import reliability
+    from digits.trainer.calibrate import reliability
 
     assert reliability(probs, sample.y_test)["ece"] == pytest.approx(metrics["calibration"]["test_ece_after"], abs=1e-4)
 

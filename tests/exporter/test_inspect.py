@@ -8,7 +8,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from batch.model import OnnxClassifier
+from digits.batch.model import OnnxClassifier
 from tests.conftest import run_digits, run_fresh
 
 
@@ -28,9 +28,9 @@ def test_inspect(exported_onnx):
 
 def test_exported_metadata_names_no_local_path(tmp_path, small):
     """Issue 21, class 27: a shipped model records the data's form and file names, not where it lay."""
-    from exporter.metadata import training_metrics
+    from digits.exporter.metadata import training_metrics
     from tests.trainer.test_data import write_idx_folder, write_image_folder
-    from trainer.data import load_mnist
+    from digits.trainer.data import load_mnist
 
     idx = write_idx_folder(tmp_path / "private" / "mnist-idx", small, gz=True)
     np.savez(tmp_path / "private" / "mine.npz", x_train=small.x_train, y_train=small.y_train,
@@ -60,7 +60,7 @@ def test_evaluate_onnx_scores_without_tensorflow(exported_onnx, small, small_npz
 def test_bench_reports_digits_per_second_as_batch_over_median_time(exported_onnx, monkeypatch):
     """The number a user reads is batch / median seconds per call (warm-up excluded): with a
     clock that makes runs take 0.1, 0.5, 0.1, 0.1 and 0.9 s, batch b gives b / 0.1, not b / mean."""
-    from exporter import throughput
+    from digits.exporter import throughput
 
     durations = [0.1, 0.5, 0.1, 0.1, 0.9]
     ticks = {"now": 0.0, "calls": 0}
@@ -89,7 +89,7 @@ def test_bench_command_covers_every_batch_size(exported_onnx):
 @pytest.fixture(scope="module")
 def skewed_int8(exported_onnx, sample, tmp_path_factory):
     """A real int8 model of the float one, with class 0's final bias raised: it disagrees on many digits."""
-    from exporter.quantize import calibration_digits, quantize_int8
+    from digits.exporter.quantize import calibration_digits, quantize_int8
 
     folder = tmp_path_factory.mktemp("int8")
     path = folder / "mlp.int8.onnx"
@@ -108,7 +108,7 @@ def skewed_int8(exported_onnx, sample, tmp_path_factory):
 
 
 def test_int8_check_refuses_labels_that_disagree(exported_onnx, skewed_int8, sample):
-    from exporter.quantize import check_int8
+    from digits.exporter.quantize import check_int8
 
     int8_labels = OnnxClassifier(skewed_int8).labels(sample.x_test)
     # Judged against its own labels, the int8 model loses no accuracy: only agreement can fail it.
@@ -120,7 +120,7 @@ def test_int8_check_refuses_labels_that_disagree(exported_onnx, skewed_int8, sam
 
 def test_int8_check_refuses_an_accuracy_drop(exported_onnx, skewed_int8, sample):
     """99.2% agreement passes the agreement gate; the 0.8 points of accuracy it costs do not."""
-    from exporter.quantize import check_int8
+    from digits.exporter.quantize import check_int8
 
     digits = np.concatenate([sample.x_test, sample.x_train])
     float_labels = OnnxClassifier(exported_onnx).labels(digits)
@@ -139,7 +139,7 @@ def test_int8_check_refuses_an_accuracy_drop(exported_onnx, skewed_int8, sample)
 
 
 def test_int8_check_refuses_a_model_that_is_not_smaller(exported_onnx, small):
-    from exporter.quantize import check_int8
+    from digits.exporter.quantize import check_int8
 
     check = check_int8(exported_onnx, exported_onnx, small.x_test, small.y_test)
     assert check.numbers["label_agreement"] == 1.0 and check.numbers["accuracy_drop_points"] == 0

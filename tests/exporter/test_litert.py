@@ -7,8 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from exporter.litert import CONTRACTS
-from exporter.litert_check import INT8_SCORE_ATOL
+from digits.exporter.litert import CONTRACTS
+from digits.exporter.litert_check import INT8_SCORE_ATOL
 from tests.conftest import assert_one_line_error, run_digits, run_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.tf]
@@ -59,8 +59,8 @@ def test_every_file_is_written_and_checked(exported):
 def test_contract_and_metadata(exported, trained_mlp):
     from ai_edge_litert.interpreter import Interpreter
 
-    from exporter.litert_file import read_metadata
-    from exporter.metadata import sha256_of
+    from digits.exporter.litert_file import read_metadata
+    from digits.exporter.metadata import sha256_of
 
     out, _ = exported
     for name, kind, batch, output_type in (("m.tflite", "float", -1, np.float32),
@@ -134,8 +134,8 @@ def test_classify_gives_the_onnx_rows_on_2000_real_digits(exported, real_digits,
 
 
 def test_tflite_micro_agrees_with_litert(exported, real_digits):
-    from batch.litert_model import LiteRtClassifier
-    from exporter.micro import measure_arena, run_micro
+    from digits.batch.litert_model import LiteRtClassifier
+    from digits.exporter.micro import measure_arena, run_micro
 
     out, _ = exported
     content = out.with_name("m.micro.tflite").read_bytes()
@@ -222,7 +222,7 @@ def test_micro_needs_tflite_int8_and_1000_digits(trained_mlp, tmp_path, small_np
 
 
 def test_a_failed_litert_check_exits_4_and_leaves_no_model(trained_mlp, small_npz, tmp_path, monkeypatch, capsys):
-    from batch import litert_model
+    from digits.batch import litert_model
 
     real_run = litert_model.LiteRtClassifier._run
 
@@ -245,10 +245,10 @@ def test_a_failed_litert_check_exits_4_and_leaves_no_model(trained_mlp, small_np
 def test_a_small_cnn_goes_through_every_litert_file(tmp_path, sample, sample_npz, monkeypatch):
     import keras
 
-    import trainer.model
-    from batch.litert_model import LiteRtClassifier
-    from exporter.export import export
-    from trainer.model import predict_keras
+    from digits.trainer import model as model_module
+    from digits.batch.litert_model import LiteRtClassifier
+    from digits.exporter.export import export
+    from digits.trainer.model import predict_keras
 
     cnn = keras.Sequential([
         keras.Input((28, 28, 1)),
@@ -263,7 +263,7 @@ def test_a_small_cnn_goes_through_every_litert_file(tmp_path, sample, sample_npz
     cnn.fit(sample.x_train[..., None] / 255.0, sample.y_train, epochs=3, batch_size=64, verbose=0)
     cnn.save(tmp_path / "cnn.keras")
     calls = []
-    monkeypatch.setattr(trainer.model, "predict_keras", lambda model, digits, **kw: calls.append(len(digits))
+    monkeypatch.setattr(model_module, "predict_keras", lambda model, digits, **kw: calls.append(len(digits))
                         or predict_keras(model, digits, **kw))
     result = export(tmp_path / "cnn.keras", tmp_path / "cnn.onnx", data=sample_npz, int8=True, tflite=True,
                     micro=True, log=lambda _: None)
@@ -299,8 +299,8 @@ def test_a_tflite_file_without_digit_score_still_classifies(exported, real_digit
     import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
-    from batch.litert_model import LiteRtClassifier
-    from core.errors import ModelError
+    from digits.batch.litert_model import LiteRtClassifier
+    from digits.core.errors import ModelError
 
     out, _ = exported
     both = LiteRtClassifier(out.with_name("m.tflite"))

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from core.contract import DIGIT_SCORE, LABEL, PROBABILITIES
-from exporter.parity import judge
+from digits.core.contract import DIGIT_SCORE, LABEL, PROBABILITIES
+from digits.exporter.parity import judge
 
 
 def _probs(*rows):

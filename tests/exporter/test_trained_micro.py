@@ -57,8 +57,8 @@ def test_micro_int8_tflite_on_a_calibrated_trained_model(kind, sample_npz, sampl
     # digit_score in every LiteRT file: the float file's as the ONNX model's, the int8 files' within
     # INT8_SCORE_ATOL (measured on these 5,000 digits, seed 0: up to 0.016 for the MLP, 0.014 for the CNN);
     # the micro header says which output it is and the threshold metrics.json holds.
-    from batch.litert_model import LiteRtClassifier
-    from exporter.litert_check import INT8_SCORE_ATOL
+    from digits.batch.litert_model import LiteRtClassifier
+    from digits.exporter.litert_check import INT8_SCORE_ATOL
 
     onnx_scores = ort.InferenceSession(str(out)).run(["digit_score"], {"image": digits})[0]
     for name, tolerance in (("model.tflite", 1e-5), ("model.int8.tflite", INT8_SCORE_ATOL),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from trainer.calibrate import (
+from digits.trainer.calibrate import (
     apply_temperature,
     calibration_report,
     coverage_table,
@@ -91,7 +91,7 @@ def test_metrics_json_is_strict_json(tmp_path):
     Node's JSON.parse takes (it refuses NaN)."""
     import json
 
-    from trainer.report import write_json
+    from digits.trainer.report import write_json
 
     probabilities, labels = overconfident(200, 2.0)
     bins = reliability(probabilities, labels)

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from core.errors import DataError
+from digits.core.errors import DataError
 from tests.conftest import assert_one_line_error, run_digits
-from trainer.data import load_mnist
-from trainer.data.idx import IMAGES_MAGIC, LABELS_MAGIC
+from digits.trainer.data import load_mnist
+from digits.trainer.data.idx import IMAGES_MAGIC, LABELS_MAGIC
 
 
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:
@@ -57,7 +57,7 @@ def test_sample_is_stratified_4000_1000_real_digits(sample):
 def test_no_data_falls_back_to_sample_with_notice(tmp_path, monkeypatch, small):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # no cached Keras MNIST
     monkeypatch.setattr(
-        "trainer.data.load.load_keras_mnist", lambda: (_ for _ in ()).throw(DataError("offline"))
+        "digits.trainer.data.load.load_keras_mnist", lambda: (_ for _ in ()).throw(DataError("offline"))
     )
     notices = []
     data = load_mnist(None, notice=notices.append)
@@ -255,7 +255,7 @@ def test_image_folder_reads_subfolders_of_class_folders(tmp_path, small):
 
 
 def test_per_class_accuracy_is_null_for_a_class_without_test_digits():
-    from trainer.metrics import score
+    from digits.trainer.metrics import score
 
     labels = np.array([0, 0, 1, 2, 2])
     probabilities = np.eye(10)[[0, 1, 1, 2, 2]]

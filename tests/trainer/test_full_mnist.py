@@ -28,7 +28,7 @@ def full_mnist():
 
 
 def test_the_seed_recipe_reaches_its_claim_on_the_genuine_test_set(full_mnist, sample, tmp_path):
-    from trainer.evaluate import seen_test_digits_warning
+    from digits.trainer.evaluate import seen_test_digits_warning
 
     out = tmp_path / "run"
     result = run_digits("train", "--data", full_mnist, "--out", out, "--seed", TEST_SEED, "--quiet")

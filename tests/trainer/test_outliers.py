@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from batch.scores import digit_scores
-from trainer.calibrate import digit_score_report
-from trainer.outliers import GENERATORS, make_outliers
+from digits.batch.scores import digit_scores
+from digits.trainer.calibrate import digit_score_report
+from digits.trainer.outliers import GENERATORS, make_outliers
 
 
 def test_outliers_are_mnist_form_repeatable_and_from_every_generator(small):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import TEST_SEED, run_digits, run_fresh
-from trainer.fit import train
-from trainer.model import Recipe
+from digits.trainer.fit import train
+from digits.trainer.model import Recipe
 
 METRICS_KEYS = {
     "test_accuracy", "test_loss", "per_class_accuracy", "confusion_matrix", "data_source",
@@ -87,8 +87,8 @@ def test_same_seed_same_weights(small):
 def test_early_stop_restores_the_best_epochs_weights(small):
     import keras
 
-    from trainer.data.digitset import stratified_split
-    from trainer.model import predict_keras
+    from digits.trainer.data.digitset import stratified_split
+    from digits.trainer.model import predict_keras
 
     recipe = Recipe(epochs=30, batch_size=64, seed=TEST_SEED, early_stop=2)
     trained = train(small, recipe, verbose=0, summary=lambda _: None)
@@ -169,7 +169,7 @@ def test_scoring_a_full_mnist_model_on_the_samples_test_digits_warns(exported_on
     has seen them. Its recorded data_source (ONNX metadata, or metrics.json beside a .keras) tells."""
     import onnx
 
-    from trainer.evaluate import seen_test_digits_warning
+    from digits.trainer.evaluate import seen_test_digits_warning
 
     assert seen_test_digits_warning(exported_onnx, sample.source) is None  # trained on the sample itself
     model = onnx.load(exported_onnx)

@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS
-from core.errors import DataError
+from digits.core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS
+from digits.core.errors import DataError
 
 SHAPE = (IMAGE_SIZE, IMAGE_SIZE)
 # Sources without a test part of their own (the bundled sample, a flat image

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.contract import MAX_DATA_FILE_BYTES
-from core.errors import DataError
-from core.files import MISSING, PathError, kind_of, require_file
-from trainer.data.digitset import Mnist, check_images, check_labels
+from digits.core.contract import MAX_DATA_FILE_BYTES
+from digits.core.errors import DataError
+from digits.core.files import MISSING, PathError, kind_of, require_file
+from digits.trainer.data.digitset import Mnist, check_images, check_labels
 
 UBYTE = 0x08
 IMAGES_MAGIC = 0x00000803

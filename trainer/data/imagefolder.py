@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from batch.decode import ImageError, decode_digit
-from batch.inputs import is_image_path
-from core.contract import CLASS_LABELS
-from core.errors import DataError
-from core.files import PathError, open_regular
-from trainer.data.digitset import SPLIT_SEED, TEST_FRACTION, Mnist, split_off_test
+from digits.batch.decode import ImageError, decode_digit
+from digits.batch.inputs import is_image_path
+from digits.core.contract import CLASS_LABELS
+from digits.core.errors import DataError
+from digits.core.files import PathError, open_regular
+from digits.trainer.data.digitset import SPLIT_SEED, TEST_FRACTION, Mnist, split_off_test
 
 CLASS_DIRS = list(CLASS_LABELS)  # a class's folder is named by its label
 

@@ -6,10 +6,10 @@ import os
 import socket
 from pathlib import Path
 
-from core.errors import DataError
-from trainer.backend import import_keras
-from trainer.data.digitset import Mnist
-from trainer.data.npz import load_npz
+from digits.core.errors import DataError
+from digits.trainer.backend import import_keras
+from digits.trainer.data.digitset import Mnist
+from digits.trainer.data.npz import load_npz
 
 DOWNLOAD_TIMEOUT_S = 20
 

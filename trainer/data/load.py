@@ -3,14 +3,14 @@
 import sys
 from pathlib import Path
 
-from core.errors import DataError
-from core.files import FOLDER, MISSING, REGULAR, kind_of
-from trainer.data.digitset import Mnist
-from trainer.data.idx import find_idx_files, load_idx_folder
-from trainer.data.imagefolder import is_image_folder, load_image_folder
-from trainer.data.keras_mnist import load_keras_mnist
-from trainer.data.npz import load_npz
-from trainer.data.sample import load_sample
+from digits.core.errors import DataError
+from digits.core.files import FOLDER, MISSING, REGULAR, kind_of
+from digits.trainer.data.digitset import Mnist
+from digits.trainer.data.idx import find_idx_files, load_idx_folder
+from digits.trainer.data.imagefolder import is_image_folder, load_image_folder
+from digits.trainer.data.keras_mnist import load_keras_mnist
+from digits.trainer.data.npz import load_npz
+from digits.trainer.data.sample import load_sample
 
 
 def load_mnist(path: Path | None = None, *, notice=lambda msg: print(msg, file=sys.stderr)) -> Mnist:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from batch.arrays import ArrayError, read_npy_header
-from core.contract import MAX_DATA_FILE_BYTES
-from core.errors import DataError
-from trainer.data.digitset import Mnist, check_images, check_labels
+from digits.batch.arrays import ArrayError, read_npy_header
+from digits.core.contract import MAX_DATA_FILE_BYTES
+from digits.core.errors import DataError
+from digits.trainer.data.digitset import Mnist, check_images, check_labels
 
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.contract import PIXELS
-from core.errors import DataError, install_command
-from trainer.data.digitset import Mnist, check_images, check_labels, split_off_test
+from digits.core.contract import PIXELS
+from digits.core.errors import DataError, install_command
+from digits.trainer.data.digitset import Mnist, check_images, check_labels, split_off_test
 
 RELATIVE_PATH = Path("data", "data", "mnist_5k.csv.gz")
 
