@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 # Our modules compiled, as a wheel install leaves them; PYTHONDONTWRITEBYTECODE=1 (set on
 # some machines) would otherwise make every run compile them anew. The packages are
 # pyproject.toml's list (the one place they are named).
-PACKAGES = $(shell $(PYTHON) -c "import tomllib; print(*(p for p in tomllib.load(open('pyproject.toml', 'rb'))['tool']['setuptools']['packages'] if '.' not in p))")
+# The folders of our code: digits/ and those pyproject's package-dir maps into it.
+PACKAGES = $(shell $(PYTHON) -c "import tomllib; print('digits', *tomllib.load(open('pyproject.toml', 'rb'))['tool']['setuptools']['package-dir'].values())")
 COMPILE = $(PY) -m compileall -q $(PACKAGES)
 
 # The core tier: what an edge box installs (no TensorFlow), plus the test tools.
