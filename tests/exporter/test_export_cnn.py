@@ -11,9 +11,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import TEST_SEED, run_digits
 from digits.trainer.calibrate import apply_temperature
 from digits.trainer.model import load_keras_model, predict_keras
+from tests.conftest import TEST_SEED, run_digits
 
 pytestmark = [pytest.mark.slow, pytest.mark.tf]
 

@@ -245,9 +245,9 @@ def test_a_failed_litert_check_exits_4_and_leaves_no_model(trained_mlp, small_np
 def test_a_small_cnn_goes_through_every_litert_file(tmp_path, sample, sample_npz, monkeypatch):
     import keras
 
-    from digits.trainer import model as model_module
     from digits.batch.litert_model import LiteRtClassifier
     from digits.exporter.export import export
+    from digits.trainer import model as model_module
     from digits.trainer.model import predict_keras
 
     cnn = keras.Sequential([

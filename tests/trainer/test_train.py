@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import TEST_SEED, run_digits, run_fresh
 from digits.trainer.fit import train
 from digits.trainer.model import Recipe
+from tests.conftest import TEST_SEED, run_digits, run_fresh
 
 METRICS_KEYS = {
     "test_accuracy", "test_loss", "per_class_accuracy", "confusion_matrix", "data_source",
