@@ -104,10 +104,10 @@ def classify(model: Path, inputs: list[str], options: ClassifyOptions = Classify
         inputs = _with_stdin_list(inputs, options.null, stdin)
         _check_writes(Path(model), inputs, {"--output": options.output, "--output-dir": options.output_dir,
                                             **(also_writes or {})})
-        return engine(Path(model), inputs, options, stop or _asked, stdin)
+        return engine(Path(model), inputs, options, stop or _asked)
 
 
-def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
+def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop) -> Summary:
     from digits.batch.cores import usable_cores
     from digits.batch.inputs import Expanded, iter_runs, output_to_skip
     from digits.batch.resume import resumable, resume_output
@@ -122,7 +122,7 @@ def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin
     expanded = Expanded()
     output = options.output
     skip = output_to_skip(output)  # the walk passes over the output, wherever it lies
-    items = iter_runs(inputs, recursive=options.recursive, pattern=options.glob, stdin=stdin, null=options.null,
+    items = iter_runs(inputs, recursive=options.recursive, pattern=options.glob,
                       out=expanded, skip=skip)
     row_format = options.row_format(classifier)
     if options.resume:
@@ -157,7 +157,7 @@ def _cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdin) -> Summary:
+def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop) -> Summary:
     with interrupts.raising():  # Ray's import takes seconds
         from digits.batch import ray_connect, ray_engine  # one line naming the extra when Ray is not installed
     from digits.batch.inputs import Expanded, is_uri, iter_runs, output_to_skip
@@ -168,7 +168,7 @@ def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop, stdi
     stream = None if options.output_dir else _open_rows(output)
     skip = output_to_skip(output) if stream else None  # the walk passes over the output, wherever it lies
     expanded = Expanded()
-    items = iter_runs(inputs, recursive=options.recursive, pattern=options.glob, stdin=stdin, null=options.null,
+    items = iter_runs(inputs, recursive=options.recursive, pattern=options.glob,
                       out=expanded, skip=skip, uris=True)
     bar = None
     try:

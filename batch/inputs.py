@@ -13,12 +13,9 @@ in `Expanded.empty` for the summary to say.
 import errno
 import fnmatch
 import os
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
 
-from digits.core import interrupts
 from digits.core.contract import IMAGE_BLOCK
 from digits.core.errors import UsageError, first_line
 from digits.core.files import FOLDER, MISSING, REGULAR, kind_of
@@ -246,42 +243,26 @@ def read_path_list(data: bytes, null: bool = False) -> list[str]:
     return [os.fsdecode(name) for name in names if name]
 
 
-def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
-              stdin: BinaryIO | None = None, null: bool = False, out: Expanded | None = None,
-              skip: Skip | None = None, uris: bool = False
-              ) -> Iterator[Item | ImageRun]:
+def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = None, out: Expanded | None = None,
+              skip: Skip | None = None, uris: bool = False) -> Iterator[Item | ImageRun]:
     """Every named input's items, in input order, as a stream (folders walked in sorted
-    order; `-` reads a list of paths from `stdin`, binary, default the process's standard
-    input): a folder's files come as its walk reaches them, so a run never holds the
-    items of a whole tree at once, and a
-    folder's consecutive image files come as one ImageRun (a list of their paths)
-    rather than an ImageItem each. `out.skipped` and `out.empty` fill as the stream
-    goes. Standard input is read here, at once, so that its usage errors come
-    before any row is written. `uris`: names like s3://... are listed with pyarrow
-    (walk_uri; the Ray engine's nodes read them), not taken as paths."""
-    listed = None
-    if "-" in inputs:
-        if stdin is None and sys.stdin is None:
-            raise UsageError("- reads paths from standard input, which is closed")
-        with interrupts.raising():  # a read that may wait on its writer, and cannot ask whether to stop
-            listed = read_path_list((stdin or sys.stdin.buffer).read(), null)
-    return _stream(inputs, listed, recursive, pattern, out if out is not None else Expanded(), skip, uris)
+    order): a folder's files come as its walk reaches them, so a run never holds the
+    items of a whole tree at once, and a folder's consecutive image files come as one
+    ImageRun (a list of their paths) rather than an ImageItem each. `out.skipped` and
+    `out.empty` fill as the stream goes. A `-` (a list on standard input) is the
+    caller's to read and splice in first (batch.api). `uris`: names like s3://... are
+    listed with pyarrow (walk_uri; the Ray engine's nodes read them), not taken as paths."""
+    return _expand_paths(inputs, recursive, pattern, out if out is not None else Expanded(), skip, uris)
 
 
 def iter_inputs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
-                stdin: BinaryIO | None = None, null: bool = False, out: Expanded | None = None) -> Iterator[Item]:
+                out: Expanded | None = None) -> Iterator[Item]:
     """iter_runs with every image as its own ImageItem."""
-    for entry in iter_runs(inputs, recursive, pattern, stdin, null, out):
+    for entry in iter_runs(inputs, recursive, pattern, out):
         if isinstance(entry, list):
             yield from map(ImageItem, entry)
         else:
             yield entry
-
-
-def _stream(inputs, listed, recursive, pattern, out: Expanded, skip: Skip | None = None, uris: bool = False
-            ) -> Iterator[Item | ImageRun]:
-    for arg in inputs:
-        yield from _expand_paths(listed if arg == "-" else [arg], recursive, pattern, out, skip, uris)
 
 
 def _expand_paths(paths: list[str], recursive: bool, pattern: str | None, out: Expanded,

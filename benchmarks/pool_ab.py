@@ -203,7 +203,8 @@ def main() -> int:
     loops = []
     for rep in range(args.reps):
         for n, folder in sizes.items():
-            for variant in list(VARIANTS) if rep % 2 == 0 else list(VARIANTS)[::-1]:  # ABC, then CBA: drift falls on all alike
+            order = list(VARIANTS) if rep % 2 == 0 else list(VARIANTS)[::-1]  # ABC, then CBA: drift hits all alike
+            for variant in order:
                 runs[variant, n].append(run_child(variant, folder, subprocess.DEVNULL))
         short_loop, small_loop = decode_loop(sizes[args.short]), decode_loop(checked)
         loops.append((short_loop["cpu"] - small_loop["cpu"]) / (args.short - CHECKED))

@@ -19,9 +19,11 @@ from digits.exporter.parity import Check, ParityReport, check_against_keras
 from digits.exporter.quantize import int8_check
 
 # How far an int8 file's digit_score may stray from the float file's, and TFLite Micro's from LiteRT's
-# (both quantized in steps of ~1/256, from a softmax quantized so): up to 0.016 measured, on the MLP
-# and the CNN of tests/exporter/test_trained_micro.py (seed 0), with a margin: docs/decisions.md.
-INT8_SCORE_ATOL = 0.05
+# (both quantized in steps of ~1/256, from a softmax quantized so). Measured: up to 0.016 on the MLP
+# and the CNN of tests/exporter/test_trained_micro.py (seed 0), 0.029 on the bundled CNN, 0.075 on
+# a small CNN trained 3 epochs without outlier exposure (an unseeded run of tests/exporter/test_litert.py):
+# docs/decisions.md. A score near the threshold may thus flip its verdict in an int8 file.
+INT8_SCORE_ATOL = 0.1
 
 def check_tflite(answers: list, tflite_path: Path, atol: float, rtol: float) -> ParityReport:
     """The float .tflite against Keras's `answers` (parity.keras_answers), as the ONNX model is judged."""

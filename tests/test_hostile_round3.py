@@ -442,8 +442,8 @@ def test_json_text_writes_nan_and_infinity_as_null():
 @pytest.mark.tf
 def test_training_on_one_class_warns_and_metrics_json_is_strict(small, tmp_path):
     """One class: every reliability bin but the top one is empty (NaN), and the model scores 1.0."""
-    from tests.conftest import write_npz
     from digits.trainer.data import Mnist
+    from tests.conftest import write_npz
 
     keep_train, keep_test = small.y_train == 3, small.y_test == 3
     data = write_npz(Mnist(small.x_train[keep_train], small.y_train[keep_train], small.x_test[keep_test],

@@ -273,9 +273,9 @@ def test_a_clean_digits_own_long_strokes_survive(side, sample, monkeypatch):
 def test_a_finer_pen_is_widened_to_mnists_strokes_and_a_heavier_one_left(sample, monkeypatch):
     """A finer pen's digits (benchmarks/forms.py) come out with more of MNIST's ink: at least 0.7 of
     the median 28x28 digit's sum, where --no-clean's have under 0.65. A heavier pen's are not widened."""
+    from benchmarks.forms import form_set
     from digits.batch import decode as decode_module
     from digits.batch.decode import NO_CLEAN, decode_digits
-    from benchmarks.forms import form_set
 
     digits = sample.x_test[:200]
     mnist = np.median(digits.sum(axis=(1, 2)))

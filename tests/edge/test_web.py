@@ -305,8 +305,8 @@ def _to_mnist_in_page(page, model, blobs: list[bytes], tmp_path):
 def test_to_mnist_in_the_browser_cleans_form_images_as_batch_decode_does(page, edge_models, edge_digits, tmp_path):
     """Issue 28: digits in boxes, grid cells, on base lines and comb fields, with specks, and
     empty fields (benchmarks/forms.py), as PNGs: the browser's 28x28 digits are decode's."""
-    from digits.batch.model import OnnxClassifier
     from benchmarks.forms import EMPTY, KINDS, form_set
+    from digits.batch.model import OnnxClassifier
 
     _, digits, _ = edge_digits
     kinds = [k for k in KINDS + EMPTY if k != "JPEG quality 30"]  # lossless: the same pixels in both

@@ -9,8 +9,8 @@ import onnxruntime as ort
 import pytest
 
 from digits.exporter.export import export
-from tests.conftest import assert_one_line_error, run_digits, run_main
 from digits.trainer.model import load_keras_model, predict_keras
+from tests.conftest import assert_one_line_error, run_digits, run_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.tf]
 

@@ -29,8 +29,8 @@ def test_inspect(exported_onnx):
 def test_exported_metadata_names_no_local_path(tmp_path, small):
     """Issue 21, class 27: a shipped model records the data's form and file names, not where it lay."""
     from digits.exporter.metadata import training_metrics
-    from tests.trainer.test_data import write_idx_folder, write_image_folder
     from digits.trainer.data import load_mnist
+    from tests.trainer.test_data import write_idx_folder, write_image_folder
 
     idx = write_idx_folder(tmp_path / "private" / "mnist-idx", small, gz=True)
     np.savez(tmp_path / "private" / "mine.npz", x_train=small.x_train, y_train=small.y_train,

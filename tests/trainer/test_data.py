@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from digits.core.errors import DataError
-from tests.conftest import assert_one_line_error, run_digits
 from digits.trainer.data import load_mnist
 from digits.trainer.data.idx import IMAGES_MAGIC, LABELS_MAGIC
+from tests.conftest import assert_one_line_error, run_digits
 
 
 def idx_bytes(array: np.ndarray, magic: int) -> bytes:

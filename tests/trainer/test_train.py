@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.conftest import TEST_SEED, run_digits, run_fresh
 from digits.trainer.fit import train
 from digits.trainer.model import Recipe
+from tests.conftest import TEST_SEED, run_digits, run_fresh
 
 METRICS_KEYS = {
     "test_accuracy", "test_loss", "per_class_accuracy", "confusion_matrix", "data_source",
@@ -128,8 +128,8 @@ def test_cnn_with_augmentation_trains_and_holds_no_augmentation(tmp_path, small_
 
     layers = {n: [type(layer).__name__ for layer in keras.saving.load_model(runs[n] / "model.keras").layers]
               for n in runs}
-    assert layers["augmented"] == layers["plain"] == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten",
-                                                      "Dropout", "Dense"]
+    assert layers["augmented"] == layers["plain"] == ["Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Conv2D",
+                                                      "Flatten", "Dropout", "Dense", "Dropout", "Dense"]
     ops = {n: sorted(node.op_type for node in onnx.load(runs[n] / "model.onnx").graph.node) for n in runs}
     assert ops["augmented"] == ops["plain"] and "Conv" in ops["plain"]
     assert not any("Random" in op or "Transform" in op for op in ops["augmented"])
