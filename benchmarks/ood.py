@@ -233,9 +233,11 @@ def main() -> None:
                         help="a `digits train` folder: measure its model at its stored threshold, train nothing")
     args = parser.parse_args()
 
+    from dataclasses import replace
+
     from digits.trainer.data import load_mnist
     from digits.trainer.fit import train
-    from digits.trainer.model import CNN_DEFAULTS, RECIPE, Recipe
+    from digits.trainer.model import default_recipe
 
     data = load_mnist(ROOT / "data" / "mnist")
     started = time.perf_counter()
@@ -267,10 +269,9 @@ def main() -> None:
           + " | t10k rejected | t10k accuracy |")
     print("|---|---|" + "---|" * len(names) + "---|---|")
     for kind in args.models.split(","):
-        defaults = CNN_DEFAULTS if kind == "cnn" else {"dropout": RECIPE.dropout}
         epochs = args.epochs_cnn if kind == "cnn" else args.epochs_mlp
         for share in (float(s) for s in args.outliers.split(",")):
-            recipe = Recipe(epochs=epochs, model=kind, dropout=defaults["dropout"], outliers=share)
+            recipe = replace(default_recipe(kind), epochs=epochs, outliers=share)  # digits train's, at these
             trained = train(data, recipe, verbose=0, summary=lambda line: None)
             seconds = trained.train_seconds / trained.epochs_run
             images = {"validation": trained.validation_digits, "t10k": data.x_test, **sets, "fonts": font_digits}

@@ -1,6 +1,7 @@
 """`digits train` and `digits evaluate`: parse, call the trainer, report."""
 
 import sys
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -12,7 +13,7 @@ from digits.core.bundled import model_path
 from digits.core.errors import UsageError
 from digits.core.options import finite_number
 from digits.core.terminal import LINE_LIMIT, printable, printable_lines
-from digits.trainer.model import CNN_DEFAULTS, MAX_SEED, RECIPE, Recipe
+from digits.trainer.model import CNN_DEFAULTS, MAX_SEED, RECIPE, default_recipe
 
 MAX_COUNT = 1_000_000  # epochs, batch size, patience: beyond this a typo, not a plan
 
@@ -99,17 +100,15 @@ def train(
     require_train_extra("digits train", ("tensorflow", "keras", "matplotlib"))
     from digits.trainer.training import train_and_report
 
-    defaults = CNN_DEFAULTS if model == ModelChoice.cnn else {
-        "epochs": RECIPE.epochs, "dropout": RECIPE.dropout, "augment": RECIPE.augment, "decay": RECIPE.decay}
-    recipe = Recipe(
-        epochs=epochs or defaults["epochs"],
+    defaults = default_recipe(model.value)
+    recipe = replace(
+        defaults,
+        epochs=epochs or defaults.epochs,
         batch_size=batch_size,
         validation_split=validation_split,
-        dropout=defaults["dropout"] if dropout is None else dropout,
+        dropout=defaults.dropout if dropout is None else dropout,
         seed=seed,
-        model=model.value,
-        augment=defaults["augment"] if augment is None else augment,
-        decay=defaults["decay"],
+        augment=defaults.augment if augment is None else augment,
         early_stop=early_stop,
         outliers=outliers,
     )

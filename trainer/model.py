@@ -11,7 +11,7 @@ zoom of `--augment`.
 """
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,11 @@ MAX_SEED = 2**31 - 1  # seeds numpy (below 2**32), TensorFlow and the augmentati
 # regularises too), and a learning rate that decays by 0.85 an epoch: 15 epochs end at a
 # tenth of Adam's 1e-3.
 CNN_DEFAULTS = {"epochs": 15, "dropout": 0.25, "augment": True, "decay": 0.85}
+
+
+def default_recipe(model: str) -> Recipe:
+    """The recipe `digits train --model MODEL` trains with when given no other option."""
+    return replace(RECIPE, model=model, **(CNN_DEFAULTS if model == "cnn" else {}))
 
 
 def build_mlp(dropout: float = RECIPE.dropout):
