@@ -18,7 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from digits.batch.classifier import Classifier
-from digits.batch.scores import check_probabilities, checked_digit_scores, checked_scores, in_batches_of, probe_digits
+from digits.batch.scores import (
+    check_probabilities,
+    checked_digit_scores,
+    checked_scores,
+    describe_score,
+    in_batches_of,
+    probe_digits,
+    threshold_from,
+)
 from digits.core.contract import DIGIT_SCORE, NUM_CLASSES, PROBABILITIES
 from digits.core.errors import ModelError, first_line, require_extra
 from digits.core.files import require_file, stderr_muted
@@ -87,7 +95,8 @@ class LiteRtClassifier(Classifier):
         scale, _ = self.output["quantization"]
         self.output_scale = np.float32(scale) if scale else None
         # digit_score under this is not a digit: the threshold `digits train` fitted, None when the file has none.
-        self.threshold = _threshold(path, self.content) if self.score_output else None
+        text = provenance(self.content).get("digit_score_threshold")
+        self.threshold = threshold_from(path, text) if self.score_output else None
         if probe:
             self.probe()
 
@@ -112,8 +121,7 @@ class LiteRtClassifier(Classifier):
 
     def describe(self) -> str:
         shape = ",".join(str(d or "batch") for d in self.input_shape)
-        score = "" if self.score_output is None else f", {DIGIT_SCORE}" + (
-            "" if self.threshold is None else f" (not a digit under {self.threshold:.6f})")
+        score = describe_score(None if self.score_output is None else DIGIT_SCORE, self.threshold)
         return f"LiteRT: uint8 [{shape}] -> {np.dtype(self.output['dtype']).name} [batch,{NUM_CLASSES}]{score}"
 
     def forked(self) -> "LiteRtClassifier":
@@ -212,15 +220,3 @@ def provenance(content: bytes) -> dict:
     return {}
 
 
-def _threshold(path, content: bytes) -> float | None:
-    """The file's digit_score_threshold (exporter/metadata.py), None when it has none."""
-    text = provenance(content).get("digit_score_threshold")
-    if text is None:
-        return None
-    try:
-        threshold = float(text)
-    except (TypeError, ValueError):
-        threshold = -1.0
-    if not 0 <= threshold <= 1:
-        raise ModelError(f"{path}: metadata digit_score_threshold {str(text)[:40]!r} is not a number in 0..1")
-    return threshold

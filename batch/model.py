@@ -18,10 +18,12 @@ from digits.batch.scores import (
     check_probabilities,
     checked_digit_scores,
     checked_scores,
+    describe_score,
     distributions,
     in_batches_of,
     probe_digits,
     softmax,
+    threshold_from,
 )
 from digits.core import interrupts
 from digits.core.contract import DIGIT_SCORE, IMAGE_SIZE, NUM_CLASSES, PIXELS, PROBABILITIES
@@ -87,7 +89,8 @@ class OnnxClassifier(Classifier):
         self.output, self.output_type = _pick_output(path, outputs, wanted)
         # digit_score: an exported model's own output, and the threshold `digits train` fitted for it.
         self.score_output = DIGIT_SCORE if self.exported and any(o.name == DIGIT_SCORE for o in outputs) else None
-        self.threshold = _threshold(path, self.session) if self.score_output else None
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.threshold = threshold_from(path, metadata.get("digit_score_threshold")) if self.score_output else None
         self._fetch = [self.output] if self.score_output is None else [self.output, self.score_output]
         # A fixed batch size (some converters write [1, 784]): fed in slices of exactly that size.
         batch = self.input.shape[0] if isinstance(self.input.shape[0], int) and self.input.shape[0] > 0 else None
@@ -124,9 +127,8 @@ class OnnxClassifier(Classifier):
         self._run_options.terminate = True
 
     def describe(self) -> str:
-        score = "" if self.score_output is None else f", {self.score_output}" + (
-            "" if self.threshold is None else f" (not a digit under {self.threshold:.6f})")
         logits = " (logits, softmaxed)" if self.logits else ""
+        score = describe_score(self.score_output, self.threshold)
         return f"onnxruntime: {_describe(self.input)} -> {self.output}{logits}{score}"
 
     def forked(self) -> "OnnxClassifier":
@@ -195,19 +197,6 @@ def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):
         return LiteRtClassifier(path, threads=threads, spin=spin, **options)
     return OnnxClassifier(path, threads=threads, spin=spin, **options)
 
-
-def _threshold(path, session) -> float | None:
-    """The model's digit_score_threshold (exporter/metadata.py), or None when it has none."""
-    text = session.get_modelmeta().custom_metadata_map.get("digit_score_threshold")
-    if text is None:
-        return None
-    try:
-        threshold = float(text)
-    except ValueError:
-        threshold = -1.0
-    if not 0 <= threshold <= 1:
-        raise ModelError(f"{path}: metadata digit_score_threshold {text[:40]!r} is not a number in 0..1")
-    return threshold
 
 
 def _out_of_memory(message: str) -> bool:

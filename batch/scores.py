@@ -147,6 +147,27 @@ def predicted(probabilities: np.ndarray, scores: np.ndarray | None, threshold: f
     return Predicted(probabilities, scores, blank, below)
 
 
+def threshold_from(path, text) -> float | None:
+    """A model's digit_score_threshold metadata (exporter/metadata.py) as a number in 0..1; None when
+    it has none (`text` None); ModelError, in one line, for anything else."""
+    if text is None:
+        return None
+    try:
+        threshold = float(text)
+    except (TypeError, ValueError):
+        threshold = -1.0
+    if not 0 <= threshold <= 1:
+        raise ModelError(f"{path}: metadata digit_score_threshold {str(text)[:40]!r} is not a number in 0..1")
+    return threshold
+
+
+def describe_score(name: str | None, threshold: float | None) -> str:
+    """A classifier's describe() suffix for its digit_score output: empty when it has none."""
+    if name is None:
+        return ""
+    return f", {name}" + ("" if threshold is None else f" (not a digit under {threshold:.6f})")
+
+
 def checked_digit_scores(path, scores, n: int) -> np.ndarray:
     """A model's digit_score output for `n` digits as float32 [n] in 0..1; ModelError unless it
     has that shape and is finite (values a float32 hair outside 0..1 are clipped)."""
