@@ -87,9 +87,7 @@ def count_rows(block: Predicted, errors: list | None, row_format: RowFormat) -> 
     The one count of every engine."""
     probabilities = block.probabilities
     ok = np.ones(len(probabilities), bool) if errors is None else np.array([e is None for e in errors], bool)
-    none = np.zeros(len(probabilities), bool)
-    blank = ok & (none if block.blank is None else block.blank)
-    below = ok & (none if block.below is None else block.below)
+    blank, below = ok & block.blank_rows, ok & block.below_rows
     digit = ok & ~blank & ~below
     per_label = np.bincount(probabilities.argmax(axis=1)[digit], minlength=NUM_CLASSES)
     review = 0

@@ -127,12 +127,23 @@ class Predicted:
     blank: np.ndarray | None = None  # bool [N]: no ink (batch.block.blank_digits); None: none blank
     below: np.ndarray | None = None  # bool [N]: not blank, digit_score under the model's threshold; None: none
 
+    def _rows(self, which: np.ndarray | None) -> np.ndarray:
+        return np.zeros(len(self.probabilities), bool) if which is None else which
+
+    @property
+    def blank_rows(self) -> np.ndarray:
+        """bool [N]: `blank`, all False when it is None."""
+        return self._rows(self.blank)
+
+    @property
+    def below_rows(self) -> np.ndarray:
+        """bool [N]: `below`, all False when it is None."""
+        return self._rows(self.below)
+
     @property
     def not_digit(self) -> np.ndarray:
         """bool [N]: blank or under the threshold: the rows --not-digits marks or rejects."""
-        n = len(self.probabilities)
-        blank = np.zeros(n, bool) if self.blank is None else self.blank
-        return blank if self.below is None else blank | self.below
+        return self.blank_rows | self.below_rows
 
 
 def predicted(probabilities: np.ndarray, scores: np.ndarray | None, threshold: float | None,
