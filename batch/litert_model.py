@@ -1,13 +1,10 @@
-"""A LiteRT (.tflite) digit classifier behind OnnxClassifier's call: uint8 [N, 28, 28] -> float32 [N, 10],
-and the model's digit_score [N] where it has one.
+"""A LiteRT (.tflite) digit classifier (batch.classifier.Classifier), with ai-edge-litert's interpreter
+(the [litert] extra; no TensorFlow), imported only for a .tflite model path.
 
-It runs the files `digits export --tflite` writes (model.tflite, model.int8.tflite,
-model.micro.tflite) with `ai-edge-litert`'s interpreter, the `[litert]` extra; no
-TensorFlow. Those files take uint8 [batch, 28, 28] (the micro file a batch of 1)
-and give [batch, 10] probabilities and [batch] digit_score (a file exported before
-the score: probabilities only), as float32 or as int8 with a scale and zero point,
-which are dequantized here. Outputs are told apart by name, else by shape. Imported only for a model path ending in
-.tflite, so the ONNX path never loads LiteRT.
+It runs the files `digits export --tflite` writes: uint8 [batch, 28, 28] (the micro file's batch
+is 1) -> [batch, 10] probabilities and [batch] digit_score (an older file: probabilities only),
+float32 or int8 (dequantized here), told apart by name, else by shape. LiteRT cannot end a call
+under way: a run stops once the calls in hand return.
 """
 
 import contextlib
@@ -24,7 +21,6 @@ from digits.batch.scores import (
     checked_scores,
     describe_score,
     in_batches_of,
-    probe_digits,
     threshold_from,
 )
 from digits.core.contract import DIGIT_SCORE, NUM_CLASSES, PROBABILITIES
@@ -100,12 +96,6 @@ class LiteRtClassifier(Classifier):
             self._local.batch = None
         return interpreter
 
-    def probe(self) -> None:
-        self.predict(probe_digits())
-
-    def stop(self) -> None:
-        pass  # LiteRT cannot end a call under way: the run stops once the calls in hand return
-
     def describe(self) -> str:
         shape = ",".join(str(d or "batch") for d in self.input_shape)
         score = describe_score(None if self.score_output is None else DIGIT_SCORE, self.threshold)
@@ -113,9 +103,6 @@ class LiteRtClassifier(Classifier):
 
     def forked(self) -> "LiteRtClassifier":
         return LiteRtClassifier(self.path, threads=1)  # interpreters are per thread, and LiteRT's own are not forked
-
-    def predict(self, digits: np.ndarray) -> np.ndarray:
-        return self.scored(digits)[0]
 
     def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         feed = np.ascontiguousarray(digits, dtype=np.uint8)

@@ -133,9 +133,6 @@ class OnnxClassifier(Classifier):
         # fork, not of a session (~35 ms for the MLP).
         return self if self.threads == 1 else OnnxClassifier(self.path, threads=1, spin=False)
 
-    def predict(self, digits: np.ndarray) -> np.ndarray:
-        return self.scored(digits)[0]
-
     def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         raw = self._run(self._feed(digits))
         scores = raw[:, :NUM_CLASSES]
