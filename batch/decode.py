@@ -119,7 +119,7 @@ def _invert_and_stretch(digits: np.ndarray, plain: list[int], invert: str) -> No
     whole = len(plain) == len(digits)  # the usual case: no copy of the block
     index = np.arange(len(digits)) if whole else np.array(plain)
     block = digits if whole else digits[index]
-    border = _border_sums(block)
+    border = border_pixels(block).sum(axis=1, dtype=np.int64)
     if invert != "never":
         light = np.ones(len(index), bool) if invert == "always" else border > 127.5 * _BORDER
         digits[index[light]] = 255 - block[light]
@@ -136,10 +136,6 @@ _BORDER = 4 * IMAGE_SIZE - 4  # border pixels of a 28x28 digit
 # If the lower median (index 53 of 108 sorted) were above BLACK_PAGE, the 55 pixels from it up
 # would sum to at least this.
 _DARK_BORDER = (_BORDER - (_BORDER - 1) // 2) * (BLACK_PAGE + 1)
-
-
-def _border_sums(digits: np.ndarray) -> np.ndarray:
-    return border_pixels(digits).sum(axis=1, dtype=np.int64)
 
 
 def border_pixels(images: np.ndarray) -> np.ndarray:
@@ -170,38 +166,34 @@ def upright(image: np.ndarray, orientation: int) -> np.ndarray:
 def exif_orientation(data: bytes) -> int:
     """The EXIF orientation of a JPEG (APP1), PNG (eXIf) or WebP (EXIF chunk), read from the metadata
     before the image data; 1 when it has none or it is malformed (as browsers treat it)."""
-    try:
-        if data[:2] == _JPEG_START:
-            for marker, i in jpeg_markers(data):
-                if marker in (0xDA, 0xD9):  # start of scan, end of image: no more metadata
-                    break
-                if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
-                    return _tiff_orientation(data[i + 10 : i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")])
-        elif data[:8] == _PNG_START:
-            i = 8
-            while i + 8 <= len(data):
-                length, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
-                if kind == b"eXIf":
-                    return _tiff_orientation(data[i + 8 : i + 8 + length])
-                if kind in (b"IDAT", b"IEND"):
-                    break
-                i += 12 + length
-        elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            i = 12
-            while i + 8 <= len(data):
-                kind, length = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
-                if kind == b"EXIF":
-                    block = data[i + 8 : i + 8 + length]
-                    return _tiff_orientation(block[6:] if block[:6] == b"Exif\0\0" else block)
-                i += 8 + length + (length & 1)
-    except (IndexError, ValueError):
-        pass
-    return 1
-
-
-def _tiff_orientation(tiff: bytes) -> int:
-    value = tiff_tag(tiff, 274)
+    value = tiff_tag(_exif(data), 274)
     return value if value in range(1, 9) else 1
+
+
+def _exif(data: bytes) -> bytes:
+    """The EXIF block (a TIFF header) of a JPEG, PNG or WebP image; b"" when it has none."""
+    if data[:2] == _JPEG_START:
+        for marker, i in jpeg_markers(data):
+            if marker in (0xDA, 0xD9):  # start of scan, end of image: no more metadata
+                break
+            if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
+                return data[i + 10 : i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")]
+    elif data[:8] == _PNG_START:
+        i = 8
+        while i + 8 <= len(data) and data[i + 4 : i + 8] not in (b"IDAT", b"IEND"):
+            length = int.from_bytes(data[i : i + 4], "big")
+            if data[i + 4 : i + 8] == b"eXIf":
+                return data[i + 8 : i + 8 + length]
+            i += 12 + length
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        i = 12
+        while i + 8 <= len(data):
+            length = int.from_bytes(data[i + 4 : i + 8], "little")
+            if data[i : i + 4] == b"EXIF":
+                block = data[i + 8 : i + 8 + length]
+                return block[6:] if block[:6] == b"Exif\0\0" else block
+            i += 8 + length + (length & 1)
+    return b""
 
 
 def _jpeg_is_whole(data: bytes) -> bool:

@@ -218,15 +218,13 @@ def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = N
     like s3://... are listed with pyarrow (walk_uri), not taken as paths."""
     out = Expanded() if out is None else out
     for path in inputs:
-        if uris and is_uri(path):
-            yield from walk_uri(path, recursive, pattern, out)
-            continue
-        kind = kind_of(path)
+        uri = uris and is_uri(path)  # a file or a prefix: walk_uri tells
+        kind = FOLDER if uri else kind_of(path)
         if kind == REGULAR:
             yield ArrayItem(path) if path.lower().endswith(".npy") else ImageItem(path)
         elif kind == FOLDER:
             found = False
-            for item in _walk(path, recursive, pattern, out, skip):
+            for item in walk_uri(path, recursive, pattern, out) if uri else _walk(path, recursive, pattern, out, skip):
                 found = True
                 yield item
             if not found:
@@ -268,7 +266,7 @@ def walk_uri(uri: str, recursive: bool, pattern: str | None, out: Expanded) -> I
         yield _uri_file(f"{scheme}://{info.path}") if info.type == pafs.FileType.File else \
             ErrorItem(uri, "no such file or folder")
         return
-    stack, found = [root], False
+    stack = [root]
     while stack:
         folder = stack.pop()
         try:
@@ -282,13 +280,10 @@ def walk_uri(uri: str, recursive: bool, pattern: str | None, out: Expanded) -> I
                 subfolders += [i.path] if recursive else []
             elif i.type == pafs.FileType.File and not (pattern and not fnmatch.fnmatch(i.base_name, pattern)):
                 if _suffix(i.base_name) in IMAGE_EXTENSIONS or i.base_name.lower().endswith(".npy"):
-                    found = True
                     yield _uri_file(f"{scheme}://{i.path}")
                 else:
                     out.skipped += 1
         stack.extend(reversed(subfolders))
-    if not found:
-        out.empty.append(uri)
 
 
 def _uri_file(source: str) -> Item:

@@ -1,11 +1,7 @@
-"""An ONNX digit classifier behind one call: uint8 [N, 28, 28] -> float32 [N, 10].
-
-Two kinds of model are taken:
-- `digits export` models: input `image` uint8 [batch, 28, 28], output `probabilities`
-  (all preprocessing is inside the graph);
-- plain float classifiers, as other converters write them: pixels/255 as float32
-  [batch, 784], [batch, 28, 28], [batch, 28, 28, 1] or [batch, 1, 28, 28], one
-  output with 10 values per digit (probabilities, or logits that we softmax).
+"""An ONNX digit classifier (batch.classifier.Classifier), with onnxruntime. It takes `digits export`
+models (uint8 [batch, 28, 28] -> `probabilities`, all preprocessing in the graph) and plain float
+classifiers as other converters write them (pixels/255 as float32 [batch, 784], [batch, 28, 28],
+[batch, 28, 28, 1] or [batch, 1, 28, 28] -> 10 values per digit: probabilities, or logits we softmax).
 """
 
 import os
@@ -46,11 +42,9 @@ def _describe(node) -> str:
 
 class OnnxClassifier(Classifier):
     def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True):
-        """`threads`: onnxruntime's intra-op threads (0: one per core). `spin`: let idle
-        threads spin-wait; turn it off when other processes need the cores. `probe`: run
-        probe() now; without it, the caller must before any other call (the probe decides
-        whether the output is probabilities or logits, and a worker must decide as its
-        parent did)."""
+        """`threads`: onnxruntime's intra-op threads (0: one per core). `spin`: let idle threads
+        spin-wait (off when other processes need the cores). `probe`: run probe() now; without it,
+        the caller must before any other call (it decides whether the output is logits)."""
         with interrupts.raising():  # an import, which cannot ask whether to stop
             import onnxruntime as ort
 

@@ -1,7 +1,5 @@
-"""A model's scores against the contract: float32 [N, 10], one row per digit, finite,
-each row a probability distribution. Shared by every classifier (onnxruntime's,
-LiteRT's), so each model call is held to the same rule; numpy over the block.
-"""
+"""A model's scores against the contract (float32 [N, 10], one row per digit, finite, each row a
+probability distribution): one rule for every classifier's every call, numpy over the block."""
 
 from dataclasses import dataclass
 
@@ -14,9 +12,8 @@ PROBE_DIGITS = 3  # digits every model is run on when it is loaded
 
 
 def probe_digits() -> np.ndarray:
-    """uint8 [PROBE_DIGITS, 28, 28]: blank, full, and a left-to-right gradient. Outputs
-    that are the same for every input (a blank digit's) cannot tell logits from
-    probabilities; three unlike digits can."""
+    """uint8 [PROBE_DIGITS, 28, 28]: blank, full, and a gradient: unlike digits, whose outputs can tell
+    logits from probabilities (one digit's cannot)."""
     return np.stack([np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.full((IMAGE_SIZE, IMAGE_SIZE), 255, np.uint8),
                      np.tile(np.arange(0, 252, 9, dtype=np.uint8), (IMAGE_SIZE, 1))])
 
@@ -79,10 +76,9 @@ def in_batches_of(n: int | None, feed: np.ndarray, run) -> np.ndarray:
 
 
 def digit_scores(probabilities: np.ndarray) -> np.ndarray:
-    """float32 [N] in 0..1, higher = more like a digit: each row's largest probability,
-    rescaled so that a uniform row (like no digit, which outlier exposure trains the
-    model to give a non-digit) is 0 and a certain one is 1. The exported graph's
-    `digit_score` output is the same sum (exporter/convert.py)."""
+    """float32 [N] in 0..1, higher = more like a digit: each row's largest probability, rescaled so
+    that a uniform row (what outlier exposure trains the model to give a non-digit) is 0 and a
+    certain one 1. The exported graph's `digit_score` output is the same sum (exporter/convert.py)."""
     top = probabilities.max(axis=1).astype(np.float32)
     return (top - np.float32(1 / NUM_CLASSES)) * np.float32(NUM_CLASSES / (NUM_CLASSES - 1))
 
@@ -93,10 +89,8 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 
 def probabilities_from(scores: np.ndarray) -> np.ndarray:
-    """A model's scores [N, 10] as probabilities: as they are when every row is a
-    distribution, else (logits) the softmax of every row. Decided for the whole
-    array, not row by row: a logits row that happens to look like a distribution
-    is still a logit."""
+    """A model's scores [N, 10] as probabilities: as they are when every row is a distribution, else
+    (logits) softmaxed. Decided for the whole array: a logits row may look like a distribution."""
     scores = scores.astype(np.float32, copy=False)
     return scores if distributions(scores) else softmax(scores)
 
