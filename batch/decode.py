@@ -214,17 +214,11 @@ def to_gray(image: np.ndarray) -> np.ndarray:
         image = _to_uint8(image)
     if image.ndim == 2:
         return image
-    channels = image.shape[2]
-    if channels == 1:
-        return image[:, :, 0]
-    if channels == 2:  # gray + alpha
-        gray, alpha = image[:, :, 0], image[:, :, 1]
-    elif channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    else:
-        gray = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
-        alpha = image[:, :, 3]
-    a = alpha.astype(np.float32) / 255.0
+    channels = image.shape[2]  # gray, gray + alpha, BGR or BGRA
+    gray = image[:, :, 0] if channels < 3 else cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
+    if channels in (1, 3):
+        return gray
+    a = image[:, :, -1].astype(np.float32) / 255.0
     return np.rint(gray * a + 255.0 * (1.0 - a)).astype(np.uint8)
 
 

@@ -235,16 +235,6 @@ def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = N
             yield ErrorItem(path, f"is {kind}, not a regular file")
 
 
-def iter_inputs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
-                out: Expanded | None = None) -> Iterator[Item]:
-    """iter_runs with every image as its own ImageItem."""
-    for entry in iter_runs(inputs, recursive, pattern, out):
-        if isinstance(entry, list):
-            yield from map(ImageItem, entry)
-        else:
-            yield entry
-
-
 def is_uri(text: str) -> bool:
     """s3://, gs://, hdfs://, file://...: listed and read with pyarrow's filesystems."""
     return "://" in text
