@@ -36,8 +36,6 @@ def read_npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
             raise ArrayError(f"unknown .npy format version {major}.{minor}")
-    except ArrayError:
-        raise
     except (ValueError, SyntaxError, TypeError, EOFError, UnicodeDecodeError, IndexError) as e:
         # IndexError: descr ('|u1',). ast's "<ast.BinOp object at 0x7f...>" for a header expression
         # (2*3, 28, 28): its address would make two runs' rows differ.
@@ -56,18 +54,13 @@ class DigitArray:
     def __init__(self, path: str):
         self.path = path
         try:
-            fd = open_regular(path)
-        except OSError as e:
-            raise ArrayError(f"cannot read: {e.strerror or e}") from e
+            with open(open_regular(path), "rb") as f:
+                shape, fortran, dtype = read_npy_header(f)
+                self.offset, size = f.tell(), os.fstat(f.fileno()).st_size
         except PathError as e:
             raise ArrayError(str(e)) from e
-        with open(fd, "rb") as f:
-            try:
-                shape, fortran, dtype = read_npy_header(f)
-                self.offset = f.tell()
-                size = os.fstat(f.fileno()).st_size
-            except OSError as e:
-                raise ArrayError(f"cannot read: {e.strerror or e}") from e
+        except OSError as e:
+            raise ArrayError(f"cannot read: {e.strerror or e}") from e
         if len(shape) == 2 and shape[1] == ROW:
             shape = (shape[0], 28, 28)
         if len(shape) != 3 or shape[1:] != (28, 28):
