@@ -106,12 +106,9 @@ class LiteRtClassifier(Classifier):
 
     def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         feed = np.ascontiguousarray(digits, dtype=np.uint8)
-        if len(feed) == 0:
-            empty = np.zeros((0, NUM_CLASSES + 1), np.float32)
-            return empty[:, :NUM_CLASSES], None if self.score_output is None else empty[:, NUM_CLASSES]
-        n = self.input_shape[0]
         # Probabilities and score as one [N, 11] array, so that in_batches_of's slicing carries both.
-        raw = in_batches_of(n, feed, self._run)
+        empty = np.zeros((0, NUM_CLASSES + 1), np.float32)  # no call: LiteRT cannot take a batch of 0
+        raw = in_batches_of(self.input_shape[0], feed, self._run) if len(feed) else empty
         # A quantized output may stray by its scale; an int8 file's softmax is quantized in steps of 1/256
         # even when its output tensor is float (dequantized inside): sums of 255/256 on `export --tflite --int8`.
         step = max(float(self.output_scale or 0.0), _INT8_SOFTMAX_STEP)
