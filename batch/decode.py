@@ -256,9 +256,7 @@ def _stretch(page: int, peak: int) -> np.ndarray:
     rounded half up in integers (web/digits.js computes the same numbers)."""
     v = np.arange(256, dtype=np.int64) - page
     span = peak - page
-    table = np.clip((v * 510 + span) // (2 * span), 0, 255)
-    table[v < 0] = 0
-    return table.astype(np.uint8)
+    return np.clip((v * 510 + span) // (2 * span), 0, 255).astype(np.uint8)  # v < 0: under 0, as span < 510
 
 
 def normalise_contrast(gray: np.ndarray, page: int | None = None) -> np.ndarray:
