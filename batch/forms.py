@@ -34,8 +34,7 @@ def page_levels(gray: np.ndarray) -> tuple[int, int, int]:
     image's (a grid cell's border is all lines), a quartile (ink and its rim may cover half)."""
     counts = np.cumsum(cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel())
     ranks = np.array([(gray.size - 1) // 2, (gray.size - 1) // 4, gray.size - 1 - (gray.size - 1) // 4])
-    median, low, high = np.searchsorted(counts, ranks + 1).tolist()
-    return median, low, high
+    return tuple(np.searchsorted(counts, ranks + 1).tolist())
 
 
 def line_run(size: int) -> int:

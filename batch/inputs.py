@@ -72,10 +72,9 @@ class _Folder(NamedTuple):
 
 
 def _open_folder(path: str, skip: "Skip | None") -> _Folder | ErrorItem:
-    """The folder to walk, or an ErrorItem saying why it cannot be listed (or is gone since). Names
-    only are held (an os.DirEntry costs three times a name: docs/decisions.md), a whole listing at
-    a time to walk it in sorted order, with what is known of the few that are not regular files
-    (_FOLDER, _OTHER or the OSError raised asking)."""
+    """The folder to walk, or an ErrorItem saying why it cannot be listed (or is gone since). Its whole
+    listing is held, to walk it sorted: names only (an os.DirEntry costs three times a name:
+    docs/decisions.md), and what is known of the few that are not regular files."""
     names: list[str] = []
     special: dict[str, object] = {}
     try:
@@ -103,9 +102,8 @@ def _open_folder(path: str, skip: "Skip | None") -> _Folder | ErrorItem:
 
 
 def _entries(names: list[str], special: dict[str, object]) -> Iterator[list[str] | tuple[str, object]]:
-    """A folder's sorted entries: each run of regular files as a list of their names, in one go (the
-    Python around each of a big folder's files was most of the walk's cost), and each other entry as
-    (name, what _open_folder noted)."""
+    """A folder's entries: each run of regular files as one list of names (the Python around each of
+    a big folder's files was most of the walk's cost), each other entry as (name, what was noted)."""
     start = 0
     for i in [i for i, name in enumerate(names) if name in special] if special else []:
         if i > start:
@@ -201,9 +199,8 @@ def _folder_id(path: str) -> tuple[int, int]:
 
 
 def read_path_list(data: bytes, null: bool = False) -> list[str]:
-    """Paths listed on standard input: one per line, exactly as written (spaces are
-    part of a name), or NUL-separated (`find -print0`) with `null`. Names are bytes;
-    one that is not UTF-8 is kept as the same bytes (os.fsdecode)."""
+    """Paths listed on standard input: one per line, exactly as written (spaces are part of a name), or
+    NUL-separated (`find -print0`) with `null`; a name that is not UTF-8 keeps its bytes (os.fsdecode)."""
     if not null and b"\0" in data:
         raise UsageError("standard input holds NUL bytes; for a NUL-separated list (find -print0) give -0/--null")
     names = data.split(b"\0" if null else b"\n")
