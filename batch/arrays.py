@@ -1,10 +1,8 @@
 """`.npy` arrays of digits, read chunk by chunk from the file.
 
-Accepted: shape (N, 28, 28) or (N, 784); uint8 0..255, or float 0..1 (scaled to
-uint8 the way the exporter's graph expects). Only the header is parsed as
-Python literals; an object array is refused, never unpickled. Rows are read
-with plain file reads rather than a memory map, because mapped pages count
-as resident memory once touched: a 784 MB array would cost 784 MB.
+Accepted: shape (N, 28, 28) or (N, 784); uint8 0..255, or float 0..1 (scaled to uint8 as the
+exporter's graph expects). An object array is refused, never unpickled. Rows are read with plain
+reads, not a memory map, whose touched pages count as resident memory.
 """
 
 import os
@@ -27,29 +25,20 @@ class ArrayError(DigitsError):
 
 
 def read_npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, fortran_order, dtype) from an .npy header, leaving `f` at the data.
-
-    Every format version numpy writes (1.0, 2.0, 3.0) is read through numpy's
-    public header parser; the header is only ever parsed as Python literals.
-    ArrayError for anything that is not a plain numeric array header: an unknown
-    version, a negative or non-integer dimension, a dtype holding Python objects.
-    """
+    """(shape, fortran_order, dtype) from an .npy header of any version numpy writes, by its public
+    parser (literals only), leaving `f` at the data. ArrayError for anything but a plain numeric
+    array: an unknown version, a negative or non-integer dimension, a dtype holding objects."""
     try:
         major, minor = np.lib.format.read_magic(f)
         if (major, minor) == (1, 0):
             shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        elif (major, minor) in ((2, 0), (3, 0)):
-            # 3.0 differs from 2.0 only in allowing UTF-8 in the header, which
-            # field names alone use (structured dtypes, refused below anyway).
+        elif (major, minor) in ((2, 0), (3, 0)):  # 3.0 allows UTF-8 field names: 2.0's parser reads it
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
             raise ArrayError(f"unknown .npy format version {major}.{minor}")
-    except ArrayError:
-        raise
     except (ValueError, SyntaxError, TypeError, EOFError, UnicodeDecodeError, IndexError) as e:
-        # IndexError: descr ('|u1',)
-        # ast's "<ast.BinOp object at 0x7f...>" for a header expression (2*3, 28, 28): an
-        # address differs on every run, and two runs' rows would differ.
+        # IndexError: descr ('|u1',). ast's "<ast.BinOp object at 0x7f...>" for a header expression
+        # (2*3, 28, 28): its address would make two runs' rows differ.
         message = re.sub(r" object at 0x[0-9a-fA-F]+", "", first_line(e, 120))
         raise ArrayError(f"not a readable .npy file ({message})") from e
     if not all(type(d) is int and d >= 0 for d in shape):
@@ -60,24 +49,18 @@ def read_npy_header(f: BinaryIO) -> tuple[tuple[int, ...], bool, np.dtype]:
 
 
 class DigitArray:
-    """An .npy file of digits. Opening reads and checks the header only; `chunks`
-    checks float values (one pass) before it yields its first uint8 [n, 28, 28]."""
+    """An .npy file of digits. Opening reads and checks the header only."""
 
     def __init__(self, path: str):
         self.path = path
         try:
-            fd = open_regular(path)
-        except OSError as e:
-            raise ArrayError(f"cannot read: {e.strerror or e}") from e
+            with open(open_regular(path), "rb") as f:
+                shape, fortran, dtype = read_npy_header(f)
+                self.offset, size = f.tell(), os.fstat(f.fileno()).st_size
         except PathError as e:
             raise ArrayError(str(e)) from e
-        with open(fd, "rb") as f:
-            try:
-                shape, fortran, dtype = read_npy_header(f)
-                self.offset = f.tell()
-                size = os.fstat(f.fileno()).st_size
-            except OSError as e:
-                raise ArrayError(f"cannot read: {e.strerror or e}") from e
+        except OSError as e:
+            raise ArrayError(f"cannot read: {e.strerror or e}") from e
         if len(shape) == 2 and shape[1] == ROW:
             shape = (shape[0], 28, 28)
         if len(shape) != 3 or shape[1:] != (28, 28):
@@ -106,10 +89,8 @@ class DigitArray:
         return self
 
     def _raw_chunks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
-        """The file's rows, `size` at a time. A file cut short while it is read (it was
-        whole when the header was checked) gives every whole row before the cut,
-        then ArrayError saying at which row it was cut: the rows written and the
-        error row agree."""
+        """The file's rows, `size` at a time. A file cut short while it is read gives every whole row
+        before the cut, then ArrayError saying at which row: the rows written and the error row agree."""
         row_bytes = ROW * self.dtype.itemsize
         with open(open_regular(self.path), "rb") as f:
             f.seek(self.offset)
@@ -132,18 +113,17 @@ class DigitArray:
                     raise ArrayError(f"NaN or infinite value in row {start + int(np.flatnonzero(~finite)[0]):,}")
                 low, high = float(chunk.min()), float(chunk.max())
                 if low < 0.0 or high > 1.0:
-                    raise ArrayError(f"float values must lie in 0..1, found {_exact(low)}..{_exact(high)} "
+                    # repr: 1.0000001 is not shown as 1, which would read as inside 0..1
+                    raise ArrayError(f"float values must lie in 0..1, found {low!r}..{high!r} "
                                      f"(rows from {start:,})")
         except ArrayError as e:
             if not str(e).startswith("truncated"):
                 raise
-            # Cut short during the check: the rows before the cut were checked, and the
-            # pass that classifies them stops at the same cut with the same error.
+            # Cut short: the rows before the cut were checked; the pass that classifies them stops there too.
 
     def chunks(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
-        """(first row index, uint8 [n, 28, 28]) for consecutive blocks of `size` rows.
-
-        ArrayError for bad float values comes before the first block."""
+        """(first row index, uint8 [n, 28, 28]) for consecutive blocks of `size` rows; ArrayError for
+        bad float values (one pass over the file) before the first."""
         if self.dtype != np.uint8:
             self._check_floats()
         for start, chunk in self._raw_chunks(size):
@@ -151,8 +131,3 @@ class DigitArray:
                 chunk = np.rint(chunk.astype(np.float32) * 255.0).astype(np.uint8)
             yield start, chunk
 
-
-def _exact(value: float) -> str:
-    """A float as short as it can be written and still read back the same: 1.0000001
-    is not shown as 1, so a value just outside 0..1 does not read as inside it."""
-    return repr(value)

@@ -1,10 +1,10 @@
 """One block of image files -> its rows: read, decode, classify, format.
 
-The unit of work of every engine: the run's own process for a small run, each
-worker process of batch/workers.py, each Ray actor's shard. One function does
-it, so the rows are byte-identical wherever a block is done.
+The unit of work of every engine (the run's own process, each worker process, each Ray actor's
+shard): one function, so the rows are byte-identical wherever a block is done.
 """
 
+import contextlib
 import os
 from dataclasses import dataclass
 from stat import S_ISREG
@@ -12,7 +12,7 @@ from stat import S_ISREG
 import numpy as np
 
 from digits.batch.classifier import Classifier
-from digits.batch.decode import decode_digits
+from digits.batch.decode import border_pixels, decode_digits
 from digits.batch.formats import RowFormat
 from digits.batch.scores import Predicted, predicted
 from digits.core.contract import IMAGE_SIZE, MAX_IMAGE_FILE_BYTES, NUM_CLASSES
@@ -47,13 +47,10 @@ _PAGE_AT = (4 * IMAGE_SIZE - 4 - 1) // 2  # the lower median of a 28x28 digit's 
 
 
 def blank_digits(digits: np.ndarray) -> np.ndarray:
-    """bool [N]: the uint8 [N, 28, 28] digits with no ink, nothing brighter than their page (the
-    border's lower median, batch.decode.page_level's): what decoding's normalise_contrast leaves as
-    it is for want of ink, and what an empty form box becomes (zeros, forms.remove_artefacts).
-    Decoding stretches anything brighter than the page to full ink, so this is the one rule, for
-    images and arrays alike."""
-    border = np.concatenate([digits[:, 0], digits[:, -1], digits[:, 1:-1, 0], digits[:, 1:-1, -1]], axis=1)
-    page = np.partition(border, _PAGE_AT, axis=1)[:, _PAGE_AT]
+    """bool [N]: the uint8 [N, 28, 28] digits with nothing brighter than their page (decode.page_level's):
+    what decoding leaves as it is for want of ink, and an empty form box. Decoding stretches anything
+    brighter than the page to full ink, so this is the one rule, for images and arrays alike."""
+    page = np.partition(border_pixels(digits), _PAGE_AT, axis=1)[:, _PAGE_AT]
     return digits.reshape(len(digits), -1).max(axis=1, initial=0) <= page
 
 
@@ -67,10 +64,7 @@ def predict(classifier: Classifier, digits: np.ndarray) -> Predicted:
 def classify_block(paths: list[str], invert: str, classifier: Classifier, row_format: RowFormat,
                    out: np.ndarray | None = None, read=None) -> BlockRows:
     """The rows of image files `paths`, in order; a file that cannot be had is an error row.
-
-    `out`: uint8 [len(paths), 28, 28] to decode into (a worker reuses one). `read`: how
-    a path's bytes are had (default read_file; the Ray engine also reads URIs). ModelError
-    when the model fails on the block."""
+    `out`, `read`: as decode_files'. ModelError when the model fails on the block."""
     digits, errors = decode_files(paths, invert, out, read)
     block = predict(classifier, digits)
     if not any(e is not None for e in errors):
@@ -81,13 +75,12 @@ def classify_block(paths: list[str], invert: str, classifier: Classifier, row_fo
 
 
 def count_rows(block: Predicted, errors: list | None, row_format: RowFormat) -> BlockRows:
-    """The counts of a block of rows (its text left empty): failed rows (errors[i] set); of the
-    others, blank ones, ones under the model's digit_score threshold (not digits), and the rest,
-    the digits, by label, and those under --review-below. The same whatever --not-digits says.
-    The one count of every engine."""
+    """The counts of a block of rows, every engine's (its text left empty): failed rows (errors[i]
+    set); of the others, blank ones, ones under the model's threshold, and the digits, by label and
+    under --review-below. The same whatever --not-digits says."""
     probabilities = block.probabilities
     ok = np.ones(len(probabilities), bool) if errors is None else np.array([e is None for e in errors], bool)
-    blank, below = ok & block.blank_rows, ok & block.below_rows
+    blank, below = ok & block.blank, ok & block.below
     digit = ok & ~blank & ~below
     per_label = np.bincount(probabilities.argmax(axis=1)[digit], minlength=NUM_CLASSES)
     review = 0
@@ -98,12 +91,10 @@ def count_rows(block: Predicted, errors: list | None, row_format: RowFormat) -> 
 
 def decode_files(paths: list, invert: str, out: np.ndarray | None = None, read=None
                  ) -> tuple[np.ndarray, list[str | None]]:
-    """Read and decode image files: (uint8 [N, 28, 28] digits, errors), errors[i] saying
-    why file i could not be had (its digit is then zeros), else None. `read(path)`: the
-    file's bytes or why not (default read_file)."""
-    if stderr_silenced:
-        return decode_digits(list(map(read or read_file, paths)), invert, out=out)
-    with stderr_muted():  # libpng's lines for a corrupt PNG: the file's error row says it
+    """Read and decode image files: decode_digits' (digits, errors), into `out` when given (a worker
+    reuses one). `read(path)`: the file's bytes or why not (default read_file; the Ray engine's read_uri)."""
+    # libpng's lines for a corrupt PNG: the file's error row says it
+    with contextlib.nullcontext() if stderr_silenced else stderr_muted():
         return decode_digits(list(map(read or read_file, paths)), invert, out=out)
 
 
@@ -112,9 +103,8 @@ stderr_silenced = False
 
 
 def silence_stderr() -> None:
-    """For a process that only decodes and classifies (a worker): its findings go back as
-    error rows, and what libpng prints for a corrupt PNG ("libpng error: ..."), on
-    stderr whatever --quiet says, goes nowhere."""
+    """For a process that only decodes and classifies (a worker), whose findings go back as error
+    rows: what libpng prints for a corrupt PNG, whatever --quiet says, goes nowhere."""
     global stderr_silenced
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
@@ -123,14 +113,10 @@ def silence_stderr() -> None:
 
 
 def read_file(path: str) -> bytes | str:
-    """A file's bytes, or why they could not be had.
-
-    Nothing here blocks: the open is O_NONBLOCK, so a FIFO (the walk already turns
-    those into error rows; this is for one swapped in since) reads as empty at once.
-    One read takes a digit image whole; the file is checked to be a regular file,
-    and its size against the cap, only when that read came back empty, full or
-    refused: an fstat on every file costs a tenth of a small PNG's decode.
-    """
+    """A file's bytes, or why they could not be had. Nothing blocks: the open is O_NONBLOCK, so a
+    FIFO swapped in since the walk reads as empty at once. One read takes a digit image whole; the
+    file's kind and size are checked only when it came back empty, full or refused: an fstat on
+    every file costs a tenth of a small PNG's decode."""
     try:
         # os-level calls: half the cost of open()/read() on small files (docs/decisions.md).
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
@@ -158,8 +144,7 @@ def read_file(path: str) -> bytes | str:
 
 
 def read_uri(uri: str) -> bytes | str:
-    """read_file for a URI (s3://..., read with pyarrow: the Ray engine's nodes): the same cap
-    and the same wording."""
+    """read_file for a URI (s3://..., read with pyarrow), with the same cap and wording."""
     import pyarrow.fs as pafs
 
     try:

@@ -6,10 +6,11 @@ from typing import Protocol
 
 import numpy as np
 
+from digits.batch.scores import probe_digits
+
 
 class Classifier(Protocol):
-    """A digit classifier, whichever runtime runs it: onnxruntime's (OnnxClassifier) or
-    LiteRT's (batch/litert_model.py). Both declare it; the code that runs them takes this."""
+    """A digit classifier: onnxruntime's (OnnxClassifier) or LiteRT's (batch/litert_model.py)."""
 
     path: Path
     input_shape: tuple  # what the model takes per call, e.g. (None, 28, 28); None: any batch size
@@ -17,32 +18,32 @@ class Classifier(Protocol):
     # digit_score under this: not a digit (the model's metadata, digit_score_threshold); None: no threshold
     threshold: float | None = None
 
-    def predict(self, digits: np.ndarray) -> np.ndarray:
-        """Class probabilities, float32 [N, 10], for a block of uint8 [N, 28, 28] digits, held to
-        the contract on every call; ModelError when the runtime fails or the output breaks it."""
+    def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(class probabilities float32 [N, 10], digit_score float32 [N] in 0..1 or None when the model
+        gives none) for a block of uint8 [N, 28, 28] digits, from one call per batch, held to the
+        contract; ModelError when the runtime fails or the output breaks it: the model is wrong."""
         ...
 
-    def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(predict's probabilities, float32 [N] digit_score in 0..1 or None when the model gives none)."""
-        return self.predict(digits), None
+    def predict(self, digits: np.ndarray) -> np.ndarray:
+        """scored's class probabilities."""
+        return self.scored(digits)[0]
+
+    def labels(self, digits: np.ndarray) -> np.ndarray:
+        """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
+        return self.predict(digits).argmax(axis=1)
 
     def describe(self) -> str:
         """One line: the runtime, and what the model takes and gives."""
         ...
 
     def probe(self) -> None:
-        """Run the model on batch.scores.probe_digits: a model that loads but cannot run, or
-        whose output breaks the contract, is refused (ModelError) before any row is written."""
-        ...
+        """Run the model on probe_digits: a model that loads but cannot run, or whose output breaks
+        the contract, is refused (ModelError) before any row is written."""
+        self.predict(probe_digits())
 
     def stop(self) -> None:
         """End the calls under way, where the runtime can (else they run to their end)."""
-        ...
 
     def forked(self) -> "Classifier":
         """The classifier a forked worker process uses: this one where the fork leaves it whole."""
         ...
-
-    def labels(self, digits: np.ndarray) -> np.ndarray:
-        """Predicted labels, int64 [N], for uint8 [N, 28, 28] digits."""
-        return self.predict(digits).argmax(axis=1)

@@ -2,6 +2,7 @@
 
 import math
 import os
+from pathlib import Path
 
 # Worker processes a run may ask for. Each reserves four slots' worth of shared
 # mapping for the paths it is sent (batch/workers.py: 1 MiB each, touched only as used):
@@ -19,50 +20,37 @@ def usable_cores() -> int:
 
 
 def _cgroup_quota(own: str = "/proc/self/cgroup", root: str = "/sys/fs/cgroup") -> float | None:
-    """CPUs' worth of time this process's cgroups allow, the tightest of its own cgroup and
-    each above it (cgroup v2 cpu.max; v1 cpu.cfs_quota_us / cpu.cfs_period_us in the cpu
-    hierarchy); None: no cap. The own cgroup is read from `own` (/proc/self/cgroup): a
-    quota set on it, not on the root, is the usual one outside a container."""
+    """CPUs' worth of time this process's cgroups allow, the tightest of its own cgroup (read from
+    `own`: a quota on it, not on the root, is the usual one outside a container) and each above it,
+    under cgroup v2 or v1's cpu hierarchy; None: no cap."""
     try:
-        with open(own) as f:
-            lines = f.read().splitlines()
+        lines = Path(own).read_text().splitlines()
     except OSError:
         lines = []
     quotas = []
     for line in lines or ["0::/"]:
         _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        parts = [p for p in path.split("/") if p and p not in (".", "..")]
         if controllers == "":  # v2
-            quotas += _each_level(root, path, lambda d: _v2(os.path.join(d, "cpu.max")))
+            quotas += [_quota(os.path.join(root, *parts[:n]), True) for n in range(len(parts) + 1)]
         elif "cpu" in controllers.split(","):
             for folder in (controllers, "cpu", "cpu,cpuacct"):
                 if os.path.isdir(os.path.join(root, folder)):
-                    quotas += _each_level(os.path.join(root, folder), path, _v1)
+                    quotas += [_quota(os.path.join(root, folder, *parts[:n]), False) for n in range(len(parts) + 1)]
                     break
+    quotas = [q for q in quotas if q]
     return min(quotas) if quotas else None
 
 
-def _each_level(root: str, path: str, read) -> list[float]:
-    """read(folder) for the cgroup at `path` under `root` and each cgroup above it: the quotas set."""
-    parts = [p for p in path.split("/") if p and p not in (".", "..")]
-    found = (read(os.path.join(root, *parts[:n])) for n in range(len(parts), -1, -1))
-    return [q for q in found if q]
-
-
-def _v2(file: str) -> float | None:
+def _quota(folder: str, v2: bool) -> float | None:
+    """CPUs' worth of time the cgroup at `folder` allows (v2: cpu.max; v1: cpu.cfs_quota_us over
+    cpu.cfs_period_us); None: no cap, or none to read."""
     try:
-        with open(file) as f:
-            quota, period = f.read().split()[:2]
-        return None if quota == "max" else int(quota) / int(period)
+        if v2:
+            quota, period = Path(folder, "cpu.max").read_text().split()[:2]
+        else:
+            quota, period = (Path(folder, name).read_text() for name in ("cpu.cfs_quota_us", "cpu.cfs_period_us"))
+        quota, period = int(quota), int(period)  # v2's "max", no cap: ValueError
     except (OSError, ValueError):
         return None
-
-
-def _v1(folder: str) -> float | None:
-    try:
-        with open(os.path.join(folder, "cpu.cfs_quota_us")) as f:
-            quota = int(f.read())
-        with open(os.path.join(folder, "cpu.cfs_period_us")) as f:
-            period = int(f.read())
-        return None if quota <= 0 or period <= 0 else quota / period
-    except (OSError, ValueError):
-        return None
+    return quota / period if quota > 0 and period > 0 else None

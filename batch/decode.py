@@ -1,19 +1,13 @@
 """Image bytes -> MNIST-style digits: uint8 [28, 28], white on black.
 
-OpenCV decodes (it is ~4x faster than Pillow on small PNGs). Every image is
-turned upright by its EXIF orientation (as a viewer and the browser show it),
-brought to white ink on black (inverted when its border is light), and its
-contrast normalised: the page (the border's median) to 0, the brightest ink to
-255, as MNIST's digits are. Anything that is not already a 28x28 digit has its
-form artefacts taken out (batch/forms.py; judged by the whole image rather than
-the border; not with clean=False, --no-clean) and is then brought to MNIST's form
-with LeCun's recipe: crop to the ink (a finer pen's strokes then widened, with clean),
-fit into 20x20 keeping the aspect ratio, and centre by the centre of mass in a 28x28 field.
-web/digits.js does each step the same way.
+OpenCV decodes (~4x faster than Pillow on small PNGs). Each image is turned upright by its
+EXIF orientation, inverted when its page is light, and contrast normalised (page 0, brightest
+ink 255). Anything not already 28x28 has its form artefacts taken out (batch/forms.py; not with
+--no-clean) and gets LeCun's recipe: crop to the ink, fit into 20x20, centre by the centre of
+mass in 28x28. web/digits.js does each step the same way.
 """
 
 import os
-import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Literal
@@ -21,13 +15,12 @@ from typing import Literal
 import numpy as np
 
 from digits.batch.forms import page_levels, remove_artefacts, thicken
-from digits.batch.imagesize import image_size
+from digits.batch.imagesize import image_size, jpeg_markers, tiff_tag
 from digits.core.contract import IMAGE_SIZE, MAX_IMAGE_PIXELS
 from digits.core.errors import DigitsError
 
-# Decompression-bomb cap, checked against the image's header before OpenCV
-# allocates anything (batch/imagesize.py). OpenCV's own cap is set too, as a
-# second guard; it only takes effect when cv2 is first imported here.
+# The decompression-bomb cap is checked against the header first (batch/imagesize.py); OpenCV's
+# own, a second guard, only takes effect when cv2 is first imported here.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_IMAGE_PIXELS))
 
 import cv2  # noqa: E402
@@ -81,21 +74,12 @@ def decode_digit(data: bytes, invert: Invert = "auto", clean: bool = True) -> np
 def decode_digits(blobs: Sequence[bytes | str], invert: str = "auto",
                   out: np.ndarray | None = None) -> tuple[np.ndarray, list[str | None]]:
     """Many images' bytes -> (uint8 [N, 28, 28] digits, errors), digit i exactly as decode_digit gives it.
+    `invert`: an --invert mode, NO_CLEAN after it for --no-clean. A str blob is an error already
+    known; errors[i] says why blob i failed (its digit all zeros), else None. `out`: the array to fill.
 
-    `invert` is an --invert mode, with NO_CLEAN after it for --no-clean (decode_digit's
-    clean=False): the engines pass the decoding on as this one string.
-
-    A blob that is a str is an error already known (the file could not be read).
-    errors[i] is why blob i failed (digit i is then all zeros), None when it did not.
-    `out`, when given, is the uint8 [N, 28, 28] array to fill (a worker reuses one
-    private buffer for all its blocks).
-
-    The hot path of folder runs. A 28x28 PNG decodes in about ten microseconds, so the Python
-    around it counts (docs/decisions.md): a PNG whose header says 28x28 (no pixel cap to check)
-    and that decodes to 8-bit grayscale, the MNIST form, goes straight into the block, and the
-    border check for --invert auto is one numpy pass over the whole block rather than four sums
-    per image (_invert_and_stretch). Anything else takes decode_digit's general path.
-    """
+    The hot path of folder runs, where the Python around a 10-microsecond decode counts
+    (docs/decisions.md): a 28x28 8-bit grayscale PNG goes straight into the block, its inversion
+    and contrast decided for the whole block at once (_invert_and_stretch)."""
     invert, clean = invert.removesuffix(NO_CLEAN), not invert.endswith(NO_CLEAN)
     digits = np.zeros((len(blobs), IMAGE_SIZE, IMAGE_SIZE), np.uint8) if out is None else out
     errors: list[str | None] = [None] * len(blobs)
@@ -129,20 +113,18 @@ def decode_digits(blobs: Sequence[bytes | str], invert: str = "auto",
 
 
 def _invert_and_stretch(digits: np.ndarray, plain: list[int], invert: str) -> None:
-    """decode_digits' fast path, finished in place for the digits at indices `plain` of uint8 [N, 28, 28]
-    `digits`: inverted as --invert `invert` says (auto: by each one's border sum), then contrast normalised."""
+    """decode_digits' fast path finished in place for digits[plain]: inverted, then contrast normalised."""
     whole = len(plain) == len(digits)  # the usual case: no copy of the block
     index = np.arange(len(digits)) if whole else np.array(plain)
     block = digits if whole else digits[index]
-    border = _border_sums(block)
+    border = border_pixels(block).sum(axis=1, dtype=np.int64)
     if invert != "never":
         light = np.ones(len(index), bool) if invert == "always" else border > 127.5 * _BORDER
         digits[index[light]] = 255 - block[light]
         border[light] = 255 * _BORDER - border[light]
         block = digits if whole else digits[index]
-    # Contrast, for the whole block at once. A border summing under _DARK_BORDER has a
-    # median of at most BLACK_PAGE; with full ink too (MNIST's own digits, nearly every
-    # clean scan) the digit is left as it is. Only the others pay for normalise_contrast.
+    # A border summing under _DARK_BORDER has a median of at most BLACK_PAGE; with full ink too
+    # (MNIST's own digits, nearly every clean scan) it is left as it is, as normalise_contrast would.
     as_is = (border < _DARK_BORDER) & (block.reshape(len(block), -1).max(axis=1) >= FULL_INK)
     for i in index[~as_is]:
         digits[i] = normalise_contrast(digits[i])
@@ -154,10 +136,9 @@ _BORDER = 4 * IMAGE_SIZE - 4  # border pixels of a 28x28 digit
 _DARK_BORDER = (_BORDER - (_BORDER - 1) // 2) * (BLACK_PAGE + 1)
 
 
-def _border_sums(digits: np.ndarray) -> np.ndarray:
-    """The sum of each uint8 [N, 28, 28] digit's border pixels: int64 [N]."""
-    return (digits[:, 0].sum(axis=1, dtype=np.int64) + digits[:, -1].sum(axis=1, dtype=np.int64)
-            + digits[:, 1:-1, 0].sum(axis=1, dtype=np.int64) + digits[:, 1:-1, -1].sum(axis=1, dtype=np.int64))
+def border_pixels(images: np.ndarray) -> np.ndarray:
+    """The border pixels of an [H, W] image, or of each of [N, H, W] images ([N, 2H + 2W - 4])."""
+    return np.concatenate([images[..., 0, :], images[..., -1, :], images[..., 1:-1, 0], images[..., 1:-1, -1]], -1)
 
 
 # ---- EXIF orientation ----
@@ -181,119 +162,61 @@ def upright(image: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def exif_orientation(data: bytes) -> int:
-    """The EXIF orientation of a JPEG (APP1), PNG (eXIf) or WebP (EXIF chunk); 1 when it has none.
-
-    Only the metadata is read: segments and chunks before the image data. A malformed
-    EXIF block counts as none, as browsers treat it."""
-    try:
-        if data[:2] == _JPEG_START:
-            i = 2
-            while i + 4 <= len(data) and data[i] == 0xFF:
-                marker = data[i + 1]
-                if marker in (0xDA, 0xD9):  # start of scan, end of image: no more metadata
-                    break
-                length = int.from_bytes(data[i + 2 : i + 4], "big")
-                if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
-                    return _tiff_orientation(data[i + 10 : i + 2 + length])
-                i += 2 + length
-        elif data[:8] == _PNG_START:
-            i = 8
-            while i + 8 <= len(data):
-                length, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
-                if kind == b"eXIf":
-                    return _tiff_orientation(data[i + 8 : i + 8 + length])
-                if kind in (b"IDAT", b"IEND"):
-                    break
-                i += 12 + length
-        elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            i = 12
-            while i + 8 <= len(data):
-                kind, length = data[i : i + 4], int.from_bytes(data[i + 4 : i + 8], "little")
-                if kind == b"EXIF":
-                    block = data[i + 8 : i + 8 + length]
-                    return _tiff_orientation(block[6:] if block[:6] == b"Exif\0\0" else block)
-                i += 8 + length + (length & 1)
-    except (IndexError, ValueError):
-        pass
-    return 1
+    """The EXIF orientation of a JPEG (APP1), PNG (eXIf) or WebP (EXIF chunk), read from the metadata
+    before the image data; 1 when it has none or it is malformed (as browsers treat it)."""
+    value = tiff_tag(_exif(data), 274)
+    return value if value in range(1, 9) else 1
 
 
-def _tiff_orientation(tiff: bytes) -> int:
-    """Tag 274 of a TIFF header's first IFD; 1 when absent or malformed."""
-    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
-    if order is None or len(tiff) < 8:
-        return 1
-    ifd = int.from_bytes(tiff[4:8], order)
-    if ifd + 2 > len(tiff):
-        return 1
-    for k in range(int.from_bytes(tiff[ifd : ifd + 2], order)):
-        entry = tiff[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
-        if len(entry) < 12:
-            break
-        if int.from_bytes(entry[0:2], order) == 274 and int.from_bytes(entry[2:4], order) == 3:  # SHORT
-            value = int.from_bytes(entry[8:10], order)
-            return value if 1 <= value <= 8 else 1
-    return 1
-
-
-# In entropy-coded data a 0xFF byte is followed by 0x00 (stuffing), a restart
-# marker 0xD0-0xD7 or more 0xFF fill; anything else is the next marker.
-_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+def _exif(data: bytes) -> bytes:
+    """The EXIF block (a TIFF header) of a JPEG, PNG or WebP image; b"" when it has none."""
+    if data[:2] == _JPEG_START:
+        for marker, i in jpeg_markers(data):
+            if marker in (0xDA, 0xD9):  # start of scan, end of image: no more metadata
+                break
+            if marker == 0xE1 and data[i + 4 : i + 10] == b"Exif\0\0":
+                return data[i + 10 : i + 2 + int.from_bytes(data[i + 2 : i + 4], "big")]
+    elif data[:8] == _PNG_START:
+        i = 8
+        while i + 8 <= len(data) and data[i + 4 : i + 8] not in (b"IDAT", b"IEND"):
+            length = int.from_bytes(data[i : i + 4], "big")
+            if data[i + 4 : i + 8] == b"eXIf":
+                return data[i + 8 : i + 8 + length]
+            i += 12 + length
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        i = 12
+        while i + 8 <= len(data):
+            length = int.from_bytes(data[i + 4 : i + 8], "little")
+            if data[i : i + 4] == b"EXIF":
+                block = data[i + 8 : i + 8 + length]
+                return block[6:] if block[:6] == b"Exif\0\0" else block
+            i += 8 + length + (length & 1)
+    return b""
 
 
 def _jpeg_is_whole(data: bytes) -> bool:
-    """Whether the JPEG at the start of `data` reaches its end-of-image marker.
-
-    The marker segments are followed, not searched for: data after the image (a
-    phone's "motion photo" appends a video) is allowed, and an EOI inside an
-    embedded thumbnail does not pass for the image's own. Only a file that runs
-    out inside its image data counts as cut short; headers that make no sense are
-    left to the decoder, which calls them corrupt."""
-    i, n, scanning = 2, len(data), False
-    while i + 1 < n:
-        if data[i] != 0xFF:  # stray bytes between segments: libjpeg skips them too
-            i = data.find(b"\xff", i)
-            if i < 0:
-                return False
-            continue
-        marker = data[i + 1]
+    """Whether the JPEG at the start of `data` reaches its end-of-image marker (imagesize.jpeg_markers:
+    data after it, a "motion photo"'s video, is allowed). Only a file that runs out inside its image
+    data is cut short; senseless headers are left to the decoder, which calls them corrupt."""
+    scanning = False
+    for marker, _ in jpeg_markers(data):
         if marker == 0xD9:
             return True
-        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill, or markers without a length
-            i += 1 if marker == 0xFF else 2
-            continue
-        if i + 4 > n:
-            return not scanning
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
-        if marker == 0xDA:  # start of scan: its entropy-coded data runs to the next marker
-            scanning = True
-            found = _NEXT_MARKER.search(data, i)
-            if found is None:
-                return False
-            i = found.start()
+        scanning = scanning or marker == 0xDA
     return not scanning
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
-    """Any decoded image (1-4 channels, 8/16-bit or float) -> uint8 grayscale.
-
-    Transparent pixels are composited over white, as a viewer shows them.
-    """
+    """Any decoded image (1-4 channels, 8/16-bit or float) -> uint8 grayscale, transparent pixels over white."""
     if image.dtype != np.uint8:
         image = _to_uint8(image)
     if image.ndim == 2:
         return image
-    channels = image.shape[2]
-    if channels == 1:
-        return image[:, :, 0]
-    if channels == 2:  # gray + alpha
-        gray, alpha = image[:, :, 0], image[:, :, 1]
-    elif channels == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-    else:
-        gray = cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
-        alpha = image[:, :, 3]
-    a = alpha.astype(np.float32) / 255.0
+    channels = image.shape[2]  # gray, gray + alpha, BGR or BGRA
+    gray = image[:, :, 0] if channels < 3 else cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2GRAY)
+    if channels in (1, 3):
+        return gray
+    a = image[:, :, -1].astype(np.float32) / 255.0
     return np.rint(gray * a + 255.0 * (1.0 - a)).astype(np.uint8)
 
 
@@ -309,19 +232,18 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 def needs_inverting(gray: np.ndarray) -> bool:
     """Dark ink on a light page: judged from the border, where a digit rarely is."""
-    h, w = gray.shape
-    if h < 3 or w < 3:
-        return float(gray.mean()) > 127.5
-    total = int(gray[0].sum()) + int(gray[-1].sum()) + int(gray[1:-1, 0].sum()) + int(gray[1:-1, -1].sum())
-    return total > 127.5 * (2 * w + 2 * (h - 2))
+    return float(_border(gray).mean()) > 127.5
+
+
+def _border(gray: np.ndarray) -> np.ndarray:
+    """border_pixels, or every pixel of an image under 3 pixels thick."""
+    return gray.ravel() if min(gray.shape) < 3 else border_pixels(gray)
 
 
 def page_level(gray: np.ndarray) -> int:
-    """The page's grey level of a white-on-black image: its border's lower median (the
-    whole image's, when it is under 3 pixels thick). A median, so a digit that touches
-    the border does not count as page."""
-    h, w = gray.shape
-    border = gray.ravel() if h < 3 or w < 3 else np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+    """The page's grey level of a white-on-black image: its border's lower median (a median: a digit
+    touching the border is not page)."""
+    border = _border(gray)
     k = (len(border) - 1) // 2
     return int(np.partition(border, k)[k])
 
@@ -332,17 +254,13 @@ def _stretch(page: int, peak: int) -> np.ndarray:
     rounded half up in integers (web/digits.js computes the same numbers)."""
     v = np.arange(256, dtype=np.int64) - page
     span = peak - page
-    table = np.clip((v * 510 + span) // (2 * span), 0, 255)
-    table[v < 0] = 0
-    return table.astype(np.uint8)
+    return np.clip((v * 510 + span) // (2 * span), 0, 255).astype(np.uint8)  # v < 0: under 0, as span < 510
 
 
 def normalise_contrast(gray: np.ndarray, page: int | None = None) -> np.ndarray:
-    """White ink on a dark page -> the page at 0 and the brightest ink at 255, as MNIST's
-    digits are (ink 40 on grey paper 200, inverted, is 215 on 55: it becomes 255 on 0).
-    Already so (page <= BLACK_PAGE, ink >= FULL_INK): left as it is.
-    An image with nothing brighter than its page (blank, or a light page under
-    --invert never) is left as it is. `page`: the page's level when known (default page_level's)."""
+    """White ink on a dark page -> the page at 0 and the brightest ink at 255, as MNIST's digits are.
+    Left as it is when already so (page <= BLACK_PAGE, ink >= FULL_INK) or nothing is brighter than
+    the page. `page`: the page's level when known (default page_level's)."""
     page, peak = page_level(gray) if page is None else page, int(gray.max())
     if peak <= page or (page <= BLACK_PAGE and peak >= FULL_INK):
         return gray
@@ -350,15 +268,11 @@ def normalise_contrast(gray: np.ndarray, page: int | None = None) -> np.ndarray:
 
 
 def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> np.ndarray:
-    """uint8 grayscale of any size (upright) -> uint8 [28, 28] MNIST-style digit.
-
-    Inverted when it applies, then its contrast normalised; a 28x28 image is then
-    taken as already MNIST-style and passes through; a blank image becomes all zeros.
-    Any other image is, with `clean`, judged light or dark and given its page level from
-    the whole image's grey levels (forms.page_levels: a grid cell's border is all lines), and
-    has its form artefacts taken out (batch/forms.py) before it is cropped: an empty box is blank;
-    once cropped, a finer pen's strokes are widened to about MNIST's (forms.thicken).
-    """
+    """uint8 grayscale of any size (upright) -> uint8 [28, 28] MNIST-style digit. Inverted when it
+    applies, then contrast normalised; a 28x28 image then passes through, a blank one becomes zeros.
+    Any other, with `clean`, is judged by the whole image's grey levels (forms.page_levels: a grid
+    cell's border is all lines), has its form artefacts taken out, and once cropped has a finer
+    pen's strokes widened (forms.thicken)."""
     form = clean and gray.shape != (IMAGE_SIZE, IMAGE_SIZE)
     median, low, high = page_levels(gray) if form else (0, 0, 0)
     inverting = invert == "always" or (invert == "auto" and (median > 127 if form else needs_inverting(gray)))
@@ -382,8 +296,7 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> n
     shrinking = scale < 1
     box = cv2.resize(ink, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
-    # Place the box so that its centre of mass lands on the field's centre,
-    # keeping the whole box inside the field.
+    # The box's centre of mass on the field's centre, the whole box inside the field.
     mass = box.astype(np.float64)
     total = mass.sum()
     bh, bw = box.shape

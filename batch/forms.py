@@ -1,25 +1,17 @@
 """Form artefacts out of a digit's image: ruled lines, specks, cut neighbours.
 
-Handwritten digits come from forms: boxes to write in, grid cells cut from a page, base
-lines and comb fields, with dust on the scanner. These steps take them out before the
-digit is cropped and fitted (batch/decode.py), the classic form-processing ones:
+Handwritten digits come from forms (boxes, grid cells cut from a page, base lines, comb fields,
+scanner dust). The classic form-processing steps, before the digit is cropped (batch/decode.py):
+1. a row or column run of ink at least LINE_RUN of the image's width or height is a printed line;
+2. the digit is the largest piece of ink left (pieces touching the image's edge, or a frame
+   line along it, count EDGE_WEIGHT: likely a neighbour cut by the crop);
+3. another piece stays only if it is at least KEEP_SHARE of the digit's area, within NEAR of its
+   box and off the edge; a comb field's tick and dust (under DUST of the image) go;
+4. what was taken out is cleared with its faint rim;
+5. once cropped, a finer pen's strokes are widened to about MNIST's (thicken).
 
-1. long straight lines: a row or column run of ink at least LINE_RUN of the image's width
-   or height (morphological opening with a line kernel) is a printed line, not a stroke;
-2. the digit: the largest piece of ink left (pieces touching the image's edge count half:
-   they are likely a neighbour cut by the crop; a line along an edge, a grid cell's or a
-   box's, moves that edge to the line's inner side);
-3. specks, marks and cut neighbours: another piece is kept only if it is at least
-   KEEP_SHARE of the digit's area, lies within NEAR of the digit's box and does not touch
-   the edge; a thin piece standing on a line's end is a comb field's tick and goes too, and
-   a piece under DUST of the image's area is dust, never the digit;
-4. what was taken out is cleared with its faint rim (one pixel around it);
-5. a finer pen than MNIST's: once cropped, the digit's strokes are widened to about MNIST's
-   (thicken; decode calls it after the crop).
-
-A digit's own strokes stay: MNIST's digits fill at most 20/28 of their field, short of
-LINE_RUN (a digit cropped tighter than that, say a 1 as tall as its image, wants --no-clean).
-web/digits.js does each step the same way.
+A digit's own strokes stay: MNIST's fill at most 20/28 of their field, short of LINE_RUN (a digit
+cropped tighter, say a 1 as tall as its image, wants --no-clean). web/digits.js does the same.
 """
 
 import cv2
@@ -37,28 +29,23 @@ _RIM = np.ones((3, 3), np.uint8)
 
 
 def page_levels(gray: np.ndarray) -> tuple[int, int, int]:
-    """(median, lower quartile, upper quartile) of the image's grey levels, each the value of
-    that rank in the sorted pixels (the lower one between two). The median says whether the page
-    is light, and a quartile is the page's level: the whole image's, not its border's (a grid
-    cell's border is all lines), and a quartile, as ink with its faint rim may cover half of it.
-    Inverted, the image's lower quartile is 255 - the upper."""
+    """(median, lower quartile, upper quartile) of the image's grey levels (the lower value between
+    two ranks). The median says whether the page is light, a quartile is its level: the whole
+    image's (a grid cell's border is all lines), a quartile (ink and its rim may cover half)."""
     counts = np.cumsum(cv2.calcHist([gray], [0], None, [256], [0, 256]).ravel())
     ranks = np.array([(gray.size - 1) // 2, (gray.size - 1) // 4, gray.size - 1 - (gray.size - 1) // 4])
-    median, low, high = np.searchsorted(counts, ranks + 1).tolist()
-    return median, low, high
+    return tuple(np.searchsorted(counts, ranks + 1).tolist())
 
 
 def line_run(size: int) -> int:
-    """The kernel length for lines across `size` pixels: odd, so that opening keeps exactly the
-    runs at least this long."""
+    """The kernel length for lines across `size` pixels: odd, so that opening keeps exactly the runs this long."""
     return int(np.ceil(LINE_RUN * size)) | 1
 
 
 def long_runs(ink: np.ndarray, run: int, across: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(lines, runs): the rows (across) or columns of uint8 0/1 `ink` holding a run of at least
-    `run` ink pixels, and those rows [len(lines), W] (columns [H, len(lines)]) as OpenCV's
-    opening with a line kernel leaves them: the runs that long, the outside counted as page.
-    Only the rows (columns) holding that much ink are opened, each on its own as the kernel sees it."""
+    """(lines, runs): the rows (across) or columns of uint8 0/1 `ink` holding a run of at least `run`
+    ink pixels, and those rows [len(lines), W] (columns [H, len(lines)]) holding only such runs,
+    as an opening with a line kernel leaves them (only rows with that much ink are opened)."""
     counts = cv2.reduce(ink, 1 if across else 0, cv2.REDUCE_SUM, dtype=cv2.CV_32S).ravel()
     lines = np.flatnonzero(counts >= run)
     if not len(lines):
@@ -72,10 +59,9 @@ def long_runs(ink: np.ndarray, run: int, across: bool) -> tuple[np.ndarray, np.n
 
 
 def remove_artefacts(gray: np.ndarray, level: float) -> np.ndarray:
-    """uint8 [H, W] white ink on a page of 0, contrast normalised -> the same with form lines,
-    specks and cut neighbours set to 0 (a new array, or `gray` itself when there is nothing to
-    take out). Ink is what is brighter than `level` (a level, not a share of the brightest pixel:
-    a line darker than the digit changes nothing). All of it lines: zeros."""
+    """uint8 [H, W] white ink on a page of 0, contrast normalised -> the same with form lines, specks
+    and cut neighbours set to 0 (`gray` itself when there is nothing to take out). Ink is what is
+    brighter than `level` (not a share of the brightest: a line darker than the digit changes nothing)."""
     h, w = gray.shape
     ink = cv2.threshold(gray, level, 1, cv2.THRESH_BINARY)[1]
     # Pieces are labelled within the box holding them: the page around costs nothing.
@@ -125,20 +111,18 @@ def remove_artefacts(gray: np.ndarray, level: float) -> np.ndarray:
 
 
 def stroke_width(ink: np.ndarray) -> float:
-    """uint8 0/1 `ink` (not empty) -> its strokes' mean width in pixels: 2 x area / edge pixels (ink
-    with page among its 8 neighbours, the outside counted as page), as a stroke w wide and L long
-    has area wL and 2L edge pixels. Strokes 1 or 2 pixels wide both measure 2."""
+    """uint8 0/1 `ink` (not empty) -> its strokes' mean width: 2 x area / edge pixels (ink with page
+    among its 8 neighbours), as a stroke w by L has 2L edge pixels. Strokes 1 or 2 wide measure 2."""
     area = cv2.countNonZero(ink)
     inner = cv2.countNonZero(cv2.erode(ink, _RIM, borderType=cv2.BORDER_CONSTANT, borderValue=0))
     return 2 * area / (area - inner)
 
 
 def thicken(ink: np.ndarray, threshold: float, scale: float) -> np.ndarray:
-    """uint8 [h, w] white ink on 0, cropped to what is brighter than `threshold`, to be fit at
-    `scale` -> its strokes widened by `grow` pixels (a square max filter, grow + 1 wide; the array
-    grows with them) to about MNIST_STROKE after that fit; `ink` itself when they are at most half
-    a pixel short of it, or wider. A finer pen's strokes, fit, are thinner and fainter than MNIST's,
-    and the MLP reads them worse (docs/decisions.md); a heavier pen is left as it is."""
+    """uint8 [h, w] white ink on 0, cropped to what is brighter than `threshold`, to be fit at `scale`
+    -> its strokes widened (a square max filter; the array grows with them) to about MNIST_STROKE
+    after that fit; `ink` itself when at most half a pixel short of it. A finer pen's strokes, fit,
+    are thinner and fainter than MNIST's, and the MLP reads them worse (docs/decisions.md)."""
     grow = round(MNIST_STROKE / scale - stroke_width((ink > threshold).view(np.uint8)))
     if grow < 1:
         return ink
@@ -148,9 +132,8 @@ def thicken(ink: np.ndarray, threshold: float, scale: float) -> np.ndarray:
 
 
 def _frame(lines: np.ndarray, size: int) -> tuple[int, int]:
-    """The first and last row (column) inside the lines along the image's two edges, those within
-    NEAR of the side from it (a grid cell's, a box's): the frame whose ink is the edge's. 0 and
-    size - 1 where there is none."""
+    """The first and last row (column) inside the lines within NEAR of the image's two edges (a grid
+    cell's, a box's frame, whose ink counts as the edge's); 0 and size - 1 where there is none."""
     near = NEAR * size
     first = lines[lines < near]
     last = lines[lines > size - 1 - near]
@@ -158,8 +141,8 @@ def _frame(lines: np.ndarray, size: int) -> tuple[int, int]:
 
 
 def _ticks(rows: np.ndarray, across: np.ndarray, x, y, bw, bh) -> np.ndarray:
-    """Which pieces (boxes x, y, bw, bh) are about as thin as a horizontal line (long_runs'
-    rows and runs) and stand on, or hang from, one of its ends: a comb field's ticks. bool [pieces]."""
+    """bool [pieces]: which pieces (boxes x, y, bw, bh) are about as thin as a horizontal line
+    (long_runs' rows and runs) and stand on, or hang from, one of its ends: a comb field's ticks."""
     # The lines' rows stacked, a blank row wherever rows are not adjacent: the same pieces, far fewer pixels.
     at = np.arange(len(rows)) + np.concatenate([[0], np.cumsum(np.diff(rows) > 1)])
     stacked = np.zeros((at[-1] + 1, across.shape[1]), np.uint8)

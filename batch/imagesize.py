@@ -1,16 +1,16 @@
-"""An image's width and height, read from its header without decoding it.
+"""An image's width and height, read from its header (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM) undecoded.
 
-The decompression-bomb cap must hold however the process imported OpenCV:
-OpenCV reads its own cap (OPENCV_IO_MAX_IMAGE_PIXELS) once, when cv2 is first
-imported, so a caller that imported cv2 before `batch.decode` would get its
+The decompression-bomb cap must hold however the process imported OpenCV, which reads its own
+cap once, at its first import: a caller that imported cv2 before batch.decode gets its
 1-gigapixel default. Reading the size here first makes the cap ours.
-
-Every format `digits classify` accepts is covered: PNG, JPEG, GIF, BMP, TIFF,
-WebP and PNM. `None` means the bytes are none of them.
 """
 
+import re
 import struct
+from collections.abc import Iterator
 
+# "P5 <w> <h> ..." with whitespace and # comments between the fields.
+_PNM_SIZE = re.compile(rb"P[1-6](?:\s|#[^\n]*\n)*(\d+)(?:\s|#[^\n]*\n)+(\d+)")
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -30,47 +30,76 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             return _tiff(data)
         if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
             return _webp(data)
-        if data[:1] == b"P" and data[1:2] in b"123456" and len(data) > 2:
-            return _pnm(data)
+        if found := _PNM_SIZE.match(data, 0, 256):
+            return int(found[1]), int(found[2])
     except (struct.error, IndexError, ValueError):
         return None
     return None
 
 
 def _jpeg(data: bytes) -> tuple[int, int] | None:
+    for marker, i in jpeg_markers(data):
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return width, height
+    return None
+
+
+# In entropy-coded data a 0xFF byte is followed by 0x00 (stuffing), a restart
+# marker 0xD0-0xD7 or more 0xFF fill; anything else is the next marker.
+_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def jpeg_markers(data: bytes) -> Iterator[tuple[int, int]]:
+    """(marker, its index) for each marker of the JPEG at the start of `data`, up to its end-of-image
+    marker or where the data runs out: segments followed by their lengths, not searched for (stray bytes
+    between them skipped, as libjpeg does), a scan's entropy-coded data skipped to the next marker."""
     i = 2
-    while i + 9 < len(data):
+    while i + 1 < len(data):
         if data[i] != 0xFF:
-            return None
+            i = data.find(b"\xff", i)
+            if i < 0:
+                return
+            continue
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+        if marker in (0xD8, 0xD9, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            yield marker, i
+            if marker == 0xD9:
+                return
             i += 2
             continue
-        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
-        if marker in _JPEG_SOF:
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height
-        i += 2 + length
-    return None
+        if i + 4 > len(data):
+            return
+        yield marker, i
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker == 0xDA:  # start of scan: its entropy-coded data runs to the next marker
+            found = _NEXT_MARKER.search(data, i)
+            if found is None:
+                return
+            i = found.start()
 
 
 def _tiff(data: bytes) -> tuple[int, int] | None:
-    # The first image file directory (the page OpenCV decodes): tags 256 (width) and 257 (height).
-    order = "<" if data[:2] == b"II" else ">"
-    offset = struct.unpack(order + "I", data[4:8])[0]
-    count = struct.unpack(order + "H", data[offset : offset + 2])[0]
-    size: dict[int, int] = {}
-    for k in range(count):
-        entry = data[offset + 2 + 12 * k : offset + 14 + 12 * k]
-        tag, kind = struct.unpack(order + "HH", entry[:4])
-        if tag in (256, 257):
-            # SHORT (3) or LONG (4), stored in the first bytes of the value field.
-            size[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), entry[8 : 10 if kind == 3 else 12])[0]
-    if 256 in size and 257 in size:
-        return size[256], size[257]
+    width, height = tiff_tag(data, 256), tiff_tag(data, 257)
+    return None if width is None or height is None else (width, height)
+
+
+def tiff_tag(tiff: bytes, tag: int) -> int | None:
+    """A SHORT or LONG tag's value in a TIFF header's first IFD (the page OpenCV decodes); None when
+    it is absent or the header is malformed."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    try:
+        offset = struct.unpack(order + "I", tiff[4:8])[0]
+        for k in range(struct.unpack(order + "H", tiff[offset : offset + 2])[0]):
+            entry = tiff[offset + 2 + 12 * k : offset + 14 + 12 * k]
+            found, kind = struct.unpack(order + "HH", entry[:4])
+            if found == tag and kind in (3, 4):  # SHORT or LONG, in the first bytes of the value field
+                return struct.unpack(order + ("H" if kind == 3 else "I"), entry[8 : 10 if kind == 3 else 12])[0]
+    except (struct.error, TypeError):  # TypeError: no byte order
+        return None
     return None
 
 
@@ -86,26 +115,3 @@ def _webp(data: bytes) -> tuple[int, int] | None:
         return width & 0x3FFF, height & 0x3FFF
     return None
 
-
-def _pnm(data: bytes) -> tuple[int, int] | None:
-    # "P5 <w> <h> ..." with whitespace and # comments between the fields.
-    fields: list[int] = []
-    text = data[2:256]
-    i = 0
-    while len(fields) < 2 and i < len(text):
-        c = text[i : i + 1]
-        if c == b"#":
-            i = text.find(b"\n", i)
-            if i < 0:
-                return None
-        elif c.isdigit():
-            j = i
-            while j < len(text) and text[j : j + 1].isdigit():
-                j += 1
-            fields.append(int(text[i:j]))
-            i = j
-            continue
-        elif not c.isspace():
-            return None
-        i += 1
-    return (fields[0], fields[1]) if len(fields) == 2 else None

@@ -1,13 +1,10 @@
 """INPUT arguments -> an ordered stream of things to classify.
 
-Named files and folders (walked in sorted order, so runs repeat), `-` for a
-list of paths on standard input (one per line, or NUL-separated). What a path
-names is decided by core.files.kind_of: FIFOs, devices and sockets become error
-items, never reads that block. Every named thing yields at least one item:
-what cannot be found or opened becomes an error item, never a silent gap.
-Files in a walked folder that are not images or .npy by extension are only
-counted as skipped, and a named folder that holds nothing to classify is listed
-in `Expanded.empty` for the summary to say.
+Folders are walked in sorted order, so runs repeat. What a path names is decided by
+core.files.kind_of: FIFOs, devices and sockets become error items, never reads that block. Every
+named thing yields at least one item (what cannot be had, an error item); a walked folder's files
+that are not images or .npy by extension are counted as skipped, and a named folder with nothing
+to classify is listed in Expanded.empty.
 """
 
 import errno
@@ -15,6 +12,7 @@ import fnmatch
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from digits.core.contract import IMAGE_BLOCK
 from digits.core.errors import UsageError, first_line
@@ -57,11 +55,7 @@ def is_image_path(path: str | os.PathLike) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _named_file(path: str) -> Item:
-    return ArrayItem(path) if path.lower().endswith(".npy") else ImageItem(path)
-
-
-_FOLDER, _OTHER = "folder", "other"  # what _list_folder notes of entries that are not regular files
+_FOLDER, _OTHER = "folder", "other"  # what _open_folder notes of entries that are not regular files
 
 
 def _suffix(name: str) -> str:
@@ -71,51 +65,60 @@ def _suffix(name: str) -> str:
     return name[dot:].lower() if dot > 0 and (name[0] != "." or name[:dot].lstrip(".")) else ""
 
 
-def _list_folder(folder: str) -> tuple[list[str], dict[str, object]] | str:
-    """The folder's entry names, sorted, and what is known of the few that are not
-    regular files (_FOLDER, _OTHER, or the OSError raised asking); or why it cannot
-    be listed. Names only (an os.DirEntry costs three times a name held: docs/decisions.md),
-    and a folder's whole listing is held to walk it in sorted order."""
+class _Folder(NamedTuple):
+    prefix: str  # the path and a separator: prefix + name costs less than os.path.join per file
+    id: tuple[int, int]  # (device, inode)
+    entries: Iterator  # _entries
+
+
+def _open_folder(path: str, skip: "Skip | None") -> _Folder | ErrorItem:
+    """The folder to walk, or an ErrorItem saying why it cannot be listed (or is gone since). Its whole
+    listing is held, to walk it sorted: names only (an os.DirEntry costs three times a name:
+    docs/decisions.md), and what is known of the few that are not regular files."""
     names: list[str] = []
     special: dict[str, object] = {}
     try:
-        with os.scandir(folder) as listing:
+        with os.scandir(path) as listing:
             for entry in listing:
                 names.append(entry.name)
                 try:
                     if entry.is_file():  # follows symlinks; asked first: most entries are files
                         continue
-                    if entry.is_dir():
-                        special[entry.name] = _FOLDER
-                    else:  # a FIFO, device, socket, broken symlink or loop
-                        special[entry.name] = _OTHER
+                    # _OTHER: a FIFO, device, socket, broken symlink or loop
+                    special[entry.name] = _FOLDER if entry.is_dir() else _OTHER
                 except OSError as e:
                     special[entry.name] = e
     except OSError as e:
-        return f"cannot list folder: {'symlink loop' if e.errno == errno.ELOOP else e.strerror or e}"
-    names.sort()
-    return names, special
-
-
-def _open_folder(path: str, skip: "Skip | None") -> "_Folder | ErrorItem":
-    """The folder to walk, or an ErrorItem saying why it cannot be listed (or is gone since)."""
-    listing = _list_folder(path)
-    if isinstance(listing, str):
-        return ErrorItem(path, listing)
+        return ErrorItem(path, f"cannot list folder: {'symlink loop' if e.errno == errno.ELOOP else e.strerror or e}")
     try:
         folder_id = _folder_id(path)
     except OSError as e:  # gone, or changed, since it was listed
         return ErrorItem(path, e.strerror or str(e))
-    return _Folder(path, *_without(listing, folder_id, skip), folder_id)
+    if skip is not None and folder_id == skip[0]:
+        names = [name for name in names if name != skip[1]]
+        special.pop(skip[1], None)
+    names.sort()
+    return _Folder(os.path.join(path, ""), folder_id, _entries(names, special))
+
+
+def _entries(names: list[str], special: dict[str, object]) -> Iterator[list[str] | tuple[str, object]]:
+    """A folder's entries: each run of regular files as one list of names (the Python around each of
+    a big folder's files was most of the walk's cost), each other entry as (name, what was noted)."""
+    start = 0
+    for i in [i for i, name in enumerate(names) if name in special] if special else []:
+        if i > start:
+            yield names[start:i]
+        yield names[i], special[names[i]]
+        start = i + 1
+    if start < len(names):
+        yield names[start:]
 
 
 def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded, skip: "Skip | None" = None
           ) -> Iterator[Item | ImageRun]:
-    """Depth first, sorted, with an explicit stack: folders may nest deeper than
-    Python's recursion limit. Symlinks are followed; a symlink loop is a folder that
-    is its own ancestor (a link to a sibling folder is walked like any folder).
-    Consecutive image files come out as one ImageRun, anything else as an item, as
-    the walk reaches them. `skip`: a file the walk passes over (the run's own output)."""
+    """Depth first, sorted, with an explicit stack: folders may nest deeper than Python's recursion
+    limit. Symlinks are followed; a symlink loop is a folder that is its own ancestor. `skip`: a
+    file the walk passes over (the run's own output)."""
     top = _open_folder(root, skip)
     if isinstance(top, ErrorItem):
         yield top
@@ -123,26 +126,19 @@ def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded, skip: 
     stack, ancestors = [top], {top.id}
     while stack:
         folder = stack[-1]
-        if folder.at == len(folder.names):
+        entry = next(folder.entries, None)
+        if entry is None:
             stack.pop()
             ancestors.discard(folder.id)
             continue
-        # The names up to the next entry that is not a regular file, in one go: the
-        # Python around each of a big folder's files was most of the walk's cost.
-        stop = folder.next_special()
-        if stop > folder.at:
-            names = folder.names[folder.at : stop]
-            folder.at = stop
-            yield from _plain_files(folder.prefix, fnmatch.filter(names, pattern) if pattern else names, out)
+        if isinstance(entry, list):
+            yield from _plain_files(folder.prefix, fnmatch.filter(entry, pattern) if pattern else entry, out)
             continue
-        name = folder.names[folder.at]
-        folder.at += 1
+        name, kind = entry
         path = folder.prefix + name
-        kind = folder.special[name]
         if isinstance(kind, OSError):
             yield ErrorItem(path, f"is {kind_of(path)}" if kind.errno == errno.ELOOP else kind.strerror or str(kind))
-            continue
-        if kind is _FOLDER:
+        elif kind is _FOLDER:
             sub = _open_folder(path, skip) if recursive else None
             if isinstance(sub, _Folder) and sub.id in ancestors:
                 sub = ErrorItem(path, "symlink loop: links back to a folder that contains it")
@@ -151,26 +147,22 @@ def _walk(root: str, recursive: bool, pattern: str | None, out: Expanded, skip: 
             elif sub is not None:
                 stack.append(sub)
                 ancestors.add(sub.id)
+        elif pattern and not fnmatch.fnmatch(name, pattern):
             continue
-        if pattern and not fnmatch.fnmatch(name, pattern):
-            continue
-        if not name.lower().endswith(".npy") and _suffix(name) not in IMAGE_EXTENSIONS:
+        elif not name.lower().endswith(".npy") and _suffix(name) not in IMAGE_EXTENSIONS:
             out.skipped += 1
-            continue
-        what = kind_of(path)  # named like an image or array, but not a regular file
-        if what == REGULAR:  # it has become one since the listing
+        elif (what := kind_of(path)) == REGULAR:  # named like an image or array, and has become a file since
             yield from _plain_files(folder.prefix, [name], out)
-            continue
-        yield ErrorItem(path, f"is {what}, not a regular file" if what != MISSING else "vanished while walking")
+        else:
+            yield ErrorItem(path, f"is {what}, not a regular file" if what != MISSING else "vanished while walking")
 
 
 Skip = tuple[tuple[int, int], str]  # (the folder's (device, inode), a file name in it)
 
 
 def output_to_skip(path: str | os.PathLike | None) -> Skip | None:
-    """What the walk must pass over so that a run never reads its own output: the
-    output's real folder, by identity, and its real name. An output written inside
-    a folder being walked (`-o scans/rows.npy`) was read back as an input."""
+    """What the walk must pass over so that a run never reads its own output (`-o scans/rows.npy`
+    while walking scans/): the output's real folder, by identity, and its real name."""
     if path is None:
         return None
     folder, name = os.path.split(os.path.realpath(path))
@@ -178,33 +170,6 @@ def output_to_skip(path: str | os.PathLike | None) -> Skip | None:
         return _folder_id(folder), name
     except OSError:  # a folder that is not there holds no input either
         return None
-
-
-def _without(listing: tuple[list[str], dict[str, object]], folder_id: tuple[int, int], skip: Skip | None
-             ) -> tuple[list[str], dict[str, object]]:
-    names, special = listing
-    if skip is not None and folder_id == skip[0]:
-        names = [name for name in names if name != skip[1]]
-        special.pop(skip[1], None)
-    return names, special
-
-
-class _Folder:
-    """A folder on the walk's stack: its sorted names, how far the walk has come, and
-    where the next entry that is not a regular file (a subfolder, a FIFO ...) lies."""
-
-    def __init__(self, path: str, names: list[str], special: dict[str, object], folder_id: tuple[int, int]):
-        self.prefix = os.path.join(path, "")  # + name: os.path.join per file costs more than a file's walk
-        self.names, self.special, self.id = names, special, folder_id
-        self.at = 0
-        self._specials = [i for i, name in enumerate(names) if name in special] if special else []
-        self._next = 0
-
-    def next_special(self) -> int:
-        """The index of the first entry from `at` on that is not a regular file (len(names) if none)."""
-        while self._next < len(self._specials) and self._specials[self._next] < self.at:
-            self._next += 1
-        return self._specials[self._next] if self._next < len(self._specials) else len(self.names)
 
 
 def _plain_files(prefix: str, names: list[str], out: Expanded) -> Iterator[Item | ImageRun]:
@@ -234,9 +199,8 @@ def _folder_id(path: str) -> tuple[int, int]:
 
 
 def read_path_list(data: bytes, null: bool = False) -> list[str]:
-    """Paths listed on standard input: one per line, exactly as written (spaces are
-    part of a name), or NUL-separated (`find -print0`) with `null`. Names are bytes;
-    one that is not UTF-8 is kept as the same bytes (os.fsdecode)."""
+    """Paths listed on standard input: one per line, exactly as written (spaces are part of a name), or
+    NUL-separated (`find -print0`) with `null`; a name that is not UTF-8 keeps its bytes (os.fsdecode)."""
     if not null and b"\0" in data:
         raise UsageError("standard input holds NUL bytes; for a NUL-separated list (find -print0) give -0/--null")
     names = data.split(b"\0" if null else b"\n")
@@ -245,38 +209,19 @@ def read_path_list(data: bytes, null: bool = False) -> list[str]:
 
 def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = None, out: Expanded | None = None,
               skip: Skip | None = None, uris: bool = False) -> Iterator[Item | ImageRun]:
-    """Every named input's items, in input order, as a stream (folders walked in sorted
-    order): a folder's files come as its walk reaches them, so a run never holds the
-    items of a whole tree at once, and a folder's consecutive image files come as one
-    ImageRun (a list of their paths) rather than an ImageItem each. `out.skipped` and
-    `out.empty` fill as the stream goes. A `-` (a list on standard input) is the
-    caller's to read and splice in first (batch.api). `uris`: names like s3://... are
-    listed with pyarrow (walk_uri; the Ray engine's nodes read them), not taken as paths."""
-    return _expand_paths(inputs, recursive, pattern, out if out is not None else Expanded(), skip, uris)
-
-
-def iter_inputs(inputs: list[str], recursive: bool = True, pattern: str | None = None,
-                out: Expanded | None = None) -> Iterator[Item]:
-    """iter_runs with every image as its own ImageItem."""
-    for entry in iter_runs(inputs, recursive, pattern, out):
-        if isinstance(entry, list):
-            yield from map(ImageItem, entry)
-        else:
-            yield entry
-
-
-def _expand_paths(paths: list[str], recursive: bool, pattern: str | None, out: Expanded,
-                  skip: Skip | None = None, uris: bool = False) -> Iterator[Item | ImageRun]:
-    for path in paths:
-        if uris and is_uri(path):
-            yield from walk_uri(path, recursive, pattern, out)
-            continue
-        kind = kind_of(path)
+    """Every named input's items, in input order, as a stream: a folder's files as its walk reaches
+    them (never a whole tree's at once), its consecutive image files as one ImageRun. `out` fills
+    as the stream goes. A `-` is the caller's to read and splice in first (batch.api). `uris`: names
+    like s3://... are listed with pyarrow (walk_uri), not taken as paths."""
+    out = Expanded() if out is None else out
+    for path in inputs:
+        uri = uris and is_uri(path)  # a file or a prefix: walk_uri tells
+        kind = FOLDER if uri else kind_of(path)
         if kind == REGULAR:
-            yield _named_file(path)
+            yield ArrayItem(path) if path.lower().endswith(".npy") else ImageItem(path)
         elif kind == FOLDER:
             found = False
-            for item in _walk(path, recursive, pattern, out, skip):
+            for item in walk_uri(path, recursive, pattern, out) if uri else _walk(path, recursive, pattern, out, skip):
                 found = True
                 yield item
             if not found:
@@ -293,9 +238,8 @@ def is_uri(text: str) -> bool:
 
 
 def walk_uri(uri: str, recursive: bool, pattern: str | None, out: Expanded) -> Iterator[Item]:
-    """A URI's items, as _walk gives a folder's: a file, or a prefix walked depth first in
-    sorted order, one level listed at a time, so that a listing is never held whole
-    (a folder's files before its subfolders': pyarrow lists a level at a time)."""
+    """A URI's items, as _walk gives a folder's: a file, or a prefix walked depth first in sorted
+    order, one level listed at a time (a folder's files before its subfolders')."""
     import pyarrow.fs as pafs
 
     scheme = uri.split("://", 1)[0]
@@ -309,7 +253,7 @@ def walk_uri(uri: str, recursive: bool, pattern: str | None, out: Expanded) -> I
         yield _uri_file(f"{scheme}://{info.path}") if info.type == pafs.FileType.File else \
             ErrorItem(uri, "no such file or folder")
         return
-    stack, found = [root], False
+    stack = [root]
     while stack:
         folder = stack.pop()
         try:
@@ -323,13 +267,10 @@ def walk_uri(uri: str, recursive: bool, pattern: str | None, out: Expanded) -> I
                 subfolders += [i.path] if recursive else []
             elif i.type == pafs.FileType.File and not (pattern and not fnmatch.fnmatch(i.base_name, pattern)):
                 if _suffix(i.base_name) in IMAGE_EXTENSIONS or i.base_name.lower().endswith(".npy"):
-                    found = True
                     yield _uri_file(f"{scheme}://{i.path}")
                 else:
                     out.skipped += 1
         stack.extend(reversed(subfolders))
-    if not found:
-        out.empty.append(uri)
 
 
 def _uri_file(source: str) -> Item:

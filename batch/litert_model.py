@@ -1,13 +1,10 @@
-"""A LiteRT (.tflite) digit classifier behind OnnxClassifier's call: uint8 [N, 28, 28] -> float32 [N, 10],
-and the model's digit_score [N] where it has one.
+"""A LiteRT (.tflite) digit classifier (batch.classifier.Classifier), with ai-edge-litert's interpreter
+(the [litert] extra; no TensorFlow), imported only for a .tflite model path.
 
-It runs the files `digits export --tflite` writes (model.tflite, model.int8.tflite,
-model.micro.tflite) with `ai-edge-litert`'s interpreter, the `[litert]` extra; no
-TensorFlow. Those files take uint8 [batch, 28, 28] (the micro file a batch of 1)
-and give [batch, 10] probabilities and [batch] digit_score (a file exported before
-the score: probabilities only), as float32 or as int8 with a scale and zero point,
-which are dequantized here. Outputs are told apart by name, else by shape. Imported only for a model path ending in
-.tflite, so the ONNX path never loads LiteRT.
+It runs the files `digits export --tflite` writes: uint8 [batch, 28, 28] (the micro file's batch
+is 1) -> [batch, 10] probabilities and [batch] digit_score (an older file: probabilities only),
+float32 or int8 (dequantized here), told apart by name, else by shape. LiteRT cannot end a call
+under way: a run stops once the calls in hand return.
 """
 
 import contextlib
@@ -24,7 +21,6 @@ from digits.batch.scores import (
     checked_scores,
     describe_score,
     in_batches_of,
-    probe_digits,
     threshold_from,
 )
 from digits.core.contract import DIGIT_SCORE, NUM_CLASSES, PROBABILITIES
@@ -42,26 +38,7 @@ def require_litert(what: str, modules: tuple[str, ...] = ("ai_edge_litert",)) ->
     require_extra("litert", what, modules)
 
 
-_announced = False
-
-
-@contextlib.contextmanager
-def _quiet_once():
-    """LiteRT prints 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' on fd 2 at
-    the process's first interpreter, among classify's summary lines: hidden there."""
-    global _announced
-    if _announced:
-        yield
-        return
-    with stderr_muted():
-        yield
-    _announced = True
-
-
-def _new_interpreter(content: bytes, threads: int | None):
-    from ai_edge_litert.interpreter import Interpreter
-
-    return Interpreter(model_content=content, num_threads=threads)
+_announced = False  # LiteRT's XNNPACK line, at the process's first interpreter, was hidden
 
 
 class LiteRtClassifier(Classifier):
@@ -103,21 +80,21 @@ class LiteRtClassifier(Classifier):
     def _interpreter(self):
         interpreter = getattr(self._local, "interpreter", None)
         if interpreter is None:
+            from ai_edge_litert.interpreter import Interpreter
+
+            global _announced
             try:
-                with _quiet_once():
-                    interpreter = _new_interpreter(self.content, self.threads or None)
+                # LiteRT prints 'INFO: Created TensorFlow Lite XNNPACK delegate for CPU.' on fd 2 at the
+                # process's first interpreter, among classify's summary lines: hidden there.
+                with contextlib.nullcontext() if _announced else stderr_muted():
+                    interpreter = Interpreter(model_content=self.content, num_threads=self.threads or None)
                     interpreter.allocate_tensors()
+                _announced = True
             except Exception as e:  # LiteRT raises ValueError/RuntimeError for a bad file
                 raise ModelError(f"{self.path}: not a loadable LiteRT model ({first_line(e)})") from e
             self._local.interpreter = interpreter
             self._local.batch = None
         return interpreter
-
-    def probe(self) -> None:
-        self.predict(probe_digits())
-
-    def stop(self) -> None:
-        pass  # LiteRT cannot end a call under way: the run stops once the calls in hand return
 
     def describe(self) -> str:
         shape = ",".join(str(d or "batch") for d in self.input_shape)
@@ -127,34 +104,16 @@ class LiteRtClassifier(Classifier):
     def forked(self) -> "LiteRtClassifier":
         return LiteRtClassifier(self.path, threads=1)  # interpreters are per thread, and LiteRT's own are not forked
 
-    def predict(self, digits: np.ndarray) -> np.ndarray:
-        """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits.
-
-        ModelError when LiteRT fails on them (its reason included), or when the output
-        breaks the contract (batch.scores.check_probabilities, as for an ONNX model; a
-        quantized output may stray by its scale)."""
-        return self.scored(digits)[0]
-
     def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(predict's probabilities, the model's digit_score float32 [N] in 0..1, or None when the
-        file has none), from one call per batch; ModelError as predict."""
         feed = np.ascontiguousarray(digits, dtype=np.uint8)
-        if len(feed) == 0:
-            empty = np.zeros((0, NUM_CLASSES + 1), np.float32)
-            return empty[:, :NUM_CLASSES], None if self.score_output is None else empty[:, NUM_CLASSES]
-        n = self.input_shape[0]
         # Probabilities and score as one [N, 11] array, so that in_batches_of's slicing carries both.
-        raw = in_batches_of(n, feed, self._run)
-        probabilities = self._checked(raw[:, :NUM_CLASSES], len(digits))
-        if self.score_output is None:
-            return probabilities, None
-        return probabilities, raw[:, NUM_CLASSES]
-
-    def _checked(self, scores: np.ndarray, n: int) -> np.ndarray:
-        # An int8 file's softmax is quantized in steps of 1/256 even when its output tensor is
-        # float (dequantized inside): measured sums of 255/256 on `export --tflite --int8`.
+        empty = np.zeros((0, NUM_CLASSES + 1), np.float32)  # no call: LiteRT cannot take a batch of 0
+        raw = in_batches_of(self.input_shape[0], feed, self._run) if len(feed) else empty
+        # A quantized output may stray by its scale; an int8 file's softmax is quantized in steps of 1/256
+        # even when its output tensor is float (dequantized inside): sums of 255/256 on `export --tflite --int8`.
         step = max(float(self.output_scale or 0.0), _INT8_SOFTMAX_STEP)
-        return check_probabilities(self.path, "its output", scores, n, step)
+        probabilities = check_probabilities(self.path, "its output", raw[:, :NUM_CLASSES], len(digits), step)
+        return probabilities, None if self.score_output is None else raw[:, NUM_CLASSES]
 
     def _run(self, feed: np.ndarray) -> np.ndarray:
         interpreter = self._interpreter()
@@ -197,10 +156,9 @@ def _pick_outputs(path, outputs: list[dict]) -> tuple[dict, dict | None]:
     probabilities = ([o for o in outputs if o["name"] == PROBABILITIES]
                      or [o for o in outputs if len(shape(o)) == 2 and shape(o)[1] == NUM_CLASSES])
     scores = [o for o in outputs if o["name"] == DIGIT_SCORE] or [o for o in outputs if len(shape(o)) == 1]
-    if len(probabilities) != 1 or len(scores) > 1 or len(outputs) != len(probabilities) + len(scores):
-        raise ModelError(f"{path}: model gives {gives()}; needs {WANTED}")
-    if len(shape(probabilities[0])) != 2 or shape(probabilities[0])[1] != NUM_CLASSES or (
-            scores and len(shape(scores[0])) != 1):
+    if (len(probabilities) != 1 or len(scores) > 1 or len(outputs) != len(probabilities) + len(scores)
+            or len(shape(probabilities[0])) != 2 or shape(probabilities[0])[1] != NUM_CLASSES
+            or (scores and len(shape(scores[0])) != 1)):
         raise ModelError(f"{path}: model gives {gives()}; needs {WANTED}")
     return probabilities[0], (scores[0] if scores else None)
 

@@ -1,11 +1,7 @@
-"""An ONNX digit classifier behind one call: uint8 [N, 28, 28] -> float32 [N, 10].
-
-Two kinds of model are taken:
-- `digits export` models: input `image` uint8 [batch, 28, 28], output `probabilities`
-  (all preprocessing is inside the graph);
-- plain float classifiers, as other converters write them: pixels/255 as float32
-  [batch, 784], [batch, 28, 28], [batch, 28, 28, 1] or [batch, 1, 28, 28], one
-  output with 10 values per digit (probabilities, or logits that we softmax).
+"""An ONNX digit classifier (batch.classifier.Classifier), with onnxruntime. It takes `digits export`
+models (uint8 [batch, 28, 28] -> `probabilities`, all preprocessing in the graph) and plain float
+classifiers as other converters write them (pixels/255 as float32 [batch, 784], [batch, 28, 28],
+[batch, 28, 28, 1] or [batch, 1, 28, 28] -> 10 values per digit: probabilities, or logits we softmax).
 """
 
 import os
@@ -46,11 +42,9 @@ def _describe(node) -> str:
 
 class OnnxClassifier(Classifier):
     def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True):
-        """`threads`: onnxruntime's intra-op threads (0: one per core). `spin`: let idle
-        threads spin-wait; turn it off when other processes need the cores. `probe`: run
-        probe() now; without it, the caller must before any other call (the probe decides
-        whether the output is probabilities or logits, and a worker must decide as its
-        parent did)."""
+        """`threads`: onnxruntime's intra-op threads (0: one per core). `spin`: let idle threads
+        spin-wait (off when other processes need the cores). `probe`: run probe() now; without it,
+        the caller must before any other call (it decides whether the output is logits)."""
         with interrupts.raising():  # an import, which cannot ask whether to stop
             import onnxruntime as ort
 
@@ -86,7 +80,7 @@ class OnnxClassifier(Classifier):
             self.float_shape = tuple(fixed)
         else:
             raise ModelError(f"{path}: model takes {_describe(self.input)}; needs {wanted}")
-        self.output, self.output_type = _pick_output(path, outputs, wanted)
+        self.output = _pick_output(path, outputs, wanted)
         # digit_score: an exported model's own output, and the threshold `digits train` fitted for it.
         self.score_output = DIGIT_SCORE if self.exported and any(o.name == DIGIT_SCORE for o in outputs) else None
         metadata = self.session.get_modelmeta().custom_metadata_map
@@ -106,15 +100,11 @@ class OnnxClassifier(Classifier):
             self.probe()
 
     def probe(self) -> None:
-        """Run the model once on three digits (blank, full, a gradient): a model that
-        loads but cannot run (an operator that fails, an output of another shape or
-        not a probability distribution) is refused here, at load, before any row is
-        written. A model whose output is not named `probabilities` and whose values
-        on the probe are not distributions gives logits, and gets a softmax."""
+        """Classifier.probe's; also decides, for the whole model, whether its output is logits: not named
+        `probabilities` and not distributions on the probe digits (they then get a softmax)."""
         probe = probe_digits()
         raw = self._run(self._feed(probe))
-        scores = self._checked(raw if self.score_output is None else raw[:, :NUM_CLASSES], len(probe))
-        self.logits = self.output != PROBABILITIES and not distributions(scores)
+        self.logits = self.output != PROBABILITIES and not distributions(raw[:, :NUM_CLASSES])
         self.scored(probe)
 
     def _feed(self, digits: np.ndarray) -> np.ndarray:
@@ -137,37 +127,20 @@ class OnnxClassifier(Classifier):
         # fork, not of a session (~35 ms for the MLP).
         return self if self.threads == 1 else OnnxClassifier(self.path, threads=1, spin=False)
 
-    def predict(self, digits: np.ndarray) -> np.ndarray:
-        """Class probabilities, float32 [N, 10], for uint8 [N, 28, 28] digits.
-
-        Every call's output is checked against the contract (cheap: numpy over the
-        [N, 10] block): one row per digit, finite, and each row a probability
-        distribution (0..1, summing to 1) once logits have had their softmax.
-        ModelError when onnxruntime fails on them (the model's reason included) or
-        the output breaks the contract: the model is wrong, not the digits."""
-        return self.scored(digits)[0]
-
     def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(predict's probabilities, the model's digit_score float32 [N] in 0..1, or None when it has
-        none), from one model call; both held to the contract."""
         raw = self._run(self._feed(digits))
-        if self.score_output is None:
-            return self._probabilities(self._checked(raw, len(digits))), None
-        scores = checked_digit_scores(self.path, raw[:, NUM_CLASSES], len(digits))
-        return self._probabilities(self._checked(raw[:, :NUM_CLASSES], len(digits))), scores
-
-    def _probabilities(self, scores: np.ndarray) -> np.ndarray:
+        scores = raw[:, :NUM_CLASSES]
         if self.logits:
-            return softmax(scores)
-        return check_probabilities(self.path, f"output {self.output!r}", scores, len(scores))
-
-    def _checked(self, scores, n: int) -> np.ndarray:
-        return checked_scores(self.path, scores, n)
+            probabilities = softmax(scores)
+        else:
+            probabilities = check_probabilities(self.path, f"output {self.output!r}", scores, len(digits))
+        return probabilities, raw[:, NUM_CLASSES] if self.score_output else None
 
     def _run(self, feed: np.ndarray) -> np.ndarray:
-        n = self.input_shape[0]
-        return in_batches_of(n, feed, self._run_session if n is None or self.score_output else
-                             lambda part: self._checked(self._run_session(part), n))
+        """The model's output, float32 [N, 10] checked for shape and finiteness (checked_scores), with the
+        checked digit_score as an 11th column where the model gives one: one array, so that the
+        fixed-batch slicing (in_batches_of) carries both."""
+        return in_batches_of(self.input_shape[0], feed, self._run_session)
 
     def _run_session(self, feed: np.ndarray) -> np.ndarray:
         try:
@@ -179,13 +152,10 @@ class OnnxClassifier(Classifier):
             raise ModelError(
                 f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({first_line(e)})"
             ) from e
+        probabilities = checked_scores(self.path, outputs[0], len(feed))
         if self.score_output is None:
-            return outputs[0]
-        # One array, so that the fixed-batch slicing (in_batches_of) carries the scores along: [N, 11].
-        probabilities, scores = np.asarray(outputs[0]), checked_digit_scores(self.path, outputs[1], len(feed))
-        if probabilities.shape != (len(feed), NUM_CLASSES):
-            return checked_scores(self.path, probabilities, len(feed))  # raises, saying what it gave
-        return np.column_stack([probabilities.astype(np.float32, copy=False), scores])
+            return probabilities
+        return np.column_stack([probabilities, checked_digit_scores(self.path, outputs[1], len(feed))])
 
 
 def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):
@@ -198,17 +168,14 @@ def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):
     return OnnxClassifier(path, threads=threads, spin=spin, **options)
 
 
-
 def _out_of_memory(message: str) -> bool:
     """Whether onnxruntime failed for want of memory (std::bad_alloc, its arena)."""
     return "bad_alloc" in message or "Failed to allocate memory" in message or "bfc_arena" in message
 
 
-def _pick_output(path, outputs, wanted: str) -> tuple[str, str]:
-    """(name, type) of the output that holds the class scores, chosen by name and
-    contract: `probabilities` when the model has one; else its one [batch, 10] float
-    output. Several candidates and no `probabilities` among them is refused rather
-    than guessed (the first was once taken, logits or not)."""
+def _pick_output(path, outputs, wanted: str) -> str:
+    """The name of the output that holds the class scores: `probabilities` when the model has one;
+    else its one [batch, 10] float output. Several candidates and none named so: refused, not guessed."""
     gives = "; ".join(_describe(o) for o in outputs)
     named = [o for o in outputs if o.name == PROBABILITIES]
     candidates = named or [o for o in outputs if len(o.shape) == 2 and o.shape[1] == NUM_CLASSES]
@@ -225,4 +192,4 @@ def _pick_output(path, outputs, wanted: str) -> tuple[str, str]:
     classes = output.shape[1] if len(output.shape) == 2 else -1
     if isinstance(classes, int) and classes != NUM_CLASSES:  # a name or None: checked on every call
         raise ModelError(f"{path}: output {_describe(output)}; needs [batch,10]")
-    return output.name, output.type
+    return output.name

@@ -1,7 +1,5 @@
-"""A model's scores against the contract: float32 [N, 10], one row per digit, finite,
-each row a probability distribution. Shared by every classifier (onnxruntime's,
-LiteRT's), so each model call is held to the same rule; numpy over the block.
-"""
+"""A model's scores against the contract (float32 [N, 10], one row per digit, finite, each row a
+probability distribution): one rule for every classifier's every call, numpy over the block."""
 
 from dataclasses import dataclass
 
@@ -14,9 +12,8 @@ PROBE_DIGITS = 3  # digits every model is run on when it is loaded
 
 
 def probe_digits() -> np.ndarray:
-    """uint8 [PROBE_DIGITS, 28, 28]: blank, full, and a left-to-right gradient. Outputs
-    that are the same for every input (a blank digit's) cannot tell logits from
-    probabilities; three unlike digits can."""
+    """uint8 [PROBE_DIGITS, 28, 28]: blank, full, and a gradient: unlike digits, whose outputs can tell
+    logits from probabilities (one digit's cannot)."""
     return np.stack([np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8), np.full((IMAGE_SIZE, IMAGE_SIZE), 255, np.uint8),
                      np.tile(np.arange(0, 252, 9, dtype=np.uint8), (IMAGE_SIZE, 1))])
 
@@ -31,10 +28,7 @@ def distributions(scores: np.ndarray, step: float = 0.0) -> bool:
     """Whether every row of float32 [N, 10] is a probability distribution (each value
     within `step` more of 0..1, each sum within NUM_CLASSES x `step` more of 1: the
     rounding of a quantized output). NaN fails every comparison, so it is no distribution."""
-    return _distributions(scores, float(scores.min(initial=0.0)), float(scores.max(initial=0.0)), step)
-
-
-def _distributions(scores: np.ndarray, low: float, high: float, step: float) -> bool:
+    low, high = float(scores.min(initial=0.0)), float(scores.max(initial=0.0))
     if not (low >= -_RANGE_TOLERANCE - step and high <= 1 + _RANGE_TOLERANCE + step):
         return False
     sums = scores.sum(axis=1)
@@ -43,45 +37,31 @@ def _distributions(scores: np.ndarray, low: float, high: float, step: float) -> 
 
 
 def checked_scores(path, scores, n: int) -> np.ndarray:
-    """`scores` as float32 [n, 10], finite; ModelError otherwise."""
-    return _checked(path, scores, n)[0]
-
-
-def _checked(path, scores, n: int) -> tuple[np.ndarray, float, float]:
-    """(`scores` as float32 [n, 10], their minimum, their maximum); ModelError unless
-    they have that shape and are finite. The extremes are NaN or infinite exactly when
-    some value is, so one pass each finds both the range and any NaN."""
+    """`scores` as float32 [n, 10]; ModelError unless they have that shape and are finite."""
     scores = np.asarray(scores)
     if scores.shape != (n, NUM_CLASSES):
         raise ModelError(f"{path}: model gave an output of shape {list(scores.shape)} for {n:,} digits; "
                          f"needs [{n},{NUM_CLASSES}], one row per digit")
     scores = scores.astype(np.float32, copy=False)
-    low, high = float(scores.min(initial=0.0)), float(scores.max(initial=0.0))
-    if not (np.isfinite(low) and np.isfinite(high)):
-        row = int(np.flatnonzero(~np.isfinite(scores).all(axis=1))[0])
-        raise ModelError(f"{path}: model gave NaN or infinite scores (digit {row:,} of a batch of {n:,})")
-    return scores, low, high
-
-
-def check_probabilities(path, what: str, scores, n: int, step: float = 0.0) -> np.ndarray:
-    """A model's output for `n` digits checked against the contract, as float32 [n, 10]
-    with every value in 0..1: one row per digit, finite, each row a probability
-    distribution (`step`: a quantized output's scale, the rounding it may carry).
-    ModelError naming the model and `what` otherwise: the model is wrong, not the digits."""
-    scores, low, high = _checked(path, scores, n)
-    if not _distributions(scores, low, high, step):
-        raise ModelError(f"{path}: {what} is not a probability distribution per digit ({_how_not(scores)}); "
-                         "the model does not keep the contract")
-    if low < 0 or high > 1:  # float rounding put a probability a hair outside 0..1
-        np.clip(scores, 0.0, 1.0, out=scores)
+    finite = np.isfinite(scores).all(axis=1)
+    if not finite.all():
+        raise ModelError(f"{path}: model gave NaN or infinite scores (digit {int(np.argmin(finite)):,} "
+                         f"of a batch of {n:,})")
     return scores
 
 
-def _how_not(scores: np.ndarray) -> str:
-    sums = scores.sum(axis=1)
-    worst = int(np.abs(sums - 1).argmax())
-    return (f"values {float(scores.min()):.9g}..{float(scores.max()):.9g}, "
-            f"digit {worst:,}'s sum to {float(sums[worst]):.9g}")
+def check_probabilities(path, what: str, scores, n: int, step: float = 0.0) -> np.ndarray:
+    """A model's output for `n` digits as float32 [n, 10] in 0..1, held to the contract: one row per
+    digit, finite, each row a probability distribution (`step`: a quantized output's scale).
+    ModelError naming the model and `what` otherwise: the model is wrong, not the digits."""
+    scores = checked_scores(path, scores, n)
+    if not distributions(scores, step):
+        sums = scores.sum(axis=1)
+        worst = int(np.abs(sums - 1).argmax())
+        raise ModelError(f"{path}: {what} is not a probability distribution per digit (values "
+                         f"{float(scores.min()):.9g}..{float(scores.max()):.9g}, digit {worst:,}'s sum to "
+                         f"{float(sums[worst]):.9g}); the model does not keep the contract")
+    return np.clip(scores, 0.0, 1.0)  # float rounding may put a probability a hair outside 0..1
 
 
 def in_batches_of(n: int | None, feed: np.ndarray, run) -> np.ndarray:
@@ -96,10 +76,9 @@ def in_batches_of(n: int | None, feed: np.ndarray, run) -> np.ndarray:
 
 
 def digit_scores(probabilities: np.ndarray) -> np.ndarray:
-    """float32 [N] in 0..1, higher = more like a digit: each row's largest probability,
-    rescaled so that a uniform row (like no digit, which outlier exposure trains the
-    model to give a non-digit) is 0 and a certain one is 1. The exported graph's
-    `digit_score` output is the same sum (exporter/convert.py)."""
+    """float32 [N] in 0..1, higher = more like a digit: each row's largest probability, rescaled so
+    that a uniform row (what outlier exposure trains the model to give a non-digit) is 0 and a
+    certain one 1. The exported graph's `digit_score` output is the same sum (exporter/convert.py)."""
     top = probabilities.max(axis=1).astype(np.float32)
     return (top - np.float32(1 / NUM_CLASSES)) * np.float32(NUM_CLASSES / (NUM_CLASSES - 1))
 
@@ -110,10 +89,8 @@ def softmax(scores: np.ndarray) -> np.ndarray:
 
 
 def probabilities_from(scores: np.ndarray) -> np.ndarray:
-    """A model's scores [N, 10] as probabilities: as they are when every row is a
-    distribution, else (logits) the softmax of every row. Decided for the whole
-    array, not row by row: a logits row that happens to look like a distribution
-    is still a logit."""
+    """A model's scores [N, 10] as probabilities: as they are when every row is a distribution, else
+    (logits) softmaxed. Decided for the whole array: a logits row may look like a distribution."""
     scores = scores.astype(np.float32, copy=False)
     return scores if distributions(scores) else softmax(scores)
 
@@ -124,26 +101,17 @@ class Predicted:
 
     probabilities: np.ndarray  # float32 [N, 10]
     scores: np.ndarray | None = None  # float32 [N] digit_score, 0..1; None: the model gives none
-    blank: np.ndarray | None = None  # bool [N]: no ink (batch.block.blank_digits); None: none blank
-    below: np.ndarray | None = None  # bool [N]: not blank, digit_score under the model's threshold; None: none
+    blank: np.ndarray | None = None  # bool [N]: no ink (batch.block.blank_digits); given as None: none blank
+    below: np.ndarray | None = None  # bool [N]: not blank, digit_score under the threshold; given as None: none
 
-    def _rows(self, which: np.ndarray | None) -> np.ndarray:
-        return np.zeros(len(self.probabilities), bool) if which is None else which
-
-    @property
-    def blank_rows(self) -> np.ndarray:
-        """bool [N]: `blank`, all False when it is None."""
-        return self._rows(self.blank)
-
-    @property
-    def below_rows(self) -> np.ndarray:
-        """bool [N]: `below`, all False when it is None."""
-        return self._rows(self.below)
+    def __post_init__(self):
+        self.blank = np.zeros(len(self.probabilities), bool) if self.blank is None else self.blank
+        self.below = np.zeros(len(self.probabilities), bool) if self.below is None else self.below
 
     @property
     def not_digit(self) -> np.ndarray:
         """bool [N]: blank or under the threshold: the rows --not-digits marks or rejects."""
-        return self.blank_rows | self.below_rows
+        return self.blank | self.below
 
 
 def predicted(probabilities: np.ndarray, scores: np.ndarray | None, threshold: float | None,

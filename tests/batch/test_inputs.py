@@ -2,7 +2,13 @@
 
 import os
 
-from digits.batch.inputs import RUN, ArrayItem, ErrorItem, ImageItem, iter_inputs, iter_runs
+from digits.batch.inputs import RUN, ArrayItem, ErrorItem, ImageItem, iter_runs
+
+
+def iter_inputs(inputs):
+    """iter_runs with every image as its own ImageItem."""
+    for entry in iter_runs(inputs):
+        yield from map(ImageItem, entry) if isinstance(entry, list) else [entry]
 
 
 def test_a_folder_gives_sorted_items_with_subfolders_walked_in_place(tmp_path):
