@@ -148,30 +148,31 @@ class RowFormat:
         """bool [N]: the rows whose confidence, as written, is under --review-below."""
         return _micro(probabilities.max(axis=1)) < self._review_micro
 
-    def _tail(self, predicted: Predicted) -> np.ndarray:
-        """The added columns of csv rows (review, digit_score, not_digit) as ASCII: uint8 [N, W]."""
-        parts = []
+    def _extras(self, predicted: Predicted) -> list[tuple[str, np.ndarray]]:
+        """The added columns that this format writes, as (name, values [N]): review, digit_score, not_digit."""
+        extras = []
         if self._review_micro is not None:
-            parts.append(_flag(self.under_review(predicted.probabilities)))
-        if self.scored:
-            parts.append(np.column_stack([np.full(len(predicted.probabilities), ord(","), np.uint8),
-                                          _fixed6(_scores(predicted))]))
+            extras.append(("review", self.under_review(predicted.probabilities)))
+        if self.scored:  # zeros for a block that has none (a failed row's, never written)
+            scores = predicted.scores
+            extras.append(("digit_score", np.zeros(len(predicted.probabilities)) if scores is None else scores))
         if self.mark:
-            parts.append(_flag(predicted.not_digit))
-        return np.concatenate(parts, axis=1) if parts else np.zeros((len(predicted.probabilities), 0), np.uint8)
+            extras.append(("not_digit", predicted.not_digit))
+        return extras
+
+    def _tail(self, predicted: Predicted) -> np.ndarray:
+        """The added columns of csv rows as ASCII, each after its comma: uint8 [N, W]."""
+        commas = np.full(len(predicted.probabilities), ord(","), np.uint8)
+        parts = [np.column_stack([commas, _fixed6(values) if name == "digit_score" else 48 + values.astype(np.uint8)])
+                 for name, values in self._extras(predicted)]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((len(commas), 0), np.uint8)
 
     def _json_tails(self, predicted: Predicted) -> list[str]:
-        """The added keys of jsonl rows (review, digit_score, not_digit), one text per row."""
-        n = len(predicted.probabilities)
-        tails = [""] * n
-        if self._review_micro is not None:
-            tails = [t + (', "review": true' if r else ', "review": false')
-                     for t, r in zip(tails, self.under_review(predicted.probabilities).tolist())]
-        if self.scored:
-            tails = [f'{t}, "digit_score": {v}' for t, v in zip(tails, _texts(_fixed6(_scores(predicted))))]
-        if self.mark:
-            tails = [t + (', "not_digit": true' if r else ', "not_digit": false')
-                     for t, r in zip(tails, predicted.not_digit.tolist())]
+        """The added keys of jsonl rows, one text per row."""
+        tails = [""] * len(predicted.probabilities)
+        for name, values in self._extras(predicted):
+            texts = _texts(_fixed6(values)) if name == "digit_score" else np.where(values, "true", "false").tolist()
+            tails = [f'{tail}, "{name}": {text}' for tail, text in zip(tails, texts)]
         return tails
 
     def _rejected(self, predicted: Predicted, errors: Sequence[str | None] | None) -> Sequence[str | None] | None:
@@ -276,26 +277,10 @@ class RowFormat:
             for k in range(self.top_k):
                 table[f"label_{k + 1}"] = pa.array(order[:, k].astype(np.int64), mask=failed)
                 table[f"prob_{k + 1}"] = pa.array(top[:, k], mask=failed)
-        if self.review_below is not None:
-            table["review"] = pa.array(self.under_review(probabilities), mask=failed)
-        if self.scored:
-            table["digit_score"] = pa.array(_scores(predicted).astype(np.float64), mask=failed)
-        if self.mark:
-            table["not_digit"] = pa.array(predicted.not_digit, mask=failed)
+        for name, values in self._extras(predicted):
+            table[name] = pa.array(values.astype(np.float64) if name == "digit_score" else values, mask=failed)
         table["error"] = pa.array(errors, pa.string())
         return pa.table(table)
-
-
-def _flag(values: np.ndarray) -> np.ndarray:
-    """bool [N] -> ',1' / ',0' as ASCII: uint8 [N, 2]."""
-    out = np.full((len(values), 2), ord(","), np.uint8)
-    out[:, 1] = 48 + values.astype(np.uint8)
-    return out
-
-
-def _scores(predicted: Predicted) -> np.ndarray:
-    """The block's digit scores; zeros for rows of a block that has none (a failed row's, never written)."""
-    return predicted.scores if predicted.scores is not None else np.zeros(len(predicted.probabilities), np.float32)
 
 
 def _utf8(text: str) -> str:

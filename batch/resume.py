@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +35,7 @@ class Done:
     passes over as many occurrences as the file holds rows, and classifies the rest.
     """
 
-    sources: dict[str, int] = field(default_factory=dict)  # key -> rows not yet matched (images, errors)
+    sources: Counter = field(default_factory=Counter)  # key -> rows not yet matched (images, errors)
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # key -> (rows, times in the file)
     rows: int = 0  # whole rows in the file
     failed: int = 0  # ... of which error rows
@@ -52,25 +53,21 @@ class Done:
     def has(self, source: str) -> bool:
         """Whether `source` (an input, or `path#row` of an array) has a row not yet matched."""
         match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
-        if match:
-            found = self.arrays.get(self.key(match[1]))
-            if found is not None:
-                rows, times = found
-                at = np.searchsorted(rows, int(match[2]))
-                if at < len(rows) and rows[at] == int(match[2]) and times[at] > 0:
-                    return True
-        return self.sources.get(self.key(source), 0) > 0
+        if match and self.key(match[1]) in self.arrays:
+            rows, times = self.arrays[self.key(match[1])]
+            if (times[rows == int(match[2])] > 0).any():
+                return True
+        return self.sources[self.key(source)] > 0
 
     def take(self, source: str) -> bool:
         """Whether `source` (an image, or an item that failed) has a row not yet matched;
         if so, that row now answers this occurrence of it."""
         key = self.key(source)
-        left = self.sources.get(key, 0)
-        if left:
-            self.sources[key] = left - 1
+        if self.sources[key]:
+            self.sources[key] -= 1
             return True
         match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
-        return bool(match) and self.has(source) and bool(self.array_rows(match[1], int(match[2])).size)
+        return bool(match) and self.array_rows(match[1], int(match[2])).size > 0
 
     def array_rows(self, path: str, only: int | None = None) -> np.ndarray:
         """Row numbers of the array at `path` (`only`: just that row) that have a row not yet
@@ -128,7 +125,7 @@ def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
     done = Done()
     fmt = row_format.fmt
     expected = row_format.columns()
-    sources: dict[str, int] = {}
+    sources: Counter = Counter()  # as the rows name them, keyed below
     arrays: dict[str, list[int]] = {}
     try:
         with open(open_regular(path), "rb") as f:
@@ -149,7 +146,7 @@ def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
                     if match and not failed:
                         arrays.setdefault(match[1], []).append(int(match[2]))
                     else:
-                        sources[source] = sources.get(source, 0) + 1
+                        sources[source] += 1
                     done.rows += 1
                     done.failed += failed
                 good += len(record)
@@ -167,28 +164,13 @@ def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
         raise ResumeError(f"{os.fsdecode(path)}: cannot resume: {e}") from e
     except OSError as e:
         raise ResumeError(f"{path}: cannot read the output to resume it ({e.strerror or e})") from e
-    return _tallied(done, sources, arrays)
-
-
-def _tallied(done: Done, sources: dict[str, int], arrays: dict[str, list[int]]) -> Done:
-    """`done` with the rows read per source and per array row, keyed by what each names (Done.key)."""
     for source, times in sources.items():
-        key = done.key(source)
-        done.sources[key] = done.sources.get(key, 0) + times
-    for source, rows in arrays.items():
-        numbers, times = np.unique(np.array(rows, np.int64), return_counts=True)
-        key = done.key(source)
-        if key in done.arrays:  # the same array typed two ways
-            numbers, times = _merged(done.arrays[key], (numbers, times))
-        done.arrays[key] = (numbers, times)
+        done.sources[done.key(source)] += times
+    keyed: dict[str, list[int]] = {}
+    for source, rows in arrays.items():  # an array typed two ways is one
+        keyed.setdefault(done.key(source), []).extend(rows)
+    done.arrays = {key: np.unique(np.array(rows, np.int64), return_counts=True) for key, rows in keyed.items()}
     return done
-
-
-def _merged(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    numbers = np.concatenate([a[0], b[0]])
-    times = np.concatenate([a[1], b[1]])
-    unique, where = np.unique(numbers, return_inverse=True)
-    return unique, np.bincount(where, weights=times).astype(np.int64)
 
 
 def _other_columns(path, found: list[str], expected: list[str]) -> str:

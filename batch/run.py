@@ -2,13 +2,11 @@
 
 Items arrive as a stream (a folder's files as the walk lists them), so memory
 does not grow with the number of inputs. Image files go in blocks to worker
-processes (batch/workers.py) that read, decode, classify and format them; this
-process only walks, hands out blocks and writes the rows that come back, in
-order. A run with few images does its blocks itself: starting workers would
-cost more. Arrays are read with plain file reads and classified chunk by chunk
-in this process, one model call per core side by side (batch/arrays.py), so
-memory stays flat whatever the input size. With --resume, items and array rows
-that already have a row are passed over.
+processes (batch/workers.py) that read, decode, classify and format them; a run
+with few images does its blocks itself, where starting workers would cost more.
+Arrays are classified chunk by chunk in this process, one model call per core
+side by side, so memory stays flat whatever the input size. With --resume,
+items and array rows that already have a row are passed over.
 
 Model calls made in this process run on a thread, and the wait for them (or for
 a worker's rows) looks every 0.1 s whether the run was asked to stop: a slow
@@ -19,7 +17,7 @@ import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from itertools import accumulate
 
 import numpy as np
@@ -34,24 +32,15 @@ from digits.batch.writer import RowWriter
 from digits.core.contract import IMAGE_BLOCK
 
 # Workers start once this many images are waiting, counted in whole blocks (4 blocks of
-# IMAGE_BLOCK: 769 images make 4 and start them); fewer are classified in this process,
-# where starting workers would cost more.
+# IMAGE_BLOCK: 769 images make 4 and start them).
 POOL_THRESHOLD = 4 * IMAGE_BLOCK
 _POLL_SECONDS = 0.1
 
 
-def classify(
-    items: Iterable[Item | ImageRun],
-    classifier: Classifier,
-    writer: RowWriter,
-    invert: str = "auto",
-    batch_size: int = 1024,
-    workers: int = 2,
-    model_calls: int = 1,
-    advance: Callable[[int], None] = lambda n: None,
-    stop: Callable[[], bool] = lambda: False,
-    done: Done | None = None,
-) -> Summary:
+def classify(items: Iterable[Item | ImageRun], classifier: Classifier, writer: RowWriter, invert: str = "auto",
+             batch_size: int = 1024, workers: int = 2, model_calls: int = 1,
+             advance: Callable[[int], None] = lambda n: None, stop: Callable[[], bool] = lambda: False,
+             done: Done | None = None) -> Summary:
     """Classify every item, writing its row(s) as soon as they are known.
 
     `items` may be a list or a stream (consumed once, in order). `advance(n)` is
@@ -114,10 +103,11 @@ class _LocalRun:
     # Images: blocks to the workers, or done here while there are few.
 
     def _images(self, paths: list[str]) -> None:
-        if self.pool is None:
-            self.waiting.append(paths)
-            if self.workers < 2 or len(self.waiting) * IMAGE_BLOCK < POOL_THRESHOLD:
-                return
+        if self.pool is not None:
+            self._submit(paths)
+            return
+        self.waiting.append(paths)
+        if self.workers >= 2 and len(self.waiting) * IMAGE_BLOCK >= POOL_THRESHOLD:
             # Enough images to repay starting workers (batch.workers is already imported
             # by _blocks, for BLOCK_NAME_CHARS: what a run with few images saves is the forks).
             from digits.batch.workers import WorkerPool
@@ -126,8 +116,6 @@ class _LocalRun:
             for waiting in self.waiting:
                 self._submit(waiting)
             self.waiting.clear()
-            return
-        self._submit(paths)
 
     def _submit(self, paths: list[str]) -> None:
         if self.pool.full():
@@ -148,7 +136,8 @@ class _LocalRun:
         if self.pool is not None:
             self._write_taken(keep=0)
         for paths in self.waiting:
-            rows = self._in_thread(classify_block, paths, self.invert, self.classifier, self.writer.format)
+            rows = self._wait(self._model_thread.submit(classify_block, paths, self.invert, self.classifier,
+                                                        self.writer.format))
             if rows is None:
                 break
             self._write_block(len(paths), rows)
@@ -159,9 +148,8 @@ class _LocalRun:
         self.summary.add(rows)
         self.advance(n)
 
-    def _in_thread(self, function, *args):
-        """function(*args) on the model thread; None if the run is asked to stop meanwhile."""
-        future = self._model_thread.submit(function, *args)
+    def _wait(self, future: Future):
+        """The future's result; None if the run is asked to stop meanwhile."""
         while not wait([future], timeout=_POLL_SECONDS).done:
             if self.stop():
                 return None
@@ -179,60 +167,42 @@ class _LocalRun:
             self.advance(1)
             return
         try:
-            array = DigitArray(path)
-            work = _array_work(array, self.batch_size, self.stop, done.array_rows(path) if done else None,
-                               self.advance)
-            for first_row, block, rows in self._predicted(work):
-                self._write_array_rows(path, first_row, block, rows)
+            work = _array_work(DigitArray(path), self.batch_size, self.stop,
+                               done.array_rows(path) if done else None, self.advance)
+            for first_row, future, rows in self._submitted(work):
+                block = self._wait(future)
+                if block is None:
+                    return
+                if rows is None:
+                    self.writer.write_array_rows(path, first_row, block)
+                else:  # --resume: only some rows of this chunk were still to do
+                    self.writer.write_rows([f"{path}#{i}" for i in rows.tolist()], block)
+                self.summary.add(count_rows(block, None, self.writer.format))
+                self.advance(len(block.probabilities))
         except ArrayError as e:
             # A bad header or bad float values are found before the first block, so the
             # array gets this one row; a file cut short while being read keeps every row
             # before the cut, and this row says where it was.
             self._failed(path, str(e))
 
-    def _write_array_rows(self, path: str, first_row: int, block, rows: np.ndarray | None):
-        if rows is None:
-            self.writer.write_array_rows(path, first_row, block)
-        else:  # --resume: only some rows of this chunk were still to do
-            self.writer.write_rows([f"{path}#{i}" for i in rows.tolist()], block)
-        self.summary.add(count_rows(block, None, self.writer.format))
-        self.advance(len(block.probabilities))
-
-    def _predicted(self, work: Iterator) -> Iterator:
-        """(tag, block.Predicted, extra) for each (tag, digits, extra) of `work`, in order,
-        with up to model_calls pieces in the model at once, each on its own thread
-        (onnxruntime releases the GIL while it runs, so they run side by side while
-        this thread reads the next chunk and writes rows). At most model_calls + 1
-        chunks are held, so memory stays flat whatever the array's size. When reading
+    def _submitted(self, work: Iterator) -> Iterator:
+        """(tag, future of block.Predicted, extra) for each (tag, digits, extra) of `work`, in order,
+        with up to model_calls in the model at once, each on its own thread (onnxruntime releases the
+        GIL, so they run side by side while this thread reads the next chunk and writes rows). At most
+        model_calls + 1 chunks are held, so memory stays flat whatever the array's size. When reading
         `work` fails, the chunks read before it still come out first."""
         pending: deque = deque()
+        failure = None
         try:
             for tag, digits, extra in work:
                 pending.append((tag, self._model_thread.submit(predict, self.classifier, digits), extra))
                 if len(pending) > self.model_calls:
-                    result = self._result(pending.popleft())
-                    if result is None:
-                        return
-                    yield result
-        except ArrayError:
-            for piece in pending:
-                result = self._result(piece)
-                if result is None:
-                    return
-                yield result
-            raise
-        while pending:
-            result = self._result(pending.popleft())
-            if result is None:
-                return
-            yield result
-
-    def _result(self, piece):
-        tag, future, extra = piece
-        while not wait([future], timeout=_POLL_SECONDS).done:
-            if self.stop():
-                return None
-        return tag, future.result(), extra
+                    yield pending.popleft()
+        except ArrayError as e:
+            failure = e
+        yield from pending
+        if failure is not None:
+            raise failure
 
 
 def _array_work(array: DigitArray, batch_size: int, stop, finished: np.ndarray | None, advance):
@@ -240,12 +210,9 @@ def _array_work(array: DigitArray, batch_size: int, stop, finished: np.ndarray |
     for begin, chunk in array.chunks(batch_size):
         if stop():
             return
-        if finished is None or not len(finished):
-            yield begin, chunk, None
-            continue
         rows = np.arange(begin, begin + len(chunk))
-        todo = ~np.isin(rows, finished, assume_unique=True)
-        if todo.all():
+        todo = None if finished is None else np.isin(rows, finished, assume_unique=True, invert=True)
+        if todo is None or todo.all():
             yield begin, chunk, None
             continue
         advance(int(len(todo) - todo.sum()))  # rows already in the output
