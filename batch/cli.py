@@ -18,28 +18,10 @@ from digits.core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 from digits.core.files import file_name
 from digits.core.terminal import LINE_LIMIT, printable
 
-
-class InvertMode(StrEnum):
-    auto = "auto"
-    always = "always"
-    never = "never"
-
-
-class OutputFormat(StrEnum):
-    csv = "csv"
-    jsonl = "jsonl"
-    parquet = "parquet"  # --engine ray --output-dir only
-
-
-class NotDigits(StrEnum):
-    mark = "mark"
-    reject = "reject"
-    keep = "keep"
-
-
-class Engine(StrEnum):
-    local = "local"
-    ray = "ray"
+InvertMode = StrEnum("InvertMode", ["auto", "always", "never"])
+OutputFormat = StrEnum("OutputFormat", ["csv", "jsonl", "parquet"])  # parquet: --engine ray --output-dir only
+NotDigits = StrEnum("NotDigits", ["mark", "reject", "keep"])
+Engine = StrEnum("Engine", ["local", "ray"])
 
 
 # Long by design: Typer reads each option, its help and its check from this signature.
