@@ -1,8 +1,7 @@
 """Classify as a library call: `classify(model, inputs, options) -> Summary`.
 
-What a run owns besides the engine's own work, for the command line and any
-other caller alike: the output (checked against the inputs, locked, or resumed),
-stopping on Ctrl-C/SIGTERM, the progress bar, and the choice of engine.
+What a run owns besides the engine's own work, for any caller: the output (checked against the
+inputs, locked, or resumed), stopping on Ctrl-C/SIGTERM, the progress bar, the choice of engine.
 """
 
 import contextlib
@@ -19,8 +18,6 @@ from typing import BinaryIO, Literal
 from digits.batch.summary import Summary
 from digits.core import interrupts
 from digits.core.errors import UsageError
-
-Engine = Literal["local", "ray"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ class ClassifyOptions:
     resume: bool = False  # keep the rows already in `output`; classify only what has none
     workers: int | None = None  # worker processes for images; None: one per usable core
     progress: bool = False  # draw a progress bar on stderr
-    engine: Engine = "local"
+    engine: Literal["local", "ray"] = "local"
     address: str | None = None  # ray: the cluster to join (default RAY_ADDRESS, else a local Ray)
     output_dir: str | None = None  # ray: shards into this folder or URI, not in input order
     concurrency: int | None = None  # ray: model actors
@@ -75,9 +72,9 @@ class ClassifyOptions:
 
     def row_format(self, classifier=None):
         """The rows' RowFormat; with a digit_score column when `classifier` gives one."""
-        from digits.batch.formats import RowFormat, format_for
+        from digits.batch.formats import RowFormat
 
-        fmt = self.format or format_for(str(self.output) if self.output else None)
+        fmt = self.format or ("jsonl" if str(self.output).lower().endswith((".jsonl", ".ndjson")) else "csv")
         scored = classifier is not None and classifier.score_output is not None
         return RowFormat(fmt, self.top_k, self.review_below, scored, self.not_digits)
 
@@ -85,18 +82,15 @@ class ClassifyOptions:
 def classify(model: Path, inputs: list[str], options: ClassifyOptions = ClassifyOptions(), *,
              stop: Callable[[], bool] | None = None, stdin: BinaryIO | None = None,
              also_writes: dict[str, Path] | None = None) -> Summary:
-    """Classify `inputs` (image files, folders, .npy arrays, `-` for a list on `stdin`)
-    with the model at `model`, writing one row per digit; returns what the run did.
+    """Classify `inputs` (image files, folders, .npy arrays, `-` for a list on `stdin`) with the model
+    at `model`, writing one row per digit; returns what the run did.
 
-    `stop`: asked between blocks, ends the run early with every written row whole;
-    None: Ctrl-C and SIGTERM ask it, for the run's length (core.interrupts; from the main thread).
-    `also_writes`: files the caller writes after the run ({"--summary-json": path}),
-    checked with the run's own outputs against every input before anything is written.
-    DigitsError (one of its kinds) for anything the caller can fix: a bad model, an
-    output that cannot be written or resumed, options that do not go together.
-    core.interrupts.Interrupted when asked to stop before the first block (loading the
-    model, reading the `-` list, starting Ray).
-    """
+    `stop`: asked between blocks, ends the run early with every written row whole; None: Ctrl-C and
+    SIGTERM ask it (core.interrupts; from the main thread). `also_writes`: files the caller writes after
+    the run ({"--summary-json": path}), checked with the run's outputs against every input first.
+    DigitsError for anything the caller can fix (a bad model, an output that cannot be written or
+    resumed, options that do not go together); core.interrupts.Interrupted when asked to stop before
+    the first block (loading the model, reading the `-` list, starting Ray)."""
     options.check()
     if options.output is not None and not isinstance(options.output, Path):  # a str is taken too
         options = replace(options, output=Path(options.output))
@@ -104,7 +98,7 @@ def classify(model: Path, inputs: list[str], options: ClassifyOptions = Classify
         inputs = _with_stdin_list(inputs, options.null, stdin)
         _check_writes(Path(model), inputs, {"--output": options.output, "--output-dir": options.output_dir,
                                             **(also_writes or {})})
-        return _run(Path(model), inputs, options, stop or _asked)
+        return _run(Path(model), inputs, options, stop or (lambda: interrupts.asked() is not None))
 
 
 def _run(model: Path, inputs: list[str], options: ClassifyOptions, stop: Callable[[], bool]) -> Summary:
@@ -165,29 +159,21 @@ def _run(model: Path, inputs: list[str], options: ClassifyOptions, stop: Callabl
         summary.connect_seconds, summary.joined = connected, bool(options.address or os.environ.get("RAY_ADDRESS"))
         summary.cluster_seconds = connected + summary.ready_seconds
     else:
-        summary.cpu_main, summary.cpu_workers = map(_cpu_seconds, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        # user + system CPU seconds, of this process and of its worker processes
+        summary.cpu_main, summary.cpu_workers = (sum(resource.getrusage(who)[:2])
+                                                 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return summary
 
 
-def _cpu_seconds(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _load(model: Path):
-    """The run's classifier (batch.classifier.Classifier), loaded and probed once: a model that cannot
-    serve is refused here, before any row. One onnxruntime thread: the local engine runs one call
-    per core side by side, the Ray engine one actor per CPU."""
+    """The run's classifier, loaded and probed once: a model that cannot serve is refused before any row.
+    One onnxruntime thread: the local engine runs one call per core side by side, Ray one actor per CPU."""
     from digits.batch.model import load_classifier
 
     classifier = load_classifier(model, threads=1, spin=False, probe=False)
     # The probe runs the model (seconds, for a slow one), where a signal's handler cannot run.
     interrupts.polled(classifier.probe, cancel=classifier.stop)
     return classifier
-
-
-def _asked() -> bool:
-    return interrupts.asked() is not None
 
 
 def _open_rows(options: ClassifyOptions, row_format) -> tuple:
@@ -213,9 +199,8 @@ def _open_rows(options: ClassifyOptions, row_format) -> tuple:
 
 
 def _with_stdin_list(inputs: list[str], null: bool, stdin: BinaryIO | None) -> list[str]:
-    """`inputs` with each `-` replaced by the paths listed on standard input, read here,
-    once, for both engines: so the outputs are checked against them as against named
-    paths, and a list's usage errors come before any row. A listed `-` is the file ./-."""
+    """`inputs` with each `-` replaced by the paths listed on standard input, read once, here: the outputs
+    are checked against them as against named paths, before any row. A listed `-` is the file ./-."""
     if "-" not in inputs:
         return inputs
     from digits.batch.inputs import read_path_list
@@ -229,9 +214,8 @@ def _with_stdin_list(inputs: list[str], null: bool, stdin: BinaryIO | None) -> l
 
 
 def _check_writes(model: Path, inputs: list[str], writes: dict[str, Path | str | None]) -> None:
-    """OutputError, before anything is written, when a file the run writes ({option: path})
-    is one it reads, compared by what each names (core.files.same_target): the model, the
-    inputs, and what a walked folder holds; or when two outputs name the same file."""
+    """OutputError, before anything is written, when a file the run writes ({option: path}) is one it
+    reads (the model, the inputs, what a walked folder holds), or two outputs name the same file."""
     from digits.core.files import OutputError, refuse_overwriting, refuse_same_targets
 
     writes = {what: path for what, path in writes.items() if path is not None}
@@ -244,11 +228,9 @@ def _check_writes(model: Path, inputs: list[str], writes: dict[str, Path | str |
 
 
 def _named_like(inputs: list[str], output: Path, rows: bool = True) -> list[str]:
-    """What the output could overwrite: the named inputs and, when the output is named
-    like an image or .npy and lies inside a named folder, the output itself if it is
-    there already and holds something other than rows (an image or array the user
-    keeps there, which the walk would read: or, for --output, which it passes over,
-    so it would be lost unread). `rows`: the output is --output, which may replace
+    """What the output could overwrite: the named inputs and, when it is named like an image or .npy
+    inside a named folder, the output itself if it holds something other than rows (an image or
+    array the walk would read, or pass over and lose). `rows`: it is --output, which may replace
     an earlier run's rows."""
     from digits.batch.inputs import IMAGE_EXTENSIONS
     from digits.batch.resume import holds_rows

@@ -1,13 +1,10 @@
 """Result rows: how a block of them reads, in csv, jsonl or parquet.
 
-Columns: source, label, confidence (6 decimals), then label_1, prob_1 ...
-label_K, prob_K with --top-k K, then review with --review-below P, then
-digit_score (6 decimals) when the model gives one, then not_digit with
---not-digits mark, then error (empty unless the item could not be read, or is
-"not a digit" with --not-digits reject; its label and scores are then empty).
-csv and jsonl rows are text, whole lines, streamed (batch/writer.py);
-parquet rows are a pyarrow table, gathered into one file per shard (the Ray
-engine's --output-dir).
+Columns: source, label, confidence (6 decimals), then label_1, prob_1 ... label_K, prob_K with
+--top-k K, review with --review-below P, digit_score (6 decimals) when the model gives one,
+not_digit with --not-digits mark, then error (empty unless the item could not be read, or is
+"not a digit" with --not-digits reject; its label and scores are then empty). csv and jsonl rows
+are text, streamed (batch/writer.py); parquet rows are a pyarrow table, one file per Ray shard.
 """
 
 import io
@@ -26,18 +23,11 @@ NotDigits = Literal["mark", "reject", "keep"]
 NOT_A_DIGIT = "not a digit"  # a rejected row's error (--not-digits reject): not a failure
 
 
-def format_for(path: str | None) -> Format:
-    """The format a file name asks for: .jsonl/.ndjson -> jsonl, anything else csv."""
-    return "jsonl" if path and path.lower().endswith((".jsonl", ".ndjson")) else "csv"
-
-
 _CSV_SPECIAL = re.compile(r'[,"\r\n]')
 
 
 def _csv_field(text: str) -> str:
-    if _CSV_SPECIAL.search(text):
-        return '"' + text.replace('"', '""') + '"'
-    return text
+    return '"' + text.replace('"', '""') + '"' if _CSV_SPECIAL.search(text) else text
 
 
 def _csv_fields(texts: Sequence[str]) -> Sequence[str]:
@@ -52,11 +42,8 @@ def _best(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fixed6(values: np.ndarray) -> np.ndarray:
-    """Probabilities (0..1) as text with 6 decimals, 'd.dddddd', as ASCII codes: uint8 [N, 8].
-
-    Built with numpy rather than str.format: formatting each row's confidence in
-    Python was most of what classify spent beyond the model (docs/decisions.md).
-    """
+    """Probabilities (0..1) as text with 6 decimals, 'd.dddddd', as ASCII codes: uint8 [N, 8]. In numpy:
+    formatting each row's confidence in Python was most of what classify spent beyond the model."""
     micro = _micro(values)
     text = np.empty((len(micro), 8), np.uint8)
     text[:, 0] = 48 + micro // 1_000_000
@@ -76,6 +63,12 @@ def _digits_into(out: np.ndarray, numbers: np.ndarray) -> None:
     for j in range(out.shape[1] - 1, -1, -1):
         out[:, j] = 48 + numbers % 10
         numbers //= 10
+
+
+def _top(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k most likely labels, most likely first (a tie: the lower label first), and their probabilities."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probabilities, order, axis=1)
 
 
 def _texts(ascii_rows: np.ndarray) -> list[str]:
@@ -112,16 +105,13 @@ def columns(top_k: int, review: bool = False, scored: bool = False, mark: bool =
     """The csv header's columns for --top-k K (and --review-below: `review`; a model with a digit_score:
     `scored`; --not-digits mark: `mark`). A jsonl row has the same keys, except that `error` is only
     in a failed (or rejected) row."""
-    names = ["source", "label", "confidence"]
-    for k in range(1, top_k + 1):
-        names += [f"label_{k}", f"prob_{k}"]
+    names = ["source", "label", "confidence", *(f"{key}_{k}" for k in range(1, top_k + 1) for key in ("label", "prob"))]
     return names + ["review"] * review + ["digit_score"] * scored + ["not_digit"] * mark + ["error"]
 
 
 class RowFormat:
-    """How rows are written: the text of a block of rows (a table, for parquet), the same in
-    whichever process makes it (the run's own, a worker, a Ray actor), so rows are
-    byte-identical however the work is spread."""
+    """How rows are written: a block of rows as text (a table, for parquet), the same in whichever process
+    makes it (the run's own, a worker, a Ray actor), so rows are byte-identical however the work is spread."""
 
     def __init__(self, fmt: Format = "csv", top_k: int = 0, review_below: float | None = None,
                  scored: bool = False, not_digits: NotDigits = "keep"):
@@ -135,8 +125,7 @@ class RowFormat:
         self.mark = not_digits == "mark"
         # Compared as the written micro-units, so a row reading 0.900000 is never under 0.9.
         self._review_micro = None if review_below is None else int(round(review_below * 1e6))
-        # a failed row's empty fields
-        self._empty = "," * (2 + 2 * top_k + (review_below is not None) + scored + self.mark)
+        self._empty = "," * (2 + 2 * top_k + (review_below is not None) + scored + self.mark)  # failed rows' blanks
 
     def columns(self) -> list[str]:
         return columns(self.top_k, self.review_below is not None, self.scored, self.mark)
@@ -167,9 +156,19 @@ class RowFormat:
                  for name, values in self._extras(predicted)]
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(commas), 0), np.uint8)
 
-    def _json_tails(self, predicted: Predicted) -> list[str]:
-        """The added keys of jsonl rows, one text per row."""
+    def _tails(self, predicted: Predicted) -> list[str]:
+        """What follows each csv or jsonl row's confidence: the top-k labels, then the added columns."""
+        csv = self.fmt == "csv"
+        tail = self._tail(predicted) if csv else None
+        if csv and not self.top_k:  # the common case: assembled in numpy
+            return _texts(tail) if tail.shape[1] else [""] * len(tail)
         tails = [""] * len(predicted.probabilities)
+        order, top = _top(predicted.probabilities, self.top_k)
+        for k, labels, probabilities in zip(range(1, self.top_k + 1), order.T.tolist(), top.T.tolist()):
+            label, prob = (",", ",") if csv else (f', "label_{k}": ', f', "prob_{k}": ')
+            tails = [f"{t}{label}{lab}{prob}{p:.6g}" for t, lab, p in zip(tails, labels, probabilities)]
+        if csv:
+            return [t + added for t, added in zip(tails, _texts(tail))] if tail.shape[1] else tails
         for name, values in self._extras(predicted):
             texts = _texts(_fixed6(values)) if name == "digit_score" else np.where(values, "true", "false").tolist()
             tails = [f'{tail}, "{name}": {text}' for tail, text in zip(tails, texts)]
@@ -194,37 +193,19 @@ class RowFormat:
         errors = self._rejected(predicted, errors)
         if self.fmt == "parquet":
             return self._table(sources, predicted, errors)
-        probabilities = predicted.probabilities
-        labels, confidence_text = _best(probabilities)
-        labels, confidence = labels.tolist(), _texts(confidence_text)
-        if self.fmt == "csv":
-            tail = self._tail(predicted)
-            tails = _texts(tail) if tail.shape[1] else [""] * len(labels)
-        else:
-            tails = self._json_tails(predicted)
-        if errors is None and not self.top_k and self.fmt == "csv":
-            # The common case: no per-row branching.
+        labels, confidence = _best(predicted.probabilities)
+        labels, confidence, tails = labels.tolist(), _texts(confidence), self._tails(predicted)
+        if errors is None and self.fmt == "csv":  # the common case: no per-row branching
             return "".join(map("{},{},{}{},\n".format, _csv_fields(sources), labels, confidence, tails))
-        if self.top_k:
-            order = np.argsort(-probabilities, axis=1, kind="stable")[:, : self.top_k]
-            top_probs = np.take_along_axis(probabilities, order, axis=1).tolist()
-            order = order.tolist()
         lines = []
         for i, source in enumerate(sources):
-            error = errors[i] if errors is not None else None
-            if error is not None:
-                lines.append(self.failed(source, error))
-                continue
-            if self.fmt == "csv":
-                extra = "".join(f",{lab},{p:.6g}" for lab, p in zip(order[i], top_probs[i])) if self.top_k else ""
-                lines.append(f"{_csv_field(source)},{labels[i]},{confidence[i]}{extra}{tails[i]},\n")
+            if errors is not None and errors[i] is not None:
+                lines.append(self.failed(source, errors[i]))
+            elif self.fmt == "csv":
+                lines.append(f"{_csv_field(source)},{labels[i]},{confidence[i]}{tails[i]},\n")
             else:
-                extra = "".join(
-                    f', "label_{k}": {lab}, "prob_{k}": {p:.6g}'
-                    for k, (lab, p) in enumerate(zip(order[i], top_probs[i]), 1)
-                ) if self.top_k else ""
                 lines.append(f'{{"source": {json.dumps(source)}, "label": {labels[i]}, '
-                             f'"confidence": {confidence[i]}{extra}{tails[i]}}}\n')
+                             f'"confidence": {confidence[i]}{tails[i]}}}\n')
         return "".join(lines)
 
     def array_rows(self, path: str, start: int, predicted: "Predicted | np.ndarray") -> str:
@@ -244,9 +225,8 @@ class RowFormat:
         return json.dumps({"source": source, "label": None, "confidence": None, "error": error}) + "\n"
 
     def join(self, parts: list, header: bool = False) -> bytes:
-        """Blocks of rows (as rows() gave them) as one file's bytes: text in UTF-8 (a file name
-        that is not UTF-8 as its own bytes), with the csv header first when `header`; or one
-        parquet file."""
+        """Blocks of rows (as rows() gave them) as one file's bytes: UTF-8 text (a name that is not UTF-8
+        as its own bytes), with the csv header first when `header`; or one parquet file."""
         if self.fmt != "parquet":
             return ((self.header() if header else "") + "".join(parts)).encode("utf-8", "surrogateescape")
         import pyarrow as pa
@@ -266,17 +246,13 @@ class RowFormat:
         failed = np.array([e is not None for e in errors], dtype=bool)
         labels = probabilities.argmax(axis=1)
         confidence = probabilities[np.arange(len(labels)), labels].astype(np.float64)
-        # Parquet strings are UTF-8: a file name that is not (kept by os.fsdecode as
-        # surrogates) is written with its odd bytes as \x.. escapes rather than failing.
         table = {"source": pa.array([_utf8(s) for s in sources], pa.string()),
                  "label": pa.array(labels.astype(np.int64), mask=failed),
                  "confidence": pa.array(confidence, mask=failed)}
-        if self.top_k:
-            order = np.argsort(-probabilities, axis=1, kind="stable")[:, : self.top_k]
-            top = np.take_along_axis(probabilities, order, axis=1).astype(np.float64)
-            for k in range(self.top_k):
-                table[f"label_{k + 1}"] = pa.array(order[:, k].astype(np.int64), mask=failed)
-                table[f"prob_{k + 1}"] = pa.array(top[:, k], mask=failed)
+        order, top = _top(probabilities, self.top_k)
+        for k in range(self.top_k):
+            table[f"label_{k + 1}"] = pa.array(order[:, k].astype(np.int64), mask=failed)
+            table[f"prob_{k + 1}"] = pa.array(top[:, k].astype(np.float64), mask=failed)
         for name, values in self._extras(predicted):
             table[name] = pa.array(values.astype(np.float64) if name == "digit_score" else values, mask=failed)
         table["error"] = pa.array(errors, pa.string())
@@ -284,8 +260,6 @@ class RowFormat:
 
 
 def _utf8(text: str) -> str:
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """`text` as valid UTF-8: Parquet strings are, so a file name that is not (kept by os.fsdecode as
+    surrogates) is written with its odd bytes as \\x.. escapes rather than failing."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

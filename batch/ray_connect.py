@@ -1,8 +1,6 @@
 """Joining or starting Ray for `--engine ray`: a cluster's address checked to be Ray's
-before Ray is given it, and Ctrl-C or SIGTERM while Ray starts.
-
-Ray is imported by this module and batch/ray_engine.py only; `batch.api` imports them
-only for `--engine ray`.
+before Ray is given it, and Ctrl-C or SIGTERM while Ray starts. Ray is imported by this
+module and batch/ray_engine.py only, which `batch.api` imports only for `--engine ray`.
 """
 
 import logging
@@ -54,29 +52,24 @@ def connect(address: str | None) -> float:
     # `digits: error:` lines only: that core logs fatal errors only, and the line
     # saying so is printed while `ray.init` runs with stderr muted.
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    kwargs = {"runtime_env": runtime_env, "logging_level": logging.ERROR, "log_to_driver": False,
-              "configure_logging": True}
-    if address:
-        kwargs["address"] = address
-    else:
-        kwargs.update(include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES)
+    where = {"address": address} if address else {"include_dashboard": False,
+                                                   "object_store_memory": LOCAL_OBJECT_STORE_BYTES}
     try:
         with stderr_muted(), interrupts.raising():  # ray.init blocks, and cannot ask
             try:
-                ray.init(**kwargs)
+                ray.init(runtime_env=runtime_env, logging_level=logging.ERROR, log_to_driver=False,
+                         configure_logging=True, **where)
             except SystemExit as e:  # ray.init sets SIGTERM's handler to sys.exit(15)
                 if e.code != signal.SIGTERM:
                     raise
                 raise interrupts.Interrupted() from None
-    except interrupts.Interrupted:
+    except (interrupts.Interrupted, ConnectionError, RuntimeError, ValueError) as e:
         with stderr_muted():
             ray.shutdown()  # stops the processes a local start began; a joined cluster runs on
-        raise RayInterrupted("interrupted while Ray was starting; nothing of this run is left running") from None
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        with stderr_muted():
-            ray.shutdown()
-        where = f"the Ray cluster at {address}" if address else "a local Ray"
-        raise RayEngineError(f"cannot start or join {where}: {first_line(e)}") from e
+        if isinstance(e, interrupts.Interrupted):
+            raise RayInterrupted("interrupted while Ray was starting; nothing of this run is left running") from None
+        cluster = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise RayEngineError(f"cannot start or join {cluster}: {first_line(e)}") from e
     finally:
         staging.cleanup()  # ray.init has uploaded it
     logging.getLogger("ray").setLevel(logging.ERROR)
@@ -111,12 +104,7 @@ def _handshake(address: str, timeout: float = HANDSHAKE_SECONDS) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout) as s:
             s.settimeout(timeout)
             s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-            answer = b""
-            while len(answer) < 9:
-                more = s.recv(9 - len(answer))
-                if not more:
-                    break
-                answer += more
+            answer = s.recv(9, socket.MSG_WAITALL)  # a frame's header: 9 bytes, or fewer at end-of-file
     except TimeoutError:
         raise RayEngineError(f"{address} is not a Ray cluster: it did not answer as Ray's GCS server does "
                              f"within {timeout:g} s") from None

@@ -28,11 +28,9 @@ _ARRAY_ROW = re.compile(r"(.*\.npy)#(\d+)", re.DOTALL | re.IGNORECASE)
 class Done:
     """What an output file already holds, for --resume: the rows each source has there.
 
-    Sources are matched by what they name, not as typed: `scans/1.png`, `./scans/1.png`
-    and a path through a symlinked folder are one file (the folder's real path and
-    the file's name). Each row in the file answers one occurrence of its source: a
-    file named twice has two rows after an uninterrupted run, so a resumed run
-    passes over as many occurrences as the file holds rows, and classifies the rest.
+    Sources are matched by what they name (the folder's real path and the file's name), not as typed.
+    Each row answers one occurrence of its source: a file named twice has two rows after a whole run,
+    so a resumed run passes over as many occurrences as the file holds rows, and classifies the rest.
     """
 
     sources: Counter = field(default_factory=Counter)  # key -> rows not yet matched (images, errors)
@@ -83,8 +81,7 @@ class Done:
 
 
 def holds_rows(path: str | os.PathLike) -> bool:
-    """Whether the file at `path` starts as this program's rows do (csv or jsonl): an
-    earlier run's output, which a new run may write over."""
+    """Whether the file at `path` starts as our rows do (csv or jsonl): an earlier run's output."""
     try:
         with open(open_regular(path), "rb") as f:
             start = f.read(len(_JSONL_START))
@@ -94,8 +91,7 @@ def holds_rows(path: str | os.PathLike) -> bool:
 
 
 def resumable(path: str | os.PathLike) -> None:
-    """ResumeError unless `path` is a regular file or nothing yet: a FIFO or a device
-    cannot be read back (reading a FIFO it writes itself hung the run forever)."""
+    """ResumeError unless `path` is a regular file or nothing yet: a FIFO or a device cannot be read back."""
     kind = kind_of(path)
     if kind not in (REGULAR, MISSING):
         raise ResumeError(f"{os.fsdecode(path)}: cannot resume: it is {kind}, not a file that keeps its rows")
@@ -104,23 +100,13 @@ def resumable(path: str | os.PathLike) -> None:
 _JSONL_START = b'{"source": '
 
 
-def _ours(record: bytes, row_format: RowFormat) -> bool:
-    """Whether a file's torn first line (no newline) is the start of what this run writes:
-    the header, or a first jsonl row, cut off by a kill."""
-    ours = row_format.header().encode() if row_format.fmt == "csv" else _JSONL_START
-    return ours.startswith(record) or (row_format.fmt == "jsonl" and record.startswith(ours))
-
-
 def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
     """Read an output file that an earlier run may have left, for --resume.
 
-    Every whole row is kept; a torn last line (the run was killed mid-write) is
-    cut off the file, so appending continues on a line boundary. Only a file
-    that is this run's kind of output is continued: its first line is exactly
-    the header (csv) or a row (jsonl) this run writes, or the start of it (a run
-    killed while writing it). Anything else (other columns, another format, a
-    note with no newline) is refused with ResumeError, untouched. A missing or
-    empty file is an empty one.
+    Every whole row is kept; a torn last line (a run killed mid-write) is cut off, so appending
+    continues on a line boundary. Only this run's kind of output is continued: its first line is the
+    header (csv) or a row (jsonl) this run writes, or the start of it. Anything else is refused with
+    ResumeError, untouched. A missing or empty file is an empty one.
     """
     done = Done()
     fmt = row_format.fmt
@@ -151,8 +137,9 @@ def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
                     done.failed += failed
                 good += len(record)
                 record = b""
-        if record:  # a torn last line: drop it, if the file is ours
-            if not good and not _ours(record, row_format):
+        if record:  # a torn last line: dropped, if the file is ours (its header or first row, cut off by a kill)
+            ours = row_format.header().encode() if fmt == "csv" else _JSONL_START
+            if not good and not (ours.startswith(record) or (fmt == "jsonl" and record.startswith(ours))):
                 raise ResumeError(f"{os.fsdecode(path)}: cannot resume: its first line is not the "
                                   f"{'header' if fmt == 'csv' else 'first row'} `digits classify` writes; "
                                   "left as it is (write to another --output)")

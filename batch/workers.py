@@ -1,19 +1,16 @@
-"""Worker processes that each read, decode, classify and format blocks of image files.
+"""Worker processes that each read, decode, classify and format blocks of image files
+(batch/block.py: classify_block), each with the parent's one-thread model session as the
+fork leaves it; the run's own process hands out blocks and writes their rows, in order.
 
-The run's own process walks the inputs, hands out blocks and writes the rows that
-come back, in order; everything per image happens in the workers, each with the
-parent's one-thread model session as the fork leaves it (batch/block.py: classify_block).
-
-How a block travels: the parent writes its paths into a slot of an anonymous shared
-mapping and puts the slot's number on a task pipe that all workers read; whichever
-worker is free takes it and sends back, on its own result pipe, the slot and the
-block's rows (batch.block.BlockRows). A task is 4 bytes: pipe writes that small are
-atomic, so any number of workers read one pipe without a lock (a lock held by a worker
-that is killed would stop the others), and no worker idles while another has blocks queued.
-Each worker keeps only its own pipe ends, so when the parent dies, even by SIGKILL,
-every worker reads end-of-file on the task pipe and exits.
+A block's paths go into a slot of an anonymous shared mapping, and the slot's number onto a task
+pipe that all workers read; whichever worker is free takes it and sends back, on its own result
+pipe, the slot and the block's rows. A task is 4 bytes: pipe writes that small are atomic, so any
+number of workers read one pipe without a lock (a lock held by a killed worker would stop the
+others), and no worker idles while another has blocks queued. Each worker keeps only its own pipe
+ends, so when the parent dies, even by SIGKILL, every worker reads end-of-file and exits.
 """
 
+import contextlib
 import errno
 import mmap
 import multiprocessing
@@ -59,35 +56,28 @@ class WorkersNotStarted(DigitsError):
 
 
 class WorkerPool:
-    """`workers` processes classifying blocks of at most IMAGE_BLOCK image paths, results in submission order.
-
-    submit(paths) while not full(); take() gives the oldest block back as (paths, BlockRows).
-    """
+    """`workers` processes classifying blocks of at most IMAGE_BLOCK image paths: submit(paths) while not
+    full(); take() gives the oldest block back as (paths, BlockRows), in submission order."""
 
     def __init__(self, workers: int, model: Classifier | Path, invert: str, row_format: RowFormat, ahead: int = 4):
-        """`model`: the classifier the caller loaded and checked (each worker uses its forked()), or
-        a model's path, which each worker loads. `ahead`: blocks queued per worker, so none waits.
-
-        One worker is started here (WorkersNotStarted if it cannot be); the others one per submit(),
-        so the first blocks are classified while the rest are forked (64 forks at once held the first
-        block back). A worker that cannot be started for want of processes or file descriptors
-        leaves the pool at the size it has."""
+        """`model`: the classifier the caller loaded and checked (each worker uses its forked()), or a
+        model's path, which each worker loads. `ahead`: blocks queued per worker, so none waits.
+        One worker is started here (WorkersNotStarted if it cannot be); the others one per submit(), so
+        the first blocks are classified while the rest are forked (64 forks at once held the first block
+        back). A worker that cannot be started for want of processes or descriptors leaves the pool as it is."""
         self._context = multiprocessing.get_context("fork")
         self._wanted, self._serving = min(workers, MAX_WORKERS), (model, invert, row_format)
         self.capacity = self._wanted * ahead  # the shared mapping: what the run may use, not any number asked
         # MAP_SHARED and anonymous: the parent writes paths, the workers read them. Pages
         # are only resident once touched, and a slot's area is mostly never touched.
-        try:
+        try:  # out of address space (ulimit -v), or of file descriptors (ulimit -n)
             self._paths_memory = mmap.mmap(-1, self.capacity * _PATH_AREA)
-        except OSError as e:  # out of address space (ulimit -v)
+            task_read, self._tasks = os.pipe()
+        except OSError as e:
             raise _not_started(e) from e
         self._free = list(range(self.capacity))
         self._queue: deque = deque()  # (slot, paths), oldest first
         self._done: dict[int, BlockRows | str] = {}  # slot -> its rows or why it failed, done out of turn
-        try:
-            task_read, self._tasks = os.pipe()
-        except OSError as e:  # out of file descriptors (ulimit -n)
-            raise _not_started(e) from e
         _TASK_WRITERS.add(self._tasks)
         self._reader = [task_read]  # held until every worker has its copy
         self._processes: list = []
@@ -215,12 +205,9 @@ def _close(tasks: int, connections, processes: list, reader: list, kill: list[bo
         os.close(reader.pop())
     if kill[0]:
         for process in processes:
-            if process.is_alive():
-                process.kill()
-    try:
+            process.kill()  # a process that has ended already is left alone
+    with contextlib.suppress(OSError):  # closed already
         os.close(tasks)
-    except OSError:  # closed already
-        pass
     for conn in list(connections):
         conn.close()
     for process in processes:
