@@ -15,9 +15,15 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from digits.batch.cores import usable_cores
+from digits.batch.formats import RowFormat
+from digits.batch.inputs import IMAGE_EXTENSIONS, Expanded, is_uri, iter_runs, output_to_skip, read_path_list
+from digits.batch.resume import holds_rows, resumable, resume_output
 from digits.batch.summary import Summary
+from digits.batch.writer import RowWriter
 from digits.core import interrupts
 from digits.core.errors import UsageError
+from digits.core.files import OutputError, open_output, refuse_overwriting, refuse_same_targets, writing
 
 
 @dataclass(frozen=True)
@@ -72,8 +78,6 @@ class ClassifyOptions:
 
     def row_format(self, classifier=None):
         """The rows' RowFormat; with a digit_score column when `classifier` gives one."""
-        from digits.batch.formats import RowFormat
-
         fmt = self.format or ("jsonl" if str(self.output).lower().endswith((".jsonl", ".ndjson")) else "csv")
         scored = classifier is not None and classifier.score_output is not None
         return RowFormat(fmt, self.top_k, self.review_below, scored, self.not_digits)
@@ -107,9 +111,6 @@ def _run(model: Path, inputs: list[str], options: ClassifyOptions, stop: Callabl
     if on_ray:
         with interrupts.raising():  # Ray's import takes seconds
             from digits.batch import ray_connect, ray_engine  # one line naming the extra when Ray is not installed
-    from digits.batch.inputs import Expanded, is_uri, iter_runs, output_to_skip
-    from digits.batch.writer import RowWriter
-
     classifier = _load(model)  # for Ray: validated once, before Ray starts; the actors get its file
     if not on_ray:
         # What is loaded by now (numpy, onnxruntime, OpenCV) lives until the process ends: the cyclic
@@ -138,8 +139,7 @@ def _run(model: Path, inputs: list[str], options: ClassifyOptions, stop: Callabl
                 invert=options.decoding, batch_size=options.batch_size, concurrency=options.concurrency,
                 advance=advance, stop=stop)
         else:
-            from digits.batch.cores import usable_cores
-            from digits.batch.run import classify as run
+            from digits.batch.run import classify as run  # it loads OpenCV: only once the options are checked
 
             cores = usable_cores()
             summary = run(items, classifier, writer, invert=options.decoding, batch_size=options.batch_size,
@@ -148,8 +148,6 @@ def _run(model: Path, inputs: list[str], options: ClassifyOptions, stop: Callabl
         if bar:
             bar.close()
         if output and stream:
-            from digits.core.files import writing
-
             with writing(output):  # a failed close is a failed write
                 stream.close()
         if on_ray:
@@ -159,7 +157,6 @@ def _run(model: Path, inputs: list[str], options: ClassifyOptions, stop: Callabl
         summary.connect_seconds, summary.joined = connected, bool(options.address or os.environ.get("RAY_ADDRESS"))
         summary.cluster_seconds = connected + summary.ready_seconds
     else:
-        # user + system CPU seconds, of this process and of its worker processes
         summary.cpu_main, summary.cpu_workers = (sum(resource.getrusage(who)[:2])
                                                  for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return summary
@@ -186,9 +183,6 @@ def _open_rows(options: ClassifyOptions, row_format) -> tuple:
         if sys.stdout is None:
             raise UsageError("standard output is closed; give --output")
         return sys.stdout, None
-    from digits.batch.resume import resumable, resume_output
-    from digits.core.files import open_output
-
     if not options.resume:
         return open_output(output), None
     resumable(output)  # a FIFO would block the open below, then the reading
@@ -203,8 +197,6 @@ def _with_stdin_list(inputs: list[str], null: bool, stdin: BinaryIO | None) -> l
     are checked against them as against named paths, before any row. A listed `-` is the file ./-."""
     if "-" not in inputs:
         return inputs
-    from digits.batch.inputs import read_path_list
-
     if stdin is None and sys.stdin is None:
         raise UsageError("- reads paths from standard input, which is closed")
     with interrupts.raising():  # a read that may wait on its writer, and cannot ask whether to stop
@@ -216,8 +208,6 @@ def _with_stdin_list(inputs: list[str], null: bool, stdin: BinaryIO | None) -> l
 def _check_writes(model: Path, inputs: list[str], writes: dict[str, Path | str | None]) -> None:
     """OutputError, before anything is written, when a file the run writes ({option: path}) is one it
     reads (the model, the inputs, what a walked folder holds), or two outputs name the same file."""
-    from digits.core.files import OutputError, refuse_overwriting, refuse_same_targets
-
     writes = {what: path for what, path in writes.items() if path is not None}
     folder = writes.pop("--output-dir", None)
     refuse_same_targets(writes)
@@ -228,13 +218,9 @@ def _check_writes(model: Path, inputs: list[str], writes: dict[str, Path | str |
 
 
 def _named_like(inputs: list[str], output: Path, rows: bool = True) -> list[str]:
-    """What the output could overwrite: the named inputs and, when it is named like an image or .npy
-    inside a named folder, the output itself if it holds something other than rows (an image or
-    array the walk would read, or pass over and lose). `rows`: it is --output, which may replace
-    an earlier run's rows."""
-    from digits.batch.inputs import IMAGE_EXTENSIONS
-    from digits.batch.resume import holds_rows
-
+    """What the output could overwrite: the named inputs and, when it is named like an image or .npy inside a named
+    folder, the output itself if it holds something other than rows (an image or array the walk would read, or pass over
+    and lose). `rows`: it is --output, which may replace an earlier run's rows."""
     named = [arg for arg in inputs if arg != "-"]
     suffix = output.suffix.lower()
     if (suffix in IMAGE_EXTENSIONS or suffix == ".npy") and not (rows and holds_rows(output)):

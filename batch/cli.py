@@ -1,8 +1,4 @@
-"""`digits classify`: the runner's command line.
-
-It parses the options, makes one library call (batch.api.classify) and prints
-the summary it returns; the exit code says how the run ended.
-"""
+"""`digits classify`: parses the options, makes one library call (batch.api.classify), prints its summary."""
 
 import contextlib
 import os
@@ -14,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from digits.batch.cores import MAX_WORKERS
+from digits.core.atomic import atomic_path, check_atomic_target, json_text
 from digits.core.bundled import model_path
 from digits.core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 from digits.core.files import file_name
@@ -127,8 +124,6 @@ def classify(
         null=null, resume=resume, workers=workers, clean=clean, engine=engine.value, address=address,
         output_dir=output_dir, concurrency=concurrency, progress=(progress or sys.stderr.isatty()) and not quiet)
     if summary_json:  # checked before the run, not after it; against the inputs in run()
-        from digits.core.atomic import atomic_path, check_atomic_target, json_text
-
         check_atomic_target(summary_json)
     summary = run(model, inputs, options, also_writes={"--summary-json": summary_json})
     if summary_json:

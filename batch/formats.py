@@ -1,10 +1,8 @@
-"""Result rows: how a block of them reads, in csv, jsonl or parquet.
+"""Result rows: how a block of them reads, in csv, jsonl or parquet, with the columns `columns` names.
 
-Columns: source, label, confidence (6 decimals), then label_1, prob_1 ... label_K, prob_K with
---top-k K, review with --review-below P, digit_score (6 decimals) when the model gives one,
-not_digit with --not-digits mark, then error (empty unless the item could not be read, or is
-"not a digit" with --not-digits reject; its label and scores are then empty). csv and jsonl rows
-are text, streamed (batch/writer.py); parquet rows are a pyarrow table, one file per Ray shard.
+error is empty unless the item could not be read, or is "not a digit" with --not-digits reject; its
+label and scores are then empty. csv and jsonl rows are text, streamed (batch/writer.py); parquet
+rows are a pyarrow table, one file per Ray shard.
 """
 
 import io
@@ -102,9 +100,9 @@ def _array_rows_csv(path: str, start: int, labels: np.ndarray, confidence: np.nd
 
 
 def columns(top_k: int, review: bool = False, scored: bool = False, mark: bool = False) -> list[str]:
-    """The csv header's columns for --top-k K (and --review-below: `review`; a model with a digit_score:
-    `scored`; --not-digits mark: `mark`). A jsonl row has the same keys, except that `error` is only
-    in a failed (or rejected) row."""
+    """The csv header's columns: source, label, confidence, label_k and prob_k for --top-k K, review for
+    --review-below (`review`), digit_score for a model that gives one (`scored`), not_digit for
+    --not-digits mark (`mark`), error. A jsonl row has the same keys, `error` only when it is set."""
     names = ["source", "label", "confidence", *(f"{key}_{k}" for k in range(1, top_k + 1) for key in ("label", "prob"))]
     return names + ["review"] * review + ["digit_score"] * scored + ["not_digit"] * mark + ["error"]
 
@@ -115,11 +113,10 @@ class RowFormat:
 
     def __init__(self, fmt: Format = "csv", top_k: int = 0, review_below: float | None = None,
                  scored: bool = False, not_digits: NotDigits = "keep"):
-        """`review_below`: rows whose confidence, as written (6 decimals), is under it get
-        review 1 (jsonl: true), others 0 (false); None: no review column. `scored`: the model
-        gives a digit_score, written in its column. `not_digits` (--not-digits): mark gives a
-        not_digit column, 1 (jsonl: true) for a blank digit or one under the model's threshold;
-        reject writes such a row as an error row saying NOT_A_DIGIT; keep writes it as any other."""
+        """`review_below`: rows whose confidence, as written (6 decimals), is under it get review 1 (jsonl: true),
+        others 0 (false); None: no review column. `scored`: the model gives a digit_score, written in its column.
+        `not_digits` (--not-digits): mark gives a not_digit column, 1 (jsonl: true) for a blank digit or one under the
+        model's threshold; reject writes such a row as an error row saying NOT_A_DIGIT; keep writes it as any other."""
         self.fmt, self.top_k, self.review_below = fmt, top_k, review_below
         self.scored, self.not_digits = scored, not_digits
         self.mark = not_digits == "mark"
@@ -176,10 +173,8 @@ class RowFormat:
 
     def _rejected(self, predicted: Predicted, errors: Sequence[str | None] | None) -> Sequence[str | None] | None:
         """`errors`, with NOT_A_DIGIT for every row that --not-digits reject leaves without a label."""
-        if self.not_digits != "reject":
-            return errors
         not_digit = predicted.not_digit
-        if not not_digit.any():
+        if self.not_digits != "reject" or not not_digit.any():
             return errors
         errors = [None] * len(not_digit) if errors is None else errors
         return [NOT_A_DIGIT if no and e is None else e for no, e in zip(not_digit.tolist(), errors)]

@@ -37,9 +37,8 @@ class RayInterrupted(DigitsError):
 
 
 def connect(address: str | None) -> float:
-    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray; the seconds
-    it took. A Ctrl-C or SIGTERM while Ray starts stops what was started and raises
-    RayInterrupted; nothing of Ray is left running."""
+    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray; the seconds it took. A Ctrl-C or SIGTERM
+    while Ray starts stops what was started and raises RayInterrupted; nothing of Ray is left running."""
     start = time.perf_counter()
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
@@ -48,9 +47,8 @@ def connect(address: str | None) -> float:
     runtime_env = {"py_modules": [_package_for_workers(staging.name)], "excludes": ["__pycache__", "*.pyc"],
                    # onnxruntime, OpenCV and OpenBLAS in every worker: one thread each.
                    "env_vars": {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}}
-    # Ray's C++ core logs errors straight to stderr. Our stderr is the summary and
-    # `digits: error:` lines only: that core logs fatal errors only, and the line
-    # saying so is printed while `ray.init` runs with stderr muted.
+    # Ray's C++ core logs errors straight to stderr. Our stderr is the summary and `digits: error:` lines only: that
+    # core logs fatal errors only, and the line saying so is printed while `ray.init` runs with stderr muted.
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     where = {"address": address} if address else {"include_dashboard": False,
                                                    "object_store_memory": LOCAL_OBJECT_STORE_BYTES}
@@ -79,23 +77,18 @@ def connect(address: str | None) -> float:
 def _package_for_workers(folder: str) -> str:
     """A `digits` package under `folder` holding a copy of the driver's core/ and batch/, all
     that workers import: they run the driver's own code, whatever is installed on the nodes."""
-    import digits.batch as batch_package
-    import digits.core as core_package
-
     package = os.path.join(folder, "digits")
     os.mkdir(package)
     open(os.path.join(package, "__init__.py"), "w").close()
-    for part in (batch_package, core_package):
-        shutil.copytree(os.path.dirname(part.__file__), os.path.join(package, part.__name__.rpartition(".")[2]),
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name, source in (("batch", os.path.dirname(__file__)), ("core", os.path.dirname(interrupts.__file__))):
+        shutil.copytree(source, os.path.join(package, name), ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return package
 
 
 def _handshake(address: str, timeout: float = HANDSHAKE_SECONDS) -> None:
-    """A plain host:port must answer as Ray's GCS does (a gRPC server, HTTP/2) before
-    ray.init is given it: Ray retries a silent or foreign server for minutes, in C++
-    that Ctrl-C and SIGTERM do not reach. We send the HTTP/2 preface and an empty
-    SETTINGS frame; an HTTP/2 server answers with its own SETTINGS frame at once."""
+    """A plain host:port must answer as Ray's GCS does (a gRPC server, HTTP/2) before ray.init is given it: Ray retries
+    a silent or foreign server for minutes, in C++ that Ctrl-C and SIGTERM do not reach. We send the HTTP/2 preface and
+    an empty SETTINGS frame; an HTTP/2 server answers with its own SETTINGS frame at once."""
     host, _, port = address.rpartition(":")
     if "://" in address or not host or not port.isdigit():
         return  # "auto", ray://...: Ray resolves those itself

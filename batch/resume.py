@@ -26,9 +26,9 @@ _ARRAY_ROW = re.compile(r"(.*\.npy)#(\d+)", re.DOTALL | re.IGNORECASE)
 
 @dataclass
 class Done:
-    """What an output file already holds, for --resume: the rows each source has there.
+    """What an output file already holds, for --resume: the rows each source has there, matched by what
+    it names (the folder's real path and the file's name), not as typed.
 
-    Sources are matched by what they name (the folder's real path and the file's name), not as typed.
     Each row answers one occurrence of its source: a file named twice has two rows after a whole run,
     so a resumed run passes over as many occurrences as the file holds rows, and classifies the rest.
     """

@@ -1,10 +1,9 @@
 """The local engine: items in, rows out, in input order, streaming, so memory does not grow with the inputs.
 
-Image files go in blocks to worker processes (batch/workers.py) that read, decode, classify and format
-them; a run with few images does its blocks itself, where starting workers would cost more. Arrays are
-classified chunk by chunk in this process, one model call per core side by side. Model calls made here
-run on a thread, and the wait for them (or for a worker's rows) looks every 0.1 s whether the run was
-asked to stop: a slow model must not hold up Ctrl-C.
+Image files go in blocks to worker processes (batch/workers.py) that read, decode, classify and format them; a run
+with few images does its blocks itself, where starting workers would cost more. Arrays are classified chunk by chunk
+in this process, one model call per core side by side. Model calls made here run on a thread, and the wait for them
+(or for a worker's rows) looks every 0.1 s whether the run was asked to stop: a slow model must not hold up Ctrl-C.
 """
 
 import bisect
@@ -91,9 +90,8 @@ class _LocalRun:
         self.summary.seconds = time.perf_counter() - start
         return self.summary
 
-    # Images: blocks to the workers, or done here while there are few.
-
     def _images(self, paths: list[str]) -> None:
+        """Blocks go to the workers once enough wait to repay starting them; until then they are done here."""
         if self.pool is not None:
             self._submit(paths)
             return
@@ -142,8 +140,6 @@ class _LocalRun:
                 return None
         return future.result()
 
-    # Errors and arrays, in this process.
-
     def _failed(self, source: str, error: str) -> None:
         self.writer.write_failed(source, error)
         self.summary.failed += 1
@@ -165,9 +161,8 @@ class _LocalRun:
                 self.summary.add(count_rows(block, None, self.writer.format))
                 self.advance(len(block.probabilities))
         except ArrayError as e:
-            # A bad header or bad float values are found before the first block, so the
-            # array gets this one row; a file cut short while being read keeps every row
-            # before the cut, and this row says where it was.
+            # A bad header or bad float values are found before the first block, so the array gets this one row; a file
+            # cut short while being read keeps every row before the cut, and this row says where it was.
             self._failed(path, str(e))
 
     def _predicted(self, array: DigitArray, finished: np.ndarray | None) -> Iterator:

@@ -1,13 +1,12 @@
-"""Worker processes that each read, decode, classify and format blocks of image files
-(batch/block.py: classify_block), each with the parent's one-thread model session as the
-fork leaves it; the run's own process hands out blocks and writes their rows, in order.
+"""Worker processes that each read, decode, classify and format blocks of image files (batch/block.py: classify_block),
+each with the parent's one-thread model session as the fork leaves it; the run's own process hands out blocks and
+writes their rows, in order.
 
-A block's paths go into a slot of an anonymous shared mapping, and the slot's number onto a task
-pipe that all workers read; whichever worker is free takes it and sends back, on its own result
-pipe, the slot and the block's rows. A task is 4 bytes: pipe writes that small are atomic, so any
-number of workers read one pipe without a lock (a lock held by a killed worker would stop the
-others), and no worker idles while another has blocks queued. Each worker keeps only its own pipe
-ends, so when the parent dies, even by SIGKILL, every worker reads end-of-file and exits.
+A block's paths go into a slot of an anonymous shared mapping, and the slot's number onto a task pipe that all workers
+read; whichever worker is free takes it and sends back, on its own result pipe, the slot and the block's rows. A task
+is 4 bytes: pipe writes that small are atomic, so any number of workers read one pipe without a lock (a lock held by a
+killed worker would stop the others), and no worker idles while another has blocks queued. Each worker keeps only its
+own pipe ends, so when the parent dies, even by SIGKILL, every worker reads end-of-file and exits.
 """
 
 import contextlib
@@ -34,9 +33,8 @@ from digits.core.contract import IMAGE_BLOCK, IMAGE_SIZE
 from digits.core.errors import DigitsError, ModelError
 from digits.core.memory import address_space_limit, limit_words
 
-# A slot's paths, NUL-separated and UTF-8 (surrogateescape): a block is cut by the
-# walk before its names pass BLOCK_NAME_CHARS characters (batch/run.py), and a
-# character is at most 4 bytes, so a block always fits its slot.
+# A slot's paths, NUL-separated and UTF-8 (surrogateescape): a block is cut by the walk before its names pass
+# BLOCK_NAME_CHARS characters (batch/run.py), and a character is at most 4 bytes, so a block always fits its slot.
 BLOCK_NAME_CHARS = 64 * 1024
 _PATH_AREA = 4 * BLOCK_NAME_CHARS + 4
 _TASK = 4  # bytes: a slot number
@@ -82,11 +80,10 @@ class WorkerPool:
         self._reader = [task_read]  # held until every worker has its copy
         self._processes: list = []
         self._results: dict = {}  # result pipe -> worker index
-        # Closed at exit if the owner never closes it: multiprocessing's own exit hook
-        # joins every child, and the workers ignore its SIGTERM, so an unclosed pool
-        # would hang the process at exit. Finalizers with a priority run before that
-        # join. A Finalize runs once: close() goes through it too, so the exit does not
-        # close the pipe's number again (by then perhaps another file's).
+        # Closed at exit if the owner never closes it: multiprocessing's own exit hook joins every child, and the
+        # workers ignore its SIGTERM, so an unclosed pool would hang the process at exit. Finalizers with a priority run
+        # before that join. A Finalize runs once: close() goes through it too, so the exit does not close the pipe's
+        # number again (by then perhaps another file's).
         self._kill = [False]  # read by _close when it runs: close(kill=True) sets it
         self._close = multiprocessing.util.Finalize(
             self, _close, args=(self._tasks, self._results, self._processes, self._reader, self._kill), exitpriority=0)
@@ -212,9 +209,8 @@ def _close(tasks: int, connections, processes: list, reader: list, kill: list[bo
         conn.close()
     for process in processes:
         process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join()
+        process.kill()  # still running after 5 s
+        process.join()
 
 
 def _serve(task_read: int, results, inherited, paths_memory, model, invert: str, row_format: RowFormat) -> None:
@@ -235,10 +231,7 @@ def _serve(task_read: int, results, inherited, paths_memory, model, invert: str,
         failure = str(e)
     digits = np.zeros((IMAGE_BLOCK, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
     while True:
-        try:
-            task = os.read(task_read, _TASK)
-        except OSError:
-            return
+        task = os.read(task_read, _TASK)
         if len(task) != _TASK:  # end-of-file: the parent closed the pool, or died
             return
         slot = int.from_bytes(task, "little")
