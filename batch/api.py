@@ -1,8 +1,7 @@
 """Classify as a library call: `classify(model, inputs, options) -> Summary`.
 
-What a run owns besides the engine's own work, for the command line and any
-other caller alike: the output (checked against the inputs, locked, or resumed),
-stopping on Ctrl-C/SIGTERM, the progress bar, and the choice of engine.
+What a run owns besides the engine's own work, for any caller: the output (checked against the
+inputs, locked, or resumed), stopping on Ctrl-C/SIGTERM, the progress bar, the choice of engine.
 """
 
 import contextlib
@@ -12,14 +11,19 @@ import resource
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
-from typing import BinaryIO, Literal, TextIO
+from typing import BinaryIO, Literal
 
+from digits.batch.cores import usable_cores
+from digits.batch.formats import RowFormat
+from digits.batch.inputs import IMAGE_EXTENSIONS, Expanded, is_uri, iter_runs, output_to_skip, read_path_list
+from digits.batch.resume import holds_rows, resumable, resume_output
 from digits.batch.summary import Summary
+from digits.batch.writer import RowWriter
 from digits.core import interrupts
 from digits.core.errors import UsageError
-
-Engine = Literal["local", "ray"]
+from digits.core.files import OutputError, open_output, refuse_overwriting, refuse_same_targets, writing
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class ClassifyOptions:
     resume: bool = False  # keep the rows already in `output`; classify only what has none
     workers: int | None = None  # worker processes for images; None: one per usable core
     progress: bool = False  # draw a progress bar on stderr
-    engine: Engine = "local"
+    engine: Literal["local", "ray"] = "local"
     address: str | None = None  # ray: the cluster to join (default RAY_ADDRESS, else a local Ray)
     output_dir: str | None = None  # ray: shards into this folder or URI, not in input order
     concurrency: int | None = None  # ray: model actors
@@ -74,9 +78,7 @@ class ClassifyOptions:
 
     def row_format(self, classifier=None):
         """The rows' RowFormat; with a digit_score column when `classifier` gives one."""
-        from digits.batch.formats import RowFormat, format_for
-
-        fmt = self.format or format_for(str(self.output) if self.output else None)
+        fmt = self.format or ("jsonl" if str(self.output).lower().endswith((".jsonl", ".ndjson")) else "csv")
         scored = classifier is not None and classifier.score_output is not None
         return RowFormat(fmt, self.top_k, self.review_below, scored, self.not_digits)
 
@@ -84,126 +86,85 @@ class ClassifyOptions:
 def classify(model: Path, inputs: list[str], options: ClassifyOptions = ClassifyOptions(), *,
              stop: Callable[[], bool] | None = None, stdin: BinaryIO | None = None,
              also_writes: dict[str, Path] | None = None) -> Summary:
-    """Classify `inputs` (image files, folders, .npy arrays, `-` for a list on `stdin`)
-    with the model at `model`, writing one row per digit; returns what the run did.
+    """Classify `inputs` (image files, folders, .npy arrays, `-` for a list on `stdin`) with the model
+    at `model`, writing one row per digit; returns what the run did.
 
-    `stop`: asked between blocks, ends the run early with every written row whole;
-    None: Ctrl-C and SIGTERM ask it, for the run's length (core.interrupts; from the main thread).
-    `also_writes`: files the caller writes after the run ({"--summary-json": path}),
-    checked with the run's own outputs against every input before anything is written.
-    DigitsError (one of its kinds) for anything the caller can fix: a bad model, an
-    output that cannot be written or resumed, options that do not go together.
-    core.interrupts.Interrupted when asked to stop before the first block (loading the
-    model, reading the `-` list, starting Ray).
-    """
+    `stop`: asked between blocks, ends the run early with every written row whole; None: Ctrl-C and
+    SIGTERM ask it (core.interrupts; from the main thread). `also_writes`: files the caller writes after
+    the run ({"--summary-json": path}), checked with the run's outputs against every input first.
+    DigitsError for anything the caller can fix (a bad model, an output that cannot be written or
+    resumed, options that do not go together); core.interrupts.Interrupted when asked to stop before
+    the first block (loading the model, reading the `-` list, starting Ray)."""
     options.check()
     if options.output is not None and not isinstance(options.output, Path):  # a str is taken too
         options = replace(options, output=Path(options.output))
-    engine = _on_ray if options.engine == "ray" else _local
     with contextlib.nullcontext() if stop is not None else interrupts.installed():  # the run asks between blocks
         inputs = _with_stdin_list(inputs, options.null, stdin)
         _check_writes(Path(model), inputs, {"--output": options.output, "--output-dir": options.output_dir,
                                             **(also_writes or {})})
-        return engine(Path(model), inputs, options, stop or _asked)
+        return _run(Path(model), inputs, options, stop or (lambda: interrupts.asked() is not None))
 
 
-def _local(model: Path, inputs: list[str], options: ClassifyOptions, stop) -> Summary:
-    from digits.batch.cores import usable_cores
-    from digits.batch.inputs import Expanded, iter_runs, output_to_skip
-    from digits.batch.resume import resumable, resume_output
-    from digits.batch.run import classify as run
-    from digits.batch.writer import RowWriter
-
-    classifier = _load(model)
-    # What is loaded by now (numpy, onnxruntime, OpenCV) lives until the process ends: the cyclic
-    # collector need not scan it again, and forked workers share those pages untouched.
-    gc.freeze()
-    cores = usable_cores()
+def _run(model: Path, inputs: list[str], options: ClassifyOptions, stop: Callable[[], bool]) -> Summary:
+    """The run on either engine: what both need is set up here, the rows come from batch.run or batch.ray_engine."""
+    on_ray = options.engine == "ray"
+    if on_ray:
+        with interrupts.raising():  # Ray's import takes seconds
+            from digits.batch import ray_connect, ray_engine  # one line naming the extra when Ray is not installed
+    classifier = _load(model)  # for Ray: validated once, before Ray starts; the actors get its file
+    if not on_ray:
+        # What is loaded by now (numpy, onnxruntime, OpenCV) lives until the process ends: the cyclic
+        # collector need not scan it again, and forked workers share those pages untouched.
+        gc.freeze()
+    output, row_format = options.output, options.row_format(classifier)
+    stream, done = _open_rows(options, row_format)
+    walk = partial(iter_runs, inputs, recursive=options.recursive, pattern=options.glob,
+                   skip=output_to_skip(output))  # the walk passes over the output, wherever it lies
     expanded = Expanded()
-    output = options.output
-    skip = output_to_skip(output)  # the walk passes over the output, wherever it lies
-    items = iter_runs(inputs, recursive=options.recursive, pattern=options.glob,
-                      out=expanded, skip=skip)
-    row_format = options.row_format(classifier)
-    if options.resume:
-        resumable(output)  # a FIFO would block the open below, then the reading
-    # Locked before the rows are read: a second run cannot append to the same file.
-    stream = _open_rows(output, append=options.resume)
-    done = None
-    if options.resume:
-        done = resume_output(output, row_format)  # may cut off a torn last line
-        stream.seek(0, 2)
+    items = walk(out=expanded, uris=on_ray)
     bar = None
     try:
-        if options.progress:
+        connected = ray_connect.connect(options.address) if on_ray else 0.0
+        # The bar counts rows as they are written; there is no count for URIs up front.
+        if options.progress and stream and not (on_ray and any(map(is_uri, inputs))):
             from digits.batch.progress import ProgressBar
 
-            bar = ProgressBar(iter_runs(inputs, recursive=options.recursive,
-                                                                   pattern=options.glob, skip=skip))
+            bar = ProgressBar(walk())
         writer = RowWriter(stream, row_format, name=str(output) if output else None,
-                           header=not (done and done.header))
-        summary = run(items, classifier, writer, invert=options.decoding, batch_size=options.batch_size,
-                      workers=options.workers or cores, model_calls=cores,
-                      advance=bar.advance if bar else (lambda n: None), stop=stop, done=done)
+                           header=not (done and done.header)) if stream else None
+        advance = bar.advance if bar else (lambda n: None)
+        if on_ray:
+            summary = ray_engine.classify(
+                items, classifier, writer, row_format=row_format, out_dir=options.output_dir,
+                invert=options.decoding, batch_size=options.batch_size, concurrency=options.concurrency,
+                advance=advance, stop=stop)
+        else:
+            from digits.batch.run import classify as run  # it loads OpenCV: only once the options are checked
+
+            cores = usable_cores()
+            summary = run(items, classifier, writer, invert=options.decoding, batch_size=options.batch_size,
+                          workers=options.workers or cores, model_calls=cores, advance=advance, stop=stop, done=done)
     finally:
-        _end(bar, stream, output)
+        if bar:
+            bar.close()
+        if output and stream:
+            with writing(output):  # a failed close is a failed write
+                stream.close()
+        if on_ray:
+            ray_connect.ray.shutdown()
     summary.skipped, summary.empty_folders, summary.model = expanded.skipped, expanded.empty, classifier.describe()
-    summary.cpu_main, summary.cpu_workers = _cpu_seconds(resource.RUSAGE_SELF), _cpu_seconds(resource.RUSAGE_CHILDREN)
+    if on_ray:
+        summary.connect_seconds, summary.joined = connected, bool(options.address or os.environ.get("RAY_ADDRESS"))
+        summary.cluster_seconds = connected + summary.ready_seconds
+    else:
+        summary.cpu_main, summary.cpu_workers = (sum(resource.getrusage(who)[:2])
+                                                 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return summary
-
-
-def _cpu_seconds(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _on_ray(model: Path, inputs: list[str], options: ClassifyOptions, stop) -> Summary:
-    with interrupts.raising():  # Ray's import takes seconds
-        from digits.batch import ray_connect, ray_engine  # one line naming the extra when Ray is not installed
-    from digits.batch.inputs import Expanded, is_uri, iter_runs, output_to_skip
-    from digits.batch.writer import RowWriter
-
-    classifier = _load(model)  # validated once, before Ray starts; the actors get its file
-    output = options.output
-    stream = None if options.output_dir else _open_rows(output)
-    skip = output_to_skip(output) if stream else None  # the walk passes over the output, wherever it lies
-    expanded = Expanded()
-    items = iter_runs(inputs, recursive=options.recursive, pattern=options.glob,
-                      out=expanded, skip=skip, uris=True)
-    bar = None
-    try:
-        connected = ray_connect.connect(options.address)
-        # The bar counts rows as the driver receives them; there is no count for URIs up front.
-        if options.progress and stream and not any(map(is_uri, inputs)):
-            from digits.batch.progress import ProgressBar
-
-            bar = ProgressBar(iter_runs(inputs, recursive=options.recursive, pattern=options.glob, skip=skip))
-        row_format = options.row_format(classifier)
-        writer = RowWriter(stream, row_format, name=str(output) if output else None) if stream else None
-        summary = ray_engine.classify(
-            items, classifier, writer, row_format=row_format, out_dir=options.output_dir, invert=options.decoding,
-            batch_size=options.batch_size, concurrency=options.concurrency,
-            advance=bar.advance if bar else (lambda n: None), stop=stop)
-    finally:
-        _end(bar, stream, output)
-        ray_connect.ray.shutdown()
-    summary.skipped, summary.empty_folders, summary.model = expanded.skipped, expanded.empty, classifier.describe()
-    summary.connect_seconds, summary.joined = connected, bool(options.address or os.environ.get("RAY_ADDRESS"))
-    summary.cluster_seconds = connected + summary.ready_seconds
-    return summary
-
-
-def _end(bar, stream: TextIO | None, output: Path | None) -> None:
-    """What a run undoes however it ends: the progress bar, the output (closed: a failed close is a failed write)."""
-    if bar:
-        bar.close()
-    _close_rows(stream, output)
 
 
 def _load(model: Path):
-    """The run's classifier (batch.classifier.Classifier), loaded and probed once: a model that cannot
-    serve is refused here, before any row. One onnxruntime thread: the local engine runs one call
-    per core side by side, the Ray engine one actor per CPU."""
+    """The run's classifier, loaded and probed once: a model that cannot serve is refused before any row.
+    One onnxruntime thread: the local engine runs one call per core side by side, Ray one actor per CPU."""
     from digits.batch.model import load_classifier
 
     classifier = load_classifier(model, threads=1, spin=False, probe=False)
@@ -212,38 +173,30 @@ def _load(model: Path):
     return classifier
 
 
-def _asked() -> bool:
-    return interrupts.asked() is not None
-
-
-def _open_rows(output: Path | None, append: bool = False) -> TextIO:
-    """The stream rows go to: `output`, locked so that a second run on the same file is
-    refused (`append`: kept as it is, for --resume); else standard output."""
-    if output:
-        from digits.core.files import open_output
-
-        return open_output(output, append=append)
-    if sys.stdout is None:
-        raise UsageError("standard output is closed; give --output")
-    return sys.stdout
-
-
-def _close_rows(stream: TextIO | None, output: Path | None) -> None:
-    if output and stream:
-        from digits.core.files import writing
-
-        with writing(output):  # a failed close is a failed write
-            stream.close()
+def _open_rows(options: ClassifyOptions, row_format) -> tuple:
+    """The stream rows go to: --output, locked so that a second run on the same file is refused; else
+    standard output; None for --output-dir's shards. With --resume, also what the file holds already."""
+    output = options.output
+    if options.output_dir:
+        return None, None
+    if not output:
+        if sys.stdout is None:
+            raise UsageError("standard output is closed; give --output")
+        return sys.stdout, None
+    if not options.resume:
+        return open_output(output), None
+    resumable(output)  # a FIFO would block the open below, then the reading
+    stream = open_output(output, append=True)  # locked before the rows are read: no second run appends
+    done = resume_output(output, row_format)  # may cut off a torn last line
+    stream.seek(0, 2)
+    return stream, done
 
 
 def _with_stdin_list(inputs: list[str], null: bool, stdin: BinaryIO | None) -> list[str]:
-    """`inputs` with each `-` replaced by the paths listed on standard input, read here,
-    once, for both engines: so the outputs are checked against them as against named
-    paths, and a list's usage errors come before any row. A listed `-` is the file ./-."""
+    """`inputs` with each `-` replaced by the paths listed on standard input, read once, here: the outputs
+    are checked against them as against named paths, before any row. A listed `-` is the file ./-."""
     if "-" not in inputs:
         return inputs
-    from digits.batch.inputs import read_path_list
-
     if stdin is None and sys.stdin is None:
         raise UsageError("- reads paths from standard input, which is closed")
     with interrupts.raising():  # a read that may wait on its writer, and cannot ask whether to stop
@@ -253,32 +206,21 @@ def _with_stdin_list(inputs: list[str], null: bool, stdin: BinaryIO | None) -> l
 
 
 def _check_writes(model: Path, inputs: list[str], writes: dict[str, Path | str | None]) -> None:
-    """OutputError, before anything is written, when a file the run writes ({option: path})
-    is one it reads, compared by what each names (core.files.same_target): the model, the
-    inputs, and what a walked folder holds; or when two outputs name the same file."""
-    from digits.core.files import OutputError, refuse_overwriting, refuse_same_targets
-
+    """OutputError, before anything is written, when a file the run writes ({option: path}) is one it
+    reads (the model, the inputs, what a walked folder holds), or two outputs name the same file."""
     writes = {what: path for what, path in writes.items() if path is not None}
-    refuse_same_targets({what: path for what, path in writes.items() if what != "--output-dir"})
-    folder = writes.get("--output-dir")
+    folder = writes.pop("--output-dir", None)
+    refuse_same_targets(writes)
     for what, path in writes.items():
-        if what == "--output-dir":
-            continue
         refuse_overwriting(path, [model, *_named_like(inputs, Path(path), rows=what == "--output")], what)
         if folder and os.path.realpath(path).startswith(os.path.join(os.path.realpath(folder), "")):
             raise OutputError(f"{os.fsdecode(path)}: {what} lies inside --output-dir, whose files are the rows")
 
 
 def _named_like(inputs: list[str], output: Path, rows: bool = True) -> list[str]:
-    """What the output could overwrite: the named inputs and, when the output is named
-    like an image or .npy and lies inside a named folder, the output itself if it is
-    there already and holds something other than rows (an image or array the user
-    keeps there, which the walk would read: or, for --output, which it passes over,
-    so it would be lost unread). `rows`: the output is --output, which may replace
-    an earlier run's rows."""
-    from digits.batch.inputs import IMAGE_EXTENSIONS
-    from digits.batch.resume import holds_rows
-
+    """What the output could overwrite: the named inputs and, when it is named like an image or .npy inside a named
+    folder, the output itself if it holds something other than rows (an image or array the walk would read, or pass over
+    and lose). `rows`: it is --output, which may replace an earlier run's rows."""
     named = [arg for arg in inputs if arg != "-"]
     suffix = output.suffix.lower()
     if (suffix in IMAGE_EXTENSIONS or suffix == ".npy") and not (rows and holds_rows(output)):

@@ -1,9 +1,6 @@
-"""`digits classify`: the runner's command line.
+"""`digits classify`: parses the options, makes one library call (batch.api.classify), prints its summary."""
 
-It parses the options, makes one library call (batch.api.classify) and prints
-the summary it returns; the exit code says how the run ended.
-"""
-
+import contextlib
 import os
 import sys
 from enum import StrEnum
@@ -13,33 +10,16 @@ from typing import Annotated, Optional
 import typer
 
 from digits.batch.cores import MAX_WORKERS
+from digits.core.atomic import atomic_path, check_atomic_target, json_text
 from digits.core.bundled import model_path
 from digits.core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 from digits.core.files import file_name
 from digits.core.terminal import LINE_LIMIT, printable
 
-
-class InvertMode(StrEnum):
-    auto = "auto"
-    always = "always"
-    never = "never"
-
-
-class OutputFormat(StrEnum):
-    csv = "csv"
-    jsonl = "jsonl"
-    parquet = "parquet"  # --engine ray --output-dir only
-
-
-class NotDigits(StrEnum):
-    mark = "mark"
-    reject = "reject"
-    keep = "keep"
-
-
-class Engine(StrEnum):
-    local = "local"
-    ray = "ray"
+InvertMode = StrEnum("InvertMode", ["auto", "always", "never"])
+OutputFormat = StrEnum("OutputFormat", ["csv", "jsonl", "parquet"])  # parquet: --engine ray --output-dir only
+NotDigits = StrEnum("NotDigits", ["mark", "reject", "keep"])
+Engine = StrEnum("Engine", ["local", "ray"])
 
 
 # Long by design: Typer reads each option, its help and its check from this signature.
@@ -140,17 +120,15 @@ def classify(
 
     options = ClassifyOptions(
         output=output, format=fmt.value if fmt else None, top_k=top_k or 0, review_below=review_below,
-        not_digits=not_digits.value,
-        invert=invert.value, recursive=recursive, glob=glob, batch_size=batch_size, null=null, resume=resume,
-        workers=workers, clean=clean, progress=(progress or sys.stderr.isatty()) and not quiet, engine=engine.value,
-        address=address, output_dir=output_dir, concurrency=concurrency)
+        not_digits=not_digits.value, invert=invert.value, recursive=recursive, glob=glob, batch_size=batch_size,
+        null=null, resume=resume, workers=workers, clean=clean, engine=engine.value, address=address,
+        output_dir=output_dir, concurrency=concurrency, progress=(progress or sys.stderr.isatty()) and not quiet)
     if summary_json:  # checked before the run, not after it; against the inputs in run()
-        from digits.core.atomic import check_atomic_target
-
         check_atomic_target(summary_json)
     summary = run(model, inputs, options, also_writes={"--summary-json": summary_json})
     if summary_json:
-        _write_summary_json(summary_json, summary)
+        with atomic_path(summary_json) as temp:
+            temp.write_text(json_text(summary.to_dict()))
     if not quiet:
         _tell(format_summary(summary))
     if summary.interrupted:
@@ -165,18 +143,8 @@ def _tell(text: str) -> None:
     try:
         print(text, file=sys.stderr, flush=True)
     except (OSError, ValueError, AttributeError):  # ENOSPC, EPIPE; closed or None
-        try:  # what the failed write left buffered would fail again at exit
+        with contextlib.suppress(OSError):  # what the failed write left buffered would fail again at exit
             sys.stderr = open(os.devnull, "w")
-        except OSError:
-            pass
-
-
-def _write_summary_json(path: Path, summary) -> None:
-
-    from digits.core.atomic import atomic_path, json_text
-
-    with atomic_path(path) as temp:
-        temp.write_text(json_text(summary.to_dict()))
 
 
 def format_summary(s) -> str:

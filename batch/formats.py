@@ -1,13 +1,8 @@
-"""Result rows: how a block of them reads, in csv, jsonl or parquet.
+"""Result rows: how a block of them reads, in csv, jsonl or parquet, with the columns `columns` names.
 
-Columns: source, label, confidence (6 decimals), then label_1, prob_1 ...
-label_K, prob_K with --top-k K, then review with --review-below P, then
-digit_score (6 decimals) when the model gives one, then not_digit with
---not-digits mark, then error (empty unless the item could not be read, or is
-"not a digit" with --not-digits reject; its label and scores are then empty).
-csv and jsonl rows are text, whole lines, streamed (batch/writer.py);
-parquet rows are a pyarrow table, gathered into one file per shard (the Ray
-engine's --output-dir).
+error is empty unless the item could not be read, or is "not a digit" with --not-digits reject; its
+label and scores are then empty. csv and jsonl rows are text, streamed (batch/writer.py); parquet
+rows are a pyarrow table, one file per Ray shard.
 """
 
 import io
@@ -26,18 +21,11 @@ NotDigits = Literal["mark", "reject", "keep"]
 NOT_A_DIGIT = "not a digit"  # a rejected row's error (--not-digits reject): not a failure
 
 
-def format_for(path: str | None) -> Format:
-    """The format a file name asks for: .jsonl/.ndjson -> jsonl, anything else csv."""
-    return "jsonl" if path and path.lower().endswith((".jsonl", ".ndjson")) else "csv"
-
-
 _CSV_SPECIAL = re.compile(r'[,"\r\n]')
 
 
 def _csv_field(text: str) -> str:
-    if _CSV_SPECIAL.search(text):
-        return '"' + text.replace('"', '""') + '"'
-    return text
+    return '"' + text.replace('"', '""') + '"' if _CSV_SPECIAL.search(text) else text
 
 
 def _csv_fields(texts: Sequence[str]) -> Sequence[str]:
@@ -52,11 +40,8 @@ def _best(probabilities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fixed6(values: np.ndarray) -> np.ndarray:
-    """Probabilities (0..1) as text with 6 decimals, 'd.dddddd', as ASCII codes: uint8 [N, 8].
-
-    Built with numpy rather than str.format: formatting each row's confidence in
-    Python was most of what classify spent beyond the model (docs/decisions.md).
-    """
+    """Probabilities (0..1) as text with 6 decimals, 'd.dddddd', as ASCII codes: uint8 [N, 8]. In numpy:
+    formatting each row's confidence in Python was most of what classify spent beyond the model."""
     micro = _micro(values)
     text = np.empty((len(micro), 8), np.uint8)
     text[:, 0] = 48 + micro // 1_000_000
@@ -76,6 +61,12 @@ def _digits_into(out: np.ndarray, numbers: np.ndarray) -> None:
     for j in range(out.shape[1] - 1, -1, -1):
         out[:, j] = 48 + numbers % 10
         numbers //= 10
+
+
+def _top(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's k most likely labels, most likely first (a tie: the lower label first), and their probabilities."""
+    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probabilities, order, axis=1)
 
 
 def _texts(ascii_rows: np.ndarray) -> list[str]:
@@ -109,34 +100,29 @@ def _array_rows_csv(path: str, start: int, labels: np.ndarray, confidence: np.nd
 
 
 def columns(top_k: int, review: bool = False, scored: bool = False, mark: bool = False) -> list[str]:
-    """The csv header's columns for --top-k K (and --review-below: `review`; a model with a digit_score:
-    `scored`; --not-digits mark: `mark`). A jsonl row has the same keys, except that `error` is only
-    in a failed (or rejected) row."""
-    names = ["source", "label", "confidence"]
-    for k in range(1, top_k + 1):
-        names += [f"label_{k}", f"prob_{k}"]
+    """The csv header's columns: source, label, confidence, label_k and prob_k for --top-k K, review for
+    --review-below (`review`), digit_score for a model that gives one (`scored`), not_digit for
+    --not-digits mark (`mark`), error. A jsonl row has the same keys, `error` only when it is set."""
+    names = ["source", "label", "confidence", *(f"{key}_{k}" for k in range(1, top_k + 1) for key in ("label", "prob"))]
     return names + ["review"] * review + ["digit_score"] * scored + ["not_digit"] * mark + ["error"]
 
 
 class RowFormat:
-    """How rows are written: the text of a block of rows (a table, for parquet), the same in
-    whichever process makes it (the run's own, a worker, a Ray actor), so rows are
-    byte-identical however the work is spread."""
+    """How rows are written: a block of rows as text (a table, for parquet), the same in whichever process
+    makes it (the run's own, a worker, a Ray actor), so rows are byte-identical however the work is spread."""
 
     def __init__(self, fmt: Format = "csv", top_k: int = 0, review_below: float | None = None,
                  scored: bool = False, not_digits: NotDigits = "keep"):
-        """`review_below`: rows whose confidence, as written (6 decimals), is under it get
-        review 1 (jsonl: true), others 0 (false); None: no review column. `scored`: the model
-        gives a digit_score, written in its column. `not_digits` (--not-digits): mark gives a
-        not_digit column, 1 (jsonl: true) for a blank digit or one under the model's threshold;
-        reject writes such a row as an error row saying NOT_A_DIGIT; keep writes it as any other."""
+        """`review_below`: rows whose confidence, as written (6 decimals), is under it get review 1 (jsonl: true),
+        others 0 (false); None: no review column. `scored`: the model gives a digit_score, written in its column.
+        `not_digits` (--not-digits): mark gives a not_digit column, 1 (jsonl: true) for a blank digit or one under the
+        model's threshold; reject writes such a row as an error row saying NOT_A_DIGIT; keep writes it as any other."""
         self.fmt, self.top_k, self.review_below = fmt, top_k, review_below
         self.scored, self.not_digits = scored, not_digits
         self.mark = not_digits == "mark"
         # Compared as the written micro-units, so a row reading 0.900000 is never under 0.9.
         self._review_micro = None if review_below is None else int(round(review_below * 1e6))
-        # a failed row's empty fields
-        self._empty = "," * (2 + 2 * top_k + (review_below is not None) + scored + self.mark)
+        self._empty = "," * (2 + 2 * top_k + (review_below is not None) + scored + self.mark)  # failed rows' blanks
 
     def columns(self) -> list[str]:
         return columns(self.top_k, self.review_below is not None, self.scored, self.mark)
@@ -148,38 +134,47 @@ class RowFormat:
         """bool [N]: the rows whose confidence, as written, is under --review-below."""
         return _micro(probabilities.max(axis=1)) < self._review_micro
 
-    def _tail(self, predicted: Predicted) -> np.ndarray:
-        """The added columns of csv rows (review, digit_score, not_digit) as ASCII: uint8 [N, W]."""
-        parts = []
+    def _extras(self, predicted: Predicted) -> list[tuple[str, np.ndarray]]:
+        """The added columns that this format writes, as (name, values [N]): review, digit_score, not_digit."""
+        extras = []
         if self._review_micro is not None:
-            parts.append(_flag(self.under_review(predicted.probabilities)))
-        if self.scored:
-            parts.append(np.column_stack([np.full(len(predicted.probabilities), ord(","), np.uint8),
-                                          _fixed6(_scores(predicted))]))
+            extras.append(("review", self.under_review(predicted.probabilities)))
+        if self.scored:  # zeros for a block that has none (a failed row's, never written)
+            scores = predicted.scores
+            extras.append(("digit_score", np.zeros(len(predicted.probabilities)) if scores is None else scores))
         if self.mark:
-            parts.append(_flag(predicted.not_digit))
-        return np.concatenate(parts, axis=1) if parts else np.zeros((len(predicted.probabilities), 0), np.uint8)
+            extras.append(("not_digit", predicted.not_digit))
+        return extras
 
-    def _json_tails(self, predicted: Predicted) -> list[str]:
-        """The added keys of jsonl rows (review, digit_score, not_digit), one text per row."""
-        n = len(predicted.probabilities)
-        tails = [""] * n
-        if self._review_micro is not None:
-            tails = [t + (', "review": true' if r else ', "review": false')
-                     for t, r in zip(tails, self.under_review(predicted.probabilities).tolist())]
-        if self.scored:
-            tails = [f'{t}, "digit_score": {v}' for t, v in zip(tails, _texts(_fixed6(_scores(predicted))))]
-        if self.mark:
-            tails = [t + (', "not_digit": true' if r else ', "not_digit": false')
-                     for t, r in zip(tails, predicted.not_digit.tolist())]
+    def _tail(self, predicted: Predicted) -> np.ndarray:
+        """The added columns of csv rows as ASCII, each after its comma: uint8 [N, W]."""
+        commas = np.full(len(predicted.probabilities), ord(","), np.uint8)
+        parts = [np.column_stack([commas, _fixed6(values) if name == "digit_score" else 48 + values.astype(np.uint8)])
+                 for name, values in self._extras(predicted)]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((len(commas), 0), np.uint8)
+
+    def _tails(self, predicted: Predicted) -> list[str]:
+        """What follows each csv or jsonl row's confidence: the top-k labels, then the added columns."""
+        csv = self.fmt == "csv"
+        tail = self._tail(predicted) if csv else None
+        if csv and not self.top_k:  # the common case: assembled in numpy
+            return _texts(tail) if tail.shape[1] else [""] * len(tail)
+        tails = [""] * len(predicted.probabilities)
+        order, top = _top(predicted.probabilities, self.top_k)
+        for k, labels, probabilities in zip(range(1, self.top_k + 1), order.T.tolist(), top.T.tolist()):
+            label, prob = (",", ",") if csv else (f', "label_{k}": ', f', "prob_{k}": ')
+            tails = [f"{t}{label}{lab}{prob}{p:.6g}" for t, lab, p in zip(tails, labels, probabilities)]
+        if csv:
+            return [t + added for t, added in zip(tails, _texts(tail))] if tail.shape[1] else tails
+        for name, values in self._extras(predicted):
+            texts = _texts(_fixed6(values)) if name == "digit_score" else np.where(values, "true", "false").tolist()
+            tails = [f'{tail}, "{name}": {text}' for tail, text in zip(tails, texts)]
         return tails
 
     def _rejected(self, predicted: Predicted, errors: Sequence[str | None] | None) -> Sequence[str | None] | None:
         """`errors`, with NOT_A_DIGIT for every row that --not-digits reject leaves without a label."""
-        if self.not_digits != "reject":
-            return errors
         not_digit = predicted.not_digit
-        if not not_digit.any():
+        if self.not_digits != "reject" or not not_digit.any():
             return errors
         errors = [None] * len(not_digit) if errors is None else errors
         return [NOT_A_DIGIT if no and e is None else e for no, e in zip(not_digit.tolist(), errors)]
@@ -193,37 +188,19 @@ class RowFormat:
         errors = self._rejected(predicted, errors)
         if self.fmt == "parquet":
             return self._table(sources, predicted, errors)
-        probabilities = predicted.probabilities
-        labels, confidence_text = _best(probabilities)
-        labels, confidence = labels.tolist(), _texts(confidence_text)
-        if self.fmt == "csv":
-            tail = self._tail(predicted)
-            tails = _texts(tail) if tail.shape[1] else [""] * len(labels)
-        else:
-            tails = self._json_tails(predicted)
-        if errors is None and not self.top_k and self.fmt == "csv":
-            # The common case: no per-row branching.
+        labels, confidence = _best(predicted.probabilities)
+        labels, confidence, tails = labels.tolist(), _texts(confidence), self._tails(predicted)
+        if errors is None and self.fmt == "csv":  # the common case: no per-row branching
             return "".join(map("{},{},{}{},\n".format, _csv_fields(sources), labels, confidence, tails))
-        if self.top_k:
-            order = np.argsort(-probabilities, axis=1, kind="stable")[:, : self.top_k]
-            top_probs = np.take_along_axis(probabilities, order, axis=1).tolist()
-            order = order.tolist()
         lines = []
         for i, source in enumerate(sources):
-            error = errors[i] if errors is not None else None
-            if error is not None:
-                lines.append(self.failed(source, error))
-                continue
-            if self.fmt == "csv":
-                extra = "".join(f",{lab},{p:.6g}" for lab, p in zip(order[i], top_probs[i])) if self.top_k else ""
-                lines.append(f"{_csv_field(source)},{labels[i]},{confidence[i]}{extra}{tails[i]},\n")
+            if errors is not None and errors[i] is not None:
+                lines.append(self.failed(source, errors[i]))
+            elif self.fmt == "csv":
+                lines.append(f"{_csv_field(source)},{labels[i]},{confidence[i]}{tails[i]},\n")
             else:
-                extra = "".join(
-                    f', "label_{k}": {lab}, "prob_{k}": {p:.6g}'
-                    for k, (lab, p) in enumerate(zip(order[i], top_probs[i]), 1)
-                ) if self.top_k else ""
                 lines.append(f'{{"source": {json.dumps(source)}, "label": {labels[i]}, '
-                             f'"confidence": {confidence[i]}{extra}{tails[i]}}}\n')
+                             f'"confidence": {confidence[i]}{tails[i]}}}\n')
         return "".join(lines)
 
     def array_rows(self, path: str, start: int, predicted: "Predicted | np.ndarray") -> str:
@@ -243,9 +220,8 @@ class RowFormat:
         return json.dumps({"source": source, "label": None, "confidence": None, "error": error}) + "\n"
 
     def join(self, parts: list, header: bool = False) -> bytes:
-        """Blocks of rows (as rows() gave them) as one file's bytes: text in UTF-8 (a file name
-        that is not UTF-8 as its own bytes), with the csv header first when `header`; or one
-        parquet file."""
+        """Blocks of rows (as rows() gave them) as one file's bytes: UTF-8 text (a name that is not UTF-8
+        as its own bytes), with the csv header first when `header`; or one parquet file."""
         if self.fmt != "parquet":
             return ((self.header() if header else "") + "".join(parts)).encode("utf-8", "surrogateescape")
         import pyarrow as pa
@@ -265,42 +241,20 @@ class RowFormat:
         failed = np.array([e is not None for e in errors], dtype=bool)
         labels = probabilities.argmax(axis=1)
         confidence = probabilities[np.arange(len(labels)), labels].astype(np.float64)
-        # Parquet strings are UTF-8: a file name that is not (kept by os.fsdecode as
-        # surrogates) is written with its odd bytes as \x.. escapes rather than failing.
         table = {"source": pa.array([_utf8(s) for s in sources], pa.string()),
                  "label": pa.array(labels.astype(np.int64), mask=failed),
                  "confidence": pa.array(confidence, mask=failed)}
-        if self.top_k:
-            order = np.argsort(-probabilities, axis=1, kind="stable")[:, : self.top_k]
-            top = np.take_along_axis(probabilities, order, axis=1).astype(np.float64)
-            for k in range(self.top_k):
-                table[f"label_{k + 1}"] = pa.array(order[:, k].astype(np.int64), mask=failed)
-                table[f"prob_{k + 1}"] = pa.array(top[:, k], mask=failed)
-        if self.review_below is not None:
-            table["review"] = pa.array(self.under_review(probabilities), mask=failed)
-        if self.scored:
-            table["digit_score"] = pa.array(_scores(predicted).astype(np.float64), mask=failed)
-        if self.mark:
-            table["not_digit"] = pa.array(predicted.not_digit, mask=failed)
+        order, top = _top(probabilities, self.top_k)
+        for k in range(self.top_k):
+            table[f"label_{k + 1}"] = pa.array(order[:, k].astype(np.int64), mask=failed)
+            table[f"prob_{k + 1}"] = pa.array(top[:, k].astype(np.float64), mask=failed)
+        for name, values in self._extras(predicted):
+            table[name] = pa.array(values.astype(np.float64) if name == "digit_score" else values, mask=failed)
         table["error"] = pa.array(errors, pa.string())
         return pa.table(table)
 
 
-def _flag(values: np.ndarray) -> np.ndarray:
-    """bool [N] -> ',1' / ',0' as ASCII: uint8 [N, 2]."""
-    out = np.full((len(values), 2), ord(","), np.uint8)
-    out[:, 1] = 48 + values.astype(np.uint8)
-    return out
-
-
-def _scores(predicted: Predicted) -> np.ndarray:
-    """The block's digit scores; zeros for rows of a block that has none (a failed row's, never written)."""
-    return predicted.scores if predicted.scores is not None else np.zeros(len(predicted.probabilities), np.float32)
-
-
 def _utf8(text: str) -> str:
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    """`text` as valid UTF-8: Parquet strings are, so a file name that is not (kept by os.fsdecode as
+    surrogates) is written with its odd bytes as \\x.. escapes rather than failing."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

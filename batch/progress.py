@@ -11,11 +11,10 @@ from digits.batch.inputs import ArrayItem
 
 class ProgressBar:
     def __init__(self, entries):
-        """`entries`: a second iter_runs over the inputs, for the total (it costs a walk of
-        the names, nothing held; arrays count by rows, read from their headers); None: no
-        total, a bar that counts up."""
-        total = None if entries is None else 0  # no total: a bar that counts up
-        for entry in entries or ():
+        """`entries`: a second iter_runs over the inputs, for the total (a walk of the names, nothing
+        held; an array counts its rows, read from its header)."""
+        total = 0
+        for entry in entries:
             if isinstance(entry, list):  # a run of images
                 total += len(entry)
             elif isinstance(entry, ArrayItem):

@@ -1,26 +1,19 @@
 """The classify job on Ray: the same rows as `batch.run`, from a cluster's cores.
 
-The unit of work is a shard: a few thousand items (image paths, a window of an array's
-rows, error items), in input order, cut from the run's item stream (batch/inputs.py).
-Ray actors, one per CPU with a one-thread model session each, do the local engine's
-work on a shard whole (classify_block, RowFormat) and send back only the rows' bytes
-and the counts; the driver keeps IN_FLIGHT shards per actor in flight and writes the
-rows in input order, or, with `--output-dir`, the actors write a file per shard. Ray's
-costs are paid per shard, not per file, and the driver's memory does not grow with
-the number of inputs. A worker that dies is restarted by Ray and its shard run again:
-a shard's rows reach the output once, when its call returns; a shard file is written
-under a temporary name and renamed (again, by a retry).
-
-Joining or starting Ray is batch/ray_connect.py's. Measurements behind SHARD_IMAGES,
-SHARD_ROWS, IN_FLIGHT and the default concurrency are in docs/decisions.md.
+The unit of work is a shard: a few thousand items in input order, or a window of an array's rows. Ray actors, one per
+CPU with a one-thread model session each, classify a shard whole and send back only its rows' bytes and counts; the
+driver keeps IN_FLIGHT shards per actor in flight and writes the rows in input order, or, with `--output-dir`, the
+actors write a file per shard. Ray's costs are paid per shard, and the driver's memory does not grow with the inputs.
+An actor that dies is restarted and its shard run again: a shard's rows reach the output once, when its call returns.
+Measurements behind SHARD_IMAGES, SHARD_ROWS, IN_FLIGHT and the default concurrency: docs/decisions.md.
 """
 
 import itertools
 import os
+import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,19 +33,6 @@ from digits.core.errors import first_line
 SHARD_IMAGES = 2048  # image paths per shard
 SHARD_ROWS = 8192  # array rows per shard
 IN_FLIGHT = 2  # shards per actor sent ahead: one running, one waiting in its queue
-
-
-@dataclass
-class RaySummary(Summary):
-    """The local engine's summary, plus Ray's: `seconds` counts from the moment every actor
-    held its model session; `ready_seconds` is what came before (Ray, and the actors)."""
-
-    ready_seconds: float = 0.0
-    actors: int = 0
-    cpus: int = 0
-    nodes: int = 0  # nodes the actors run on
-    connect_seconds: float = 0.0  # joining or starting Ray (batch.api sets it from connect())
-    joined: bool = False  # an existing cluster was joined, rather than a local Ray started
 
 
 def _shards(items: Iterable[Item | ImageRun]) -> Iterator[list[tuple]]:
@@ -83,8 +63,7 @@ def _array_windows(path: str) -> Iterator[tuple]:
     try:
         array = DigitArray(path)
         if array.dtype != np.uint8:
-            for _ in array.chunks(SCAN_ROWS):  # the float check comes before the first chunk
-                break
+            next(array.chunks(SCAN_ROWS), None)  # the float check comes before the first chunk
     except ArrayError as e:
         yield ("error", path, str(e))
         return
@@ -94,11 +73,9 @@ def _array_windows(path: str) -> Iterator[tuple]:
 
 def _classify_shard(shard: list[tuple], classifier: Classifier, row_format: RowFormat, invert: str,
                     batch_size: int, header: bool = False, cwd: str | None = None) -> BlockRows:
-    """One shard's rows, as the local engine writes them (images through classify_block,
-    arrays `batch_size` rows at a time), as one file's bytes (RowFormat.join; with `header`,
-    a csv header first), and their counts. An input that cannot be read is an error row,
-    never a failed shard. `cwd`: the driver's working folder, which relative paths are read
-    from (an actor's own is the cluster's); the rows name them as the user did."""
+    """One shard's rows as the local engine writes them, as one file's bytes (with `header`, a csv header
+    first), and their counts. An input that cannot be read is an error row, never a failed shard. `cwd`:
+    the driver's folder, which relative paths are read from; the rows name them as the user did."""
     def where(source: str) -> str:
         return source if cwd is None or is_uri(source) else os.path.join(cwd, source)
 
@@ -135,14 +112,11 @@ def _classify_shard(shard: list[tuple], classifier: Classifier, row_format: RowF
 
 
 class ShardWorker:
-    """A Ray actor: one model session (one thread: the actor holds one CPU, so the rate
-    per actor is the rate per core), classifying whole shards. The model's bytes come
-    through the object store, so nodes need no copy of it."""
+    """A Ray actor: one one-thread model session (the actor holds one CPU), classifying whole shards.
+    The model's bytes come through the object store, so nodes need no copy of it."""
 
     def __init__(self, model: list, name: str, out_dir: str | None, *shard: object):
         """`shard`: _classify_shard's arguments after the classifier."""
-        import tempfile
-
         # `model` is [ObjectRef of the file's bytes]: wrapped in a list, the ref is not
         # a constructor argument itself, which Ray would pin for actor restarts.
         path = Path(tempfile.mkdtemp(prefix="digits-model-")) / name
@@ -182,16 +156,13 @@ def _write_shard_file(out_dir: str, name: str, data: bytes) -> None:
 def classify(items: Iterable[Item | ImageRun], classifier: Classifier, writer: RowWriter | None, *,
              row_format: RowFormat, out_dir: str | None = None, invert: str = "auto", batch_size: int = 1024,
              concurrency: int | None = None, advance: Callable[[int], None] = lambda n: None,
-             stop: Callable[[], bool] = lambda: False) -> RaySummary:
-    """Classify every item (batch.inputs.iter_runs, with URIs) on the Ray that ray_connect
-    joined or started, with the model `classifier` was loaded and probed from. Rows go to
-    `writer` in input order, or as shard files `part-NNNNNN.<format>` into
-    `out_dir` (a local or shared folder, which must be empty or new, or a URI prefix),
-    in `row_format` (csv, jsonl or parquet). `concurrency`: model actors, one CPU each
-    (default and most: one per CPU of the cluster). `advance(n)`: n more rows are done;
-    `stop()`: asked between shards, ends the job early with every written row whole.
-    """
-    summary = RaySummary(cpus=int(ray.cluster_resources().get("CPU", 0)))
+             stop: Callable[[], bool] = lambda: False) -> Summary:
+    """Classify every item (batch.inputs.iter_runs, with URIs) on the Ray that ray_connect joined or
+    started, with the model `classifier` was loaded from. Rows go to `writer` in input order, or as
+    shard files `part-NNNNNN.<format>` into `out_dir` (a new or empty folder, or a URI prefix).
+    `concurrency`: model actors, one CPU each (at most one per CPU of the cluster). `advance(n)`: n more
+    rows are done; `stop()`: asked between shards, ends the job early with every written row whole."""
+    summary = Summary(cpus=int(ray.cluster_resources().get("CPU", 0)))
     start = time.perf_counter()
     if out_dir is not None:
         if not is_uri(out_dir):  # the actors' working folder is the cluster's, not ours
@@ -199,22 +170,32 @@ def classify(items: Iterable[Item | ImageRun], classifier: Classifier, writer: R
         _prepare_out_dir(out_dir)
     shards = _shards(items)
     first = next(shards, None)
-    actors, model_data, nodes = [], None, []
-    if first is not None:
-        # More actors than CPUs would wait for a CPU forever (each holds one).
-        count = min(concurrency or max(1, summary.cpus), max(1, summary.cpus))
-        actors, model_data, nodes = _start_actors(Path(classifier.path), row_format, invert, batch_size, out_dir,
-                                                  count)
+    if first is None:  # nothing to classify: no actor is started
+        summary.ready_seconds = time.perf_counter() - start
+        return summary
+    # More actors than CPUs would wait for a CPU forever (each holds one).
+    count = min(concurrency or max(1, summary.cpus), max(1, summary.cpus))
+    model = Path(classifier.path)
+    model_data = [ray.put(model.read_bytes())]  # held for the job: an actor restarted after a crash reads it
+    worker = ray.remote(ShardWorker).options(
+        num_cpus=1, max_restarts=-1, max_task_retries=-1,
+        # Spread over the nodes: a cluster's CPUs, not the first node's, run the model.
+        scheduling_strategy="SPREAD")
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the driver's folder is gone: relative paths name nothing anywhere
+        cwd = None
+    actors = [worker.remote(model_data, model.name, out_dir, row_format, invert, batch_size, out_dir is not None, cwd)
+              for _ in range(count)]
+    nodes = ray.get([actor.where.remote() for actor in actors])  # each holds its session now
     summary.actors, summary.nodes = len(actors), len(set(nodes))
     summary.ready_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    if first is not None:
-        try:
-            _run_shards(actors, itertools.chain([first], shards), writer, out_dir, summary, advance, stop)
-        except ray.exceptions.RayError as e:
-            # Bad files are error rows; what reaches here is the job itself failing.
-            raise RayEngineError(f"the Ray job failed: {_cause(e)}") from None
-    del model_data  # held until here: a restarted actor reads the model again
+    try:
+        _run_shards(actors, itertools.chain([first], shards), writer, out_dir, summary, advance, stop)
+    except ray.exceptions.RayError as e:
+        # Bad files are error rows; what reaches here is the job itself failing.
+        raise RayEngineError(f"the Ray job failed: {_cause(e)}") from None
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -242,30 +223,10 @@ def _prepare_out_dir(out_dir: str) -> None:
         raise RayEngineError(f"{out_dir}: cannot write the output ({e.strerror or first_line(e)})") from e
 
 
-def _start_actors(model: Path, row_format: RowFormat, invert: str, batch_size: int, out_dir: str | None,
-                  count: int) -> tuple[list, list, list]:
-    """The actors, each holding its session; the model's object (the caller holds it
-    for the whole job: an actor restarted after a crash reads it again); their nodes."""
-    data = [ray.put(model.read_bytes())]
-    worker = ray.remote(ShardWorker).options(
-        num_cpus=1, max_restarts=-1, max_task_retries=-1,
-        # Spread over the nodes: a cluster's CPUs, not the first node's, run the model.
-        scheduling_strategy="SPREAD")
-    try:
-        cwd = os.getcwd()
-    except OSError:  # the driver's folder is gone: relative paths name nothing anywhere
-        cwd = None
-    actors = [worker.remote(data, model.name, out_dir, row_format, invert, batch_size, out_dir is not None, cwd)
-              for _ in range(count)]
-    nodes = ray.get([actor.where.remote() for actor in actors])  # each holds its session now
-    return actors, data, nodes
-
-
 def _run_shards(actors: list, shards: Iterator[list[tuple]], writer: RowWriter | None, out_dir: str | None,
-                summary: RaySummary, advance, stop) -> None:
-    """Shards go to the actors in turn, IN_FLIGHT per actor ahead; their rows are taken
-    (and written) oldest first, so that rows come out in input order and the driver
-    holds only the shards in flight."""
+                summary: Summary, advance, stop) -> None:
+    """Shards go to the actors in turn, IN_FLIGHT per actor ahead; their rows are taken oldest first,
+    so that they come out in input order and the driver holds only the shards in flight."""
     pending: deque = deque()
 
     def take() -> None:

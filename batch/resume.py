@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,16 +26,14 @@ _ARRAY_ROW = re.compile(r"(.*\.npy)#(\d+)", re.DOTALL | re.IGNORECASE)
 
 @dataclass
 class Done:
-    """What an output file already holds, for --resume: the rows each source has there.
+    """What an output file already holds, for --resume: the rows each source has there, matched by what
+    it names (the folder's real path and the file's name), not as typed.
 
-    Sources are matched by what they name, not as typed: `scans/1.png`, `./scans/1.png`
-    and a path through a symlinked folder are one file (the folder's real path and
-    the file's name). Each row in the file answers one occurrence of its source: a
-    file named twice has two rows after an uninterrupted run, so a resumed run
-    passes over as many occurrences as the file holds rows, and classifies the rest.
+    Each row answers one occurrence of its source: a file named twice has two rows after a whole run,
+    so a resumed run passes over as many occurrences as the file holds rows, and classifies the rest.
     """
 
-    sources: dict[str, int] = field(default_factory=dict)  # key -> rows not yet matched (images, errors)
+    sources: Counter = field(default_factory=Counter)  # key -> rows not yet matched (images, errors)
     arrays: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # key -> (rows, times in the file)
     rows: int = 0  # whole rows in the file
     failed: int = 0  # ... of which error rows
@@ -52,25 +51,21 @@ class Done:
     def has(self, source: str) -> bool:
         """Whether `source` (an input, or `path#row` of an array) has a row not yet matched."""
         match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
-        if match:
-            found = self.arrays.get(self.key(match[1]))
-            if found is not None:
-                rows, times = found
-                at = np.searchsorted(rows, int(match[2]))
-                if at < len(rows) and rows[at] == int(match[2]) and times[at] > 0:
-                    return True
-        return self.sources.get(self.key(source), 0) > 0
+        if match and self.key(match[1]) in self.arrays:
+            rows, times = self.arrays[self.key(match[1])]
+            if (times[rows == int(match[2])] > 0).any():
+                return True
+        return self.sources[self.key(source)] > 0
 
     def take(self, source: str) -> bool:
         """Whether `source` (an image, or an item that failed) has a row not yet matched;
         if so, that row now answers this occurrence of it."""
         key = self.key(source)
-        left = self.sources.get(key, 0)
-        if left:
-            self.sources[key] = left - 1
+        if self.sources[key]:
+            self.sources[key] -= 1
             return True
         match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
-        return bool(match) and self.has(source) and bool(self.array_rows(match[1], int(match[2])).size)
+        return bool(match) and self.array_rows(match[1], int(match[2])).size > 0
 
     def array_rows(self, path: str, only: int | None = None) -> np.ndarray:
         """Row numbers of the array at `path` (`only`: just that row) that have a row not yet
@@ -86,8 +81,7 @@ class Done:
 
 
 def holds_rows(path: str | os.PathLike) -> bool:
-    """Whether the file at `path` starts as this program's rows do (csv or jsonl): an
-    earlier run's output, which a new run may write over."""
+    """Whether the file at `path` starts as our rows do (csv or jsonl): an earlier run's output."""
     try:
         with open(open_regular(path), "rb") as f:
             start = f.read(len(_JSONL_START))
@@ -97,8 +91,7 @@ def holds_rows(path: str | os.PathLike) -> bool:
 
 
 def resumable(path: str | os.PathLike) -> None:
-    """ResumeError unless `path` is a regular file or nothing yet: a FIFO or a device
-    cannot be read back (reading a FIFO it writes itself hung the run forever)."""
+    """ResumeError unless `path` is a regular file or nothing yet: a FIFO or a device cannot be read back."""
     kind = kind_of(path)
     if kind not in (REGULAR, MISSING):
         raise ResumeError(f"{os.fsdecode(path)}: cannot resume: it is {kind}, not a file that keeps its rows")
@@ -107,28 +100,18 @@ def resumable(path: str | os.PathLike) -> None:
 _JSONL_START = b'{"source": '
 
 
-def _ours(record: bytes, row_format: RowFormat) -> bool:
-    """Whether a file's torn first line (no newline) is the start of what this run writes:
-    the header, or a first jsonl row, cut off by a kill."""
-    ours = row_format.header().encode() if row_format.fmt == "csv" else _JSONL_START
-    return ours.startswith(record) or (row_format.fmt == "jsonl" and record.startswith(ours))
-
-
 def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
     """Read an output file that an earlier run may have left, for --resume.
 
-    Every whole row is kept; a torn last line (the run was killed mid-write) is
-    cut off the file, so appending continues on a line boundary. Only a file
-    that is this run's kind of output is continued: its first line is exactly
-    the header (csv) or a row (jsonl) this run writes, or the start of it (a run
-    killed while writing it). Anything else (other columns, another format, a
-    note with no newline) is refused with ResumeError, untouched. A missing or
-    empty file is an empty one.
+    Every whole row is kept; a torn last line (a run killed mid-write) is cut off, so appending
+    continues on a line boundary. Only this run's kind of output is continued: its first line is the
+    header (csv) or a row (jsonl) this run writes, or the start of it. Anything else is refused with
+    ResumeError, untouched. A missing or empty file is an empty one.
     """
     done = Done()
     fmt = row_format.fmt
     expected = row_format.columns()
-    sources: dict[str, int] = {}
+    sources: Counter = Counter()  # as the rows name them, keyed below
     arrays: dict[str, list[int]] = {}
     try:
         with open(open_regular(path), "rb") as f:
@@ -149,13 +132,14 @@ def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
                     if match and not failed:
                         arrays.setdefault(match[1], []).append(int(match[2]))
                     else:
-                        sources[source] = sources.get(source, 0) + 1
+                        sources[source] += 1
                     done.rows += 1
                     done.failed += failed
                 good += len(record)
                 record = b""
-        if record:  # a torn last line: drop it, if the file is ours
-            if not good and not _ours(record, row_format):
+        if record:  # a torn last line: dropped, if the file is ours (its header or first row, cut off by a kill)
+            ours = row_format.header().encode() if fmt == "csv" else _JSONL_START
+            if not good and not (ours.startswith(record) or (fmt == "jsonl" and record.startswith(ours))):
                 raise ResumeError(f"{os.fsdecode(path)}: cannot resume: its first line is not the "
                                   f"{'header' if fmt == 'csv' else 'first row'} `digits classify` writes; "
                                   "left as it is (write to another --output)")
@@ -167,28 +151,13 @@ def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
         raise ResumeError(f"{os.fsdecode(path)}: cannot resume: {e}") from e
     except OSError as e:
         raise ResumeError(f"{path}: cannot read the output to resume it ({e.strerror or e})") from e
-    return _tallied(done, sources, arrays)
-
-
-def _tallied(done: Done, sources: dict[str, int], arrays: dict[str, list[int]]) -> Done:
-    """`done` with the rows read per source and per array row, keyed by what each names (Done.key)."""
     for source, times in sources.items():
-        key = done.key(source)
-        done.sources[key] = done.sources.get(key, 0) + times
-    for source, rows in arrays.items():
-        numbers, times = np.unique(np.array(rows, np.int64), return_counts=True)
-        key = done.key(source)
-        if key in done.arrays:  # the same array typed two ways
-            numbers, times = _merged(done.arrays[key], (numbers, times))
-        done.arrays[key] = (numbers, times)
+        done.sources[done.key(source)] += times
+    keyed: dict[str, list[int]] = {}
+    for source, rows in arrays.items():  # an array typed two ways is one
+        keyed.setdefault(done.key(source), []).extend(rows)
+    done.arrays = {key: np.unique(np.array(rows, np.int64), return_counts=True) for key, rows in keyed.items()}
     return done
-
-
-def _merged(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    numbers = np.concatenate([a[0], b[0]])
-    times = np.concatenate([a[1], b[1]])
-    unique, where = np.unique(numbers, return_inverse=True)
-    return unique, np.bincount(where, weights=times).astype(np.int64)
 
 
 def _other_columns(path, found: list[str], expected: list[str]) -> str:

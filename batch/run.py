@@ -1,25 +1,16 @@
-"""The local engine: items in, rows out, in input order, streaming.
+"""The local engine: items in, rows out, in input order, streaming, so memory does not grow with the inputs.
 
-Items arrive as a stream (a folder's files as the walk lists them), so memory
-does not grow with the number of inputs. Image files go in blocks to worker
-processes (batch/workers.py) that read, decode, classify and format them; this
-process only walks, hands out blocks and writes the rows that come back, in
-order. A run with few images does its blocks itself: starting workers would
-cost more. Arrays are read with plain file reads and classified chunk by chunk
-in this process, one model call per core side by side (batch/arrays.py), so
-memory stays flat whatever the input size. With --resume, items and array rows
-that already have a row are passed over.
-
-Model calls made in this process run on a thread, and the wait for them (or for
-a worker's rows) looks every 0.1 s whether the run was asked to stop: a slow
-model must not hold up Ctrl-C.
+Image files go in blocks to worker processes (batch/workers.py) that read, decode, classify and format them; a run
+with few images does its blocks itself, where starting workers would cost more. Arrays are classified chunk by chunk
+in this process, one model call per core side by side. Model calls made here run on a thread, and the wait for them
+(or for a worker's rows) looks every 0.1 s whether the run was asked to stop: a slow model must not hold up Ctrl-C.
 """
 
 import bisect
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from itertools import accumulate
 
 import numpy as np
@@ -30,39 +21,27 @@ from digits.batch.classifier import Classifier
 from digits.batch.inputs import ErrorItem, ImageItem, ImageRun, Item
 from digits.batch.resume import Done
 from digits.batch.summary import Summary
+from digits.batch.workers import BLOCK_NAME_CHARS, WorkerPool
 from digits.batch.writer import RowWriter
 from digits.core.contract import IMAGE_BLOCK
 
 # Workers start once this many images are waiting, counted in whole blocks (4 blocks of
-# IMAGE_BLOCK: 769 images make 4 and start them); fewer are classified in this process,
-# where starting workers would cost more.
+# IMAGE_BLOCK: 769 images make 4 and start them).
 POOL_THRESHOLD = 4 * IMAGE_BLOCK
 _POLL_SECONDS = 0.1
 
 
-def classify(
-    items: Iterable[Item | ImageRun],
-    classifier: Classifier,
-    writer: RowWriter,
-    invert: str = "auto",
-    batch_size: int = 1024,
-    workers: int = 2,
-    model_calls: int = 1,
-    advance: Callable[[int], None] = lambda n: None,
-    stop: Callable[[], bool] = lambda: False,
-    done: Done | None = None,
-) -> Summary:
-    """Classify every item, writing its row(s) as soon as they are known.
+def classify(items: Iterable[Item | ImageRun], classifier: Classifier, writer: RowWriter, invert: str = "auto",
+             batch_size: int = 1024, workers: int = 2, model_calls: int = 1,
+             advance: Callable[[int], None] = lambda n: None, stop: Callable[[], bool] = lambda: False,
+             done: Done | None = None) -> Summary:
+    """Classify every item (a list, or a stream consumed once), writing its rows in order as soon as they are known.
 
-    `items` may be a list or a stream (consumed once, in order). `advance(n)` is
-    told of each n items done (progress); `stop()` is asked between blocks and
-    while waiting, and ends the run early, leaving every written row whole.
-    `done` (from resume.resume_output, for --resume): sources already in the
-    output; their items and array rows are passed over, and counted by advance.
-    `workers`: processes for image blocks (fewer than 2: none, all in this
-    process). `model_calls`: array chunks in the model at once, each on its own
-    thread (give a classifier with one onnxruntime thread and one call per core).
-    """
+    `advance(n)`: n more items are done. `stop()`: asked between blocks and while waiting, ends the run
+    early with every written row whole. `done` (--resume): sources whose items and array rows are in the
+    output already, passed over and counted by advance. `workers`: processes for image blocks (under 2:
+    none). `model_calls`: array chunks in the model at once, each on its own thread (give a classifier
+    with one onnxruntime thread, and one call per core)."""
     return _LocalRun(classifier, writer, invert, batch_size, workers, model_calls, advance, stop).run(items, done)
 
 
@@ -111,23 +90,17 @@ class _LocalRun:
         self.summary.seconds = time.perf_counter() - start
         return self.summary
 
-    # Images: blocks to the workers, or done here while there are few.
-
     def _images(self, paths: list[str]) -> None:
-        if self.pool is None:
-            self.waiting.append(paths)
-            if self.workers < 2 or len(self.waiting) * IMAGE_BLOCK < POOL_THRESHOLD:
-                return
-            # Enough images to repay starting workers (batch.workers is already imported
-            # by _blocks, for BLOCK_NAME_CHARS: what a run with few images saves is the forks).
-            from digits.batch.workers import WorkerPool
-
+        """Blocks go to the workers once enough wait to repay starting them; until then they are done here."""
+        if self.pool is not None:
+            self._submit(paths)
+            return
+        self.waiting.append(paths)
+        if self.workers >= 2 and len(self.waiting) * IMAGE_BLOCK >= POOL_THRESHOLD:
             self.pool = WorkerPool(self.workers, self.classifier, self.invert, self.writer.format)
             for waiting in self.waiting:
                 self._submit(waiting)
             self.waiting.clear()
-            return
-        self._submit(paths)
 
     def _submit(self, paths: list[str]) -> None:
         if self.pool.full():
@@ -148,7 +121,8 @@ class _LocalRun:
         if self.pool is not None:
             self._write_taken(keep=0)
         for paths in self.waiting:
-            rows = self._in_thread(classify_block, paths, self.invert, self.classifier, self.writer.format)
+            rows = self._wait(self._model_thread.submit(classify_block, paths, self.invert, self.classifier,
+                                                        self.writer.format))
             if rows is None:
                 break
             self._write_block(len(paths), rows)
@@ -159,15 +133,12 @@ class _LocalRun:
         self.summary.add(rows)
         self.advance(n)
 
-    def _in_thread(self, function, *args):
-        """function(*args) on the model thread; None if the run is asked to stop meanwhile."""
-        future = self._model_thread.submit(function, *args)
+    def _wait(self, future: Future):
+        """The future's result; None if the run is asked to stop meanwhile."""
         while not wait([future], timeout=_POLL_SECONDS).done:
             if self.stop():
                 return None
         return future.result()
-
-    # Errors and arrays, in this process.
 
     def _failed(self, source: str, error: str) -> None:
         self.writer.write_failed(source, error)
@@ -179,126 +150,81 @@ class _LocalRun:
             self.advance(1)
             return
         try:
-            array = DigitArray(path)
-            work = _array_work(array, self.batch_size, self.stop, done.array_rows(path) if done else None,
-                               self.advance)
-            for first_row, block, rows in self._predicted(work):
-                self._write_array_rows(path, first_row, block, rows)
+            for first_row, future, rows in self._predicted(DigitArray(path), done.array_rows(path) if done else None):
+                block = self._wait(future)
+                if block is None:
+                    return
+                if rows is None:
+                    self.writer.write_array_rows(path, first_row, block)
+                else:  # --resume: only some rows of this chunk were still to do
+                    self.writer.write_rows([f"{path}#{i}" for i in rows.tolist()], block)
+                self.summary.add(count_rows(block, None, self.writer.format))
+                self.advance(len(block.probabilities))
         except ArrayError as e:
-            # A bad header or bad float values are found before the first block, so the
-            # array gets this one row; a file cut short while being read keeps every row
-            # before the cut, and this row says where it was.
+            # A bad header or bad float values are found before the first block, so the array gets this one row; a file
+            # cut short while being read keeps every row before the cut, and this row says where it was.
             self._failed(path, str(e))
 
-    def _write_array_rows(self, path: str, first_row: int, block, rows: np.ndarray | None):
-        if rows is None:
-            self.writer.write_array_rows(path, first_row, block)
-        else:  # --resume: only some rows of this chunk were still to do
-            self.writer.write_rows([f"{path}#{i}" for i in rows.tolist()], block)
-        self.summary.add(count_rows(block, None, self.writer.format))
-        self.advance(len(block.probabilities))
-
-    def _predicted(self, work: Iterator) -> Iterator:
-        """(tag, block.Predicted, extra) for each (tag, digits, extra) of `work`, in order,
-        with up to model_calls pieces in the model at once, each on its own thread
-        (onnxruntime releases the GIL while it runs, so they run side by side while
-        this thread reads the next chunk and writes rows). At most model_calls + 1
-        chunks are held, so memory stays flat whatever the array's size. When reading
-        `work` fails, the chunks read before it still come out first."""
+    def _predicted(self, array: DigitArray, finished: np.ndarray | None) -> Iterator:
+        """(first row, future of its block.Predicted, row numbers or None when they run on from the first) for
+        each chunk of `array` still to classify (`finished`: rows already in the output), in order. Up to
+        model_calls chunks are in the model at once, on their own threads (onnxruntime releases the GIL),
+        at most model_calls + 1 held. A read that fails comes after the chunks before it."""
         pending: deque = deque()
+        failure = None
         try:
-            for tag, digits, extra in work:
-                pending.append((tag, self._model_thread.submit(predict, self.classifier, digits), extra))
+            for begin, chunk in array.chunks(self.batch_size):
+                if self.stop():
+                    break
+                rows = np.arange(begin, begin + len(chunk))
+                todo = None if finished is None else np.isin(rows, finished, assume_unique=True, invert=True)
+                if todo is None or todo.all():
+                    rows = None
+                else:
+                    self.advance(int(len(todo) - todo.sum()))  # rows already in the output
+                    chunk, rows = chunk[todo], rows[todo]
+                    if not len(rows):
+                        continue
+                pending.append((begin, self._model_thread.submit(predict, self.classifier, chunk), rows))
                 if len(pending) > self.model_calls:
-                    result = self._result(pending.popleft())
-                    if result is None:
-                        return
-                    yield result
-        except ArrayError:
-            for piece in pending:
-                result = self._result(piece)
-                if result is None:
-                    return
-                yield result
-            raise
-        while pending:
-            result = self._result(pending.popleft())
-            if result is None:
-                return
-            yield result
-
-    def _result(self, piece):
-        tag, future, extra = piece
-        while not wait([future], timeout=_POLL_SECONDS).done:
-            if self.stop():
-                return None
-        return tag, future.result(), extra
-
-
-def _array_work(array: DigitArray, batch_size: int, stop, finished: np.ndarray | None, advance):
-    """(first row, digits, row numbers or None when the rows run on from the first) still to classify."""
-    for begin, chunk in array.chunks(batch_size):
-        if stop():
-            return
-        if finished is None or not len(finished):
-            yield begin, chunk, None
-            continue
-        rows = np.arange(begin, begin + len(chunk))
-        todo = ~np.isin(rows, finished, assume_unique=True)
-        if todo.all():
-            yield begin, chunk, None
-            continue
-        advance(int(len(todo) - todo.sum()))  # rows already in the output
-        if todo.any():
-            yield begin, chunk[todo], rows[todo]
+                    yield pending.popleft()
+        except ArrayError as e:
+            failure = e
+        yield from pending
+        if failure is not None:
+            raise failure
 
 
 def _blocks(entries: Iterable[Item | ImageRun], done: Done | None):
-    """Consecutive images grouped into blocks of at most IMAGE_BLOCK paths (and at most
-    BLOCK_NAME_CHARS characters of names, so a block fits a worker's slot); arrays and
-    errors one by one, order kept.
-
-    With `done`, images and errors that already have a row are left out, and
-    counted: an int is yielded for each run of them (for the progress bar).
-    """
-    from digits.batch.workers import BLOCK_NAME_CHARS
-
+    """Consecutive images in blocks of at most IMAGE_BLOCK paths (and BLOCK_NAME_CHARS characters of
+    names, so a block fits a worker's slot); arrays and errors one by one, order kept. With `done`,
+    images and errors that already have a row are left out, and counted: an int for each run of them."""
     images: list[str] = []
-    passed = 0
     for entry in entries:
         if isinstance(entry, list | ImageItem):
             paths = entry if isinstance(entry, list) else [entry.source]
             if done is not None:
                 todo = [path for path in paths if not done.take(path)]
-                passed += len(paths) - len(todo)
+                if len(todo) < len(paths):
+                    yield len(paths) - len(todo)
                 paths = todo
-            if paths and passed:
-                yield passed
-                passed = 0
             images += paths
-            yield from _cut(images, BLOCK_NAME_CHARS, final=False)
-            continue
-        if done is not None and isinstance(entry, ErrorItem) and done.take(entry.source):
-            passed += 1
-            continue
-        if passed:
-            yield passed
-            passed = 0
-        yield from _cut(images, BLOCK_NAME_CHARS, final=True)
-        yield entry
-    yield from _cut(images, BLOCK_NAME_CHARS, final=True)
-    if passed:
-        yield passed
+            yield from _cut(images, final=False)
+        elif done is not None and isinstance(entry, ErrorItem) and done.take(entry.source):
+            yield 1
+        else:
+            yield from _cut(images, final=True)
+            yield entry
+    yield from _cut(images, final=True)
 
 
-def _cut(images: list[str], max_chars: int, final: bool):
-    """Whole blocks off the front of `images` (all of them when `final`). A name longer
-    than a block's room cannot be opened anyway (the system's limit is far below): it
-    is an error item."""
+def _cut(images: list[str], final: bool):
+    """Whole blocks off the front of `images` (all of them when `final`). A name longer than a block's
+    room cannot be opened anyway (the system's limit is far below): it is an error item."""
     while len(images) >= IMAGE_BLOCK or final and images:
         n = min(len(images), IMAGE_BLOCK)
-        if sum(map(len, images[:n])) + n > max_chars:
-            fits = bisect.bisect_right(list(accumulate(len(path) + 1 for path in images[:n])), max_chars)
+        if sum(map(len, images[:n])) + n > BLOCK_NAME_CHARS:
+            fits = bisect.bisect_right(list(accumulate(len(path) + 1 for path in images[:n])), BLOCK_NAME_CHARS)
             if fits == 0:
                 yield ErrorItem(images.pop(0), "cannot read: File name too long")
                 continue

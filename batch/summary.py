@@ -23,7 +23,14 @@ class Summary:
     empty_folders: list[str] = field(default_factory=list)  # named folders that held nothing to classify
     workers: int = 0  # worker processes the local engine ran (0: all in this process)
     model: str = ""  # the classifier's describe(): the runtime, what the model takes and gives
-    cluster_seconds: float | None = None  # --engine ray: how long the cluster took to be ready
+    # --engine ray: `seconds` counts from the moment every actor held its model session
+    cluster_seconds: float | None = None  # how long the cluster took to be ready: the two below
+    connect_seconds: float = 0.0  # joining or starting Ray
+    ready_seconds: float = 0.0  # starting the actors
+    joined: bool = False  # an existing cluster was joined, rather than a local Ray started
+    actors: int = 0
+    cpus: int = 0
+    nodes: int = 0  # nodes the actors run on
     # CPU seconds of the whole process up to the run's end, start-up included, and of its
     # worker processes: what limits a run on many cores (make bench differences two runs).
     cpu_main: float = 0.0

@@ -1,23 +1,15 @@
-"""Worker processes that each read, decode, classify and format blocks of image files.
+"""Worker processes that each read, decode, classify and format blocks of image files (batch/block.py: classify_block),
+each with the parent's one-thread model session as the fork leaves it; the run's own process hands out blocks and
+writes their rows, in order.
 
-The run's own process walks the inputs, hands out blocks and writes the rows
-that come back, in order; everything per image happens in the workers, each
-with the parent's one-thread model session as the fork leaves it (a session with more
-threads, or a LiteRT model, is loaded in the worker; batch/block.py: classify_block).
-
-How a block travels: the parent writes its paths into a slot of an anonymous
-shared mapping and puts the slot's number on a task pipe that all workers read;
-whichever worker is free takes it and sends back, on its own result pipe, the
-slot, the block's counts and its rows' text. A task is 4 bytes: pipe writes that
-small are atomic, so any number of workers read one pipe without a lock (a lock
-held by a worker that is killed would stop the others), and no worker idles
-while another has blocks queued.
-
-Workers are forked, so they inherit onnxruntime, OpenCV and the row format
-already imported; each keeps only its own pipe ends, so when the parent dies,
-even by SIGKILL, every worker reads end-of-file on the task pipe and exits.
+A block's paths go into a slot of an anonymous shared mapping, and the slot's number onto a task pipe that all workers
+read; whichever worker is free takes it and sends back, on its own result pipe, the slot and the block's rows. A task
+is 4 bytes: pipe writes that small are atomic, so any number of workers read one pipe without a lock (a lock held by a
+killed worker would stop the others), and no worker idles while another has blocks queued. Each worker keeps only its
+own pipe ends, so when the parent dies, even by SIGKILL, every worker reads end-of-file and exits.
 """
 
+import contextlib
 import errno
 import mmap
 import multiprocessing
@@ -25,7 +17,6 @@ import multiprocessing.connection
 import multiprocessing.util
 import os
 import signal
-import struct
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -38,21 +29,16 @@ from digits.batch.classifier import Classifier
 from digits.batch.cores import MAX_WORKERS
 from digits.batch.formats import RowFormat
 from digits.batch.model import load_classifier
-from digits.core.contract import IMAGE_BLOCK, IMAGE_SIZE, NUM_CLASSES
+from digits.core.contract import IMAGE_BLOCK, IMAGE_SIZE
 from digits.core.errors import DigitsError, ModelError
 from digits.core.memory import address_space_limit, limit_words
 
-# A slot's paths, NUL-separated and UTF-8 (surrogateescape): a block is cut by the
-# walk before its names pass BLOCK_NAME_CHARS characters (batch/run.py), and a
-# character is at most 4 bytes, so a block always fits its slot.
+# A slot's paths, NUL-separated and UTF-8 (surrogateescape): a block is cut by the walk before its names pass
+# BLOCK_NAME_CHARS characters (batch/run.py), and a character is at most 4 bytes, so a block always fits its slot.
 BLOCK_NAME_CHARS = 64 * 1024
 _PATH_AREA = 4 * BLOCK_NAME_CHARS + 4
 _TASK = 4  # bytes: a slot number
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # os.fsencode's
-# A result: slot, status, failed, review, not digits, blank, then the per-label counts; then the
-# rows' text (status OK) or the reason the block failed (status FAILED).
-_RESULT = struct.Struct(f"<6i{NUM_CLASSES}q")
-_OK, _FAILED = 0, 1
 _POLL_SECONDS = 0.1  # how often a wait for results looks whether the run was asked to stop
 # The task pipes' write ends of this process's open pools: a worker closes them all (one
 # forked for a second pool that held the first's would keep that pool's workers alive).
@@ -68,46 +54,36 @@ class WorkersNotStarted(DigitsError):
 
 
 class WorkerPool:
-    """`workers` processes classifying blocks of at most IMAGE_BLOCK image paths, results in submission order.
-
-    submit(paths) while not full(); take() gives the oldest block back as (paths, BlockRows).
-    """
+    """`workers` processes classifying blocks of at most IMAGE_BLOCK image paths: submit(paths) while not
+    full(); take() gives the oldest block back as (paths, BlockRows), in submission order."""
 
     def __init__(self, workers: int, model: Classifier | Path, invert: str, row_format: RowFormat, ahead: int = 4):
-        """`model`: the classifier the caller loaded and checked (batch.classifier.Classifier; each
-        worker uses what its forked() gives), or the path of a model each worker loads.
-        `ahead`: blocks queued per worker, so none waits for the parent between blocks.
-
-        One worker is started here (WorkersNotStarted if it cannot be); the others one
-        per submit(), so the first blocks are being classified while the rest are forked
-        (a fork of this process costs milliseconds: 64 at once held the first block back
-        by the time of all 64). A worker that cannot be started for want of processes or
-        file descriptors leaves the pool at the size it has."""
+        """`model`: the classifier the caller loaded and checked (each worker uses its forked()), or a
+        model's path, which each worker loads. `ahead`: blocks queued per worker, so none waits.
+        One worker is started here (WorkersNotStarted if it cannot be); the others one per submit(), so
+        the first blocks are classified while the rest are forked (64 forks at once held the first block
+        back). A worker that cannot be started for want of processes or descriptors leaves the pool as it is."""
         self._context = multiprocessing.get_context("fork")
         self._wanted, self._serving = min(workers, MAX_WORKERS), (model, invert, row_format)
         self.capacity = self._wanted * ahead  # the shared mapping: what the run may use, not any number asked
         # MAP_SHARED and anonymous: the parent writes paths, the workers read them. Pages
         # are only resident once touched, and a slot's area is mostly never touched.
-        try:
+        try:  # out of address space (ulimit -v), or of file descriptors (ulimit -n)
             self._paths_memory = mmap.mmap(-1, self.capacity * _PATH_AREA)
-        except OSError as e:  # out of address space (ulimit -v)
+            task_read, self._tasks = os.pipe()
+        except OSError as e:
             raise _not_started(e) from e
         self._free = list(range(self.capacity))
         self._queue: deque = deque()  # (slot, paths), oldest first
-        self._done: dict[int, bytes] = {}  # slot -> result message, for blocks done out of turn
-        try:
-            task_read, self._tasks = os.pipe()
-        except OSError as e:  # out of file descriptors (ulimit -n)
-            raise _not_started(e) from e
+        self._done: dict[int, BlockRows | str] = {}  # slot -> its rows or why it failed, done out of turn
         _TASK_WRITERS.add(self._tasks)
         self._reader = [task_read]  # held until every worker has its copy
         self._processes: list = []
         self._results: dict = {}  # result pipe -> worker index
-        # Closed at exit if the owner never closes it: multiprocessing's own exit hook
-        # joins every child, and the workers ignore its SIGTERM, so an unclosed pool
-        # would hang the process at exit. Finalizers with a priority run before that
-        # join. A Finalize runs once: close() goes through it too, so the exit does not
-        # close the pipe's number again (by then perhaps another file's).
+        # Closed at exit if the owner never closes it: multiprocessing's own exit hook joins every child, and the
+        # workers ignore its SIGTERM, so an unclosed pool would hang the process at exit. Finalizers with a priority run
+        # before that join. A Finalize runs once: close() goes through it too, so the exit does not close the pipe's
+        # number again (by then perhaps another file's).
         self._kill = [False]  # read by _close when it runs: close(kill=True) sets it
         self._close = multiprocessing.util.Finalize(
             self, _close, args=(self._tasks, self._results, self._processes, self._reader, self._kill), exitpriority=0)
@@ -152,7 +128,8 @@ class WorkerPool:
             except OSError:  # out of processes or descriptors: the pool stays at its size
                 os.close(self._reader.pop())
         slot = self._free.pop()
-        names = _encoded(paths)
+        # One encode for the whole block (one per path cost more than the walk of a file).
+        names = "\0".join(paths).encode(_FS_ENCODING, _FS_ERRORS)
         area = slot * _PATH_AREA
         self._paths_memory[area : area + 4] = len(names).to_bytes(4, "little")
         self._paths_memory[area + 4 : area + 4 + len(names)] = names
@@ -172,18 +149,16 @@ class WorkerPool:
                 return None
             for conn in ready:
                 try:
-                    message = conn.recv_bytes()
+                    done, result = conn.recv()
                 except (EOFError, OSError) as e:
                     raise self._died(paths, self._results[conn]) from e
-                self._done[int.from_bytes(message[:_TASK], "little")] = message
+                self._done[done] = result
         self._queue.popleft()
         self._free.append(slot)
-        message = memoryview(self._done.pop(slot))
-        _, status, failed, review, not_digits, blank, *per_label = _RESULT.unpack_from(message)
-        text = bytes(message[_RESULT.size :]).decode("utf-8", "surrogateescape")
-        if status == _FAILED:
-            raise ModelError(text)
-        return paths, BlockRows(text, np.array(per_label, np.int64), failed, review, not_digits, blank)
+        result = self._done.pop(slot)
+        if isinstance(result, str):
+            raise ModelError(result)
+        return paths, result
 
     def _died(self, paths: list, worker: int | None = None) -> WorkerDied:
         """`worker`: the one whose result pipe ended; None: the task pipe has no reader left."""
@@ -221,59 +196,21 @@ def _memory_limit_hint() -> str:
     return f" ({limit_words()} is likely too low)" if address_space_limit() is not None else ""
 
 
-def _encoded(paths: list[str]) -> bytes:
-    """Paths as the bytes the OS gets, NUL-separated, in one encode for the whole block (one
-    per path cost more than the walk of a file). A name too long to open goes as it is: the
-    worker's open says so."""
-    return "\0".join(paths).encode(_FS_ENCODING, _FS_ERRORS)
-
-
 def _close(tasks: int, connections, processes: list, reader: list, kill: list[bool]) -> None:
     _TASK_WRITERS.discard(tasks)
     while reader:  # the task pipe's read end, still held for workers not yet started
         os.close(reader.pop())
     if kill[0]:
         for process in processes:
-            if process.is_alive():
-                process.kill()
-    try:
+            process.kill()  # a process that has ended already is left alone
+    with contextlib.suppress(OSError):  # closed already
         os.close(tasks)
-    except OSError:  # closed already
-        pass
     for conn in list(connections):
         conn.close()
     for process in processes:
         process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join()
-
-
-def _classifier(model: Classifier | Path) -> tuple[Classifier | None, str | None]:
-    """(the worker's classifier, None), or (None, why it could not be had): the parent's
-    as the fork left it (Classifier.forked), or the model at a path, loaded here."""
-    try:
-        if isinstance(model, str | os.PathLike):
-            return load_classifier(model, threads=1, spin=False), None
-        return model.forked(), None
-    except DigitsError as e:  # the parent loaded it a moment ago: the file changed, or memory ran out
-        return None, str(e)
-
-
-def _warm_up(classifier, invert: str, row_format: RowFormat, digits: np.ndarray) -> None:
-    """One blank PNG through the whole block path, before the first task comes: a process's
-    first decode and first model call cost a few milliseconds more than later ones (pages
-    the fork shares are copied, libraries set themselves up), and the run should not wait
-    for that on its first block."""
-    import cv2
-
-    from digits.batch.decode import decode_digits
-
-    blank = cv2.imencode(".png", digits[0])[1].tobytes()
-    try:
-        row_format.rows(["blank.png"], classifier.predict(decode_digits([blank], invert, out=digits[:1])[0]))
-    except DigitsError:
-        pass  # the block that meets it says so
+        process.kill()  # still running after 5 s
+        process.join()
 
 
 def _serve(task_read: int, results, inherited, paths_memory, model, invert: str, row_format: RowFormat) -> None:
@@ -286,37 +223,30 @@ def _serve(task_read: int, results, inherited, paths_memory, model, invert: str,
     for conn in inherited:  # others' pipe ends, likewise
         conn.close()
     silence_stderr()  # libpng's lines for a corrupt PNG: the file's error row says it
-    classifier, failure = _classifier(model)
+    classifier, failure = None, None
+    try:  # the parent's session as the fork left it, or the model at a path, loaded here
+        classifier = load_classifier(model, threads=1, spin=False) if isinstance(model, str | os.PathLike) \
+            else model.forked()
+    except DigitsError as e:  # the parent loaded it a moment ago: the file changed, or memory ran out
+        failure = str(e)
     digits = np.zeros((IMAGE_BLOCK, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-    if failure is None:
-        _warm_up(classifier, invert, row_format, digits)
-    no_counts = [0] * (4 + NUM_CLASSES)  # failed, review, not digits, blank, per label
     while True:
-        try:
-            task = os.read(task_read, _TASK)
-        except OSError:
-            return
+        task = os.read(task_read, _TASK)
         if len(task) != _TASK:  # end-of-file: the parent closed the pool, or died
             return
         slot = int.from_bytes(task, "little")
         area = slot * _PATH_AREA
         size = int.from_bytes(paths_memory[area : area + 4], "little")
         paths = paths_memory[area + 4 : area + 4 + size].decode(_FS_ENCODING, _FS_ERRORS).split("\0")
-        try:
-            if failure is not None:
-                raise ModelError(failure)
-            rows = classify_block(paths, invert, classifier, row_format, out=digits[: len(paths)])
-            message = (_RESULT.pack(slot, _OK, rows.failed, rows.review, rows.not_digits, rows.blank,
-                                    *rows.per_label.tolist())
-                       + rows.text.encode("utf-8", "surrogateescape"))
+        try:  # the block's rows, or why it failed
+            result = failure if failure is not None else classify_block(paths, invert, classifier, row_format,
+                                                                        out=digits[: len(paths)])
         except DigitsError as e:
-            message = _RESULT.pack(slot, _FAILED, *no_counts) + str(e).encode("utf-8", "surrogateescape")
+            result = str(e)
         except MemoryError:
-            message = _RESULT.pack(slot, _FAILED, *no_counts) + (
-                f"a worker process ran out of memory classifying {paths[0]} ... {paths[-1]}"
-                f"{_memory_limit_hint()}").encode("utf-8", "surrogateescape")
+            result = f"a worker process ran out of memory classifying {paths[0]} ... {paths[-1]}{_memory_limit_hint()}"
         try:
-            results.send_bytes(message)
+            results.send((slot, result))
         except OSError:  # the parent is gone
             return
 

@@ -1,12 +1,11 @@
 """Result rows, streamed: one block of RowFormat text at a time, whole lines only.
 
-Each block of rows goes out in one write and is flushed, so a reader, or an
-interrupted run, sees complete lines only. Blocks go straight to the file
-descriptor (core.files.write_all), every byte of them, whatever signal arrives
-meanwhile. A write that fails (a full disk) cuts the file back to its last whole
-row and raises the error the user sees (core.files.write_error).
+Each block goes out in one write, straight to the file descriptor (core.files.write_all), every byte of it whatever
+signal arrives meanwhile, so a reader or an interrupted run sees complete lines only. A write that fails (a full disk)
+cuts the file back to its last whole row and raises the error the user sees (core.files.write_error).
 """
 
+import contextlib
 import os
 import stat
 from collections.abc import Sequence
@@ -15,20 +14,7 @@ from typing import TextIO
 import numpy as np
 
 from digits.batch.formats import RowFormat
-from digits.core.files import write_all
-
-
-def _descriptor(stream: TextIO) -> tuple[int | None, bool, int]:
-    """(descriptor, whether it is a regular file, its current offset) of a stream with
-    a file descriptor, its buffer flushed; (None, False, 0) for one without (StringIO)."""
-    try:
-        fd = stream.fileno()
-        stream.flush()
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            return fd, True, os.lseek(fd, 0, os.SEEK_CUR)
-        return fd, False, 0
-    except (OSError, ValueError, AttributeError):  # io.UnsupportedOperation is both
-        return None, False, 0
+from digits.core.files import write_all, write_error
 
 
 class RowWriter:
@@ -38,13 +24,19 @@ class RowWriter:
         """`header=False`: the stream already has the csv header (appending for --resume)."""
         self.stream, self.format = stream, row_format
         self.name = name or {"<stdout>": "standard output"}.get(getattr(stream, "name", None), "the output")
-        # Rows are UTF-8 whatever the locale, and file names are bytes: one that is
-        # not valid UTF-8 goes out as its own bytes (as `ls` and `find` print it)
-        # instead of failing its whole block.
+        # Rows are UTF-8 whatever the locale, and file names are bytes: one that is not valid UTF-8 goes out as its own
+        # bytes (as `ls` and `find` print it) instead of failing its whole block.
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(encoding="utf-8", errors="surrogateescape")
-        self._fd, regular, self._whole = _descriptor(stream)
-        self._file = self._fd if regular else None
+        self._fd = self._file = None  # the descriptor rows go to; the same, when it is a regular file
+        self._whole = 0  # a regular file's offset just past its last whole row
+        try:
+            self._fd = stream.fileno()
+            stream.flush()
+            if stat.S_ISREG(os.fstat(self._fd).st_mode):
+                self._file, self._whole = self._fd, os.lseek(self._fd, 0, os.SEEK_CUR)
+        except (OSError, ValueError, AttributeError):  # no descriptor (StringIO); io.UnsupportedOperation is both
+            self._fd = None
         if header:
             self.write(row_format.header())
 
@@ -74,17 +66,13 @@ class RowWriter:
         """A write failed (full disk, /dev/full, a closed pipe): cut a regular file back to
         its last whole row, send whatever the stream still buffers to /dev/null (so
         closing it cannot write half a row later), and say what happened."""
-        from digits.core.files import write_error
-
-        try:
+        with contextlib.suppress(OSError, ValueError):
             fd = self.stream.fileno()
             if self._file is not None:
                 os.ftruncate(fd, self._whole)
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, fd)
             os.close(null)
-        except (OSError, ValueError):
-            pass
         return write_error(self.name, e)
 
     def write_rows(self, sources: Sequence[str], probabilities: np.ndarray,
