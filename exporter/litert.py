@@ -29,20 +29,18 @@ INT8_QUANTIZATION = ("full integer (TFLITE_BUILTINS_INT8): int8 weights and acti
                      "digits; uint8 input with scale 1 and zero point 0 (the raw bytes)")
 
 
-def _contract(batch: str, output: str) -> str:
-    return (f"{INPUT_NAME}: uint8 [{batch}, {IMAGE_SIZE}, {IMAGE_SIZE}], {DIGIT_FORM} "
-            f"Outputs: {PROBABILITIES} {output} [{batch}, {NUM_CLASSES}]")
+def _contract(batch: str, probabilities: str, score: str) -> str:
+    return (f"{INPUT_NAME}: uint8 [{batch}, {IMAGE_SIZE}, {IMAGE_SIZE}], {DIGIT_FORM} Outputs: {PROBABILITIES} "
+            f"{probabilities}, the label is the argmax; {DIGIT_SCORE} [{batch}], 0..1, higher = more like a digit "
+            f"({score}).")
 
 
-_SCORE = f"{DIGIT_SCORE} [{{batch}}], 0..1, higher = more like a digit"
 CONTRACTS = {  # the file's input_contract: the ONNX model's input, its own outputs
-    "float": f"{_contract('batch', 'float32')} (softmax), the label is the argmax; "
-             f"{_SCORE.format(batch='batch')} (float32).",
-    "int8": f"{_contract('batch', 'float32')} (softmax, in steps of 1/256), the label is the argmax; "
-            f"{_SCORE.format(batch='batch')} (float32, in steps of about 1/256).",
-    "micro": f"{_contract('1', 'int8')}, quantized: "
-             "probability = (value - zero point) * scale, as the tensor says (1/256 and -128 for a softmax), "
-             f"the label is the argmax; {_SCORE.format(batch='1')} (int8, quantized as the tensor says).",
+    "float": _contract("batch", f"float32 [batch, {NUM_CLASSES}] (softmax)", "float32"),
+    "int8": _contract("batch", f"float32 [batch, {NUM_CLASSES}] (softmax, in steps of 1/256)",
+                      "float32, in steps of about 1/256"),
+    "micro": _contract("1", f"int8 [1, {NUM_CLASSES}], quantized: probability = (value - zero point) * scale, as the "
+                       "tensor says (1/256 and -128 for a softmax)", "int8, quantized as the tensor says"),
 }
 DESCRIPTIONS = {
     "float": "MNIST digit classifier: float32 weights, dynamic batch",
