@@ -29,9 +29,8 @@ def as_probabilities(model, scores, where: str):
     if distributions(np.asarray(scores, dtype=np.float32)):  # the rule classify holds every output to
         return model, False
     scores = np.asarray(scores, dtype=np.float64)
-    sums = scores.sum(axis=1)
     if scores.min() >= 0 and scores.max() <= 1:
-        worst = float(np.abs(sums - 1).max())
+        worst = float(np.abs(scores.sum(axis=1) - 1).max())
         raise ModelError(
             f"{where}: the model's 10 outputs lie in 0..1 but do not sum to 1 (off by up to {worst:.3g}; "
             f"a sigmoid last layer?); export takes a softmax or a linear (logits) last layer"

@@ -31,9 +31,8 @@ def sha256_of(path: Path) -> str:
 
 def training_metrics(keras_path: Path) -> dict:
     """test_accuracy and data_source from the trainer's metrics.json beside the model, if any."""
-    path = keras_path.parent / "metrics.json"
     try:
-        metrics = json.loads(path.read_text())
+        metrics = json.loads((keras_path.parent / "metrics.json").read_text())
     except (OSError, ValueError):
         return {}
     found = {k: str(metrics[k]) for k in ("test_accuracy", "data_source") if k in metrics}

@@ -60,10 +60,10 @@ def micro_interpreter(content: bytes, arena: int, where: str = "model"):
     raise ModelError(f"{where}: TFLite Micro cannot load the micro model ({first[:200]})") from error
 
 
-def measure_arena(content: bytes, digit: np.ndarray, where: str = "model") -> int:
+def measure_arena(content: bytes, digit: np.ndarray) -> int:
     """Bytes of tensor arena the model needs, rounded up to 16: recorded by TFLite Micro's
     allocator in one inference, then proven by an inference in an arena of that size."""
-    interpreter = micro_interpreter(content, max(len(content) * 10, 1 << 20), where)
+    interpreter = micro_interpreter(content, max(len(content) * 10, 1 << 20))
     interpreter.set_input(digit[None], 0)
     interpreter.invoke()
     _, _, log = _captured_fd2(interpreter.print_allocations)
@@ -71,9 +71,7 @@ def measure_arena(content: bytes, digit: np.ndarray, where: str = "model") -> in
     if not total:
         raise RuntimeError(f"TFLite Micro's allocator did not report the arena size: {log[:300]!r}")
     arena = -(-int(total.group(1)) // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
-    proof = micro_interpreter(content, arena, where)
-    proof.set_input(digit[None], 0)
-    proof.invoke()
+    run_micro(content, digit[None], arena)  # the proof
     return arena
 
 
