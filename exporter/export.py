@@ -66,9 +66,19 @@ def plan(out: Path, int8: bool, ort: bool, tflite: bool, micro: bool) -> dict[st
             if wanted.get(key, True)}
 
 
-def export(keras_path: Path, out: Path, data: Path | None = None, opset: int = DEFAULT_OPSET,
-           atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL, int8: bool = False, ort: bool = False,
-           tflite: bool = False, micro: bool = False, log=print) -> Exported:
+def export(
+    keras_path: Path,
+    out: Path,
+    data: Path | None = None,
+    opset: int = DEFAULT_OPSET,
+    atol: float = DEFAULT_ATOL,
+    rtol: float = DEFAULT_RTOL,
+    int8: bool = False,
+    ort: bool = False,
+    tflite: bool = False,
+    micro: bool = False,
+    log=print,
+) -> Exported:
     """Convert, prove parity, write the variants asked for (`digits export`'s flags), then move into place.
 
     Raises UsageError (micro without tflite and int8), ModelError (bad input model, or an op
