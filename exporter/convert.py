@@ -1,39 +1,27 @@
 """Keras -> ONNX through tf2onnx's `from_function`, with the digit contract built in.
 
-`tf2onnx.convert.from_keras` fails on Keras 3 (tensorflow-onnx #2448), so the
-model is wrapped in a tf.function that takes MNIST's raw form and does the
-preprocessing itself; tf2onnx converts that function. The graph then needs no
-glue code in any runtime:
-
-    image          uint8   [batch, 28, 28]  white digit on black
-    probabilities  float32 [batch, 10]
-    label          int64   [batch]          argmax of probabilities
-    digit_score    float32 [batch]          (max probability before temperature - 0.1) / 0.9: 0 like no
-                                            digit, 1 a sure one (batch.scores.digit_scores; Softmax,
-                                            ReduceMax, Sub, Mul: no LOG)
+`tf2onnx.convert.from_keras` fails on Keras 3 (tensorflow-onnx #2448), so the model is wrapped
+in a tf.function that takes MNIST's raw form and does the preprocessing itself; tf2onnx
+converts that function, and the graph needs no glue code in any runtime (its contract:
+docs/export.md). digit_score is (max probability before temperature - 0.1) / 0.9, as
+batch.scores.digit_scores computes it: Softmax, ReduceMax, Sub, Mul, no LOG.
 """
+
+import copy
 
 from digits.core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, LABEL, NUM_CLASSES, OUTPUT_NAMES, PROBABILITIES
 from digits.core.errors import ModelError
 from digits.trainer.backend import import_keras
-from digits.trainer.model import SUPPORTED_INPUTS, check_classifier  # noqa: F401  (one check for evaluate and export)
 
 DEFAULT_OPSET = 18  # the highest opset tf2onnx 1.17 tests
 MIN_OPSET = 14
 
 
 def as_probabilities(model, scores, where: str):
-    """(model whose output is a probability distribution, whether a softmax was added).
-
-    `scores` are the model's outputs on real digits. The contract's output is
-    `probabilities`, so:
-    - rows that are distributions (a softmax last layer, as the seed's): the model as is;
-    - logits (values outside 0..1, as models trained with from_logits=True give):
-      a Softmax layer is appended, so the graph gives softmax(logits); labels are unchanged;
-    - values inside 0..1 that do not sum to 1 (a sigmoid per class): refused with
-      ModelError, since no fixed step turns independent scores into the model's
-      probabilities.
-    """
+    """(model whose output is a probability distribution, whether a softmax was added), judged by
+    `scores`, the model's outputs on real digits: distributions are kept, logits get a Softmax
+    layer, and scores in 0..1 that do not sum to 1 (a sigmoid per class) are refused with
+    ModelError, since no fixed step turns independent scores into probabilities."""
     import numpy as np
 
     from digits.batch.scores import distributions
@@ -41,9 +29,8 @@ def as_probabilities(model, scores, where: str):
     if distributions(np.asarray(scores, dtype=np.float32)):  # the rule classify holds every output to
         return model, False
     scores = np.asarray(scores, dtype=np.float64)
-    sums = scores.sum(axis=1)
     if scores.min() >= 0 and scores.max() <= 1:
-        worst = float(np.abs(sums - 1).max())
+        worst = float(np.abs(scores.sum(axis=1) - 1).max())
         raise ModelError(
             f"{where}: the model's 10 outputs lie in 0..1 but do not sum to 1 (off by up to {worst:.3g}; "
             f"a sigmoid last layer?); export takes a softmax or a linear (logits) last layer"
@@ -57,15 +44,12 @@ def as_probabilities(model, scores, where: str):
 
 
 def logits_of(model):
-    """A Keras model, sharing `model`'s weights, whose output is `model`'s scores before
-    its last softmax: the logits, the one tensor every calibrated output is computed from.
+    """A Keras model, sharing `model`'s weights, whose output is `model`'s scores before its last
+    softmax: the logits, the one tensor every calibrated output is computed from.
 
-    A last Softmax (or Activation("softmax")) layer gives its input; a last layer with a
-    softmax activation (the seed's Dense) is applied again with a linear activation; a
-    model as_probabilities wrapped ends in a Softmax, so its logits are the model's own
-    outputs. A softmax that cannot be taken apart (inside a custom layer) gives
-    log(probabilities), which is the logits shifted by a constant per digit; int8 and
-    TFLite Micro then have a LOG to run, which only that rare model pays for."""
+    A softmax that cannot be taken apart (inside a custom layer) gives log(probabilities), the
+    logits shifted by a constant per digit; int8 and TFLite Micro then have a LOG to run, which
+    only that rare model pays for."""
     keras = import_keras()
     last = model.layers[-1] if model.layers else None
     config = last.get_config() if last is not None else {}
@@ -86,11 +70,8 @@ def logits_of(model):
 
 
 def with_temperature(model, temperature: float):
-    """`model` with its probabilities calibrated: softmax(logits / T), T applied to the
-    logits before the softmax (logits_of), so no LOG op is needed and TFLite Micro's int8
-    kernels run it. Equals trainer/calibrate.py's softmax(log(p) / T) (its docstring says
-    why); T is positive, so labels are unchanged. In memory only, for conversion and the
-    parity check."""
+    """`model` with its probabilities calibrated: softmax(logits / T), equal to trainer/calibrate.py's
+    softmax(log(p) / T) but with no LOG op, so TFLite Micro's int8 kernels run it; labels unchanged."""
     keras = import_keras()
     logits = logits_of(model)
     scaled = keras.layers.Rescaling(1.0 / float(temperature), name="temperature")(logits.outputs[0])
@@ -99,9 +80,8 @@ def with_temperature(model, temperature: float):
 
 
 def with_scores(model):
-    """A Keras model giving [probabilities, probabilities before temperature] from one pass:
-    the second from the input of with_temperature's layer, else the probabilities themselves.
-    digit_score is computed from the second (trainer/calibrate.py's digit_score_report says why)."""
+    """A Keras model giving [probabilities, probabilities before temperature] from one pass, the
+    second for digit_score (trainer/calibrate.py's digit_score_report says why)."""
     keras = import_keras()
     try:
         logits = model.get_layer("temperature").input
@@ -148,12 +128,8 @@ def _name_batch_axis(onnx_model) -> None:
 
 
 def _order_outputs(onnx_model) -> None:
-    outputs = {o.name: o for o in onnx_model.graph.output}
-    if set(outputs) != set(OUTPUT_NAMES):
-        raise RuntimeError(f"tf2onnx produced outputs {sorted(outputs)}, expected {OUTPUT_NAMES}")
-    ordered = [type(outputs[name])() for name in OUTPUT_NAMES]
-    for copy, name in zip(ordered, OUTPUT_NAMES):
-        copy.CopyFrom(outputs[name])
+    # tf2onnx orders a dict's outputs its own way; the contract's order is OUTPUT_NAMES'.
+    ordered = sorted((copy.deepcopy(o) for o in onnx_model.graph.output), key=lambda o: OUTPUT_NAMES.index(o.name))
     del onnx_model.graph.output[:]
     onnx_model.graph.output.extend(ordered)
 

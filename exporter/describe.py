@@ -50,8 +50,6 @@ def describe(path: Path) -> dict:
     }
 
 
-
-
 def parity_report_check(path: Path) -> str | None:
     """What the parity report of the export that wrote `path` (MODEL.parity.json, the set's
     manifest, landed last) says of this file: "verified" (it names this file's sha256),

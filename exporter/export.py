@@ -1,12 +1,10 @@
 """One export, start to finish: nothing lands at --out unless every check passed.
 
-export() plans the files, converts (every file's bytes that a converter makes, before any
-check, so a refusal is quick), then runs the variants in order, each writing its file and
-giving its check (exporter.parity.Check). Every file is written beside its destination under
-a temporary name and moved into place only if every check passed
-(core.atomic.atomic_folder_files), the parity report last: it names each file's sha256, so a
-file beside a report that does not name it (Ctrl-C between two renames) is told (`digits
-inspect` says it). A failed check's report is evidence: it lands alone (core.atomic.atomic_path).
+export() plans the files, converts (every converter's bytes before any check, so a refusal is
+quick), then runs the variants in order, each writing its temporary file and giving its check.
+The files move into place only if every check passed, the parity report last: it names each
+file's sha256, so `digits inspect` tells a file that a Ctrl-C between two renames left beside an
+older report. A failed check's report is evidence: it lands alone.
 """
 
 from dataclasses import dataclass, field
@@ -17,13 +15,12 @@ import numpy as np
 from digits.core.atomic import atomic_folder_files, atomic_path, check_target, json_text
 from digits.core.errors import DataError, UsageError
 from digits.core.files import refuse_overwriting, write_error, writing
-from digits.exporter.convert import DEFAULT_OPSET, as_probabilities, check_classifier, keras_to_onnx, with_temperature
+from digits.exporter.convert import DEFAULT_OPSET, as_probabilities, keras_to_onnx, with_temperature
 from digits.exporter.metadata import SUFFIXES, export_metadata, set_metadata, sha256_of, training_temperature
-from digits.exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity, keras_answers
+from digits.exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity, keras_answers, table
 
 PARITY_DIGITS = 2000  # real digits compared on every export (test digits first)
 MICRO_CHECK_DIGITS = 1000  # TFLite Micro against LiteRT: at least this many of the parity digits
-# The int8 model's accuracy is measured on the test digits alone.
 
 
 @dataclass
@@ -48,7 +45,7 @@ class Job:
     atol: float
     rtol: float
     targets: dict[str, Path]
-    litert: object = None  # exporter.litert.LiteRtFiles with --tflite
+    litert: dict[str, bytes] = field(default_factory=dict)  # exporter.litert.convert_all's files
     temps: dict[str, Path] = field(default_factory=dict)
 
     @property
@@ -82,18 +79,19 @@ def export(
     micro: bool = False,
     log=print,
 ) -> Exported:
-    """Convert, prove parity, optionally quantize / convert to .ort / .tflite, then move into place.
+    """Convert, prove parity, write the variants asked for (`digits export`'s flags), then move into place.
 
-    `tflite` writes MODEL.tflite (and MODEL.int8.tflite with `int8`); `micro`, which
-    needs both (its check compares against MODEL.int8.tflite), writes MODEL.micro.tflite,
-    .micro.cc and .micro.h. Raises UsageError (micro without tflite and int8), ModelError
-    (bad input model, or an op TFLite Micro lacks), DataError (bad --data), ParityError
-    (a check failed; the report is still written) or DigitsError (unwritable).
+    Raises UsageError (micro without tflite and int8), ModelError (bad input model, or an op
+    TFLite Micro lacks), DataError (bad --data), ParityError (a check failed; the report is
+    still written) or DigitsError (unwritable).
     """
     if micro and not (tflite and int8):
         raise UsageError("--micro needs --tflite and --int8: the micro model is checked against MODEL.int8.tflite")
     targets = plan(out, int8, ort, tflite, micro)
-    _check_targets(targets, keras_path, data)  # before any work: a bad --out costs nothing
+    reads = [keras_path, keras_path.parent / "metrics.json", *([data] if data else [])]
+    for target in targets.values():  # before any work: a bad --out costs nothing
+        check_target(target)
+        refuse_overwriting(target, reads, what="export")
     job = _convert(keras_path, data, opset, atol, rtol, targets, log)
 
     with writing(out):
@@ -111,7 +109,7 @@ def export(
         except OSError as e:  # a full disk while writing a model: named by --out, the export's name
             raise write_error(out, e) from e
         parity = checks.pop("model")
-        log(parity.table())
+        log(table(parity))
         for check in checks.values():
             log(check.line())
         report = {**parity.to_json(), **{key: check.to_json() for key, check in checks.items()},
@@ -137,7 +135,7 @@ def _convert(keras_path: Path, data: Path | None, opset: int, atol: float, rtol:
     import onnx
 
     from digits.trainer.data import load_mnist
-    from digits.trainer.model import load_keras_model, predict_keras
+    from digits.trainer.model import check_classifier, load_keras_model, predict_keras
 
     model = load_keras_model(keras_path)
     input_shape = check_classifier(model, str(keras_path))
@@ -177,15 +175,6 @@ def _convert(keras_path: Path, data: Path | None, opset: int, atol: float, rtol:
     return job
 
 
-def _check_targets(targets: dict[str, Path], keras_path: Path, data: Path | None) -> None:
-    """OutputError when a file to be written is a folder or a device, or is one of the inputs
-    (the model, the metrics.json beside it, --data), by what each names."""
-    reads = [keras_path, keras_path.parent / "metrics.json", *([data] if data else [])]
-    for target in targets.values():
-        check_target(target)
-        refuse_overwriting(target, reads, what="export")
-
-
 def _model(job: Job):
     import onnx
 
@@ -215,32 +204,33 @@ def _ort(job: Job):
 
 
 def _tflite(job: Job):
-    from digits.exporter.litert_check import check_tflite
+    from digits.exporter.litert import check_tflite
 
-    job.temps["tflite"].write_bytes(job.litert.float)
+    job.temps["tflite"].write_bytes(job.litert["float"])
     return check_tflite(job.answers, job.temps["tflite"], job.atol, job.rtol)
 
 
 def _int8_tflite(job: Job):
-    from digits.exporter.litert_check import check_tflite_int8
+    from digits.exporter.litert import check_tflite_int8
 
     temps = job.temps
-    temps["int8_tflite"].write_bytes(job.litert.int8)
+    temps["int8_tflite"].write_bytes(job.litert["int8"])
     return check_tflite_int8(temps["tflite"], temps["int8_tflite"], job.dataset.x_test, job.dataset.y_test,
                              job.digits, job.atol, job.rtol)
 
 
 def _micro(job: Job):
     """The micro file, checked in TFLite Micro, and its C source (.micro.cc includes .micro.h by its final name)."""
-    from digits.exporter.micro import c_source, check_micro, measure_arena, op_names, output_quantization
+    from digits.exporter.micro import c_source, check_micro, measure_arena, micro_interpreter, micro_outputs, op_names
 
-    content, temps = job.litert.micro, job.temps
+    content, temps = job.litert["micro"], job.temps
     temps["micro"].write_bytes(content)
     arena = measure_arena(content, job.digits[0])
     check = check_micro(temps["micro"], temps["int8_tflite"], job.digits, arena)
     threshold = job.metadata.get("digit_score_threshold")
     source, header = c_source(content, job.targets["micro_h"].name, arena, op_names(content),
-                              output_quantization(content), None if threshold is None else float(threshold))
+                              micro_outputs(content, micro_interpreter(content, arena)),
+                              None if threshold is None else float(threshold))
     temps["micro_cc"].write_text(source)
     temps["micro_h"].write_text(header)
     return check

@@ -1,22 +1,16 @@
 """Finishing a converted .tflite file: names, metadata, alignment.
 
-- The input tensor is named `image` and the output `probabilities`, in the tensors
-  and in the serving signature, as in the ONNX model (the converter writes
-  `serving_default_image:0` and `output_0`).
-- Metadata as Android's tooling reads it (TFLite Support's MetadataExtractor, Android
-  Studio's ML binding): a `TFLITE_METADATA` entry holding a ModelMetadata flatbuffer
-  (tflite-support's metadata_schema.fbs, file identifier M001) with the input
-  contract and the output's label file, and `labels.txt` itself in a zip archive
-  appended to the file, as tflite-support's MetadataPopulator packs associated
-  files. A second entry, `digits_export`, holds the export's provenance as JSON (the
-  ONNX model's metadata_props).
-- Buffers 16-byte aligned: the flatbuffer is re-packed by Python's object API, which
-  aligns vectors to 4 bytes only, so TFLite Micro's own aligner re-writes it.
+- Tensors (and the serving signature) named `image`, `probabilities` and `digit_score`, as in
+  the ONNX model (the converter writes `serving_default_image:0`, `output_0`, ...).
+- Metadata as Android's tooling reads it (TFLite Support's MetadataExtractor, Android Studio's
+  ML binding): a `TFLITE_METADATA` entry holding a ModelMetadata flatbuffer (metadata_schema.fbs,
+  file identifier M001), and `labels.txt` in a zip archive appended to the file, as
+  MetadataPopulator packs associated files. A `digits_export` entry holds the ONNX model's
+  metadata_props as JSON.
+- Buffers 16-byte aligned, by TFLite Micro's own aligner (Python's object API aligns to 4).
 
-The metadata schema is small and stable, so its few tables are written here with
-flatbuffers' Builder (field slots as in metadata_schema.fbs) rather than pulling in
-tflite-support, whose last wheel (0.4.4) pins protobuf < 4 against TensorFlow's 7.
-tflite-support's own generated reader parsed what this writes (docs/decisions.md).
+The schema's few tables are written with flatbuffers' Builder rather than with tflite-support,
+whose last wheel (0.4.4) pins protobuf < 4 against TensorFlow's 7 (docs/decisions.md).
 """
 
 import io
@@ -27,7 +21,6 @@ import zipfile
 
 import flatbuffers
 import numpy as np
-from flatbuffers.table import Table
 
 from digits.core.contract import DIGIT_SCORE, INPUT_NAME, PROBABILITIES
 
@@ -66,7 +59,7 @@ def finish(content: bytes, metadata: dict[str, str], description: str) -> bytes:
 
     labels = json.loads(metadata["class_labels"])
     entries = {
-        METADATA_NAME: model_metadata(description, metadata["input_contract"], len(labels), len(graph.outputs) > 1),
+        METADATA_NAME: model_metadata(description, metadata["input_contract"], len(labels)),
         PROVENANCE_NAME: json.dumps(metadata, sort_keys=True).encode(),
     }
     model.metadata = [m for m in model.metadata or [] if m.name.decode() not in entries]
@@ -106,129 +99,67 @@ def _with_label_file(content: bytes, labels: str) -> bytes:
     return stream.getvalue()
 
 
-def model_metadata(description: str, contract: str, classes: int, score: bool = True) -> bytes:
+def model_metadata(description: str, contract: str, classes: int) -> bytes:
     """A ModelMetadata flatbuffer: one subgraph, the image input, the probabilities output with
-    labels.txt, and (`score`) the digit_score output, in the graph's order."""
-    # Long by design: a flatbuffer is built leaves first, so the schema's tables are read here in one pass.
-    b = flatbuffers.Builder(1024)
+    labels.txt, and the digit_score output, in the graph's order."""
+    b = flatbuffers.Builder(1024)  # a flatbuffer is built leaves first: each table after its parts
 
-    def table(fields: list[tuple[int, str, object]]) -> int:
-        """fields: (slot, kind, value) with kind 'offset', 'byte' or 'uint8'; values already built."""
-        b.StartObject(max(slot for slot, _, _ in fields) + 1)
-        for slot, kind, value in fields:
-            if kind == "offset":
-                b.PrependUOffsetTRelativeSlot(slot, value, 0)
-            elif kind == "byte":
-                b.PrependInt8Slot(slot, value, 0)
-            else:
-                b.PrependUint8Slot(slot, value, 0)
+    def table(*fields) -> int:
+        """fields: (slot, offset), or (slot, value, prepend) for a scalar; every offset already built."""
+        b.StartObject(max((field[0] for field in fields), default=-1) + 1)
+        for slot, value, *prepend in fields:
+            (prepend[0] if prepend else b.PrependUOffsetTRelativeSlot)(slot, value, 0)
         return b.EndObject()
 
-    def vector(offsets: list[int]) -> int:
-        b.StartVector(4, len(offsets), 4)
-        for offset in reversed(offsets):
-            b.PrependUOffsetTRelative(offset)
-        return b.EndVector()
-
-    def floats(values: list[float]) -> int:
+    def vector(values: list, prepend=b.PrependUOffsetTRelative) -> int:
         b.StartVector(4, len(values), 4)
         for value in reversed(values):
-            b.PrependFloat32(value)
+            prepend(value)
         return b.EndVector()
 
-    def stats(low: float, high: float) -> int:
-        maximum, minimum = floats([high]), floats([low])
-        return table([(0, "offset", maximum), (1, "offset", minimum)])  # Stats: max, min
+    def tensor(name: str, text: str, content: int, high: float, files: list[int]) -> int:
+        """A TensorMetadata: name 0, description 1, content 3, stats 5 (0..high), associated files 6."""
+        name_at, text_at = b.CreateString(name), b.CreateString(text)
+        stats = table((0, vector([high], b.PrependFloat32)), (1, vector([0.0], b.PrependFloat32)))  # max, min
+        return table((0, name_at), (1, text_at), (3, content), (5, stats), *([(6, vector(files))] if files else []))
+
+    def feature() -> int:  # Content: FeatureProperties, which has no fields
+        return table((0, _FEATURE_PROPERTIES, b.PrependUint8Slot), (1, table()))
 
     # AssociatedFile: name, description, type
     label_name, label_text = b.CreateString(LABEL_FILE), b.CreateString(f"The {classes} class labels, one per line")
-    label_file = table([(0, "offset", label_name), (1, "offset", label_text), (2, "byte", _TENSOR_AXIS_LABELS)])
-
-    # The input: a grayscale image, raw bytes (no normalization: it is inside the model).
-    def tensor(name: str, text: str, content: int, high: float, files: list[int]) -> int:
-        """A TensorMetadata: name 0, description 1, content 3, stats 5 (0..high), associated files 6."""
-        name_at, text_at, stats_at = b.CreateString(name), b.CreateString(text), stats(0.0, high)
-        fields = [(0, "offset", name_at), (1, "offset", text_at), (3, "offset", content), (5, "offset", stats_at)]
-        return table(fields + ([(6, "offset", vector(files))] if files else []))
-
-    def feature() -> int:  # Content: FeatureProperties, which has no fields
-        return table([(0, "uint8", _FEATURE_PROPERTIES), (1, "offset", _empty_table(b))])
-
-    image_properties = table([(0, "byte", _GRAYSCALE)])  # ImageProperties: color_space
-    image = tensor(INPUT_NAME, contract, table([(0, "uint8", _IMAGE_PROPERTIES), (1, "offset", image_properties)]),
-                   255.0, [])
-    described = [tensor(PROBABILITIES, f"Probability of each of the {classes} classes (softmax); the label is "
-                        "the argmax", feature(), 1.0, [label_file])]
-    if score:
-        described.append(tensor(DIGIT_SCORE, SCORE_DESCRIPTION, feature(), 1.0, []))
-    inputs, outputs = vector([image]), vector(described)
-    subgraph = table([(2, "offset", inputs), (3, "offset", outputs)])  # SubGraphMetadata
+    label_file = table((0, label_name), (1, label_text), (2, _TENSOR_AXIS_LABELS, b.PrependInt8Slot))
+    # The input: a grayscale image (ImageProperties: color_space), raw bytes (no normalization: it is inside).
+    grayscale = table((0, _GRAYSCALE, b.PrependInt8Slot))
+    image = tensor(INPUT_NAME, contract, table((0, _IMAGE_PROPERTIES, b.PrependUint8Slot), (1, grayscale)), 255.0, [])
+    probabilities = tensor(PROBABILITIES, f"Probability of each of the {classes} classes (softmax); the label is "
+                           "the argmax", feature(), 1.0, [label_file])
+    score = tensor(DIGIT_SCORE, SCORE_DESCRIPTION, feature(), 1.0, [])
+    subgraph = table((2, vector([image])), (3, vector([probabilities, score])))  # SubGraphMetadata
     subgraphs = vector([subgraph])
-    name, text = b.CreateString("digits"), b.CreateString(description)
-    parser = b.CreateString(MIN_PARSER_VERSION)
+    name, text, parser = b.CreateString("digits"), b.CreateString(description), b.CreateString(MIN_PARSER_VERSION)
     # ModelMetadata: name 0, description 1, subgraph_metadata 3, min_parser_version 7
-    root = table([(0, "offset", name), (1, "offset", text), (3, "offset", subgraphs), (7, "offset", parser)])
-    b.Finish(root, file_identifier=METADATA_IDENTIFIER)
+    b.Finish(table((0, name), (1, text), (3, subgraphs), (7, parser)), file_identifier=METADATA_IDENTIFIER)
     return bytes(b.Output())
 
 
-def _empty_table(b: flatbuffers.Builder) -> int:
-    b.StartObject(0)
-    return b.EndObject()
-
-
-def read_metadata(content: bytes) -> dict:
-    """What a deployer's tooling reads back: {'provenance': {...}, 'model': {...}, 'labels': [...]}.
-
-    'model' holds ModelMetadata's name, description, the input and output tensor names
-    and descriptions, and the output's associated file names; 'labels' is labels.txt
-    from the appended archive."""
+def metadata_entries(content: bytes) -> dict[str, bytes]:
+    """The file's metadata entries by name (TFLITE_METADATA, digits_export)."""
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.Model.GetRootAs(content, 0)
-    entries = {}
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        entries[entry.Name().decode()] = model.Buffers(entry.Buffer()).DataAsNumpy().tobytes()
+    entries = (model.Metadata(i) for i in range(model.MetadataLength()))
+    return {e.Name().decode(): model.Buffers(e.Buffer()).DataAsNumpy().tobytes() for e in entries}
+
+
+def read_metadata(content: bytes) -> dict:
+    """What a deployer's tooling reads back: {'provenance': {...}, 'labels': [...]}, labels.txt
+    from the appended archive (KeyError or zipfile.BadZipFile for a file without one)."""
+    entries = metadata_entries(content)
     result = {"provenance": json.loads(entries[PROVENANCE_NAME])} if PROVENANCE_NAME in entries else {}
-    if METADATA_NAME in entries:
-        result["model"] = _read_model_metadata(entries[METADATA_NAME])
     with zipfile.ZipFile(io.BytesIO(content)) as archive:
         result["labels"] = archive.read(LABEL_FILE).decode().split()
     return result
-
-
-def _read_model_metadata(buf: bytes) -> dict:
-    if buf[4:8] != METADATA_IDENTIFIER:
-        raise ValueError("not a TFLite ModelMetadata flatbuffer")
-
-    def root(data: bytes) -> Table:
-        return Table(data, flatbuffers.encode.Get(flatbuffers.packer.uoffset, data, 0))
-
-    def string(t: Table, slot: int):
-        o = t.Offset(4 + 2 * slot)
-        return t.String(o + t.Pos).decode() if o else None
-
-    def tables(t: Table, slot: int) -> list[Table]:
-        o = t.Offset(4 + 2 * slot)
-        if not o:
-            return []
-        start = t.Vector(o)
-        return [Table(t.Bytes, t.Indirect(start + 4 * i)) for i in range(t.VectorLen(o))]
-
-    def tensor(t: Table) -> dict:
-        return {"name": string(t, 0), "description": string(t, 1),
-                "associated_files": [string(f, 0) for f in tables(t, 6)]}
-
-    model = root(buf)
-    (subgraph,) = tables(model, 3)
-    return {
-        "name": string(model, 0),
-        "description": string(model, 1),
-        "min_parser_version": string(model, 7),
-        "inputs": [tensor(t) for t in tables(subgraph, 2)],
-        "outputs": [tensor(t) for t in tables(subgraph, 3)],
-    }
 
 
 def op_names(content: bytes) -> list[str]:

@@ -25,18 +25,14 @@ SUFFIXES = {"model": ".onnx", "int8": ".int8.onnx", "ort": ".ort", "tflite": ".t
 
 
 def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def training_metrics(keras_path: Path) -> dict:
     """test_accuracy and data_source from the trainer's metrics.json beside the model, if any."""
-    path = keras_path.parent / "metrics.json"
     try:
-        metrics = json.loads(path.read_text())
+        metrics = json.loads((keras_path.parent / "metrics.json").read_text())
     except (OSError, ValueError):
         return {}
     found = {k: str(metrics[k]) for k in ("test_accuracy", "data_source") if k in metrics}
@@ -54,33 +50,31 @@ def without_paths(text: str) -> str:
     return _PATH.sub(lambda m: Path(m.group()).name or m.group(), text)
 
 
-def training_temperature(keras_path: Path) -> float | None:
-    """The temperature `digits train` fitted (metrics.json beside the model), if any, and
-    only if that metrics.json names this very file (its model_sha256): a model copied over
-    another run's keeps the probabilities it was trained to give."""
+def _own_metrics(keras_path: Path, key: str) -> dict:
+    """metrics.json's `key` section (beside the model), if that metrics.json names this very file
+    (its model_sha256), else {}: a model copied over another run's keeps what it was trained to give."""
     try:
         metrics = json.loads((keras_path.parent / "metrics.json").read_text())
-        value = metrics["calibration"]["temperature"]
-        if metrics["model_sha256"] != sha256_of(keras_path):
-            return None
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) and value > 0 else None
-
-
-def training_digit_threshold(keras_path: Path) -> dict[str, str]:
-    """`digit_score_method` and `digit_score_threshold` (the score at which `digits train`
-    kept 99% of the validation digits), from the metrics.json that names this very file
-    (as training_temperature); {} for any other model: its score has no fitted threshold."""
-    try:
-        metrics = json.loads((keras_path.parent / "metrics.json").read_text())
-        scored = metrics["digit_score"]
-        threshold, method = scored["threshold"], scored["method"]
+        section = metrics[key]
         if metrics["model_sha256"] != sha256_of(keras_path):
             return {}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+    return section if isinstance(section, dict) else {}
+
+
+def training_temperature(keras_path: Path) -> float | None:
+    """The temperature `digits train` fitted, from the metrics.json that names this very file."""
+    value = _own_metrics(keras_path, "calibration").get("temperature")
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
+
+
+def training_digit_threshold(keras_path: Path) -> dict[str, str]:
+    """`digit_score_method` and `digit_score_threshold` (the score at which `digits train` kept
+    99% of the validation digits), from the metrics.json that names this very file; else {}."""
+    scored = _own_metrics(keras_path, "digit_score")
+    threshold, method = scored.get("threshold"), scored.get("method")
+    if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1 or method is None:
         return {}
     return {"digit_score_method": str(method), "digit_score_threshold": repr(float(threshold))}
 

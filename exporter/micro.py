@@ -1,16 +1,14 @@
 """The TFLite Micro variant: the file run in TFLite Micro's own interpreter, and its C array.
 
-`tflite-micro`'s Python package wraps the same C++ interpreter a board runs (all of its
-kernels registered), so what it refuses a board refuses: an op with no TFLite Micro
-kernel is named from the interpreter's own message. The tensor arena a board must
-reserve is read from its RecordingMicroAllocator after one inference, and proven by
-running again in an arena of exactly that size. That is the need of TFLite Micro's reference
-kernels on this 64-bit host; a 32-bit board's pointers are smaller, but optimized kernels
-(CMSIS-NN on Cortex-M, ESP-NN) may ask for scratch buffers on top: the header says so.
+`tflite-micro`'s Python package wraps the C++ interpreter a board runs (every kernel
+registered), so what it refuses a board refuses, and the op it lacks is named from its own
+message. The tensor arena is read from its RecordingMicroAllocator after one inference and
+proven by running again in an arena of exactly that size (the header says what a board adds).
 """
 
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 
@@ -18,9 +16,9 @@ import numpy as np
 
 from digits.core.contract import DIGIT_SCORE, PROBABILITIES
 from digits.core.errors import ModelError
-from digits.exporter.litert_check import score_agreement, score_failures
 from digits.exporter.litert_file import op_names
 from digits.exporter.parity import Check
+from digits.exporter.quantize import score_check
 
 MIN_LABEL_AGREEMENT = 0.995  # TFLite Micro vs LiteRT on the int8 file, labels
 ARENA_ALIGNMENT = 16
@@ -29,8 +27,6 @@ ARRAY_NAME = "g_digits_model"
 
 def _captured_fd2(action):
     """(action's result or exception, what C++ code wrote on fd 2 meanwhile)."""
-    import sys
-
     sys.stderr.flush()
     with tempfile.TemporaryFile() as capture:
         saved = os.dup(2)
@@ -64,10 +60,10 @@ def micro_interpreter(content: bytes, arena: int, where: str = "model"):
     raise ModelError(f"{where}: TFLite Micro cannot load the micro model ({first[:200]})") from error
 
 
-def measure_arena(content: bytes, digit: np.ndarray, where: str = "model") -> int:
+def measure_arena(content: bytes, digit: np.ndarray) -> int:
     """Bytes of tensor arena the model needs, rounded up to 16: recorded by TFLite Micro's
     allocator in one inference, then proven by an inference in an arena of that size."""
-    interpreter = micro_interpreter(content, max(len(content) * 10, 1 << 20), where)
+    interpreter = micro_interpreter(content, max(len(content) * 10, 1 << 20))
     interpreter.set_input(digit[None], 0)
     interpreter.invoke()
     _, _, log = _captured_fd2(interpreter.print_allocations)
@@ -75,16 +71,13 @@ def measure_arena(content: bytes, digit: np.ndarray, where: str = "model") -> in
     if not total:
         raise RuntimeError(f"TFLite Micro's allocator did not report the arena size: {log[:300]!r}")
     arena = -(-int(total.group(1)) // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
-    proof = micro_interpreter(content, arena, where)
-    proof.set_input(digit[None], 0)
-    proof.invoke()
+    run_micro(content, digit[None], arena)  # the proof
     return arena
 
 
 def micro_outputs(content: bytes, interpreter) -> dict[str, dict]:
     """{"probabilities": ..., "digit_score": ...}: each output's index, shape, and int8 (scale, zero
-    point). TFLite Micro keeps no tensor names, so they are told apart by shape ([1, 10], [1]);
-    a file exported before the score has probabilities only."""
+    point), told apart by shape ([1, 10], [1]): TFLite Micro keeps no tensor names."""
     from ai_edge_litert import schema_py_generated as schema
 
     found = {}
@@ -128,7 +121,6 @@ def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: in
         "label_agreement": float((micro.argmax(1) == int8.argmax(1)).mean()),
         "litert_label_agreement": float((micro.argmax(1) == same_file.argmax(1)).mean()),
         "litert_max_abs_diff": float(np.abs(micro - same_file).max(initial=0.0)),
-        **score_agreement(micro_score, int8_score),
         "arena_bytes": arena,
         "ops": op_names(content),
         "bytes": len(content),
@@ -136,7 +128,7 @@ def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: in
     failures = [] if n["label_agreement"] >= MIN_LABEL_AGREEMENT else [
         f"TFLite Micro's labels agree with LiteRT's on model.int8.tflite for "
         f"{n['label_agreement']:.2%} < {MIN_LABEL_AGREEMENT:.1%} of {len(digits):,} digits"]
-    failures += score_failures(n, "TFLite Micro's", "LiteRT's on model.int8.tflite")
+    failures += score_check(n, micro_score, int8_score, "TFLite Micro's", "LiteRT's on model.int8.tflite")
     return Check("micro", n, failures, f"TFLite Micro vs LiteRT's int8 labels agree {n['label_agreement']:.2%} on "
                  f"{len(digits):,} digits; arena {arena:,} bytes; ops {', '.join(n['ops'])}")
 
@@ -155,35 +147,18 @@ def _add_call(op: str) -> str:
     return _ADD_CALLS.get(op) or "Add" + "".join(p if p[0].isdigit() else p.capitalize() for p in op.split("_"))
 
 
-def output_quantization(content: bytes) -> dict[str, dict]:
-    """micro_outputs of the micro model: each output's index, shape and int8 (scale, zero point)."""
-    return micro_outputs(content, micro_interpreter(content, max(len(content) * 10, 1 << 20)))
-
-
-def _score_lines(score: dict | None, threshold: float | None) -> str:
-    if score is None:
-        return ""
-    lines = f"""
-
-// Output {score["index"]}, digit_score: int8 {score["shape"]}, 0 like no digit .. 1 a sure one;
-// score = (interpreter.output(kDigitsScoreOutput)->data.int8[0] - kDigitsScoreZeroPoint) * kDigitsScoreScale.
-constexpr int kDigitsScoreOutput = {score["index"]};
-constexpr float kDigitsScoreScale = {score["scale"]!r}f;
-constexpr int kDigitsScoreZeroPoint = {score["zero_point"]};"""
-    if threshold is not None:
-        lines += ("\n// Not a digit when score < kDigitsScoreThreshold (fitted by `digits train`: keeps 99% of its "
-                  f"validation digits).\nconstexpr float kDigitsScoreThreshold = {threshold!r}f;")
-    return lines
-
-
 def c_source(content: bytes, header_name: str, arena: int, ops: list[str],
              outputs: dict[str, dict], threshold: float | None = None) -> tuple[str, str]:
     """(model.micro.cc, model.micro.h): the file as a 16-byte-aligned C array, the arena size
     TFLite Micro measured, the ops a MicroMutableOpResolver needs, and each output's index and
-    (scale, zero point) (output_quantization), with the digit_score threshold where the model has one."""
+    (scale, zero point) (micro_outputs), with the digit_score threshold where the model has one."""
+    # Long by design: most of it is the two files' text, which reads best as it will be written.
     guard = re.sub(r"\W", "_", header_name).upper() + "_"
     adds = "\n".join(f"  if ((status = resolver.{_add_call(op)}()) != ok) return status;" for op in ops)
-    probabilities = outputs[PROBABILITIES]
+    probabilities, score = outputs[PROBABILITIES], outputs[DIGIT_SCORE]
+    threshold_lines = "" if threshold is None else (
+        "\n// Not a digit when score < kDigitsScoreThreshold (fitted by `digits train`: keeps 99% of its "
+        f"validation digits).\nconstexpr float kDigitsScoreThreshold = {threshold!r}f;")
     header = f"""// Written by `digits export --micro`: the digit classifier for TensorFlow Lite Micro.
 // Input: uint8 [1, 28, 28], one MNIST-style digit, white (255) ink on black (0), row by row.
 // Output {probabilities["index"]}, probabilities: int8 {probabilities["shape"]};
@@ -204,7 +179,12 @@ constexpr size_t kDigitsTensorArenaSize = {arena};
 constexpr int kDigitsProbabilitiesOutput = {probabilities["index"]};
 constexpr float kDigitsOutputScale = {probabilities["scale"]!r}f;
 constexpr int kDigitsOutputZeroPoint = {probabilities["zero_point"]};
-{_score_lines(outputs.get(DIGIT_SCORE), threshold)}
+
+// Output {score["index"]}, digit_score: int8 {score["shape"]}, 0 like no digit .. 1 a sure one;
+// score = (interpreter.output(kDigitsScoreOutput)->data.int8[0] - kDigitsScoreZeroPoint) * kDigitsScoreScale.
+constexpr int kDigitsScoreOutput = {score["index"]};
+constexpr float kDigitsScoreScale = {score["scale"]!r}f;
+constexpr int kDigitsScoreZeroPoint = {score["zero_point"]};{threshold_lines}
 
 // The ops the model uses ({", ".join(ops)}): a tflite::MicroMutableOpResolver<kDigitsOpCount>
 // registers them with DigitsAddOps(resolver), which returns kTfLiteOk or the first failure.

@@ -1,20 +1,13 @@
 """Does the ONNX model give Keras's answers? Numbers first, then a verdict.
 
-Compared the way Hugging Face Optimum and NVIDIA Polygraphy do: per output,
-max absolute, max relative and mean absolute difference. The check passes when
-np.allclose(runtime, keras, atol, rtol) holds for every float output and the labels
-agree on every input, except where Keras's own top two probabilities are within
-that same tolerance of each other: there the label is a tie that any
-floating-point difference may break, and another CPU may break it otherwise. Inputs:
-real digits plus the edges a deployment meets (blank, saturated, noise, a batch of 1,
-a batch of 4,096). onnx's own reference evaluator gives a second, independent opinion
-on part of the real digits.
-
-Every check of an export (this one, and each variant's) gives a Check: `passed`,
-`failure`, `line()` for the console and `to_json()` for MODEL.parity.json.
+Compared as Hugging Face Optimum and NVIDIA Polygraphy do: per output, max absolute, max
+relative and mean absolute difference, on real digits and the edges a deployment meets. The
+verdict is docs/export.md's: np.allclose on every float output, and every label equal but
+where Keras's own top two are within that tolerance (a tie another CPU may break otherwise).
+onnx's reference evaluator gives a second, independent opinion on part of the real digits.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -25,15 +18,14 @@ DEFAULT_ATOL = 1e-5
 DEFAULT_RTOL = 1e-5
 REFERENCE_SAMPLES = 300  # the pure-numpy reference evaluator is slow; a few hundred suffice
 EDGE_SEED = 0
-# The float outputs a graph may give; Keras answers each (keras_answers). A runtime's output
-# named here is held to atol/rtol; one it does not give is not compared.
+# The float outputs a graph may give, each held to atol/rtol where a runtime gives it.
 FLOAT_OUTPUTS = (PROBABILITIES, DIGIT_SCORE)
 
 
 @dataclass
 class Check:
-    """One variant's verdict: its numbers (as MODEL.parity.json holds them), the gates
-    that failed in words, and the console line's text after the variant's name."""
+    """One export check's verdict: its numbers (as MODEL.parity.json holds them), the gates that
+    failed in words, and the console line's text after the check's name."""
 
     name: str
     numbers: dict
@@ -52,7 +44,7 @@ class Check:
         return f"[{'✓' if self.passed else '✗'}] {self.name}: {self.summary}"
 
     def to_json(self) -> dict:
-        return {**self.numbers, "passed": self.passed, **({"failure": self.failure} if self.failures else {})}
+        return {"passed": self.passed, **self.numbers, **({"failure": self.failure} if self.failures else {})}
 
 
 @dataclass
@@ -76,100 +68,53 @@ class CaseResult:
     close: bool  # np.allclose on every float output
     passed: bool  # close, and every label agrees or is such a tie
 
-    @property
-    def labels_ok(self) -> bool:
-        return round((1.0 - self.label_agreement) * self.samples) == self.label_ties
-
     def to_json(self) -> dict:
         head = {"case": self.case, "runtime": self.runtime, "samples": self.samples}
         tail = {k: getattr(self, k) for k in ("label_agreement", "label_ties", "close", "passed")}
         return {**head, **{name: asdict(diff) for name, diff in self.outputs.items()}, **tail}
 
 
-@dataclass
-class ParityReport:
-    """A runtime against Keras on every case: a Check, whose JSON is MODEL.parity.json's head."""
+def against_keras(cases: list[CaseResult], atol: float, rtol: float, name: str = "parity") -> Check:
+    """A runtime against Keras on every case, as one Check whose numbers are MODEL.parity.json's
+    head: per output the largest differences and the mean weighted by samples, label agreement."""
+    samples = sum(c.samples for c in cases)
+    weights = [c.samples for c in cases]
+    outputs = {output: {  # the float outputs, then the label: every case runs the same file
+        "max_abs_diff": max(c.outputs[output].max_abs_diff for c in cases),
+        "max_rel_diff": max(c.outputs[output].max_rel_diff for c in cases),
+        "mean_abs_diff": float(np.average([c.outputs[output].mean_abs_diff for c in cases], weights=weights)),
+    } for output in cases[0].outputs}
+    agreement = sum(c.label_agreement * c.samples for c in cases) / samples
+    numbers = {"atol": atol, "rtol": rtol, "samples": samples, "outputs": outputs, "label_agreement": agreement,
+               "cases": [c.to_json() for c in cases]}
+    failures = [f"probabilities differ by up to {c.outputs[PROBABILITIES].max_abs_diff:.2e} (atol {atol:g}, "
+                f"rtol {rtol:g}) and labels agree on {c.label_agreement:.2%} of '{c.case}' ({c.runtime})"
+                for c in cases if not c.passed][:1]
+    summary = (f"vs Keras on {samples:,} inputs: max abs diff {outputs[PROBABILITIES]['max_abs_diff']:.2e} "
+               f"(atol {atol:g}), labels agree {agreement:.2%}")
+    return Check(name, numbers, failures, summary)
 
-    atol: float
-    rtol: float
-    name: str = "parity"
-    cases: list[CaseResult] = field(default_factory=list)
 
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.cases)
-
-    @property
-    def samples(self) -> int:
-        return sum(c.samples for c in self.cases)
-
-    @property
-    def output_names(self) -> list[str]:
-        """The outputs every case compared: the float ones, then the label."""
-        return [name for name in self.cases[0].outputs if all(name in c.outputs for c in self.cases)]
-
-    def output(self, name: str) -> dict:
-        diffs = [c.outputs[name] for c in self.cases]
-        weights = np.array([c.samples for c in self.cases], dtype=np.float64)
-        return {
-            "max_abs_diff": max(d.max_abs_diff for d in diffs),
-            "max_rel_diff": max(d.max_rel_diff for d in diffs),
-            "mean_abs_diff": float(np.average([d.mean_abs_diff for d in diffs], weights=weights)),
-        }
-
-    @property
-    def label_agreement(self) -> float:
-        agreed = sum(c.label_agreement * c.samples for c in self.cases)
-        return agreed / max(self.samples, 1)
-
-    def to_json(self) -> dict:
-        return {
-            "passed": self.passed,
-            "atol": self.atol,
-            "rtol": self.rtol,
-            "samples": self.samples,
-            "outputs": {name: self.output(name) for name in self.output_names},
-            "label_agreement": self.label_agreement,
-            "cases": [c.to_json() for c in self.cases],
-            **({} if self.passed else {"failure": self.failure}),
-        }
-
-    def table(self) -> str:
-        header = (f"{'case':<22}{'runtime':<16}{'samples':>8}{'max abs':>11}{'max rel':>11}{'mean abs':>11}"
-                  f"{'labels':>9}  ok")
-        lines = [header, "-" * len(header)]
-        for c in self.cases:
-            p = c.outputs[PROBABILITIES]
-            lines.append(
-                f"{c.case:<22}{c.runtime:<16}{c.samples:>8}{p.max_abs_diff:>11.2e}{p.max_rel_diff:>11.2e}"
-                f"{p.mean_abs_diff:>11.2e}{c.label_agreement:>9.2%}  {'✓' if c.passed else '✗'}"
-            )
-        close = all(c.close for c in self.cases)
-        for name in self.output_names[:-1]:
-            lines.append(f"[{'✓' if close else '✗'}] {name}: max abs diff {self.output(name)['max_abs_diff']:.2e} "
-                         f"(atol {self.atol:g}, rtol {self.rtol:g})")
-        ties = sum(c.label_ties for c in self.cases)
-        labels_ok = all(c.labels_ok for c in self.cases)
-        lines.append(f"[{'✓' if labels_ok else '✗'}] label: agreement {self.label_agreement:.2%}"
-                     + (f" ({ties} differing labels are ties within tolerance)" if ties else ""))
-        return "\n".join(lines)
-
-    def line(self) -> str:
-        """One line: how far from Keras, on how many inputs (the table says it per case)."""
-        probs = self.output(PROBABILITIES)
-        return (f"[{'✓' if self.passed else '✗'}] {self.name}: vs Keras on {self.samples:,} inputs: max abs diff "
-                f"{probs['max_abs_diff']:.2e} (atol {self.atol:g}), labels agree {self.label_agreement:.2%}")
-
-    @property
-    def failure(self) -> str:
-        for c in self.cases:
-            if not c.passed:
-                return (
-                    f"probabilities differ by up to {c.outputs[PROBABILITIES].max_abs_diff:.2e} (atol {self.atol:g}, "
-                    f"rtol {self.rtol:g}) and labels agree on {c.label_agreement:.2%} "
-                    f"of '{c.case}' ({c.runtime})"
-                )
-        return ""
+def table(check: Check) -> str:
+    """An against_keras check for the console: a row per case, then a verdict per output."""
+    n = check.numbers
+    header = (f"{'case':<22}{'runtime':<16}{'samples':>8}{'max abs':>11}{'max rel':>11}{'mean abs':>11}"
+              f"{'labels':>9}  ok")
+    lines = [header, "-" * len(header)]
+    for c in n["cases"]:
+        p = c[PROBABILITIES]
+        lines.append(f"{c['case']:<22}{c['runtime']:<16}{c['samples']:>8}{p['max_abs_diff']:>11.2e}"
+                     f"{p['max_rel_diff']:>11.2e}{p['mean_abs_diff']:>11.2e}{c['label_agreement']:>9.2%}"
+                     f"  {'✓' if c['passed'] else '✗'}")
+    close = all(c["close"] for c in n["cases"])
+    for name, diff in list(n["outputs"].items())[:-1]:
+        lines.append(f"[{'✓' if close else '✗'}] {name}: max abs diff {diff['max_abs_diff']:.2e} "
+                     f"(atol {n['atol']:g}, rtol {n['rtol']:g})")
+    ties = sum(c["label_ties"] for c in n["cases"])
+    labels_ok = all(round((1.0 - c["label_agreement"]) * c["samples"]) == c["label_ties"] for c in n["cases"])
+    lines.append(f"[{'✓' if labels_ok else '✗'}] label: agreement {n['label_agreement']:.2%}"
+                 + (f" ({ties} differing labels are ties within tolerance)" if ties else ""))
+    return "\n".join(lines)
 
 
 class ParityError(DigitsError):
@@ -246,15 +191,13 @@ def keras_answers(keras_model, real: np.ndarray) -> list[tuple[str, np.ndarray, 
     return answers
 
 
-def check_against_keras(answers: list, run, runtime: str, atol: float, rtol: float,
-                        name: str = "parity") -> ParityReport:
+def check_against_keras(answers: list, run, runtime: str, atol: float, rtol: float, name: str = "parity") -> Check:
     """`run(digits)` -> {output name: array}, judged against Keras's `answers` (keras_answers) on every case."""
-    report = ParityReport(atol=atol, rtol=rtol, name=name)
-    report.cases = [judge(case, runtime, keras, run(digits), atol, rtol) for case, digits, keras in answers]
-    return report
+    return against_keras([judge(case, runtime, keras, run(digits), atol, rtol) for case, digits, keras in answers],
+                         atol, rtol, name)
 
 
-def check_parity(answers: list, onnx_path, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> ParityReport:
+def check_parity(answers: list, onnx_path, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> Check:
     """onnxruntime on every case and onnx's reference evaluator on the first real digits, against
     Keras's `answers` (keras_answers): every output the graph gives, by its name."""
     import onnx
@@ -263,11 +206,11 @@ def check_parity(answers: list, onnx_path, atol: float = DEFAULT_ATOL, rtol: flo
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    report = check_against_keras(answers, lambda x: dict(zip(names, session.run(names, {INPUT_NAME: x}))),
-                                 "onnxruntime", atol, rtol)
+    cases = [judge(case, "onnxruntime", keras, dict(zip(names, session.run(names, {INPUT_NAME: digits}))), atol, rtol)
+             for case, digits, keras in answers]
     _, real, keras = answers[0]
     evaluator = ReferenceEvaluator(onnx.load(str(onnx_path)))
     reference = dict(zip(names, evaluator.run(names, {INPUT_NAME: real[:REFERENCE_SAMPLES]})))
     first = {name: values[:REFERENCE_SAMPLES] for name, values in keras.items()}
-    report.cases.append(judge("real digits", "onnx reference", first, reference, atol, rtol))
-    return report
+    cases.append(judge("real digits", "onnx reference", first, reference, atol, rtol))
+    return against_keras(cases, atol, rtol)

@@ -11,27 +11,22 @@ from digits.core.contract import IMAGE_SIZE
 BATCH_SIZES = (1, 64, 1024, 8192)
 MIN_SECONDS = 0.3  # per model and batch size: enough repeats for a stable median
 MIN_REPEATS = 5
+MAX_REPEATS = 2000
 
 
-def _median_seconds(run, min_seconds: float = MIN_SECONDS) -> float:
+def _median_seconds(run) -> float:
     run()  # warm-up: first-call allocations are not throughput
     times: list[float] = []
-    spent = 0.0
-    while len(times) < MIN_REPEATS or spent < min_seconds:
+    while len(times) < MIN_REPEATS or (sum(times) < MIN_SECONDS and len(times) < MAX_REPEATS):
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-        spent += times[-1]
-        if len(times) >= 2000:
-            break
     return statistics.median(times)
 
 
 def models_to_bench(paths: list[Path]) -> tuple[dict[str, Path], Path | None]:
-    """({name: ONNX model}, the Keras model or None) from the user's list.
-
-    A model's .int8.onnx beside it joins the comparison without being named.
-    """
+    """({name: ONNX model}, the Keras model or None) from the user's list; a model's .int8.onnx
+    beside it joins the comparison without being named."""
     from digits.core.errors import ModelError
     from digits.core.files import require_file
     from digits.exporter.export import sibling

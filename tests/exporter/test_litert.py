@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from digits.exporter.litert import CONTRACTS
-from digits.exporter.litert_check import INT8_SCORE_ATOL
+from digits.exporter.quantize import INT8_SCORE_ATOL
 from tests.conftest import assert_one_line_error, run_digits, run_main
 
 pytestmark = [pytest.mark.slow, pytest.mark.tf]
@@ -31,6 +31,44 @@ def exported(trained_mlp, sample_npz, tmp_path_factory):
 def real_digits(sample):
     """2,000 real digits, the export's parity digits: the test digits first."""
     return np.concatenate([sample.x_test, sample.x_train])[:2000]
+
+
+def model_metadata(content: bytes) -> dict:
+    """The TFLITE_METADATA entry as Android's tooling reads it: ModelMetadata's name, description,
+    min_parser_version, and each input and output tensor's name, description and associated files
+    (field slots as in tflite-support's metadata_schema.fbs)."""
+    import flatbuffers
+    from flatbuffers.table import Table
+
+    from digits.exporter.litert_file import METADATA_NAME, metadata_entries
+
+    buf = metadata_entries(content)[METADATA_NAME]
+    assert buf[4:8] == b"M001"  # the ModelMetadata file identifier
+
+    def string(t: Table, slot: int):
+        o = t.Offset(4 + 2 * slot)
+        return t.String(o + t.Pos).decode() if o else None
+
+    def tables(t: Table, slot: int) -> list[Table]:
+        o = t.Offset(4 + 2 * slot)
+        if not o:
+            return []
+        start = t.Vector(o)
+        return [Table(t.Bytes, t.Indirect(start + 4 * i)) for i in range(t.VectorLen(o))]
+
+    def tensor(t: Table) -> dict:
+        return {"name": string(t, 0), "description": string(t, 1),
+                "associated_files": [string(f, 0) for f in tables(t, 6)]}
+
+    model = Table(buf, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
+    (subgraph,) = tables(model, 3)
+    return {
+        "name": string(model, 0),
+        "description": string(model, 1),
+        "min_parser_version": string(model, 7),
+        "inputs": [tensor(t) for t in tables(subgraph, 2)],
+        "outputs": [tensor(t) for t in tables(subgraph, 3)],
+    }
 
 
 def test_every_file_is_written_and_checked(exported):
@@ -83,6 +121,7 @@ def test_contract_and_metadata(exported, trained_mlp):
         metadata = read_metadata(content)
         assert metadata["labels"] == [str(d) for d in range(10)]
         contract = {"name": "image", "description": CONTRACTS[kind], "associated_files": []}
+        metadata["model"] = model_metadata(content)
         assert metadata["model"]["inputs"][0] == contract
         assert metadata["model"]["outputs"][0]["associated_files"] == ["labels.txt"]
         assert [o["name"] for o in metadata["model"]["outputs"]] == ["probabilities", "digit_score"]

@@ -58,7 +58,7 @@ def test_micro_int8_tflite_on_a_calibrated_trained_model(kind, sample_npz, sampl
     # INT8_SCORE_ATOL (measured on these 5,000 digits, seed 0: up to 0.016 for the MLP, 0.014 for the CNN);
     # the micro header says which output it is and the threshold metrics.json holds.
     from digits.batch.litert_model import LiteRtClassifier
-    from digits.exporter.litert_check import INT8_SCORE_ATOL
+    from digits.exporter.quantize import INT8_SCORE_ATOL
 
     onnx_scores = ort.InferenceSession(str(out)).run(["digit_score"], {"image": digits})[0]
     for name, tolerance in (("model.tflite", 1e-5), ("model.int8.tflite", INT8_SCORE_ATOL),
