@@ -84,15 +84,9 @@ def coverage_table(probabilities: np.ndarray, labels: np.ndarray, thresholds=THR
     rows = []
     for p in thresholds:
         accepted = confidence >= p
-        n = int(accepted.sum())
-        errors = int((wrong & accepted).sum())
-        rows.append({
-            "p": p,
-            "accepted": n,
-            "coverage": n / max(len(labels), 1),
-            "errors": errors,
-            "error_rate": errors / n if n else 0.0,
-        })
+        n, errors = int(accepted.sum()), int((wrong & accepted).sum())
+        rows.append({"p": p, "accepted": n, "coverage": n / max(len(labels), 1), "errors": errors,
+                     "error_rate": errors / n if n else 0.0})
     return rows
 
 
@@ -123,28 +117,17 @@ def calibration_report(val_probs: np.ndarray, val_labels: np.ndarray,
     bins on the test digits. Without validation digits T is 1: the model as trained."""
     held_out = len(val_labels) > 0
     temperature = fit_temperature(val_probs, val_labels) if held_out else 1.0
-    calibrated = apply_temperature(test_probs, temperature)
-    before, after = reliability(test_probs, test_labels), reliability(calibrated, test_labels)
     report = {
         "temperature": round(temperature, 6),
         "fitted_on": f"validation split ({len(val_labels):,} digits)" if held_out
         else "nothing (no validation split): temperature 1, the model as trained",
     }
-    if held_out:
-        val_after = apply_temperature(val_probs, temperature)
-        report.update(
-            validation_loss_before=nll(val_probs, val_labels),
-            validation_loss_after=nll(val_after, val_labels),
-            validation_ece_before=reliability(val_probs, val_labels)["ece"],
-            validation_ece_after=reliability(val_after, val_labels)["ece"],
-        )
-    report.update(
-        test_loss_before=nll(test_probs, test_labels),
-        test_loss_after=nll(calibrated, test_labels),
-        test_ece_before=before["ece"],
-        test_ece_after=after["ece"],
-        ece_bins=ECE_BINS,
-        reliability_before=before,
-        reliability_after=after,
-    )
+    parts = [("validation", val_probs, val_labels)] if held_out else []
+    for part, probs, labels in [*parts, ("test", test_probs, test_labels)]:
+        after = apply_temperature(probs, temperature)
+        report.update({f"{part}_loss_before": nll(probs, labels), f"{part}_loss_after": nll(after, labels),
+                       f"{part}_ece_before": reliability(probs, labels)["ece"],
+                       f"{part}_ece_after": reliability(after, labels)["ece"]})
+    report.update(ece_bins=ECE_BINS, reliability_before=reliability(test_probs, test_labels),
+                  reliability_after=reliability(apply_temperature(test_probs, temperature), test_labels))
     return temperature, report

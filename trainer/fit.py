@@ -42,12 +42,9 @@ class Trained:
 def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Trained:
     """Fit a new model (recipe.model) on data.x_train; Keras progress goes to stderr.
 
-    The validation part is a stratified, shuffled split of the training digits:
-    Keras's own `validation_split` takes the last rows, which in a class-sorted
-    source (the bundled sample) are all nines. With recipe.early_stop, training
-    stops once validation loss has not improved for that many epochs, and the
-    weights of the best epoch are restored.
-    """
+    Validation is a stratified, shuffled split of the training digits: Keras's own
+    `validation_split` takes the last rows, all nines in a class-sorted source (the
+    bundled sample). With recipe.early_stop, the best epoch's weights are restored."""
     keras = import_keras()
     keras.utils.set_random_seed(recipe.seed)
     fit_idx, val_idx = stratified_split(data.y_train, recipe.validation_split, recipe.seed)
@@ -64,11 +61,8 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
         if recipe.augment
         else {"x": model_input(digits, shape), "y": onehot, "batch_size": recipe.batch_size}
     )
-    stopper = None
-    if recipe.early_stop:
-        stopper = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=recipe.early_stop, restore_best_weights=True
-        )
+    stopper = (keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stop, restore_best_weights=True)
+               if recipe.early_stop else None)
 
     interrupts.check()  # asked before fitting began: not one batch
     start = time.perf_counter()
@@ -105,10 +99,9 @@ def _decay(keras, factor: float) -> list:
 
 def _with_outliers(digits, onehot, recipe: Recipe):
     """The training digits and their one-hot targets, followed by recipe.outliers x as many
-    generated non-digits whose target is uniform (0.1 for each class). Cross-entropy
-    against uniform is outlier exposure's loss term (Hendrycks et al. 2019): with half as
-    many outliers as digits it weighs 0.5 beside the digits' loss, as in the paper.
-    Keras's training `accuracy` then counts the outliers too (as wrong): validation has none."""
+    generated non-digits whose target is uniform: cross-entropy against uniform is outlier
+    exposure's loss term (Hendrycks et al. 2019). Keras's training `accuracy` then counts
+    the outliers as wrong; validation has none."""
     import numpy as np
 
     from digits.trainer.outliers import make_outliers

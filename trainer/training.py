@@ -1,12 +1,9 @@
-"""Training as a library call: data in, a trained model and its reports on disk, a typed result back.
-
-`digits train` is its shell: it builds the Recipe from the options, calls
-train_and_report and prints from the result.
-"""
+"""Training as a library call: data in, a trained model and its reports on disk, a typed
+result back (`digits train` builds the Recipe, calls train_and_report, prints from the result)."""
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -52,27 +49,17 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
     metrics = score(test_probs, dataset.y_test)
     metrics.update(
         data_source=dataset.source,
-        model=recipe.model,
-        augment=recipe.augment,
-        decay=recipe.decay,
-        outliers=recipe.outliers,
+        **asdict(recipe),
         train_size=trained.train_size,
         validation_size=trained.validation_size,
-        epochs=recipe.epochs,
         epochs_run=trained.epochs_run,
-        early_stop=recipe.early_stop,
         best_epoch=trained.best_epoch,
-        batch_size=recipe.batch_size,
-        dropout=recipe.dropout,
-        seed=recipe.seed,
         train_seconds=round(trained.train_seconds, 3),
         seconds_per_epoch=round(trained.train_seconds / max(trained.epochs_run, 1), 3),
         versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     )
     metrics.update(_calibration(trained, test_probs, dataset.y_test, recipe.outliers))
     metrics["warnings"] = missing_classes_warnings(dataset.y_train, dataset.y_test)
-    # None lands unless every one was written whole; then each is renamed into place in
-    # ARTEFACTS' order, metrics.json (the set's manifest) last.
     with atomic_folder_files({name: out_dir / name for name in ARTEFACTS}) as temp:
         trained.model.save(temp["model.keras"])
         write_json(temp["history.json"], trained.history)

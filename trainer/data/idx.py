@@ -19,7 +19,6 @@ from digits.core.errors import DataError
 from digits.core.files import MISSING, PathError, kind_of, require_file
 from digits.trainer.data.digitset import Mnist, check_images, check_labels
 
-UBYTE = 0x08
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 
@@ -33,19 +32,13 @@ FILES = {
 
 
 def find_idx_files(folder: Path) -> dict[str, Path] | None:
-    """The four files in `folder`, or None when it holds none of them.
-
-    Raises DataError when it holds some but not all.
-    """
+    """The four files in `folder`, or None when it holds none of them; DataError when it holds some."""
     found: dict[str, Path] = {}
     for role, names in FILES.items():
-        for name in names:
-            for candidate in (folder / name, folder / f"{name}.gz"):
-                if kind_of(candidate) != MISSING:  # a FIFO of that name is found, then refused
-                    found[role] = candidate
-                    break
-            if role in found:
-                break
+        candidates = [folder / f"{name}{gz}" for name in names for gz in ("", ".gz")]
+        present = [path for path in candidates if kind_of(path) != MISSING]  # a FIFO is found, then refused when read
+        if present:
+            found[role] = present[0]
     if not found:
         return None
     missing = [FILES[role][0] for role in FILES if role not in found]
@@ -96,19 +89,11 @@ def load_idx_folder(folder: Path) -> Mnist:
     files = find_idx_files(folder)
     if files is None:
         raise DataError(f"{folder}: no IDX files ({FILES['train_images'][0]} ...)")
-    x_train = check_images(read_idx(files["train_images"], IMAGES_MAGIC), str(files["train_images"]))
-    x_test = check_images(read_idx(files["test_images"], IMAGES_MAGIC), str(files["test_images"]))
-    y_train = read_idx(files["train_labels"], LABELS_MAGIC)
-    y_test = read_idx(files["test_labels"], LABELS_MAGIC)
-    return Mnist(
-        x_train=x_train,
-        y_train=check_labels(
-            y_train, len(x_train), f"{files['train_labels']} (for {files['train_images'].name})"
-        ),
-        x_test=x_test,
-        y_test=check_labels(y_test, len(x_test), f"{files['test_labels']} (for {files['test_images'].name})"),
-        # The form and the file names, never the folder: the source travels into metrics.json
-        # and from there into every exported model's metadata, which must not carry a local path.
-        source="IDX files ("
-        f"{', '.join(files[k].name for k in ('train_images', 'train_labels', 'test_images', 'test_labels'))})",
-    )
+    parts = []
+    for part in ("train", "test"):
+        images, labels = files[f"{part}_images"], files[f"{part}_labels"]
+        x = check_images(read_idx(images, IMAGES_MAGIC), str(images))
+        parts += [x, check_labels(read_idx(labels, LABELS_MAGIC), len(x), f"{labels} (for {images.name})")]
+    # The form and the file names, never the folder: the source travels into metrics.json
+    # and from there into every exported model's metadata, which must not carry a local path.
+    return Mnist(*parts, source=f"IDX files ({', '.join(files[role].name for role in FILES)})")

@@ -75,10 +75,6 @@ def load_npz(path: Path, source: str | None = None) -> Mnist:
     arrays = {k: _read_member(path, k, member) for k, member in _members(path).items()}
     x_train = check_images(arrays["x_train"], f"{path} x_train")
     x_test = check_images(arrays["x_test"], f"{path} x_test")
-    return Mnist(
-        x_train=x_train,
-        y_train=check_labels(arrays["y_train"], len(x_train), f"{path} y_train"),
-        x_test=x_test,
-        y_test=check_labels(arrays["y_test"], len(x_test), f"{path} y_test"),
-        source=source or f"npz {path.name}",  # a name, not a local path (idx.py says why)
-    )
+    y_train = check_labels(arrays["y_train"], len(x_train), f"{path} y_train")
+    y_test = check_labels(arrays["y_test"], len(x_test), f"{path} y_test")
+    return Mnist(x_train, y_train, x_test, y_test, source or f"npz {path.name}")  # a name, not a path (idx.py says why)

