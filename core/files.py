@@ -137,18 +137,11 @@ def file_name(value: str | os.PathLike) -> Path:
     return Path(value)
 
 
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return False
-
-
 def same_target(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether `a` and `b` name the same file: the same inode (hard links, symlinks) or, for
-    names not there yet, the same real path."""
+    """Whether `a` and `b` name the same file: the same real path (names not there yet
+    included) or the same inode (hard links)."""
     try:
-        return same_file(a, b) or os.path.realpath(a) == os.path.realpath(b)
+        return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
     except (OSError, ValueError):
         return False
 
@@ -169,7 +162,7 @@ def refuse_overwriting(output: str | os.PathLike, inputs: Iterable[str | os.Path
     if kind_of(output) != REGULAR:
         return  # nothing there yet (or a device such as /dev/null): nothing to destroy
     for source in inputs:
-        if same_file(output, source):
+        if same_target(output, source):
             raise OutputError(
                 f"{os.fsdecode(output)}: the {what} would overwrite an input ({os.fsdecode(source)}); "
                 f"give another name"

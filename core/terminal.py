@@ -1,5 +1,4 @@
-"""Text from outside (a model's names and metadata, a data file's fields, a path) made safe
-to print on a terminal. One function, used wherever such text reaches stdout or stderr as
+"""Text from outside (a model's metadata, a data file's fields, a path) made safe to print as
 prose; --json output and rows are data and stay exact."""
 
 import re

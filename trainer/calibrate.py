@@ -1,12 +1,10 @@
-"""Confidence you can act on: temperature scaling, calibration error, coverage at a threshold.
+"""Confidence you can act on: temperature scaling, calibration error, coverage at a threshold
+(numpy only, so an exported model's probabilities are scored the same way).
 
-numpy only, so that an exported model's probabilities are scored the same way.
-
-Temperature scaling (Guo et al., 2017) divides a model's logits by one number T,
-fitted to minimise the cross-entropy on held-out digits. Softmax is unchanged by a
-shift of its inputs, and log(softmax(z)) is z shifted, so softmax(log(p) / T) equals
-softmax(z / T): T is applied to probabilities, whatever last layer a model has. T is
-positive, so every digit keeps its label.
+Temperature scaling (Guo et al., 2017) divides a model's logits by one number T, fitted to
+minimise the cross-entropy on held-out digits. log(softmax(z)) is z shifted, and softmax
+ignores a shift, so softmax(log(p) / T) equals softmax(z / T): T is applied to
+probabilities, whatever a model's last layer. T > 0, so every digit keeps its label.
 """
 
 import numpy as np
@@ -35,11 +33,8 @@ def nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, iterations: int = 80) -> float:
-    """The T in T_RANGE that minimises the cross-entropy of `labels` under softmax(log(p) / T).
-
-    The cross-entropy is convex in 1/T, so a golden-section search on log T finds the
-    minimum; 80 steps narrow the range to about 1e-15 of its width.
-    """
+    """The T in T_RANGE that minimises the cross-entropy of `labels` under softmax(log(p) / T):
+    a golden-section search on log T (the loss is convex in 1/T); 80 steps narrow the range to 1e-15."""
     golden = (np.sqrt(5) - 1) / 2
     lo, hi = np.log(T_RANGE[0]), np.log(T_RANGE[1])
 
@@ -91,12 +86,9 @@ def coverage_table(probabilities: np.ndarray, labels: np.ndarray, thresholds=THR
 
 
 def digit_score_report(val_probs: np.ndarray, test_probs: np.ndarray, outliers: float) -> dict:
-    """metrics.json's `digit_score`: the threshold (fitted on the validation digits'
-    probabilities as trained, before temperature: the score DIGITS_KEPT of them reach) and
-    the share of the test digits it rejects. Without validation digits the threshold is 0.
-
-    Before temperature, because the temperature fitted for the labels' confidence (0.4 for
-    the CNN trained with outliers) sharpens non-digits too: docs/decisions.md, "Is it a digit?"."""
+    """metrics.json's `digit_score`: the threshold DIGITS_KEPT of the validation digits reach (0
+    without them) and the share of the test digits it rejects. Scored before temperature: the
+    temperature fitted for the labels sharpens non-digits too (docs/decisions.md, "Is it a digit?")."""
     from digits.batch.scores import digit_scores
 
     threshold = float(np.quantile(digit_scores(val_probs), 1 - DIGITS_KEPT)) if len(val_probs) else 0.0
@@ -112,9 +104,8 @@ def digit_score_report(val_probs: np.ndarray, test_probs: np.ndarray, outliers: 
 
 def calibration_report(val_probs: np.ndarray, val_labels: np.ndarray,
                        test_probs: np.ndarray, test_labels: np.ndarray) -> tuple[float, dict]:
-    """(T fitted on the validation digits, the metrics.json entry): T, cross-entropy and
-    ECE before and after on the validation and the test digits, and the reliability
-    bins on the test digits. Without validation digits T is 1: the model as trained."""
+    """(T fitted on the validation digits, 1 without them; metrics.json's entry: cross-entropy and
+    ECE before and after on the validation and test digits, the test digits' reliability bins)."""
     held_out = len(val_labels) > 0
     temperature = fit_temperature(val_probs, val_labels) if held_out else 1.0
     report = {

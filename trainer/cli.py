@@ -100,18 +100,9 @@ def train(
     require_train_extra("digits train", ("tensorflow", "keras", "matplotlib"))
     from digits.trainer.training import train_and_report
 
-    defaults = default_recipe(model.value)
-    recipe = replace(
-        defaults,
-        epochs=epochs or defaults.epochs,
-        batch_size=batch_size,
-        validation_split=validation_split,
-        dropout=defaults.dropout if dropout is None else dropout,
-        seed=seed,
-        augment=defaults.augment if augment is None else augment,
-        early_stop=early_stop,
-        outliers=outliers,
-    )
+    given = {"epochs": epochs, "dropout": dropout, "augment": augment}  # None: the model's own default
+    recipe = replace(default_recipe(model.value), batch_size=batch_size, validation_split=validation_split, seed=seed,
+                     early_stop=early_stop, outliers=outliers, **{k: v for k, v in given.items() if v is not None})
     progress = 0 if quiet else (1 if sys.stderr.isatty() else 2)
     say = (lambda line: None) if quiet else (lambda line: print(printable_lines(line), file=sys.stderr))
     result = train_and_report(data, out, recipe, verbose=progress, say=say)

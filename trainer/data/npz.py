@@ -34,18 +34,14 @@ def _members(path: Path) -> dict[str, str]:
 
 
 def _read_member(path: Path, key: str, member: str) -> np.ndarray:
-    """One array of the archive. Its header is read and checked first: the size it
-    declares must be the size stored, so a forged header cannot make us allocate
-    terabytes (MemoryError) or read past the data. Never unpickled."""
+    """One array of the archive, never unpickled. Its header is checked first: the size it declares
+    must be the size stored, so a forged header cannot make us allocate terabytes or read past the data."""
     where, declared = f"{path} {key}", 0
     try:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo(member)
             with archive.open(info) as f:
-                try:
-                    shape, fortran, dtype = read_npy_header(f)
-                except ArrayError as e:
-                    raise DataError(f"{where}: {e}") from e
+                shape, fortran, dtype = read_npy_header(f)
                 header = f.tell()
                 declared = math.prod(shape) * dtype.itemsize
                 # a zip bomb may be honest about its size; full MNIST's largest array is 47 MB
@@ -53,13 +49,11 @@ def _read_member(path: Path, key: str, member: str) -> np.ndarray:
                     raise DataError(
                         f"{where}: {declared:,} bytes; more than {MAX_DATA_FILE_BYTES // 2**30} GiB is not MNIST")
                 if declared != info.file_size - header:
-                    raise DataError(
-                        f"{where}: header says {shape} {dtype} = {declared:,} bytes, "
-                        f"archive holds {info.file_size - header:,}"
-                    )
+                    raise DataError(f"{where}: header says {shape} {dtype} = {declared:,} bytes, "
+                                    f"archive holds {info.file_size - header:,}")
                 data = f.read(declared)
-    except DataError:
-        raise
+    except ArrayError as e:
+        raise DataError(f"{where}: {e}") from e
     except MemoryError as e:
         raise DataError(f"{where}: {declared:,} bytes do not fit in memory") from e
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError, RuntimeError, NotImplementedError) as e:
