@@ -109,17 +109,9 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     if check_atomic_target(target):
         with _streamed(target, stream_fd(target)) as temp:
             yield temp
-        return
-    real = written_through(target)
-    temp = temp_beside(real)
-    try:
-        with writing(target):
-            yield temp
-            _fsync(temp)
-            os.replace(temp, real)
-            _fsync_folder(real.parent)
-    finally:
-        _remove(temp)
+    else:
+        with atomic_folder_files({"target": target}) as temps:
+            yield temps["target"]
 
 
 @contextmanager
@@ -157,9 +149,10 @@ def atomic_folder_files(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
     try:
         try:
             yield temps
-        except OSError as e:  # name the artefact, not its temporary name
+        except OSError as e:  # name the artefact, not its temporary name; else the one target, or their folder
+            first = next(iter(targets.values()))
             failed = {str(temp): targets[key] for key, temp in temps.items()}.get(
-                os.fsdecode(e.filename) if e.filename else "", next(iter(targets.values())).parent)
+                os.fsdecode(e.filename) if e.filename else "", first if len(targets) == 1 else first.parent)
             raise write_error(failed, e) from e
         for key, target in targets.items():
             with writing(target):
@@ -171,12 +164,8 @@ def atomic_folder_files(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
             _fsync_folder(folder)
     finally:
         for temp in temps.values():
-            _remove(temp)
-
-
-def _remove(temp: Path) -> None:
-    with suppress(OSError):
-        temp.unlink(missing_ok=True)
+            with suppress(OSError):
+                temp.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:

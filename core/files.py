@@ -176,8 +176,6 @@ def open_output(path: Path, append: bool = False) -> TextIO:
     The lock is taken before truncating, so a second run writing the same file is refused
     (OutputError) without touching the first run's rows. Devices and FIFOs (/dev/null, a
     pipe) are opened as they are, without truncating or locking."""
-    import fcntl
-
     kind = kind_of(path)
     if kind == FOLDER:
         raise OutputError(f"{path}: is a folder; give a file name to write to")
@@ -189,23 +187,30 @@ def open_output(path: Path, append: bool = False) -> TextIO:
         raise write_error(path, e) from e
     try:
         if stat.S_ISREG(os.fstat(fd).st_mode):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as e:
-                raise OutputError(f"{path}: another run is writing this file; wait for it or give another name") from e
-            except OSError as e:
-                if e.errno not in _NO_LOCKING:
-                    raise
+            _lock(fd, f"{path}: another run is writing this file; wait for it or give another name")
             if append:
                 return open(fd, "a", encoding="utf-8", errors="surrogateescape", newline="")
             os.ftruncate(fd, 0)
         return open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
-    except OSError as e:
+    except BaseException as e:
         os.close(fd)
-        raise write_error(path, e) from e
-    except BaseException:
-        os.close(fd)
+        if isinstance(e, OSError):
+            raise write_error(path, e) from e
         raise
+
+
+def _lock(fd: int, busy: str) -> None:
+    """An exclusive lock on `fd`, OutputError(busy) when another run holds it; none where the
+    file system cannot lock."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        raise OutputError(busy) from e
+    except OSError as e:
+        if e.errno not in _NO_LOCKING:
+            raise
 
 
 class FolderLock:
@@ -225,21 +230,17 @@ class FolderLock:
 def lock_folder(folder: Path) -> FolderLock:
     """An exclusive lock on `folder` while the FolderLock is held: two runs writing the same
     set of artefacts would mix them. OutputError when another run holds it."""
-    import fcntl
-
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise write_error(folder, e) from e
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in _NO_LOCKING:
-            return FolderLock(fd)
+        _lock(fd, f"{folder}: another run is writing this folder; wait for it or give another --out")
+    except BaseException as e:
         os.close(fd)
-        if isinstance(e, BlockingIOError):
-            raise OutputError(f"{folder}: another run is writing this folder; wait for it or give another --out") from e
-        raise write_error(folder, e) from e
+        if isinstance(e, OSError):
+            raise write_error(folder, e) from e
+        raise
     return FolderLock(fd)
 
 

@@ -67,19 +67,6 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def _unraisable(previous):
-    """sys.unraisablehook while main() runs, silent for what Python would print as
-    "Exception ignored in ..." with a traceback: an Interrupted raised inside a weakref
-    callback or a __del__ (the request stays recorded, and the next step that asks acts
-    on it), or a MemoryError (under `ulimit -v`, a thread that could not start)."""
-
-    def hook(unraisable) -> None:
-        if not isinstance(unraisable.exc_value, interrupts.Interrupted | MemoryError):
-            previous(unraisable)
-
-    return hook
-
-
 class _Stdout:
     """sys.stdout, whose failed writes (a reader that closed the pipe: `| head`, a full
     disk) end in one line and exit 1, where Click's handling ended with nothing said."""
@@ -157,7 +144,15 @@ def start() -> None:
 def main() -> None:
     """The program in this process: the one place user errors become a line on stderr and an exit code."""
     hook = sys.unraisablehook
-    sys.unraisablehook = _unraisable(hook)
+
+    def quiet_hook(unraisable) -> None:
+        # What Python would print as "Exception ignored in ..." with a traceback: an Interrupted
+        # raised inside a weakref callback or a __del__ (the request stays recorded, and the next
+        # step that asks acts on it), or a MemoryError (under `ulimit -v`, a thread that could not start).
+        if not isinstance(unraisable.exc_value, interrupts.Interrupted | MemoryError):
+            hook(unraisable)
+
+    sys.unraisablehook = quiet_hook
     try:
         with interrupts.installed():  # first: Ctrl-C at any moment after Python's start-up is ours
             _run()

@@ -62,21 +62,13 @@ def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, arra
 
 def demo(
     out: Annotated[Path, typer.Option(
-        readable=False,
-        help="Folder for everything the demo makes.",
-    )] = Path("runs/demo"),
-    data: Annotated[Optional[Path], typer.Option(
-        readable=False,
-        help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)",
-    )] = None,
+        readable=False, help="Folder for everything the demo makes.")] = Path("runs/demo"),
+    data: Annotated[Optional[Path], typer.Option(readable=False, help="MNIST in any `digits train --data` form "
+                                                 "(default: Keras's MNIST, else the bundled sample)")] = None,
     epochs: Annotated[int, typer.Option(
-        min=1, max=1_000_000,
-        help="Training epochs (default: the seed's recipe).",
-    )] = RECIPE.epochs,
+        min=1, max=1_000_000, help="Training epochs (default: the seed's recipe).")] = RECIPE.epochs,
     seed: Annotated[int, typer.Option(
-        min=0, max=MAX_SEED,
-        help="Seeds the training split, weights and dropout.",
-    )] = RECIPE.seed,
+        min=0, max=MAX_SEED, help="Seeds the training split, weights and dropout.")] = RECIPE.seed,
 ) -> None:
     """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
     from digits.trainer.backend import require_train_extra

@@ -39,9 +39,7 @@ class ModelChoice(StrEnum):
 def train(
     data: DataOption = None,
     out: Annotated[Optional[Path], typer.Option(
-        readable=False,
-        help="Folder for the model and reports (default: runs/<timestamp>/)",
-    )] = None,
+        readable=False, help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
     model: Annotated[ModelChoice, typer.Option(
         help="mlp: the seed's 784-256-128-64-10 MLP; cnn: a small convnet (augmented, decaying learning rate).",
     )] = ModelChoice.mlp,
@@ -50,9 +48,7 @@ def train(
         help=f"Passes over the training digits. [default: {RECIPE.epochs} for mlp, {CNN_DEFAULTS['epochs']} for cnn]",
     )] = None,
     batch_size: Annotated[int, typer.Option(
-        min=1, max=MAX_COUNT,
-        help="Digits per gradient step.",
-    )] = RECIPE.batch_size,
+        min=1, max=MAX_COUNT, help="Digits per gradient step.")] = RECIPE.batch_size,
     validation_split: Annotated[float, typer.Option(
         parser=finite_number("--validation-split", 0.0, 0.9),
         help="Fraction of training digits held out for validation (stratified, shuffled); the temperature is fitted "

@@ -5,6 +5,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from digits.core import interrupts
 from digits.core.contract import NUM_CLASSES
 from digits.trainer.backend import import_keras
@@ -61,8 +63,12 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
         if recipe.augment
         else {"x": model_input(digits, shape), "y": onehot, "batch_size": recipe.batch_size}
     )
-    stopper = (keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stop, restore_best_weights=True)
-               if recipe.early_stop else None)
+    callbacks = [_stop_when_asked(keras)]
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stop, restore_best_weights=True)
+    if recipe.early_stop:
+        callbacks.append(stopper)
+    if recipe.decay != 1.0:  # Adam's 1e-3 x decay**epoch
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: 1e-3 * recipe.decay**epoch))
 
     interrupts.check()  # asked before fitting began: not one batch
     start = time.perf_counter()
@@ -72,7 +78,7 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
             validation_data=validation,
             epochs=recipe.epochs,
             verbose=verbose,
-            callbacks=[_stop_when_asked(keras), *([stopper] if stopper else []), *_decay(keras, recipe.decay)],
+            callbacks=callbacks,
         )
     interrupts.check()
     seconds = time.perf_counter() - start
@@ -86,15 +92,8 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
         validation_digits=data.x_train[val_idx],
         validation_labels=data.y_train[val_idx],
         epochs_run=len(history["loss"]),
-        best_epoch=stopper.best_epoch + 1 if stopper and stopper.best_weights is not None else None,
+        best_epoch=stopper.best_epoch + 1 if recipe.early_stop and stopper.best_weights is not None else None,
     )
-
-
-def _decay(keras, factor: float) -> list:
-    """A callback that sets the learning rate to Adam's 1e-3 x factor**epoch; none for a constant rate."""
-    if factor == 1.0:
-        return []
-    return [keras.callbacks.LearningRateScheduler(lambda epoch: 1e-3 * factor**epoch)]
 
 
 def _with_outliers(digits, onehot, recipe: Recipe):
@@ -102,8 +101,6 @@ def _with_outliers(digits, onehot, recipe: Recipe):
     generated non-digits whose target is uniform: cross-entropy against uniform is outlier
     exposure's loss term (Hendrycks et al. 2019). Keras's training `accuracy` then counts
     the outliers as wrong; validation has none."""
-    import numpy as np
-
     from digits.trainer.outliers import make_outliers
 
     count = int(round(len(digits) * recipe.outliers))
@@ -117,7 +114,6 @@ def _with_outliers(digits, onehot, recipe: Recipe):
 def _augmented(digits, onehot, shape: tuple, recipe: Recipe) -> dict:
     """`fit` arguments that feed shuffled batches of randomly shifted, rotated and
     zoomed digits: a tf.data pipeline, so the model itself stays free of it."""
-    import numpy as np
     import tensorflow as tf
 
     augment = build_augmentation(recipe.seed)

@@ -16,7 +16,7 @@ import numpy as np
 
 from digits.core.contract import MAX_DATA_FILE_BYTES
 from digits.core.errors import DataError
-from digits.core.files import MISSING, PathError, kind_of, require_file
+from digits.core.files import MISSING, kind_of, require_file
 from digits.trainer.data.digitset import Mnist, check_images, check_labels
 
 IMAGES_MAGIC = 0x00000803
@@ -50,7 +50,7 @@ def find_idx_files(folder: Path) -> dict[str, Path] | None:
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     """One IDX file -> uint8 array, checking magic, dimensions and length."""
     try:
-        require_file(path, "IDX file")
+        require_file(path, "IDX file", DataError)
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
@@ -58,8 +58,6 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
                 raw = unzipped.read(MAX_DATA_FILE_BYTES + 1)
             if len(raw) > MAX_DATA_FILE_BYTES:
                 raise DataError(f"{path}: unpacks to more than {MAX_DATA_FILE_BYTES // 2**30} GiB; not MNIST")
-    except PathError as e:
-        raise DataError(str(e)) from e
     except MemoryError as e:
         raise DataError(f"{path}: too large to read into memory") from e
     except (OSError, EOFError, zlib.error) as e:

@@ -15,11 +15,9 @@ from digits.core.errors import DataError
 from digits.core.files import PathError, open_regular
 from digits.trainer.data.digitset import SPLIT_SEED, TEST_FRACTION, Mnist, split_off_test
 
-CLASS_DIRS = list(CLASS_LABELS)  # a class's folder is named by its label
-
 
 def is_image_folder(folder: Path) -> bool:
-    return any((folder / d).is_dir() for d in CLASS_DIRS) or (folder / "train").is_dir()
+    return any((folder / d).is_dir() for d in CLASS_LABELS) or (folder / "train").is_dir()
 
 
 def _stray_folders(root: Path, expected: tuple[str, ...]) -> list[str]:
@@ -34,18 +32,16 @@ def _stray_folders(root: Path, expected: tuple[str, ...]) -> list[str]:
 def _list_class_files(root: Path) -> tuple[list[Path], np.ndarray]:
     """Image files of root/0..9 and their labels. Any other folder in `root` is an
     error, not silently left out: `seven/` would otherwise lose its sevens."""
-    strays = _stray_folders(root, tuple(CLASS_DIRS))
+    strays = _stray_folders(root, CLASS_LABELS)  # a class's folder is named by its label
     if strays:
         raise DataError(f"{root}: folder {strays[0]}/ is not a class; class folders are named 0..9")
     paths: list[Path] = []
     labels: list[int] = []
-    for label, name in enumerate(CLASS_DIRS):
-        class_dir = root / name
-        if not class_dir.is_dir():
-            continue
-        files = _class_images(class_dir)
-        paths += files
-        labels += [label] * len(files)
+    for label, name in enumerate(CLASS_LABELS):
+        if (root / name).is_dir():
+            files = _class_images(root / name)
+            paths += files
+            labels += [label] * len(files)
     if not paths:
         raise DataError(f"{root}: no image files in class folders 0..9")
     return paths, np.array(labels, np.int64)
