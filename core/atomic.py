@@ -1,9 +1,5 @@
-"""Files written whole: the one place for how an artefact reaches its path.
-
-`atomic_path(target)` writes every artefact (models, reports, plots, arrays);
-`atomic_folder_files(targets)` lands a set of files, its manifest last; `json_text` is
-the strict JSON every artefact and --json output is written as. Only the standard library.
-"""
+"""Files written whole (`atomic_path`, `atomic_folder_files`: the one place for how an
+artefact reaches its path), and `json_text`, the strict JSON every artefact is written as."""
 
 import os
 import re
@@ -34,9 +30,8 @@ def json_text(payload: object) -> str:
 
 
 def check_target(path: Path) -> None:
-    """OutputError unless `path` can be a file we replace: a file, nothing yet, or a
-    symlink to either; not a folder, a device or FIFO, nor an open stream such as
-    /dev/stdout (a set of files cannot be streamed)."""
+    """OutputError unless `path` can be a file we replace (a file, nothing yet, or a symlink to
+    either): not a folder, a device, a FIFO nor an open stream such as /dev/stdout."""
     kind = kind_of(path)
     if kind not in (REGULAR, MISSING, "a broken symlink"):  # a link is written through (written_through)
         raise OutputError(f"{path}: is {'a folder' if kind == FOLDER else kind}; give a file name to write to")
@@ -92,34 +87,22 @@ def written_through(target: str | os.PathLike) -> Path:
     return real
 
 
-def temp_beside(target: Path) -> Path:
-    """A hidden name in the target's folder (same file system: the rename is atomic) that
-    keeps its suffix (Keras, matplotlib and onnxruntime pick the format from it)."""
-    return target.with_name(f".{target.stem}.partial-{os.urandom(4).hex()}{target.suffix}")
-
-
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path to write; on success it replaces `target` whole (fsynced, then
-    renamed), so a crash, a full disk or Ctrl-C leaves the old file or the new one, never
-    half. OutputError from the write, the sync or the rename. A symlink is written through;
-    a FIFO, a character device or one of our open streams (/dev/stdout) is never renamed
-    over: what was written is copied into it once the block ends."""
+    """Yields a temporary path to write; on success it replaces `target` whole, so a crash, a full
+    disk or Ctrl-C leaves the old file or the new one (OutputError from the write, the sync or
+    the rename). A FIFO, a character device or one of our open streams (/dev/stdout) is never
+    renamed over: what was written is copied into it once the block ends."""
     target = Path(target)
-    if check_atomic_target(target):
-        with _streamed(target, stream_fd(target)) as temp:
-            yield temp
-    else:
+    if not check_atomic_target(target):
         with atomic_folder_files({"target": target}) as temps:
             yield temps["target"]
-
-
-@contextmanager
-def _streamed(target: Path, fd: int | None) -> Iterator[Path]:
-    """A temporary file whose bytes are written to the stream `target` (our descriptor
-    `fd`, or the FIFO or device opened for writing) when the block succeeds."""
+        return
     import tempfile
 
+    # A stream: written to a temporary file in the system's folder, then copied into our own
+    # descriptor, or the FIFO or device opened for writing, once the block succeeds.
+    fd = stream_fd(target)
     handle, name = tempfile.mkstemp(suffix=target.suffix, prefix=".digits-")
     os.close(handle)
     temp = Path(name)
@@ -138,14 +121,16 @@ def _streamed(target: Path, fd: int | None) -> Iterator[Path]:
 
 @contextmanager
 def atomic_folder_files(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
-    """Several artefacts written together: {key: temporary path}. None lands unless the
-    block succeeds; then each is moved into place atomically, in the dict's order, so the
-    last one (a manifest naming the others) lands only after all of them. Symlinks are
-    written through; streams, devices and FIFOs are refused (check_target)."""
+    """Several artefacts written together: {key: temporary path}. None lands unless the block
+    succeeds; then each is fsynced and renamed into place in the dict's order, so the last (a
+    manifest naming the others) lands after all of them. A symlink is written through."""
     for target in targets.values():
         check_target(target)
     reals = {key: written_through(target) for key, target in targets.items()}
-    temps = {key: temp_beside(real) for key, real in reals.items()}
+    # Hidden names in each target's folder (same file system: the rename is atomic) that keep
+    # the suffix (Keras, matplotlib and onnxruntime pick the format from it).
+    temps = {key: real.with_name(f".{real.stem}.partial-{os.urandom(4).hex()}{real.suffix}")
+             for key, real in reals.items()}
     try:
         try:
             yield temps
@@ -161,7 +146,8 @@ def atomic_folder_files(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
             with writing(target):
                 os.replace(temps[key], reals[key])
         for folder in {real.parent for real in reals.values()}:
-            _fsync_folder(folder)
+            with suppress(OSError):  # a folder some file systems cannot open or sync: the rename is still atomic
+                _fsync(folder)
     finally:
         for temp in temps.values():
             with suppress(OSError):
@@ -174,8 +160,3 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _fsync_folder(folder: Path) -> None:
-    with suppress(OSError):  # a folder some file systems cannot open or sync: the rename is still atomic
-        _fsync(folder)

@@ -1,10 +1,6 @@
-"""Paths the toolkit is given and files it writes: what a path names (`kind_of`, so a FIFO
-named `x.png` is refused instead of blocking the run), the one message for a failed write
-(`write_error`), outputs that would destroy an input, and locked outputs (`open_output`,
-`lock_folder`: two runs cannot mix their rows or artefacts; unlocked where the file system
-cannot lock). Artefacts are written whole by core/atomic.py.
-
-Only the standard library: batch/ (the runtime) stands on this module.
+"""Paths the toolkit is given and files it writes: what a path names (`kind_of`: a FIFO named
+`x.png` is refused, not read forever), the one message for a failed write, outputs that would
+destroy an input, and locked outputs. Only the standard library: batch/ stands on this module.
 """
 
 import errno
@@ -90,9 +86,8 @@ def _a(kind: str) -> str:
 
 
 def open_regular(path: str | os.PathLike) -> int:
-    """A read-only descriptor for `path`, checked on the opened file to be a regular one
-    (PathError saying what it is), so nothing can swap in a FIFO between check and read.
-    The open does not block on a FIFO. OSError when it cannot be opened."""
+    """A read-only descriptor for `path`, opened without blocking on a FIFO, then checked to be a
+    regular file (PathError saying what it is): nothing can swap one in between check and read."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         kind = kind_of_mode(os.fstat(fd).st_mode)
@@ -105,9 +100,8 @@ def open_regular(path: str | os.PathLike) -> int:
 
 
 def write_all(fd: int, data: bytes) -> None:
-    """Write all of `data` to `fd`, however many writes it takes: a signal cuts a large
-    write to a pipe short, and Python's text layer drops the rest without a word
-    (cpython gh-85393)."""
+    """All of `data` to `fd`: a signal cuts a large write to a pipe short, and Python's text
+    layer drops the rest without a word (cpython gh-85393)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -170,12 +164,9 @@ def refuse_overwriting(output: str | os.PathLike, inputs: Iterable[str | os.Path
 
 
 def open_output(path: Path, append: bool = False) -> TextIO:
-    """`path` opened for writing rows (UTF-8; file names that are not UTF-8 are written as
-    their bytes), truncated unless `append` (classify --resume), and locked while open.
-
-    The lock is taken before truncating, so a second run writing the same file is refused
-    (OutputError) without touching the first run's rows. Devices and FIFOs (/dev/null, a
-    pipe) are opened as they are, without truncating or locking."""
+    """`path` opened for writing rows (UTF-8; names that are not UTF-8 are written as their bytes),
+    locked, then truncated unless `append`: a second run writing the same file is refused
+    (OutputError) without touching the first's rows. Devices and FIFOs are opened as they are."""
     kind = kind_of(path)
     if kind == FOLDER:
         raise OutputError(f"{path}: is a folder; give a file name to write to")
@@ -246,9 +237,8 @@ def lock_folder(folder: Path) -> FolderLock:
 
 @contextmanager
 def stderr_muted() -> Iterator[None]:
-    """Descriptor 2 goes to /dev/null for a while: what C libraries print there straight
-    (libpng on a corrupt PNG, Ray starting, LiteRT's delegate notice) is not for our stderr,
-    which carries the summary and error lines. sys.stderr is flushed first."""
+    """Descriptor 2 goes to /dev/null for a while: what C libraries print there straight (libpng,
+    Ray, LiteRT) is not for our stderr, which carries the summary and error lines."""
     try:
         sys.stderr.flush()
     except (AttributeError, OSError, ValueError):  # stderr closed or gone

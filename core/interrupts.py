@@ -16,9 +16,8 @@ _raising = 0  # depth of raising() sections
 
 
 class Interrupted(BaseException):
-    """The user asked the program to stop. A BaseException, so that no library's `except
-    Exception` swallows it on the way out; `finally` blocks (the cleanup of half-written
-    files) still run."""
+    """The user asked the program to stop: a BaseException, so no library's `except Exception`
+    swallows it; `finally` blocks (the cleanup of half-written files) still run."""
 
 
 def handle(signum, frame) -> None:

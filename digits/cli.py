@@ -25,12 +25,9 @@ COMMANDS = {
     "models": ("digits.catalog", "models"),
 }
 
-# Below this address-space limit (ulimit -v) the libraries fail as they load, in ways
-# no Python code sees: OpenBLAS prints its own line and exits, or a thread it cannot
-# start raises a signal (measured: 80-135 MiB; 140 MiB and up fail as MemoryError or
-# ImportError, which main() turns into one line). Above it, a C++ runtime's own abort
-# (an uncaught std::bad_alloc) is the one failure left to the runtime's words
-# (docs/reliability.md).
+# Below this address-space limit (ulimit -v) the libraries fail as they load, in ways no
+# Python code sees (measured: 80-135 MiB; from 140 MiB they fail as MemoryError or ImportError,
+# which main() turns into one line). docs/reliability.md says what is left to the runtimes.
 MEMORY_FLOOR = 160 * 2**20
 
 
@@ -75,36 +72,31 @@ class _Stdout:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except OSError as e:
-            raise _stdout_failed(e) from e
+        return self._guarded(self._stream.write, text)
 
     def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except OSError as e:
-            raise _stdout_failed(e) from e
+        self._guarded(self._stream.flush)
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
 
+    @staticmethod
+    def _guarded(call, *args):
+        try:
+            return call(*args)
+        except OSError as e:
+            from digits.core.files import write_error
 
-def _stdout_failed(e: OSError) -> Exception:
-    from digits.core.files import write_error
-
-    with contextlib.suppress(OSError):  # what the stream still buffers goes nowhere: the exit's flush cannot fail
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.close(null)
-    return write_error("standard output", e)
+            with contextlib.suppress(OSError):  # what the stream still buffers goes nowhere: exit's flush works
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 1)
+                os.close(null)
+            raise write_error("standard output", e) from e
 
 
 def _standard_streams() -> None:
-    """A closed standard stream (`2>&-`) is /dev/null underneath, so that no file this
-    program opens takes its number (rows once went to descriptor 2, and the C libraries'
-    messages into the rows). stdin and stdout stay None in Python; messages meant for a
-    closed stderr go nowhere rather than among the rows."""
+    """A closed standard stream (`2>&-`) is /dev/null underneath, so that no file this program
+    opens takes its number (rows once went to descriptor 2, and C libraries' messages into them)."""
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)

@@ -79,7 +79,6 @@ def demo(
 
 def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epochs, seed: int = RECIPE.seed) -> str:
     """Run every step; returns the summary table. DigitsError if any step fails."""
-    # Long by design: the demo is one story read top to bottom (train, export, classify, report).
     start = time.perf_counter()
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)

@@ -72,8 +72,7 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_B
 
 
 def coverage_table(probabilities: np.ndarray, labels: np.ndarray, thresholds=THRESHOLDS) -> list[dict]:
-    """For each P: the share of digits whose confidence is at least P (accepted), and the
-    error rate among those; the rest would go to a person."""
+    """For each P: the share of digits whose confidence is at least P, and their error rate."""
     confidence = probabilities.max(axis=1)
     wrong = probabilities.argmax(axis=1) != labels
     rows = []
@@ -104,8 +103,7 @@ def digit_score_report(val_probs: np.ndarray, test_probs: np.ndarray, outliers: 
 
 def calibration_report(val_probs: np.ndarray, val_labels: np.ndarray,
                        test_probs: np.ndarray, test_labels: np.ndarray) -> tuple[float, dict]:
-    """(T fitted on the validation digits, 1 without them; metrics.json's entry: cross-entropy and
-    ECE before and after on the validation and test digits, the test digits' reliability bins)."""
+    """(T fitted on the validation digits, 1 without them; metrics.json's `calibration` entry)."""
     held_out = len(val_labels) > 0
     temperature = fit_temperature(val_probs, val_labels) if held_out else 1.0
     report = {

@@ -134,8 +134,8 @@ def evaluate(
     warning = seen_test_digits_warning(model, dataset.source)
     if warning:
         print(warning, file=sys.stderr)
-    report = {"model": str(model), "data_source": dataset.source}
-    report.update(score(predict_file(model, dataset.x_test), dataset.y_test))
+    report = {"model": str(model), "data_source": dataset.source,
+              **score(predict_file(model, dataset.x_test), dataset.y_test)}
     if as_json:
         print(json_text(report).rstrip("\n"))
         return

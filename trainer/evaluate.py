@@ -9,8 +9,7 @@ from digits.core.terminal import LINE_LIMIT, printable
 
 
 def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
-    """Probabilities float32 [N, 10] from a .keras model (TensorFlow), an .onnx model
-    (onnxruntime only) or a .tflite model (LiteRT only); TensorFlow is imported for .keras alone."""
+    """Probabilities float32 [N, 10] from a .keras, .onnx or .tflite model; TensorFlow is imported for .keras alone."""
     suffix = model_path.suffix.lower()
     if suffix in (".onnx", ".tflite"):
         from digits.batch.model import load_classifier
@@ -33,8 +32,7 @@ SAMPLE_SOURCE = "bundled sample"  # how trainer/data/sample.py's source begins
 
 
 def training_source(model_path: Path) -> str | None:
-    """The data_source a model was trained on, where it is recorded: the metadata of an
-    exported .onnx, or the metrics.json `digits train` wrote beside a .keras."""
+    """The data_source an .onnx model's metadata records, or the metrics.json beside a .keras."""
     import json
 
     try:

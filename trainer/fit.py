@@ -42,11 +42,9 @@ class Trained:
 
 
 def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Trained:
-    """Fit a new model (recipe.model) on data.x_train; Keras progress goes to stderr.
-
-    Validation is a stratified, shuffled split of the training digits: Keras's own
-    `validation_split` takes the last rows, all nines in a class-sorted source (the
-    bundled sample). With recipe.early_stop, the best epoch's weights are restored."""
+    """Fit a new model (recipe.model) on data.x_train; Keras progress goes to stderr. Validation
+    is a stratified, shuffled split: Keras's own `validation_split` takes the last rows, all
+    nines in a class-sorted source. With recipe.early_stop, the best epoch's weights are kept."""
     keras = import_keras()
     keras.utils.set_random_seed(recipe.seed)
     fit_idx, val_idx = stratified_split(data.y_train, recipe.validation_split, recipe.seed)
@@ -97,10 +95,9 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
 
 
 def _with_outliers(digits, onehot, recipe: Recipe):
-    """The training digits and their one-hot targets, followed by recipe.outliers x as many
-    generated non-digits whose target is uniform: cross-entropy against uniform is outlier
-    exposure's loss term (Hendrycks et al. 2019). Keras's training `accuracy` then counts
-    the outliers as wrong; validation has none."""
+    """The training digits and their one-hot targets, then recipe.outliers x as many generated
+    non-digits whose target is uniform (outlier exposure's loss term). Keras's training
+    `accuracy` counts them as wrong; validation has none."""
     from digits.trainer.outliers import make_outliers
 
     count = int(round(len(digits) * recipe.outliers))
@@ -112,8 +109,7 @@ def _with_outliers(digits, onehot, recipe: Recipe):
 
 
 def _augmented(digits, onehot, shape: tuple, recipe: Recipe) -> dict:
-    """`fit` arguments that feed shuffled batches of randomly shifted, rotated and
-    zoomed digits: a tf.data pipeline, so the model itself stays free of it."""
+    """`fit` arguments feeding shuffled batches of augmented digits through tf.data, outside the model."""
     import tensorflow as tf
 
     augment = build_augmentation(recipe.seed)

@@ -1,10 +1,5 @@
-"""The recipes in one screen: the networks, their training defaults, and the Keras side
-of the digit contract.
-
-`RECIPE` holds the seed tutorial's numbers every command defaults to, and `build_mlp`
-mirrors its layer list; `build_cnn` is `--model cnn`, trained on augmented digits
-(`build_augmentation`) with a decaying learning rate.
-"""
+"""The recipes in one screen: the networks (`build_mlp` mirrors the seed tutorial's layer list,
+`RECIPE` its numbers), their training defaults, and the Keras side of the digit contract."""
 
 import zipfile
 from dataclasses import dataclass, replace
@@ -101,9 +96,8 @@ MODELS = {"mlp": build_mlp, "cnn": build_cnn}
 
 
 def build_augmentation(seed: int):
-    """Random shifts (up to 10% of a side), rotations (up to 18 degrees) and zoom (up
-    to 10%) of [N, 28, 28, 1] digits, filling with black. Used on training batches only,
-    outside the model: the saved and exported model holds none of it."""
+    """Random shifts (up to 10% of a side), rotations (up to 18 degrees) and zoom (up to 10%) of
+    [N, 28, 28, 1] digits, filling with black: for training batches, outside the saved model."""
     keras = import_keras()
     from keras import layers
 

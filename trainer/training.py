@@ -27,9 +27,8 @@ class TrainResult:
 
 def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbose: int = 0,
                      say: Callable[[str], None] = lambda line: None) -> TrainResult:
-    """Load the data, train `recipe`'s model, score it on the test digits, fit its
-    temperature, and write ARTEFACTS to `out` (default runs/<timestamp>/), all or none.
-    `verbose`: Keras's progress (0 none, 1 bar, 2 a line per epoch); `say`: progress lines."""
+    """Load the data, train `recipe`'s model, score and calibrate it, and write ARTEFACTS to `out`
+    (default runs/<timestamp>/), all or none. `verbose`: Keras's progress (0, 1 bar, 2 lines)."""
     from digits.trainer.calibrate import apply_temperature, calibration_report, coverage_table, digit_score_report
     from digits.trainer.data import load_mnist
     from digits.trainer.fit import train as fit
@@ -81,8 +80,8 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
 
 
 def missing_classes_warnings(train_labels, test_labels) -> list[str]:
-    """A line for training or test digits that lack some of the 10 classes: a model trained
-    on one class scores 1.0000 on test digits of that class and can answer nothing else."""
+    """A line for training or test digits that lack some classes: a model trained on one class
+    scores 1.0000 on test digits of that class."""
     import numpy as np
 
     from digits.core.contract import NUM_CLASSES

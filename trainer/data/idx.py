@@ -1,9 +1,5 @@
-"""LeCun's IDX files: a directory with the four MNIST files, gzipped or not.
-
-Format: a 4-byte magic (0, 0, type, ndim), ndim big-endian uint32 sizes, then
-the data. MNIST uses type 0x08 (unsigned byte): images 0x00000803 [N, 28, 28],
-labels 0x00000801 [N].
-"""
+"""LeCun's IDX files, gzipped or not: a 4-byte magic (0, 0, type 0x08 for unsigned bytes, ndim),
+ndim big-endian uint32 sizes, then the data."""
 
 import gzip
 import io

@@ -30,8 +30,8 @@ def _stray_folders(root: Path, expected: tuple[str, ...]) -> list[str]:
 
 
 def _list_class_files(root: Path) -> tuple[list[Path], np.ndarray]:
-    """Image files of root/0..9 and their labels. Any other folder in `root` is an
-    error, not silently left out: `seven/` would otherwise lose its sevens."""
+    """Image files of root/0..9 and their labels; any other folder is an error (`seven/` would
+    otherwise lose its sevens)."""
     strays = _stray_folders(root, CLASS_LABELS)  # a class's folder is named by its label
     if strays:
         raise DataError(f"{root}: folder {strays[0]}/ is not a class; class folders are named 0..9")
@@ -48,9 +48,8 @@ def _list_class_files(root: Path) -> tuple[list[Path], np.ndarray]:
 
 
 def _class_images(class_dir: Path) -> list[Path]:
-    """The image files in a class folder and every visible folder below it, depth first in
-    sorted order, as `digits classify` walks them. Symlinks are followed; one that leads
-    back to a folder it is in is an error."""
+    """The image files in a class folder and every visible folder below it, depth first, sorted;
+    a symlink that leads back to a folder it is in is an error."""
     found: list[Path] = []
     stack = [(class_dir, frozenset())]
     while stack:

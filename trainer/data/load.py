@@ -14,10 +14,8 @@ from digits.trainer.data.sample import load_sample
 
 
 def load_mnist(path: Path | None = None, *, notice=lambda msg: print(msg, file=sys.stderr)) -> Mnist:
-    """Read MNIST from `path`: an .npz, a folder of IDX files, or an image folder. Without a
-    path: Keras's MNIST, or when that cannot be had, the bundled 5,000-digit sample, with a
-    one-line notice through `notice`. DataError when either part holds no digits: training
-    fits on one and scoring on none would be NaN."""
+    """MNIST from an .npz, a folder of IDX files or an image folder; without a path, Keras's MNIST
+    or else (with a `notice`) the bundled sample. DataError when a part holds no digits."""
     data = _load(path, notice)
     for part, images in (("training", data.x_train), ("test", data.x_test)):
         if len(images) == 0:
