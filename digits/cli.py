@@ -1,8 +1,5 @@
-"""The `digits` program: each part's commands, and errors turned into exit codes.
-
-Command modules import nothing heavy at the top: `digits --help` and
-`digits classify` must never import TensorFlow.
-"""
+"""The `digits` program: each part's commands, and errors turned into exit codes. Command modules
+import nothing heavy at the top: `digits --help` and `digits classify` never import TensorFlow."""
 
 import contextlib
 import errno

@@ -8,8 +8,7 @@ from digits.core.contract import IMAGE_SIZE, NUM_CLASSES, PIXELS
 from digits.core.errors import DataError
 
 SHAPE = (IMAGE_SIZE, IMAGE_SIZE)
-# Sources without a test part of their own (the bundled sample, a flat image
-# folder) hold this much out for testing, the same way every time.
+# Sources without a test part (the bundled sample, a flat image folder) hold this much out, alike every time.
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 
