@@ -1,31 +1,19 @@
-"""Files written whole: the one place for how an artefact reaches its path.
-
-- `atomic_path(target)` is how every artefact (models, reports, plots, arrays) is
-  written: under a hidden temporary name beside the target, flushed to disk (fsync),
-  then renamed over the target (os.replace), and removed on any failure. A crash, a full
-  disk or Ctrl-C leaves the old file or the new one, never half. A symlink is written
-  through; a FIFO, a device or one of our own streams (/dev/stdout) is written as a
-  stream, never renamed over.
-- `atomic_folder_files(targets)` lands a set of files, in order, its manifest last.
-- `json_text` is the strict JSON every artefact and --json output is written as.
-
-Only the standard library, as core/files.py.
-"""
+"""Files written whole (`atomic_path`, `atomic_folder_files`: the one place for how an
+artefact reaches its path), and `json_text`, the strict JSON every artefact is written as."""
 
 import os
 import re
 import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from digits.core.files import FOLDER, MISSING, REGULAR, OutputError, kind_of, write_all, write_error, writing
 
 
 def json_text(payload: object) -> str:
-    """`payload` as strict JSON (indented, one trailing newline), which JSON.parse and jq
-    read: a NaN or infinity (an empty reliability bin's mean) becomes null, never the bare
-    `NaN` Python's json writes by default."""
+    """`payload` as strict JSON (indented, one trailing newline) that JSON.parse and jq read:
+    a NaN or infinity (an empty reliability bin's mean) becomes null."""
     import json
     import math
 
@@ -42,9 +30,8 @@ def json_text(payload: object) -> str:
 
 
 def check_target(path: Path) -> None:
-    """OutputError unless `path` can be a file we replace: a file, nothing yet, or a
-    symlink to either; not a folder, a device or FIFO, nor an open stream such as
-    /dev/stdout (a set of files cannot be streamed)."""
+    """OutputError unless `path` can be a file we replace (a file, nothing yet, or a symlink to
+    either): not a folder, a device, a FIFO nor an open stream such as /dev/stdout."""
     kind = kind_of(path)
     if kind not in (REGULAR, MISSING, "a broken symlink"):  # a link is written through (written_through)
         raise OutputError(f"{path}: is {'a folder' if kind == FOLDER else kind}; give a file name to write to")
@@ -58,9 +45,8 @@ _STREAMS = {"in": 0, "out": 1, "err": 2}
 
 def stream_fd(path: str | os.PathLike) -> int | None:
     """The descriptor of this process that `path` names through /dev/stdout, /dev/fd/N or
-    /proc/self/fd/N (followed through symlinks), else None. Such a name is one of our own
-    open files, which is written as a stream: renaming over it replaced /dev/stdout, and
-    resolving it (`> s.json`) names a file the shell holds open."""
+    /proc/self/fd/N (followed through symlinks), else None. Renaming over such a name would
+    replace /dev/stdout, and resolving it (`> s.json`) names a file the shell holds open."""
     name = os.fspath(path)
     for _ in range(40):  # the kernel's own limit on a chain of links
         match = _STREAM_LINK.fullmatch(os.path.normpath(name))
@@ -77,8 +63,7 @@ def stream_fd(path: str | os.PathLike) -> int | None:
 
 def check_atomic_target(target: Path) -> bool:
     """Whether atomic_path(target) streams (True: one of our open streams, a FIFO, a
-    character device) or replaces a file (False: a file, nothing yet, or a symlink to
-    either, even a broken one); OutputError for anything else."""
+    character device) or replaces a file (False); OutputError for anything else."""
     try:
         mode = os.stat(target).st_mode
     except (OSError, ValueError):
@@ -91,9 +76,8 @@ def check_atomic_target(target: Path) -> bool:
 
 
 def written_through(target: str | os.PathLike) -> Path:
-    """The file an atomic write of `target` replaces: `target`, or the file a symlink at
-    `target` names (written through, so the link stays a link). OutputError for a link
-    into /proc, whose names are not files to replace."""
+    """The file an atomic write of `target` replaces: `target`, or the file a symlink there
+    names (so the link stays a link). OutputError for a link into /proc."""
     target = Path(target)
     if not os.path.islink(target):
         return target
@@ -103,66 +87,33 @@ def written_through(target: str | os.PathLike) -> Path:
     return real
 
 
-def temp_beside(target: Path) -> Path:
-    """A hidden name in the target's folder that keeps its suffix (Keras, matplotlib and
-    onnxruntime pick the format from it)."""
-    return target.with_name(f".{target.stem}.partial-{os.urandom(4).hex()}{target.suffix}")
-
-
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path to write; on success it replaces `target` whole.
-
-    The temporary file sits beside the target (same file system, so the rename is
-    atomic), is fsynced before the rename and its folder after it. On any failure,
-    Ctrl-C included, it is removed and the target is untouched. OutputError from the
-    write, the sync or the rename (write_error(target)).
-
-    A symlink is written through: the file it names is replaced, the link stays. A FIFO,
-    a character device or one of our open streams (/dev/stdout) is never renamed over:
-    what was written is copied into it as a stream once the block ends. Anything else
-    that is not a file (a folder, a block device, a socket) is refused."""
+    """Yields a temporary path to write; on success it replaces `target` whole, so a crash, a full
+    disk or Ctrl-C leaves the old file or the new one (OutputError from the write, the sync or
+    the rename). A FIFO, a character device or one of our open streams (/dev/stdout) is never
+    renamed over: what was written is copied into it once the block ends."""
     target = Path(target)
-    if check_atomic_target(target):
-        with _streamed(target, stream_fd(target)) as temp:
-            yield temp
+    if not check_atomic_target(target):
+        with atomic_folder_files({"target": target}) as temps:
+            yield temps["target"]
         return
-    real = written_through(target)
-    temp = temp_beside(real)
-    try:
-        with writing(target):
-            yield temp
-            _fsync(temp)
-            os.replace(temp, real)
-            _fsync_folder(real.parent)
-    finally:
-        try:
-            temp.unlink(missing_ok=True)
-        except OSError:
-            pass
-
-
-@contextmanager
-def _streamed(target: Path, fd: int | None) -> Iterator[Path]:
-    """A temporary file (in the system's temporary folder) whose bytes are written to the
-    stream `target` (our descriptor `fd`, or the FIFO or device opened for writing) when
-    the block succeeds."""
     import tempfile
 
+    # A stream: written to a temporary file in the system's folder, then copied into our own
+    # descriptor, or the FIFO or device opened for writing, once the block succeeds.
+    fd = stream_fd(target)
     handle, name = tempfile.mkstemp(suffix=target.suffix, prefix=".digits-")
     os.close(handle)
     temp = Path(name)
     try:
         with writing(target):
             yield temp
-            data = temp.read_bytes()
-            if fd is not None:
-                write_all(fd, data)
-            else:
-                out = os.open(target, os.O_WRONLY | os.O_CLOEXEC)
-                try:
-                    write_all(out, data)
-                finally:
+            out = fd if fd is not None else os.open(target, os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                write_all(out, temp.read_bytes())
+            finally:
+                if out != fd:
                     os.close(out)
     finally:
         temp.unlink(missing_ok=True)
@@ -170,20 +121,23 @@ def _streamed(target: Path, fd: int | None) -> Iterator[Path]:
 
 @contextmanager
 def atomic_folder_files(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
-    """Several artefacts written together: {key: temporary path}. None lands unless the
-    block succeeds; then each is moved into place atomically, in the dict's order, so the
-    last one (a manifest naming the others) lands only after all of them. Symlinks are
-    written through; streams, devices and FIFOs are refused (check_target)."""
+    """Several artefacts written together: {key: temporary path}. None lands unless the block
+    succeeds; then each is fsynced and renamed into place in the dict's order, so the last (a
+    manifest naming the others) lands after all of them. A symlink is written through."""
     for target in targets.values():
-        check_target(target)  # written_through checks the links
+        check_target(target)
     reals = {key: written_through(target) for key, target in targets.items()}
-    temps = {key: temp_beside(real) for key, real in reals.items()}
+    # Hidden names in each target's folder (same file system: the rename is atomic) that keep
+    # the suffix (Keras, matplotlib and onnxruntime pick the format from it).
+    temps = {key: real.with_name(f".{real.stem}.partial-{os.urandom(4).hex()}{real.suffix}")
+             for key, real in reals.items()}
     try:
         try:
             yield temps
-        except OSError as e:  # name the artefact, not its temporary name
+        except OSError as e:  # name the artefact, not its temporary name; else the one target, or their folder
+            first = next(iter(targets.values()))
             failed = {str(temp): targets[key] for key, temp in temps.items()}.get(
-                os.fsdecode(e.filename) if e.filename else "", next(iter(targets.values())).parent)
+                os.fsdecode(e.filename) if e.filename else "", first if len(targets) == 1 else first.parent)
             raise write_error(failed, e) from e
         for key, target in targets.items():
             with writing(target):
@@ -192,31 +146,17 @@ def atomic_folder_files(targets: dict[str, Path]) -> Iterator[dict[str, Path]]:
             with writing(target):
                 os.replace(temps[key], reals[key])
         for folder in {real.parent for real in reals.values()}:
-            _fsync_folder(folder)
+            with suppress(OSError):  # a folder some file systems cannot open or sync: the rename is still atomic
+                _fsync(folder)
     finally:
         for temp in temps.values():
-            try:
+            with suppress(OSError):
                 temp.unlink(missing_ok=True)
-            except OSError:
-                pass
 
 
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder or ".", os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return  # a folder we cannot open for syncing: the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems do not sync folders; nothing to do about it
     finally:
         os.close(fd)

@@ -1,9 +1,6 @@
-"""The models that come inside the package, made by `make pretrained` on full MNIST:
-digits/models/<name>/ holds model.onnx, model.int8.onnx, metrics.json, model.parity.json
-and provenance.json (data, seed, commands, each file's sha256, test accuracy).
-
-Only the folder's place is known here (beside this package, where pyproject's
-package-data puts it), never the `digits` package imported: the floor stays a floor.
+"""The models that come inside the package (`make pretrained`): digits/models/<name>/ holds
+model.onnx, model.int8.onnx, metrics.json, model.parity.json and provenance.json. Only the
+folder's place is known here, never the `digits` package imported: the floor stays a floor.
 """
 
 import json
@@ -16,10 +13,9 @@ INT8 = ".int8"  # `mlp.int8`: the bundled model's int8 variant
 
 
 def model_path(text: str | Path) -> Path:
-    """A model argument as a path: `text` itself when something of that name exists (a
-    file or folder there wins), else the bundled model it names (`cnn`, `mlp`: model.onnx;
-    `cnn.int8`, `mlp.int8`: model.int8.onnx), else `text` as given, for the loader to say
-    what is wrong with it."""
+    """A model argument as a path: `text` itself when something of that name exists, else the
+    bundled model it names (`cnn`: model.onnx; `cnn.int8`: model.int8.onnx), else `text` as
+    given, for the loader to say what is wrong with it."""
     path = Path(text)
     try:
         if path.exists() or path.is_symlink():

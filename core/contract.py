@@ -1,9 +1,8 @@
 """The toolkit's contract: the one place for each fact that several packages share.
 
-One canonical form of digits flows everywhere: uint8 arrays [N, 28, 28], white
-ink on black, and int labels 0-9. An exported model takes exactly that as its
-input `image` and gives `probabilities` [N, 10], `label` [N] and `digit_score` [N]
-(0..1, how much like a digit; models exported before it give the first two only).
+Digits are uint8 arrays [N, 28, 28], white ink on black, with int labels 0-9. An exported model
+takes exactly that as `image` and gives `probabilities` [N, 10], `label` [N] and `digit_score`
+[N] (0..1, how much like a digit; models exported before it give the first two only).
 """
 
 IMAGE_SIZE = 28  # an MNIST digit is IMAGE_SIZE x IMAGE_SIZE pixels

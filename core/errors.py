@@ -1,12 +1,7 @@
-"""Errors a user can cause, each with the exit code the command line ends with.
-
-Library code raises these with a message written for the user (what went wrong
-and where); `digits.cli.main` prints the message as one line and exits with the
-code. Anything else escaping is a bug and keeps its traceback.
-"""
+"""Errors a user can cause, each with its exit code: `digits.cli.main` prints the message as
+one line and exits with the code. Anything else escaping is a bug and keeps its traceback."""
 
 # Exit codes, documented in the README and docs/reliability.md.
-EXIT_OK = 0
 EXIT_FATAL = 1  # bad input file, unusable model, output not writable
 EXIT_USAGE = 2  # Typer/Click usage errors
 EXIT_SOME_FAILED = 3  # classify: some items failed, the rest were written
@@ -35,8 +30,7 @@ class ModelError(DigitsError):
 
 
 def first_line(e: BaseException, cap: int = 200) -> str:
-    """How a library's error is quoted inside our one line: the first line of what `e` says
-    (its type's name when it says nothing), at most `cap` characters."""
+    """How a library's error is quoted in our one line: its first line (or its type's name), capped."""
     text = str(e).strip()
     return (text.splitlines()[0] if text else type(e).__name__)[:cap]
 
@@ -53,7 +47,7 @@ def install_command(extra: str) -> str:
 
 def require_extra(extra: str, what: str, modules: tuple[str, ...]) -> None:
     """MissingExtraError naming `what` and how to install `extra`, unless every module in `modules`
-    can be imported (checked without importing them: TensorFlow takes seconds)."""
+    can be imported (found without importing them: TensorFlow takes seconds)."""
     import importlib.util
 
     missing = [m.replace("_", "-") for m in modules if importlib.util.find_spec(m) is None]

@@ -1,18 +1,6 @@
-"""Paths the toolkit is given and files it writes: the one place for each decision.
-
-- `kind_of(path)` says what a path names: a regular file, a folder, a FIFO, a
-  device, a socket, nothing, a broken symlink or a symlink loop. Everything that
-  reads a user's path asks it (or `open_regular`, which asks the open file), so a
-  FIFO named `x.png` is refused instead of blocking the run forever.
-- `write_error(path, e)` turns an OSError from writing into the DigitsError the
-  user sees; every writer raises through it.
-- Artefacts are written whole by core/atomic.py (atomic_path, atomic_folder_files).
-- `refuse_overwriting` stops an output from being written over an input.
-- `open_output` opens a row stream for writing, locked so that two runs cannot
-  interleave their rows in one file; `lock_folder` does the same for a folder of
-  artefacts (`train --out`). Where the file system cannot lock, both write unlocked.
-
-Only the standard library: batch/ (the runtime) stands on this module.
+"""Paths the toolkit is given and files it writes: what a path names (`kind_of`: a FIFO named
+`x.png` is refused, not read forever), the one message for a failed write, outputs that would
+destroy an input, and locked outputs. Only the standard library: batch/ stands on this module.
 """
 
 import errno
@@ -29,12 +17,16 @@ from digits.core.errors import DigitsError
 REGULAR, FOLDER, MISSING = "file", "folder", "missing"
 # flock's answers on file systems that cannot lock: write without the lock there.
 _NO_LOCKING = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
-# What each non-regular kind is called in a message.
 _KIND_NAMES = {
     stat.S_IFIFO: "a FIFO (named pipe)",
     stat.S_IFCHR: "a character device",
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
+}
+_WRITE_REASONS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EISDIR: "it is a folder",
+    errno.EPIPE: "the reader closed it (broken pipe)",
 }
 
 
@@ -57,8 +49,7 @@ def kind_of_mode(mode: int) -> str:
 
 def kind_of(path: str | os.PathLike) -> str:
     """What `path` names, following symlinks: REGULAR, FOLDER, MISSING, or words saying
-    what else it is ("a FIFO (named pipe)", "a broken symlink", "a symlink loop",
-    "unreadable (Permission denied)" ...)."""
+    what else it is ("a broken symlink", "a symlink loop", "unreadable (Permission denied)" ...)."""
     try:
         return kind_of_mode(os.stat(path).st_mode)
     except OSError as e:
@@ -74,10 +65,9 @@ def kind_of(path: str | os.PathLike) -> str:
 
 
 def require_file(path: str | os.PathLike, what: str = "file", error: type[DigitsError] = PathError) -> None:
-    """`error` (PathError; ModelError for a model file) unless `path` is a regular file (after
-    symlinks) that this process can open for reading, saying what it is instead or why it cannot
-    be read. Asked before a library reads it: onnxruntime reported an unreadable model as
-    "system error number 13", onnx as "PermissionError"."""
+    """`error` unless `path` is a regular file (after symlinks) this process can open for
+    reading, saying what it is instead or why it cannot be read: in our words, where
+    onnxruntime said "system error number 13"."""
     kind = kind_of(path)
     if kind == MISSING:
         raise error(f"{os.fsdecode(path)}: no such {what}")
@@ -86,12 +76,9 @@ def require_file(path: str | os.PathLike, what: str = "file", error: type[Digits
     try:
         os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
     except OSError as e:
-        raise error(f"{os.fsdecode(path)}: cannot read the {what} ({_reason(e)})") from e
-
-
-def _reason(e: OSError) -> str:
-    """An OSError in words: "permission denied", not "[Errno 13] ..." or a number."""
-    return (e.strerror or str(e)).lower() if e.errno == errno.EACCES else e.strerror or str(e)
+        reason = e.strerror or str(e)
+        reason = reason.lower() if e.errno == errno.EACCES else reason  # "permission denied"
+        raise error(f"{os.fsdecode(path)}: cannot read the {what} ({reason})") from e
 
 
 def _a(kind: str) -> str:
@@ -99,32 +86,22 @@ def _a(kind: str) -> str:
 
 
 def open_regular(path: str | os.PathLike) -> int:
-    """A read-only file descriptor for `path`, which must be a regular file.
-
-    The open does not block on a FIFO (O_NONBLOCK, which regular files ignore),
-    and the check is made on the opened file, so nothing can swap the file for a
-    FIFO between a check and the read. Raises PathError for anything else
-    (message: what it is), OSError when it cannot be opened."""
+    """A read-only descriptor for `path`, opened without blocking on a FIFO, then checked to be a
+    regular file (PathError saying what it is): nothing can swap one in between check and read."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
         kind = kind_of_mode(os.fstat(fd).st_mode)
+        if kind != REGULAR:
+            raise PathError(f"is {_a(kind)}, not a regular file")
     except BaseException:
         os.close(fd)
         raise
-    if kind != REGULAR:
-        os.close(fd)
-        raise PathError(f"is {_a(kind)}, not a regular file")
     return fd
 
 
 def write_all(fd: int, data: bytes) -> None:
-    """Write all of `data` to `fd`, however many writes it takes.
-
-    A signal that arrives while a large write to a pipe waits for its reader cuts
-    that write short; Python's text layer then drops the unwritten rest without a
-    word (cpython gh-85393: rows lost from the middle of the stream, two rows glued
-    into one line). os.write reports how much went out, so the rest is written
-    again until nothing is left."""
+    """All of `data` to `fd`: a signal cuts a large write to a pipe short, and Python's text
+    layer drops the rest without a word (cpython gh-85393)."""
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
@@ -132,14 +109,7 @@ def write_all(fd: int, data: bytes) -> None:
 
 def write_error(path: str | os.PathLike, e: OSError) -> OutputError:
     """The one message for a failed write of `path`."""
-    if e.errno == errno.ENOSPC:
-        reason = "no space left on the device"
-    elif e.errno == errno.EISDIR:
-        reason = "it is a folder"
-    elif e.errno == errno.EPIPE:
-        reason = "the reader closed it (broken pipe)"
-    else:
-        reason = e.strerror or str(e)
+    reason = _WRITE_REASONS.get(e.errno) or e.strerror or str(e)
     return OutputError(f"{os.fsdecode(path)}: cannot write ({reason})")
 
 
@@ -153,29 +123,19 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
 
 
 def file_name(value: str | os.PathLike) -> Path:
-    """An option naming a file to write (`--output`, `--out`), parsed: a name that ends in
-    a path separator names a folder, and is refused here. Path() drops the slash, so
-    `-o newdir/` used to create a file called `newdir`."""
+    """An option naming a file to write (`--output`, `--out`), parsed: a name that ends in a
+    path separator names a folder and is refused (Path() would drop the slash)."""
     value = os.fspath(value)
     if value.endswith(("/", os.sep, "/.", "/..")) or value in (".", ".."):
         raise OutputError(f"{value}: names a folder; give a file name to write to")
     return Path(value)
 
 
-def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):
-        return False
-
-
 def same_target(a: str | os.PathLike, b: str | os.PathLike) -> bool:
-    """Whether `a` and `b` name the same file, by what they name and not as typed: the
-    same inode (hard links, symlinks) or, for names not there yet, the same real path."""
-    if same_file(a, b):
-        return True
+    """Whether `a` and `b` name the same file: the same real path (names not there yet
+    included) or the same inode (hard links)."""
     try:
-        return os.path.realpath(a) == os.path.realpath(b)
+        return os.path.realpath(a) == os.path.realpath(b) or os.path.samefile(a, b)
     except (OSError, ValueError):
         return False
 
@@ -196,7 +156,7 @@ def refuse_overwriting(output: str | os.PathLike, inputs: Iterable[str | os.Path
     if kind_of(output) != REGULAR:
         return  # nothing there yet (or a device such as /dev/null): nothing to destroy
     for source in inputs:
-        if same_file(output, source):
+        if same_target(output, source):
             raise OutputError(
                 f"{os.fsdecode(output)}: the {what} would overwrite an input ({os.fsdecode(source)}); "
                 f"give another name"
@@ -204,49 +164,44 @@ def refuse_overwriting(output: str | os.PathLike, inputs: Iterable[str | os.Path
 
 
 def open_output(path: Path, append: bool = False) -> TextIO:
-    """`path` opened for writing rows (UTF-8; file names that are not UTF-8 are written
-    as their bytes), truncated (unless `append`: classify --resume), and locked for as
-    long as it is open.
-
-    The lock is taken before truncating, so a second run writing the same file is
-    refused (OutputError) without touching the first run's rows. Devices and FIFOs
-    (/dev/null, a pipe) are opened as they are, without truncating or locking."""
-    import fcntl
-
-    check_output_target(path)
+    """`path` opened for writing rows (UTF-8; names that are not UTF-8 are written as their bytes),
+    locked, then truncated unless `append`: a second run writing the same file is refused
+    (OutputError) without touching the first's rows. Devices and FIFOs are opened as they are."""
+    kind = kind_of(path)
+    if kind == FOLDER:
+        raise OutputError(f"{path}: is a folder; give a file name to write to")
+    if kind == "a symlink loop":
+        raise OutputError(f"{path}: cannot write (a symlink loop)")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
     except OSError as e:
         raise write_error(path, e) from e
     try:
         if stat.S_ISREG(os.fstat(fd).st_mode):
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as e:
-                raise OutputError(f"{path}: another run is writing this file; wait for it or give another name") from e
-            except OSError as e:
-                if e.errno not in _NO_LOCKING:
-                    raise
+            _lock(fd, f"{path}: another run is writing this file; wait for it or give another name")
             if append:
                 return open(fd, "a", encoding="utf-8", errors="surrogateescape", newline="")
             os.ftruncate(fd, 0)
         return open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
-    except OSError as e:
+    except BaseException as e:
         os.close(fd)
-        raise write_error(path, e) from e
-    except BaseException:
-        os.close(fd)
+        if isinstance(e, OSError):
+            raise write_error(path, e) from e
         raise
 
 
-def check_output_target(path: Path) -> None:
-    """OutputError for a row output that names a folder or a symlink loop (FIFOs and
-    devices such as /dev/null are fine: rows stream into them)."""
-    kind = kind_of(path)
-    if kind == FOLDER:
-        raise OutputError(f"{path}: is a folder; give a file name to write to")
-    if kind == "a symlink loop":
-        raise OutputError(f"{path}: cannot write (a symlink loop)")
+def _lock(fd: int, busy: str) -> None:
+    """An exclusive lock on `fd`, OutputError(busy) when another run holds it; none where the
+    file system cannot lock."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as e:
+        raise OutputError(busy) from e
+    except OSError as e:
+        if e.errno not in _NO_LOCKING:
+            raise
 
 
 class FolderLock:
@@ -264,41 +219,33 @@ class FolderLock:
 
 
 def lock_folder(folder: Path) -> FolderLock:
-    """An exclusive lock on `folder`, held until the returned FolderLock is released
-    or dropped: two runs writing the same set of artefacts would otherwise mix
-    them (one run's model beside the other's metrics). OutputError when another
-    run holds it."""
-    import fcntl
-
+    """An exclusive lock on `folder` while the FolderLock is held: two runs writing the same
+    set of artefacts would mix them. OutputError when another run holds it."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as e:
         raise write_error(folder, e) from e
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in _NO_LOCKING:
-            return FolderLock(fd)  # a file system without locks: write unlocked, as before
+        _lock(fd, f"{folder}: another run is writing this folder; wait for it or give another --out")
+    except BaseException as e:
         os.close(fd)
-        if isinstance(e, BlockingIOError):
-            raise OutputError(f"{folder}: another run is writing this folder; wait for it or give another --out") from e
-        raise write_error(folder, e) from e
+        if isinstance(e, OSError):
+            raise write_error(folder, e) from e
+        raise
     return FolderLock(fd)
 
 
 @contextmanager
 def stderr_muted() -> Iterator[None]:
-    """Descriptor 2 goes to /dev/null for a while: what C libraries print there straight
-    (libpng's lines for a corrupt PNG, Ray's core starting, LiteRT's delegate notice)
-    is not for our stderr, which carries the summary and `digits: error:` lines. Python's
-    own sys.stderr is flushed first; with descriptor 2 closed there is nothing to mute."""
+    """Descriptor 2 goes to /dev/null for a while: what C libraries print there straight (libpng,
+    Ray, LiteRT) is not for our stderr, which carries the summary and error lines."""
     try:
         sys.stderr.flush()
     except (AttributeError, OSError, ValueError):  # stderr closed or gone
         pass
     try:
         saved = os.dup(2)
-    except OSError:
+    except OSError:  # descriptor 2 closed: nothing to mute
         yield
         return
     try:

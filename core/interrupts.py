@@ -1,11 +1,9 @@
 """Ctrl-C and SIGTERM: the program's one stop policy.
 
-The handler only records the first signal; the loops (a classify run, the worker pool,
-training through a Keras callback, the Ray job) ask `asked()` between steps and end
-early with everything they wrote whole. A second signal stops the program at once
-(Interrupted, raised where the program is; the command line exits 130). Raising on the
-first signal is only for a blocking call that cannot ask: an import, ray.init, a read that
-waits on its writer (`raising()`).
+The handler records the first signal; the loops (classify, the worker pool, training, the
+Ray job) ask `asked()` between steps and end early with everything they wrote whole. A
+second signal raises Interrupted at once (exit 130), as the first does inside `raising()`,
+around a blocking call that cannot ask (an import, ray.init, a read that waits).
 """
 
 import contextlib
@@ -13,15 +11,13 @@ import signal
 import threading
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-_POLL_SECONDS = 0.1
 _signals: list[int] = []
 _raising = 0  # depth of raising() sections
 
 
 class Interrupted(BaseException):
-    """The user asked the program to stop. A BaseException, so that no library's `except
-    Exception` swallows it on the way out; `finally` blocks (the cleanup of half-written
-    files) still run."""
+    """The user asked the program to stop: a BaseException, so no library's `except Exception`
+    swallows it; `finally` blocks (the cleanup of half-written files) still run."""
 
 
 def handle(signum, frame) -> None:
@@ -42,35 +38,30 @@ def check() -> None:
         raise Interrupted()
 
 
-def reset() -> None:
-    _signals.clear()
-
-
 @contextlib.contextmanager
 def installed():
-    """`handle` for SIGINT and SIGTERM while the block runs (from the main thread; elsewhere
-    signals are not ours to take), the handlers before it restored after. Installed anew
-    (not inside the program's own), it starts and ends with nothing asked."""
+    """`handle` for SIGINT and SIGTERM while the block runs (on the main thread only), the
+    handlers before it restored after; installed anew, it starts and ends with nothing asked."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {s: signal.signal(s, handle) for s in SIGNALS}
     anew = previous[signal.SIGINT] is not handle
     if anew:
-        reset()
+        _signals.clear()
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
         if anew:
-            reset()
+            _signals.clear()
 
 
 @contextlib.contextmanager
 def raising():
-    """The first signal raises Interrupted too, while a call that cannot ask runs (an import,
-    ray.init, a blocking read); asked before, it raises at once. Handlers the call replaced are put back."""
+    """The first signal raises Interrupted too while the block runs (asked before: at once);
+    handlers the call replaced are put back."""
     global _raising
     check()
     main = threading.current_thread() is threading.main_thread()
@@ -86,10 +77,9 @@ def raising():
 
 
 def polled(function, *args, cancel=lambda: None):
-    """function(*args) on a thread of its own, asking every 0.1 s whether the user asked to
-    stop: a call into C that holds its thread (a model's) cannot ask, and Python runs a
-    handler only between the main thread's steps. When asked: cancel() (which ends the
-    call), then Interrupted."""
+    """function(*args) on a thread of its own, asking every 0.1 s whether to stop (a call
+    into C cannot ask, and Python runs a handler only between the main thread's steps):
+    when asked, cancel() (which ends the call), then Interrupted."""
     check()
     result: list = []
 
@@ -102,7 +92,7 @@ def polled(function, *args, cancel=lambda: None):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     while thread.is_alive():
-        thread.join(_POLL_SECONDS)
+        thread.join(0.1)
         if _signals and thread.is_alive():
             cancel()
             thread.join(1)

@@ -1,5 +1,4 @@
-"""The address-space limit (`ulimit -v`) the process runs under: below it the libraries
-fail in ways that need saying (the floor check at start, a worker's death)."""
+"""The address-space limit (`ulimit -v`) the process runs under, and how messages name it."""
 
 import resource
 
@@ -11,7 +10,6 @@ def address_space_limit() -> int | None:
 
 
 def limit_words() -> str:
-    """How every message names the limit: 'the memory limit (ulimit -v) of N MiB' (or
-    without the value when there is none: the system ran out of memory itself)."""
+    """'the memory limit (ulimit -v) of N MiB', without the value when there is none."""
     limit = address_space_limit()
     return "the memory limit (ulimit -v)" + (f" of {limit // 2**20} MiB" if limit is not None else "")

@@ -1,9 +1,6 @@
-"""Parsing numeric options: a value out of range, NaN or infinity included, is a usage error
-(exit 2, one line), never a traceback from deep in TensorFlow or a check that cannot fail.
-
-Click's FloatRange lets NaN through (every comparison with NaN is false), so float
-options are parsed here; integer options use Typer's min= and max=, which hold.
-"""
+"""Float options parsed: a value out of range, NaN or infinity included, is a usage error
+(exit 2, one line). Click's FloatRange lets NaN through (every comparison with NaN is false);
+integer options use Typer's min= and max=, which hold."""
 
 import math
 from collections.abc import Callable

@@ -1,5 +1,4 @@
-"""Text from outside (a model's names and metadata, a data file's fields, a path) made safe
-to print on a terminal. One function, used wherever such text reaches stdout or stderr as
+"""Text from outside (a model's metadata, a data file's fields, a path) made safe to print as
 prose; --json output and rows are data and stay exact."""
 
 import re
@@ -13,9 +12,8 @@ LINE_LIMIT = 2000  # characters of one message line
 
 
 def printable(value: object, limit: int = VALUE_LIMIT) -> str:
-    """`value` as text with every control character escaped as Python writes it (\\n,
-    \\x1b, \\u202e, \\udcff) and, beyond `limit` characters, cut with a note of how
-    many more there were. The result is one line and shows what the value holds."""
+    """`value` as one line of text, every control character escaped as Python writes it (\\n,
+    \\x1b, \\u202e, \\udcff), cut beyond `limit` characters with a note of how many more."""
     text = str(value)
     note = ""
     if len(text) > limit:

@@ -1,8 +1,5 @@
-"""The `digits` program: each part's commands, and errors turned into exit codes.
-
-Command modules import nothing heavy at the top: `digits --help` and
-`digits classify` must never import TensorFlow.
-"""
+"""The `digits` program: each part's commands, and errors turned into exit codes. Command modules
+import nothing heavy at the top: `digits --help` and `digits classify` never import TensorFlow."""
 
 import contextlib
 import errno
@@ -25,6 +22,10 @@ COMMANDS = {
     "models": ("digits.catalog", "models"),
 }
 
+# Below this address-space limit (ulimit -v) the libraries fail as they load, in ways no
+# Python code sees (measured: 80-135 MiB; from 140 MiB they fail as MemoryError or ImportError,
+# which main() turns into one line). docs/reliability.md says what is left to the runtimes.
+MEMORY_FLOOR = 160 * 2**20
 
 
 def build_app(only: str | None = None):
@@ -60,62 +61,39 @@ def __getattr__(name: str):
     raise AttributeError(name)
 
 
-def _unraisable(previous):
-    """sys.unraisablehook while main() runs, for what Python swallows and would print as
-    "Exception ignored in ..." with a traceback: an Interrupted raised inside a weakref
-    callback or a __del__ (an import cleaning up its module lock; the request stays
-    recorded, and the next step that asks acts on it), or a MemoryError (under `ulimit -v`,
-    a thread that could not start: what failed for want of memory says so in one line)."""
-
-    def hook(unraisable) -> None:
-        if not isinstance(unraisable.exc_value, interrupts.Interrupted | MemoryError):
-            previous(unraisable)
-
-    return hook
-
-
 class _Stdout:
     """sys.stdout, whose failed writes (a reader that closed the pipe: `| head`, a full
-    disk) are the user's error, one line and exit 1, in every command. Click's own
-    handling of a closed pipe ended the program with exit 1 and nothing said."""
+    disk) end in one line and exit 1, where Click's handling ended with nothing said."""
 
     def __init__(self, stream):
         self._stream = stream
 
     def write(self, text: str) -> int:
-        try:
-            return self._stream.write(text)
-        except OSError as e:
-            raise _stdout_failed(e) from e
+        return self._guarded(self._stream.write, text)
 
     def flush(self) -> None:
-        try:
-            self._stream.flush()
-        except OSError as e:
-            raise _stdout_failed(e) from e
+        self._guarded(self._stream.flush)
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
 
+    @staticmethod
+    def _guarded(call, *args):
+        try:
+            return call(*args)
+        except OSError as e:
+            from digits.core.files import write_error
 
-def _stdout_failed(e: OSError) -> Exception:
-    from digits.core.files import write_error
-
-    try:  # what the stream still buffers goes nowhere: the exit's flush cannot fail again
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 1)
-        os.close(null)
-    except OSError:
-        pass
-    return write_error("standard output", e)
+            with contextlib.suppress(OSError):  # what the stream still buffers goes nowhere: exit's flush works
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, 1)
+                os.close(null)
+            raise write_error("standard output", e) from e
 
 
 def _standard_streams() -> None:
-    """A closed standard stream (`2>&-`) is /dev/null underneath, so that no file this
-    program opens takes its number: rows once went to descriptor 2, and the C
-    libraries' messages into the rows. stdin and stdout stay None in Python (the
-    commands say they are closed when they need them); messages meant for a closed
-    stderr go nowhere rather than to stdout, among the rows (print(file=None))."""
+    """A closed standard stream (`2>&-`) is /dev/null underneath, so that no file this program
+    opens takes its number (rows once went to descriptor 2, and C libraries' messages into them)."""
     for fd in (0, 1, 2):
         try:
             os.fstat(fd)
@@ -134,12 +112,10 @@ def _out_of_memory(e: BaseException) -> str | None:
     """What to say when `e` is the process running out of memory or threads (a low
     `ulimit -v`): at import, a library cannot map itself; mid-run, no thread starts."""
     text = str(e)
-    if isinstance(e, MemoryError):
+    if isinstance(e, MemoryError) or isinstance(e, OSError) and e.errno == errno.ENOMEM:  # ENOMEM: mmap, a pipe
         reason = "out of memory"
     elif isinstance(e, ImportError) and ("failed to map segment" in text or "cannot allocate memory" in text.lower()):
         reason = "out of memory loading the program's libraries"
-    elif isinstance(e, OSError) and e.errno == errno.ENOMEM:  # mmap, a pipe's buffer
-        reason = "out of memory"
     elif isinstance(e, RuntimeError) and "can't start new thread" in text:
         reason = "cannot start a thread (out of memory or threads)"
     else:
@@ -147,30 +123,6 @@ def _out_of_memory(e: BaseException) -> str | None:
     from digits.core.memory import limit_words
 
     return f"{reason}; {limit_words()} is too low for this program"
-
-
-# Below this address-space limit (ulimit -v) the libraries fail as they load, in ways
-# no Python code sees: OpenBLAS prints its own line and exits, or a thread it cannot
-# start raises a signal (measured: 80-135 MiB; 140 MiB and up fail as MemoryError or
-# ImportError, which main() turns into one line). Above it, a C++ runtime's own abort
-# (an uncaught std::bad_alloc) is the one failure left to the runtime's words: the
-# reliability promise (docs/reliability.md) says what the user sees then.
-MEMORY_FLOOR = 160 * 2**20
-
-
-def _check_memory_limit() -> None:
-    from digits.core.errors import DigitsError
-    from digits.core.memory import address_space_limit
-
-    limit = address_space_limit()
-    if limit is not None and limit < MEMORY_FLOOR:
-        raise DigitsError(f"the memory limit (ulimit -v) is {limit // 2**20} MiB; this program needs at least "
-                          f"{MEMORY_FLOOR // 2**20} MiB to load its libraries")
-
-
-def _command_named() -> str | None:
-    """The command sys.argv names, or None (--help, a typo: Typer says so)."""
-    return sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None
 
 
 def start() -> None:
@@ -181,7 +133,15 @@ def start() -> None:
 def main() -> None:
     """The program in this process: the one place user errors become a line on stderr and an exit code."""
     hook = sys.unraisablehook
-    sys.unraisablehook = _unraisable(hook)
+
+    def quiet_hook(unraisable) -> None:
+        # What Python would print as "Exception ignored in ..." with a traceback: an Interrupted
+        # raised inside a weakref callback or a __del__ (the request stays recorded, and the next
+        # step that asks acts on it), or a MemoryError (under `ulimit -v`, a thread that could not start).
+        if not isinstance(unraisable.exc_value, interrupts.Interrupted | MemoryError):
+            hook(unraisable)
+
+    sys.unraisablehook = quiet_hook
     try:
         with interrupts.installed():  # first: Ctrl-C at any moment after Python's start-up is ours
             _run()
@@ -193,6 +153,7 @@ def main() -> None:
 
 def _run() -> None:
     from digits.core.errors import EXIT_FATAL, EXIT_INTERRUPTED, DigitsError
+    from digits.core.memory import address_space_limit
 
     try:
         _standard_streams()
@@ -200,8 +161,11 @@ def _run() -> None:
             # onnxruntime's telemetry (export, evaluate, bench and inspect load it too): files
             # under ~/.cache written unasked, a coloured warning when HOME is not writable.
             os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-            _check_memory_limit()
-            command = _command_named()
+            limit = address_space_limit()
+            if limit is not None and limit < MEMORY_FLOOR:
+                raise DigitsError(f"the memory limit (ulimit -v) is {limit // 2**20} MiB; this program needs at "
+                                  f"least {MEMORY_FLOOR // 2**20} MiB to load its libraries")
+            command = sys.argv[1] if len(sys.argv) > 1 and sys.argv[1] in COMMANDS else None  # None: Typer says
             app = build_app(command)
         interrupts.check()  # asked where the raise was swallowed (a weakref callback)
         try:
@@ -217,15 +181,10 @@ def _run() -> None:
 
         print(f"digits: error: {printable(e, LINE_LIMIT)}", file=sys.stderr)  # paths and model names in it
         sys.exit(e.exit_code)
-    except SystemExit as e:
-        if e.code in (0, None) and interrupts.asked():  # asked, and the command ran to its end
-            print("digits: interrupted", file=sys.stderr)
-            sys.exit(EXIT_INTERRUPTED)
-        raise
     except BaseException as e:
-        # Interrupted, or whatever an interrupt left behind (a module cut in half
-        # raising ImportError later): the user asked to stop, so stop quietly.
-        if interrupts.asked():
+        # Interrupted, whatever an interrupt left behind (a module cut in half raising ImportError
+        # later), or a command that ran to its end (exit 0) after the user asked: stop quietly.
+        if interrupts.asked() and (not isinstance(e, SystemExit) or e.code in (0, None)):
             print("digits: interrupted", file=sys.stderr)
             sys.exit(EXIT_INTERRUPTED)
         memory = _out_of_memory(e)

@@ -1,11 +1,5 @@
-"""`digits demo`: the whole promise in one run.
-
-Train the seed's MLP, export it (with int8) under the parity check, write the
-held-out test digits as PNG files and as a .npy, classify both with the real
-`digits classify` command, and report everything in one table. Training,
-export and both classify runs are `digits` processes, exactly as a user would
-type them; the demo itself writes the test digits and scores the int8 model.
-Numbers come from the steps' typed outputs (metrics.json, the parity report,
+"""`digits demo`: the whole promise in one run, each step a `digits` process as a user would
+type it. Numbers come from the steps' typed outputs (metrics.json, the parity report,
 classify's --summary-json), never from their messages.
 """
 
@@ -68,21 +62,13 @@ def write_test_digits(digits: np.ndarray, labels: np.ndarray, folder: Path, arra
 
 def demo(
     out: Annotated[Path, typer.Option(
-        readable=False,
-        help="Folder for everything the demo makes.",
-    )] = Path("runs/demo"),
-    data: Annotated[Optional[Path], typer.Option(
-        readable=False,
-        help="MNIST in any `digits train --data` form (default: Keras's MNIST, else the bundled sample)",
-    )] = None,
+        readable=False, help="Folder for everything the demo makes.")] = Path("runs/demo"),
+    data: Annotated[Optional[Path], typer.Option(readable=False, help="MNIST in any `digits train --data` form "
+                                                 "(default: Keras's MNIST, else the bundled sample)")] = None,
     epochs: Annotated[int, typer.Option(
-        min=1, max=1_000_000,
-        help="Training epochs (default: the seed's recipe).",
-    )] = RECIPE.epochs,
+        min=1, max=1_000_000, help="Training epochs (default: the seed's recipe).")] = RECIPE.epochs,
     seed: Annotated[int, typer.Option(
-        min=0, max=MAX_SEED,
-        help="Seeds the training split, weights and dropout.",
-    )] = RECIPE.seed,
+        min=0, max=MAX_SEED, help="Seeds the training split, weights and dropout.")] = RECIPE.seed,
 ) -> None:
     """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
     from digits.trainer.backend import require_train_extra
@@ -93,7 +79,6 @@ def demo(
 
 def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epochs, seed: int = RECIPE.seed) -> str:
     """Run every step; returns the summary table. DigitsError if any step fails."""
-    # Long by design: the demo is one story read top to bottom (train, export, classify, report).
     start = time.perf_counter()
     with writing(out):
         out.mkdir(parents=True, exist_ok=True)
@@ -120,23 +105,17 @@ def run_demo(out: Path, data_path: Path | None = None, epochs: int = RECIPE.epoc
 
     from digits.batch.model import OnnxClassifier
 
-    int8_labels = OnnxClassifier(out / "model.int8.onnx").labels(data.x_test)
-    results = {
-        "keras": metrics["test_accuracy"],
-        "png": _classify_accuracy(png_rows, data.y_test),
-        "npy": _classify_accuracy(npy_rows, data.y_test),
-        "int8": float((int8_labels == data.y_test).mean()),
-    }
+    int8_accuracy = float((OnnxClassifier(out / "model.int8.onnx").labels(data.x_test) == data.y_test).mean())
     probs = parity["outputs"][PROBABILITIES]
     lines = [
-        ("data", f"{metrics['data_source']}"),
+        ("data", metrics["data_source"]),
         ("sizes", f"{metrics['train_size']:,} train, {metrics['validation_size']:,} validation, "
                   f"{metrics['test_size']:,} test digits"),
         ("training", f"{metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s"),
-        ("accuracy: Keras", f"{results['keras']:.4f}"),
-        ("accuracy: ONNX, PNG folder", f"{results['png']:.4f}  (digits classify)"),
-        ("accuracy: ONNX, .npy", f"{results['npy']:.4f}  (digits classify)"),
-        ("accuracy: ONNX int8", f"{results['int8']:.4f}"),
+        ("accuracy: Keras", f"{metrics['test_accuracy']:.4f}"),
+        ("accuracy: ONNX, PNG folder", f"{_classify_accuracy(png_rows, data.y_test):.4f}  (digits classify)"),
+        ("accuracy: ONNX, .npy", f"{_classify_accuracy(npy_rows, data.y_test):.4f}  (digits classify)"),
+        ("accuracy: ONNX int8", f"{int8_accuracy:.4f}"),
         ("parity Keras vs ONNX", f"max abs diff {probs['max_abs_diff']:.2e} over {parity['samples']:,} inputs, "
                                  f"labels agree {parity['label_agreement']:.2%}: "
                                  f"{'passed' if parity['passed'] else 'FAILED'}"),

@@ -1,10 +1,5 @@
-"""Importing Keras quietly, and saying clearly when the training stack is not installed.
-
-TensorFlow takes seconds to import, so code that needs Keras calls `import_keras()`
-inside the function that needs it, never at module level. Commands that need the
-`[train]` extra call `require_train_extra()` first: on a core (edge) install they
-end in one line naming what to install, not a ModuleNotFoundError.
-"""
+"""Importing Keras quietly (inside the function that needs it: TensorFlow takes seconds),
+and saying in one line what to install when the [train] extra is missing."""
 
 import os
 import sys
@@ -24,9 +19,8 @@ def import_keras():
     require_train_extra("this command")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN and CPU-feature
-    # notes) goes straight to file descriptor 2 and ignores TF_CPP_MIN_LOG_LEVEL
-    # since TF 2.20: hide fd 2 for the import only. Python errors still raise.
+    # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) goes straight to
+    # descriptor 2, ignoring TF_CPP_MIN_LOG_LEVEL since TF 2.20: hidden for the import only.
     from digits.core.files import stderr_muted
 
     with stderr_muted(), interrupts.raising():  # seconds, and an import cannot ask whether to stop

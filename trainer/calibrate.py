@@ -1,12 +1,10 @@
-"""Confidence you can act on: temperature scaling, calibration error, coverage at a threshold.
+"""Confidence you can act on: temperature scaling, calibration error, coverage at a threshold
+(numpy only, so an exported model's probabilities are scored the same way).
 
-numpy only, so that an exported model's probabilities are scored the same way.
-
-Temperature scaling (Guo et al., 2017) divides a model's logits by one number T,
-fitted to minimise the cross-entropy on held-out digits. Softmax is unchanged by a
-shift of its inputs, and log(softmax(z)) is z shifted, so softmax(log(p) / T) equals
-softmax(z / T): T is applied to probabilities, whatever last layer a model has. T is
-positive, so every digit keeps its label.
+Temperature scaling (Guo et al., 2017) divides a model's logits by one number T, fitted to
+minimise the cross-entropy on held-out digits. log(softmax(z)) is z shifted, and softmax
+ignores a shift, so softmax(log(p) / T) equals softmax(z / T): T is applied to
+probabilities, whatever a model's last layer. T > 0, so every digit keeps its label.
 """
 
 import numpy as np
@@ -35,11 +33,8 @@ def nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, iterations: int = 80) -> float:
-    """The T in T_RANGE that minimises the cross-entropy of `labels` under softmax(log(p) / T).
-
-    The cross-entropy is convex in 1/T, so a golden-section search on log T finds the
-    minimum; 80 steps narrow the range to about 1e-15 of its width.
-    """
+    """The T in T_RANGE that minimises the cross-entropy of `labels` under softmax(log(p) / T):
+    a golden-section search on log T (the loss is convex in 1/T); 80 steps narrow the range to 1e-15."""
     golden = (np.sqrt(5) - 1) / 2
     lo, hi = np.log(T_RANGE[0]), np.log(T_RANGE[1])
 
@@ -77,32 +72,22 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_B
 
 
 def coverage_table(probabilities: np.ndarray, labels: np.ndarray, thresholds=THRESHOLDS) -> list[dict]:
-    """For each P: the share of digits whose confidence is at least P (accepted), and the
-    error rate among those; the rest would go to a person."""
+    """For each P: the share of digits whose confidence is at least P, and their error rate."""
     confidence = probabilities.max(axis=1)
     wrong = probabilities.argmax(axis=1) != labels
     rows = []
     for p in thresholds:
         accepted = confidence >= p
-        n = int(accepted.sum())
-        errors = int((wrong & accepted).sum())
-        rows.append({
-            "p": p,
-            "accepted": n,
-            "coverage": n / max(len(labels), 1),
-            "errors": errors,
-            "error_rate": errors / n if n else 0.0,
-        })
+        n, errors = int(accepted.sum()), int((wrong & accepted).sum())
+        rows.append({"p": p, "accepted": n, "coverage": n / max(len(labels), 1), "errors": errors,
+                     "error_rate": errors / n if n else 0.0})
     return rows
 
 
 def digit_score_report(val_probs: np.ndarray, test_probs: np.ndarray, outliers: float) -> dict:
-    """metrics.json's `digit_score`: the threshold (fitted on the validation digits'
-    probabilities as trained, before temperature: the score DIGITS_KEPT of them reach) and
-    the share of the test digits it rejects. Without validation digits the threshold is 0.
-
-    Before temperature, because the temperature fitted for the labels' confidence (0.4 for
-    the CNN trained with outliers) sharpens non-digits too: docs/decisions.md, "Is it a digit?"."""
+    """metrics.json's `digit_score`: the threshold DIGITS_KEPT of the validation digits reach (0
+    without them) and the share of the test digits it rejects. Scored before temperature: the
+    temperature fitted for the labels sharpens non-digits too (docs/decisions.md, "Is it a digit?")."""
     from digits.batch.scores import digit_scores
 
     threshold = float(np.quantile(digit_scores(val_probs), 1 - DIGITS_KEPT)) if len(val_probs) else 0.0
@@ -118,33 +103,20 @@ def digit_score_report(val_probs: np.ndarray, test_probs: np.ndarray, outliers: 
 
 def calibration_report(val_probs: np.ndarray, val_labels: np.ndarray,
                        test_probs: np.ndarray, test_labels: np.ndarray) -> tuple[float, dict]:
-    """(T fitted on the validation digits, the metrics.json entry): T, cross-entropy and
-    ECE before and after on the validation and the test digits, and the reliability
-    bins on the test digits. Without validation digits T is 1: the model as trained."""
+    """(T fitted on the validation digits, 1 without them; metrics.json's `calibration` entry)."""
     held_out = len(val_labels) > 0
     temperature = fit_temperature(val_probs, val_labels) if held_out else 1.0
-    calibrated = apply_temperature(test_probs, temperature)
-    before, after = reliability(test_probs, test_labels), reliability(calibrated, test_labels)
     report = {
         "temperature": round(temperature, 6),
         "fitted_on": f"validation split ({len(val_labels):,} digits)" if held_out
         else "nothing (no validation split): temperature 1, the model as trained",
     }
-    if held_out:
-        val_after = apply_temperature(val_probs, temperature)
-        report.update(
-            validation_loss_before=nll(val_probs, val_labels),
-            validation_loss_after=nll(val_after, val_labels),
-            validation_ece_before=reliability(val_probs, val_labels)["ece"],
-            validation_ece_after=reliability(val_after, val_labels)["ece"],
-        )
-    report.update(
-        test_loss_before=nll(test_probs, test_labels),
-        test_loss_after=nll(calibrated, test_labels),
-        test_ece_before=before["ece"],
-        test_ece_after=after["ece"],
-        ece_bins=ECE_BINS,
-        reliability_before=before,
-        reliability_after=after,
-    )
+    parts = [("validation", val_probs, val_labels)] if held_out else []
+    for part, probs, labels in [*parts, ("test", test_probs, test_labels)]:
+        after = apply_temperature(probs, temperature)
+        report.update({f"{part}_loss_before": nll(probs, labels), f"{part}_loss_after": nll(after, labels),
+                       f"{part}_ece_before": reliability(probs, labels)["ece"],
+                       f"{part}_ece_after": reliability(after, labels)["ece"]})
+    report.update(ece_bins=ECE_BINS, reliability_before=reliability(test_probs, test_labels),
+                  reliability_after=reliability(apply_temperature(test_probs, temperature), test_labels))
     return temperature, report

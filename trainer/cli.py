@@ -39,9 +39,7 @@ class ModelChoice(StrEnum):
 def train(
     data: DataOption = None,
     out: Annotated[Optional[Path], typer.Option(
-        readable=False,
-        help="Folder for the model and reports (default: runs/<timestamp>/)",
-    )] = None,
+        readable=False, help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
     model: Annotated[ModelChoice, typer.Option(
         help="mlp: the seed's 784-256-128-64-10 MLP; cnn: a small convnet (augmented, decaying learning rate).",
     )] = ModelChoice.mlp,
@@ -50,9 +48,7 @@ def train(
         help=f"Passes over the training digits. [default: {RECIPE.epochs} for mlp, {CNN_DEFAULTS['epochs']} for cnn]",
     )] = None,
     batch_size: Annotated[int, typer.Option(
-        min=1, max=MAX_COUNT,
-        help="Digits per gradient step.",
-    )] = RECIPE.batch_size,
+        min=1, max=MAX_COUNT, help="Digits per gradient step.")] = RECIPE.batch_size,
     validation_split: Annotated[float, typer.Option(
         parser=finite_number("--validation-split", 0.0, 0.9),
         help="Fraction of training digits held out for validation (stratified, shuffled); the temperature is fitted "
@@ -100,18 +96,9 @@ def train(
     require_train_extra("digits train", ("tensorflow", "keras", "matplotlib"))
     from digits.trainer.training import train_and_report
 
-    defaults = default_recipe(model.value)
-    recipe = replace(
-        defaults,
-        epochs=epochs or defaults.epochs,
-        batch_size=batch_size,
-        validation_split=validation_split,
-        dropout=defaults.dropout if dropout is None else dropout,
-        seed=seed,
-        augment=defaults.augment if augment is None else augment,
-        early_stop=early_stop,
-        outliers=outliers,
-    )
+    given = {"epochs": epochs, "dropout": dropout, "augment": augment}  # None: the model's own default
+    recipe = replace(default_recipe(model.value), batch_size=batch_size, validation_split=validation_split, seed=seed,
+                     early_stop=early_stop, outliers=outliers, **{k: v for k, v in given.items() if v is not None})
     progress = 0 if quiet else (1 if sys.stderr.isatty() else 2)
     say = (lambda line: None) if quiet else (lambda line: print(printable_lines(line), file=sys.stderr))
     result = train_and_report(data, out, recipe, verbose=progress, say=say)
@@ -147,8 +134,8 @@ def evaluate(
     warning = seen_test_digits_warning(model, dataset.source)
     if warning:
         print(warning, file=sys.stderr)
-    report = {"model": str(model), "data_source": dataset.source}
-    report.update(score(predict_file(model, dataset.x_test), dataset.y_test))
+    report = {"model": str(model), "data_source": dataset.source,
+              **score(predict_file(model, dataset.x_test), dataset.y_test)}
     if as_json:
         print(json_text(report).rstrip("\n"))
         return

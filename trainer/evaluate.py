@@ -9,8 +9,7 @@ from digits.core.terminal import LINE_LIMIT, printable
 
 
 def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
-    """Probabilities float32 [N, 10] from a .keras model (TensorFlow), an .onnx model
-    (onnxruntime only) or a .tflite model (LiteRT only); TensorFlow is imported for .keras alone."""
+    """Probabilities float32 [N, 10] from a .keras, .onnx or .tflite model; TensorFlow is imported for .keras alone."""
     suffix = model_path.suffix.lower()
     if suffix in (".onnx", ".tflite"):
         from digits.batch.model import load_classifier
@@ -22,7 +21,6 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
         from digits.trainer.model import check_classifier, load_keras_model, predict_keras
 
         require_train_extra("evaluating a .keras model")
-
         model = load_keras_model(model_path)
         check_classifier(model, str(model_path))  # what export refuses, evaluate refuses too
         # Logits are scored as their softmax, as `digits export` ships them and classify reads them.
@@ -34,8 +32,7 @@ SAMPLE_SOURCE = "bundled sample"  # how trainer/data/sample.py's source begins
 
 
 def training_source(model_path: Path) -> str | None:
-    """The data_source a model was trained on, where it is recorded: the metadata of an
-    exported .onnx, or the metrics.json `digits train` wrote beside a .keras."""
+    """The data_source an .onnx model's metadata records, or the metrics.json beside a .keras."""
     import json
 
     try:
@@ -43,10 +40,12 @@ def training_source(model_path: Path) -> str | None:
             import onnx
 
             meta = {p.key: p.value for p in onnx.load(model_path, load_external_data=False).metadata_props}
-            return meta.get("data_source")
-        return json.loads((model_path.parent / "metrics.json").read_text()).get("data_source")
+            source = meta.get("data_source")
+        else:
+            source = json.loads((model_path.parent / "metrics.json").read_text()).get("data_source")
     except Exception:  # unrecorded is unknown: the score itself is still right
         return None
+    return None if source is None else str(source)  # a metrics.json someone else wrote may hold anything
 
 
 def seen_test_digits_warning(model_path: Path, data_source: str) -> str | None:
@@ -54,8 +53,6 @@ def seen_test_digits_warning(model_path: Path, data_source: str) -> str | None:
     other data: the sample's 1,000 test digits are MNIST *training* digits, which a model
     trained on full MNIST has seen, so its score on them overstates it."""
     trained_on = training_source(model_path)
-    if not isinstance(trained_on, str):  # a metrics.json or metadata someone else wrote
-        trained_on = None if trained_on is None else str(trained_on)
     if not data_source.startswith(SAMPLE_SOURCE) or not trained_on or trained_on.startswith(SAMPLE_SOURCE):
         return None
     model_path, trained_on = printable(model_path, LINE_LIMIT), printable(trained_on)  # from the model: untrusted

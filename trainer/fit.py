@@ -5,6 +5,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from digits.core import interrupts
 from digits.core.contract import NUM_CLASSES
 from digits.trainer.backend import import_keras
@@ -40,14 +42,9 @@ class Trained:
 
 
 def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Trained:
-    """Fit a new model (recipe.model) on data.x_train; Keras progress goes to stderr.
-
-    The validation part is a stratified, shuffled split of the training digits:
-    Keras's own `validation_split` takes the last rows, which in a class-sorted
-    source (the bundled sample) are all nines. With recipe.early_stop, training
-    stops once validation loss has not improved for that many epochs, and the
-    weights of the best epoch are restored.
-    """
+    """Fit a new model (recipe.model) on data.x_train; Keras progress goes to stderr. Validation
+    is a stratified, shuffled split: Keras's own `validation_split` takes the last rows, all
+    nines in a class-sorted source. With recipe.early_stop, the best epoch's weights are kept."""
     keras = import_keras()
     keras.utils.set_random_seed(recipe.seed)
     fit_idx, val_idx = stratified_split(data.y_train, recipe.validation_split, recipe.seed)
@@ -64,11 +61,12 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
         if recipe.augment
         else {"x": model_input(digits, shape), "y": onehot, "batch_size": recipe.batch_size}
     )
-    stopper = None
+    callbacks = [_stop_when_asked(keras)]
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stop, restore_best_weights=True)
     if recipe.early_stop:
-        stopper = keras.callbacks.EarlyStopping(
-            monitor="val_loss", patience=recipe.early_stop, restore_best_weights=True
-        )
+        callbacks.append(stopper)
+    if recipe.decay != 1.0:  # Adam's 1e-3 x decay**epoch
+        callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch: 1e-3 * recipe.decay**epoch))
 
     interrupts.check()  # asked before fitting began: not one batch
     start = time.perf_counter()
@@ -78,7 +76,7 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
             validation_data=validation,
             epochs=recipe.epochs,
             verbose=verbose,
-            callbacks=[_stop_when_asked(keras), *([stopper] if stopper else []), *_decay(keras, recipe.decay)],
+            callbacks=callbacks,
         )
     interrupts.check()
     seconds = time.perf_counter() - start
@@ -92,25 +90,14 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
         validation_digits=data.x_train[val_idx],
         validation_labels=data.y_train[val_idx],
         epochs_run=len(history["loss"]),
-        best_epoch=stopper.best_epoch + 1 if stopper and stopper.best_weights is not None else None,
+        best_epoch=stopper.best_epoch + 1 if recipe.early_stop and stopper.best_weights is not None else None,
     )
 
 
-def _decay(keras, factor: float) -> list:
-    """A callback that sets the learning rate to Adam's 1e-3 x factor**epoch; none for a constant rate."""
-    if factor == 1.0:
-        return []
-    return [keras.callbacks.LearningRateScheduler(lambda epoch: 1e-3 * factor**epoch)]
-
-
 def _with_outliers(digits, onehot, recipe: Recipe):
-    """The training digits and their one-hot targets, followed by recipe.outliers x as many
-    generated non-digits whose target is uniform (0.1 for each class). Cross-entropy
-    against uniform is outlier exposure's loss term (Hendrycks et al. 2019): with half as
-    many outliers as digits it weighs 0.5 beside the digits' loss, as in the paper.
-    Keras's training `accuracy` then counts the outliers too (as wrong): validation has none."""
-    import numpy as np
-
+    """The training digits and their one-hot targets, then recipe.outliers x as many generated
+    non-digits whose target is uniform (outlier exposure's loss term). Keras's training
+    `accuracy` counts them as wrong; validation has none."""
     from digits.trainer.outliers import make_outliers
 
     count = int(round(len(digits) * recipe.outliers))
@@ -122,9 +109,7 @@ def _with_outliers(digits, onehot, recipe: Recipe):
 
 
 def _augmented(digits, onehot, shape: tuple, recipe: Recipe) -> dict:
-    """`fit` arguments that feed shuffled batches of randomly shifted, rotated and
-    zoomed digits: a tf.data pipeline, so the model itself stays free of it."""
-    import numpy as np
+    """`fit` arguments feeding shuffled batches of augmented digits through tf.data, outside the model."""
     import tensorflow as tf
 
     augment = build_augmentation(recipe.seed)

@@ -7,17 +7,11 @@ from digits.core.contract import NUM_CLASSES
 EPSILON = 1e-7  # Keras clips probabilities the same way in its cross-entropy
 
 
-def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    """int64 [10, 10]: rows are true labels, columns predicted labels."""
-    return np.bincount(labels * NUM_CLASSES + predicted, minlength=NUM_CLASSES**2).reshape(
-        NUM_CLASSES, NUM_CLASSES
-    )
-
-
 def score(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     """Accuracy (0..1), cross-entropy loss, per-class accuracy and the confusion matrix."""
     predicted = probabilities.argmax(axis=1)
-    matrix = confusion_matrix(labels, predicted)
+    # rows: true labels, columns: predicted labels
+    matrix = np.bincount(labels * NUM_CLASSES + predicted, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
     counts = matrix.sum(axis=1)
     # A class with no test digits has no accuracy (null in metrics.json), not 0.0.
     per_class = [float(right) / count if count else None for right, count in zip(matrix.diagonal(), counts)]

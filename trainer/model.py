@@ -1,14 +1,5 @@
-"""The recipes in one screen: the networks, their training defaults, and the
-Keras side of the digit contract.
-
-The tutorial this toolkit grew from: pixels / 255 as 784 floats; Dense 256 relu,
-Dropout, Dense 128 relu, Dropout, Dense 64 relu, Dropout, Dense 10 softmax;
-Adam; categorical cross-entropy; 50 epochs at batch 128. `RECIPE` holds the
-numbers every command defaults to; `build_mlp` mirrors the layer list.
-`build_cnn` is the `--model cnn` choice, a small convnet trained on augmented digits
-with a decaying learning rate, and `build_augmentation` the random shifts, rotations and
-zoom of `--augment`.
-"""
+"""The recipes in one screen: the networks (`build_mlp` mirrors the seed tutorial's layer list,
+`RECIPE` its numbers), their training defaults, and the Keras side of the digit contract."""
 
 import zipfile
 from dataclasses import dataclass, replace
@@ -105,9 +96,8 @@ MODELS = {"mlp": build_mlp, "cnn": build_cnn}
 
 
 def build_augmentation(seed: int):
-    """Random shifts (up to 10% of a side), rotations (up to 18 degrees) and zoom (up
-    to 10%) of [N, 28, 28, 1] digits, filling with black. Used on training batches only,
-    outside the model: the saved and exported model holds none of it."""
+    """Random shifts (up to 10% of a side), rotations (up to 18 degrees) and zoom (up to 10%) of
+    [N, 28, 28, 1] digits, filling with black: for training batches, outside the saved model."""
     keras = import_keras()
     from keras import layers
 
@@ -122,11 +112,8 @@ def build_augmentation(seed: int):
 
 
 def model_input(digits: np.ndarray, input_shape: tuple) -> np.ndarray:
-    """The Keras model's input step: uint8 [N, 28, 28] -> float32 pixels/255 in `input_shape`.
-
-    `input_shape` is the model's, batch axis first: (None, 784) for the MLP,
-    (None, 28, 28, 1) or (None, 28, 28) for image models.
-    """
+    """The Keras model's input step: uint8 [N, 28, 28] -> float32 pixels/255 in `input_shape`,
+    the model's, batch axis first ((None, 784), (None, 28, 28, 1) or (None, 28, 28))."""
     return (digits.astype(np.float32) / 255.0).reshape(-1, *input_shape[1:])
 
 
@@ -143,19 +130,18 @@ def load_keras_model(path: Path):
 
 
 def _require_zip(path: Path) -> None:
-    """A .keras model is a zip archive; say so in our words where Keras would say "File not
-    found" (for a truncated file that exists) or "File format not supported"."""
+    """A .keras model is a zip archive: said in our words, where Keras says "File not found"
+    for a truncated file that exists, or "File format not supported"."""
     try:
+        if zipfile.is_zipfile(path):
+            return
         with open(path, "rb") as f:
-            start = f.read(4)
-        whole = zipfile.is_zipfile(path)
+            truncated = f.read(4) == b"PK\x03\x04"
     except OSError as e:
         raise ModelError(f"{path}: cannot read ({e.strerror or e})") from e
-    if whole:
-        return
-    if start == b"PK\x03\x04":
-        raise ModelError(f"{path}: not a loadable Keras model (a zip archive without its end: truncated or corrupt)")
-    raise ModelError(f"{path}: not a loadable Keras model (not a zip archive, which a .keras model is)")
+    why = ("a zip archive without its end: truncated or corrupt" if truncated
+           else "not a zip archive, which a .keras model is")
+    raise ModelError(f"{path}: not a loadable Keras model ({why})")
 
 
 def predict_keras(model, digits: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -176,15 +162,11 @@ def check_classifier(model, where: str) -> tuple[int, ...]:
     except (AttributeError, ValueError) as e:  # Keras's words for a model never built: "has no defined inputs yet"
         raise ModelError(f"{where}: the model was saved before it was built, so it has no input shape; "
                          "give it a keras.Input (or call model.build) and save it again") from e
-    if not inputs:
-        raise ModelError(f"{where}: the model has no inputs; a digit classifier has one")
-    if len(model.inputs) != 1:
-        raise ModelError(f"{where}: model has {len(model.inputs)} inputs; a digit classifier has one")
-    shape = tuple(model.inputs[0].shape[1:])
+    if len(inputs) != 1:
+        raise ModelError(f"{where}: model has {len(inputs)} inputs; a digit classifier has one")
+    shape = tuple(inputs[0].shape[1:])
     if shape not in SUPPORTED_INPUTS:
-        raise ModelError(
-            f"{where}: model input has shape {shape}; expected a 784 vector or a 28x28(x1) image"
-        )
+        raise ModelError(f"{where}: model input has shape {shape}; expected a 784 vector or a 28x28(x1) image")
     if len(model.outputs) != 1 or tuple(model.outputs[0].shape[1:]) != (NUM_CLASSES,):
         shapes = ", ".join(str(tuple(o.shape)) for o in model.outputs)
         raise ModelError(f"{where}: model outputs {shapes}; expected one output of 10 class scores")

@@ -1,12 +1,7 @@
-"""Images that are not digits, made from code, for outlier exposure (Hendrycks et al. 2019).
-
-Training pushes the model's probabilities on these towards uniform, so that its
-largest probability (`digit_score`) is low for what is not a digit. They are made
-by generators of their own, disjoint from the sets benchmarks/ood.py measures on
-(Fashion-MNIST, letters in @fontsource handwriting fonts, random-walk pen strokes,
-half digits): shapes, arcs and waves drawn by OpenCV, smooth blobs, speckle, letters
-in Pillow's built-in font, and pairs of training digits side by side or on top of
-each other. Each is brought to MNIST's form as `digits classify` brings an image.
+"""Images that are not digits, made from code, for outlier exposure (Hendrycks et al. 2019):
+training pushes the model's probabilities on them towards uniform, so `digit_score` is low
+for what is not a digit. The generators are disjoint from the sets benchmarks/ood.py
+measures on, and each image is brought to MNIST's form as `digits classify` brings one.
 """
 
 import numpy as np

@@ -1,12 +1,9 @@
-"""Training as a library call: data in, a trained model and its reports on disk, a typed result back.
-
-`digits train` is its shell: it builds the Recipe from the options, calls
-train_and_report and prints from the result.
-"""
+"""Training as a library call: data in, a trained model and its reports on disk, a typed
+result back (`digits train` builds the Recipe, calls train_and_report, prints from the result)."""
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -30,9 +27,9 @@ class TrainResult:
 
 def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbose: int = 0,
                      say: Callable[[str], None] = lambda line: None) -> TrainResult:
-    """Load the data, train `recipe`'s model, score it on the test digits, fit its
-    temperature, and write ARTEFACTS to `out` (default runs/<timestamp>/), all or none.
-    `verbose`: Keras's progress (0 none, 1 bar, 2 a line per epoch); `say`: progress lines."""
+    """Load the data, train `recipe`'s model, score and calibrate it, and write ARTEFACTS to `out`
+    (default runs/<timestamp>/), all or none. `verbose`: Keras's progress (0, 1 bar, 2 lines)."""
+    from digits.trainer.calibrate import apply_temperature, calibration_report, coverage_table, digit_score_report
     from digits.trainer.data import load_mnist
     from digits.trainer.fit import train as fit
     from digits.trainer.metrics import score
@@ -52,27 +49,22 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
     metrics = score(test_probs, dataset.y_test)
     metrics.update(
         data_source=dataset.source,
-        model=recipe.model,
-        augment=recipe.augment,
-        decay=recipe.decay,
-        outliers=recipe.outliers,
+        **asdict(recipe),
         train_size=trained.train_size,
         validation_size=trained.validation_size,
-        epochs=recipe.epochs,
         epochs_run=trained.epochs_run,
-        early_stop=recipe.early_stop,
         best_epoch=trained.best_epoch,
-        batch_size=recipe.batch_size,
-        dropout=recipe.dropout,
-        seed=recipe.seed,
         train_seconds=round(trained.train_seconds, 3),
         seconds_per_epoch=round(trained.train_seconds / max(trained.epochs_run, 1), 3),
         versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     )
-    metrics.update(_calibration(trained, test_probs, dataset.y_test, recipe.outliers))
+    # The temperature and the digit_score threshold are fitted on the validation digits.
+    val_probs = predict_keras(trained.model, trained.validation_digits) if trained.validation_size else test_probs[:0]
+    temperature, metrics["calibration"] = calibration_report(val_probs, trained.validation_labels, test_probs,
+                                                             dataset.y_test)
+    metrics["accepted_at_confidence"] = coverage_table(apply_temperature(test_probs, temperature), dataset.y_test)
+    metrics["digit_score"] = digit_score_report(val_probs, test_probs, recipe.outliers)
     metrics["warnings"] = missing_classes_warnings(dataset.y_train, dataset.y_test)
-    # None lands unless every one was written whole; then each is renamed into place in
-    # ARTEFACTS' order, metrics.json (the set's manifest) last.
     with atomic_folder_files({name: out_dir / name for name in ARTEFACTS}) as temp:
         trained.model.save(temp["model.keras"])
         write_json(temp["history.json"], trained.history)
@@ -88,8 +80,8 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
 
 
 def missing_classes_warnings(train_labels, test_labels) -> list[str]:
-    """A line for training or test digits that lack some of the 10 classes: a model trained
-    on one class scores 1.0000 on test digits of that class and can answer nothing else."""
+    """A line for training or test digits that lack some classes: a model trained on one class
+    scores 1.0000 on test digits of that class."""
     import numpy as np
 
     from digits.core.contract import NUM_CLASSES
@@ -107,9 +99,8 @@ def missing_classes_warnings(train_labels, test_labels) -> list[str]:
 
 
 def _prepare_out_dir(out: Path | None, data: Path | None = None):
-    """The output folder, created, with nothing in the way of the artefacts (a folder, a
-    device, or the --data file itself), and locked against a second run: checked before
-    training, so a bad --out costs no training time."""
+    """The output folder, created, with nothing in the way of the artefacts (a folder, a device,
+    the --data file), and locked against a second run: before training, so a bad --out costs none."""
     from digits.core.atomic import check_target
     from digits.core.files import lock_folder, refuse_overwriting
 
@@ -125,20 +116,3 @@ def _prepare_out_dir(out: Path | None, data: Path | None = None):
         check_target(out / name)
         refuse_overwriting(out / name, [data] if data else [], what="training")
     return out, lock_folder(out)  # held while `train` runs
-
-
-def _calibration(trained, test_probs, test_labels, outliers: float) -> dict:
-    """metrics.json's `calibration` (the temperature fitted on the validation digits),
-    `accepted_at_confidence` (the calibrated model on the test digits) and `digit_score`
-    (its threshold, fitted on the validation digits)."""
-    from digits.trainer.calibrate import apply_temperature, calibration_report, coverage_table, digit_score_report
-    from digits.trainer.model import predict_keras
-
-    val_probs = predict_keras(trained.model, trained.validation_digits) if trained.validation_size else test_probs[:0]
-    temperature, report = calibration_report(val_probs, trained.validation_labels, test_probs, test_labels)
-    calibrated = apply_temperature(test_probs, temperature)
-    return {
-        "calibration": report,
-        "accepted_at_confidence": coverage_table(calibrated, test_labels),
-        "digit_score": digit_score_report(val_probs, test_probs, outliers),
-    }

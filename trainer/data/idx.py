@@ -1,9 +1,5 @@
-"""LeCun's IDX files: a directory with the four MNIST files, gzipped or not.
-
-Format: a 4-byte magic (0, 0, type, ndim), ndim big-endian uint32 sizes, then
-the data. MNIST uses type 0x08 (unsigned byte): images 0x00000803 [N, 28, 28],
-labels 0x00000801 [N].
-"""
+"""LeCun's IDX files, gzipped or not: a 4-byte magic (0, 0, type 0x08 for unsigned bytes, ndim),
+ndim big-endian uint32 sizes, then the data."""
 
 import gzip
 import io
@@ -16,10 +12,9 @@ import numpy as np
 
 from digits.core.contract import MAX_DATA_FILE_BYTES
 from digits.core.errors import DataError
-from digits.core.files import MISSING, PathError, kind_of, require_file
+from digits.core.files import MISSING, kind_of, require_file
 from digits.trainer.data.digitset import Mnist, check_images, check_labels
 
-UBYTE = 0x08
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 
@@ -33,19 +28,13 @@ FILES = {
 
 
 def find_idx_files(folder: Path) -> dict[str, Path] | None:
-    """The four files in `folder`, or None when it holds none of them.
-
-    Raises DataError when it holds some but not all.
-    """
+    """The four files in `folder`, or None when it holds none of them; DataError when it holds some."""
     found: dict[str, Path] = {}
     for role, names in FILES.items():
-        for name in names:
-            for candidate in (folder / name, folder / f"{name}.gz"):
-                if kind_of(candidate) != MISSING:  # a FIFO of that name is found, then refused
-                    found[role] = candidate
-                    break
-            if role in found:
-                break
+        candidates = [folder / f"{name}{gz}" for name in names for gz in ("", ".gz")]
+        present = [path for path in candidates if kind_of(path) != MISSING]  # a FIFO is found, then refused when read
+        if present:
+            found[role] = present[0]
     if not found:
         return None
     missing = [FILES[role][0] for role in FILES if role not in found]
@@ -57,7 +46,7 @@ def find_idx_files(folder: Path) -> dict[str, Path] | None:
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     """One IDX file -> uint8 array, checking magic, dimensions and length."""
     try:
-        require_file(path, "IDX file")
+        require_file(path, "IDX file", DataError)
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
@@ -65,8 +54,6 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
                 raw = unzipped.read(MAX_DATA_FILE_BYTES + 1)
             if len(raw) > MAX_DATA_FILE_BYTES:
                 raise DataError(f"{path}: unpacks to more than {MAX_DATA_FILE_BYTES // 2**30} GiB; not MNIST")
-    except PathError as e:
-        raise DataError(str(e)) from e
     except MemoryError as e:
         raise DataError(f"{path}: too large to read into memory") from e
     except (OSError, EOFError, zlib.error) as e:
@@ -96,19 +83,11 @@ def load_idx_folder(folder: Path) -> Mnist:
     files = find_idx_files(folder)
     if files is None:
         raise DataError(f"{folder}: no IDX files ({FILES['train_images'][0]} ...)")
-    x_train = check_images(read_idx(files["train_images"], IMAGES_MAGIC), str(files["train_images"]))
-    x_test = check_images(read_idx(files["test_images"], IMAGES_MAGIC), str(files["test_images"]))
-    y_train = read_idx(files["train_labels"], LABELS_MAGIC)
-    y_test = read_idx(files["test_labels"], LABELS_MAGIC)
-    return Mnist(
-        x_train=x_train,
-        y_train=check_labels(
-            y_train, len(x_train), f"{files['train_labels']} (for {files['train_images'].name})"
-        ),
-        x_test=x_test,
-        y_test=check_labels(y_test, len(x_test), f"{files['test_labels']} (for {files['test_images'].name})"),
-        # The form and the file names, never the folder: the source travels into metrics.json
-        # and from there into every exported model's metadata, which must not carry a local path.
-        source="IDX files ("
-        f"{', '.join(files[k].name for k in ('train_images', 'train_labels', 'test_images', 'test_labels'))})",
-    )
+    parts = []
+    for part in ("train", "test"):
+        images, labels = files[f"{part}_images"], files[f"{part}_labels"]
+        x = check_images(read_idx(images, IMAGES_MAGIC), str(images))
+        parts += [x, check_labels(read_idx(labels, LABELS_MAGIC), len(x), f"{labels} (for {images.name})")]
+    # The form and the file names, never the folder: the source travels into metrics.json
+    # and from there into every exported model's metadata, which must not carry a local path.
+    return Mnist(*parts, source=f"IDX files ({', '.join(files[role].name for role in FILES)})")

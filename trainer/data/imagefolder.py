@@ -1,12 +1,7 @@
-"""A folder of digit images sorted into class folders.
-
-    DIR/train/0..9/*.png  and  DIR/test/0..9/*.png
-or  DIR/0..9/*.png        (a test part is then split off, stratified, fixed seed)
-
-A class folder's subfolders belong to its class (0/more/*.png are zeros).
-
-Images of any size are brought to MNIST's form by the batch runner's decoder,
-so training sees exactly what `digits classify` will feed the model.
+"""A folder of digit images sorted into class folders: DIR/train/0..9/ and DIR/test/0..9/,
+or DIR/0..9/ (a test part is then split off, stratified, fixed seed). A class folder's
+subfolders belong to its class. Images of any size are brought to MNIST's form by the
+batch runner's decoder, so training sees exactly what `digits classify` feeds the model.
 """
 
 from pathlib import Path
@@ -20,16 +15,13 @@ from digits.core.errors import DataError
 from digits.core.files import PathError, open_regular
 from digits.trainer.data.digitset import SPLIT_SEED, TEST_FRACTION, Mnist, split_off_test
 
-CLASS_DIRS = list(CLASS_LABELS)  # a class's folder is named by its label
-
 
 def is_image_folder(folder: Path) -> bool:
-    return any((folder / d).is_dir() for d in CLASS_DIRS) or (folder / "train").is_dir()
+    return any((folder / d).is_dir() for d in CLASS_LABELS) or (folder / "train").is_dir()
 
 
 def _stray_folders(root: Path, expected: tuple[str, ...]) -> list[str]:
-    """Visible folders in `root` other than `expected` (hidden ones, such as
-    .ipynb_checkpoints, are a tool's, not a class)."""
+    """Visible folders in `root` other than `expected` (hidden ones, such as .ipynb_checkpoints, are a tool's)."""
     try:
         return sorted(p.name for p in root.iterdir()
                       if p.is_dir() and p.name not in expected and not p.name.startswith("."))
@@ -38,30 +30,26 @@ def _stray_folders(root: Path, expected: tuple[str, ...]) -> list[str]:
 
 
 def _list_class_files(root: Path) -> tuple[list[Path], np.ndarray]:
-    """Image files of root/0..9 and their labels. Any other folder in `root` is an
-    error, not silently left out: `seven/` would otherwise lose its sevens."""
-    strays = _stray_folders(root, tuple(CLASS_DIRS))
+    """Image files of root/0..9 and their labels; any other folder is an error (`seven/` would
+    otherwise lose its sevens)."""
+    strays = _stray_folders(root, CLASS_LABELS)  # a class's folder is named by its label
     if strays:
         raise DataError(f"{root}: folder {strays[0]}/ is not a class; class folders are named 0..9")
     paths: list[Path] = []
     labels: list[int] = []
-    for label, name in enumerate(CLASS_DIRS):
-        class_dir = root / name
-        if not class_dir.is_dir():
-            continue
-        files = _class_images(class_dir)
-        paths += files
-        labels += [label] * len(files)
+    for label, name in enumerate(CLASS_LABELS):
+        if (root / name).is_dir():
+            files = _class_images(root / name)
+            paths += files
+            labels += [label] * len(files)
     if not paths:
         raise DataError(f"{root}: no image files in class folders 0..9")
     return paths, np.array(labels, np.int64)
 
 
 def _class_images(class_dir: Path) -> list[Path]:
-    """The image files in a class folder and every folder below it (`0/more/*.png` are
-    zeros too, as `digits classify` walks them), depth first in sorted order. Symlinks
-    are followed; one that leads back to a folder it is in is an error. Hidden folders
-    are a tool's (.ipynb_checkpoints holds copies), not more digits, as at the top."""
+    """The image files in a class folder and every visible folder below it, depth first, sorted;
+    a symlink that leads back to a folder it is in is an error."""
     found: list[Path] = []
     stack = [(class_dir, frozenset())]
     while stack:
@@ -105,17 +93,9 @@ def load_image_folder(folder: Path) -> Mnist:
             raise DataError(f"{folder}: folder {strays[0]}/ is neither train/ nor test/")
         train_paths, y_train = _list_class_files(folder / "train")
         test_paths, y_test = _list_class_files(folder / "test")
-        return Mnist(
-            x_train=_read_images(train_paths),
-            y_train=y_train,
-            x_test=_read_images(test_paths),
-            y_test=y_test,
-            # a name, not a local path (idx.py says why)
-            source=f"image folder {folder.resolve().name} (train/, test/)",
-        )
+        # the source is a name, not a local path (idx.py says why)
+        return Mnist(_read_images(train_paths), y_train, _read_images(test_paths), y_test,
+                     f"image folder {folder.resolve().name} (train/, test/)")
     paths, labels = _list_class_files(folder)
-    return split_off_test(
-        _read_images(paths),
-        labels,
-        source=f"image folder {folder.resolve().name} ({TEST_FRACTION:.0%} held out for test, seed {SPLIT_SEED})",
-    )
+    held_out = f"{TEST_FRACTION:.0%} held out for test, seed {SPLIT_SEED}"
+    return split_off_test(_read_images(paths), labels, f"image folder {folder.resolve().name} ({held_out})")

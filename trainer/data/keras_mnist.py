@@ -14,21 +14,17 @@ from digits.trainer.data.npz import load_npz
 DOWNLOAD_TIMEOUT_S = 20
 
 
-def keras_cache_path() -> Path:
-    # Where keras.datasets.mnist.load_data() keeps its download.
-    home = os.environ.get("KERAS_HOME") or Path.home() / ".keras"
-    return Path(home, "datasets", "mnist.npz")
-
-
 def load_keras_mnist() -> Mnist:
-    """Keras's 60,000 + 10,000 digits. Raises DataError when they cannot be had.
+    """Keras's 60,000 + 10,000 digits; DataError when they cannot be had. The cached file is
+    read with our own safe loader (no pickle, full checks); only a download goes through Keras."""
+    # Where keras.datasets.mnist.load_data() keeps its download.
+    cached = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras", "datasets", "mnist.npz")
+    if not cached.is_file():
+        _download()
+    return load_npz(cached, source=f"Keras MNIST ({cached.name})")
 
-    A cached file is read with our own safe loader (no pickle, full checks);
-    only a download goes through Keras, and so imports TensorFlow.
-    """
-    cached = keras_cache_path()
-    if cached.is_file():
-        return load_npz(cached, source=f"Keras MNIST ({cached.name})")
+
+def _download() -> None:
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # Keras's download has none
     try:
@@ -42,4 +38,3 @@ def load_keras_mnist() -> Mnist:
         raise DataError(f"Keras MNIST could not be downloaded ({reason})") from e
     finally:
         socket.setdefaulttimeout(previous)
-    return load_npz(cached, source=f"Keras MNIST ({cached.name})")

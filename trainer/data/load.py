@@ -14,12 +14,13 @@ from digits.trainer.data.sample import load_sample
 
 
 def load_mnist(path: Path | None = None, *, notice=lambda msg: print(msg, file=sys.stderr)) -> Mnist:
-    """Read MNIST from `path`: an .npz, a folder of IDX files, or an image folder.
-
-    Without a path: Keras's MNIST, or when that cannot be had, the bundled
-    5,000-digit sample, with a one-line notice through `notice`.
-    """
-    return _require_digits(_load(path, notice))
+    """MNIST from an .npz, a folder of IDX files or an image folder; without a path, Keras's MNIST
+    or else (with a `notice`) the bundled sample. DataError when a part holds no digits."""
+    data = _load(path, notice)
+    for part, images in (("training", data.x_train), ("test", data.x_test)):
+        if len(images) == 0:
+            raise DataError(f"{data.source}: holds no {part} digits")
+    return data
 
 
 def _load(path: Path | None, notice) -> Mnist:
@@ -43,15 +44,4 @@ def _load(path: Path | None, notice) -> Mnist:
         return load_idx_folder(path)
     if is_image_folder(path):
         return load_image_folder(path)
-    raise DataError(
-        f"{path}: holds neither the four MNIST IDX files nor class folders 0..9 (or train/ and test/)"
-    )
-
-
-def _require_digits(data: Mnist) -> Mnist:
-    """Every command needs both parts: training fits on one, and scoring on none
-    would be NaN. Checked here, once, before anything is trained or written."""
-    for part, images in (("training", data.x_train), ("test", data.x_test)):
-        if len(images) == 0:
-            raise DataError(f"{data.source}: holds no {part} digits")
-    return data
+    raise DataError(f"{path}: holds neither the four MNIST IDX files nor class folders 0..9 (or train/ and test/)")

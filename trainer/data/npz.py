@@ -34,18 +34,14 @@ def _members(path: Path) -> dict[str, str]:
 
 
 def _read_member(path: Path, key: str, member: str) -> np.ndarray:
-    """One array of the archive. Its header is read and checked first: the size it
-    declares must be the size stored, so a forged header cannot make us allocate
-    terabytes (MemoryError) or read past the data. Never unpickled."""
+    """One array of the archive, never unpickled. Its header is checked first: the size it declares
+    must be the size stored, so a forged header cannot make us allocate terabytes or read past the data."""
     where, declared = f"{path} {key}", 0
     try:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo(member)
             with archive.open(info) as f:
-                try:
-                    shape, fortran, dtype = read_npy_header(f)
-                except ArrayError as e:
-                    raise DataError(f"{where}: {e}") from e
+                shape, fortran, dtype = read_npy_header(f)
                 header = f.tell()
                 declared = math.prod(shape) * dtype.itemsize
                 # a zip bomb may be honest about its size; full MNIST's largest array is 47 MB
@@ -53,13 +49,11 @@ def _read_member(path: Path, key: str, member: str) -> np.ndarray:
                     raise DataError(
                         f"{where}: {declared:,} bytes; more than {MAX_DATA_FILE_BYTES // 2**30} GiB is not MNIST")
                 if declared != info.file_size - header:
-                    raise DataError(
-                        f"{where}: header says {shape} {dtype} = {declared:,} bytes, "
-                        f"archive holds {info.file_size - header:,}"
-                    )
+                    raise DataError(f"{where}: header says {shape} {dtype} = {declared:,} bytes, "
+                                    f"archive holds {info.file_size - header:,}")
                 data = f.read(declared)
-    except DataError:
-        raise
+    except ArrayError as e:
+        raise DataError(f"{where}: {e}") from e
     except MemoryError as e:
         raise DataError(f"{where}: {declared:,} bytes do not fit in memory") from e
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error, KeyError, RuntimeError, NotImplementedError) as e:
@@ -75,10 +69,6 @@ def load_npz(path: Path, source: str | None = None) -> Mnist:
     arrays = {k: _read_member(path, k, member) for k, member in _members(path).items()}
     x_train = check_images(arrays["x_train"], f"{path} x_train")
     x_test = check_images(arrays["x_test"], f"{path} x_test")
-    return Mnist(
-        x_train=x_train,
-        y_train=check_labels(arrays["y_train"], len(x_train), f"{path} y_train"),
-        x_test=x_test,
-        y_test=check_labels(arrays["y_test"], len(x_test), f"{path} y_test"),
-        source=source or f"npz {path.name}",  # a name, not a local path (idx.py says why)
-    )
+    y_train = check_labels(arrays["y_train"], len(x_train), f"{path} y_train")
+    y_test = check_labels(arrays["y_test"], len(x_test), f"{path} y_test")
+    return Mnist(x_train, y_train, x_test, y_test, source or f"npz {path.name}")  # a name, not a path (idx.py says why)

