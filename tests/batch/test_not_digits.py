@@ -21,7 +21,7 @@ from tests.conftest import COMMITTED_CNN, COMMITTED_MODEL, ROOT, assert_one_line
 MODELS = {"mlp": COMMITTED_MODEL, "cnn": COMMITTED_CNN}
 DIGITS = 40
 BLANKS = ("blank28.png", "box64.png")
-CLOTHES = sorted((ROOT / "tests" / "data" / "fashion").glob("cloth*.png"))  # tests/data/README.md says where they come from
+CLOTHES = sorted((ROOT / "tests" / "data" / "fashion").glob("cloth*.png"))  # tests/data/README.md: their source
 
 
 def rows_of(text: str) -> list[dict]:
