@@ -4,7 +4,6 @@ The unit of work of every engine (the run's own process, each worker process, ea
 shard): one function, so the rows are byte-identical wherever a block is done.
 """
 
-import contextlib
 import os
 from dataclasses import dataclass
 from stat import S_ISREG
@@ -14,7 +13,7 @@ import numpy as np
 from digits.batch.classifier import Classifier
 from digits.batch.decode import border_pixels, decode_digits
 from digits.batch.formats import RowFormat
-from digits.batch.scores import Predicted, predicted
+from digits.batch.scores import Predicted
 from digits.core.contract import IMAGE_SIZE, MAX_IMAGE_FILE_BYTES, NUM_CLASSES
 from digits.core.errors import first_line
 from digits.core.files import PathError, open_regular, stderr_muted
@@ -56,16 +55,22 @@ def blank_digits(digits: np.ndarray) -> np.ndarray:
 
 def predict(classifier: Classifier, digits: np.ndarray) -> Predicted:
     """The model's probabilities and digit_score for uint8 [N, 28, 28] digits, and which are blank or
-    under the model's threshold: what every engine makes a block's rows and counts from."""
+    under the model's threshold (digit_score as written, 6 decimals, under it; never blank): what every
+    engine makes a block's rows and counts from."""
     probabilities, scores = classifier.scored(digits)
-    return predicted(probabilities, scores, classifier.threshold, blank_digits(digits))
+    blank, below = blank_digits(digits), None
+    if scores is not None and classifier.threshold is not None:
+        below = (np.rint(scores.astype(np.float64) * 1e6) < round(classifier.threshold * 1e6)) & ~blank
+    return Predicted(probabilities, scores, blank, below)
 
 
 def classify_block(paths: list[str], invert: str, classifier: Classifier, row_format: RowFormat,
                    out: np.ndarray | None = None, read=None) -> BlockRows:
-    """The rows of image files `paths`, in order; a file that cannot be had is an error row.
-    `out`, `read`: as decode_files'. ModelError when the model fails on the block."""
-    digits, errors = decode_files(paths, invert, out, read)
+    """The rows of image files `paths`, in order; a file that cannot be had is an error row. `out`: the
+    array to decode into (a worker reuses one). `read(path)`: a file's bytes or why not (default read_file;
+    the Ray engine's read_uri). ModelError when the model fails on the block."""
+    with stderr_muted():  # libpng's lines for a corrupt PNG: the file's error row says it
+        digits, errors = decode_digits(list(map(read or read_file, paths)), invert, out=out)
     block = predict(classifier, digits)
     if not any(e is not None for e in errors):
         errors = None
@@ -89,27 +94,12 @@ def count_rows(block: Predicted, errors: list | None, row_format: RowFormat) -> 
     return BlockRows("", per_label, int((~ok).sum()), review, int(below.sum()), int(blank.sum()))
 
 
-def decode_files(paths: list, invert: str, out: np.ndarray | None = None, read=None
-                 ) -> tuple[np.ndarray, list[str | None]]:
-    """Read and decode image files: decode_digits' (digits, errors), into `out` when given (a worker
-    reuses one). `read(path)`: the file's bytes or why not (default read_file; the Ray engine's read_uri)."""
-    # libpng's lines for a corrupt PNG: the file's error row says it
-    with contextlib.nullcontext() if stderr_silenced else stderr_muted():
-        return decode_digits(list(map(read or read_file, paths)), invert, out=out)
-
-
-# True in a worker process, whose stderr is /dev/null for good (silence_stderr).
-stderr_silenced = False
-
-
 def silence_stderr() -> None:
     """For a process that only decodes and classifies (a worker), whose findings go back as error
     rows: what libpng prints for a corrupt PNG, whatever --quiet says, goes nowhere."""
-    global stderr_silenced
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
     os.close(null)
-    stderr_silenced = True
 
 
 def read_file(path: str) -> bytes | str:

@@ -17,8 +17,7 @@ import numpy as np
 from digits.batch.classifier import Classifier
 from digits.batch.scores import (
     check_probabilities,
-    checked_digit_scores,
-    checked_scores,
+    checked_outputs,
     describe_score,
     in_batches_of,
     threshold_from,
@@ -106,13 +105,12 @@ class LiteRtClassifier(Classifier):
 
     def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         feed = np.ascontiguousarray(digits, dtype=np.uint8)
-        # Probabilities and score as one [N, 11] array, so that in_batches_of's slicing carries both.
         empty = np.zeros((0, NUM_CLASSES + 1), np.float32)  # no call: LiteRT cannot take a batch of 0
         raw = in_batches_of(self.input_shape[0], feed, self._run) if len(feed) else empty
         # A quantized output may stray by its scale; an int8 file's softmax is quantized in steps of 1/256
         # even when its output tensor is float (dequantized inside): sums of 255/256 on `export --tflite --int8`.
         step = max(float(self.output_scale or 0.0), _INT8_SOFTMAX_STEP)
-        probabilities = check_probabilities(self.path, "its output", raw[:, :NUM_CLASSES], len(digits), step)
+        probabilities = check_probabilities(self.path, "its output", raw[:, :NUM_CLASSES], step)
         return probabilities, None if self.score_output is None else raw[:, NUM_CLASSES]
 
     def _run(self, feed: np.ndarray) -> np.ndarray:
@@ -128,12 +126,9 @@ class LiteRtClassifier(Classifier):
             digit_score = None if self.score_output is None else interpreter.get_tensor(self.score["index"])
         except Exception as e:  # LiteRT's own errors
             raise ModelError(f"{self.path}: LiteRT failed on a batch of {len(feed)} digits ({first_line(e)})") from e
-        scores = checked_scores(self.path, _dequantized(scores, self.output), len(feed))
-        if digit_score is None:
-            return scores
-        # [batch] for any batch, the same rule as the ONNX model's (clipped: a quantized score strays a step).
-        return np.column_stack([scores, checked_digit_scores(self.path, _dequantized(digit_score, self.score),
-                                                             len(feed))])
+        # The score's [batch] for any batch, the ONNX model's rule (clipped: a quantized score strays a step).
+        return checked_outputs(self.path, _dequantized(scores, self.output),
+                               None if digit_score is None else _dequantized(digit_score, self.score), len(feed))
 
 
 def _dequantized(values: np.ndarray, details: dict) -> np.ndarray:

@@ -12,8 +12,7 @@ import numpy as np
 from digits.batch.classifier import Classifier
 from digits.batch.scores import (
     check_probabilities,
-    checked_digit_scores,
-    checked_scores,
+    checked_outputs,
     describe_score,
     distributions,
     in_batches_of,
@@ -103,7 +102,7 @@ class OnnxClassifier(Classifier):
         """Classifier.probe's; also decides, for the whole model, whether its output is logits: not named
         `probabilities` and not distributions on the probe digits (they then get a softmax)."""
         probe = probe_digits()
-        raw = self._run(self._feed(probe))
+        raw = in_batches_of(self.input_shape[0], self._feed(probe), self._run)
         self.logits = self.output != PROBABILITIES and not distributions(raw[:, :NUM_CLASSES])
         self.scored(probe)
 
@@ -128,21 +127,16 @@ class OnnxClassifier(Classifier):
         return self if self.threads == 1 else OnnxClassifier(self.path, threads=1, spin=False)
 
     def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        raw = self._run(self._feed(digits))
+        raw = in_batches_of(self.input_shape[0], self._feed(digits), self._run)
         scores = raw[:, :NUM_CLASSES]
         if self.logits:
             probabilities = softmax(scores)
         else:
-            probabilities = check_probabilities(self.path, f"output {self.output!r}", scores, len(digits))
+            probabilities = check_probabilities(self.path, f"output {self.output!r}", scores)
         return probabilities, raw[:, NUM_CLASSES] if self.score_output else None
 
     def _run(self, feed: np.ndarray) -> np.ndarray:
-        """The model's output, float32 [N, 10] checked for shape and finiteness (checked_scores), with the
-        checked digit_score as an 11th column where the model gives one: one array, so that the
-        fixed-batch slicing (in_batches_of) carries both."""
-        return in_batches_of(self.input_shape[0], feed, self._run_session)
-
-    def _run_session(self, feed: np.ndarray) -> np.ndarray:
+        """checked_outputs' array for one call of the session."""
         try:
             outputs = self.session.run(self._fetch, {self.input.name: feed}, self._run_options)
         except Exception as e:  # onnxruntime's own error types
@@ -152,10 +146,7 @@ class OnnxClassifier(Classifier):
             raise ModelError(
                 f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({first_line(e)})"
             ) from e
-        probabilities = checked_scores(self.path, outputs[0], len(feed))
-        if self.score_output is None:
-            return probabilities
-        return np.column_stack([probabilities, checked_digit_scores(self.path, outputs[1], len(feed))])
+        return checked_outputs(self.path, outputs[0], outputs[1] if self.score_output else None, len(feed))
 
 
 def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):

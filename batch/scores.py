@@ -36,25 +36,32 @@ def distributions(scores: np.ndarray, step: float = 0.0) -> bool:
     return float(np.abs(sums, out=sums).max(initial=0.0)) <= _SUM_TOLERANCE + NUM_CLASSES * step
 
 
-def checked_scores(path, scores, n: int) -> np.ndarray:
-    """`scores` as float32 [n, 10]; ModelError unless they have that shape and are finite."""
-    scores = np.asarray(scores)
-    if scores.shape != (n, NUM_CLASSES):
-        raise ModelError(f"{path}: model gave an output of shape {list(scores.shape)} for {n:,} digits; "
-                         f"needs [{n},{NUM_CLASSES}], one row per digit")
-    scores = scores.astype(np.float32, copy=False)
-    finite = np.isfinite(scores).all(axis=1)
-    if not finite.all():
-        raise ModelError(f"{path}: model gave NaN or infinite scores (digit {int(np.argmin(finite)):,} "
-                         f"of a batch of {n:,})")
-    return scores
+def checked_outputs(path, scores, digit_score, n: int) -> np.ndarray:
+    """A model's outputs for `n` digits as one float32 array: its scores [n, 10], with its digit_score
+    (None: it gives none) clipped to 0..1 as an 11th column, so that in_batches_of's slicing carries
+    both. ModelError unless each has its shape (one row, or one score, per digit) and is finite."""
+    checked = []
+    for what, nouns, values, shape in (("an output", "scores", scores, (n, NUM_CLASSES)),
+                                       ("a digit_score", "digit scores", digit_score, (n,))):
+        if values is None:
+            continue
+        values = np.asarray(values)
+        if values.shape != shape:
+            raise ModelError(f"{path}: model gave {what} of shape {list(values.shape)} for {n:,} digits; "
+                             f"needs [{','.join(map(str, shape))}], one {'row' if shape[1:] else 'score'} per digit")
+        values = values.astype(np.float32, copy=False)
+        finite = np.isfinite(values).all(axis=tuple(range(1, values.ndim)))  # per digit
+        if not finite.all():
+            raise ModelError(f"{path}: model gave NaN or infinite {nouns} "
+                             f"(digit {int(np.argmin(finite)):,} of a batch of {n:,})")
+        checked.append(values)
+    return checked[0] if len(checked) == 1 else np.column_stack([checked[0], np.clip(checked[1], 0.0, 1.0)])
 
 
-def check_probabilities(path, what: str, scores, n: int, step: float = 0.0) -> np.ndarray:
-    """A model's output for `n` digits as float32 [n, 10] in 0..1, held to the contract: one row per
-    digit, finite, each row a probability distribution (`step`: a quantized output's scale).
-    ModelError naming the model and `what` otherwise: the model is wrong, not the digits."""
-    scores = checked_scores(path, scores, n)
+def check_probabilities(path, what: str, scores: np.ndarray, step: float = 0.0) -> np.ndarray:
+    """checked_outputs' scores, float32 [N, 10], in 0..1, each row held to be a probability
+    distribution (`step`: a quantized output's scale). ModelError naming the model and `what` otherwise:
+    the model is wrong, not the digits."""
     if not distributions(scores, step):
         sums = scores.sum(axis=1)
         worst = int(np.abs(sums - 1).argmax())
@@ -114,18 +121,6 @@ class Predicted:
         return self.blank | self.below
 
 
-def predicted(probabilities: np.ndarray, scores: np.ndarray | None, threshold: float | None,
-              blank: np.ndarray | None) -> Predicted:
-    """The Predicted of a block: a digit is below when its digit_score, as written (6 decimals), is under
-    `threshold` (None: the model has no threshold, nothing is below) and it is not blank."""
-    below = None
-    if scores is not None and threshold is not None:
-        below = np.rint(scores.astype(np.float64) * 1e6) < round(threshold * 1e6)
-        if blank is not None:
-            below &= ~blank
-    return Predicted(probabilities, scores, blank, below)
-
-
 def threshold_from(path, text) -> float | None:
     """A model's digit_score_threshold metadata (exporter/metadata.py) as a number in 0..1; None when
     it has none (`text` None); ModelError, in one line, for anything else."""
@@ -145,16 +140,3 @@ def describe_score(name: str | None, threshold: float | None) -> str:
     if name is None:
         return ""
     return f", {name}" + ("" if threshold is None else f" (not a digit under {threshold:.6f})")
-
-
-def checked_digit_scores(path, scores, n: int) -> np.ndarray:
-    """A model's digit_score output for `n` digits as float32 [n] in 0..1; ModelError unless it
-    has that shape and is finite (values a float32 hair outside 0..1 are clipped)."""
-    scores = np.asarray(scores)
-    if scores.shape != (n,):
-        raise ModelError(f"{path}: model gave a digit_score of shape {list(scores.shape)} for {n:,} digits; "
-                         f"needs [{n}], one score per digit")
-    scores = scores.astype(np.float32, copy=False)
-    if not np.isfinite(scores).all():
-        raise ModelError(f"{path}: model gave NaN or infinite digit scores")
-    return np.clip(scores, 0.0, 1.0)
