@@ -1,11 +1,6 @@
-"""Image bytes -> MNIST-style digits: uint8 [28, 28], white on black.
-
-OpenCV decodes (~4x faster than Pillow on small PNGs). Each image is turned upright by its
-EXIF orientation, inverted when its page is light, and contrast normalised (page 0, brightest
-ink 255). Anything not already 28x28 has its form artefacts taken out (batch/forms.py; not with
---no-clean) and gets LeCun's recipe: crop to the ink, fit into 20x20, centre by the centre of
-mass in 28x28. web/digits.js does each step the same way.
-"""
+"""Image bytes -> MNIST-style digits: uint8 [28, 28], white on black, by the steps docs/classify.md's
+"Images" and "Forms" describe (web/digits.js takes each the same way). OpenCV decodes: ~4x faster
+than Pillow on small PNGs."""
 
 import os
 from collections.abc import Sequence
@@ -230,11 +225,6 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     return scaled.astype(np.uint8)
 
 
-def needs_inverting(gray: np.ndarray) -> bool:
-    """Dark ink on a light page: judged from the border, where a digit rarely is."""
-    return float(_border(gray).mean()) > 127.5
-
-
 def _border(gray: np.ndarray) -> np.ndarray:
     """border_pixels, or every pixel of an image under 3 pixels thick."""
     return gray.ravel() if min(gray.shape) < 3 else border_pixels(gray)
@@ -275,7 +265,9 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> n
     pen's strokes widened (forms.thicken)."""
     form = clean and gray.shape != (IMAGE_SIZE, IMAGE_SIZE)
     median, low, high = page_levels(gray) if form else (0, 0, 0)
-    inverting = invert == "always" or (invert == "auto" and (median > 127 if form else needs_inverting(gray)))
+    # A light page, dark ink: by the whole image's median, else by the border, where a digit rarely is.
+    light = median > 127 if form else float(_border(gray).mean()) > 127.5
+    inverting = invert == "always" or (invert == "auto" and light)
     if inverting:
         gray = 255 - gray
     gray = normalise_contrast(gray, (255 - high if inverting else low) if form else None)
@@ -296,15 +288,11 @@ def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> n
     shrinking = scale < 1
     box = cv2.resize(ink, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
 
-    # The box's centre of mass on the field's centre, the whole box inside the field.
-    mass = box.astype(np.float64)
-    total = mass.sum()
+    # The box's centre of mass on the field's centre, the whole box inside the field (a box that
+    # shrank to nothing: its middle). The moments are sums of integers: exact, as web/digits.js's.
+    m = cv2.moments(box)
     bh, bw = box.shape
-    if total > 0:
-        cy = (mass.sum(axis=1) * np.arange(bh)).sum() / total
-        cx = (mass.sum(axis=0) * np.arange(bw)).sum() / total
-    else:
-        cy, cx = (bh - 1) / 2, (bw - 1) / 2
+    cy, cx = (m["m01"] / m["m00"], m["m10"] / m["m00"]) if m["m00"] else ((bh - 1) / 2, (bw - 1) / 2)
     centre = IMAGE_SIZE / 2  # where MNIST puts the centre of mass: measured mean (13.97, 14.00)
     top = int(np.clip(round(centre - cy), 0, IMAGE_SIZE - bh))
     left = int(np.clip(round(centre - cx), 0, IMAGE_SIZE - bw))

@@ -1,18 +1,6 @@
-"""Form artefacts out of a digit's image: ruled lines, specks, cut neighbours.
-
-Handwritten digits come from forms (boxes, grid cells cut from a page, base lines, comb fields,
-scanner dust). The classic form-processing steps, before the digit is cropped (batch/decode.py):
-1. a row or column run of ink at least LINE_RUN of the image's width or height is a printed line;
-2. the digit is the largest piece of ink left (pieces touching the image's edge, or a frame
-   line along it, count EDGE_WEIGHT: likely a neighbour cut by the crop);
-3. another piece stays only if it is at least KEEP_SHARE of the digit's area, within NEAR of its
-   box and off the edge; a comb field's tick and dust (under DUST of the image) go;
-4. what was taken out is cleared with its faint rim;
-5. once cropped, a finer pen's strokes are widened to about MNIST's (thicken).
-
-A digit's own strokes stay: MNIST's fill at most 20/28 of their field, short of LINE_RUN (a digit
-cropped tighter, say a 1 as tall as its image, wants --no-clean). web/digits.js does the same.
-"""
+"""Form artefacts out of a digit's image: ruled lines, comb ticks, specks, cut neighbours; then a finer
+pen's strokes widened. The steps, and why a digit's own strokes survive them, are docs/classify.md's
+"Forms"; web/digits.js takes the same steps."""
 
 import cv2
 import numpy as np
