@@ -1,9 +1,5 @@
-"""`.npy` arrays of digits, read chunk by chunk from the file.
-
-Accepted: shape (N, 28, 28) or (N, 784); uint8 0..255, or float 0..1 (scaled to uint8 as the
-exporter's graph expects). An object array is refused, never unpickled. Rows are read with plain
-reads, not a memory map, whose touched pages count as resident memory.
-"""
+"""`.npy` arrays of digits (docs/classify.md says which), read chunk by chunk with plain reads, not a
+memory map, whose touched pages count as resident memory. An object array is refused, never unpickled."""
 
 import os
 import re

@@ -1,8 +1,5 @@
-"""One block of image files -> its rows: read, decode, classify, format.
-
-The unit of work of every engine (the run's own process, each worker process, each Ray actor's
-shard): one function, so the rows are byte-identical wherever a block is done.
-"""
+"""One block of image files -> its rows (read, decode, classify, format): every engine's unit of work,
+so the rows are byte-identical wherever a block is done."""
 
 import os
 from dataclasses import dataclass

@@ -1,5 +1,4 @@
-"""What a digit classifier offers, whichever runtime runs it: the one interface the
-engines, the workers and the commands take."""
+"""What a digit classifier offers, whichever runtime runs it: the interface the engines take."""
 
 from pathlib import Path
 from typing import Protocol

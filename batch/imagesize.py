@@ -1,9 +1,6 @@
-"""An image's width and height, read from its header (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM) undecoded.
-
-The decompression-bomb cap must hold however the process imported OpenCV, which reads its own
-cap once, at its first import: a caller that imported cv2 before batch.decode gets its
-1-gigapixel default. Reading the size here first makes the cap ours.
-"""
+"""An image's width and height, read from its header (PNG, JPEG, GIF, BMP, TIFF, WebP, PNM) undecoded:
+the decompression-bomb cap then holds however the process imported OpenCV (which reads its own cap
+once, at its first import: a caller that imported cv2 before batch.decode gets its 1-gigapixel default)."""
 
 import re
 import struct

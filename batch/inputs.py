@@ -1,11 +1,6 @@
-"""INPUT arguments -> an ordered stream of things to classify.
-
-Folders are walked in sorted order, so runs repeat. What a path names is decided by
-core.files.kind_of: FIFOs, devices and sockets become error items, never reads that block. Every
-named thing yields at least one item (what cannot be had, an error item); a walked folder's files
-that are not images or .npy by extension are counted as skipped, and a named folder with nothing
-to classify is listed in Expanded.empty.
-"""
+"""INPUT arguments -> an ordered stream of things to classify (docs/classify.md's "Inputs"). What a path
+names is decided by core.files.kind_of: FIFOs, devices and sockets become error items, never reads that
+block. Every named thing yields at least one item (what cannot be had, an error item)."""
 
 import errno
 import fnmatch
@@ -47,7 +42,7 @@ RUN = IMAGE_BLOCK  # images in a run at most: the first ones go to the workers b
 
 @dataclass
 class Expanded:
-    skipped: int = 0
+    skipped: int = 0  # a walked folder's files that are not images or .npy by extension
     empty: list[str] = field(default_factory=list)  # named folders that gave no item
 
 

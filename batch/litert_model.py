@@ -1,11 +1,6 @@
-"""A LiteRT (.tflite) digit classifier (batch.classifier.Classifier), with ai-edge-litert's interpreter
-(the [litert] extra; no TensorFlow), imported only for a .tflite model path.
-
-It runs the files `digits export --tflite` writes: uint8 [batch, 28, 28] (the micro file's batch
-is 1) -> [batch, 10] probabilities and [batch] digit_score (an older file: probabilities only),
-float32 or int8 (dequantized here), told apart by name, else by shape. LiteRT cannot end a call
-under way: a run stops once the calls in hand return.
-"""
+"""A LiteRT (.tflite) digit classifier (batch.classifier.Classifier) for `digits export --tflite` files, with
+ai-edge-litert's interpreter (the [litert] extra; no TensorFlow), imported only for a .tflite model path.
+LiteRT cannot end a call under way: a run stops once the calls in hand return."""
 
 import contextlib
 import json

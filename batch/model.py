@@ -1,8 +1,6 @@
-"""An ONNX digit classifier (batch.classifier.Classifier), with onnxruntime. It takes `digits export`
-models (uint8 [batch, 28, 28] -> `probabilities`, all preprocessing in the graph) and plain float
-classifiers as other converters write them (pixels/255 as float32 [batch, 784], [batch, 28, 28],
-[batch, 28, 28, 1] or [batch, 1, 28, 28] -> 10 values per digit: probabilities, or logits we softmax).
-"""
+"""An ONNX digit classifier (batch.classifier.Classifier), with onnxruntime: `digits export` models
+(uint8 [batch, 28, 28], all preprocessing in the graph) and the plain float classifiers of other
+converters (pixels/255 as float32 in FLOAT_INPUT_SHAPES -> probabilities, or logits we softmax)."""
 
 import os
 from pathlib import Path
