@@ -17,28 +17,22 @@ def image_size(data: bytes) -> tuple[int, int] | None:
         if data[:8] == b"\x89PNG\r\n\x1a\n":
             return struct.unpack(">II", data[16:24])
         if data[:2] == b"\xff\xd8":
-            return _jpeg(data)
+            sof = next((i for marker, i in jpeg_markers(data) if marker in _JPEG_SOF), None)
+            return None if sof is None else struct.unpack(">HH", data[sof + 5 : sof + 9])[::-1]  # stored (h, w)
         if data[:6] in (b"GIF87a", b"GIF89a"):
             return struct.unpack("<HH", data[6:10])
         if data[:2] == b"BM":
             width, height = struct.unpack("<ii", data[18:26])
             return abs(width), abs(height)  # a negative height means top-down rows
         if data[:4] in (b"II*\x00", b"MM\x00*"):
-            return _tiff(data)
+            width, height = tiff_tag(data, 256), tiff_tag(data, 257)
+            return None if width is None or height is None else (width, height)
         if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
             return _webp(data)
         if found := _PNM_SIZE.match(data, 0, 256):
             return int(found[1]), int(found[2])
     except (struct.error, IndexError, ValueError):
         return None
-    return None
-
-
-def _jpeg(data: bytes) -> tuple[int, int] | None:
-    for marker, i in jpeg_markers(data):
-        if marker in _JPEG_SOF:
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height
     return None
 
 
@@ -77,11 +71,6 @@ def jpeg_markers(data: bytes) -> Iterator[tuple[int, int]]:
             if found is None:
                 return
             i = found.start()
-
-
-def _tiff(data: bytes) -> tuple[int, int] | None:
-    width, height = tiff_tag(data, 256), tiff_tag(data, 257)
-    return None if width is None or height is None else (width, height)
 
 
 def tiff_tag(tiff: bytes, tag: int) -> int | None:
