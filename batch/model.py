@@ -30,6 +30,8 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 FLOAT_INPUT_SHAPES = ([PIXELS], [IMAGE_SIZE, IMAGE_SIZE], [IMAGE_SIZE, IMAGE_SIZE, 1], [1, IMAGE_SIZE, IMAGE_SIZE])
 FLOAT_OUTPUT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)")
+WANTED = ("one input, uint8 [batch,28,28] (a `digits export` model) or float [batch,784] / [batch,28,28(,1)], "
+          "with a [batch,10] output")
 
 
 def _describe(node) -> str:
@@ -61,23 +63,15 @@ class OnnxClassifier(Classifier):
             raise ModelError(f"{path}: not a loadable ONNX model ({first_line(e)})") from e
         self.path = path
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        wanted = (
-            "one input, uint8 [batch,28,28] (a `digits export` model) or float "
-            "[batch,784] / [batch,28,28(,1)], with a [batch,10] output"
-        )
         if len(inputs) != 1:
             takes = "; ".join(_describe(i) for i in inputs)
-            raise ModelError(f"{path}: model takes {len(inputs)} inputs ({takes}); needs {wanted}")
+            raise ModelError(f"{path}: model takes {len(inputs)} inputs ({takes}); needs {WANTED}")
         self.input = inputs[0]
         fixed = list(self.input.shape[1:])
-        if self.input.type == "tensor(uint8)" and fixed == [IMAGE_SIZE, IMAGE_SIZE]:
-            self.exported = True
-        elif self.input.type == "tensor(float)" and fixed in FLOAT_INPUT_SHAPES:
-            self.exported = False
-            self.float_shape = tuple(fixed)
-        else:
-            raise ModelError(f"{path}: model takes {_describe(self.input)}; needs {wanted}")
-        self.output = _pick_output(path, outputs, wanted)
+        self.exported = self.input.type == "tensor(uint8)" and fixed == [IMAGE_SIZE, IMAGE_SIZE]
+        if not (self.exported or self.input.type == "tensor(float)" and fixed in FLOAT_INPUT_SHAPES):
+            raise ModelError(f"{path}: model takes {_describe(self.input)}; needs {WANTED}")
+        self.output = _pick_output(path, outputs)
         # digit_score: an exported model's own output, and the threshold `digits train` fitted for it.
         self.score_output = DIGIT_SCORE if self.exported and any(o.name == DIGIT_SCORE for o in outputs) else None
         metadata = self.session.get_modelmeta().custom_metadata_map
@@ -107,7 +101,7 @@ class OnnxClassifier(Classifier):
     def _feed(self, digits: np.ndarray) -> np.ndarray:
         if self.exported:
             return np.ascontiguousarray(digits, dtype=np.uint8)
-        return (digits.astype(np.float32) / np.float32(255.0)).reshape(-1, *self.float_shape)
+        return (digits.astype(np.float32) / np.float32(255.0)).reshape(-1, *self.input_shape[1:])
 
     def stop(self) -> None:
         """End the calls under way (they raise ModelError) and any made after."""
@@ -162,14 +156,14 @@ def _out_of_memory(message: str) -> bool:
     return "bad_alloc" in message or "Failed to allocate memory" in message or "bfc_arena" in message
 
 
-def _pick_output(path, outputs, wanted: str) -> str:
+def _pick_output(path, outputs) -> str:
     """The name of the output that holds the class scores: `probabilities` when the model has one;
     else its one [batch, 10] float output. Several candidates and none named so: refused, not guessed."""
     gives = "; ".join(_describe(o) for o in outputs)
     named = [o for o in outputs if o.name == PROBABILITIES]
     candidates = named or [o for o in outputs if len(o.shape) == 2 and o.shape[1] == NUM_CLASSES]
     if not candidates:
-        raise ModelError(f"{path}: model gives {gives}; needs {wanted}")
+        raise ModelError(f"{path}: model gives {gives}; needs {WANTED}")
     if len(candidates) > 1:
         names = ", ".join(o.name for o in candidates)
         raise ModelError(f"{path}: model gives several [batch,10] outputs ({names}) and none is named "
