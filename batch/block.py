@@ -30,13 +30,9 @@ class BlockRows:
     blank: int = 0  # rows with no ink (blank_digits)
 
     @property
-    def classified(self) -> int:
-        return int(self.per_label.sum())
-
-    @property
     def rows(self) -> int:
         """Every row the block wrote."""
-        return self.classified + self.failed + self.not_digits + self.blank
+        return int(self.per_label.sum()) + self.failed + self.not_digits + self.blank
 
 
 _PAGE_AT = (4 * IMAGE_SIZE - 4 - 1) // 2  # the lower median of a 28x28 digit's border pixels

@@ -71,10 +71,8 @@ def decode_digits(blobs: Sequence[bytes | str], invert: str = "auto",
     """Many images' bytes -> (uint8 [N, 28, 28] digits, errors), digit i exactly as decode_digit gives it.
     `invert`: an --invert mode, NO_CLEAN after it for --no-clean. A str blob is an error already
     known; errors[i] says why blob i failed (its digit all zeros), else None. `out`: the array to fill.
-
-    The hot path of folder runs, where the Python around a 10-microsecond decode counts
-    (docs/decisions.md): a 28x28 8-bit grayscale PNG goes straight into the block, its inversion
-    and contrast decided for the whole block at once (_invert_and_stretch)."""
+    The hot path of folder runs (docs/decisions.md): a 28x28 8-bit grayscale PNG goes straight into
+    the block, its inversion and contrast decided for the whole block at once (_invert_and_stretch)."""
     invert, clean = invert.removesuffix(NO_CLEAN), not invert.endswith(NO_CLEAN)
     digits = np.zeros((len(blobs), IMAGE_SIZE, IMAGE_SIZE), np.uint8) if out is None else out
     errors: list[str | None] = [None] * len(blobs)
@@ -258,11 +256,8 @@ def normalise_contrast(gray: np.ndarray, page: int | None = None) -> np.ndarray:
 
 
 def to_mnist(gray: np.ndarray, invert: Invert = "auto", clean: bool = True) -> np.ndarray:
-    """uint8 grayscale of any size (upright) -> uint8 [28, 28] MNIST-style digit. Inverted when it
-    applies, then contrast normalised; a 28x28 image then passes through, a blank one becomes zeros.
-    Any other, with `clean`, is judged by the whole image's grey levels (forms.page_levels: a grid
-    cell's border is all lines), has its form artefacts taken out, and once cropped has a finer
-    pen's strokes widened (forms.thicken)."""
+    """uint8 grayscale of any size (upright) -> uint8 [28, 28] MNIST-style digit, by docs/classify.md's
+    "Images" (a blank one: zeros); with `clean`, one not 28x28 also by its "Forms" (batch/forms.py)."""
     form = clean and gray.shape != (IMAGE_SIZE, IMAGE_SIZE)
     median, low, high = page_levels(gray) if form else (0, 0, 0)
     # A light page, dark ink: by the whole image's median, else by the border, where a digit rarely is.

@@ -65,7 +65,6 @@ class LiteRtClassifier(Classifier):
         self.input_shape = (shape[0] if shape[0] > 0 else None, *shape[1:])
         scale, _ = self.output["quantization"]
         self.output_scale = np.float32(scale) if scale else None
-        # digit_score under this is not a digit: the threshold `digits train` fitted, None when the file has none.
         text = provenance(self.content).get("digit_score_threshold")
         self.threshold = threshold_from(path, text) if self.score_output else None
         if probe:
@@ -121,7 +120,6 @@ class LiteRtClassifier(Classifier):
             digit_score = None if self.score_output is None else interpreter.get_tensor(self.score["index"])
         except Exception as e:  # LiteRT's own errors
             raise ModelError(f"{self.path}: LiteRT failed on a batch of {len(feed)} digits ({first_line(e)})") from e
-        # The score's [batch] for any batch, the ONNX model's rule (clipped: a quantized score strays a step).
         return checked_outputs(self.path, _dequantized(scores, self.output),
                                None if digit_score is None else _dequantized(digit_score, self.score), len(feed))
 
@@ -140,16 +138,14 @@ def _pick_outputs(path, outputs: list[dict]) -> tuple[dict, dict | None]:
     def shape(o):
         return [int(d) for d in o["shape_signature"]]
 
-    def gives():
-        return "; ".join(f"{o['name']} {np.dtype(o['dtype']).name} {shape(o)}" for o in outputs)
-
     probabilities = ([o for o in outputs if o["name"] == PROBABILITIES]
                      or [o for o in outputs if len(shape(o)) == 2 and shape(o)[1] == NUM_CLASSES])
     scores = [o for o in outputs if o["name"] == DIGIT_SCORE] or [o for o in outputs if len(shape(o)) == 1]
     if (len(probabilities) != 1 or len(scores) > 1 or len(outputs) != len(probabilities) + len(scores)
             or len(shape(probabilities[0])) != 2 or shape(probabilities[0])[1] != NUM_CLASSES
             or (scores and len(shape(scores[0])) != 1)):
-        raise ModelError(f"{path}: model gives {gives()}; needs {WANTED}")
+        gives = "; ".join(f"{o['name']} {np.dtype(o['dtype']).name} {shape(o)}" for o in outputs)
+        raise ModelError(f"{path}: model gives {gives}; needs {WANTED}")
     return probabilities[0], (scores[0] if scores else None)
 
 
