@@ -104,10 +104,7 @@ def read_file(path: str) -> bytes | str:
         # os-level calls: half the cost of open()/read() on small files (docs/decisions.md).
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
-            try:
-                data = os.read(fd, READ_AHEAD)
-            except BlockingIOError:  # a terminal or such, with nothing to read
-                return _not_regular(path)
+            data = os.read(fd, READ_AHEAD)
             if 0 < len(data) < READ_AHEAD:
                 return data
             st = os.fstat(fd)
@@ -120,7 +117,7 @@ def read_file(path: str) -> bytes | str:
             return data + os.read(fd, st.st_size + 1 - len(data))
         finally:
             os.close(fd)
-    except IsADirectoryError:
+    except (IsADirectoryError, BlockingIOError):  # BlockingIOError: a terminal or such, with nothing to read
         return _not_regular(path)
     except OSError as e:
         return f"cannot read: {e.strerror or e}"

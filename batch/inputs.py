@@ -221,10 +221,8 @@ def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = N
                 yield item
             if not found:
                 out.empty.append(path)
-        elif kind == MISSING:
-            yield ErrorItem(path, "no such file or folder")
         else:
-            yield ErrorItem(path, f"is {kind}, not a regular file")
+            yield ErrorItem(path, "no such file or folder" if kind == MISSING else f"is {kind}, not a regular file")
 
 
 def is_uri(text: str) -> bool:

@@ -36,10 +36,8 @@ _announced = False  # LiteRT's XNNPACK line, at the process's first interpreter,
 
 
 class LiteRtClassifier(Classifier):
-    def __init__(self, path: Path, threads: int = 0, spin: bool = True, probe: bool = True):
-        """`threads`: LiteRT's threads per call (0: its default). `spin` is taken for
-        OnnxClassifier's signature and has no LiteRT counterpart. `probe`: run probe() now."""
-        del spin
+    def __init__(self, path: Path, threads: int = 0, probe: bool = True):
+        """`threads`: LiteRT's threads per call (0: its default). `probe`: run probe() now."""
         require_litert(f"{path}: a .tflite model")
         require_file(path, "model file", ModelError)
         self.path = path

@@ -84,9 +84,7 @@ class OnnxClassifier(Classifier):
         # ends the calls under way (a slow model must not hold up Ctrl-C).
         self._run_options = ort.RunOptions()
         self.threads = threads
-        # What the output holds is decided once, at the probe, for the whole model:
-        # `probabilities` (by name, or by its values on the probe), else logits.
-        self.logits = False
+        self.logits = False  # until probe() decides
         if probe:
             self.probe()
 
@@ -135,19 +133,18 @@ class OnnxClassifier(Classifier):
             if _out_of_memory(str(e)):
                 raise ModelError(f"{self.path}: out of memory running the model on {len(feed):,} digits; "
                                  f"{limit_words()} is too low (a smaller --batch-size needs less)") from e
-            raise ModelError(
-                f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits ({first_line(e)})"
-            ) from e
+            raise ModelError(f"{self.path}: onnxruntime failed on a batch of {len(feed)} digits "
+                             f"({first_line(e)})") from e
         return checked_outputs(self.path, outputs[0], outputs[1] if self.score_output else None, len(feed))
 
 
 def load_classifier(path: Path, threads: int = 0, spin: bool = True, **options):
-    """The classifier for `path`: LiteRT's for a .tflite file (imported only then), else
-    onnxruntime's. `options`: `probe` (both)."""
+    """The classifier for `path`: LiteRT's for a .tflite file (imported only then; it has no `spin`),
+    else onnxruntime's. `options`: `probe` (both)."""
     if str(path).lower().endswith(".tflite"):
         from digits.batch.litert_model import LiteRtClassifier
 
-        return LiteRtClassifier(path, threads=threads, spin=spin, **options)
+        return LiteRtClassifier(path, threads=threads, **options)
     return OnnxClassifier(path, threads=threads, spin=spin, **options)
 
 

@@ -77,8 +77,7 @@ def in_batches_of(n: int | None, feed: np.ndarray, run) -> np.ndarray:
     if n is None or len(feed) == n:
         return run(feed)
     pad = -len(feed) % n
-    if pad:
-        feed = np.concatenate([feed, np.zeros((pad, *feed.shape[1:]), feed.dtype)])
+    feed = np.concatenate([feed, np.zeros((pad, *feed.shape[1:]), feed.dtype)])
     return np.concatenate([run(feed[i : i + n]) for i in range(0, len(feed), n)])[: len(feed) - pad]
 
 
