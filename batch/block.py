@@ -73,9 +73,8 @@ def classify_block(paths: list[str], invert: str, classifier: Classifier, row_fo
 
 
 def count_rows(block: Predicted, errors: list | None, row_format: RowFormat) -> BlockRows:
-    """The counts of a block of rows, every engine's (its text left empty): failed rows (errors[i]
-    set); of the others, blank ones, ones under the model's threshold, and the digits, by label and
-    under --review-below. The same whatever --not-digits says."""
+    """A block's counts, every engine's (its text left empty): failed rows (errors[i] set); of the others,
+    blank, under the threshold, and digits by label and under --review-below, whatever --not-digits says."""
     probabilities = block.probabilities
     ok = np.ones(len(probabilities), bool) if errors is None else np.array([e is None for e in errors], bool)
     blank, below = ok & block.blank, ok & block.below

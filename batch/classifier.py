@@ -14,13 +14,11 @@ class Classifier(Protocol):
     path: Path
     input_shape: tuple  # what the model takes per call, e.g. (None, 28, 28); None: any batch size
     score_output: str | None = None  # the model's digit_score output; None: it gives none
-    # digit_score under this: not a digit (the model's metadata, digit_score_threshold); None: no threshold
-    threshold: float | None = None
+    threshold: float | None = None  # digit_score under this: not a digit (the model's metadata); None: none
 
     def scored(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(class probabilities float32 [N, 10], digit_score float32 [N] in 0..1 or None when the model
-        gives none) for a block of uint8 [N, 28, 28] digits, from one call per batch, held to the
-        contract; ModelError when the runtime fails or the output breaks it: the model is wrong."""
+        """(class probabilities float32 [N, 10], digit_score float32 [N] in 0..1 or None) for uint8 [N, 28, 28]
+        digits, held to the contract; ModelError when the runtime fails or the output breaks it."""
         ...
 
     def predict(self, digits: np.ndarray) -> np.ndarray:

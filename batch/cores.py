@@ -11,9 +11,8 @@ MAX_WORKERS = 256
 
 
 def usable_cores() -> int:
-    """The cores this process may run on: its CPU affinity (taskset, a container's
-    cpuset), capped by a cgroup CPU quota (docker --cpus, Kubernetes limits), which
-    caps time rather than cores and so is not seen in the affinity."""
+    """The cores this process may run on: its CPU affinity (taskset, a container's cpuset), capped by a
+    cgroup CPU quota (docker --cpus, Kubernetes limits), which caps time, not cores, unseen in the affinity."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     quota = _cgroup_quota()
     return max(1, min(cores, math.ceil(quota))) if quota else cores

@@ -71,8 +71,7 @@ def decode_digits(blobs: Sequence[bytes | str], invert: str = "auto",
     """Many images' bytes -> (uint8 [N, 28, 28] digits, errors), digit i exactly as decode_digit gives it.
     `invert`: an --invert mode, NO_CLEAN after it for --no-clean. A str blob is an error already
     known; errors[i] says why blob i failed (its digit all zeros), else None. `out`: the array to fill.
-    The hot path of folder runs (docs/decisions.md): a 28x28 8-bit grayscale PNG goes straight into
-    the block, its inversion and contrast decided for the whole block at once (_invert_and_stretch)."""
+    The hot path of folder runs (docs/decisions.md): a 28x28 8-bit gray PNG goes straight in (_invert_and_stretch)."""
     invert, clean = invert.removesuffix(NO_CLEAN), not invert.endswith(NO_CLEAN)
     digits = np.zeros((len(blobs), IMAGE_SIZE, IMAGE_SIZE), np.uint8) if out is None else out
     errors: list[str | None] = [None] * len(blobs)

@@ -109,8 +109,7 @@ def stroke_width(ink: np.ndarray) -> float:
 def thicken(ink: np.ndarray, threshold: float, scale: float) -> np.ndarray:
     """uint8 [h, w] white ink on 0, cropped to what is brighter than `threshold`, to be fit at `scale`
     -> its strokes widened (a square max filter; the array grows with them) to about MNIST_STROKE
-    after that fit; `ink` itself when at most half a pixel short of it. A finer pen's strokes, fit,
-    are thinner and fainter than MNIST's, and the MLP reads them worse (docs/decisions.md)."""
+    after that fit; `ink` itself when at most half a pixel short of it."""
     grow = round(MNIST_STROKE / scale - stroke_width((ink > threshold).view(np.uint8)))
     if grow < 1:
         return ink

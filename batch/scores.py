@@ -25,9 +25,8 @@ _RANGE_TOLERANCE = 1e-5
 
 
 def distributions(scores: np.ndarray, step: float = 0.0) -> bool:
-    """Whether every row of float32 [N, 10] is a probability distribution (each value
-    within `step` more of 0..1, each sum within NUM_CLASSES x `step` more of 1: the
-    rounding of a quantized output). NaN fails every comparison, so it is no distribution."""
+    """Whether every row of float32 [N, 10] is a probability distribution (each value within `step` more of
+    0..1, each sum within NUM_CLASSES x `step` more of 1: a quantized output's rounding); NaN is none."""
     low, high = float(scores.min(initial=0.0)), float(scores.max(initial=0.0))
     if not (low >= -_RANGE_TOLERANCE - step and high <= 1 + _RANGE_TOLERANCE + step):
         return False
@@ -59,9 +58,8 @@ def checked_outputs(path, scores, digit_score, n: int) -> np.ndarray:
 
 
 def check_probabilities(path, what: str, scores: np.ndarray, step: float = 0.0) -> np.ndarray:
-    """checked_outputs' scores, float32 [N, 10], in 0..1, each row held to be a probability
-    distribution (`step`: a quantized output's scale). ModelError naming the model and `what` otherwise:
-    the model is wrong, not the digits."""
+    """checked_outputs' scores, float32 [N, 10], in 0..1, each row held to be a probability distribution
+    (`step`: a quantized output's scale); ModelError naming the model and `what` otherwise."""
     if not distributions(scores, step):
         sums = scores.sum(axis=1)
         worst = int(np.abs(sums - 1).argmax())
