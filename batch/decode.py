@@ -46,8 +46,11 @@ def decode_digit(data: bytes, invert: Invert = "auto", clean: bool = True) -> np
     """Decode an image file's bytes into a uint8 [28, 28] white-on-black digit (to_mnist says how)."""
     if not data:
         raise ImageError("empty file")
-    if data[:2] == _JPEG_START and not _jpeg_is_whole(data):
-        # libjpeg fills a truncated JPEG with grey and only warns; refuse it.
+    # libjpeg fills a truncated JPEG with grey and only warns: one that runs out inside its image data
+    # (a scan and no end-of-image marker; data after it, a motion photo's video, is allowed) is refused.
+    # Senseless headers are left to the decoder, which calls them corrupt.
+    markers = [marker for marker, _ in jpeg_markers(data)] if data[:2] == _JPEG_START else []
+    if 0xDA in markers and 0xD9 not in markers:  # start of scan, end of image
         raise ImageError("truncated JPEG (no end-of-image marker)")
     size = image_size(data)
     if size is None:
@@ -186,22 +189,15 @@ def _exif(data: bytes) -> bytes:
     return b""
 
 
-def _jpeg_is_whole(data: bytes) -> bool:
-    """Whether the JPEG at the start of `data` reaches its end-of-image marker (imagesize.jpeg_markers:
-    data after it, a "motion photo"'s video, is allowed). Only a file that runs out inside its image
-    data is cut short; senseless headers are left to the decoder, which calls them corrupt."""
-    scanning = False
-    for marker, _ in jpeg_markers(data):
-        if marker == 0xD9:
-            return True
-        scanning = scanning or marker == 0xDA
-    return not scanning
-
-
 def to_gray(image: np.ndarray) -> np.ndarray:
     """Any decoded image (1-4 channels, 8/16-bit or float) -> uint8 grayscale, transparent pixels over white."""
-    if image.dtype != np.uint8:
-        image = _to_uint8(image)
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif np.issubdtype(image.dtype, np.floating):
+        image = np.clip(np.nan_to_num(image) * 255.0, 0, 255).astype(np.uint8)
+    elif image.dtype != np.uint8:  # signed or 32-bit integers (TIFF): their whole range onto 0..255
+        info = np.iinfo(image.dtype)
+        image = ((image.astype(np.float64) - info.min) / (info.max - info.min) * 255.0).astype(np.uint8)
     if image.ndim == 2:
         return image
     channels = image.shape[2]  # gray, gray + alpha, BGR or BGRA
@@ -210,16 +206,6 @@ def to_gray(image: np.ndarray) -> np.ndarray:
         return gray
     a = image[:, :, -1].astype(np.float32) / 255.0
     return np.rint(gray * a + 255.0 * (1.0 - a)).astype(np.uint8)
-
-
-def _to_uint8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint16:
-        return (image >> 8).astype(np.uint8)
-    if np.issubdtype(image.dtype, np.floating):
-        return np.clip(np.nan_to_num(image) * 255.0, 0, 255).astype(np.uint8)
-    info = np.iinfo(image.dtype)
-    scaled = (image.astype(np.float64) - info.min) / (info.max - info.min) * 255.0
-    return scaled.astype(np.uint8)
 
 
 def _border(gray: np.ndarray) -> np.ndarray:

@@ -28,7 +28,16 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             width, height = tiff_tag(data, 256), tiff_tag(data, 257)
             return None if width is None or height is None else (width, height)
         if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            return _webp(data)
+            chunk = data[12:16]
+            if chunk == b"VP8X":  # extended: 24-bit canvas width-1, height-1
+                return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
+            if chunk == b"VP8L":  # lossless: 14-bit width-1, height-1 after a signature byte
+                bits = int.from_bytes(data[21:25], "little")
+                return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
+            if chunk == b"VP8 ":  # lossy: 14-bit sizes after the frame tag and start code
+                width, height = struct.unpack("<HH", data[26:30])
+                return width & 0x3FFF, height & 0x3FFF
+            return None
         if found := _PNM_SIZE.match(data, 0, 256):
             return int(found[1]), int(found[2])
     except (struct.error, IndexError, ValueError):
@@ -87,17 +96,3 @@ def tiff_tag(tiff: bytes, tag: int) -> int | None:
     except (struct.error, TypeError):  # TypeError: no byte order
         return None
     return None
-
-
-def _webp(data: bytes) -> tuple[int, int] | None:
-    chunk = data[12:16]
-    if chunk == b"VP8X":  # extended: 24-bit canvas width-1, height-1
-        return 1 + int.from_bytes(data[24:27], "little"), 1 + int.from_bytes(data[27:30], "little")
-    if chunk == b"VP8L":  # lossless: 14-bit width-1, height-1 after a signature byte
-        bits = int.from_bytes(data[21:25], "little")
-        return 1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF)
-    if chunk == b"VP8 ":  # lossy: 14-bit sizes after the frame tag and start code
-        width, height = struct.unpack("<HH", data[26:30])
-        return width & 0x3FFF, height & 0x3FFF
-    return None
-
