@@ -138,22 +138,15 @@ def border_pixels(images: np.ndarray) -> np.ndarray:
 
 # ---- EXIF orientation ----
 
-# What each EXIF orientation (TIFF tag 274) asks of the stored pixels to show them upright.
-_UPRIGHT = {
-    2: lambda a: a[:, ::-1],  # mirrored left-right
-    3: lambda a: a[::-1, ::-1],  # rotated 180
-    4: lambda a: a[::-1],  # mirrored top-bottom
-    5: lambda a: a.swapaxes(0, 1),  # transposed
-    6: lambda a: a.swapaxes(0, 1)[:, ::-1],  # stored rotated 90 anticlockwise: turn it clockwise
-    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],  # transversed
-    8: lambda a: a.swapaxes(0, 1)[::-1],  # stored rotated 90 clockwise: turn it anticlockwise
-}
-
-
 def upright(image: np.ndarray, orientation: int) -> np.ndarray:
-    """The image as it is meant to be seen, given its EXIF orientation (1-8; others as 1)."""
-    turn = _UPRIGHT.get(orientation)
-    return image if turn is None else np.ascontiguousarray(turn(image))
+    """The image as it is meant to be seen, given its EXIF orientation (TIFF tag 274; 1-8, others as 1):
+    2 mirrored left-right, 3 rotated 180, 4 mirrored top-bottom; 5-8 the same after a transpose (so 6,
+    stored rotated 90 anticlockwise, is turned clockwise, and 8 anticlockwise)."""
+    if orientation not in range(2, 9):
+        return image
+    turned = image.swapaxes(0, 1) if orientation >= 5 else image
+    flip = (orientation - 1) % 4  # 0: none, 1: left-right, 2: both, 3: top-bottom
+    return np.ascontiguousarray(turned[:: -1 if flip >= 2 else 1, :: -1 if flip in (1, 2) else 1])
 
 
 def exif_orientation(data: bytes) -> int:

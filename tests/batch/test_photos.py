@@ -8,7 +8,7 @@ digits scanned clean, with the committed model; and clean MNIST digits must not 
 import cv2
 import numpy as np
 
-from digits.batch.decode import _UPRIGHT, decode_digits, exif_orientation, upright
+from digits.batch.decode import decode_digits, exif_orientation, upright
 from tests.conftest import COMMITTED_MODEL
 
 SCALE = 4  # a "scan": the digit at 112x112, as a phone photo of a written digit is larger than MNIST
@@ -26,7 +26,7 @@ def exif_segment(orientation: int) -> bytes:
 
 def jpeg(image: np.ndarray, orientation: int = 1) -> bytes:
     """A JPEG (quality 90) showing `image` upright: its pixels stored turned, with the tag that turns them back."""
-    stored = image if orientation == 1 else _UPRIGHT[_INVERSE.get(orientation, orientation)](image)
+    stored = upright(image, _INVERSE.get(orientation, orientation))
     data = cv2.imencode(".jpg", np.ascontiguousarray(stored), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
     return data if orientation == 1 else data[:2] + exif_segment(orientation) + data[2:]
 
