@@ -67,8 +67,7 @@ class DigitArray:
             # Column-major bytes: even one digit would be read transposed.
             raise ArrayError("Fortran-ordered array; save it in C order (np.ascontiguousarray)")
         self.dtype, self.length = dtype, shape[0]
-        expected = self.offset + self.length * ROW * dtype.itemsize
-        if size < expected:
+        if size < self.offset + self.length * ROW * dtype.itemsize:
             rows = (size - self.offset) // (ROW * dtype.itemsize)
             raise ArrayError(f"truncated: header says {self.length:,} rows, file holds {rows:,}")
 

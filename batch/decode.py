@@ -63,7 +63,7 @@ def decode_digit(data: bytes, invert: Invert = "auto", clean: bool = True) -> np
     except cv2.error as e:
         if "MAX_IMAGE_PIXELS" in str(e):
             raise ImageError(f"image larger than the {MAX_IMAGE_PIXELS:,}-pixel cap (decompression bomb?)") from e
-        raise ImageError("not a decodable image (corrupt or truncated)") from e
+        image = None
     if image is None:
         raise ImageError("not a decodable image (corrupt or truncated)")
     return to_mnist(upright(to_gray(image), exif_orientation(data)), invert, clean)
@@ -135,8 +135,6 @@ def border_pixels(images: np.ndarray) -> np.ndarray:
     """The border pixels of an [H, W] image, or of each of [N, H, W] images ([N, 2H + 2W - 4])."""
     return np.concatenate([images[..., 0, :], images[..., -1, :], images[..., 1:-1, 0], images[..., 1:-1, -1]], -1)
 
-
-# ---- EXIF orientation ----
 
 def upright(image: np.ndarray, orientation: int) -> np.ndarray:
     """The image as it is meant to be seen, given its EXIF orientation (TIFF tag 274; 1-8, others as 1):

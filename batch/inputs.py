@@ -198,8 +198,7 @@ def read_path_list(data: bytes, null: bool = False) -> list[str]:
     NUL-separated (`find -print0`) with `null`; a name that is not UTF-8 keeps its bytes (os.fsdecode)."""
     if not null and b"\0" in data:
         raise UsageError("standard input holds NUL bytes; for a NUL-separated list (find -print0) give -0/--null")
-    names = data.split(b"\0" if null else b"\n")
-    return [os.fsdecode(name) for name in names if name]
+    return [os.fsdecode(name) for name in data.split(b"\0" if null else b"\n") if name]
 
 
 def iter_runs(inputs: list[str], recursive: bool = True, pattern: str | None = None, out: Expanded | None = None,

@@ -151,14 +151,12 @@ def provenance(content: bytes) -> dict:
     """The export's metadata a .tflite file carries (its `digits_export` entry), {} when it has none."""
     from ai_edge_litert import schema_py_generated as schema
 
-    try:
+    with contextlib.suppress(ValueError, UnicodeDecodeError, AttributeError):  # a file from elsewhere: none to read
         model = schema.Model.GetRootAs(content, 0)
         for i in range(model.MetadataLength()):
             entry = model.Metadata(i)
             if entry.Name().decode() == PROVENANCE:
                 return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
-    except (ValueError, UnicodeDecodeError, AttributeError):  # a file from elsewhere: no provenance to read
-        return {}
     return {}
 
 

@@ -30,9 +30,7 @@ def distributions(scores: np.ndarray, step: float = 0.0) -> bool:
     low, high = float(scores.min(initial=0.0)), float(scores.max(initial=0.0))
     if not (low >= -_RANGE_TOLERANCE - step and high <= 1 + _RANGE_TOLERANCE + step):
         return False
-    sums = scores.sum(axis=1)
-    sums -= 1
-    return float(np.abs(sums, out=sums).max(initial=0.0)) <= _SUM_TOLERANCE + NUM_CLASSES * step
+    return float(np.abs(scores.sum(axis=1) - 1).max(initial=0.0)) <= _SUM_TOLERANCE + NUM_CLASSES * step
 
 
 def checked_outputs(path, scores, digit_score, n: int) -> np.ndarray:
