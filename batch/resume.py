@@ -48,15 +48,6 @@ class Done:
             real = self._folders[folder] = os.path.realpath(folder or ".")
         return os.path.join(real, name)
 
-    def has(self, source: str) -> bool:
-        """Whether `source` (an input, or `path#row` of an array) has a row not yet matched."""
-        match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
-        if match and self.key(match[1]) in self.arrays:
-            rows, times = self.arrays[self.key(match[1])]
-            if (times[rows == int(match[2])] > 0).any():
-                return True
-        return self.sources[self.key(source)] > 0
-
     def take(self, source: str) -> bool:
         """Whether `source` (an image, or an item that failed) has a row not yet matched;
         if so, that row now answers this occurrence of it."""
