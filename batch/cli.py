@@ -147,10 +147,9 @@ def format_summary(s) -> str:
     head = "interrupted after" if s.interrupted else "done:"
     lines = []
     if s.cluster_seconds is not None:  # --engine ray: what came before the job's own seconds
-        nodes = s.nodes
         lines.append(f"ray: ready in {s.cluster_seconds:.2f} s ({s.connect_seconds:.2f} s to "
                      f"{'join' if s.joined else 'start'} Ray, {s.ready_seconds:.2f} s for {s.actors} model actors on "
-                     f"{s.cpus} CPUs of {nodes} node{'s' if nodes != 1 else ''})")
+                     f"{s.cpus} CPUs of {s.nodes} node{'s' if s.nodes != 1 else ''})")
     lines += [f"note: {printable(folder, LINE_LIMIT)}: no image or .npy files to classify"
               for folder in s.empty_folders]
     lines += [f"{head} {s.items:,} items, {s.classified:,} classified, {s.failed:,} failed, "

@@ -102,7 +102,7 @@ class _LocalRun:
             self.waiting.clear()
 
     def _submit(self, paths: list[str]) -> None:
-        if self.pool.full():
+        if len(self.pool) >= self.pool.capacity:
             self._write_taken(keep=self.pool.capacity - 1)
         if not self.stop():
             self.pool.submit(paths)

@@ -53,8 +53,8 @@ class WorkersNotStarted(DigitsError):
 
 
 class WorkerPool:
-    """`workers` processes classifying blocks of at most IMAGE_BLOCK image paths: submit(paths) while not
-    full(); take() gives the oldest block back as (paths, BlockRows), in submission order."""
+    """`workers` processes classifying blocks of at most IMAGE_BLOCK image paths: submit(paths) while fewer than
+    `capacity` are held; take() gives the oldest block back as (paths, BlockRows), in submission order."""
 
     def __init__(self, workers: int, model: Classifier | Path, invert: str, row_format: RowFormat, ahead: int = 4):
         """`model`: the classifier the caller loaded and checked (each worker uses its forked()), or a
@@ -113,9 +113,6 @@ class WorkerPool:
     def workers(self) -> int:
         """Worker processes started so far."""
         return len(self._processes)
-
-    def full(self) -> bool:
-        return len(self._queue) >= self.capacity
 
     def __len__(self) -> int:
         return len(self._queue)
