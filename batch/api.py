@@ -18,6 +18,7 @@ from typing import BinaryIO, Literal
 from digits.batch.cores import usable_cores
 from digits.batch.formats import RowFormat
 from digits.batch.inputs import IMAGE_EXTENSIONS, Expanded, is_uri, iter_runs, output_to_skip, read_path_list
+from digits.batch.model import load_classifier
 from digits.batch.resume import holds_rows, resumable, resume_output
 from digits.batch.summary import Summary
 from digits.batch.writer import RowWriter
@@ -111,7 +112,10 @@ def _run(model: Path, inputs: list[str], options: ClassifyOptions, stop: Callabl
     if on_ray:
         with interrupts.raising():  # Ray's import takes seconds
             from digits.batch import ray_connect, ray_engine  # one line naming the extra when Ray is not installed
-    classifier = _load(model)  # for Ray: validated once, before Ray starts; the actors get its file
+    # Loaded and probed once, so a model that cannot serve is refused before any row (for Ray, before Ray starts;
+    # the actors get its file). One onnxruntime thread: the local engine runs a call per core, Ray an actor per CPU.
+    classifier = load_classifier(model, threads=1, spin=False, probe=False)
+    interrupts.polled(classifier.probe, cancel=classifier.stop)  # the probe runs the model, where no handler runs
     if not on_ray:
         # What is loaded by now (numpy, onnxruntime, OpenCV) lives until the process ends: the cyclic
         # collector need not scan it again, and forked workers share those pages untouched.
@@ -160,17 +164,6 @@ def _run(model: Path, inputs: list[str], options: ClassifyOptions, stop: Callabl
         summary.cpu_main, summary.cpu_workers = (sum(resource.getrusage(who)[:2])
                                                  for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return summary
-
-
-def _load(model: Path):
-    """The run's classifier, loaded and probed once: a model that cannot serve is refused before any row.
-    One onnxruntime thread: the local engine runs one call per core side by side, Ray one actor per CPU."""
-    from digits.batch.model import load_classifier
-
-    classifier = load_classifier(model, threads=1, spin=False, probe=False)
-    # The probe runs the model (seconds, for a slow one), where a signal's handler cannot run.
-    interrupts.polled(classifier.probe, cancel=classifier.stop)
-    return classifier
 
 
 def _open_rows(options: ClassifyOptions, row_format) -> tuple:

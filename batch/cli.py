@@ -3,9 +3,8 @@
 import contextlib
 import os
 import sys
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -15,11 +14,6 @@ from digits.core.bundled import model_path
 from digits.core.errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED
 from digits.core.files import file_name
 from digits.core.terminal import LINE_LIMIT, printable
-
-InvertMode = StrEnum("InvertMode", ["auto", "always", "never"])
-OutputFormat = StrEnum("OutputFormat", ["csv", "jsonl", "parquet"])  # parquet: --engine ray --output-dir only
-NotDigits = StrEnum("NotDigits", ["mark", "reject", "keep"])
-Engine = StrEnum("Engine", ["local", "ray"])
 
 
 # Long by design: Typer reads each option, its help and its check from this signature.
@@ -39,7 +33,7 @@ def classify(
         "--output", "-o", parser=file_name, metavar="FILE",
         help="Write rows here as they are classified (default: stdout)",
     )] = None,
-    fmt: Annotated[Optional[OutputFormat], typer.Option(
+    fmt: Annotated[Optional[Literal["csv", "jsonl", "parquet"]], typer.Option(
         "--format",
         help="Row format (default: from the --output name (.jsonl -> jsonl), else csv)",
     )] = None,
@@ -47,9 +41,9 @@ def classify(
         "--top-k", min=1, max=10,
         help="Also give the K most likely labels and their probabilities.",
     )] = None,
-    invert: Annotated[InvertMode, typer.Option(
+    invert: Annotated[Literal["auto", "always", "never"], typer.Option(
         help="Invert images to white-on-black: auto judges from the border (from the whole image, when it is cleaned).",
-    )] = InvertMode.auto,
+    )] = "auto",
     clean: Annotated[bool, typer.Option(
         "--clean/--no-clean",
         help="Take form artefacts out of images before fitting the digit: printed lines (boxes, grid cells, base "
@@ -72,9 +66,9 @@ def classify(
         help="Continue an interrupted run: keep the rows already in --output, classify only the inputs without one, "
         "append.",
     )] = False,
-    engine: Annotated[Engine, typer.Option(
+    engine: Annotated[Literal["local", "ray"], typer.Option(
         help="local: this process and its decode workers; ray: a Ray cluster (needs the [ray] extra).",
-    )] = Engine.local,
+    )] = "local",
     address: Annotated[Optional[str], typer.Option(
         help="--engine ray: the cluster to join (default: RAY_ADDRESS, else start a local Ray).",
     )] = None,
@@ -95,11 +89,11 @@ def classify(
         "--review-below",
         help="Mark rows whose confidence is under P (0..1) in a review column, and count them in the summary.",
     )] = None,
-    not_digits: Annotated[NotDigits, typer.Option(
+    not_digits: Annotated[Literal["mark", "reject", "keep"], typer.Option(
         "--not-digits",
         help="Rows that are not digits (blank, or the model's digit_score under its threshold): mark them in a "
         "not_digit column, reject them (empty label, 'not a digit' in error; not a failure), or keep them as they are.",
-    )] = NotDigits.mark,
+    )] = "mark",
     summary_json: Annotated[Optional[Path], typer.Option(
         "--summary-json", parser=file_name, metavar="FILE",
         help="Also write the summary to this file as JSON (items, classified, not_digits, blank, failed, skipped, "
@@ -119,10 +113,10 @@ def classify(
     from digits.batch.api import classify as run
 
     options = ClassifyOptions(
-        output=output, format=fmt.value if fmt else None, top_k=top_k or 0, review_below=review_below,
-        not_digits=not_digits.value, invert=invert.value, recursive=recursive, glob=glob, batch_size=batch_size,
-        null=null, resume=resume, workers=workers, clean=clean, engine=engine.value, address=address,
-        output_dir=output_dir, concurrency=concurrency, progress=(progress or sys.stderr.isatty()) and not quiet)
+        output=output, format=fmt, top_k=top_k or 0, review_below=review_below, not_digits=not_digits, invert=invert,
+        recursive=recursive, glob=glob, batch_size=batch_size, null=null, resume=resume, workers=workers, clean=clean,
+        engine=engine, address=address, output_dir=output_dir, concurrency=concurrency,
+        progress=(progress or sys.stderr.isatty()) and not quiet)
     if summary_json:  # checked before the run, not after it; against the inputs in run()
         check_atomic_target(summary_json)
     summary = run(model, inputs, options, also_writes={"--summary-json": summary_json})
@@ -153,10 +147,9 @@ def format_summary(s) -> str:
     head = "interrupted after" if s.interrupted else "done:"
     lines = []
     if s.cluster_seconds is not None:  # --engine ray: what came before the job's own seconds
-        nodes = s.nodes
         lines.append(f"ray: ready in {s.cluster_seconds:.2f} s ({s.connect_seconds:.2f} s to "
                      f"{'join' if s.joined else 'start'} Ray, {s.ready_seconds:.2f} s for {s.actors} model actors on "
-                     f"{s.cpus} CPUs of {nodes} node{'s' if nodes != 1 else ''})")
+                     f"{s.cpus} CPUs of {s.nodes} node{'s' if s.nodes != 1 else ''})")
     lines += [f"note: {printable(folder, LINE_LIMIT)}: no image or .npy files to classify"
               for folder in s.empty_folders]
     lines += [f"{head} {s.items:,} items, {s.classified:,} classified, {s.failed:,} failed, "

@@ -1,4 +1,4 @@
-"""Result rows: how a block of them reads, in csv, jsonl or parquet, with the columns `columns` names.
+"""Result rows: how a block of them reads, in csv, jsonl or parquet, with the columns RowFormat.columns names.
 
 error is empty unless the item could not be read, or is "not a digit" with --not-digits reject; its
 label and scores are then empty. csv and jsonl rows are text, streamed (batch/writer.py); parquet
@@ -99,14 +99,6 @@ def _array_rows_csv(path: str, start: int, labels: np.ndarray, confidence: np.nd
     return b"".join(blocks).decode("utf-8", "surrogateescape")
 
 
-def columns(top_k: int, review: bool = False, scored: bool = False, mark: bool = False) -> list[str]:
-    """The csv header's columns: source, label, confidence, label_k and prob_k for --top-k K, review for
-    --review-below (`review`), digit_score for a model that gives one (`scored`), not_digit for
-    --not-digits mark (`mark`), error. A jsonl row has the same keys, `error` only when it is set."""
-    names = ["source", "label", "confidence", *(f"{key}_{k}" for k in range(1, top_k + 1) for key in ("label", "prob"))]
-    return names + ["review"] * review + ["digit_score"] * scored + ["not_digit"] * mark + ["error"]
-
-
 class RowFormat:
     """How rows are written: a block of rows as text (a table, for parquet), the same in whichever process
     makes it (the run's own, a worker, a Ray actor), so rows are byte-identical however the work is spread."""
@@ -125,7 +117,12 @@ class RowFormat:
         self._empty = "," * (2 + 2 * top_k + (review_below is not None) + scored + self.mark)  # failed rows' blanks
 
     def columns(self) -> list[str]:
-        return columns(self.top_k, self.review_below is not None, self.scored, self.mark)
+        """The csv header's columns: source, label, confidence, label_k and prob_k for --top-k K, review for
+        --review-below, digit_score for a model that gives one, not_digit for --not-digits mark, error. A jsonl
+        row has the same keys, `error` only when it is set."""
+        top = [f"{key}_{k}" for k in range(1, self.top_k + 1) for key in ("label", "prob")]
+        extra = ["review"] * (self.review_below is not None) + ["digit_score"] * self.scored + ["not_digit"] * self.mark
+        return ["source", "label", "confidence", *top, *extra, "error"]
 
     def header(self) -> str:
         return ",".join(self.columns()) + "\n" if self.fmt == "csv" else ""

@@ -1,11 +1,5 @@
-"""The classify job on Ray: the same rows as `batch.run`, from a cluster's cores.
-
-The unit of work is a shard: a few thousand items in input order, or a window of an array's rows. Ray actors, one per
-CPU with a one-thread model session each, classify a shard whole and send back only its rows' bytes and counts; the
-driver keeps IN_FLIGHT shards per actor in flight and writes the rows in input order, or, with `--output-dir`, the
-actors write a file per shard. Ray's costs are paid per shard, and the driver's memory does not grow with the inputs.
-An actor that dies is restarted and its shard run again: a shard's rows reach the output once, when its call returns.
-Measurements behind SHARD_IMAGES, SHARD_ROWS, IN_FLIGHT and the default concurrency: docs/decisions.md.
+"""The classify job on Ray: the same rows as `batch.run`, from a cluster's cores, a shard of inputs per actor call.
+How the job is laid out (shards, actors, order, retries, --output-dir) and why: docs/cluster.md.
 """
 
 import itertools

@@ -48,15 +48,6 @@ class Done:
             real = self._folders[folder] = os.path.realpath(folder or ".")
         return os.path.join(real, name)
 
-    def has(self, source: str) -> bool:
-        """Whether `source` (an input, or `path#row` of an array) has a row not yet matched."""
-        match = _ARRAY_ROW.fullmatch(source) if "#" in source else None
-        if match and self.key(match[1]) in self.arrays:
-            rows, times = self.arrays[self.key(match[1])]
-            if (times[rows == int(match[2])] > 0).any():
-                return True
-        return self.sources[self.key(source)] > 0
-
     def take(self, source: str) -> bool:
         """Whether `source` (an image, or an item that failed) has a row not yet matched;
         if so, that row now answers this occurrence of it."""
@@ -111,8 +102,7 @@ def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
     done = Done()
     fmt = row_format.fmt
     expected = row_format.columns()
-    sources: Counter = Counter()  # as the rows name them, keyed below
-    arrays: dict[str, list[int]] = {}
+    arrays: dict[str, list[int]] = {}  # as the rows name them, keyed below
     try:
         with open(open_regular(path), "rb") as f:
             good = 0  # the offset just past the last whole row
@@ -132,7 +122,7 @@ def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
                     if match and not failed:
                         arrays.setdefault(match[1], []).append(int(match[2]))
                     else:
-                        sources[source] += 1
+                        done.sources[done.key(source)] += 1
                     done.rows += 1
                     done.failed += failed
                 good += len(record)
@@ -151,8 +141,6 @@ def resume_output(path: str | os.PathLike, row_format: RowFormat) -> Done:
         raise ResumeError(f"{os.fsdecode(path)}: cannot resume: {e}") from e
     except OSError as e:
         raise ResumeError(f"{path}: cannot read the output to resume it ({e.strerror or e})") from e
-    for source, times in sources.items():
-        done.sources[done.key(source)] += times
     keyed: dict[str, list[int]] = {}
     for source, rows in arrays.items():  # an array typed two ways is one
         keyed.setdefault(done.key(source), []).extend(rows)

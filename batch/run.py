@@ -1,9 +1,8 @@
 """The local engine: items in, rows out, in input order, streaming, so memory does not grow with the inputs.
 
-Image files go in blocks to worker processes (batch/workers.py) that read, decode, classify and format them; a run
-with few images does its blocks itself, where starting workers would cost more. Arrays are classified chunk by chunk
-in this process, one model call per core side by side. Model calls made here run on a thread, and the wait for them
-(or for a worker's rows) looks every 0.1 s whether the run was asked to stop: a slow model must not hold up Ctrl-C.
+Image blocks go to worker processes (batch/workers.py), or are done here when there are few; arrays are classified
+here, a model call per core side by side. When the workers start, and how a wait hears that the run is to stop:
+docs/decisions.md, "Per-image work in worker processes".
 """
 
 import bisect
@@ -103,7 +102,7 @@ class _LocalRun:
             self.waiting.clear()
 
     def _submit(self, paths: list[str]) -> None:
-        if self.pool.full():
+        if len(self.pool) >= self.pool.capacity:
             self._write_taken(keep=self.pool.capacity - 1)
         if not self.stop():
             self.pool.submit(paths)
@@ -141,7 +140,7 @@ class _LocalRun:
         return future.result()
 
     def _failed(self, source: str, error: str) -> None:
-        self.writer.write_failed(source, error)
+        self.writer.write(self.writer.format.failed(source, error))
         self.summary.failed += 1
         self.advance(1)
 
@@ -155,9 +154,9 @@ class _LocalRun:
                 if block is None:
                     return
                 if rows is None:
-                    self.writer.write_array_rows(path, first_row, block)
+                    self.writer.write(self.writer.format.array_rows(path, first_row, block))
                 else:  # --resume: only some rows of this chunk were still to do
-                    self.writer.write_rows([f"{path}#{i}" for i in rows.tolist()], block)
+                    self.writer.write(self.writer.format.rows([f"{path}#{i}" for i in rows.tolist()], block))
                 self.summary.add(count_rows(block, None, self.writer.format))
                 self.advance(len(block.probabilities))
         except ArrayError as e:

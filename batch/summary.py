@@ -57,13 +57,8 @@ class Summary:
 
     def to_dict(self) -> dict:
         """The summary as JSON-ready values (`digits classify --summary-json`)."""
-        return {
-            "items": self.items, "classified": self.classified, "not_digits": self.not_digits, "blank": self.blank,
-            "failed": self.failed, "skipped": self.skipped,
-            "kept": self.kept, "kept_failed": self.kept_failed, "review": self.review,
-            "seconds": self.seconds, "digits_per_second": self.digits_per_second,
-            "per_label": {str(label): int(count) for label, count in enumerate(self.per_label)},
-            "interrupted": self.interrupted, "empty_folders": list(self.empty_folders),
-            "model": self.model, "workers": self.workers, "cluster_seconds": self.cluster_seconds,
-            "cpu_seconds": {"main": round(self.cpu_main, 6), "workers": round(self.cpu_workers, 6)},
-        }
+        names = ("items classified not_digits blank failed skipped kept kept_failed review seconds digits_per_second "
+                 "per_label interrupted empty_folders model workers cluster_seconds")
+        values = {name: getattr(self, name) for name in names.split()}
+        values["per_label"] = {str(label): int(count) for label, count in enumerate(self.per_label)}
+        return {**values, "cpu_seconds": {"main": round(self.cpu_main, 6), "workers": round(self.cpu_workers, 6)}}

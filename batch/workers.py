@@ -1,12 +1,11 @@
-"""Worker processes that each read, decode, classify and format blocks of image files (batch/block.py: classify_block),
-each with the parent's one-thread model session as the fork leaves it; the run's own process hands out blocks and
-writes their rows, in order.
+"""Worker processes that each read, decode, classify and format blocks of image files (block.classify_block) with the
+parent's one-thread model session as the fork leaves it; the parent hands out blocks and writes their rows in order
+(docs/decisions.md, "Per-image work in worker processes").
 
-A block's paths go into a slot of an anonymous shared mapping, and the slot's number onto a task pipe that all workers
-read; whichever worker is free takes it and sends back, on its own result pipe, the slot and the block's rows. A task
-is 4 bytes: pipe writes that small are atomic, so any number of workers read one pipe without a lock (a lock held by a
-killed worker would stop the others), and no worker idles while another has blocks queued. Each worker keeps only its
-own pipe ends, so when the parent dies, even by SIGKILL, every worker reads end-of-file and exits.
+A task is a 4-byte slot number (the slot holds a block's paths in a shared mapping) on one pipe that all workers read:
+pipe writes that small are atomic, so no lock is needed (one held by a killed worker would stop the others), and no
+worker idles while another has blocks queued. Each worker keeps only its own pipe ends, so when the parent dies, even
+by SIGKILL, every worker reads end-of-file and exits.
 """
 
 import contextlib
@@ -54,8 +53,8 @@ class WorkersNotStarted(DigitsError):
 
 
 class WorkerPool:
-    """`workers` processes classifying blocks of at most IMAGE_BLOCK image paths: submit(paths) while not
-    full(); take() gives the oldest block back as (paths, BlockRows), in submission order."""
+    """`workers` processes classifying blocks of at most IMAGE_BLOCK image paths: submit(paths) while fewer than
+    `capacity` are held; take() gives the oldest block back as (paths, BlockRows), in submission order."""
 
     def __init__(self, workers: int, model: Classifier | Path, invert: str, row_format: RowFormat, ahead: int = 4):
         """`model`: the classifier the caller loaded and checked (each worker uses its forked()), or a
@@ -115,9 +114,6 @@ class WorkerPool:
         """Worker processes started so far."""
         return len(self._processes)
 
-    def full(self) -> bool:
-        return len(self._queue) >= self.capacity
-
     def __len__(self) -> int:
         return len(self._queue)
 
@@ -176,13 +172,6 @@ class WorkerPool:
         if kill:
             self._kill[0] = True
         self._close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close(kill=exc[0] is not None)
-        return False
 
 
 def _not_started(e: OSError) -> WorkersNotStarted:

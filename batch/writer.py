@@ -8,10 +8,7 @@ cuts the file back to its last whole row and raises the error the user sees (cor
 import contextlib
 import os
 import stat
-from collections.abc import Sequence
 from typing import TextIO
-
-import numpy as np
 
 from digits.batch.formats import RowFormat
 from digits.core.files import write_all, write_error
@@ -50,37 +47,20 @@ class RowWriter:
                 self.stream.flush()
             else:
                 write_all(self._fd, text.encode("utf-8", "surrogateescape"))
-        except OSError as e:
-            raise self._failed_write(e) from e
-        except BaseException:
-            # Stopped at once in the middle of a block (a second Ctrl-C): a file is cut
-            # back to its last whole row; a pipe keeps what its reader already took.
-            if self._file is not None:
-                os.ftruncate(self._file, self._whole)
-                os.lseek(self._file, self._whole, os.SEEK_SET)
-            raise
+        except BaseException as e:
+            # A write that failed (full disk, /dev/full, a closed pipe), or one stopped at once in the middle of a block
+            # (a second Ctrl-C): a file is cut back to its last whole row; a pipe keeps what its reader already took.
+            with contextlib.suppress(OSError):
+                if self._file is not None:
+                    os.ftruncate(self._file, self._whole)
+                    os.lseek(self._file, self._whole, os.SEEK_SET)
+            if not isinstance(e, OSError):
+                raise
+            # What the stream still buffers goes to /dev/null: closing it cannot write half a row later.
+            with contextlib.suppress(OSError, ValueError):
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, self.stream.fileno())
+                os.close(null)
+            raise write_error(self.name, e) from e
         if self._file is not None:
             self._whole = os.lseek(self._file, 0, os.SEEK_CUR)
-
-    def _failed_write(self, e: OSError) -> Exception:
-        """A write failed (full disk, /dev/full, a closed pipe): cut a regular file back to
-        its last whole row, send whatever the stream still buffers to /dev/null (so
-        closing it cannot write half a row later), and say what happened."""
-        with contextlib.suppress(OSError, ValueError):
-            fd = self.stream.fileno()
-            if self._file is not None:
-                os.ftruncate(fd, self._whole)
-            null = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(null, fd)
-            os.close(null)
-        return write_error(self.name, e)
-
-    def write_rows(self, sources: Sequence[str], probabilities: np.ndarray,
-                   errors: Sequence[str | None] | None = None) -> None:
-        self.write(self.format.rows(sources, probabilities, errors))
-
-    def write_array_rows(self, path: str, start: int, probabilities: np.ndarray) -> None:
-        self.write(self.format.array_rows(path, start, probabilities))
-
-    def write_failed(self, source: str, error: str) -> None:
-        self.write(self.format.failed(source, error))

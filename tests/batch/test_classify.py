@@ -1,5 +1,6 @@
 """`digits classify` as a user meets it: inputs, rows, errors and exit codes."""
 
+import contextlib
 import csv
 import io
 import json
@@ -389,7 +390,7 @@ def test_worker_pool_gives_each_block_back_in_order_with_its_errors(exported_onn
     blocks = [paths[i : i + 100] for i in range(0, 600, 100)]
     blocks[2] = blocks[2][:50] + [too_long] + blocks[2][50:]
     here = OnnxClassifier(exported_onnx)
-    with WorkerPool(2, exported_onnx, "auto", RowFormat(top_k=2)) as pool:
+    with contextlib.closing(WorkerPool(2, exported_onnx, "auto", RowFormat(top_k=2))) as pool:
         for block in blocks:
             pool.submit(block)
         for i, block in enumerate(blocks):

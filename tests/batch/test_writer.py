@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from digits.batch.formats import RowFormat, columns
+from digits.batch.formats import RowFormat
 from digits.batch.resume import Done, ResumeError, resume_output
 from digits.batch.writer import RowWriter
 
@@ -25,10 +25,10 @@ def test_csv_rows_have_the_header_columns_and_six_decimals():
     out = io.StringIO()
     writer = RowWriter(out, RowFormat("csv", top_k=2))
     probabilities = np.array([[0.1, 0.7, 0.2] + [0] * 7, [0.5, 0.25, 0.25] + [0] * 7], np.float32)
-    writer.write_rows(["a.png", "b,c.png"], probabilities)
-    writer.write_failed("d.png", 'bad "file"')
+    writer.write(writer.format.rows(["a.png", "b,c.png"], probabilities))
+    writer.write(writer.format.failed("d.png", 'bad "file"'))
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
-    assert list(rows[0]) == columns(2) == ["source", "label", "confidence", "label_1", "prob_1", "label_2",
+    assert list(rows[0]) == writer.format.columns() == ["source", "label", "confidence", "label_1", "prob_1", "label_2",
                                              "prob_2", "error"]
     assert rows[0] == {"source": "a.png", "label": "1", "confidence": "0.700000", "label_1": "1", "prob_1": "0.7",
                        "label_2": "2", "prob_2": "0.2", "error": ""}
@@ -40,8 +40,8 @@ def test_csv_rows_have_the_header_columns_and_six_decimals():
 def test_jsonl_rows_carry_error_only_when_failed():
     out = io.StringIO()
     writer = RowWriter(out, RowFormat("jsonl"))
-    writer.write_rows(["a.png"], _probabilities(1))
-    writer.write_failed("b.png", "empty file")
+    writer.write(writer.format.rows(["a.png"], _probabilities(1)))
+    writer.write(writer.format.failed("b.png", "empty file"))
     classified, failed = (json.loads(line) for line in out.getvalue().splitlines())
     assert set(classified) == {"source", "label", "confidence"}
     assert failed == {"source": "b.png", "label": None, "confidence": None, "error": "empty file"}
@@ -84,7 +84,7 @@ def test_a_failed_write_cuts_the_file_back_to_its_last_whole_row(tmp_path, monke
     path = tmp_path / "rows.csv"
     stream = open(path, "w", encoding="utf-8")
     writer = RowWriter(stream, RowFormat("csv"), name=str(path))
-    writer.write_rows(["a.png"], _probabilities(1))
+    writer.write(writer.format.rows(["a.png"], _probabilities(1)))
     whole = path.read_bytes()
 
     def refuse(fd, data):
@@ -93,7 +93,7 @@ def test_a_failed_write_cuts_the_file_back_to_its_last_whole_row(tmp_path, monke
 
     monkeypatch.setattr(writer_module, "write_all", refuse)  # blocks go to the descriptor
     with pytest.raises(Exception, match="no space left"):
-        writer.write_rows(["b.png"], _probabilities(1))
+        writer.write(writer.format.rows(["b.png"], _probabilities(1)))
     assert path.read_bytes() == whole
 
 
@@ -107,8 +107,8 @@ def test_resume_reads_whole_rows_and_cuts_a_torn_line(tmp_path):
     done = resume_output(path, fmt)
     assert path.read_text() == text
     assert (done.rows, done.failed, done.header) == (6, 1, True)
-    assert done.has("a.png") and done.has("c.png") and done.has("x.npy#2") and not done.has("x.npy#3")
-    assert done.array_rows("x.npy").tolist() == [0, 1, 2] and not done.has("d.png")
+    assert done.take("a.png") and done.take("c.png") and not done.take("d.png")
+    assert done.take("x.npy#2") and not done.take("x.npy#3") and done.array_rows("x.npy").tolist() == [0, 1]
 
 
 def test_resume_refuses_other_columns_without_touching_the_file(tmp_path):
