@@ -100,9 +100,3 @@ def export_metadata(keras_path: Path) -> dict[str, str]:
         "exported_by": "digits export",
     }
 
-
-def set_metadata(onnx_model, metadata: dict[str, str]) -> None:
-    del onnx_model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = onnx_model.metadata_props.add()
-        entry.key, entry.value = key, value

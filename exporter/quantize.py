@@ -1,12 +1,8 @@
-"""The int8 variant: static QDQ quantization calibrated on real digits, and its check.
+"""The int8 variant: static QDQ quantization calibrated on real digits, and its checks.
 
-A digit must get one answer, whatever batch it is in and whichever runtime runs it. So the
-scales are static, fixed at export from calibration digits (dynamic quantization takes them
-from the batch in hand), and onnxruntime's exact integer arithmetic then gives a digit the
-same output alone or in any batch. Chosen: static QDQ of the layers with weights only,
-per-channel s8 weights with reduce_range (7 bits, so a CPU without VNNI cannot saturate its
-16-bit sums of pairs), u8 activations, MinMax ranges. The gates are docs/export.md's; the
-variants measured: docs/decisions.md, "The int8 variant".
+Static scales, fixed at export from calibration digits, give a digit the same output alone or in
+any batch (dynamic quantization takes them from the batch in hand). The gates: docs/export.md; the
+settings (QUANTIZATION) and the variants measured: docs/decisions.md, "The int8 variant".
 """
 
 import os
