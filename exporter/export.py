@@ -30,22 +30,19 @@ class Exported:
 
 @dataclass
 class Job:
-    """What the variants share, made once per export: Keras's answers on the parity digits
+    """What the variants share, made once per export: the parity digits and Keras's answers on them
     (parity.keras_answers), the converted files, and where each file goes."""
 
     onnx_model: object
     metadata: dict
     dataset: object
+    digits: np.ndarray  # the real digits, the parity's first case
     answers: list
     atol: float
     rtol: float
     targets: dict[str, Path]
     litert: dict[str, bytes] = field(default_factory=dict)  # exporter.litert.convert_all's files
     temps: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def digits(self) -> np.ndarray:
-        return self.answers[0][1]  # the real digits, the parity's first case
 
 
 def sibling(out: Path, suffix: str) -> Path:
@@ -159,7 +156,7 @@ def _convert(keras_path: Path, data: Path | None, opset: int, atol: float, rtol:
         metadata["temperature"] = repr(temperature)
     onnx.helper.set_model_props(onnx_model, metadata)
     onnx.checker.check_model(onnx_model, full_check=True)
-    job = Job(onnx_model, metadata, dataset, [], atol, rtol, targets)
+    job = Job(onnx_model, metadata, dataset, digits, [], atol, rtol, targets)
     if "tflite" in targets:
         from digits.exporter.litert import convert_all
 

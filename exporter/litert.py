@@ -20,7 +20,7 @@ from digits.core.files import stderr_muted
 from digits.exporter.convert import with_scores
 from digits.exporter.litert_file import finish
 from digits.exporter.metadata import DIGIT_FORM
-from digits.exporter.parity import Check, check_against_keras
+from digits.exporter.parity import Check, against_keras, judged
 from digits.exporter.quantize import calibration_digits, int8_check, score_check
 from digits.trainer.backend import import_keras
 
@@ -131,7 +131,7 @@ def check_tflite(answers: list, tflite_path: Path, atol: float, rtol: float) -> 
         probs, scores = classifier.scored(digits)
         return {PROBABILITIES: probs, LABEL: probs.argmax(1), **({} if scores is None else {DIGIT_SCORE: scores})}
 
-    return check_against_keras(answers, run, "litert", atol, rtol, name="tflite")
+    return against_keras(judged(answers, run, "litert", atol, rtol), atol, rtol, name="tflite")
 
 
 def check_tflite_int8(float_path: Path, int8_path: Path, digits: np.ndarray, truth: np.ndarray,
@@ -140,8 +140,7 @@ def check_tflite_int8(float_path: Path, int8_path: Path, digits: np.ndarray, tru
     from digits.batch.litert_model import LiteRtClassifier
 
     float_model, int8_model = LiteRtClassifier(float_path), LiteRtClassifier(int8_path)
-    check = int8_check("int8_tflite", float_model, int8_model, (float_path, int8_path), digits, truth, real,
-                       atol, rtol, "model.tflite")
+    check = int8_check("int8_tflite", float_model, int8_model, digits, truth, real, atol, rtol, "model.tflite")
     check.failures += score_check(check.numbers, int8_model.scored(digits)[1], float_model.scored(digits)[1],
                                   "the int8 file's", "model.tflite's")
     return check

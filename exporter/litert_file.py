@@ -8,9 +8,9 @@ docs/decisions.md, "The file".
 
 import io
 import json
-import os
 import tempfile
 import zipfile
+from pathlib import Path
 
 import flatbuffers
 import numpy as np
@@ -74,12 +74,10 @@ def _align(content: bytes) -> bytes:
     from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
 
     with tempfile.TemporaryDirectory() as tmp:
-        source, target = os.path.join(tmp, "in.tflite"), os.path.join(tmp, "out.tflite")
-        with open(source, "wb") as f:
-            f.write(content)
-        tflite_flatbuffer_align_wrapper.align_tflite_model(source, target)
-        with open(target, "rb") as f:
-            return f.read()
+        source, target = Path(tmp, "in.tflite"), Path(tmp, "out.tflite")
+        source.write_bytes(content)
+        tflite_flatbuffer_align_wrapper.align_tflite_model(str(source), str(target))
+        return target.read_bytes()
 
 
 def _with_label_file(content: bytes, labels: str) -> bytes:
@@ -144,25 +142,22 @@ def op_names(content: bytes) -> list[str]:
     model = schema.Model.GetRootAs(content, 0)
     codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
     graph = model.Subgraphs(0)
-    used = []
-    for i in range(graph.OperatorsLength()):
-        code = codes[graph.Operators(i).OpcodeIndex()]
+
+    def name(code) -> str:
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = names.get(builtin, str(builtin)) if builtin != schema.BuiltinOperator.CUSTOM else (
-            f"custom op {code.CustomCode().decode()}")
-        if name not in used:
-            used.append(name)
-    return used
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            return f"custom op {code.CustomCode().decode()}"
+        return names.get(builtin, str(builtin))
+
+    return list(dict.fromkeys(name(codes[graph.Operators(i).OpcodeIndex()]) for i in range(graph.OperatorsLength())))
 
 
-def describe_tflite(path) -> dict:
+def describe_tflite(path: Path) -> dict:
     """What `digits inspect` shows for a .tflite file: size, ops, input and output tensors
     (a dynamic batch as "batch"), and the metadata digits export wrote (LiteRT only)."""
-    from pathlib import Path
-
     from digits.batch.litert_model import LiteRtClassifier, provenance
 
-    classifier = LiteRtClassifier(Path(path))  # the same load errors as classify
+    classifier = LiteRtClassifier(path)  # the same load errors as classify
 
     def tensor(details: dict) -> dict:
         shape = ["batch" if d < 0 else int(d) for d in details["shape_signature"]]

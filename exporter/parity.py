@@ -49,8 +49,7 @@ def against_keras(cases: list[dict], atol: float, rtol: float, name: str = "pari
     samples = sum(c["samples"] for c in cases)
     weights = [c["samples"] for c in cases]
     outputs = {output: {  # the float outputs, then the label: every case runs the same file
-        "max_abs_diff": max(c[output]["max_abs_diff"] for c in cases),
-        "max_rel_diff": max(c[output]["max_rel_diff"] for c in cases),
+        **{key: max(c[output][key] for c in cases) for key in ("max_abs_diff", "max_rel_diff")},
         "mean_abs_diff": float(np.average([c[output]["mean_abs_diff"] for c in cases], weights=weights)),
     } for output in (*FLOAT_OUTPUTS, LABEL) if output in cases[0]}
     agreement = sum(c["label_agreement"] * c["samples"] for c in cases) / samples
@@ -161,10 +160,9 @@ def keras_answers(keras_model, real: np.ndarray) -> list[tuple[str, np.ndarray, 
     return answers
 
 
-def check_against_keras(answers: list, run, runtime: str, atol: float, rtol: float, name: str = "parity") -> Check:
+def judged(answers: list, run, runtime: str, atol: float, rtol: float) -> list[dict]:
     """`run(digits)` -> {output name: array}, judged against Keras's `answers` (keras_answers) on every case."""
-    return against_keras([judge(case, runtime, keras, run(digits), atol, rtol) for case, digits, keras in answers],
-                         atol, rtol, name)
+    return [judge(case, runtime, keras, run(digits), atol, rtol) for case, digits, keras in answers]
 
 
 def check_parity(answers: list, onnx_path, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> Check:
@@ -175,12 +173,11 @@ def check_parity(answers: list, onnx_path, atol: float = DEFAULT_ATOL, rtol: flo
     from onnx.reference import ReferenceEvaluator
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    cases = [judge(case, "onnxruntime", keras, dict(zip(names, session.run(names, {INPUT_NAME: digits}))), atol, rtol)
-             for case, digits, keras in answers]
-    _, real, keras = answers[0]
     evaluator = ReferenceEvaluator(onnx.load(str(onnx_path)))
-    reference = dict(zip(names, evaluator.run(names, {INPUT_NAME: real[:REFERENCE_SAMPLES]})))
-    first = {name: values[:REFERENCE_SAMPLES] for name, values in keras.items()}
-    cases.append(judge("real digits", "onnx reference", first, reference, atol, rtol))
+    names = [o.name for o in session.get_outputs()]
+    case, real, keras = answers[0]
+    first = [(case, real[:REFERENCE_SAMPLES], {name: values[:REFERENCE_SAMPLES] for name, values in keras.items()})]
+    cases = (judged(answers, lambda d: dict(zip(names, session.run(names, {INPUT_NAME: d}))), "onnxruntime", atol, rtol)
+             + judged(first, lambda d: dict(zip(names, evaluator.run(names, {INPUT_NAME: d}))), "onnx reference",
+                      atol, rtol))
     return against_keras(cases, atol, rtol)
