@@ -1,10 +1,8 @@
-"""Keras -> ONNX through tf2onnx's `from_function`, with the digit contract built in.
+"""Keras -> ONNX through tf2onnx's `from_function`, with the digit contract (docs/export.md) built in.
 
 `tf2onnx.convert.from_keras` fails on Keras 3 (tensorflow-onnx #2448), so the model is wrapped
-in a tf.function that takes MNIST's raw form and does the preprocessing itself; tf2onnx
-converts that function, and the graph needs no glue code in any runtime (its contract:
-docs/export.md). digit_score is (max probability before temperature - 0.1) / 0.9, as
-batch.scores.digit_scores computes it: Softmax, ReduceMax, Sub, Mul, no LOG.
+in a tf.function that takes MNIST's raw form and does the preprocessing itself: the graph needs
+no glue code in any runtime.
 """
 
 import copy
@@ -112,24 +110,16 @@ def keras_to_onnx(model, input_shape: tuple[int, ...], opset: int = DEFAULT_OPSE
     onnx_model, _ = tf2onnx.convert.from_function(
         digit_classifier, input_signature=digit_classifier.input_signature, opset=opset
     )
-    _name_batch_axis(onnx_model)
-    _order_outputs(onnx_model)
-    # tf2onnx appends its git hash, "None" in a wheel: the version alone says what made it.
-    onnx_model.producer_version = tf2onnx.__version__
-    return onnx_model
-
-
-def _name_batch_axis(onnx_model) -> None:
     # tf2onnx leaves the batch axis as "unk__N"; a named axis documents itself.
-    for value in list(onnx_model.graph.input) + list(onnx_model.graph.output):
+    for value in [*onnx_model.graph.input, *onnx_model.graph.output]:
         dim = value.type.tensor_type.shape.dim[0]
         dim.ClearField("dim_value")
         dim.dim_param = "batch"
-
-
-def _order_outputs(onnx_model) -> None:
     # tf2onnx orders a dict's outputs its own way; the contract's order is OUTPUT_NAMES'.
     ordered = sorted((copy.deepcopy(o) for o in onnx_model.graph.output), key=lambda o: OUTPUT_NAMES.index(o.name))
     del onnx_model.graph.output[:]
     onnx_model.graph.output.extend(ordered)
+    # tf2onnx appends its git hash, "None" in a wheel: the version alone says what made it.
+    onnx_model.producer_version = tf2onnx.__version__
+    return onnx_model
 

@@ -1,10 +1,5 @@
-"""One export, start to finish: nothing lands at --out unless every check passed.
-
-export() plans the files, converts (every converter's bytes before any check, so a refusal is
-quick), then runs the variants in order, each writing its temporary file and giving its check.
-The files move into place only if every check passed, the parity report last: it names each
-file's sha256, so `digits inspect` tells a file that a Ctrl-C between two renames left beside an
-older report. A failed check's report is evidence: it lands alone.
+"""One export, start to finish: export() plans the files, converts, then runs the variants in order,
+each writing its temporary file and giving its check; nothing lands at --out unless every check passed.
 """
 
 from dataclasses import dataclass, field
@@ -16,7 +11,7 @@ from digits.core.atomic import atomic_folder_files, atomic_path, check_target, j
 from digits.core.errors import DataError, UsageError
 from digits.core.files import refuse_overwriting, write_error, writing
 from digits.exporter.convert import DEFAULT_OPSET, as_probabilities, keras_to_onnx, with_temperature
-from digits.exporter.metadata import SUFFIXES, export_metadata, set_metadata, sha256_of, training_temperature
+from digits.exporter.metadata import SUFFIXES, export_metadata, sha256_of, training_temperature
 from digits.exporter.parity import DEFAULT_ATOL, DEFAULT_RTOL, ParityError, check_parity, keras_answers, table
 
 PARITY_DIGITS = 2000  # real digits compared on every export (test digits first)
@@ -35,22 +30,19 @@ class Exported:
 
 @dataclass
 class Job:
-    """What the variants share, made once per export: Keras's answers on the parity digits
+    """What the variants share, made once per export: the parity digits and Keras's answers on them
     (parity.keras_answers), the converted files, and where each file goes."""
 
     onnx_model: object
     metadata: dict
     dataset: object
+    digits: np.ndarray  # the real digits, the parity's first case
     answers: list
     atol: float
     rtol: float
     targets: dict[str, Path]
     litert: dict[str, bytes] = field(default_factory=dict)  # exporter.litert.convert_all's files
     temps: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def digits(self) -> np.ndarray:
-        return self.answers[0][1]  # the real digits, the parity's first case
 
 
 def sibling(out: Path, suffix: str) -> Path:
@@ -162,9 +154,9 @@ def _convert(keras_path: Path, data: Path | None, opset: int, atol: float, rtol:
                                      "added by digits export")
     if temperature is not None:
         metadata["temperature"] = repr(temperature)
-    set_metadata(onnx_model, metadata)
+    onnx.helper.set_model_props(onnx_model, metadata)
     onnx.checker.check_model(onnx_model, full_check=True)
-    job = Job(onnx_model, metadata, dataset, [], atol, rtol, targets)
+    job = Job(onnx_model, metadata, dataset, digits, [], atol, rtol, targets)
     if "tflite" in targets:
         from digits.exporter.litert import convert_all
 
@@ -190,7 +182,7 @@ def _int8(job: Job):
     temps = job.temps  # calibrated on training digits; checked on the test digits and the parity digits
     quantize_int8(temps["model"], temps["int8"], calibration_digits(job.dataset.x_train))
     int8_model = onnx.load(temps["int8"])
-    set_metadata(int8_model, {**job.metadata, "quantization": QUANTIZATION})
+    onnx.helper.set_model_props(int8_model, {**job.metadata, "quantization": QUANTIZATION})
     onnx.save(int8_model, temps["int8"])
     return check_int8(temps["model"], temps["int8"], job.dataset.x_test, job.dataset.y_test,
                       real=job.digits, atol=job.atol, rtol=job.rtol)
@@ -221,19 +213,15 @@ def _int8_tflite(job: Job):
 
 def _micro(job: Job):
     """The micro file, checked in TFLite Micro, and its C source (.micro.cc includes .micro.h by its final name)."""
-    from digits.exporter.micro import c_source, check_micro, measure_arena, micro_interpreter, micro_outputs, op_names
+    from digits.exporter.micro import c_source, check_micro, measure_arena
 
     content, temps = job.litert["micro"], job.temps
     temps["micro"].write_bytes(content)
     arena = measure_arena(content, job.digits[0])
-    check = check_micro(temps["micro"], temps["int8_tflite"], job.digits, arena)
-    threshold = job.metadata.get("digit_score_threshold")
-    source, header = c_source(content, job.targets["micro_h"].name, arena, op_names(content),
-                              micro_outputs(content, micro_interpreter(content, arena)),
-                              None if threshold is None else float(threshold))
+    source, header = c_source(content, job.targets["micro_h"].name, arena, job.metadata.get("digit_score_threshold"))
     temps["micro_cc"].write_text(source)
     temps["micro_h"].write_text(header)
-    return check
+    return check_micro(temps["micro"], temps["int8_tflite"], job.digits, arena)
 
 
 # The checked files, in the order they are made: each writes its temporary file(s) and gives its check.

@@ -3,8 +3,7 @@
 The three files (float, int8, micro: docs/edge.md) take raw MNIST bytes, uint8 [batch, 28, 28]:
 the converter is given a Keras model wrapping the user's (Rescaling 1/255, then Reshape), since
 `from_keras_model` freezes its weights, which the int8 calibrator needs (what else was tried:
-docs/decisions.md, "Converting"). convert_all makes every file's bytes before any check, so a
-refusal is quick; litert_file.finish names the tensors and writes the metadata.
+docs/decisions.md, "Converting").
 """
 
 import contextlib
@@ -17,10 +16,11 @@ import numpy as np
 
 from digits.core.contract import DIGIT_SCORE, IMAGE_SIZE, INPUT_NAME, LABEL, NUM_CLASSES, PROBABILITIES
 from digits.core.errors import ModelError
+from digits.core.files import stderr_muted
 from digits.exporter.convert import with_scores
 from digits.exporter.litert_file import finish
 from digits.exporter.metadata import DIGIT_FORM
-from digits.exporter.parity import Check, check_against_keras
+from digits.exporter.parity import Check, against_keras, judged
 from digits.exporter.quantize import calibration_digits, int8_check, score_check
 from digits.trainer.backend import import_keras
 
@@ -73,15 +73,19 @@ def keras_to_tflite(model, input_shape: tuple[int, ...], kind: str, calibration:
     cannot express the model (an op with no int8 builtin, for the int8 kinds)."""
     keras = import_keras()
     import tensorflow as tf
+    from keras import ops
 
     integer = kind in ("int8", "micro")
     image = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE), batch_size=1 if kind == "micro" else None,
                         dtype="float32" if integer else "uint8", name=INPUT_NAME)
     pixels = keras.layers.Reshape(input_shape)(keras.layers.Rescaling(1 / 255.0)(image))
     probabilities, as_trained = with_scores(model)(pixels)
-    wrapper = keras.Model(image, [probabilities, score_layers(as_trained)], name="digits")
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(wrapper)
+    # digit_score as the ONNX graph computes it (exporter/convert.py): REDUCE_MAX, then (top - 1/10) * 10/9
+    # as one Rescaling (MUL, ADD), ops TFLite Micro runs at int8.
+    top = keras.layers.Lambda(lambda p: ops.max(p, axis=1), name="top_probability")(as_trained)
+    ratio = NUM_CLASSES / (NUM_CLASSES - 1)
+    score = keras.layers.Rescaling(ratio, offset=-ratio / NUM_CLASSES, name=DIGIT_SCORE)(top)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(image, [probabilities, score], name="digits"))
     if integer:
         # The calibrator sees raw 0..255 pixel values as floats, so the uint8 input
         # it makes has scale 1 and zero point 0 (checked after conversion).
@@ -93,53 +97,28 @@ def keras_to_tflite(model, input_shape: tuple[int, ...], kind: str, calibration:
         converter.inference_input_type = tf.uint8
         if kind == "micro":
             converter.inference_output_type = tf.int8
+    sys.stdout.flush()
     try:
-        with _quiet():
+        # The converter prints 'Saved artifact at ...' on stdout and MLIR notes on fd 2, and warns
+        # that the uint8 input has no statistics (it needs none: scale 1, checked below).
+        with stderr_muted(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             content = converter.convert()
     except Exception as e:  # the converter's ConverterError and friends
         lines = ([line for line in str(e).splitlines() if "error:" in line]
                  or str(e).strip().splitlines() or [type(e).__name__])
         raise ModelError(f"{where}: cannot convert to a {kind} LiteRT model ({lines[0].strip()[:200]})") from e
-    if integer:
-        _check_raw_input(content, where)
+    if integer:  # the int8 files promise raw bytes in: input scale 1 and zero point 0
+        from ai_edge_litert.interpreter import Interpreter
+
+        (details,) = Interpreter(model_content=content).get_input_details()
+        scale, zero_point = details["quantization"]
+        if details["dtype"] != np.uint8 or scale != 1.0 or zero_point != 0:
+            raise ModelError(
+                f"{where}: the int8 LiteRT model's input is quantized with scale {scale:g} and zero point "
+                f"{zero_point}, not 1 and 0; were the calibration digits blank?"
+            )
     return content
-
-
-def score_layers(as_trained):
-    """digit_score [batch] from the probabilities before temperature, as the ONNX graph computes it
-    (exporter/convert.py): REDUCE_MAX, then (top - 1/10) * 10/9 as one Rescaling (MUL, ADD), ops
-    TFLite Micro runs at int8."""
-    keras = import_keras()
-    from keras import ops
-
-    top = keras.layers.Lambda(lambda p: ops.max(p, axis=1), name="top_probability")(as_trained)
-    ratio = NUM_CLASSES / (NUM_CLASSES - 1)
-    return keras.layers.Rescaling(ratio, offset=-ratio / NUM_CLASSES, name=DIGIT_SCORE)(top)
-
-
-def _check_raw_input(content: bytes, where: str) -> None:
-    """The int8 files promise raw bytes in: input scale 1 and zero point 0."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    (details,) = Interpreter(model_content=content).get_input_details()
-    scale, zero_point = details["quantization"]
-    if details["dtype"] != np.uint8 or scale != 1.0 or zero_point != 0:
-        raise ModelError(
-            f"{where}: the int8 LiteRT model's input is quantized with scale {scale:g} and zero point "
-            f"{zero_point}, not 1 and 0; were the calibration digits blank?"
-        )
-
-
-@contextlib.contextmanager
-def _quiet():
-    """The converter prints 'Saved artifact at ...' on stdout and MLIR notes on fd 2, and warns
-    that the uint8 input has no statistics (it needs none: scale 1, checked after)."""
-    from digits.core.files import stderr_muted
-
-    sys.stdout.flush()
-    with stderr_muted(), contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        yield
 
 
 def check_tflite(answers: list, tflite_path: Path, atol: float, rtol: float) -> Check:
@@ -152,7 +131,7 @@ def check_tflite(answers: list, tflite_path: Path, atol: float, rtol: float) -> 
         probs, scores = classifier.scored(digits)
         return {PROBABILITIES: probs, LABEL: probs.argmax(1), **({} if scores is None else {DIGIT_SCORE: scores})}
 
-    return check_against_keras(answers, run, "litert", atol, rtol, name="tflite")
+    return against_keras(judged(answers, run, "litert", atol, rtol), atol, rtol, name="tflite")
 
 
 def check_tflite_int8(float_path: Path, int8_path: Path, digits: np.ndarray, truth: np.ndarray,
@@ -161,8 +140,7 @@ def check_tflite_int8(float_path: Path, int8_path: Path, digits: np.ndarray, tru
     from digits.batch.litert_model import LiteRtClassifier
 
     float_model, int8_model = LiteRtClassifier(float_path), LiteRtClassifier(int8_path)
-    check = int8_check("int8_tflite", float_model, int8_model, (float_path, int8_path), digits, truth, real,
-                       atol, rtol, "model.tflite")
+    check = int8_check("int8_tflite", float_model, int8_model, digits, truth, real, atol, rtol, "model.tflite")
     check.failures += score_check(check.numbers, int8_model.scored(digits)[1], float_model.scored(digits)[1],
                                   "the int8 file's", "model.tflite's")
     return check

@@ -1,31 +1,24 @@
-"""Finishing a converted .tflite file: names, metadata, alignment.
-
-- Tensors (and the serving signature) named `image`, `probabilities` and `digit_score`, as in
-  the ONNX model (the converter writes `serving_default_image:0`, `output_0`, ...).
-- Metadata as Android's tooling reads it (TFLite Support's MetadataExtractor, Android Studio's
-  ML binding): a `TFLITE_METADATA` entry holding a ModelMetadata flatbuffer (metadata_schema.fbs,
-  file identifier M001), and `labels.txt` in a zip archive appended to the file, as
-  MetadataPopulator packs associated files. A `digits_export` entry holds the ONNX model's
-  metadata_props as JSON.
-- Buffers 16-byte aligned, by TFLite Micro's own aligner (Python's object API aligns to 4).
-
-The schema's few tables are written with flatbuffers' Builder rather than with tflite-support,
-whose last wheel (0.4.4) pins protobuf < 4 against TensorFlow's 7 (docs/decisions.md).
+"""Finishing a converted .tflite file: tensors (and the serving signature) named `image`,
+`probabilities` and `digit_score` as in the ONNX model; metadata as Android's tooling reads it (a
+`TFLITE_METADATA` ModelMetadata flatbuffer, metadata_schema.fbs, with `labels.txt` in a zip archive
+appended to the file) and a `digits_export` entry holding the ONNX model's metadata_props as JSON;
+buffers 16-byte aligned for TFLite Micro. Written with flatbuffers' Builder, not tflite-support:
+docs/decisions.md, "The file".
 """
 
 import io
 import json
-import os
 import tempfile
 import zipfile
+from pathlib import Path
 
 import flatbuffers
 import numpy as np
 
+from digits.batch.litert_model import PROVENANCE
 from digits.core.contract import DIGIT_SCORE, INPUT_NAME, PROBABILITIES
 
 METADATA_NAME = "TFLITE_METADATA"
-PROVENANCE_NAME = "digits_export"
 METADATA_IDENTIFIER = b"M001"
 MIN_PARSER_VERSION = "1.0.0"  # only fields of metadata schema 1.0.0 are written
 LABEL_FILE = "labels.txt"
@@ -60,7 +53,7 @@ def finish(content: bytes, metadata: dict[str, str], description: str) -> bytes:
     labels = json.loads(metadata["class_labels"])
     entries = {
         METADATA_NAME: model_metadata(description, metadata["input_contract"], len(labels)),
-        PROVENANCE_NAME: json.dumps(metadata, sort_keys=True).encode(),
+        PROVENANCE: json.dumps(metadata, sort_keys=True).encode(),
     }
     model.metadata = [m for m in model.metadata or [] if m.name.decode() not in entries]
     for name, data in entries.items():
@@ -81,12 +74,10 @@ def _align(content: bytes) -> bytes:
     from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
 
     with tempfile.TemporaryDirectory() as tmp:
-        source, target = os.path.join(tmp, "in.tflite"), os.path.join(tmp, "out.tflite")
-        with open(source, "wb") as f:
-            f.write(content)
-        tflite_flatbuffer_align_wrapper.align_tflite_model(source, target)
-        with open(target, "rb") as f:
-            return f.read()
+        source, target = Path(tmp, "in.tflite"), Path(tmp, "out.tflite")
+        source.write_bytes(content)
+        tflite_flatbuffer_align_wrapper.align_tflite_model(str(source), str(target))
+        return target.read_bytes()
 
 
 def _with_label_file(content: bytes, labels: str) -> bytes:
@@ -143,25 +134,6 @@ def model_metadata(description: str, contract: str, classes: int) -> bytes:
     return bytes(b.Output())
 
 
-def metadata_entries(content: bytes) -> dict[str, bytes]:
-    """The file's metadata entries by name (TFLITE_METADATA, digits_export)."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = schema.Model.GetRootAs(content, 0)
-    entries = (model.Metadata(i) for i in range(model.MetadataLength()))
-    return {e.Name().decode(): model.Buffers(e.Buffer()).DataAsNumpy().tobytes() for e in entries}
-
-
-def read_metadata(content: bytes) -> dict:
-    """What a deployer's tooling reads back: {'provenance': {...}, 'labels': [...]}, labels.txt
-    from the appended archive (KeyError or zipfile.BadZipFile for a file without one)."""
-    entries = metadata_entries(content)
-    result = {"provenance": json.loads(entries[PROVENANCE_NAME])} if PROVENANCE_NAME in entries else {}
-    with zipfile.ZipFile(io.BytesIO(content)) as archive:
-        result["labels"] = archive.read(LABEL_FILE).decode().split()
-    return result
-
-
 def op_names(content: bytes) -> list[str]:
     """The builtin ops the model uses, in first-use order (e.g. ['QUANTIZE', 'FULLY_CONNECTED', 'SOFTMAX'])."""
     from ai_edge_litert import schema_py_generated as schema
@@ -170,25 +142,22 @@ def op_names(content: bytes) -> list[str]:
     model = schema.Model.GetRootAs(content, 0)
     codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
     graph = model.Subgraphs(0)
-    used = []
-    for i in range(graph.OperatorsLength()):
-        code = codes[graph.Operators(i).OpcodeIndex()]
+
+    def name(code) -> str:
         builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
-        name = names.get(builtin, str(builtin)) if builtin != schema.BuiltinOperator.CUSTOM else (
-            f"custom op {code.CustomCode().decode()}")
-        if name not in used:
-            used.append(name)
-    return used
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            return f"custom op {code.CustomCode().decode()}"
+        return names.get(builtin, str(builtin))
+
+    return list(dict.fromkeys(name(codes[graph.Operators(i).OpcodeIndex()]) for i in range(graph.OperatorsLength())))
 
 
-def describe_tflite(path) -> dict:
+def describe_tflite(path: Path) -> dict:
     """What `digits inspect` shows for a .tflite file: size, ops, input and output tensors
     (a dynamic batch as "batch"), and the metadata digits export wrote (LiteRT only)."""
-    from pathlib import Path
+    from digits.batch.litert_model import LiteRtClassifier, provenance
 
-    from digits.batch.litert_model import LiteRtClassifier
-
-    classifier = LiteRtClassifier(Path(path))  # the same load errors as classify
+    classifier = LiteRtClassifier(path)  # the same load errors as classify
 
     def tensor(details: dict) -> dict:
         shape = ["batch" if d < 0 else int(d) for d in details["shape_signature"]]
@@ -198,16 +167,17 @@ def describe_tflite(path) -> dict:
             info["quantization"] = {"scale": float(scale), "zero_point": int(zero_point)}
         return info
 
+    metadata = provenance(classifier.content)
     try:
-        metadata = read_metadata(classifier.content)
-    except (KeyError, ValueError, zipfile.BadZipFile):  # a .tflite file from elsewhere
-        metadata = {}
+        with zipfile.ZipFile(io.BytesIO(classifier.content)) as archive:
+            metadata["labels.txt"] = " ".join(archive.read(LABEL_FILE).decode().split())
+    except (KeyError, zipfile.BadZipFile):  # a .tflite file from elsewhere
+        pass
     return {
         "path": str(path),
         "bytes": len(classifier.content),
         "ops": op_names(classifier.content),
         "inputs": [tensor(classifier.input)],
         "outputs": [tensor(classifier.output)] + ([tensor(classifier.score)] if classifier.score else []),
-        "metadata": {**metadata.get("provenance", {}), **({"labels.txt": " ".join(metadata["labels"])}
-                                                          if "labels" in metadata else {})},
+        "metadata": metadata,
     }

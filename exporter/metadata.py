@@ -29,6 +29,11 @@ def sha256_of(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+# A word holding a "/name": a path. A shipped model records what data it was trained on, not where
+# it lay on someone's disk: each path (/home/..., ~/..., data/mnist.npz) is cut to its last name.
+_PATH = re.compile(r"(?<![^\s(])[^\s(),/]*(?:/[^\s(),/]+)+/?")
+
+
 def training_metrics(keras_path: Path) -> dict:
     """test_accuracy and data_source from the trainer's metrics.json beside the model, if any."""
     try:
@@ -37,17 +42,8 @@ def training_metrics(keras_path: Path) -> dict:
         return {}
     found = {k: str(metrics[k]) for k in ("test_accuracy", "data_source") if k in metrics}
     if "data_source" in found:  # a metrics.json written before sources named files, not paths
-        found["data_source"] = without_paths(found["data_source"])
+        found["data_source"] = _PATH.sub(lambda m: Path(m.group()).name or m.group(), found["data_source"])
     return found
-
-
-_PATH = re.compile(r"(?<![^\s(])[^\s(),/]*(?:/[^\s(),/]+)+/?")  # a word holding a "/name": a path
-
-
-def without_paths(text: str) -> str:
-    """Each path in `text` (/home/..., ~/..., data/mnist.npz) cut to its last name: a shipped model
-    records what data it was trained on, not where it lay on someone's disk."""
-    return _PATH.sub(lambda m: Path(m.group()).name or m.group(), text)
 
 
 def _own_metrics(keras_path: Path, key: str) -> dict:
@@ -100,9 +96,3 @@ def export_metadata(keras_path: Path) -> dict[str, str]:
         "exported_by": "digits export",
     }
 
-
-def set_metadata(onnx_model, metadata: dict[str, str]) -> None:
-    del onnx_model.metadata_props[:]
-    for key, value in metadata.items():
-        entry = onnx_model.metadata_props.add()
-        entry.key, entry.value = key, value

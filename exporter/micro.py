@@ -1,9 +1,6 @@
-"""The TFLite Micro variant: the file run in TFLite Micro's own interpreter, and its C array.
-
-`tflite-micro`'s Python package wraps the C++ interpreter a board runs (every kernel
-registered), so what it refuses a board refuses, and the op it lacks is named from its own
-message. The tensor arena is read from its RecordingMicroAllocator after one inference and
-proven by running again in an arena of exactly that size (the header says what a board adds).
+"""The TFLite Micro variant: the file run in TFLite Micro's own interpreter (tflite-micro wraps
+the C++ one a board runs, every kernel registered: what it refuses a board refuses, and the op it
+lacks is named from its own message), and its C array (docs/edge.md).
 """
 
 import os
@@ -75,27 +72,23 @@ def measure_arena(content: bytes, digit: np.ndarray) -> int:
     return arena
 
 
-def micro_outputs(content: bytes, interpreter) -> dict[str, dict]:
-    """{"probabilities": ..., "digit_score": ...}: each output's index, shape, and int8 (scale, zero
-    point), told apart by shape ([1, 10], [1]): TFLite Micro keeps no tensor names."""
-    from ai_edge_litert import schema_py_generated as schema
-
+def micro_outputs(interpreter) -> dict[str, dict]:
+    """{"probabilities": ..., "digit_score": ...}: each output's index (litert_file.finish puts the
+    probabilities first: TFLite Micro keeps no tensor names), shape, and int8 (scale, zero point)."""
     found = {}
-    for index in range(schema.Model.GetRootAs(content, 0).Subgraphs(0).OutputsLength()):
+    for index, name in enumerate((PROBABILITIES, DIGIT_SCORE)):
         details = interpreter.get_output_details(index)
-        shape = [int(d) for d in details["shape"]]
         quantization = details["quantization_parameters"]
-        found[PROBABILITIES if len(shape) == 2 else DIGIT_SCORE] = {
-            "index": index, "shape": shape, "dtype": np.dtype(details["dtype"]).name,
-            "scale": float(quantization["scales"][0]), "zero_point": int(quantization["zero_points"][0])}
+        found[name] = {"index": index, "shape": [int(d) for d in details["shape"]],
+                       "scale": float(quantization["scales"][0]), "zero_point": int(quantization["zero_points"][0])}
     return found
 
 
-def run_micro(content: bytes, digits: np.ndarray, arena: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """(probabilities float32 [N, 10], digit_score float32 [N] or None), one TFLite Micro inference
-    per digit (uint8 [N, 28, 28]), dequantized."""
+def run_micro(content: bytes, digits: np.ndarray, arena: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities float32 [N, 10], digit_score float32 [N]), one TFLite Micro inference per
+    digit (uint8 [N, 28, 28]), dequantized."""
     interpreter = micro_interpreter(content, arena)
-    outputs = micro_outputs(content, interpreter)
+    outputs = micro_outputs(interpreter)
     rows = {name: [] for name in outputs}
     for digit in np.ascontiguousarray(digits, dtype=np.uint8):
         interpreter.set_input(digit[None], 0)
@@ -104,7 +97,7 @@ def run_micro(content: bytes, digits: np.ndarray, arena: int) -> tuple[np.ndarra
             rows[name].append(interpreter.get_output(out["index"])[0])
     values = {name: (np.asarray(rows[name], np.float32) - np.float32(out["zero_point"])) * np.float32(out["scale"])
               for name, out in outputs.items()}
-    return values[PROBABILITIES], values.get(DIGIT_SCORE)
+    return values[PROBABILITIES], values[DIGIT_SCORE]
 
 
 def check_micro(micro_path: Path, int8_path: Path, digits: np.ndarray, arena: int) -> Check:
@@ -147,18 +140,19 @@ def _add_call(op: str) -> str:
     return _ADD_CALLS.get(op) or "Add" + "".join(p if p[0].isdigit() else p.capitalize() for p in op.split("_"))
 
 
-def c_source(content: bytes, header_name: str, arena: int, ops: list[str],
-             outputs: dict[str, dict], threshold: float | None = None) -> tuple[str, str]:
-    """(model.micro.cc, model.micro.h): the file as a 16-byte-aligned C array, the arena size
+def c_source(content: bytes, header_name: str, arena: int, threshold: str | None = None) -> tuple[str, str]:
+    """(model.micro.cc, model.micro.h): the file as a 16-byte-aligned C array, the `arena` size
     TFLite Micro measured, the ops a MicroMutableOpResolver needs, and each output's index and
-    (scale, zero point) (micro_outputs), with the digit_score threshold where the model has one."""
+    (scale, zero point) (micro_outputs), with the digit_score threshold (as the metadata holds it)
+    where the model has one."""
     # Long by design: most of it is the two files' text, which reads best as it will be written.
     guard = re.sub(r"\W", "_", header_name).upper() + "_"
+    ops, outputs = op_names(content), micro_outputs(micro_interpreter(content, arena))
     adds = "\n".join(f"  if ((status = resolver.{_add_call(op)}()) != ok) return status;" for op in ops)
     probabilities, score = outputs[PROBABILITIES], outputs[DIGIT_SCORE]
     threshold_lines = "" if threshold is None else (
         "\n// Not a digit when score < kDigitsScoreThreshold (fitted by `digits train`: keeps 99% of its "
-        f"validation digits).\nconstexpr float kDigitsScoreThreshold = {threshold!r}f;")
+        f"validation digits).\nconstexpr float kDigitsScoreThreshold = {float(threshold)!r}f;")
     header = f"""// Written by `digits export --micro`: the digit classifier for TensorFlow Lite Micro.
 // Input: uint8 [1, 28, 28], one MNIST-style digit, white (255) ink on black (0), row by row.
 // Output {probabilities["index"]}, probabilities: int8 {probabilities["shape"]};

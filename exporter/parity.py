@@ -1,13 +1,9 @@
-"""Does the ONNX model give Keras's answers? Numbers first, then a verdict.
-
-Compared as Hugging Face Optimum and NVIDIA Polygraphy do: per output, max absolute, max
-relative and mean absolute difference, on real digits and the edges a deployment meets. The
-verdict is docs/export.md's: np.allclose on every float output, and every label equal but
-where Keras's own top two are within that tolerance (a tie another CPU may break otherwise).
-onnx's reference evaluator gives a second, independent opinion on part of the real digits.
+"""Does a runtime give Keras's answers? Numbers first (per case and output, the max absolute, max
+relative and mean absolute difference, as Hugging Face Optimum and NVIDIA Polygraphy compare),
+then docs/export.md's verdict. onnx's reference evaluator gives a second opinion on the ONNX model.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -47,49 +43,21 @@ class Check:
         return {"passed": self.passed, **self.numbers, **({"failure": self.failure} if self.failures else {})}
 
 
-@dataclass
-class OutputDiff:
-    """How far one output is from the reference. max_rel_diff counts only
-    elements whose reference exceeds atol: relative error of a 1e-30 is noise."""
-
-    max_abs_diff: float
-    max_rel_diff: float
-    mean_abs_diff: float
-
-
-@dataclass
-class CaseResult:
-    case: str
-    runtime: str
-    samples: int
-    outputs: dict[str, OutputDiff]  # each float output the runtime gives, and the label
-    label_agreement: float
-    label_ties: int  # labels that differ where Keras's top two are within tolerance
-    close: bool  # np.allclose on every float output
-    passed: bool  # close, and every label agrees or is such a tie
-
-    def to_json(self) -> dict:
-        head = {"case": self.case, "runtime": self.runtime, "samples": self.samples}
-        tail = {k: getattr(self, k) for k in ("label_agreement", "label_ties", "close", "passed")}
-        return {**head, **{name: asdict(diff) for name, diff in self.outputs.items()}, **tail}
-
-
-def against_keras(cases: list[CaseResult], atol: float, rtol: float, name: str = "parity") -> Check:
-    """A runtime against Keras on every case, as one Check whose numbers are MODEL.parity.json's
+def against_keras(cases: list[dict], atol: float, rtol: float, name: str = "parity") -> Check:
+    """A runtime against Keras on every case (judge's), as one Check whose numbers are MODEL.parity.json's
     head: per output the largest differences and the mean weighted by samples, label agreement."""
-    samples = sum(c.samples for c in cases)
-    weights = [c.samples for c in cases]
+    samples = sum(c["samples"] for c in cases)
+    weights = [c["samples"] for c in cases]
     outputs = {output: {  # the float outputs, then the label: every case runs the same file
-        "max_abs_diff": max(c.outputs[output].max_abs_diff for c in cases),
-        "max_rel_diff": max(c.outputs[output].max_rel_diff for c in cases),
-        "mean_abs_diff": float(np.average([c.outputs[output].mean_abs_diff for c in cases], weights=weights)),
-    } for output in cases[0].outputs}
-    agreement = sum(c.label_agreement * c.samples for c in cases) / samples
+        **{key: max(c[output][key] for c in cases) for key in ("max_abs_diff", "max_rel_diff")},
+        "mean_abs_diff": float(np.average([c[output]["mean_abs_diff"] for c in cases], weights=weights)),
+    } for output in (*FLOAT_OUTPUTS, LABEL) if output in cases[0]}
+    agreement = sum(c["label_agreement"] * c["samples"] for c in cases) / samples
     numbers = {"atol": atol, "rtol": rtol, "samples": samples, "outputs": outputs, "label_agreement": agreement,
-               "cases": [c.to_json() for c in cases]}
-    failures = [f"probabilities differ by up to {c.outputs[PROBABILITIES].max_abs_diff:.2e} (atol {atol:g}, "
-                f"rtol {rtol:g}) and labels agree on {c.label_agreement:.2%} of '{c.case}' ({c.runtime})"
-                for c in cases if not c.passed][:1]
+               "cases": cases}
+    failures = [f"probabilities differ by up to {c[PROBABILITIES]['max_abs_diff']:.2e} (atol {atol:g}, "
+                f"rtol {rtol:g}) and labels agree on {c['label_agreement']:.2%} of '{c['case']}' ({c['runtime']})"
+                for c in cases if not c["passed"]][:1]
     summary = (f"vs Keras on {samples:,} inputs: max abs diff {outputs[PROBABILITIES]['max_abs_diff']:.2e} "
                f"(atol {atol:g}), labels agree {agreement:.2%}")
     return Check(name, numbers, failures, summary)
@@ -128,37 +96,38 @@ class ParityError(DigitsError):
         super().__init__(f"{where}: parity check failed: {what}{check.failure}; nothing exported")
 
 
-def compare(reference: np.ndarray, candidate: np.ndarray, atol: float) -> OutputDiff:
+def compare(reference: np.ndarray, candidate: np.ndarray, atol: float) -> dict[str, float]:
+    """How far one output is from the reference. max_rel_diff counts only elements whose
+    reference exceeds atol: relative error of a 1e-30 is noise."""
     reference = reference.astype(np.float64)
     diff = np.abs(candidate.astype(np.float64) - reference)
     meaningful = np.abs(reference) > atol
     rel = diff[meaningful] / np.abs(reference[meaningful])
-    return OutputDiff(
-        max_abs_diff=float(diff.max(initial=0.0)),
-        max_rel_diff=float(rel.max(initial=0.0)),
-        mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
-    )
+    return {"max_abs_diff": float(diff.max(initial=0.0)), "max_rel_diff": float(rel.max(initial=0.0)),
+            "mean_abs_diff": float(diff.mean()) if diff.size else 0.0}
 
 
 def judge(case: str, runtime: str, keras: dict[str, np.ndarray], answers: dict[str, np.ndarray],
-          atol: float, rtol: float) -> CaseResult:
-    """A runtime's `answers` (output name -> array; LABEL required) against Keras's (output
-    name -> array; PROBABILITIES required): each FLOAT_OUTPUTS output both give within
-    atol/rtol of Keras's, and every label equal but for ties."""
+          atol: float, rtol: float) -> dict:
+    """A runtime's `answers` (output name -> array; LABEL required) against Keras's (output name ->
+    array; PROBABILITIES required), as MODEL.parity.json's case: compare() of each FLOAT_OUTPUTS
+    output both give and of the label; label_ties, the labels that differ where Keras's top two are
+    within tolerance; close, np.allclose on every float output; passed, close and every label equal
+    or such a tie."""
     keras_probs = keras[PROBABILITIES]
     keras_labels = keras_probs.argmax(axis=1)
     differ = keras_labels != answers[LABEL]
     top_two = np.sort(keras_probs, axis=1)[:, -2:]
     tie = top_two[:, 1] - top_two[:, 0] <= atol + rtol * top_two[:, 1]
     ties = int((differ & tie).sum())
-    outputs, close = {}, True
+    result, close = {"case": case, "runtime": runtime, "samples": len(keras_probs)}, True
     for name in FLOAT_OUTPUTS:
         if name in answers and name in keras:
-            outputs[name] = compare(keras[name], answers[name], atol)
+            result[name] = compare(keras[name], answers[name], atol)
             close = close and bool(np.allclose(answers[name], keras[name], atol=atol, rtol=rtol))
-    outputs[LABEL] = compare(keras_labels, answers[LABEL], atol)
-    return CaseResult(case, runtime, len(keras_probs), outputs, float(1.0 - differ.mean()), ties, close,
-                      passed=close and ties == int(differ.sum()))
+    result[LABEL] = compare(keras_labels, answers[LABEL], atol)
+    return {**result, "label_agreement": float(1.0 - differ.mean()), "label_ties": ties, "close": close,
+            "passed": close and ties == int(differ.sum())}
 
 
 def parity_inputs(real: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -191,10 +160,9 @@ def keras_answers(keras_model, real: np.ndarray) -> list[tuple[str, np.ndarray, 
     return answers
 
 
-def check_against_keras(answers: list, run, runtime: str, atol: float, rtol: float, name: str = "parity") -> Check:
+def judged(answers: list, run, runtime: str, atol: float, rtol: float) -> list[dict]:
     """`run(digits)` -> {output name: array}, judged against Keras's `answers` (keras_answers) on every case."""
-    return against_keras([judge(case, runtime, keras, run(digits), atol, rtol) for case, digits, keras in answers],
-                         atol, rtol, name)
+    return [judge(case, runtime, keras, run(digits), atol, rtol) for case, digits, keras in answers]
 
 
 def check_parity(answers: list, onnx_path, atol: float = DEFAULT_ATOL, rtol: float = DEFAULT_RTOL) -> Check:
@@ -205,12 +173,11 @@ def check_parity(answers: list, onnx_path, atol: float = DEFAULT_ATOL, rtol: flo
     from onnx.reference import ReferenceEvaluator
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    cases = [judge(case, "onnxruntime", keras, dict(zip(names, session.run(names, {INPUT_NAME: digits}))), atol, rtol)
-             for case, digits, keras in answers]
-    _, real, keras = answers[0]
     evaluator = ReferenceEvaluator(onnx.load(str(onnx_path)))
-    reference = dict(zip(names, evaluator.run(names, {INPUT_NAME: real[:REFERENCE_SAMPLES]})))
-    first = {name: values[:REFERENCE_SAMPLES] for name, values in keras.items()}
-    cases.append(judge("real digits", "onnx reference", first, reference, atol, rtol))
+    names = [o.name for o in session.get_outputs()]
+    case, real, keras = answers[0]
+    first = [(case, real[:REFERENCE_SAMPLES], {name: values[:REFERENCE_SAMPLES] for name, values in keras.items()})]
+    cases = (judged(answers, lambda d: dict(zip(names, session.run(names, {INPUT_NAME: d}))), "onnxruntime", atol, rtol)
+             + judged(first, lambda d: dict(zip(names, evaluator.run(names, {INPUT_NAME: d}))), "onnx reference",
+                      atol, rtol))
     return against_keras(cases, atol, rtol)

@@ -1,12 +1,8 @@
-"""The int8 variant: static QDQ quantization calibrated on real digits, and its check.
+"""The int8 variant: static QDQ quantization calibrated on real digits, and its checks.
 
-A digit must get one answer, whatever batch it is in and whichever runtime runs it. So the
-scales are static, fixed at export from calibration digits (dynamic quantization takes them
-from the batch in hand), and onnxruntime's exact integer arithmetic then gives a digit the
-same output alone or in any batch. Chosen: static QDQ of the layers with weights only,
-per-channel s8 weights with reduce_range (7 bits, so a CPU without VNNI cannot saturate its
-16-bit sums of pairs), u8 activations, MinMax ranges. The gates are docs/export.md's; the
-variants measured: docs/decisions.md, "The int8 variant".
+Static scales, fixed at export from calibration digits, give a digit the same output alone or in
+any batch (dynamic quantization takes them from the batch in hand). The gates: docs/export.md; the
+settings (QUANTIZATION) and the variants measured: docs/decisions.md, "The int8 variant".
 """
 
 import os
@@ -51,8 +47,7 @@ def calibration_reader(digits: np.ndarray, batch: int = CALIBRATION_BATCH):
     digits = np.ascontiguousarray(digits, dtype=np.uint8)
 
     class DigitBatches(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{INPUT_NAME: digits[i : i + batch]} for i in range(0, len(digits), batch)])
+        batches = iter([{INPUT_NAME: digits[i : i + batch]} for i in range(0, len(digits), batch)])
 
         def get_next(self):
             return next(self.batches, None)
@@ -110,12 +105,12 @@ def alone_and_in_a_crowd(model, digits: np.ndarray) -> tuple[np.ndarray, np.ndar
     return alone, crowd
 
 
-def int8_check(name: str, float_model, int8_model, paths: tuple[Path, Path], digits: np.ndarray, truth: np.ndarray,
-               real: np.ndarray, atol: float, rtol: float, float_name: str, weight_ratio: float | None = None) -> Check:
+def int8_check(name: str, float_model, int8_model, digits: np.ndarray, truth: np.ndarray, real: np.ndarray,
+               atol: float, rtol: float, float_name: str, weight_ratio: float | None = None) -> Check:
     """What every int8 check judges, ONNX and LiteRT alike: labels on `digits` against the
     float model's, accuracy of both against `truth`, size (the weights' `weight_ratio` where
     given, else the files'), and each of the `real` digits alone against in a crowd.
-    `float_model`, `int8_model`: classifiers (labels, predict) of the files at `paths`."""
+    `float_model`, `int8_model`: classifiers (labels, predict, path)."""
     float_labels, int8_labels = float_model.labels(digits), int8_model.labels(digits)
     alone, crowd = alone_and_in_a_crowd(int8_model, real)
     float_accuracy = float((float_labels == truth).mean())
@@ -126,8 +121,8 @@ def int8_check(name: str, float_model, int8_model, paths: tuple[Path, Path], dig
         "float_accuracy": float_accuracy,
         "int8_accuracy": int8_accuracy,
         "accuracy_drop_points": round((float_accuracy - int8_accuracy) * 100, 4),
-        "float_bytes": os.path.getsize(paths[0]),
-        "int8_bytes": os.path.getsize(paths[1]),
+        "float_bytes": os.path.getsize(float_model.path),
+        "int8_bytes": os.path.getsize(int8_model.path),
         "consistency_samples": int(len(alone)),
         "batch_label_agreement": float((alone.argmax(1) == crowd.argmax(1)).mean()),
         "batch_max_abs_diff": float(np.abs(alone - crowd).max(initial=0.0)),
@@ -172,8 +167,8 @@ def check_int8(float_path: Path, int8_path: Path, digits: np.ndarray, truth: np.
 
     real = digits if real is None else real
     int8 = OnnxClassifier(int8_path)
-    check = int8_check("int8", OnnxClassifier(float_path), int8, (float_path, int8_path), digits, truth, real,
-                       atol, rtol, "the float model", weight_ratio=weight_bytes(int8_path) / weight_bytes(float_path))
+    check = int8_check("int8", OnnxClassifier(float_path), int8, digits, truth, real, atol, rtol, "the float model",
+                       weight_ratio=weight_bytes(int8_path) / weight_bytes(float_path))
     runtime, reference = int8.predict(real), reference_probabilities(int8_path, real)
     n = check.numbers
     n["quantization"] = QUANTIZATION

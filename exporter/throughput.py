@@ -69,7 +69,6 @@ def measure(models: dict[str, Path], keras_path: Path | None, batch_sizes=BATCH_
         from digits.trainer.model import check_classifier, load_keras_model, model_input
 
         require_train_extra("benchmarking a .keras model")
-
         model = load_keras_model(keras_path)
         check_classifier(model, str(keras_path))
         pixels = model_input(digits, tuple(model.inputs[0].shape))

@@ -1,8 +1,10 @@
 """LiteRT and TFLite Micro exports: the files, their proof, and what a board gets."""
 
+import io
 import json
 import shutil
 import subprocess
+import zipfile
 
 import numpy as np
 import pytest
@@ -33,6 +35,24 @@ def real_digits(sample):
     return np.concatenate([sample.x_test, sample.x_train])[:2000]
 
 
+def metadata_entries(content: bytes) -> dict[str, bytes]:
+    """The file's metadata entries by name (TFLITE_METADATA, digits_export)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAs(content, 0)
+    entries = (model.Metadata(i) for i in range(model.MetadataLength()))
+    return {e.Name().decode(): model.Buffers(e.Buffer()).DataAsNumpy().tobytes() for e in entries}
+
+
+def read_metadata(content: bytes) -> dict:
+    """What a deployer's tooling reads back: the digits_export entry (as classify reads it), and
+    labels.txt from the zip archive appended to the file."""
+    from digits.batch.litert_model import provenance
+
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        return {"provenance": provenance(content), "labels": archive.read("labels.txt").decode().split()}
+
+
 def model_metadata(content: bytes) -> dict:
     """The TFLITE_METADATA entry as Android's tooling reads it: ModelMetadata's name, description,
     min_parser_version, and each input and output tensor's name, description and associated files
@@ -40,7 +60,7 @@ def model_metadata(content: bytes) -> dict:
     import flatbuffers
     from flatbuffers.table import Table
 
-    from digits.exporter.litert_file import METADATA_NAME, metadata_entries
+    from digits.exporter.litert_file import METADATA_NAME
 
     buf = metadata_entries(content)[METADATA_NAME]
     assert buf[4:8] == b"M001"  # the ModelMetadata file identifier
@@ -97,7 +117,6 @@ def test_every_file_is_written_and_checked(exported):
 def test_contract_and_metadata(exported, trained_mlp):
     from ai_edge_litert.interpreter import Interpreter
 
-    from digits.exporter.litert_file import read_metadata
     from digits.exporter.metadata import sha256_of
 
     out, _ = exported

@@ -19,7 +19,7 @@ def test_labels_that_differ_only_on_a_tie_within_tolerance_pass():
     onnx = keras + _probs([-1e-6, 1e-6] + [0.0] * 8, [0.0] * 10)  # the tie breaks the other way
     case = judge("real digits", "onnxruntime", {PROBABILITIES: keras}, _answers(onnx, onnx.argmax(axis=1)),
                  atol=1e-5, rtol=1e-5)
-    assert case.close and case.label_agreement == 0.5 and case.label_ties == 1 and case.passed
+    assert case["close"] and case["label_agreement"] == 0.5 and case["label_ties"] == 1 and case["passed"]
 
 
 def test_a_label_that_differs_without_a_tie_fails():
@@ -27,7 +27,7 @@ def test_a_label_that_differs_without_a_tie_fails():
     onnx = keras.copy()
     case = judge("real digits", "onnxruntime", {PROBABILITIES: keras}, _answers(onnx, np.array([1])),
                  atol=1e-5, rtol=1e-5)
-    assert case.close and case.label_ties == 0 and not case.passed
+    assert case["close"] and case["label_ties"] == 0 and not case["passed"]
 
 
 def test_probabilities_beyond_tolerance_fail():
@@ -35,7 +35,7 @@ def test_probabilities_beyond_tolerance_fail():
     onnx = keras + _probs([-1e-3, 1e-3] + [0.0] * 8)
     case = judge("real digits", "onnxruntime", {PROBABILITIES: keras}, _answers(onnx, onnx.argmax(axis=1)),
                  atol=1e-5, rtol=1e-5)
-    assert not case.close and not case.passed and case.outputs[PROBABILITIES].max_abs_diff > 9e-4
+    assert not case["close"] and not case["passed"] and case[PROBABILITIES]["max_abs_diff"] > 9e-4
 
 
 def test_a_digit_score_beyond_tolerance_fails():
@@ -43,4 +43,4 @@ def test_a_digit_score_beyond_tolerance_fails():
     answers = {**_answers(keras, np.array([0])), DIGIT_SCORE: np.array([0.5], np.float32)}
     case = judge("real digits", "onnxruntime", {PROBABILITIES: keras, DIGIT_SCORE: np.array([0.5 + 1e-3])},
                  answers, atol=1e-5, rtol=1e-5)
-    assert not case.close and not case.passed and case.outputs[DIGIT_SCORE].max_abs_diff > 9e-4
+    assert not case["close"] and not case["passed"] and case[DIGIT_SCORE]["max_abs_diff"] > 9e-4
