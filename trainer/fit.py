@@ -15,19 +15,6 @@ from digits.trainer.data.digitset import stratified_split
 from digits.trainer.model import MODELS, Recipe, build_augmentation, model_input
 
 
-def _stop_when_asked(keras):
-    """A Keras callback that ends `fit` after the batch in hand once the user asked to stop
-    (core.interrupts); the caller then raises. Raising from the signal handler inside `fit`
-    corrupted TensorFlow's heap (docs/decisions.md, "Stopping training")."""
-
-    class StopWhenAsked(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if interrupts.asked() is not None:
-                self.model.stop_training = True
-
-    return StopWhenAsked()
-
-
 @dataclass
 class Trained:
     model: object
@@ -61,7 +48,14 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
         if recipe.augment
         else {"x": model_input(digits, shape), "y": onehot, "batch_size": recipe.batch_size}
     )
-    callbacks = [_stop_when_asked(keras)]
+
+    def stop_when_asked(batch, logs) -> None:
+        # Ends `fit` after the batch in hand; the caller then raises. Raising from the signal handler
+        # inside `fit` corrupted TensorFlow's heap (docs/decisions.md, "Stopping training").
+        if interrupts.asked() is not None:
+            model.stop_training = True
+
+    callbacks = [keras.callbacks.LambdaCallback(on_train_batch_end=stop_when_asked)]
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stop, restore_best_weights=True)
     if recipe.early_stop:
         callbacks.append(stopper)

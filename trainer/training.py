@@ -7,9 +7,12 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from digits.core.atomic import atomic_folder_files
+import numpy as np
+
+from digits.core.atomic import atomic_folder_files, check_target
+from digits.core.contract import NUM_CLASSES
 from digits.core.errors import DigitsError
-from digits.core.files import FOLDER, MISSING, REGULAR, kind_of
+from digits.core.files import FOLDER, MISSING, REGULAR, kind_of, lock_folder, refuse_overwriting
 from digits.trainer.model import Recipe
 
 # In the order they land; metrics.json last: it names the sha256 of each of the others, so a
@@ -22,7 +25,6 @@ class TrainResult:
     out_dir: Path
     artefacts: dict[str, Path]  # name -> path, every file of ARTEFACTS
     metrics: dict  # what metrics.json holds: accuracy, loss, per class, calibration, sizes, timings
-    warnings: list[str]  # what the user must know about the run (also in metrics.json)
 
 
 def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbose: int = 0,
@@ -42,7 +44,6 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
     trained = fit(dataset, recipe, verbose=verbose, summary=say)
 
     import keras
-    import numpy as np
     import tensorflow as tf
 
     test_probs = predict_keras(trained.model, dataset.x_test)
@@ -76,16 +77,12 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         metrics["artefacts_sha256"] = {name: hashlib.sha256(temp[name].read_bytes()).hexdigest()
                                        for name in ARTEFACTS if name != "metrics.json"}
         write_json(temp["metrics.json"], metrics)
-    return TrainResult(out_dir, {name: out_dir / name for name in ARTEFACTS}, metrics, metrics["warnings"])
+    return TrainResult(out_dir, {name: out_dir / name for name in ARTEFACTS}, metrics)
 
 
 def missing_classes_warnings(train_labels, test_labels) -> list[str]:
     """A line for training or test digits that lack some classes: a model trained on one class
     scores 1.0000 on test digits of that class."""
-    import numpy as np
-
-    from digits.core.contract import NUM_CLASSES
-
     lines = []
     for what, labels in (("training", train_labels), ("test", test_labels)):
         present = set(np.unique(labels).tolist())
@@ -101,9 +98,6 @@ def missing_classes_warnings(train_labels, test_labels) -> list[str]:
 def _prepare_out_dir(out: Path | None, data: Path | None = None):
     """The output folder, created, with nothing in the way of the artefacts (a folder, a device,
     the --data file), and locked against a second run: before training, so a bad --out costs none."""
-    from digits.core.atomic import check_target
-    from digits.core.files import lock_folder, refuse_overwriting
-
     out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
     kind = kind_of(out)
     if kind not in (FOLDER, MISSING):
