@@ -15,11 +15,13 @@ from typing import TextIO
 from digits.core.errors import DigitsError
 
 REGULAR, FOLDER, MISSING = "file", "folder", "missing"
+FIFO, CHARACTER_DEVICE = "a FIFO (named pipe)", "a character device"
+STREAMED = (FIFO, CHARACTER_DEVICE)  # kinds written into as they are: a rename would replace them
 # flock's answers on file systems that cannot lock: write without the lock there.
 _NO_LOCKING = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
 _KIND_NAMES = {
-    stat.S_IFIFO: "a FIFO (named pipe)",
-    stat.S_IFCHR: "a character device",
+    stat.S_IFIFO: FIFO,
+    stat.S_IFCHR: CHARACTER_DEVICE,
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
 }

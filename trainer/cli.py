@@ -88,15 +88,14 @@ def train(
     if early_stop and validation_split == 0:
         raise UsageError("--early-stop watches the validation loss: give a --validation-split above 0")
     require_train_extra("digits train", ("tensorflow", "keras", "matplotlib"))
-    from digits.trainer.training import train_and_report
+    from digits.trainer.training import ARTEFACTS, train_and_report
 
     given = {"epochs": epochs, "dropout": dropout, "augment": augment}  # None: the model's own default
     recipe = replace(default_recipe(model), batch_size=batch_size, validation_split=validation_split, seed=seed,
                      early_stop=early_stop, outliers=outliers, **{k: v for k, v in given.items() if v is not None})
     progress = 0 if quiet else (1 if sys.stderr.isatty() else 2)
     say = (lambda line: None) if quiet else (lambda line: print(printable_lines(line), file=sys.stderr))
-    result = train_and_report(data, out, recipe, verbose=progress, say=say)
-    metrics = result.metrics
+    out_dir, metrics = train_and_report(data, out, recipe, verbose=progress, say=say)
     for warning in metrics["warnings"]:  # even with --quiet: the model is not what it seems
         print(warning, file=sys.stderr)
     stopped = (f" (early stop: best epoch {metrics['best_epoch']} of {metrics['epochs_run']})"
@@ -106,7 +105,7 @@ def train(
     calibration = metrics["calibration"]
     print(f"temperature {calibration['temperature']:.3f} (fitted on {calibration['fitted_on']}): "
           f"test ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}")
-    print(f"wrote {printable(result.out_dir, LINE_LIMIT)}/: " + " ".join(result.artefacts))
+    print(f"wrote {printable(out_dir, LINE_LIMIT)}/: " + " ".join(ARTEFACTS))
 
 
 def evaluate(

@@ -21,7 +21,6 @@ class Trained:
     history: dict  # loss, accuracy, val_loss, val_accuracy: one float per epoch
     train_seconds: float
     train_size: int
-    validation_size: int
     validation_digits: object  # uint8 [V, 28, 28], the held-out digits, for calibration
     validation_labels: object  # int64 [V]
     epochs_run: int  # fewer than recipe.epochs when early stopping ended training
@@ -80,7 +79,6 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
         history=history,
         train_seconds=seconds,
         train_size=len(fit_idx),
-        validation_size=len(val_idx),
         validation_digits=data.x_train[val_idx],
         validation_labels=data.y_train[val_idx],
         epochs_run=len(history["loss"]),

@@ -1,9 +1,9 @@
-"""Training as a library call: data in, a trained model and its reports on disk, a typed
-result back (`digits train` builds the Recipe, calls train_and_report, prints from the result)."""
+"""Training as a library call: data in, a trained model and its reports on disk, the folder and
+the metrics back (`digits train` builds the Recipe, calls train_and_report, prints from them)."""
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -20,17 +20,11 @@ from digits.trainer.model import Recipe
 ARTEFACTS = ("model.keras", "history.json", "history.png", "confusion.png", "calibration.png", "metrics.json")
 
 
-@dataclass
-class TrainResult:
-    out_dir: Path
-    artefacts: dict[str, Path]  # name -> path, every file of ARTEFACTS
-    metrics: dict  # what metrics.json holds: accuracy, loss, per class, calibration, sizes, timings
-
-
 def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbose: int = 0,
-                     say: Callable[[str], None] = lambda line: None) -> TrainResult:
+                     say: Callable[[str], None] = lambda line: None) -> tuple[Path, dict]:
     """Load the data, train `recipe`'s model, score and calibrate it, and write ARTEFACTS to `out`
-    (default runs/<timestamp>/), all or none. `verbose`: Keras's progress (0, 1 bar, 2 lines)."""
+    (default runs/<timestamp>/), all or none; returns that folder and what metrics.json holds.
+    `verbose`: Keras's progress (0, 1 bar, 2 lines)."""
     from digits.trainer.calibrate import apply_temperature, calibration_report, coverage_table, digit_score_report
     from digits.trainer.data import load_mnist
     from digits.trainer.fit import train as fit
@@ -52,7 +46,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         data_source=dataset.source,
         **asdict(recipe),
         train_size=trained.train_size,
-        validation_size=trained.validation_size,
+        validation_size=len(trained.validation_labels),
         epochs_run=trained.epochs_run,
         best_epoch=trained.best_epoch,
         train_seconds=round(trained.train_seconds, 3),
@@ -60,7 +54,8 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     )
     # The temperature and the digit_score threshold are fitted on the validation digits.
-    val_probs = predict_keras(trained.model, trained.validation_digits) if trained.validation_size else test_probs[:0]
+    val_digits = trained.validation_digits
+    val_probs = predict_keras(trained.model, val_digits) if len(val_digits) else test_probs[:0]
     temperature, metrics["calibration"] = calibration_report(val_probs, trained.validation_labels, test_probs,
                                                              dataset.y_test)
     metrics["accepted_at_confidence"] = coverage_table(apply_temperature(test_probs, temperature), dataset.y_test)
@@ -77,7 +72,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         metrics["artefacts_sha256"] = {name: hashlib.sha256(temp[name].read_bytes()).hexdigest()
                                        for name in ARTEFACTS if name != "metrics.json"}
         write_json(temp["metrics.json"], metrics)
-    return TrainResult(out_dir, {name: out_dir / name for name in ARTEFACTS}, metrics)
+    return out_dir, metrics
 
 
 def missing_classes_warnings(train_labels, test_labels) -> list[str]:

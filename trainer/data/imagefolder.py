@@ -1,7 +1,5 @@
-"""A folder of digit images sorted into class folders: DIR/train/0..9/ and DIR/test/0..9/,
-or DIR/0..9/ (a test part is then split off, stratified, fixed seed). A class folder's
-subfolders belong to its class. Images of any size are brought to MNIST's form by the
-batch runner's decoder, so training sees exactly what `digits classify` feeds the model.
+"""A folder of digit images in class folders (the layouts: docs/train.md). Images of any size are
+brought to MNIST's form by the batch runner's decoder: training sees what `digits classify` feeds the model.
 """
 
 from pathlib import Path
