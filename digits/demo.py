@@ -21,11 +21,10 @@ from digits.core.files import writing
 from digits.trainer.model import MAX_SEED, RECIPE
 
 
-def _digits(*args) -> subprocess.CompletedProcess:
-    """Run one `digits` command; its progress shows on our stderr, its stdout is returned."""
-    cmd = [sys.executable, "-m", "digits", *map(str, args)]
+def _digits(*args) -> None:
+    """Run one `digits` command; its progress shows on our stderr, its stdout is not shown."""
     print(f"\n$ digits {' '.join(map(str, args))}", file=sys.stderr, flush=True)
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "digits", *map(str, args)], capture_output=True, text=True)
     # The step's own error line becomes the demo's one error line, not a second one.
     lines = result.stderr.splitlines(keepends=True)
     errors = [line.removeprefix("digits: error: ").strip() for line in lines if line.startswith("digits: error: ")]
@@ -33,7 +32,6 @@ def _digits(*args) -> subprocess.CompletedProcess:
     if result.returncode != 0:
         why = f": {errors[-1]}" if errors else ""
         raise DigitsError(f"demo step failed: digits {args[0]} exited {result.returncode}{why}")
-    return result
 
 
 def _classify_accuracy(predictions: Path, truth: np.ndarray) -> float:

@@ -92,9 +92,7 @@ def _with_outliers(digits, onehot, recipe: Recipe):
     `accuracy` counts them as wrong; validation has none."""
     from digits.trainer.outliers import make_outliers
 
-    count = int(round(len(digits) * recipe.outliers))
-    if not count:
-        return digits, onehot
+    count = int(round(len(digits) * recipe.outliers))  # 0: the concatenations add nothing
     outliers = make_outliers(count, digits, recipe.seed)
     uniform = np.full((count, NUM_CLASSES), 1 / NUM_CLASSES, onehot.dtype)
     return np.concatenate([digits, outliers]), np.concatenate([onehot, uniform])

@@ -79,14 +79,12 @@ def missing_classes_warnings(train_labels, test_labels) -> list[str]:
     """A line for training or test digits that lack some classes: a model trained on one class
     scores 1.0000 on test digits of that class."""
     lines = []
-    for what, labels in (("training", train_labels), ("test", test_labels)):
-        present = set(np.unique(labels).tolist())
-        missing = [c for c in range(NUM_CLASSES) if c not in present]
+    for what, labels, so in (("training", train_labels, "the model never learns them"),
+                             ("test", test_labels, "the test accuracy says nothing about them")):
+        missing = np.setdiff1d(np.arange(NUM_CLASSES), labels).tolist()  # labels are checked to be 0..9
         if missing:
             lines.append(f"warning: the {what} digits hold no {', '.join(map(str, missing))} "
-                         f"({len(present)} of {NUM_CLASSES} classes): "
-                         + ("the model never learns them" if what == "training" else
-                            "the test accuracy says nothing about them"))
+                         f"({NUM_CLASSES - len(missing)} of {NUM_CLASSES} classes): {so}")
     return lines
 
 
