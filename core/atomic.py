@@ -3,30 +3,20 @@ artefact reaches its path), and `json_text`, the strict JSON every artefact is w
 
 import os
 import re
-import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from digits.core.files import FOLDER, MISSING, REGULAR, OutputError, kind_of, write_all, write_error, writing
+from digits.core.files import FOLDER, MISSING, REGULAR, STREAMED, OutputError, kind_of, write_all, write_error, writing
 
 
 def json_text(payload: object) -> str:
     """`payload` as strict JSON (indented, one trailing newline) that JSON.parse and jq read:
     a NaN or infinity (an empty reliability bin's mean) becomes null."""
     import json
-    import math
 
-    def strict(value):
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, dict):
-            return {key: strict(item) for key, item in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [strict(item) for item in value]
-        return value
-
-    return json.dumps(strict(payload), indent=2, allow_nan=False) + "\n"
+    strict = json.loads(json.dumps(payload), parse_constant=lambda _: None)  # NaN, Infinity, -Infinity
+    return json.dumps(strict, indent=2, allow_nan=False) + "\n"
 
 
 def check_target(path: Path) -> None:
@@ -64,11 +54,7 @@ def stream_fd(path: str | os.PathLike) -> int | None:
 def check_atomic_target(target: Path) -> bool:
     """Whether atomic_path(target) streams (True: one of our open streams, a FIFO, a
     character device) or replaces a file (False); OutputError for anything else."""
-    try:
-        mode = os.stat(target).st_mode
-    except (OSError, ValueError):
-        mode = 0
-    if stream_fd(target) is not None or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+    if stream_fd(target) is not None or kind_of(target) in STREAMED:
         return True
     check_target(target)
     written_through(target)

@@ -4,6 +4,7 @@ folder's place is known here, never the `digits` package imported: the floor sta
 """
 
 import json
+import os
 from pathlib import Path
 
 _ABOVE = Path(__file__).resolve().parent.parent  # installed: the digits package; in a clone: the clone
@@ -17,10 +18,7 @@ def model_path(text: str | Path) -> Path:
     bundled model it names (`cnn`: model.onnx; `cnn.int8`: model.int8.onnx), else `text` as
     given, for the loader to say what is wrong with it."""
     path = Path(text)
-    try:
-        if path.exists() or path.is_symlink():
-            return path
-    except (OSError, ValueError):  # a folder we may not enter, a name too long: the loader says so
+    if os.path.lexists(path):  # false too for a name that cannot be looked up: the loader says why
         return path
     name, int8 = (str(text)[: -len(INT8)], True) if str(text).endswith(INT8) else (str(text), False)
     bundled = FOLDER / name / ("model.int8.onnx" if int8 else "model.onnx")

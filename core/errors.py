@@ -35,10 +35,6 @@ def first_line(e: BaseException, cap: int = 200) -> str:
     return (text.splitlines()[0] if text else type(e).__name__)[:cap]
 
 
-class MissingExtraError(DigitsError):
-    """A command needs packages of an extra (pyproject's optional dependencies) that this install lacks."""
-
-
 def install_command(extra: str) -> str:
     """The command that installs `extra` from the clone (the project is not on PyPI, so
     `pip install 'digits[extra]'` would name someone else's package)."""
@@ -46,11 +42,11 @@ def install_command(extra: str) -> str:
 
 
 def require_extra(extra: str, what: str, modules: tuple[str, ...]) -> None:
-    """MissingExtraError naming `what` and how to install `extra`, unless every module in `modules`
+    """DigitsError naming `what` and how to install `extra`, unless every module in `modules`
     can be imported (found without importing them: TensorFlow takes seconds)."""
     import importlib.util
 
     missing = [m.replace("_", "-") for m in modules if importlib.util.find_spec(m) is None]
     if missing:
-        raise MissingExtraError(f"{what} needs the [{extra}] extra, which this install lacks "
-                                f"(no {', '.join(missing)}): {install_command(extra)}")
+        raise DigitsError(f"{what} needs the [{extra}] extra, which this install lacks "
+                          f"(no {', '.join(missing)}): {install_command(extra)}")

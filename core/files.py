@@ -15,11 +15,13 @@ from typing import TextIO
 from digits.core.errors import DigitsError
 
 REGULAR, FOLDER, MISSING = "file", "folder", "missing"
+FIFO, CHARACTER_DEVICE = "a FIFO (named pipe)", "a character device"
+STREAMED = (FIFO, CHARACTER_DEVICE)  # kinds written into as they are: a rename would replace them
 # flock's answers on file systems that cannot lock: write without the lock there.
 _NO_LOCKING = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
 _KIND_NAMES = {
-    stat.S_IFIFO: "a FIFO (named pipe)",
-    stat.S_IFCHR: "a character device",
+    stat.S_IFIFO: FIFO,
+    stat.S_IFCHR: CHARACTER_DEVICE,
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
 }
@@ -172,17 +174,13 @@ def open_output(path: Path, append: bool = False) -> TextIO:
         raise OutputError(f"{path}: is a folder; give a file name to write to")
     if kind == "a symlink loop":
         raise OutputError(f"{path}: cannot write (a symlink loop)")
+    busy = f"{path}: another run is writing this file; wait for it or give another name"
+    fd = _open_locked(path, os.O_WRONLY | os.O_CREAT, busy)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o666)
-    except OSError as e:
-        raise write_error(path, e) from e
-    try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            _lock(fd, f"{path}: another run is writing this file; wait for it or give another name")
-            if append:
-                return open(fd, "a", encoding="utf-8", errors="surrogateescape", newline="")
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        if regular and not append:
             os.ftruncate(fd, 0)
-        return open(fd, "w", encoding="utf-8", errors="surrogateescape", newline="")
+        return open(fd, "a" if regular and append else "w", encoding="utf-8", errors="surrogateescape", newline="")
     except BaseException as e:
         os.close(fd)
         if isinstance(e, OSError):
@@ -190,18 +188,30 @@ def open_output(path: Path, append: bool = False) -> TextIO:
         raise
 
 
-def _lock(fd: int, busy: str) -> None:
-    """An exclusive lock on `fd`, OutputError(busy) when another run holds it; none where the
-    file system cannot lock."""
+def _open_locked(path: str | os.PathLike, flags: int, busy: str) -> int:
+    """A descriptor for `path` (os.open `flags`), locked exclusively unless it is a device or a FIFO:
+    OutputError(busy) when another run holds the lock, no lock where the file system cannot lock,
+    write_error(path) for anything else that fails."""
     import fcntl
 
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = os.open(path, flags | os.O_CLOEXEC, 0o666)
+    except OSError as e:
+        raise write_error(path, e) from e
+    try:
+        if kind_of_mode(os.fstat(fd).st_mode) in (REGULAR, FOLDER):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as e:
+        os.close(fd)
         raise OutputError(busy) from e
     except OSError as e:
         if e.errno not in _NO_LOCKING:
-            raise
+            os.close(fd)
+            raise write_error(path, e) from e
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class FolderLock:
@@ -221,18 +231,8 @@ class FolderLock:
 def lock_folder(folder: Path) -> FolderLock:
     """An exclusive lock on `folder` while the FolderLock is held: two runs writing the same
     set of artefacts would mix them. OutputError when another run holds it."""
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as e:
-        raise write_error(folder, e) from e
-    try:
-        _lock(fd, f"{folder}: another run is writing this folder; wait for it or give another --out")
-    except BaseException as e:
-        os.close(fd)
-        if isinstance(e, OSError):
-            raise write_error(folder, e) from e
-        raise
-    return FolderLock(fd)
+    busy = f"{folder}: another run is writing this folder; wait for it or give another --out"
+    return FolderLock(_open_locked(folder, os.O_RDONLY | os.O_DIRECTORY, busy))
 
 
 @contextmanager

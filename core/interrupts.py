@@ -1,9 +1,6 @@
-"""Ctrl-C and SIGTERM: the program's one stop policy.
-
-The handler records the first signal; the loops (classify, the worker pool, training, the
-Ray job) ask `asked()` between steps and end early with everything they wrote whole. A
-second signal raises Interrupted at once (exit 130), as the first does inside `raising()`,
-around a blocking call that cannot ask (an import, ray.init, a read that waits).
+"""Ctrl-C and SIGTERM: the program's one stop policy (docs/reliability.md, "Signals"). The handler
+records the request and loops ask `asked()` between steps; a second signal, or the first inside
+`raising()` (around a call that cannot ask), raises Interrupted at once (exit 130).
 """
 
 import contextlib

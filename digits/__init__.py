@@ -1,8 +1,6 @@
-"""The `digits` command, the top layer over core/, batch/, trainer/ and exporter/.
-
-Installed, those are subpackages here (digits.core, ...: pyproject's package-dir), so no
-top-level `core` lands in site-packages; in a clone they stay folders beside this one, and
-this package's path reaches them there. The command's start-up is in cli.main.
+"""The `digits` command over core/, batch/, trainer/ and exporter/. Installed, those are subpackages
+here (pyproject's package-dir), so no top-level `core` lands in site-packages; in a clone they are
+folders beside this one, which this package's path reaches. The start-up is in cli.main.
 """
 
 import os

@@ -125,11 +125,6 @@ def _out_of_memory(e: BaseException) -> str | None:
     return f"{reason}; {limit_words()} is too low for this program"
 
 
-def start() -> None:
-    """The program as a process starts it (the console script, `python -m digits`)."""
-    main()
-
-
 def main() -> None:
     """The program in this process: the one place user errors become a line on stderr and an exit code."""
     hook = sys.unraisablehook
@@ -149,6 +144,9 @@ def main() -> None:
         sys.unraisablehook = hook
         if isinstance(sys.stdout, _Stdout):
             sys.stdout = sys.stdout._stream
+
+
+start = main  # the console script's entry point (pyproject) and `python -m digits`
 
 
 def _run() -> None:

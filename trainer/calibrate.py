@@ -1,10 +1,6 @@
-"""Confidence you can act on: temperature scaling, calibration error, coverage at a threshold
-(numpy only, so an exported model's probabilities are scored the same way).
-
-Temperature scaling (Guo et al., 2017) divides a model's logits by one number T, fitted to
-minimise the cross-entropy on held-out digits. log(softmax(z)) is z shifted, and softmax
-ignores a shift, so softmax(log(p) / T) equals softmax(z / T): T is applied to
-probabilities, whatever a model's last layer. T > 0, so every digit keeps its label.
+"""Confidence you can act on: temperature scaling (Guo et al., 2017), calibration error, coverage at a
+threshold; numpy only, so an exported model's probabilities are scored the same way. Why T is fitted
+on probabilities, whatever a model's last layer: docs/decisions.md, "Temperature: fitted on probabilities".
 """
 
 import numpy as np
@@ -64,9 +60,8 @@ def reliability(probabilities: np.ndarray, labels: np.ndarray, bins: int = ECE_B
     counts = np.bincount(which, minlength=bins)
     conf_sum = np.bincount(which, weights=confidence, minlength=bins)
     correct_sum = np.bincount(which, weights=correct, minlength=bins)
-    filled = counts > 0
-    mean_conf = np.where(filled, conf_sum / np.maximum(counts, 1), np.nan)
-    accuracy = np.where(filled, correct_sum / np.maximum(counts, 1), np.nan)
+    with np.errstate(invalid="ignore"):  # an empty bin's means are 0/0: NaN, null in metrics.json
+        mean_conf, accuracy = conf_sum / counts, correct_sum / counts
     ece = float(np.abs(correct_sum - conf_sum).sum() / max(len(labels), 1))
     return {"ece": ece, "counts": counts.tolist(), "confidence": mean_conf.tolist(), "accuracy": accuracy.tolist()}
 

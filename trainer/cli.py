@@ -2,9 +2,8 @@
 
 import sys
 from dataclasses import replace
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Literal, Optional
 
 import typer
 
@@ -30,19 +29,14 @@ DataOption = Annotated[
 ]
 
 
-class ModelChoice(StrEnum):
-    mlp = "mlp"
-    cnn = "cnn"
-
-
 # Long by design: Typer reads each option, its help and its check from this signature.
 def train(
     data: DataOption = None,
     out: Annotated[Optional[Path], typer.Option(
         readable=False, help="Folder for the model and reports (default: runs/<timestamp>/)")] = None,
-    model: Annotated[ModelChoice, typer.Option(
+    model: Annotated[Literal["mlp", "cnn"], typer.Option(
         help="mlp: the seed's 784-256-128-64-10 MLP; cnn: a small convnet (augmented, decaying learning rate).",
-    )] = ModelChoice.mlp,
+    )] = "mlp",
     epochs: Annotated[Optional[int], typer.Option(
         min=1, max=MAX_COUNT, show_default=False,
         help=f"Passes over the training digits. [default: {RECIPE.epochs} for mlp, {CNN_DEFAULTS['epochs']} for cnn]",
@@ -94,16 +88,15 @@ def train(
     if early_stop and validation_split == 0:
         raise UsageError("--early-stop watches the validation loss: give a --validation-split above 0")
     require_train_extra("digits train", ("tensorflow", "keras", "matplotlib"))
-    from digits.trainer.training import train_and_report
+    from digits.trainer.training import ARTEFACTS, train_and_report
 
     given = {"epochs": epochs, "dropout": dropout, "augment": augment}  # None: the model's own default
-    recipe = replace(default_recipe(model.value), batch_size=batch_size, validation_split=validation_split, seed=seed,
+    recipe = replace(default_recipe(model), batch_size=batch_size, validation_split=validation_split, seed=seed,
                      early_stop=early_stop, outliers=outliers, **{k: v for k, v in given.items() if v is not None})
     progress = 0 if quiet else (1 if sys.stderr.isatty() else 2)
     say = (lambda line: None) if quiet else (lambda line: print(printable_lines(line), file=sys.stderr))
-    result = train_and_report(data, out, recipe, verbose=progress, say=say)
-    metrics = result.metrics
-    for warning in result.warnings:  # even with --quiet: the model is not what it seems
+    out_dir, metrics = train_and_report(data, out, recipe, verbose=progress, say=say)
+    for warning in metrics["warnings"]:  # even with --quiet: the model is not what it seems
         print(warning, file=sys.stderr)
     stopped = (f" (early stop: best epoch {metrics['best_epoch']} of {metrics['epochs_run']})"
                if recipe.early_stop else "")
@@ -112,7 +105,7 @@ def train(
     calibration = metrics["calibration"]
     print(f"temperature {calibration['temperature']:.3f} (fitted on {calibration['fitted_on']}): "
           f"test ECE {calibration['test_ece_before']:.4f} -> {calibration['test_ece_after']:.4f}")
-    print(f"wrote {printable(result.out_dir, LINE_LIMIT)}/: " + " ".join(result.artefacts))
+    print(f"wrote {printable(out_dir, LINE_LIMIT)}/: " + " ".join(ARTEFACTS))
 
 
 def evaluate(

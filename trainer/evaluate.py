@@ -1,5 +1,6 @@
 """Scoring a saved model (.keras, .onnx or .tflite) on a data set's test digits."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -31,29 +32,25 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
 SAMPLE_SOURCE = "bundled sample"  # how trainer/data/sample.py's source begins
 
 
-def training_source(model_path: Path) -> str | None:
-    """The data_source an .onnx model's metadata records, or the metrics.json beside a .keras."""
-    import json
-
+def seen_test_digits_warning(model_path: Path, data_source: str) -> str | None:
+    """One line when the test digits are the bundled sample's and the model was trained on
+    other data: the sample's 1,000 test digits are MNIST *training* digits, which a model
+    trained on full MNIST has seen, so its score on them overstates it. Where the model was trained is
+    what an .onnx model's metadata or the metrics.json beside a .keras records."""
+    if not data_source.startswith(SAMPLE_SOURCE):
+        return None
     try:
         if model_path.suffix.lower() == ".onnx":
             import onnx
 
             meta = {p.key: p.value for p in onnx.load(model_path, load_external_data=False).metadata_props}
-            source = meta.get("data_source")
+            trained_on = meta.get("data_source")
         else:
-            source = json.loads((model_path.parent / "metrics.json").read_text()).get("data_source")
+            trained_on = json.loads((model_path.parent / "metrics.json").read_text()).get("data_source")
     except Exception:  # unrecorded is unknown: the score itself is still right
         return None
-    return None if source is None else str(source)  # a metrics.json someone else wrote may hold anything
-
-
-def seen_test_digits_warning(model_path: Path, data_source: str) -> str | None:
-    """One line when the test digits are the bundled sample's and the model was trained on
-    other data: the sample's 1,000 test digits are MNIST *training* digits, which a model
-    trained on full MNIST has seen, so its score on them overstates it."""
-    trained_on = training_source(model_path)
-    if not data_source.startswith(SAMPLE_SOURCE) or not trained_on or trained_on.startswith(SAMPLE_SOURCE):
+    trained_on = "" if trained_on is None else str(trained_on)  # a metrics.json someone else wrote may hold anything
+    if not trained_on or trained_on.startswith(SAMPLE_SOURCE):
         return None
     model_path, trained_on = printable(model_path, LINE_LIMIT), printable(trained_on)  # from the model: untrusted
     return (

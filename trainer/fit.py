@@ -15,26 +15,12 @@ from digits.trainer.data.digitset import stratified_split
 from digits.trainer.model import MODELS, Recipe, build_augmentation, model_input
 
 
-def _stop_when_asked(keras):
-    """A Keras callback that ends `fit` after the batch in hand once the user asked to stop
-    (core.interrupts); the caller then raises. Raising from the signal handler inside `fit`
-    corrupted TensorFlow's heap (docs/decisions.md, "Stopping training")."""
-
-    class StopWhenAsked(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if interrupts.asked() is not None:
-                self.model.stop_training = True
-
-    return StopWhenAsked()
-
-
 @dataclass
 class Trained:
     model: object
     history: dict  # loss, accuracy, val_loss, val_accuracy: one float per epoch
     train_seconds: float
     train_size: int
-    validation_size: int
     validation_digits: object  # uint8 [V, 28, 28], the held-out digits, for calibration
     validation_labels: object  # int64 [V]
     epochs_run: int  # fewer than recipe.epochs when early stopping ended training
@@ -61,7 +47,14 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
         if recipe.augment
         else {"x": model_input(digits, shape), "y": onehot, "batch_size": recipe.batch_size}
     )
-    callbacks = [_stop_when_asked(keras)]
+
+    def stop_when_asked(batch, logs) -> None:
+        # Ends `fit` after the batch in hand; the caller then raises. Raising from the signal handler
+        # inside `fit` corrupted TensorFlow's heap (docs/decisions.md, "Stopping training").
+        if interrupts.asked() is not None:
+            model.stop_training = True
+
+    callbacks = [keras.callbacks.LambdaCallback(on_train_batch_end=stop_when_asked)]
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=recipe.early_stop, restore_best_weights=True)
     if recipe.early_stop:
         callbacks.append(stopper)
@@ -86,7 +79,6 @@ def train(data: Mnist, recipe: Recipe, verbose: int = 2, summary=print) -> Train
         history=history,
         train_seconds=seconds,
         train_size=len(fit_idx),
-        validation_size=len(val_idx),
         validation_digits=data.x_train[val_idx],
         validation_labels=data.y_train[val_idx],
         epochs_run=len(history["loss"]),
@@ -100,9 +92,7 @@ def _with_outliers(digits, onehot, recipe: Recipe):
     `accuracy` counts them as wrong; validation has none."""
     from digits.trainer.outliers import make_outliers
 
-    count = int(round(len(digits) * recipe.outliers))
-    if not count:
-        return digits, onehot
+    count = int(round(len(digits) * recipe.outliers))  # 0: the concatenations add nothing
     outliers = make_outliers(count, digits, recipe.seed)
     uniform = np.full((count, NUM_CLASSES), 1 / NUM_CLASSES, onehot.dtype)
     return np.concatenate([digits, outliers]), np.concatenate([onehot, uniform])

@@ -120,28 +120,18 @@ def model_input(digits: np.ndarray, input_shape: tuple) -> np.ndarray:
 def load_keras_model(path: Path):
     """Load a .keras file with safe mode on: no code from Lambda layers runs."""
     require_file(path, "model file", ModelError)  # a FIFO or folder is named, not read
-    if not str(path).lower().endswith((".h5", ".hdf5")):
-        _require_zip(path)
+    # A .keras model is a zip archive: said in our words, where Keras says "File not found" for a
+    # truncated file that exists, or "File format not supported".
+    if not str(path).lower().endswith((".h5", ".hdf5")) and not zipfile.is_zipfile(path):
+        with open(path, "rb") as f:  # readable: require_file opened it
+            why = ("a zip archive without its end: truncated or corrupt" if f.read(4) == b"PK\x03\x04"
+                   else "not a zip archive, which a .keras model is")
+        raise ModelError(f"{path}: not a loadable Keras model ({why})")
     keras = import_keras()
     try:
         return keras.saving.load_model(path, safe_mode=True, compile=False)
     except Exception as e:  # Keras raises many types for a bad file; all mean "not loadable"
         raise ModelError(f"{path}: not a loadable Keras model ({first_line(e)})") from e
-
-
-def _require_zip(path: Path) -> None:
-    """A .keras model is a zip archive: said in our words, where Keras says "File not found"
-    for a truncated file that exists, or "File format not supported"."""
-    try:
-        if zipfile.is_zipfile(path):
-            return
-        with open(path, "rb") as f:
-            truncated = f.read(4) == b"PK\x03\x04"
-    except OSError as e:
-        raise ModelError(f"{path}: cannot read ({e.strerror or e})") from e
-    why = ("a zip archive without its end: truncated or corrupt" if truncated
-           else "not a zip archive, which a .keras model is")
-    raise ModelError(f"{path}: not a loadable Keras model ({why})")
 
 
 def predict_keras(model, digits: np.ndarray, batch_size: int = 1024) -> np.ndarray:

@@ -1,7 +1,5 @@
-"""Images that are not digits, made from code, for outlier exposure (Hendrycks et al. 2019):
-training pushes the model's probabilities on them towards uniform, so `digit_score` is low
-for what is not a digit. The generators are disjoint from the sets benchmarks/ood.py
-measures on, and each image is brought to MNIST's form as `digits classify` brings one.
+"""Images that are not digits, made from code, for outlier exposure (Hendrycks et al. 2019), so that
+`digit_score` is low for what is not a digit: the generators and why in docs/decisions.md, "The outliers trained on".
 """
 
 import numpy as np

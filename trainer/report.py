@@ -57,10 +57,8 @@ def plot_confusion(matrix: list[list[int]], path: Path, title: str = "Confusion 
 
 def format_confusion(matrix: list[list[int]]) -> str:
     """The matrix as a text table: rows true labels, columns predicted."""
-    lines = ["true\\pred " + "".join(f"{c:>6}" for c in range(NUM_CLASSES))]
-    for label, row in enumerate(matrix):
-        lines.append(f"{label:>9} " + "".join(f"{n:>6}" for n in row))
-    return "\n".join(lines)
+    rows = [f"{label:>9} " + "".join(f"{n:>6}" for n in row) for label, row in enumerate(matrix)]
+    return "\n".join(["true\\pred " + "".join(f"{c:>6}" for c in range(NUM_CLASSES)), *rows])
 
 
 def plot_calibration(calibration: dict, path: Path) -> None:

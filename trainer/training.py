@@ -1,15 +1,18 @@
-"""Training as a library call: data in, a trained model and its reports on disk, a typed
-result back (`digits train` builds the Recipe, calls train_and_report, prints from the result)."""
+"""Training as a library call: data in, a trained model and its reports on disk, the folder and
+the metrics back (`digits train` builds the Recipe, calls train_and_report, prints from them)."""
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from digits.core.atomic import atomic_folder_files
+import numpy as np
+
+from digits.core.atomic import atomic_folder_files, check_target
+from digits.core.contract import NUM_CLASSES
 from digits.core.errors import DigitsError
-from digits.core.files import FOLDER, MISSING, REGULAR, kind_of
+from digits.core.files import FOLDER, MISSING, REGULAR, kind_of, lock_folder, refuse_overwriting
 from digits.trainer.model import Recipe
 
 # In the order they land; metrics.json last: it names the sha256 of each of the others, so a
@@ -17,18 +20,11 @@ from digits.trainer.model import Recipe
 ARTEFACTS = ("model.keras", "history.json", "history.png", "confusion.png", "calibration.png", "metrics.json")
 
 
-@dataclass
-class TrainResult:
-    out_dir: Path
-    artefacts: dict[str, Path]  # name -> path, every file of ARTEFACTS
-    metrics: dict  # what metrics.json holds: accuracy, loss, per class, calibration, sizes, timings
-    warnings: list[str]  # what the user must know about the run (also in metrics.json)
-
-
 def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbose: int = 0,
-                     say: Callable[[str], None] = lambda line: None) -> TrainResult:
+                     say: Callable[[str], None] = lambda line: None) -> tuple[Path, dict]:
     """Load the data, train `recipe`'s model, score and calibrate it, and write ARTEFACTS to `out`
-    (default runs/<timestamp>/), all or none. `verbose`: Keras's progress (0, 1 bar, 2 lines)."""
+    (default runs/<timestamp>/), all or none; returns that folder and what metrics.json holds.
+    `verbose`: Keras's progress (0, 1 bar, 2 lines)."""
     from digits.trainer.calibrate import apply_temperature, calibration_report, coverage_table, digit_score_report
     from digits.trainer.data import load_mnist
     from digits.trainer.fit import train as fit
@@ -42,7 +38,6 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
     trained = fit(dataset, recipe, verbose=verbose, summary=say)
 
     import keras
-    import numpy as np
     import tensorflow as tf
 
     test_probs = predict_keras(trained.model, dataset.x_test)
@@ -51,7 +46,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         data_source=dataset.source,
         **asdict(recipe),
         train_size=trained.train_size,
-        validation_size=trained.validation_size,
+        validation_size=len(trained.validation_labels),
         epochs_run=trained.epochs_run,
         best_epoch=trained.best_epoch,
         train_seconds=round(trained.train_seconds, 3),
@@ -59,7 +54,8 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         versions={"tensorflow": tf.__version__, "keras": keras.__version__, "numpy": np.__version__},
     )
     # The temperature and the digit_score threshold are fitted on the validation digits.
-    val_probs = predict_keras(trained.model, trained.validation_digits) if trained.validation_size else test_probs[:0]
+    val_digits = trained.validation_digits
+    val_probs = predict_keras(trained.model, val_digits) if len(val_digits) else test_probs[:0]
     temperature, metrics["calibration"] = calibration_report(val_probs, trained.validation_labels, test_probs,
                                                              dataset.y_test)
     metrics["accepted_at_confidence"] = coverage_table(apply_temperature(test_probs, temperature), dataset.y_test)
@@ -76,34 +72,25 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         metrics["artefacts_sha256"] = {name: hashlib.sha256(temp[name].read_bytes()).hexdigest()
                                        for name in ARTEFACTS if name != "metrics.json"}
         write_json(temp["metrics.json"], metrics)
-    return TrainResult(out_dir, {name: out_dir / name for name in ARTEFACTS}, metrics, metrics["warnings"])
+    return out_dir, metrics
 
 
 def missing_classes_warnings(train_labels, test_labels) -> list[str]:
     """A line for training or test digits that lack some classes: a model trained on one class
     scores 1.0000 on test digits of that class."""
-    import numpy as np
-
-    from digits.core.contract import NUM_CLASSES
-
     lines = []
-    for what, labels in (("training", train_labels), ("test", test_labels)):
-        present = set(np.unique(labels).tolist())
-        missing = [c for c in range(NUM_CLASSES) if c not in present]
+    for what, labels, so in (("training", train_labels, "the model never learns them"),
+                             ("test", test_labels, "the test accuracy says nothing about them")):
+        missing = np.setdiff1d(np.arange(NUM_CLASSES), labels).tolist()  # labels are checked to be 0..9
         if missing:
             lines.append(f"warning: the {what} digits hold no {', '.join(map(str, missing))} "
-                         f"({len(present)} of {NUM_CLASSES} classes): "
-                         + ("the model never learns them" if what == "training" else
-                            "the test accuracy says nothing about them"))
+                         f"({NUM_CLASSES - len(missing)} of {NUM_CLASSES} classes): {so}")
     return lines
 
 
 def _prepare_out_dir(out: Path | None, data: Path | None = None):
     """The output folder, created, with nothing in the way of the artefacts (a folder, a device,
     the --data file), and locked against a second run: before training, so a bad --out costs none."""
-    from digits.core.atomic import check_target
-    from digits.core.files import lock_folder, refuse_overwriting
-
     out = out or Path("runs", datetime.now().strftime("%Y%m%d-%H%M%S"))
     kind = kind_of(out)
     if kind not in (FOLDER, MISSING):

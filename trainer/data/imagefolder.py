@@ -1,7 +1,5 @@
-"""A folder of digit images sorted into class folders: DIR/train/0..9/ and DIR/test/0..9/,
-or DIR/0..9/ (a test part is then split off, stratified, fixed seed). A class folder's
-subfolders belong to its class. Images of any size are brought to MNIST's form by the
-batch runner's decoder, so training sees exactly what `digits classify` feeds the model.
+"""A folder of digit images in class folders (the layouts: docs/train.md). Images of any size are
+brought to MNIST's form by the batch runner's decoder: training sees what `digits classify` feeds the model.
 """
 
 from pathlib import Path
@@ -20,21 +18,21 @@ def is_image_folder(folder: Path) -> bool:
     return any((folder / d).is_dir() for d in CLASS_LABELS) or (folder / "train").is_dir()
 
 
-def _stray_folders(root: Path, expected: tuple[str, ...]) -> list[str]:
-    """Visible folders in `root` other than `expected` (hidden ones, such as .ipynb_checkpoints, are a tool's)."""
+def _refuse_strays(root: Path, expected: tuple[str, ...], what: str) -> None:
+    """DataError for a visible folder in `root` other than `expected` (hidden ones, such as
+    .ipynb_checkpoints, are a tool's): `seven/` would otherwise lose its sevens."""
     try:
-        return sorted(p.name for p in root.iterdir()
-                      if p.is_dir() and p.name not in expected and not p.name.startswith("."))
+        strays = sorted(p.name for p in root.iterdir()
+                        if p.is_dir() and p.name not in expected and not p.name.startswith("."))
     except OSError as e:
         raise DataError(f"{root}: cannot list ({e.strerror or e})") from e
+    if strays:
+        raise DataError(f"{root}: folder {strays[0]}/ {what}")
 
 
 def _list_class_files(root: Path) -> tuple[list[Path], np.ndarray]:
-    """Image files of root/0..9 and their labels; any other folder is an error (`seven/` would
-    otherwise lose its sevens)."""
-    strays = _stray_folders(root, CLASS_LABELS)  # a class's folder is named by its label
-    if strays:
-        raise DataError(f"{root}: folder {strays[0]}/ is not a class; class folders are named 0..9")
+    """Image files of root/0..9 and their labels; any other folder is an error."""
+    _refuse_strays(root, CLASS_LABELS, "is not a class; class folders are named 0..9")
     paths: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(CLASS_LABELS):
@@ -88,9 +86,7 @@ def load_image_folder(folder: Path) -> Mnist:
     if (folder / "train").is_dir():
         if not (folder / "test").is_dir():
             raise DataError(f"{folder}: has train/ but no test/ folder")
-        strays = _stray_folders(folder, ("train", "test"))
-        if strays:
-            raise DataError(f"{folder}: folder {strays[0]}/ is neither train/ nor test/")
+        _refuse_strays(folder, ("train", "test"), "is neither train/ nor test/")
         train_paths, y_train = _list_class_files(folder / "train")
         test_paths, y_test = _list_class_files(folder / "test")
         # the source is a name, not a local path (idx.py says why)

@@ -15,43 +15,24 @@ from digits.trainer.data.digitset import Mnist, check_images, check_labels
 KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def _members(path: Path) -> dict[str, str]:
-    """{key: member name} for the four keys, once the file is known to be a zip archive holding them."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = {n.removesuffix(".npy"): n for n in archive.namelist()}
-    except zipfile.BadZipFile as e:
-        with open(path, "rb") as f:
-            head = f.read(6)
-        what = "an .npy array, not an .npz archive" if head == b"\x93NUMPY" else "not an .npz (zip) archive"
-        raise DataError(f"{path}: {what}") from e
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
-    missing = [k for k in KEYS if k not in names]
-    if missing:
-        raise DataError(f"{path}: missing arrays {', '.join(missing)} (has: {', '.join(sorted(names)) or 'none'})")
-    return {k: names[k] for k in KEYS}
-
-
-def _read_member(path: Path, key: str, member: str) -> np.ndarray:
+def _read_member(archive: zipfile.ZipFile, where: str, member: str) -> np.ndarray:
     """One array of the archive, never unpickled. Its header is checked first: the size it declares
     must be the size stored, so a forged header cannot make us allocate terabytes or read past the data."""
-    where, declared = f"{path} {key}", 0
+    declared = 0
     try:
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo(member)
-            with archive.open(info) as f:
-                shape, fortran, dtype = read_npy_header(f)
-                header = f.tell()
-                declared = math.prod(shape) * dtype.itemsize
-                # a zip bomb may be honest about its size; full MNIST's largest array is 47 MB
-                if declared > MAX_DATA_FILE_BYTES:
-                    raise DataError(
-                        f"{where}: {declared:,} bytes; more than {MAX_DATA_FILE_BYTES // 2**30} GiB is not MNIST")
-                if declared != info.file_size - header:
-                    raise DataError(f"{where}: header says {shape} {dtype} = {declared:,} bytes, "
-                                    f"archive holds {info.file_size - header:,}")
-                data = f.read(declared)
+        info = archive.getinfo(member)
+        with archive.open(info) as f:
+            shape, fortran, dtype = read_npy_header(f)
+            header = f.tell()
+            declared = math.prod(shape) * dtype.itemsize
+            # a zip bomb may be honest about its size; full MNIST's largest array is 47 MB
+            if declared > MAX_DATA_FILE_BYTES:
+                raise DataError(
+                    f"{where}: {declared:,} bytes; more than {MAX_DATA_FILE_BYTES // 2**30} GiB is not MNIST")
+            if declared != info.file_size - header:
+                raise DataError(f"{where}: header says {shape} {dtype} = {declared:,} bytes, "
+                                f"archive holds {info.file_size - header:,}")
+            data = f.read(declared)
     except ArrayError as e:
         raise DataError(f"{where}: {e}") from e
     except MemoryError as e:
@@ -66,7 +47,21 @@ def _read_member(path: Path, key: str, member: str) -> np.ndarray:
 
 
 def load_npz(path: Path, source: str | None = None) -> Mnist:
-    arrays = {k: _read_member(path, k, member) for k, member in _members(path).items()}
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as e:
+        with open(path, "rb") as f:
+            head = f.read(6)
+        what = "an .npy array, not an .npz archive" if head == b"\x93NUMPY" else "not an .npz (zip) archive"
+        raise DataError(f"{path}: {what}") from e
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+    with archive:
+        names = {n.removesuffix(".npy"): n for n in archive.namelist()}
+        missing = [k for k in KEYS if k not in names]
+        if missing:
+            raise DataError(f"{path}: missing arrays {', '.join(missing)} (has: {', '.join(sorted(names)) or 'none'})")
+        arrays = {k: _read_member(archive, f"{path} {k}", names[k]) for k in KEYS}
     x_train = check_images(arrays["x_train"], f"{path} x_train")
     x_test = check_images(arrays["x_test"], f"{path} x_test")
     y_train = check_labels(arrays["y_train"], len(x_train), f"{path} y_train")

