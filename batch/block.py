@@ -86,14 +86,6 @@ def count_rows(block: Predicted, errors: list | None, row_format: RowFormat) -> 
     return BlockRows("", per_label, int((~ok).sum()), review, int(below.sum()), int(blank.sum()))
 
 
-def silence_stderr() -> None:
-    """For a process that only decodes and classifies (a worker), whose findings go back as error
-    rows: what libpng prints for a corrupt PNG, whatever --quiet says, goes nowhere."""
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    os.close(null)
-
-
 def read_file(path: str) -> bytes | str:
     """A file's bytes, or why they could not be had. Nothing blocks: the open is O_NONBLOCK, so a
     FIFO swapped in since the walk reads as empty at once. One read takes a digit image whole; the

@@ -176,12 +176,8 @@ class RowFormat:
         errors = [None] * len(not_digit) if errors is None else errors
         return [NOT_A_DIGIT if no and e is None else e for no, e in zip(not_digit.tolist(), errors)]
 
-    def rows(self, sources: Sequence[str], predicted: "Predicted | np.ndarray",
-             errors: Sequence[str | None] | None = None) -> str:
-        """One row per source; where errors[i] is set, row i is a failure and its probabilities are
-        ignored. `predicted`: a Predicted, or the probabilities alone (no score, nothing blank)."""
-        if not isinstance(predicted, Predicted):
-            predicted = Predicted(predicted)
+    def rows(self, sources: Sequence[str], predicted: Predicted, errors: Sequence[str | None] | None = None) -> str:
+        """One row per source; where errors[i] is set, row i is a failure and its probabilities are ignored."""
         errors = self._rejected(predicted, errors)
         if self.fmt == "parquet":
             return self._table(sources, predicted, errors)
@@ -200,10 +196,8 @@ class RowFormat:
                              f'"confidence": {confidence[i]}{tails[i]}}}\n')
         return "".join(lines)
 
-    def array_rows(self, path: str, start: int, predicted: "Predicted | np.ndarray") -> str:
+    def array_rows(self, path: str, start: int, predicted: Predicted) -> str:
         """Rows `path#start` ... for consecutive rows of one array: the hot path for large arrays."""
-        if not isinstance(predicted, Predicted):
-            predicted = Predicted(predicted)
         if (self.top_k or self.fmt != "csv" or _CSV_SPECIAL.search(path)
                 or (self.not_digits == "reject" and predicted.not_digit.any())):
             return self.rows([f"{path}#{i}" for i in range(start, start + len(predicted.probabilities))], predicted)

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.batch.block import BlockRows, classify_block, silence_stderr
+from digits.batch.block import BlockRows, classify_block
 from digits.batch.classifier import Classifier
 from digits.batch.cores import MAX_WORKERS
 from digits.batch.formats import RowFormat
 from digits.batch.model import load_classifier
 from digits.core.contract import IMAGE_BLOCK, IMAGE_SIZE
 from digits.core.errors import DigitsError, ModelError
+from digits.core.files import to_devnull
 from digits.core.memory import address_space_limit, limit_words
 
 # A slot's paths, NUL-separated and UTF-8 (surrogateescape): a block is cut by the walk before its names pass
@@ -211,7 +212,7 @@ def _serve(task_read: int, results, inherited, paths_memory, model, invert: str,
         os.close(fd)  # holding the parent's end would hide the parent's exit
     for conn in inherited:  # others' pipe ends, likewise
         conn.close()
-    silence_stderr()  # libpng's lines for a corrupt PNG: the file's error row says it
+    to_devnull(2)  # libpng's lines for a corrupt PNG, whatever --quiet says: the file's error row says it
     classifier, failure = None, None
     try:  # the parent's session as the fork left it, or the model at a path, loaded here
         classifier = load_classifier(model, threads=1, spin=False) if isinstance(model, str | os.PathLike) \

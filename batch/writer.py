@@ -11,7 +11,7 @@ import stat
 from typing import TextIO
 
 from digits.batch.formats import RowFormat
-from digits.core.files import write_all, write_error
+from digits.core.files import to_devnull, write_all, write_error
 
 
 class RowWriter:
@@ -58,9 +58,7 @@ class RowWriter:
                 raise
             # What the stream still buffers goes to /dev/null: closing it cannot write half a row later.
             with contextlib.suppress(OSError, ValueError):
-                null = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(null, self.stream.fileno())
-                os.close(null)
+                to_devnull(self.stream.fileno())
             raise write_error(self.name, e) from e
         if self._file is not None:
             self._whole = os.lseek(self._file, 0, os.SEEK_CUR)

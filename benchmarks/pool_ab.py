@@ -123,11 +123,11 @@ _worker: tuple = ()
 def _init_worker(classifier, invert, row_format) -> None:
     import numpy as np
 
-    from digits.batch.block import silence_stderr
     from digits.core.contract import IMAGE_BLOCK, IMAGE_SIZE
+    from digits.core.files import to_devnull
 
     global _worker
-    silence_stderr()
+    to_devnull(2)
     _worker = (classifier.forked(), invert, row_format, np.zeros((IMAGE_BLOCK, IMAGE_SIZE, IMAGE_SIZE), np.uint8))
 
 

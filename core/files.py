@@ -235,6 +235,13 @@ def lock_folder(folder: Path) -> FolderLock:
     return FolderLock(_open_locked(folder, os.O_RDONLY | os.O_DIRECTORY, busy))
 
 
+def to_devnull(fd: int) -> None:
+    """Descriptor `fd` writes to /dev/null from now on."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, fd)
+    os.close(null)
+
+
 @contextmanager
 def stderr_muted() -> Iterator[None]:
     """Descriptor 2 goes to /dev/null for a while: what C libraries print there straight (libpng,
@@ -249,9 +256,7 @@ def stderr_muted() -> Iterator[None]:
         yield
         return
     try:
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, 2)
-        os.close(null)
+        to_devnull(2)
         yield
     finally:
         os.dup2(saved, 2)

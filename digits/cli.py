@@ -82,12 +82,10 @@ class _Stdout:
         try:
             return call(*args)
         except OSError as e:
-            from digits.core.files import write_error
+            from digits.core.files import to_devnull, write_error
 
             with contextlib.suppress(OSError):  # what the stream still buffers goes nowhere: exit's flush works
-                null = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(null, 1)
-                os.close(null)
+                to_devnull(1)
             raise write_error("standard output", e) from e
 
 

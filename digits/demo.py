@@ -69,9 +69,9 @@ def demo(
         min=0, max=MAX_SEED, help="Seeds the training split, weights and dropout.")] = RECIPE.seed,
 ) -> None:
     """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
-    from digits.trainer.backend import require_train_extra
+    from digits.core.errors import require_extra
 
-    require_train_extra("digits demo", ("tensorflow", "keras", "tf2onnx", "matplotlib"))
+    require_extra("train", "digits demo", ("tensorflow", "keras", "tf2onnx", "matplotlib"))
     print(run_demo(out, data, epochs, seed))
 
 

@@ -62,9 +62,9 @@ def export(
     onnxruntime are compared on real and edge-case digits; the model is written only if they
     agree (exit 4 otherwise, with MODEL.parity.json saying by how much).
     """
-    from digits.trainer.backend import require_train_extra
+    from digits.core.errors import require_extra
 
-    require_train_extra("digits export", ("tensorflow", "keras", "tf2onnx"))
+    require_extra("train", "digits export", ("tensorflow", "keras", "tf2onnx"))
     if tflite or micro:
         from digits.batch.litert_model import require_litert
 

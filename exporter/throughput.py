@@ -65,10 +65,10 @@ def measure(models: dict[str, Path], keras_path: Path | None, batch_sizes=BATCH_
             for b in batch_sizes
         }
     if keras_path is not None:
-        from digits.trainer.backend import require_train_extra
+        from digits.core.errors import require_extra
         from digits.trainer.model import check_classifier, load_keras_model, model_input
 
-        require_train_extra("benchmarking a .keras model")
+        require_extra("train", "benchmarking a .keras model")
         model = load_keras_model(keras_path)
         check_classifier(model, str(keras_path))
         pixels = model_input(digits, tuple(model.inputs[0].shape))

@@ -8,15 +8,10 @@ from digits.core import interrupts
 from digits.core.errors import require_extra
 
 
-def require_train_extra(what: str, modules: tuple[str, ...] = ("tensorflow", "keras")) -> None:
-    """core.errors.require_extra for the [train] extra."""
-    require_extra("train", what, modules)
-
-
 def import_keras():
     if "keras" in sys.modules:
         return sys.modules["keras"]
-    require_train_extra("this command")
+    require_extra("train", "this command", ("tensorflow", "keras"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     # TensorFlow's C++ start-up chatter (CUDA probing, oneDNN notes) goes straight to

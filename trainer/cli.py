@@ -83,11 +83,11 @@ def train(
     confidence thresholds. Generated non-digits (--outliers) teach the model to say "no
     digit"; the digit_score threshold that keeps 99% of the validation digits is in metrics.json.
     """
-    from digits.trainer.backend import require_train_extra
+    from digits.core.errors import require_extra
 
     if early_stop and validation_split == 0:
         raise UsageError("--early-stop watches the validation loss: give a --validation-split above 0")
-    require_train_extra("digits train", ("tensorflow", "keras", "matplotlib"))
+    require_extra("train", "digits train", ("tensorflow", "keras", "matplotlib"))
     from digits.trainer.training import ARTEFACTS, train_and_report
 
     given = {"epochs": epochs, "dropout": dropout, "augment": augment}  # None: the model's own default

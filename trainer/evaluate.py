@@ -18,10 +18,10 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
         return load_classifier(model_path).predict(digits)
     if suffix == ".keras":
         from digits.batch.scores import probabilities_from
-        from digits.trainer.backend import require_train_extra
+        from digits.core.errors import require_extra
         from digits.trainer.model import check_classifier, load_keras_model, predict_keras
 
-        require_train_extra("evaluating a .keras model")
+        require_extra("train", "evaluating a .keras model", ("tensorflow", "keras"))
         model = load_keras_model(model_path)
         check_classifier(model, str(model_path))  # what export refuses, evaluate refuses too
         # Logits are scored as their softmax, as `digits export` ships them and classify reads them.

@@ -13,18 +13,20 @@ from hypothesis.extra.numpy import arrays
 
 from digits.batch.formats import RowFormat
 from digits.batch.resume import Done, ResumeError, resume_output
+from digits.batch.scores import Predicted
 from digits.batch.writer import RowWriter
 
 
-def _probabilities(rows: int, seed: int = 0) -> np.ndarray:
+def _probabilities(rows: int, seed: int = 0) -> Predicted:
+    """A block of probabilities alone: no digit score, nothing blank."""
     scores = np.random.default_rng(seed).random((rows, 10), dtype=np.float32) ** 4
-    return (scores / scores.sum(axis=1, keepdims=True)).astype(np.float32)
+    return Predicted((scores / scores.sum(axis=1, keepdims=True)).astype(np.float32))
 
 
 def test_csv_rows_have_the_header_columns_and_six_decimals():
     out = io.StringIO()
     writer = RowWriter(out, RowFormat("csv", top_k=2))
-    probabilities = np.array([[0.1, 0.7, 0.2] + [0] * 7, [0.5, 0.25, 0.25] + [0] * 7], np.float32)
+    probabilities = Predicted(np.array([[0.1, 0.7, 0.2] + [0] * 7, [0.5, 0.25, 0.25] + [0] * 7], np.float32))
     writer.write(writer.format.rows(["a.png", "b,c.png"], probabilities))
     writer.write(writer.format.failed("d.png", 'bad "file"'))
     rows = list(csv.DictReader(io.StringIO(out.getvalue())))
@@ -68,7 +70,8 @@ def test_the_common_csv_path_writes_what_the_per_row_path_writes(probabilities):
     with no error in it), on any probabilities, ties and exact 0/1 included."""
     fmt = RowFormat("csv")
     sources = [f"d{i}.png" for i in range(len(probabilities))]
-    assert fmt.rows(sources, probabilities) == fmt.rows(sources, probabilities, [None] * len(sources))
+    block = Predicted(probabilities)
+    assert fmt.rows(sources, block) == fmt.rows(sources, block, [None] * len(sources))
 
 
 def test_review_compares_the_confidence_as_written():
