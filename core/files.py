@@ -8,7 +8,7 @@ import os
 import stat
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TextIO
 
@@ -236,20 +236,19 @@ def lock_folder(folder: Path) -> FolderLock:
 
 
 def to_devnull(fd: int) -> None:
-    """Descriptor `fd` writes to /dev/null from now on."""
-    null = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, fd)
-    os.close(null)
+    """Descriptor `fd` reads and writes /dev/null from now on (a closed `fd` too)."""
+    null = os.open(os.devnull, os.O_RDWR)
+    if null != fd:  # a closed `fd` may be the number open() gave
+        os.dup2(null, fd)
+        os.close(null)
 
 
 @contextmanager
 def stderr_muted() -> Iterator[None]:
     """Descriptor 2 goes to /dev/null for a while: what C libraries print there straight (libpng,
     Ray, LiteRT) is not for our stderr, which carries the summary and error lines."""
-    try:
+    with suppress(AttributeError, OSError, ValueError):  # stderr closed or gone
         sys.stderr.flush()
-    except (AttributeError, OSError, ValueError):  # stderr closed or gone
-        pass
     try:
         saved = os.dup(2)
     except OSError:  # descriptor 2 closed: nothing to mute

@@ -7,6 +7,7 @@ import os
 import sys
 
 from digits.core import interrupts
+from digits.core.files import to_devnull, write_error
 
 # Each command lives with its part and is imported only when it is run (or for the
 # whole program's --help): `digits classify` does not pay for importing the trainer's
@@ -82,8 +83,6 @@ class _Stdout:
         try:
             return call(*args)
         except OSError as e:
-            from digits.core.files import to_devnull, write_error
-
             with contextlib.suppress(OSError):  # what the stream still buffers goes nowhere: exit's flush works
                 to_devnull(1)
             raise write_error("standard output", e) from e
@@ -96,10 +95,7 @@ def _standard_streams() -> None:
         try:
             os.fstat(fd)
         except OSError:
-            null = os.open(os.devnull, os.O_RDWR)
-            if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
+            to_devnull(fd)
     if sys.stderr is None:
         sys.stderr = open(2, "w", closefd=False)
     if sys.stdout is not None and not isinstance(sys.stdout, _Stdout):

@@ -6,12 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.core.atomic import json_text
 from digits.core.contract import NUM_CLASSES
-
-
-def write_json(path: Path, payload: dict) -> None:
-    path.write_text(json_text(payload))  # strict: an empty bin's NaN is null
 
 
 @contextmanager

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.core.atomic import atomic_folder_files, check_target
+from digits.core.atomic import atomic_folder_files, check_target, json_text
 from digits.core.contract import NUM_CLASSES
 from digits.core.errors import DigitsError
 from digits.core.files import FOLDER, MISSING, REGULAR, kind_of, lock_folder, refuse_overwriting
@@ -30,7 +30,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
     from digits.trainer.fit import train as fit
     from digits.trainer.metrics import score
     from digits.trainer.model import predict_keras
-    from digits.trainer.report import plot_calibration, plot_confusion, plot_history, write_json
+    from digits.trainer.report import plot_calibration, plot_confusion, plot_history
 
     dataset = load_mnist(data)
     out_dir, _lock = _prepare_out_dir(out, data)
@@ -63,7 +63,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
     metrics["warnings"] = missing_classes_warnings(dataset.y_train, dataset.y_test)
     with atomic_folder_files({name: out_dir / name for name in ARTEFACTS}) as temp:
         trained.model.save(temp["model.keras"])
-        write_json(temp["history.json"], trained.history)
+        temp["history.json"].write_text(json_text(trained.history))
         plot_history(trained.history, temp["history.png"])
         plot_confusion(metrics["confusion_matrix"], temp["confusion.png"])
         plot_calibration(metrics["calibration"], temp["calibration.png"])
@@ -71,7 +71,7 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
         metrics["model_sha256"] = hashlib.sha256(temp["model.keras"].read_bytes()).hexdigest()
         metrics["artefacts_sha256"] = {name: hashlib.sha256(temp[name].read_bytes()).hexdigest()
                                        for name in ARTEFACTS if name != "metrics.json"}
-        write_json(temp["metrics.json"], metrics)
+        temp["metrics.json"].write_text(json_text(metrics))  # strict: an empty bin's NaN is null
     return out_dir, metrics
 
 

@@ -91,12 +91,12 @@ def test_metrics_json_is_strict_json(tmp_path):
     Node's JSON.parse takes (it refuses NaN)."""
     import json
 
-    from digits.trainer.report import write_json
+    from digits.core.atomic import json_text
 
     probabilities, labels = overconfident(200, 2.0)
     bins = reliability(probabilities, labels)
     assert np.isnan(bins["confidence"]).any()  # some bins are empty: the case this guards
-    write_json(tmp_path / "metrics.json", {"calibration": bins, "test_loss": float("inf")})
+    (tmp_path / "metrics.json").write_text(json_text({"calibration": bins, "test_loss": float("inf")}))
 
     def refuse(constant):
         raise AssertionError(f"{constant} in strict JSON")

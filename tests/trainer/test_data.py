@@ -57,7 +57,7 @@ def test_sample_is_stratified_4000_1000_real_digits(sample):
 def test_no_data_falls_back_to_sample_with_notice(tmp_path, monkeypatch, small):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # no cached Keras MNIST
     monkeypatch.setattr(
-        "digits.trainer.data.load.load_keras_mnist", lambda: (_ for _ in ()).throw(DataError("offline"))
+        "digits.trainer.data.load_keras_mnist", lambda: (_ for _ in ()).throw(DataError("offline"))
     )
     notices = []
     data = load_mnist(None, notice=notices.append)
