@@ -27,18 +27,13 @@ WANTED = ("one input, uint8 [batch,28,28], and a [batch,10] output, with or with
 PROVENANCE = "digits_export"  # the metadata entry exporter/litert_file.py writes: the export's metadata as JSON
 
 
-def require_litert(what: str, modules: tuple[str, ...] = ("ai_edge_litert",)) -> None:
-    """core.errors.require_extra for the [litert] extra."""
-    require_extra("litert", what, modules)
-
-
 _announced = False  # LiteRT's XNNPACK line, at the process's first interpreter, was hidden
 
 
 class LiteRtClassifier(Classifier):
     def __init__(self, path: Path, threads: int = 0, probe: bool = True):
         """`threads`: LiteRT's threads per call (0: its default). `probe`: run probe() now."""
-        require_litert(f"{path}: a .tflite model")
+        require_extra("litert", f"{path}: a .tflite model", ("ai_edge_litert",))
         require_file(path, "model file", ModelError)
         self.path = path
         self.threads = threads

@@ -16,7 +16,7 @@ import typer
 
 from digits.core.atomic import atomic_path
 from digits.core.contract import PROBABILITIES
-from digits.core.errors import DigitsError
+from digits.core.errors import DigitsError, require_extra
 from digits.core.files import writing
 from digits.trainer.model import MAX_SEED, RECIPE
 
@@ -69,8 +69,6 @@ def demo(
         min=0, max=MAX_SEED, help="Seeds the training split, weights and dropout.")] = RECIPE.seed,
 ) -> None:
     """Run the whole job: train, export with parity and int8, classify a PNG folder and a .npy, report."""
-    from digits.core.errors import require_extra
-
     require_extra("train", "digits demo", ("tensorflow", "keras", "tf2onnx", "matplotlib"))
     print(run_demo(out, data, epochs, seed))
 

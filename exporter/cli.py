@@ -66,9 +66,7 @@ def export(
 
     require_extra("train", "digits export", ("tensorflow", "keras", "tf2onnx"))
     if tflite or micro:
-        from digits.batch.litert_model import require_litert
-
-        require_litert("digits export --tflite", ("ai_edge_litert", "tflite_micro"))
+        require_extra("litert", "digits export --tflite", ("ai_edge_litert", "tflite_micro"))
     from digits.exporter.export import export as run_export
 
     def log(message: str) -> None:  # each line made safe: paths and the data source are in them

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from digits.core.errors import ModelError
+from digits.core.errors import ModelError, require_extra
 from digits.core.files import require_file
 from digits.core.terminal import LINE_LIMIT, printable
 
@@ -21,9 +21,8 @@ def _value_info(value) -> dict:
 
 def describe(path: Path) -> dict:
     if str(path).lower().endswith(".tflite"):
-        from digits.batch.litert_model import require_litert
-
-        require_litert(f"{path}: inspecting a .tflite model")  # before litert_file imports flatbuffers
+        # Asked before litert_file is imported: it imports flatbuffers.
+        require_extra("litert", f"{path}: inspecting a .tflite model", ("ai_edge_litert",))
         from digits.exporter.litert_file import describe_tflite
 
         return {**describe_tflite(path), "parity_report": parity_report_check(path)}

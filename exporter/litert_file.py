@@ -15,7 +15,7 @@ from pathlib import Path
 import flatbuffers
 import numpy as np
 
-from digits.batch.litert_model import PROVENANCE
+from digits.batch.litert_model import PROVENANCE, LiteRtClassifier, provenance
 from digits.core.contract import DIGIT_SCORE, INPUT_NAME, PROBABILITIES
 
 METADATA_NAME = "TFLITE_METADATA"
@@ -155,8 +155,6 @@ def op_names(content: bytes) -> list[str]:
 def describe_tflite(path: Path) -> dict:
     """What `digits inspect` shows for a .tflite file: size, ops, input and output tensors
     (a dynamic batch as "batch"), and the metadata digits export wrote (LiteRT only)."""
-    from digits.batch.litert_model import LiteRtClassifier, provenance
-
     classifier = LiteRtClassifier(path)  # the same load errors as classify
 
     def tensor(details: dict) -> dict:

@@ -68,7 +68,7 @@ def measure(models: dict[str, Path], keras_path: Path | None, batch_sizes=BATCH_
         from digits.core.errors import require_extra
         from digits.trainer.model import check_classifier, load_keras_model, model_input
 
-        require_extra("train", "benchmarking a .keras model")
+        require_extra("train", "benchmarking a .keras model", ("tensorflow", "keras"))
         model = load_keras_model(keras_path)
         check_classifier(model, str(keras_path))
         pixels = model_input(digits, tuple(model.inputs[0].shape))

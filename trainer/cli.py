@@ -9,7 +9,7 @@ import typer
 
 from digits.core.atomic import json_text
 from digits.core.bundled import model_path
-from digits.core.errors import UsageError
+from digits.core.errors import UsageError, require_extra
 from digits.core.options import finite_number
 from digits.core.terminal import LINE_LIMIT, printable, printable_lines
 from digits.trainer.model import CNN_DEFAULTS, MAX_SEED, RECIPE, default_recipe
@@ -83,8 +83,6 @@ def train(
     confidence thresholds. Generated non-digits (--outliers) teach the model to say "no
     digit"; the digit_score threshold that keeps 99% of the validation digits is in metrics.json.
     """
-    from digits.core.errors import require_extra
-
     if early_stop and validation_split == 0:
         raise UsageError("--early-stop watches the validation loss: give a --validation-split above 0")
     require_extra("train", "digits train", ("tensorflow", "keras", "matplotlib"))

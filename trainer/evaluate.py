@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from digits.core.errors import ModelError
+from digits.core.errors import ModelError, require_extra
 from digits.core.terminal import LINE_LIMIT, printable
 
 
@@ -18,7 +18,6 @@ def predict_file(model_path: Path, digits: np.ndarray) -> np.ndarray:
         return load_classifier(model_path).predict(digits)
     if suffix == ".keras":
         from digits.batch.scores import probabilities_from
-        from digits.core.errors import require_extra
         from digits.trainer.model import check_classifier, load_keras_model, predict_keras
 
         require_extra("train", "evaluating a .keras model", ("tensorflow", "keras"))

@@ -13,7 +13,7 @@ from digits.core.atomic import atomic_folder_files, check_target, json_text
 from digits.core.contract import NUM_CLASSES
 from digits.core.errors import DigitsError
 from digits.core.files import FOLDER, MISSING, REGULAR, kind_of, lock_folder, refuse_overwriting
-from digits.trainer.model import Recipe
+from digits.trainer.model import Recipe, predict_keras
 
 # In the order they land; metrics.json last: it names the sha256 of each of the others, so a
 # set cut short between renames (Ctrl-C) is told by its old metrics.json not matching them.
@@ -29,7 +29,6 @@ def train_and_report(data: Path | None, out: Path | None, recipe: Recipe, verbos
     from digits.trainer.data import load_mnist
     from digits.trainer.fit import train as fit
     from digits.trainer.metrics import score
-    from digits.trainer.model import predict_keras
     from digits.trainer.report import plot_calibration, plot_confusion, plot_history
 
     dataset = load_mnist(data)
